@@ -1,0 +1,40 @@
+# ISAFE analysis handbook. `make` lists the targets.
+SHELL := bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: help env book test lint notebooks bundled-data clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+env: $(STAMP) ## make the virtual environment (.venv) if it is missing or stale
+
+book: env ## run every strand for every LA and the pooled trial on the bundled data, then build the book
+	$(PY) -m isafe_helpers run
+
+test: env ## run the whole test suite (pytest, doctests, nbval, ruff)
+	$(PY) -m pytest
+
+lint: env ## ruff
+	$(PY) -m ruff check isafe_helpers tests
+
+notebooks: env ## re-execute the committed notebooks in place on the bundled data
+	cd notebooks && for nb in impact process cost; do \
+	  ../$(PY) -m papermill --no-progress-bar $$nb.ipynb $$nb.ipynb || exit 1; done
+	$(PY) -m isafe_helpers.tidy_notebooks notebooks/*.ipynb
+
+bundled-data: env ## regenerate the bundled synthetic data root (data/synthetic)
+	rm -rf data/synthetic && $(PY) -m isafe_helpers synth --out data/synthetic
+
+clean: ## remove results and the built book
+	rm -rf results _build
