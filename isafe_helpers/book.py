@@ -173,6 +173,10 @@ def failure_markdown(scope: str, strand: str, message: str) -> str:
 # --------------------------------------------------------------------------
 def _stage_notebook(src: Path, dst: Path, scope: str, strand: str) -> None:
     nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:  # the parameter cells show local paths: the status page names the data
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags or "injected-parameters" in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             rest = cell.source.lstrip().split("\n", 1)

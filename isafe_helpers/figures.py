@@ -23,7 +23,7 @@ def effect_sizes(results) -> plt.Figure:
     """Forest plot of Hedges' g (total variance) with 95% CIs, one row per scale."""
     rows = [(r.outcome, r.g.estimate, r.g.ci_low, r.g.ci_high) for r in results if r.g is not None]
     fig, ax = plt.subplots(figsize=(7, 0.6 * max(len(rows), 1) + 1.2))
-    for i, (name, g, lo, hi) in enumerate(rows):
+    for i, (_name, g, lo, hi) in enumerate(rows):
         ax.plot([lo, hi], [i, i], color="0.3")
         ax.plot(g, i, "o", color="C0")
     ax.axvline(0, color="0.5", ls="--", lw=1)

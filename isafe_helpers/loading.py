@@ -450,8 +450,8 @@ def load_root(root: str | Path) -> TrialData:
             notes += file_notes
             typed = typed.copy()
             typed["la"] = la
-            typed["_file"] = label
-            typed["_row"] = typed.index
+            typed["src_file"] = label
+            typed["src_row"] = typed.index
             frames[name].append(typed.reset_index(drop=True))
             if name == "teams" and "arm" in typed:
                 has_treatment = bool((typed["arm"] == "treatment").any())
@@ -461,7 +461,7 @@ def load_root(root: str | Path) -> TrialData:
         if frames[name]:
             tables[name] = pd.concat(frames[name], ignore_index=True)
         else:
-            cols = spec.columns + ["la", "_file", "_row"]
+            cols = spec.columns + ["la", "src_file", "src_row"]
             tables[name] = _convert(pd.DataFrame({c: pd.Series(dtype=object) for c in cols}), spec)
     for name, spec in specs.items():  # make optional columns always present
         for f in spec.fields:
@@ -499,7 +499,7 @@ def load_root(root: str | Path) -> TrialData:
         raise DataValidationError(problems)
 
     for name in tables:
-        tables[name] = tables[name].drop(columns=["_file", "_row"])
+        tables[name] = tables[name].drop(columns=["src_file", "src_row"])
     tables["survey"] = score_scales(tables["survey"], instrument)
     return TrialData(root, las, instrument, tables, deflators, synthetic, fingerprint_root(root), notes)
 
@@ -512,20 +512,20 @@ def _link_problems(tables: dict[str, pd.DataFrame]) -> list[Problem]:
         df = tables[table]
         dup = df[df[col].notna() & df.duplicated(col, keep=False)]
         for rec in dup.itertuples(index=False):
-            others = dup[(dup[col] == getattr(rec, col)) & ~((dup["_file"] == rec._file) & (dup["_row"] == rec._row))]
-            where = ", ".join(f"{f} row {r}" for f, r in zip(others["_file"], others["_row"]))
-            problems.append(Problem(rec._file, int(rec._row), col, str(getattr(rec, col)), f"{rule}; also at {where}"))
+            others = dup[(dup[col] == getattr(rec, col)) & ~((dup["src_file"] == rec.src_file) & (dup["src_row"] == rec.src_row))]
+            where = ", ".join(f"{f} row {r}" for f, r in zip(others["src_file"], others["src_row"]))
+            problems.append(Problem(rec.src_file, int(rec.src_row), col, str(getattr(rec, col)), f"{rule}; also at {where}"))
 
     dup_across("teams", "team_id", "team_id must be unique across the data root (one arm and one LA per team)")
     dup_across("participants", "participant_id", "participant_id must be unique across the data root")
 
     def link(table: str, col: str, target: str, target_col: str, rule: str) -> None:
         df, tgt = tables[table], tables[target]
-        valid = set(zip(tgt["la"], tgt[target_col]))
-        for rec in df.itertuples(index=False):
-            val = getattr(rec, col)
-            if val is not None and not pd.isna(val) and (rec.la, val) not in valid:
-                problems.append(Problem(rec._file, int(rec._row), col, str(val), rule))
+        valid = pd.MultiIndex.from_arrays([tgt["la"], tgt[target_col]])
+        keys = pd.MultiIndex.from_arrays([df["la"], df[col]])
+        bad = df[df[col].notna().to_numpy() & ~keys.isin(valid)]
+        for f, r, v in zip(bad["src_file"], bad["src_row"], bad[col]):
+            problems.append(Problem(f, int(r), col, str(v), rule))
 
     link("participants", "team_id", "teams", "team_id", "must be a team_id of the same LA's teams file")
     for table in ("survey", "casefile_audit"):

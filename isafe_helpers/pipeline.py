@@ -18,7 +18,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -138,7 +138,7 @@ def write_run_record(data: TrialData, out: Path, outcomes: list[TaskOutcome]) ->
         "fingerprint": data.fingerprint,
         "synthetic": data.synthetic if data.is_synthetic else None,
         "las": data.las,
-        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "python": platform.python_version(),
         "tasks": tasks,
     }

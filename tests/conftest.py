@@ -1,0 +1,33 @@
+"""Shared fixtures: small valid data roots made by the generator, and helpers
+to corrupt one file at a time."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from isafe_helpers.synth import generate
+
+
+@pytest.fixture(scope="session")
+def _small_root_template(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("tpl") / "root", seed=7, las=2, teams_per_la=4, staff_per_team=5)
+
+
+@pytest.fixture
+def small_root(_small_root_template, tmp_path) -> Path:
+    """A fresh, valid 2-LA data root the test may edit."""
+    dst = tmp_path / "root"
+    shutil.copytree(_small_root_template, dst)
+    return dst
+
+
+def read(root: Path, rel: str) -> pd.DataFrame:
+    return pd.read_csv(root / rel, dtype=str, keep_default_na=False)
+
+
+def write(root: Path, rel: str, df: pd.DataFrame) -> None:
+    df.to_csv(root / rel, index=False, lineterminator="\n")
