@@ -1,22 +1,26 @@
 """Figures for the strand pages (matplotlib/seaborn, no personal data).
 
-Each function returns the matplotlib Figure; notebooks end the cell with
-``;`` so no text repr is stored.
+Each function builds a figure, closes it (so no backend shows it on its own,
+whatever the kernel's matplotlib settings) and returns it; notebooks show it
+once with :func:`show`, which returns nothing, so no text repr is stored.
 """
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import display
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .report import MIN_CELL  # noqa: E402
+from .report import MIN_CELL
 
 sns.set_theme(style="whitegrid", context="notebook")
+
+
+def show(fig: plt.Figure) -> None:
+    """Display a figure once in a notebook."""
+    display(fig)
 
 
 def effect_sizes(results) -> plt.Figure:
@@ -31,6 +35,7 @@ def effect_sizes(results) -> plt.Figure:
     ax.invert_yaxis()
     ax.set_xlabel("Hedges' g (total variance), 95% CI")
     fig.tight_layout()
+    plt.close(fig)
     return fig
 
 
@@ -47,6 +52,7 @@ def reach(table: pd.DataFrame) -> plt.Figure:
     ax.set_xlim(0, max(110, float(t["reach_pct"].max() if len(t) else 0) + 10))
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
+    plt.close(fig)
     return fig
 
 
@@ -61,4 +67,5 @@ def cost_by_category(by_category: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("Cost (GBP)")
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
+    plt.close(fig)
     return fig

@@ -99,6 +99,9 @@ def run_all(
     out.mkdir(parents=True, exist_ok=True)
     # Kernels are started as `python`: make it this interpreter's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # One BLAS thread per kernel: the workers already use the cores, and
+    # oversubscribed OpenBLAS threads slow the model fits down several-fold.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     tasks = [(scope, strand) for scope in scopes for strand in strands]
     outcomes: list[TaskOutcome] = []
     bar = tqdm(total=len(tasks), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
