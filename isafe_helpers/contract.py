@@ -359,6 +359,13 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
                     required=False,
                     nullable=True,
                 ),
+                Field(
+                    "theme",
+                    "str",
+                    "Coded theme of the comment (an addition to the contract): only counts are published",
+                    required=False,
+                    nullable=True,
+                ),
             ),
             required="optional",
         ),
