@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import contract as C
-from .paths import BUILD, BUNDLED_DATA, DEFAULT_OUT
+from .paths import BUILD, BUNDLED_DATA, DEFAULT_OUT, NOTEBOOKS, REPO
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,10 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--strand", nargs="+", choices=C.STRANDS, help="strands to run (default: all)")
     run.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
     run.add_argument("--no-book", action="store_true", help="do not build the book afterwards")
+    run.add_argument("--force", action="store_true", help="rerun every notebook even if its inputs are unchanged")
+    run.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help=argparse.SUPPRESS)
 
     book = sub.add_parser("book", help="build the book from a results folder")
     book.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: results/)")
     book.add_argument("--build", type=Path, default=BUILD, help="build folder (default: _build/)")
+    book.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
 
     synth = sub.add_parser("synth", help="write a synthetic ISAFE trial data root")
     synth.add_argument("--out", type=Path, required=True, help="new folder to write")
@@ -56,10 +59,51 @@ def _load(root: Path):
     return data
 
 
-def _cmd_run(args) -> int:
-    from .book import BookError, build_book
-    from .pipeline import run_all, summary_table
+def check_paths(data: Path, out: Path, build: Path = BUILD) -> str | None:
+    """Refuse output folders that would write into the data, the sources or each other.
 
+    Returns the reason, or None when the paths are safe.
+    """
+    data, out, build = data.resolve(), out.resolve(), build.resolve()
+    if out.exists() and not out.is_dir():
+        return f"--out {out} exists and is not a folder"
+    for a, b, why in (
+        (out, data, "the results folder must not be inside the data root, nor hold it"),
+        (data, out, "the results folder must not be inside the data root, nor hold it"),
+        (out, build, "the results folder and the book's build folder must be apart"),
+        (build, out, "the results folder and the book's build folder must be apart"),
+    ):
+        if a == b or b in a.parents:
+            return f"{why} (--out {out}, --data {data})"
+    if out == REPO or out in REPO.parents:
+        return f"--out {out} would write into the handbook's own sources: choose a folder of its own"
+    return None
+
+
+def _build(out: Path, build: Path, force: bool) -> int:
+    from .book import BookError, build_book
+    from .pipeline import book_is_current, mark_book
+
+    if not force and book_is_current(out, build):
+        print(f"book: unchanged, {build / 'html' / 'index.html'}")
+        return 0
+    try:
+        index = build_book(out, build)
+    except BookError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    mark_book(out, build)
+    print(f"book: {index}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .pipeline import Busy, exclusive, run_all, summary_table
+
+    problem = check_paths(args.data, args.out)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     data = _load(args.data)
     if data is None:
         return 2
@@ -71,29 +115,26 @@ def _cmd_run(args) -> int:
             return 2
         scopes = [s for s in scopes if s in args.scope]
     strands = [s for s in C.STRANDS if not args.strand or s in args.strand]
-    outcomes = run_all(data, args.out.resolve(), scopes, strands, jobs=args.jobs)
-    print(summary_table(outcomes))
-    failed = any(o.status == "failed" for o in outcomes)
-    if not args.no_book:
-        try:
-            index = build_book(args.out)
-            print(f"book: {index}")
-        except BookError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-    print(f"results: {args.out.resolve()}")
-    return 1 if failed else 0
+    out = args.out.resolve()
+    try:
+        with exclusive(out):
+            outcomes = run_all(data, out, scopes, strands, jobs=args.jobs, notebooks=args.notebooks.resolve(),
+                               force=args.force)
+            print(summary_table(outcomes))
+            failed = any(o.status == "failed" for o in outcomes)
+            if failed:
+                print("Some notebooks failed: their previous complete outputs, if any, are kept; "
+                      "the book shows a page saying what failed.", file=sys.stderr)
+            book_status = 0 if args.no_book else _build(out, BUILD, args.force)
+    except Busy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"results: {out}")
+    return 1 if failed or book_status else 0
 
 
 def _cmd_book(args) -> int:
-    from .book import BookError, build_book
-
-    try:
-        print(f"book: {build_book(args.out, args.build)}")
-    except BookError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return _build(args.out.resolve(), args.build.resolve(), args.force)
 
 
 def _cmd_synth(args) -> int:

@@ -225,6 +225,7 @@ class FileSpec:
     required: Literal["always", "treatment", "optional"] = "always"
     unique: tuple[str, ...] | None = None  # key unique within the file
     notes: tuple[str, ...] = field(default=())
+    needs_rows: bool = False  # a header with no data rows is an error
 
     @property
     def columns(self) -> list[str]:
@@ -269,6 +270,7 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
                 Field("team_type", "str", "Kind of team, free text", required=False, nullable=True),
             ),
             unique=("team_id",),
+            needs_rows=True,
         ),
         FileSpec(
             "participants",
@@ -293,6 +295,7 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
                 ),
             ),
             unique=("participant_id",),
+            needs_rows=True,
         ),
         FileSpec(
             "survey",
@@ -305,6 +308,7 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
             ),
             unique=("participant_id", "wave"),
             notes=("At most one row per participant and wave.",),
+            needs_rows=True,
         ),
         FileSpec(
             "casefile_audit",

@@ -144,3 +144,31 @@ def write_estimates(df: pd.DataFrame, out_dir: str | Path) -> Path:
         df = df.assign(_o=df["strand"].map(order)).sort_values("_o", kind="stable").drop(columns="_o")
         atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
     return path
+
+
+#: Written by the pipeline into a task's working folder: where the run's
+#: complete results live (``<out>``), so a notebook can read other scopes'
+#: or strands' estimates.
+RESULTS_ROOT_MARKER = ".results_root"
+
+
+def results_root(output_dir: str | Path) -> Path:
+    """The results folder (``<out>``) of a run, seen from a notebook's ``output_dir``.
+
+    Under the pipeline a notebook writes into a private working folder that
+    names the results folder in a marker file; run by hand (or by nbval) its
+    ``output_dir`` is ``<out>/<scope>`` itself.
+    """
+    marker = Path(output_dir) / RESULTS_ROOT_MARKER
+    if marker.is_file():
+        return Path(marker.read_text(encoding="utf-8").strip())
+    return Path(output_dir).resolve().parent
+
+
+def read_scope_estimates(output_dir: str | Path, scope: str, strand: str | None = None) -> pd.DataFrame | None:
+    """Complete estimates of another scope of the same run, or None if there are none yet."""
+    path = results_root(output_dir) / scope / FILENAME
+    if not path.is_file():
+        return None
+    df = read_estimates(path)
+    return df if strand is None else df[df["strand"] == strand].reset_index(drop=True)

@@ -18,12 +18,14 @@ files, IDs unique across the root) are checked once every file has passed.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import yaml
@@ -89,15 +91,41 @@ class DataValidationError(Exception):
 # --------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------
+def _excel_cell(v) -> str | None:
+    """Text of a spreadsheet cell as a CSV export would write it.
+
+    Date cells become ``YYYY-MM-DD`` (with the time only if it is not
+    midnight, which then fails the date rule); whole-number cells lose the
+    ``.0`` a float carries; text is kept as typed.
+    """
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, (pd.Timestamp, datetime.datetime)):
+        ts = pd.Timestamp(v)
+        return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat(sep=" ")
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV (UTF-8, BOM or not, any line ending) or XLSX (first sheet).
 
     Every cell comes back as stripped text, blanks as missing; fully blank
     rows (such as trailing ones) are dropped. The index is the row number
-    as a spreadsheet shows it (header = row 1).
+    as a spreadsheet shows it (header = row 1). Spreadsheet date and number
+    cells become the text a CSV export would hold (see ``_excel_cell``).
+
+    Raises
+    ------
+    pandas.errors.EmptyDataError
+        The file holds nothing, not even a header.
     """
     if path.suffix.lower() == ".xlsx":
-        df = pd.read_excel(path, sheet_name=0, dtype=str, engine="openpyxl")
+        df = pd.read_excel(path, sheet_name=0, dtype=object, engine="openpyxl")
+        df = df.astype(object).map(_excel_cell)
     else:
         df = pd.read_csv(
             path,
@@ -107,8 +135,10 @@ def read_table(path: Path) -> pd.DataFrame:
             skip_blank_lines=False,
         )
     df.columns = [str(c).strip() for c in df.columns]
-    df = df.astype(object).where(df.notna(), None)
-    df = df.map(lambda v: None if v is None or str(v).strip() == "" else str(v).strip())
+    df = df.astype(object)
+    for col in range(df.shape[1]):
+        s = df.iloc[:, col].astype("string").str.strip()
+        df.isetitem(col, s.where(s.notna() & (s != ""), None).astype(object))
     df.index = pd.RangeIndex(2, len(df) + 2)
     return df.dropna(how="all")
 
@@ -278,8 +308,10 @@ def validate_frame(
     dup_cols = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dup_cols:
         return df, [Problem(file, 1, c, None, "column appears twice in the header") for c in dup_cols], notes
-    if df.empty:
-        problems.append(Problem(file, None, None, None, "file has no data rows"))
+    if df.empty and spec.needs_rows:
+        problems.append(Problem(file, None, None, None, "file has a header but no data rows"))
+    elif df.empty:
+        notes.append(f"{file}: no data rows")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -468,8 +500,7 @@ def load_root(root: str | Path) -> TrialData:
             if f.name not in tables[name]:
                 tables[name][f.name] = _convert(pd.DataFrame({f.name: [None] * len(tables[name])}), spec)[f.name]
 
-    if not problems:
-        problems += _link_problems(tables)
+    problems += _link_problems(tables)
 
     deflators = None
     if (root / "deflators.csv").is_file():
@@ -505,29 +536,48 @@ def load_root(root: str | Path) -> TrialData:
 
 
 def _link_problems(tables: dict[str, pd.DataFrame]) -> list[Problem]:
-    """Cross-file rules: unique IDs across the root and links within each LA."""
+    """Cross-file rules: unique IDs across the root and links within each LA.
+
+    A link is checked only in LAs whose target column was read (a missing
+    column is reported once, by its own file, not again on every linked row).
+    """
     problems: list[Problem] = []
 
     def dup_across(table: str, col: str, rule: str) -> None:
-        df = tables[table]
-        dup = df[df[col].notna() & df.duplicated(col, keep=False)]
-        for rec in dup.itertuples(index=False):
-            others = dup[(dup[col] == getattr(rec, col)) & ~((dup["src_file"] == rec.src_file) & (dup["src_row"] == rec.src_row))]
-            where = ", ".join(f"{f} row {r}" for f, r in zip(others["src_file"], others["src_row"]))
-            problems.append(Problem(rec.src_file, int(rec.src_row), col, str(getattr(rec, col)), f"{rule}; also at {where}"))
+        df = tables[table][[col, "src_file", "src_row"]].dropna(subset=[col])
+        files = df.groupby(col)["src_file"].nunique()
+        shared = set(files[files > 1].index)  # duplicates within one file are the file's own problem
+        dup = df[df[col].isin(shared)]
+        for value, rows in dup.groupby(col, sort=True):
+            for f, r in zip(rows["src_file"], rows["src_row"]):
+                others = rows[rows["src_file"] != f]
+                where = ", ".join(f"{of} row {orow}" for of, orow in zip(others["src_file"], others["src_row"]))
+                problems.append(Problem(f, int(r), col, str(value), f"{rule}; also at {where}"))
 
     dup_across("teams", "team_id", "team_id must be unique across the data root (one arm and one LA per team)")
     dup_across("participants", "participant_id", "participant_id must be unique across the data root")
 
     def link(table: str, col: str, target: str, target_col: str, rule: str) -> None:
         df, tgt = tables[table], tables[target]
+        read_las = set(tgt.loc[tgt[target_col].notna(), "la"])
         valid = pd.MultiIndex.from_arrays([tgt["la"], tgt[target_col]])
         keys = pd.MultiIndex.from_arrays([df["la"], df[col]])
-        bad = df[df[col].notna().to_numpy() & ~keys.isin(valid)]
+        bad = df[df[col].notna().to_numpy() & df["la"].isin(read_las).to_numpy() & ~keys.isin(valid)]
         for f, r, v in zip(bad["src_file"], bad["src_row"], bad[col]):
             problems.append(Problem(f, int(r), col, str(v), rule))
 
     link("participants", "team_id", "teams", "team_id", "must be a team_id of the same LA's teams file")
     for table in ("survey", "casefile_audit"):
         link(table, "participant_id", "participants", "participant_id", "must be a participant_id of the same LA's participants file")
+
+    # attendance and feedback may name staff outside the participants table,
+    # but never a participant of another LA
+    parts = tables["participants"].dropna(subset=["participant_id"])
+    home = dict(zip(parts["participant_id"], parts["la"]))
+    for table in ("attendance", "feedback"):
+        df = tables[table]
+        other = df["person_id"].map(home)
+        bad = df[other.notna() & (other != df["la"])]
+        for f, r, v, la in zip(bad["src_file"], bad["src_row"], bad["person_id"], other[bad.index]):
+            problems.append(Problem(f, int(r), "person_id", str(v), f"is a participant of {la}, not of this LA"))
     return problems
