@@ -1,4 +1,4 @@
-"""Strip volatile metadata (timings, papermill's run record) from notebooks.
+"""Strip volatile metadata (timings, papermill's run record, random cell ids) from notebooks.
 
 Used on the committed notebooks after `make notebooks`, so that rerunning
 them changes a file only where an output changed.
@@ -21,6 +21,8 @@ def tidy(path: str) -> None:
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"  # papermill gives it a random id
     nbformat.write(nb, path)
 
 

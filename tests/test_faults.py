@@ -1,0 +1,133 @@
+"""Faults (issue 7, items 3-5): a failing notebook is isolated, a killed run
+loses nothing complete, and output folders are checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from isafe_helpers.__main__ import check_paths, main
+from isafe_helpers.estimates import read_estimates
+from isafe_helpers.paths import NOTEBOOKS, REPO
+from isafe_helpers.pipeline import exclusive
+from isafe_helpers.synth import generate
+
+STRANDS = ("impact", "process", "cost")
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "isafe_helpers", *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("faults") / "root", seed=9, las=2, teams_per_la=4, staff_per_team=4)
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Every complete output: executed notebooks and estimates."""
+    return {p.relative_to(out).as_posix(): p.read_bytes()
+            for p in sorted(out.glob("*/*")) if p.suffix in (".ipynb", ".csv")}
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_is_isolated_and_reported(tiny_root, tmp_path):
+    nbs = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, nbs)
+    nb = nbformat.read(nbs / "process.ipynb", as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])) + 1
+    nb.cells.insert(at, nbformat.v4.new_code_cell(
+        'if scope == "LA02":\n    raise RuntimeError("deliberate failure for LA02")'))
+    nbformat.write(nb, nbs / "process.ipynb")
+    out, build = tmp_path / "out", tmp_path / "build"
+    res = cli("run", "--data", tiny_root, "--out", out, "--notebooks", nbs, "--no-book")
+    assert res.returncode == 1
+    table = res.stdout.splitlines()
+    assert any(ln.split()[:3] == ["LA02", "process", "failed"] and "RuntimeError: deliberate failure for LA02" in ln
+               for ln in table)
+    assert sum("done" in ln for ln in table) == 8
+    est = read_estimates(out / "LA02" / "estimates.csv")
+    assert set(est["strand"]) == {"impact", "cost"}
+    assert (out / "LA02" / "process.error.txt").read_text().startswith("RuntimeError: deliberate failure")
+    run = json.loads((out / "run.json").read_text())
+    failed = [t for t in run["tasks"] if t["status"] == "failed"]
+    assert [(t["scope"], t["strand"]) for t in failed] == [("LA02", "process")]
+    res = cli("book", "--out", out, "--build", build)
+    assert res.returncode == 0, res.stderr
+    page = next((build / "html").rglob("LA02/*process*.html")).read_text()
+    assert "failed" in page and "deliberate failure for LA02" in page
+
+
+@pytest.mark.slow
+def test_killed_run_keeps_complete_outputs_and_rerun_matches_uninterrupted(tiny_root, tmp_path):
+    out = tmp_path / "out"
+    assert cli("run", "--data", tiny_root, "--out", out, "--no-book").returncode == 0
+    reference = snapshot(out)
+    assert len(reference) == 9 + 3  # 3 scopes x 3 notebooks, and 3 estimates files
+
+    # A new data root (every task must run again), then kill the run halfway.
+    p = tiny_root.parent / "root2"
+    shutil.copytree(tiny_root, p)
+    (p / "LA02" / "note.txt").write_text("changed\n")  # an extra file changes LA02's and trial's inputs
+    out2 = tmp_path / "out2"
+    shutil.copytree(out, out2)  # a previous complete run in place
+    before = snapshot(out2)
+    proc = subprocess.Popen([sys.executable, "-m", "isafe_helpers", "run", "--data", p, "--out", out2, "--no-book",
+                             "--force"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out2 / ".tmp").glob("*"))) < 1:
+        time.sleep(0.2)
+    time.sleep(3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # every output is still a complete one: the old bytes or a finished new version
+    after = snapshot(out2)
+    assert set(after) == set(before)
+    for rel, data in after.items():
+        if rel.endswith(".ipynb"):
+            nbformat.reads(data.decode(), as_version=4)  # parses: complete
+        else:
+            assert set(read_estimates(out2 / rel)["strand"]) == set(STRANDS)
+
+    # Running again finishes the job; the outputs equal an uninterrupted run on the same data.
+    assert cli("run", "--data", p, "--out", out2, "--no-book").returncode == 0
+    out3 = tmp_path / "out3"
+    assert cli("run", "--data", p, "--out", out3, "--no-book").returncode == 0
+    assert snapshot(out2) == {k: v.replace(str(out3).encode(), str(out2).encode()) for k, v in snapshot(out3).items()}
+
+
+def test_output_folders_that_overlap_are_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    assert "inside the data root" in check_paths(data, data / "results")
+    assert "inside the data root" in check_paths(data, data)
+    assert "own sources" in check_paths(data, REPO)
+    (tmp_path / "file").write_text("x")
+    assert "not a folder" in check_paths(data, tmp_path / "file")
+    assert check_paths(data, tmp_path / "results") is None
+
+
+def test_run_refuses_an_output_folder_inside_the_data_root(tiny_root, capsys):
+    code = main(["run", "--data", str(tiny_root), "--out", str(tiny_root / "LA01" / "out"), "--no-book"])
+    assert code == 2
+    assert "must not be inside the data root" in capsys.readouterr().err
+    assert not (tiny_root / "LA01" / "out").exists()
+
+
+def test_a_second_run_on_the_same_results_folder_is_refused(tiny_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    with exclusive(out):
+        code = main(["run", "--data", str(tiny_root), "--out", str(out), "--no-book"])
+    assert code == 2
+    assert "another run is using" in capsys.readouterr().err
