@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--strand", nargs="+", choices=C.STRANDS, help="strands to run (default: all)")
     run.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
     run.add_argument("--no-book", action="store_true", help="do not build the book afterwards")
+    run.add_argument("--build", type=Path, default=BUILD, help="book build folder (default: _build/)")
     run.add_argument("--force", action="store_true", help="rerun every notebook even if its inputs are unchanged")
     run.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help=argparse.SUPPRESS)
 
@@ -100,7 +101,7 @@ def _build(out: Path, build: Path, force: bool) -> int:
 def _cmd_run(args) -> int:
     from .pipeline import Busy, exclusive, run_all, summary_table
 
-    problem = check_paths(args.data, args.out)
+    problem = check_paths(args.data, args.out, args.build)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -125,7 +126,7 @@ def _cmd_run(args) -> int:
             if failed:
                 print("Some notebooks failed: their previous complete outputs, if any, are kept; "
                       "the book shows a page saying what failed.", file=sys.stderr)
-            book_status = 0 if args.no_book else _build(out, BUILD, args.force)
+            book_status = 0 if args.no_book else _build(out, args.build.resolve(), args.force)
     except Busy as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
