@@ -2,30 +2,66 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 from tiny import COSTS_HEAD, TARGETS, make_root, standard_root
 
 from isafe_helpers import cost
-from isafe_helpers.loading import load_root
+from isafe_helpers.loading import DataValidationError, load_root
+
+ATT = "person_id,component,attended\n{la}-P1,father_engagement,true\n{la}-P2,motivational_interviewing,true\n"
 
 
-@pytest.fixture
-def root(tmp_path):
-    return standard_root(tmp_path)
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The standard tiny root, loaded once (tests only read it)."""
+    return load_root(standard_root(tmp_path_factory.mktemp("std")))
 
 
-def test_unit_cost_hand_computed(root):
-    res = cost.unit_cost(load_root(root))
-    rows = {(r["outcome"], r["quantity"]): r for r in res.rows}
-    assert rows[("total", "total_cost_gbp")]["estimate"] == pytest.approx(600.0)
+def rows_of(rows):
+    return {(r["analysis"], r["outcome"], r["quantity"]): r for r in rows}
+
+
+def test_unit_cost_hand_computed(data):
+    rows = rows_of(cost.unit_cost(data).rows)
+    assert rows[("unit_cost", "total", "total_cost_gbp")]["estimate"] == pytest.approx(600.0)
     # reached: P1 and P2 (treatment team, practice pathway); not P3 (control) nor X9 (not a participant)
-    assert rows[("total", "cost_per_participant_gbp")]["estimate"] == pytest.approx(300.0)
-    assert rows[("total", "cost_per_participant_gbp")]["n"] == 2
-    assert rows[("total", "cost_rating")]["estimate"] == 2
-    assert rows[("setup", "total_cost_gbp")]["estimate"] == pytest.approx(100.0)
-    assert rows[("delivery", "total_cost_gbp")]["estimate"] == pytest.approx(500.0)
-    assert rows[("staff_time", "total_cost_gbp")]["estimate"] == pytest.approx(240.0)
+    assert rows[("unit_cost", "total", "cost_per_participant_gbp")]["estimate"] == pytest.approx(300.0)
+    assert rows[("unit_cost", "total", "cost_per_participant_gbp")]["n"] == 2
+    assert rows[("unit_cost", "total", "cost_rating")]["estimate"] == 2
+    assert rows[("unit_cost", "setup", "total_cost_gbp")]["estimate"] == pytest.approx(100.0)
+    assert rows[("unit_cost", "delivery", "total_cost_gbp")]["estimate"] == pytest.approx(500.0)
+    assert rows[("unit_cost", "staff_time", "total_cost_gbp")]["estimate"] == pytest.approx(240.0)
 
+
+def test_other_unit_costs_and_staff_time_beside(data):
+    rows = rows_of(cost.unit_cost(data).rows)
+    # intended: the larger practice-pathway intended_n (FE 2, MI 4) = 4 -> 600 / 4
+    assert rows[("unit_cost", "total", "cost_per_intended_participant_gbp")]["estimate"] == pytest.approx(150.0)
+    # one treatment team
+    assert rows[("unit_cost", "total", "cost_per_team_gbp")]["estimate"] == pytest.approx(600.0)
+    # with staff time: (600 + 240) / 2 = 420, still rating 2; the financial total is unchanged
+    assert rows[("unit_cost", "total_with_staff_time", "cost_per_participant_gbp")]["estimate"] == pytest.approx(420)
+    assert rows[("unit_cost", "total_with_staff_time", "total_cost_gbp")]["estimate"] == pytest.approx(840)
+    assert rows[("unit_cost", "total", "total_cost_gbp")]["estimate"] == pytest.approx(600.0)
+
+
+def test_totals_by_category_and_bearer(data):
+    res = cost.unit_cost(data)
+    rows = rows_of(res.rows)
+    assert rows[("cost_by_category", "trainer_fees", "delivery_cost_gbp")]["estimate"] == pytest.approx(500)
+    assert rows[("cost_by_category", "licences", "setup_cost_gbp")]["estimate"] == pytest.approx(100)
+    assert rows[("cost_by_category", "staff_time", "total_cost_gbp")]["estimate"] == pytest.approx(240)
+    assert rows[("cost_by_bearer", "developer", "total_cost_gbp")]["estimate"] == pytest.approx(500)
+    assert rows[("cost_by_bearer", "funder", "total_cost_gbp")]["estimate"] == pytest.approx(100)
+    assert ("cost_by_bearer", "local_authority", "total_cost_gbp") not in rows  # only staff time there
+    # every table names its price year
+    assert "GBP (2023 prices)" in res.by_phase.columns
+    assert "GBP (2023 prices)" in res.by_bearer.columns
+    assert "GBP (2023 prices)" in res.unit_costs.columns
+    assert all(r["note"].find("2023") >= 0 for r in res.rows if r["quantity"].endswith("_gbp"))
 
 
 @pytest.mark.parametrize(
@@ -36,12 +72,119 @@ def test_cost_rating_band_edges(unit, rating):
     assert cost.cost_rating(unit) == rating
 
 
+@pytest.fixture(scope="module")
+def edge_root(tmp_path_factory):
+    """Two participants reached; one cost row whose quantity we vary."""
+    tmp = tmp_path_factory.mktemp("edge")
+    return make_root(tmp, "LA01", ATT.format(la="LA01"), TARGETS, None, None,
+                     COSTS_HEAD + "fees,trainer_fees,delivery,funder,1,item,1,2023\n")
+
+
+@pytest.mark.parametrize("total, rating", [(200, 2), (1000, 3), (2000, 4), (4000, 4), (4000.02, 5), (199.98, 1)])
+def test_rating_on_band_edges_from_data(edge_root, total, rating):
+    # a total of 200 over 2 participants reached is exactly 100 per participant, and so on
+    base = load_root(edge_root)
+    costs = base.costs.copy()
+    costs["quantity"] = float(total)
+    data = dataclasses.replace(base, tables={**base.tables, "costs": costs})
+    rows = rows_of(cost.unit_cost(data).rows)
+    assert rows[("unit_cost", "total", "cost_per_participant_gbp")]["estimate"] == pytest.approx(total / 2)
+    assert rows[("unit_cost", "total", "cost_rating")]["estimate"] == rating
+
 
 def test_deflated_costs(tmp_path):
     att = "person_id,component,attended\nLA01-P1,father_engagement,true\n"
     costs = COSTS_HEAD + "a,materials,setup,funder,2,item,50,2021\nb,materials,setup,funder,1,item,100,2023\n"
     root = make_root(tmp_path, "LA01", att, TARGETS, None, None, costs)
     (root / "deflators.csv").write_text("year,index\n2021,80\n2023,100\n")
-    rows = {(r["outcome"], r["quantity"]): r for r in cost.unit_cost(load_root(root)).rows}
+    rows = rows_of(cost.unit_cost(load_root(root)).rows)
     # 2 x 50 at 2021 prices = 100 x 100/80 = 125 in 2023 prices; plus 100
-    assert rows[("total", "total_cost_gbp")]["estimate"] == pytest.approx(225.0)
+    assert rows[("unit_cost", "total", "total_cost_gbp")]["estimate"] == pytest.approx(225.0)
+
+
+def test_deflation_pooled_and_per_la_use_the_root_price_year(tmp_path):
+    c1 = COSTS_HEAD + "a,materials,setup,funder,1,item,90,2022\nst,staff_time,delivery,local_authority,1,hours,45,2022\n"
+    c2 = COSTS_HEAD + "b,venue,delivery,local_authority,1,item,200,2024\n"
+    make_root(tmp_path, "LA01", ATT.format(la="LA01"), TARGETS, None, None, c1)
+    root = make_root(tmp_path, "LA02", ATT.format(la="LA02"), TARGETS, None, None, c2)
+    (root / "deflators.csv").write_text("year,index\n2022,90\n2023,95\n2024,100\n")
+    full = load_root(root)
+    year = cost.report_price_year(full)
+    assert year == 2024
+    pooled = rows_of(cost.unit_cost(full).rows)
+    # 90 x 100/90 = 100 (2022 -> 2024) plus 200; staff 45 x 100/90 = 50, beside
+    assert pooled[("unit_cost", "total", "total_cost_gbp")]["estimate"] == pytest.approx(300.0)
+    assert pooled[("unit_cost", "staff_time", "total_cost_gbp")]["estimate"] == pytest.approx(50.0)
+    assert pooled[("unit_cost", "total", "cost_per_participant_gbp")]["estimate"] == pytest.approx(300 / 4)
+    assert pooled[("unit_cost", "total", "cost_rating")]["estimate"] == 1
+    la1 = rows_of(cost.unit_cost(full.for_scope("LA01"), price_year=year).rows)
+    assert la1[("unit_cost", "total", "total_cost_gbp")]["estimate"] == pytest.approx(100.0)
+    assert "2024" in la1[("unit_cost", "total", "total_cost_gbp")]["note"]
+    by_la = cost.unit_cost(full).by_la.set_index("la")
+    assert by_la.loc["LA02", "cost_per_participant_gbp"] == pytest.approx(100.0)
+    assert by_la.loc["LA02", "cost_rating"] == 2
+
+
+def test_several_price_years_without_deflators_is_an_error_naming_them(tmp_path):
+    costs = COSTS_HEAD + "a,materials,setup,funder,2,item,50,2021\nb,materials,setup,funder,1,item,100,2023\n"
+    root = make_root(tmp_path, "LA01", ATT.format(la="LA01"), TARGETS, None, None, costs)
+    with pytest.raises(DataValidationError, match="2021, 2023"):
+        load_root(root)
+
+
+def test_sensitivity_hand_computed(data):
+    s = cost.sensitivity(data)
+    t = s.table.set_index("scenario")
+    # base: 600 / 2 = 300 (rating 2); largest items: trainer 500, licence 100
+    assert s.base_cost == pytest.approx(300.0) and s.base_rating == 2
+    assert t.loc["trainer -20%", "cost_per_participant_gbp"] == pytest.approx((600 - 100) / 2)
+    assert t.loc["trainer +20%", "cost_per_participant_gbp"] == pytest.approx((600 + 100) / 2)
+    assert t.loc["licence -20%", "cost_per_participant_gbp"] == pytest.approx((600 - 20) / 2)
+    assert t.loc["scale-up: no set-up costs", "cost_per_participant_gbp"] == pytest.approx(500 / 2)
+    assert t.loc["denominator: per intended participant", "cost_per_participant_gbp"] == pytest.approx(150)
+    assert t.loc["denominator: per treatment-team participant", "cost_per_participant_gbp"] == pytest.approx(300)
+    # anyone attending anything: P1, P2, X9, P3, M1, L1, L2 = 7 people -> 600 / 7 = 85.71: rating 1
+    row = t.loc["denominator: per person attending any session"]
+    assert row["denominator"] == 7 and row["cost_rating"] == 1 and row["changes_rating"]
+    assert int(t["changes_rating"].sum()) == 1
+    assert "1 of the 8 scenarios change" in s.summary()
+    rows = rows_of(s.rows)
+    assert rows[("sensitivity", "largest_item_1", "cost_per_participant_gbp_plus_20pct")]["estimate"] == 350
+    assert rows[("sensitivity", "any", "scenarios_changing_rating")]["estimate"] == 1
+
+
+def _without_costs(data, la=None):
+    costs = data.costs.iloc[0:0] if la is None else data.costs[data.costs["la"] != la]
+    return dataclasses.replace(data, tables={**data.tables, "costs": costs.reset_index(drop=True)})
+
+
+def test_no_cost_rows_writes_no_invented_numbers(data):
+    empty = _without_costs(data)
+    res = cost.unit_cost(empty)
+    assert res.empty
+    contract = [r for r in res.rows if r["analysis"] == "unit_cost"]
+    assert {(r["outcome"], r["quantity"]) for r in contract} >= {
+        ("total", "total_cost_gbp"), ("total", "cost_per_participant_gbp"), ("total", "cost_rating"),
+        ("setup", "total_cost_gbp"), ("delivery", "total_cost_gbp")}
+    assert all(np.isnan(r["estimate"]) and "no cost rows" in r["note"] for r in res.rows)
+    sens = cost.sensitivity(empty)
+    assert sens.table.empty and sens.rows == []
+    text = cost.page_text(res, sens)
+    assert "no cost rows" in text and "£" not in text
+
+
+def test_pooled_scope_with_an_la_without_cost_rows(tmp_path):
+    make_root(tmp_path, "LA01", ATT.format(la="LA01"), TARGETS, None, None,
+              COSTS_HEAD + "a,venue,delivery,funder,1,item,300,2023\n")
+    root = make_root(tmp_path, "LA02", ATT.format(la="LA02"), TARGETS, None, None,
+                     COSTS_HEAD + "b,venue,delivery,funder,1,item,500,2023\n")
+    data = _without_costs(load_root(root), la="LA02")
+    res = cost.unit_cost(data)
+    by_la = res.by_la.set_index("la")
+    assert by_la.loc["LA01", "cost_per_participant_gbp"] == pytest.approx(150.0)
+    assert np.isnan(by_la.loc["LA02", "total_cost_gbp"]) and by_la.loc["LA02", "cost_rating"] == "not rated"
+    assert any("LA02: no cost rows" in n for n in res.notes)
+    # pooled: LA01's cost over LA01's two participants reached, never over LA02's as well
+    rows = rows_of(res.rows)
+    assert rows[("unit_cost", "total", "cost_per_participant_gbp")]["estimate"] == pytest.approx(150.0)
+    assert rows[("unit_cost", "total", "cost_per_participant_gbp")]["n"] == 2

@@ -10,23 +10,37 @@ from isafe_helpers.contract import DEFAULT_INSTRUMENT
 ITEMS = DEFAULT_INSTRUMENT.items
 
 
-def _survey(pids):
+def _survey(pids, scores=None):
+    """Every item of every participant 3, unless ``scores[pid] = (baseline, followup)``
+    sets all items of that participant's waves (so a scale without reverse-coded
+    items, such as confidence, scores exactly that value)."""
+    scores = scores or {}
     head = "participant_id,wave," + ",".join(ITEMS)
-    rows = [f"{p},{w}," + ",".join("3" for _ in ITEMS) for p in pids for w in ("baseline", "followup")]
+    rows = [f"{p},{w}," + ",".join(str(scores.get(p, (3, 3))[k]) for _ in ITEMS)
+            for p in pids for k, w in enumerate(("baseline", "followup"))]
     return "\n".join([head, *rows]) + "\n"
 
 
 def make_root(tmp_path: Path, la: str, attendance: str, targets: str, feedback: str | None,
-              fidelity: str | None, costs: str) -> Path:
+              fidelity: str | None, costs: str, n_people: int = 4, n_treated: int = 2,
+              people: list[tuple[str, str, str]] | None = None, scores: dict | None = None) -> Path:
+    """One LA folder under ``tmp_path / "root"``: participants ``<la>-P1`` .. ``<la>-P<n_people>``,
+    the first ``n_treated`` in treatment team ``<la>-T1``, the rest in control team ``<la>-T2``.
+
+    ``people`` optionally gives each participant's (role, age_band, years_qualified);
+    by default all are social workers aged 30 to 39 with 5 years qualified.
+    """
     d = tmp_path / "root" / la
     d.mkdir(parents=True)
-    pids = [f"{la}-P{i}" for i in range(1, 5)]
+    pids = [f"{la}-P{i}" for i in range(1, n_people + 1)]
+    people = people or [("social_worker", "30_39", "5")] * n_people
     (d / "teams.csv").write_text(f"team_id,arm\n{la}-T1,treatment\n{la}-T2,control\n")
     (d / "participants.csv").write_text(
         "participant_id,team_id,role,age_band,years_qualified\n"
-        + "".join(f"{p},{la}-T{1 if i < 2 else 2},social_worker,30_39,5\n" for i, p in enumerate(pids))
+        + "".join(f"{p},{la}-T{1 if i < n_treated else 2},{r},{a},{y}\n"
+                  for i, (p, (r, a, y)) in enumerate(zip(pids, people)))
     )
-    (d / "survey.csv").write_text(_survey(pids))
+    (d / "survey.csv").write_text(_survey(pids, scores))
     (d / "casefile_audit.csv").write_text(
         "participant_id,wave,cases_audited,father_contact_recorded\n"
         + "".join(f"{p},{w},4,2\n" for p in pids for w in ("baseline", "followup"))

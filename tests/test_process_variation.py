@@ -1,0 +1,88 @@
+"""Reach against impact (read from other strands' results), and the strand figures."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from tiny import COSTS_HEAD, TARGETS, make_root, standard_root
+
+from isafe_helpers import cost, figures, process, process_variation
+from isafe_helpers.estimates import RESULTS_ROOT_MARKER
+from isafe_helpers.loading import load_root
+
+COSTS = COSTS_HEAD + "t,trainer_fees,delivery,developer,1,item,10,2023\n"
+EST_HEAD = "scope,strand,analysis,outcome,quantity,estimate,se,ci_low,ci_high,p_value,n,n_clusters,note\n"
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory):
+    """Three LAs whose practice-pathway reach is 1/6, 2/6 and 3/6 of places."""
+    tmp = tmp_path_factory.mktemp("three")
+    for i, la in enumerate(("LA01", "LA02", "LA03"), start=1):
+        att = "person_id,component,attended\n" + "".join(
+            f"{la}-P{j},motivational_interviewing,true\n" for j in range(1, i + 1))
+        root = make_root(tmp, la, att, TARGETS, None, None, COSTS)
+    return load_root(root)
+
+
+def _write_impact(out, la, effect):
+    (out / la).mkdir(parents=True, exist_ok=True)
+    (out / la / "estimates.csv").write_text(
+        EST_HEAD + f"{la},impact,primary,confidence,treatment_effect,{effect},0.1,{effect - 0.2},{effect + 0.2},,8,2,\n")
+
+
+def test_reach_vs_impact_reads_each_la_and_correlates(three, tmp_path):
+    out = tmp_path / "results"
+    for la, eff in (("LA01", 0.1), ("LA02", 0.3), ("LA03", 0.2)):
+        _write_impact(out, la, eff)
+    cmp = process_variation.reach_vs_impact(three, "trial", out / "trial")
+    assert cmp.available and cmp.found == ["LA01", "LA02", "LA03"] and cmp.missing == []
+    t = cmp.table.set_index("la")
+    assert t.loc["LA02", "reach_pct"] == pytest.approx(100 * 2 / 6)
+    assert t.loc["LA03", "treatment_effect"] == pytest.approx(0.2)
+    # Pearson r of x = (1, 2, 3)/6 and y = (0.1, 0.3, 0.2): centred x (-1, 0, 1), y (-0.1, 0.1, 0)
+    r_hand = (0.1 + 0 + 0) / np.sqrt(2 * 0.02)
+    r = cmp.rows[0]
+    assert (r["outcome"], r["quantity"], r["n"]) == ("confidence", "pearson_r_reach_effect", 3)
+    assert r["estimate"] == pytest.approx(r_hand)
+    text = process_variation.impact_text(cmp, "trial")
+    assert "impact notebook before any process notebook" in text
+
+
+def test_reach_vs_impact_says_when_results_do_not_exist(three, tmp_path):
+    cmp = process_variation.reach_vs_impact(three, "trial", tmp_path / "nothing" / "trial")
+    assert not cmp.available and cmp.rows == [] and cmp.missing == ["LA01", "LA02", "LA03"]
+    assert "do not exist yet" in process_variation.impact_text(cmp, "trial")
+
+
+def test_reach_vs_impact_finds_the_run_through_the_pipeline_marker(three, tmp_path):
+    """Under the pipeline a notebook's output_dir is a private folder naming the results folder."""
+    out = tmp_path / "results"
+    _write_impact(out, "LA02", 0.3)
+    work = tmp_path / "results" / ".tmp" / "LA02-process"
+    work.mkdir(parents=True)
+    (work / RESULTS_ROOT_MARKER).write_text(str(out))
+    cmp = process_variation.reach_vs_impact(three.for_scope("LA02"), "LA02", work)
+    assert cmp.found == ["LA02"] and cmp.rows == []  # one LA: no correlation
+
+
+def test_figures_build_for_la_and_pooled_scopes(three, tmp_path):
+    std = load_root(standard_root(tmp_path))
+    for d in (three, std):
+        r = process.reach(d)
+        sat = process.satisfaction(d)
+        fid = process.fidelity(d)
+        uc = cost.unit_cost(d)
+        sens = cost.sensitivity(d)
+        figs = [
+            figures.process.reach(r.table, r.frames["by_la"]),
+            figures.process.satisfaction_diverging(sat.frames["distribution"]),
+            figures.process.dose_outcome(process_variation.dose_outcome(d).table),
+            figures.cost.cost_by_la(uc.category_by_la, uc.price_year),
+            figures.cost.unit_cost_bands(uc.by_la, sens.base_cost, uc.price_year),
+            figures.cost.tornado(sens.table, sens.base_cost, uc.price_year),
+        ]
+        if len(fid.frames["sessions"]):
+            figs.append(figures.process.fidelity_heatmap(fid.frames["by_la"]))
+        assert all(isinstance(f, plt.Figure) for f in figs)
