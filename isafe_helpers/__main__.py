@@ -68,6 +68,8 @@ def check_paths(data: Path, out: Path, build: Path = BUILD) -> str | None:
     data, out, build = data.resolve(), out.resolve(), build.resolve()
     if out.exists() and not out.is_dir():
         return f"--out {out} exists and is not a folder"
+    if out == REPO or out in REPO.parents:
+        return f"--out {out} would write into the handbook's own sources: choose a folder of its own"
     for a, b, why in (
         (out, data, "the results folder must not be inside the data root, nor hold it"),
         (data, out, "the results folder must not be inside the data root, nor hold it"),
@@ -76,8 +78,6 @@ def check_paths(data: Path, out: Path, build: Path = BUILD) -> str | None:
     ):
         if a == b or b in a.parents:
             return f"{why} (--out {out}, --data {data})"
-    if out == REPO or out in REPO.parents:
-        return f"--out {out} would write into the handbook's own sources: choose a folder of its own"
     return None
 
 
