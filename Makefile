@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help env book test lint notebooks bundled-data clean
+.PHONY: help env book test lint notebooks bundled-data bench browser clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -22,7 +22,17 @@ env: $(STAMP) ## make the virtual environment (.venv) if it is missing or stale
 book: env ## run every strand for every LA and the pooled trial on the bundled data, then build the book
 	$(PY) -m isafe_helpers run
 
-test: env ## run the whole test suite (pytest, doctests, nbval, ruff)
+browser: ## install Debian's headless Chromium for the browser test if it is missing (needs root)
+	@if command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver \
+	  || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; } \
+	  || echo "could not install chromium: the browser test (tests/test_browser.py) will be skipped"; \
+	else echo "chromium is missing and this user cannot apt-get install it (not root, or no apt-get):" \
+	  "the browser test (tests/test_browser.py) will be skipped; install Debian's chromium to run it"; fi
+
+test: env browser ## run the whole test suite (pytest, doctests, nbval, ruff, the browser test)
 	$(PY) -m pytest
 
 lint: env ## ruff
@@ -35,6 +45,9 @@ notebooks: env ## re-execute the committed notebooks in place on the bundled dat
 
 bundled-data: env ## regenerate the bundled synthetic data root (data/synthetic)
 	rm -rf data/synthetic && $(PY) -m isafe_helpers synth --out data/synthetic
+
+bench: env ## run the benchmark (bench/run_bench.py; about 20 minutes) and write bench/RESULTS.md
+	$(PY) bench/run_bench.py
 
 clean: ## remove results and the built book
 	rm -rf results _build

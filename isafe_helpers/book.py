@@ -9,9 +9,21 @@ notebook execution off (papermill already executed them). The HTML is built
 in a temporary folder and moved to ``_build/html`` only when complete, so a
 failed build never destroys the previous book.
 
-``_toc.yml`` picks the executed notebooks up by pattern
-(``results/trial/*`` and ``results/las/*/*``), so a data root of 3 or 30 LAs
-needs no hand edits.
+``_toc.yml`` is a template: the pooled notebooks are picked up by pattern
+(``results/trial/*``) and the entry ``glob: book/las/*`` is expanded
+at staging into one section per LA (a generated index page with the LA's
+three pages under it), so a data root of 3 or 30 LAs needs no hand edits.
+
+Generated at staging, never typed: the executive summary's numbers (MyST
+substitutions named ``s_*`` in the staged ``_config.yml``, from
+:mod:`isafe_helpers.summary`), its findings tables (``book/findings.md``),
+its headline chart (``book/figures/headline.png``), the disclosure threshold
+stated on the methods page, each LA's index page, the data dictionary and
+the status page.
+
+The build is offline: MathJax is served from the book's own ``_static``
+(``sphinx-mathjax-offline``), so opening a page fetches nothing from the
+network.
 """
 
 from __future__ import annotations
@@ -21,21 +33,30 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import yaml
 
 from . import contract as C
+from . import disclosure
+from . import summary as S
 from .paths import BUILD, DEFAULT_OUT, REPO
 
 STRAND_TITLES = {"impact": "Impact", "process": "Implementation and process", "cost": "Cost"}
 #: Staged file names: a prefix keeps the strands in report order.
 STAGED_NAME = {"impact": "1_impact", "process": "2_process", "cost": "3_cost"}
 RUN_FILE = "run.json"
-PACKAGES = ("pandas", "numpy", "scipy", "statsmodels", "pandera", "papermill", "jupyter-book",
-            "matplotlib", "seaborn", "nbval")
+PACKAGES = ("pandas", "numpy", "scipy", "statsmodels", "pandera", "papermill", "jupyter-book", "Sphinx",
+            "myst-nb", "sphinx-book-theme", "sphinx-mathjax-offline", "matplotlib", "seaborn", "nbval",
+            "playwright")
+#: Notebook parameters holding local paths, blanked in the published sources.
+PATH_PARAMETERS = ("data_root", "output_dir")
+#: The ``_toc.yml`` entry expanded into one section per LA.
+LA_GLOB = "book/las/*"
 
 
 class BookError(Exception):
@@ -135,7 +156,9 @@ def status_markdown(run: dict) -> str:
             f"- Data root fingerprint (SHA-256 of every file's path and bytes): `{run['fingerprint']}`",
             f"- Local authorities: {', '.join(run['las'])}",
             f"- Run finished: {run['finished']}",
+            f"- Book built: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
             f"- Python {run['python']}",
+            f"- Disclosure threshold: {disclosure.threshold()} people (set by `{disclosure.THRESHOLD_ENV}`)",
             "",
             "## Notebooks of the last run",
             "",
@@ -168,15 +191,38 @@ def failure_markdown(scope: str, strand: str, message: str) -> str:
     )
 
 
+def not_run_markdown(scope: str, strand: str) -> str:
+    return "\n".join(
+        [
+            f"# {STRAND_TITLES[strand]}: {scope_label(scope)}",
+            "",
+            "```{note}",
+            "This page's notebook was not run for the results this book was built from, so it has no results.",
+            "```",
+            "",
+            f"Run it with `python -m isafe_helpers run --scope {scope} --strand {strand}`; see the status page.",
+            "",
+        ]
+    )
+
+
 # --------------------------------------------------------------------------
 # Staging and building
 # --------------------------------------------------------------------------
 def _stage_notebook(src: Path, dst: Path, scope: str, strand: str) -> None:
     nb = nbformat.read(src, as_version=4)
+    nb.metadata.pop("papermill", None)  # input and output paths of the run
     for cell in nb.cells:  # the parameter cells show local paths: the status page names the data
         tags = cell.metadata.get("tags", [])
         if "parameters" in tags or "injected-parameters" in tags:
             cell.metadata["tags"] = [*tags, "remove-cell"]
+            cell.metadata.pop("papermill", None)
+            # the page's source is downloadable: keep the scope, not the machine's paths
+            cell.source = "\n".join(
+                f'{ln.split("=", 1)[0].strip()} = "<{ln.split("=", 1)[0].strip()}>"'
+                if "=" in ln and ln.split("=", 1)[0].strip() in PATH_PARAMETERS else ln
+                for ln in cell.source.splitlines()
+            )
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             rest = cell.source.lstrip().split("\n", 1)
@@ -187,17 +233,93 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str) -> None:
     nbformat.write(nb, dst)
 
 
+def la_index_markdown(la: str, pages: list[str], est: pd.DataFrame, failed: dict[str, str]) -> str:
+    """The generated index page of one LA's section: caveat, headline numbers, its pages."""
+    out = [
+        f"# Local authority {la}",
+        "",
+        "```{caution}",
+        f"{la} is one local authority of the trial, with a handful of teams: its estimates are far less "
+        "precise than the pooled trial's and are descriptive only. The trial was powered for the pooled "
+        "analysis; read the pooled pages for the trial's findings.",
+        "```",
+        "",
+    ]
+    if not pages:
+        out += [f"No notebook was run for {la} in this build; see the status page.", ""]
+        return "\n".join(out)
+    summ = S.pooled_summary(est, failed, scope=la)
+    out += [
+        f"## Headline numbers for {la}",
+        "",
+        "The same quantities as the executive summary, for this LA alone, under the same disclosure control.",
+        "",
+        S.findings_markdown(summ),
+        "## Pages",
+        "",
+        "```{tableofcontents}",
+        "```",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def expand_toc(toc: dict, la_sections: dict[str, list[str]]) -> dict:
+    """Replace the ``glob: book/las/*`` entry by one entry per LA.
+
+    Each LA's entry is its generated index page with its strand pages as
+    sections, in strand order. Other entries are kept as they are.
+    """
+
+    def walk(entries: list) -> list:
+        out = []
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("glob") == LA_GLOB:
+                for la, pages in la_sections.items():
+                    item: dict = {"file": f"book/las/{la}"}
+                    if pages:
+                        item["sections"] = [{"file": f"results/las/{la}/{p}"} for p in pages]
+                    out.append(item)
+                continue
+            if isinstance(entry, dict):
+                entry = dict(entry)
+                for key in ("chapters", "sections", "parts"):
+                    if key in entry:
+                        entry[key] = walk(entry[key])
+            out.append(entry)
+        return out
+
+    toc = dict(toc)
+    for key in ("parts", "chapters", "sections"):
+        if key in toc:
+            toc[key] = walk(toc[key])
+    return toc
+
+
+def _design_glue(est: pd.DataFrame, run: dict, limit: int) -> dict[str, str]:
+    """Numbers of the trial's design as run (for the summary and the protocol page)."""
+    glue = {"s_n_las": str(len(run.get("las", [])))}
+    for unit in ("teams", "participants"):
+        hit = est[(est["analysis"] == "attrition") & (est["outcome"] == unit)
+                  & (est["quantity"] == "overall_attrition_pct")]
+        if hit.empty:
+            glue[f"s_n_{unit}"] = glue[f"s_attrition_{unit}"] = S.NOT_AVAILABLE
+            continue
+        row = hit.iloc[0]
+        glue[f"s_n_{unit}"] = disclosure.safe_count(row["n"], limit)
+        glue[f"s_attrition_{unit}"] = (
+            disclosure.SUPPRESSED if disclosure.is_small(row["n"], limit) else f"{float(row['estimate']):.0f}%"
+        )
+    return glue
+
+
 def stage(results: Path, stage_dir: Path) -> dict:
     """Lay out the book's sources in ``stage_dir``; return the run record."""
     run = read_run(results)
+    limit = disclosure.threshold()
     if stage_dir.exists():
         shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True)
-    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
-    if run.get("synthetic"):
-        config.setdefault("html", {})["announcement"] = synthetic_notice(run)
-    (stage_dir / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    shutil.copy2(REPO / "_toc.yml", stage_dir / "_toc.yml")
     shutil.copytree(REPO / "book", stage_dir / "book")
     instrument = C.DEFAULT_INSTRUMENT
     inst_file = Path(run["data_root"]) / "instrument.yml"
@@ -206,21 +328,60 @@ def stage(results: Path, stage_dir: Path) -> dict:
     (stage_dir / "book" / "data_dictionary.md").write_text(data_dictionary_markdown(instrument), encoding="utf-8")
     (stage_dir / "book" / "status.md").write_text(status_markdown(run), encoding="utf-8")
 
+    # the executive summary: glued numbers, findings tables, headline chart
+    pooled = S.read_pooled(results)
+    summ = S.pooled_summary(pooled, S.failed_strands(run), limit)
+    (stage_dir / "book" / "findings.md").write_text(S.findings_markdown(summ), encoding="utf-8")
+    (stage_dir / "book" / "figures").mkdir(exist_ok=True)
+    S.headline_figure(summ).savefig(stage_dir / "book" / "figures" / "headline.png", dpi=110)
+    glue = {**summ.glue, **_design_glue(pooled, run, limit)}
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
+    if run.get("synthetic"):
+        config.setdefault("html", {})["announcement"] = synthetic_notice(run)
+    parse = config.setdefault("parse", {})
+    exts = parse.setdefault("myst_enable_extensions", [])
+    if "substitution" not in exts:
+        exts.append("substitution")
+    parse["myst_substitutions"] = glue
+    (stage_dir / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
     scopes = [C.TRIAL_SCOPE] + sorted(run["las"])
     failed = {(t["scope"], t["strand"]): t.get("message", "") for t in run.get("tasks", []) if t["status"] == "failed"}
+    la_sections: dict[str, list[str]] = {}
     for scope in scopes:
         sdir = results / scope
         dst_dir = stage_dir / "results" / ("trial" if scope == C.TRIAL_SCOPE else f"las/{scope}")
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        pages = []
         for strand in C.STRANDS:
             nb = sdir / f"{strand}.ipynb"
-            dst_dir.mkdir(parents=True, exist_ok=True)
             name = STAGED_NAME[strand]
             if (scope, strand) in failed:
                 (dst_dir / f"{name}.md").write_text(
                     failure_markdown(scope, strand, failed[(scope, strand)]), encoding="utf-8"
                 )
+                pages.append(name)
             elif nb.is_file():
                 _stage_notebook(nb, dst_dir / f"{name}.ipynb", scope, strand)
+                pages.append(name)
+        if scope == C.TRIAL_SCOPE or pages:  # the Trial part always has its three pages
+            for strand in C.STRANDS:
+                name = STAGED_NAME[strand]
+                if name not in pages:
+                    (dst_dir / f"{name}.md").write_text(not_run_markdown(scope, strand), encoding="utf-8")
+                    pages.append(name)
+            pages.sort()
+        if scope != C.TRIAL_SCOPE:
+            la_sections[scope] = pages
+            est = S.read_scope(sdir)
+            la_failed = {st: m for (sc, st), m in failed.items() if sc == scope}
+            la_dir = stage_dir / "book" / "las"
+            la_dir.mkdir(exist_ok=True)
+            (la_dir / f"{scope}.md").write_text(la_index_markdown(scope, pages, est, la_failed), encoding="utf-8")
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf-8"))
+    (stage_dir / "_toc.yml").write_text(yaml.safe_dump(expand_toc(toc, la_sections), sort_keys=False),
+                                        encoding="utf-8")
     return run
 
 

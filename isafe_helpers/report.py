@@ -1,10 +1,12 @@
 """What the notebooks show: the synthetic-data notice, tables fit to publish,
 and the estimates they write.
 
-Disclosure control (first version): in published tables, counts of people
-under :data:`MIN_CELL` are shown as ``c`` and percentages resting on fewer
-than :data:`MIN_CELL` people are withheld (``c``). ``estimates.csv`` keeps
-every number unrounded, since it stays with the analyst.
+Disclosure control lives in :mod:`isafe_helpers.disclosure`: in published
+tables, counts of people under the threshold (``MIN_CELL``, 10 unless
+``ISAFE_DISCLOSURE_THRESHOLD`` says otherwise) are shown as ``c``, with
+secondary suppression wherever a total would give a suppressed count back,
+and percentages or means resting on fewer people are withheld (``c``).
+``estimates.csv`` keeps every number unrounded, since it stays with the analyst.
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ import math
 import pandas as pd
 from IPython.display import Markdown, display
 
+from . import disclosure
 from . import estimates as E
 from .loading import TrialData, load_root
 
-#: Smallest count of people published (methods: disclosure control).
-MIN_CELL = 10
-SUPPRESSED = "c"
+SUPPRESSED = disclosure.SUPPRESSED
+
+
+def __getattr__(name: str):
+    # ``MIN_CELL``, the smallest count of people published, is read when asked
+    # for, so that the one setting in :mod:`.disclosure` governs it.
+    if name == "MIN_CELL":
+        return disclosure.threshold()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_scope(data_root: str, scope: str) -> TrialData:
@@ -54,30 +63,30 @@ def publishable(
     counts: tuple[str, ...] = (),
     rates: dict[str, str] | None = None,
     digits: int = 2,
+    sums: dict[str, tuple[str, ...]] | None = None,
 ) -> pd.DataFrame:
-    """A display copy of ``df`` with small counts suppressed and numbers rounded.
+    """A display copy of ``df`` under disclosure control, numbers rounded.
 
     Parameters
     ----------
     df : DataFrame
-    counts : columns holding counts of people; values under MIN_CELL become ``c``.
+    counts : columns holding counts of people; values under the threshold
+        become ``c``, and more cells are suppressed wherever a total row or
+        column would give one back (see :func:`isafe_helpers.disclosure.suppress`).
     rates : mapping of a column holding a percentage or mean to the column
-        holding the number of people it rests on; withheld when under MIN_CELL.
+        holding the number of people it rests on; withheld when that is under
+        the threshold or when a count in the same row is suppressed.
     digits : decimals for the other numeric columns.
+    sums : optional column totals, ``{"total": ("a", "b")}``; totals that the
+        numbers satisfy are also found without being declared.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"component": ["a", "b", "all"], "n": [4, 30, 34]})
+    >>> publishable(t, counts=("n",))["n"].tolist()
+    ['c', 'c', '34']
     """
-    out = df.copy().astype(object)
-    rates = rates or {}
-    for col, base in rates.items():
-        small = pd.to_numeric(df[base], errors="coerce") < MIN_CELL
-        out[col] = [SUPPRESSED if s else fmt(v, 1) for v, s in zip(df[col], small)]
-    for col in counts:
-        out[col] = [
-            SUPPRESSED if pd.notna(v) and v < MIN_CELL else fmt(v, 0) for v in df[col]
-        ]
-    for col in df.columns:
-        if col not in counts and col not in rates and pd.api.types.is_float_dtype(df[col]):
-            out[col] = [fmt(v, digits) for v in df[col]]
-    return out.reset_index(drop=True)
+    return disclosure.protect(df, counts=counts, rates=rates, digits=digits, sums=sums)
 
 
 def show(df: pd.DataFrame) -> None:

@@ -1,0 +1,172 @@
+"""Disclosure control: primary and secondary suppression, withheld rates, the threshold.
+
+The secondary-suppression guarantee is checked against an independent
+oracle: for every suppressed cell, linear programming (scipy's HiGHS) finds
+the smallest and largest value the cell can take given every published cell,
+every total and non-negativity. The cell is protected when the two differ by
+at least one person. The implementation itself uses per-relation counting and
+a null-space check, not linear programming.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from isafe_helpers import disclosure as D
+from isafe_helpers import report
+
+
+def cell_range(table: np.ndarray, mask: np.ndarray, cell: tuple[int, int]) -> tuple[float, float]:
+    """Min and max of a suppressed cell over all non-negative tables that agree
+    with what is published: unsuppressed cells and every row and column total
+    (the last row and last column of ``table`` are the totals)."""
+    unknown = [tuple(x) for x in np.argwhere(mask)]
+    idx = {c: i for i, c in enumerate(unknown)}
+    a_eq, b_eq = [], []
+    nr, nc = table.shape
+    lines = [[(r, c) for c in range(nc - 1)] + [(r, nc - 1)] for r in range(nr)]
+    lines += [[(r, c) for r in range(nr - 1)] + [(nr - 1, c)] for c in range(nc)]
+    for line in lines:  # parts - total = 0
+        coef, const = np.zeros(len(unknown)), 0.0
+        for k, (r, c) in enumerate(line):
+            sign = -1.0 if k == len(line) - 1 else 1.0
+            if (r, c) in idx:
+                coef[idx[(r, c)]] += sign
+            else:
+                const -= sign * table[r, c]
+        a_eq.append(coef)
+        b_eq.append(const)
+    obj = np.zeros(len(unknown))
+    obj[idx[cell]] = 1.0
+    lo = linprog(obj, A_eq=np.array(a_eq), b_eq=b_eq, bounds=(0, None), method="highs")
+    hi = linprog(-obj, A_eq=np.array(a_eq), b_eq=b_eq, bounds=(0, None), method="highs")
+    assert lo.status == 0 and hi.status in (0, 3)  # 3: unbounded above (every total suppressed)
+    return lo.fun, (np.inf if hi.status == 3 else -hi.fun)
+
+
+def with_totals(body: np.ndarray) -> pd.DataFrame:
+    """A count table with a total column and a total row, labelled like the notebooks'."""
+    nr, nc = body.shape
+    full = np.zeros((nr + 1, nc + 1), dtype=int)
+    full[:nr, :nc] = body
+    full[:nr, nc] = body.sum(axis=1)
+    full[nr, :] = full[:nr, :].sum(axis=0)
+    cols = [f"c{j}" for j in range(nc)] + ["total"]
+    df = pd.DataFrame(full, columns=cols)
+    df.insert(0, "group", [f"g{i}" for i in range(nr)] + ["all"])
+    return df
+
+
+def test_counts_under_threshold_are_c_and_the_rest_are_shown():
+    t = pd.DataFrame({"component": ["a", "b", "c"], "n": [9, 10, 250]})
+    out = report.publishable(t, counts=("n",))
+    assert out["n"].tolist() == ["c", "10", "250"]
+
+
+def test_a_lone_small_cell_beside_a_total_row_takes_a_second_cell_with_it():
+    t = pd.DataFrame({"component": ["a", "b", "c", "all"], "n": [3, 40, 25, 68]})
+    out = report.publishable(t, counts=("n",))
+    # 3 alone would be 68 - 40 - 25; the smallest other part (25) goes too
+    assert out["n"].tolist() == ["c", "40", "c", "68"]
+
+
+def test_a_total_column_is_found_and_protected_row_by_row():
+    t = pd.DataFrame({"arm": ["treatment", "control"], "men": [4, 30], "women": [50, 28], "all": [54, 58]})
+    out = report.publishable(t, counts=("men", "women", "all"))
+    assert out.loc[0, ["men", "women", "all"]].tolist().count("c") >= 2
+    assert out.loc[1].tolist() == ["control", "30", "28", "58"]
+
+
+def test_rates_on_few_people_and_rates_beside_a_suppressed_count_are_withheld():
+    t = pd.DataFrame({"k": ["a", "b", "c"], "attendees": [5, 9, 40], "intended_n": [20, 8, 50],
+                      "reach_pct": [25.0, 112.5, 80.0]})
+    out = report.publishable(t, counts=("attendees", "intended_n"), rates={"reach_pct": "intended_n"})
+    # a: 25% of 20 would give the 5 attendees back; b: rests on 8 people
+    assert out["reach_pct"].tolist() == ["c", "c", "80.0"]
+
+
+def test_the_threshold_is_configured_in_one_place(monkeypatch):
+    t = pd.DataFrame({"k": ["a", "b"], "n": [12, 30]})
+    monkeypatch.setenv(D.THRESHOLD_ENV, "15")
+    assert D.threshold() == 15 and report.MIN_CELL == 15
+    assert report.publishable(t, counts=("n",))["n"].tolist() == ["c", "30"]
+    monkeypatch.delenv(D.THRESHOLD_ENV)
+    assert report.publishable(t, counts=("n",))["n"].tolist() == ["12", "30"]
+
+
+@pytest.mark.parametrize("bad", ["ten", "0", "-3", "2.5"])
+def test_a_bad_threshold_setting_is_refused_with_its_value(monkeypatch, bad):
+    monkeypatch.setenv(D.THRESHOLD_ENV, bad)
+    with pytest.raises(ValueError, match=f"{D.THRESHOLD_ENV} must be a whole number >= 1, got '{bad}'"):
+        D.threshold()
+
+
+def test_an_unknown_column_is_refused():
+    with pytest.raises(ValueError, match="column 'nope' is not in the table"):
+        report.publishable(pd.DataFrame({"n": [1]}), counts=("nope",))
+
+
+def test_a_cell_off_every_cycle_is_caught_by_the_null_space_check():
+    # Two 2x2 blocks of suppressed cells joined by one more suppressed cell:
+    # every row and column has two suppressed cells, but the joining cell is
+    # the difference of two known sums, so it is determined.
+    mask = pd.DataFrame(False, index=range(4), columns=list("abcd"))
+    for r, c in [(0, "a"), (0, "b"), (1, "a"), (1, "b"), (2, "c"), (2, "d"), (3, "c"), (3, "d"), (1, "c")]:
+        mask.loc[r, c] = True
+    rels = [D.Relation((r, "tot"), tuple((r, c) for c in "abcd")) for r in range(4)]
+    rels += [D.Relation((9, c), tuple((r, c) for r in range(4))) for c in "abcd"]
+    assert D.determined_cells(mask, rels) == [(1, "c")]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(2, 4).flatmap(
+        lambda nr: st.integers(2, 4).flatmap(
+            lambda nc: st.lists(
+                st.one_of(st.integers(0, 9), st.integers(10, 60)), min_size=nr * nc, max_size=nr * nc
+            ).map(lambda v: np.array(v).reshape(nr, nc))
+        )
+    )
+)
+def test_no_suppressed_count_can_be_recovered_from_the_totals(body):
+    df = with_totals(body)
+    counts = [c for c in df.columns if c != "group"]
+    out = report.publishable(df, counts=tuple(counts))
+    table = df[counts].to_numpy()
+    mask = (out[counts] == "c").to_numpy()
+    assert (mask | (table >= 10)).all()  # every small count is suppressed
+    for cell in map(tuple, np.argwhere(mask)):
+        lo, hi = cell_range(table, mask, cell)
+        assert lo <= table[cell] <= hi
+        assert hi - lo >= 1 - 1e-9, f"cell {cell} of\n{df}\nis recoverable from\n{out}"
+
+
+def test_a_cost_per_participant_that_would_give_a_suppressed_count_back_is_withheld():
+    t = pd.DataFrame({"la": ["LA01", "LA02"], "total_cost_gbp": [7905.7, 81413.0],
+                      "participants_reached": [3, 296], "cost_per_participant_gbp": [7905.7 / 3, 81413.0 / 296]})
+    out = report.publishable(t, counts=("participants_reached",))
+    assert out.loc[0].tolist() == ["LA01", "7,905.70", "c", "c"]  # 7,905.70 / 2,635.23 would be 3
+    assert out.loc[1].tolist() == ["LA02", "81,413.00", "296", "275.04"]
+
+
+def test_an_undeclared_percentage_of_a_shown_base_is_withheld_beside_its_suppressed_numerator():
+    t = pd.DataFrame({"k": ["a"], "base": [40], "yes": [6], "yes_pct": [15.0], "effect": [0.37]})
+    out = report.publishable(t, counts=("base", "yes"))
+    assert out.loc[0].tolist() == ["a", "40", "c", "c", "0.37"]  # 15% of 40 would be 6
+
+
+def test_suppressed_cells_that_must_sum_to_zero_take_a_published_total_with_them():
+    # rows g0-g2 are all zeros: the published total column would leave their
+    # suppressed row totals summing to 0, so each would be known to be 0
+    df = with_totals(np.array([[0, 0, 0], [0, 0, 0], [0, 0, 0], [1, 1, 10]]))
+    counts = [c for c in df.columns if c != "group"]
+    out = report.publishable(df, counts=tuple(counts))
+    table, mask = df[counts].to_numpy(), (out[counts] == "c").to_numpy()
+    for cell in map(tuple, np.argwhere(mask)):
+        lo, hi = cell_range(table, mask, cell)
+        assert hi - lo >= 1
