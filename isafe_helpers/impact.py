@@ -8,16 +8,20 @@ with a random intercept for team, fitted by exact REML
 randomised. The p-value and CI of the treatment effect use Satterthwaite
 degrees of freedom (as lmerTest). Effect sizes are Hedges' g on the total
 variance (:mod:`isafe_helpers.effect_size`).
+
+The rest of the strand: trial flow and baseline equivalence in
+:mod:`isafe_helpers.impact_flow`; multiple imputation, randomisation inference
+and CR2 in :mod:`isafe_helpers.impact_robust`; the CACE in
+:mod:`isafe_helpers.impact_cace`; moderators in
+:mod:`isafe_helpers.impact_moderators`.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import stats
 
 from .contract import CASEFILE_OUTCOME
@@ -94,8 +98,12 @@ def primary(data: TrialData, outcome: str) -> PrimaryResult:
         return res
     covs = [ARM_TERM, "baseline"] + (["la"] if df["la"].nunique() > 1 else [])
     df = df.rename(columns={"treated": ARM_TERM})
-    cond = fit_formula_free(df, "followup", covs, "team_id")
-    uncond = fit_formula_free(df, "followup", [], "team_id")
+    try:
+        cond = fit_formula_free(df, "followup", covs, "team_id")
+        uncond = fit_formula_free(df, "followup", [], "team_id")
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        res.note = f"not estimable: {exc}"
+        return res
     notes = [f.message for f in (cond, uncond) if not f.converged]
     k = cond.names.index(ARM_TERM)
     res.estimate, res.se, res.df = float(cond.beta[k]), float(cond.se[k]), float(cond.df[k])
@@ -121,6 +129,7 @@ class CasefileResult:
     n_clusters: int
     odds_ratio: tuple = (np.nan, np.nan, np.nan, np.nan, np.nan)  # est, se(log), lo, hi, p
     risk_difference: tuple = (np.nan, np.nan, np.nan, np.nan, np.nan)
+    alpha: float = np.nan  # working exchangeable correlation
     note: str = ""
 
     def rows(self) -> list[dict]:
@@ -160,42 +169,168 @@ def casefile(data: TrialData) -> CasefileResult:
     if len(arms) < 2 or arms.min() < 2:
         res.note = "not estimable: needs at least two analysed teams in each arm"
         return res
-    # expand to one row per audited file
-    reps = d["audited"].astype(int).to_numpy()
-    long = d.loc[d.index.repeat(reps)].reset_index(drop=True)
-    pos = np.concatenate([np.arange(r) for r in reps])
-    long["y"] = (pos < np.repeat(d["recorded"].astype(int).to_numpy(), reps)).astype(float)
-    X = pd.DataFrame({"const": 1.0, "treated": (long["arm"] == "treatment").astype(float), "base": long["base"]})
-    if long["la"].nunique() > 1:
-        X = X.join(pd.get_dummies(long["la"].astype(str), prefix="la", drop_first=True, dtype=float))
-    groups = pd.factorize(long["team_id"])[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = sm.GEE(long["y"], X, groups=groups, family=sm.families.Binomial(),
-                     cov_struct=sm.cov_struct.Exchangeable()).fit()
-    b, V = fit.params.to_numpy(), fit.cov_params().to_numpy()
-    k = list(X.columns).index("treated")
+    X = pd.DataFrame({"const": 1.0, "treated": (d["arm"] == "treatment").astype(float), "base": d["base"]})
+    if d["la"].nunique() > 1:
+        X = X.join(pd.get_dummies(d["la"].astype(str), prefix="la", drop_first=True, dtype=float))
+    out = gee_binary(d["recorded"].to_numpy(float), d["audited"].to_numpy(float), X, d["team_id"].to_numpy(),
+                     "treated")
+    res.odds_ratio, res.risk_difference = out["odds_ratio"], out["risk_difference"]
+    res.alpha, res.note = out["alpha"], out["note"]
+    return res
+
+
+def gee_logit_exchangeable(events, trials, X, cluster, tol: float = 1e-10, maxiter: int = 100) -> dict:
+    """Binomial GEE (logit link, exchangeable working correlation within cluster), robust covariance.
+
+    Each row is a unit of ``trials`` binary observations (files) sharing the
+    covariates ``X``, of which ``events`` are 1; the model is the file-level
+    GEE (every file of a cluster exchangeable with every other), computed from
+    per-unit and per-cluster sums so that no file-level array is built.
+    With ``R^-1 = (I - c2 11') / (1 - alpha)``, ``c2 = alpha / (1 - alpha + n alpha)``,
+    the Fisher-scoring step and the sandwich use only cluster sums.
+    ``alpha`` is the moment estimator on Pearson residuals without a
+    degrees-of-freedom correction (as R's geepack and statsmodels with
+    ``ddof_scale=0``): ``alpha = sum_pairs r_j r_k / (phi * n_pairs)``,
+    ``phi = sum r^2 / n_files``. Iterates (alpha update, one scoring step,
+    halved while it does not reduce the norm of the estimating equations)
+    until the largest coefficient step is below ``tol``; starts with five
+    independence (GLM) steps.
+
+    Returns ``params``, ``cov`` (robust), ``alpha``, ``converged`` and ``iterations``.
+    """
+    ys = np.asarray(events, float)
+    m = np.asarray(trials, float)
+    X = np.asarray(X, float)
+    codes, uniq = pd.factorize(pd.Series(cluster))
+    G = len(uniq)
+
+    def tsum(w):
+        out = np.zeros((G,) + w.shape[1:])
+        np.add.at(out, codes, w)
+        return out
+
+    n = np.bincount(codes, weights=m, minlength=G)
+    npairs = float(np.sum(n * (n - 1) / 2))
+    b = np.zeros(X.shape[1])
+    p0 = np.clip(ys.sum() / m.sum(), 1e-6, 1 - 1e-6)
+    b[0] = np.log(p0 / (1 - p0)) if np.allclose(X[:, 0], 1) else 0.0
+    alpha, converged, it = 0.0, False, 0
+
+    def pieces(b, alpha, update_alpha):
+        mu = 1 / (1 + np.exp(-(X @ b)))
+        v = mu * (1 - mu)
+        sv = np.sqrt(v)
+        rsum = (ys - m * mu) / sv
+        rsq = (ys * (1 - mu) ** 2 + (m - ys) * mu**2) / v
+        R1 = np.bincount(codes, weights=rsum, minlength=G)
+        if update_alpha and npairs > 0:
+            phi = rsq.sum() / m.sum()
+            alpha = float(np.sum((R1**2 - np.bincount(codes, weights=rsq, minlength=G)) / 2) / (phi * npairs))
+        c1 = 1 / (1 - alpha)
+        c2 = alpha / (1 - alpha + n * alpha)
+        S = tsum(X * (m * sv)[:, None])
+        Bm = c1 * ((X * (m * v)[:, None]).T @ X - (S.T * c2) @ S)
+        U = c1 * (tsum(X * (ys - m * mu)[:, None]) - (c2 * R1)[:, None] * S)
+        return Bm, U, alpha
+
+    # Fisher scoring, first with alpha = 0 (the independence GLM), then with
+    # alpha updated every iteration; a step that does not reduce the norm of
+    # the estimating equations (at the current alpha) is halved, so that small
+    # samples do not oscillate. The solution is the same GEE fixed point.
+    for it in range(1, maxiter + 1):
+        Bm, U, alpha = pieces(b, alpha, update_alpha=it > 5)
+        score = U.sum(0)
+        step = np.linalg.solve(Bm, score)
+        norm0 = np.linalg.norm(score)
+        for _ in range(30):
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                new = np.linalg.norm(pieces(b + step, alpha, update_alpha=False)[1].sum(0))
+            if np.isfinite(new) and new <= norm0 * (1 + 1e-8) or np.max(np.abs(step)) < tol:
+                break
+            step = step / 2
+        b = b + step
+        if np.max(np.abs(step)) < tol and it > 6:
+            converged = True
+            break
+    Bm, U, alpha = pieces(b, alpha, update_alpha=True)
+    Bi = np.linalg.inv(Bm)
+    return dict(params=b, cov=Bi @ (U.T @ U) @ Bi, alpha=alpha, converged=converged, iterations=it)
+
+
+def gee_binary(events, trials, X: pd.DataFrame, cluster, term: str) -> dict:
+    """File-level binary GEE (:func:`gee_logit_exchangeable`) and the effects of ``term``.
+
+    Returns ``odds_ratio`` and ``risk_difference`` tuples (estimate, SE, CI
+    low, CI high, p; the SE of the odds ratio is on the log scale), the fitted
+    coefficients ``params``, their robust covariance ``cov``, the working
+    correlation ``alpha`` and ``note`` (says when the fit did not converge:
+    never silent). The risk difference is marginally standardised over files:
+    the mean predicted probability with ``term`` set to 1 for every file minus
+    that with it set to 0; its SE is by the delta method from the robust covariance.
+    """
+    m = np.asarray(trials, float)
+    fit = gee_logit_exchangeable(events, m, X.to_numpy(float), cluster)
+    note = "" if fit["converged"] else f"did not converge: GEE stopped after {fit['iterations']} iterations"
+    b, V = fit["params"], fit["cov"]
+    k = list(X.columns).index(term)
     z = stats.norm.ppf(0.975)
     se = float(np.sqrt(V[k, k]))
-    res.odds_ratio = (float(np.exp(b[k])), se, float(np.exp(b[k] - z * se)), float(np.exp(b[k] + z * se)),
-                      float(2 * stats.norm.sf(abs(b[k] / se))))
-    X1, X0 = X.to_numpy().copy(), X.to_numpy().copy()
+    odds = (float(np.exp(b[k])), se, float(np.exp(b[k] - z * se)), float(np.exp(b[k] + z * se)),
+            float(2 * stats.norm.sf(abs(b[k] / se))))
+    X1, X0 = X.to_numpy(float).copy(), X.to_numpy(float).copy()
     X1[:, k], X0[:, k] = 1.0, 0.0
     p1, p0 = 1 / (1 + np.exp(-X1 @ b)), 1 / (1 + np.exp(-X0 @ b))
-    rd = float(p1.mean() - p0.mean())
-    grad = (X1 * (p1 * (1 - p1))[:, None]).mean(0) - (X0 * (p0 * (1 - p0))[:, None]).mean(0)
+    w = m / m.sum()
+    rd = float(w @ (p1 - p0))
+    grad = w @ (X1 * (p1 * (1 - p1))[:, None]) - w @ (X0 * (p0 * (1 - p0))[:, None])
     rd_se = float(np.sqrt(grad @ V @ grad))
-    res.risk_difference = (rd, rd_se, rd - z * rd_se, rd + z * rd_se, float(2 * stats.norm.sf(abs(rd / rd_se))))
-    return res
+    return dict(odds_ratio=odds, params=b, cov=V, alpha=fit["alpha"], note=note,
+                risk_difference=(rd, rd_se, rd - z * rd_se, rd + z * rd_se, float(2 * stats.norm.sf(abs(rd / rd_se)))))
+
+
+#: Points of the What Works Clearinghouse cautious attrition boundary (methods.md):
+#: overall attrition (%) -> largest differential attrition (percentage points)
+#: still "low". Between the points the boundary is interpolated linearly; the
+#: WWC handbook tabulates every whole percent, and that full table is not
+#: reproduced here: this is the documented approximation. From 50% the boundary falls linearly to 0 at
+#: :data:`WWC_MAX_OVERALL`, at and above which attrition is high whatever the
+#: differential.
+WWC_CAUTIOUS_POINTS = ((0.0, 5.7), (10.0, 6.3), (20.0, 5.4), (30.0, 4.1), (40.0, 2.6), (50.0, 1.0))
+WWC_MAX_OVERALL = 58.0
+
+
+def wwc_boundary(overall_pct: float) -> float:
+    """Largest differential attrition (pp) that is "low" at ``overall_pct`` (cautious boundary).
+
+    Linear interpolation between :data:`WWC_CAUTIOUS_POINTS`, then down to 0 at
+    58%; ``-inf`` (nothing is low) at 58% and above.
+
+    >>> wwc_boundary(10.0), wwc_boundary(15.0), wwc_boundary(60.0)
+    (6.3, 5.85, -inf)
+    """
+    x = float(overall_pct)
+    if not 0.0 <= x <= 100.0:
+        raise ValueError(f"overall attrition must be a percentage in 0-100, got {overall_pct}")
+    if x >= WWC_MAX_OVERALL:
+        return -np.inf
+    xs = [p[0] for p in WWC_CAUTIOUS_POINTS] + [WWC_MAX_OVERALL]
+    ys = [p[1] for p in WWC_CAUTIOUS_POINTS] + [0.0]
+    return round(float(np.interp(x, xs, ys)), 10)
+
+
+def wwc_judgement(overall_pct: float, differential_pct: float) -> str:
+    """``"low"`` or ``"high"`` attrition against the WWC cautious boundary (:func:`wwc_boundary`)."""
+    if not (np.isfinite(overall_pct) and np.isfinite(differential_pct)):
+        return "not assessable"
+    return "low" if differential_pct <= wwc_boundary(overall_pct) else "high"
 
 
 @dataclass
 class AttritionResult:
-    """Overall and differential attrition of teams and participants."""
+    """Overall and differential attrition of teams and participants, judged against the WWC."""
 
     table: pd.DataFrame
     rows: list[dict] = field(default_factory=list)
-
 
 
 def attrition(data: TrialData, outcome: str = "confidence") -> AttritionResult:
@@ -203,7 +338,10 @@ def attrition(data: TrialData, outcome: str = "confidence") -> AttritionResult:
 
     The analysed sample is the primary model's for ``outcome`` (both waves
     scored). Differential attrition is the absolute difference between the
-    arms' attrition rates, in percentage points.
+    arms' attrition rates, in percentage points. Each pair is judged against
+    the WWC cautious boundary (:func:`wwc_judgement`): the row
+    ``wwc_cautious_boundary_pct`` holds the boundary at the observed overall
+    attrition and its note the judgement.
     """
     analysed = analysis_frame(data, outcome)
     parts = data.participants.merge(data.teams[["team_id", "arm"]], on="team_id")
@@ -218,21 +356,44 @@ def attrition(data: TrialData, outcome: str = "confidence") -> AttritionResult:
         by_arm = lost.groupby(rand["arm"]).mean() * 100
         diff = abs(by_arm.get("treatment", np.nan) - by_arm.get("control", np.nan))
         note = f"analysed sample of the {outcome} model"
+        verdict = wwc_judgement(overall, diff)
+        bound = wwc_boundary(overall) if np.isfinite(overall) else np.nan
         rows += [
             est_row("attrition", unit, "overall_attrition_pct", overall, n=len(rand), note=note),
             est_row("attrition", unit, "differential_attrition_pct", diff, n=len(rand), note=note),
+            est_row("attrition", unit, "wwc_cautious_boundary_pct", bound if np.isfinite(bound) else 0.0,
+                    n=len(rand), note=f"WWC cautious boundary: {verdict} attrition"),
         ]
         recs.append({"unit": unit, "randomised": len(rand), "analysed": int((~lost).sum()),
                      "overall_attrition_pct": overall,
                      "treatment_attrition_pct": by_arm.get("treatment", np.nan),
                      "control_attrition_pct": by_arm.get("control", np.nan),
-                     "differential_attrition_pct": diff})
+                     "differential_attrition_pct": diff,
+                     "wwc_boundary_pct": bound if np.isfinite(bound) else 0.0,
+                     "wwc_attrition": verdict})
     return AttritionResult(pd.DataFrame(recs), rows)
 
 
 def primary_all(data: TrialData) -> list[PrimaryResult]:
     """The primary analysis of every scale of the instrument."""
     return [primary(data, s) for s in data.instrument.scale_names]
+
+
+def scope_caveat(data: TrialData) -> str:
+    """What the page's scope means for the analysis (a plain caveat for a single LA)."""
+    if len(data.las) > 1:
+        return (f"Pooled trial: {len(data.las)} LAs, LA fixed effects (the randomisation strata) in every model.")
+    return (f"Single LA ({data.las[0]}): no LA term; with this few teams the model-based p-values and CIs "
+            "lean on large-sample approximations, so read them beside the randomisation-inference and CR2 "
+            "results below, which are valid with few teams. This is one LA of the trial, not the trial's result.")
+
+
+def convergence_message(results: list[PrimaryResult]) -> str:
+    """One sentence for the page: every fit converged, or which did not and why."""
+    bad = [f"{r.outcome} ({r.note})" for r in results if r.note]
+    if not bad:
+        return "Every REML fit (primary and unconditional model, each scale) converged."
+    return "Not every analysis could be reported as usual: " + "; ".join(bad) + "."
 
 
 def primary_table(results: list[PrimaryResult]) -> pd.DataFrame:
@@ -250,7 +411,11 @@ def primary_table(results: list[PrimaryResult]) -> pd.DataFrame:
             "hedges_g": r.g.estimate if r.g else np.nan,
             "g_ci_low": r.g.ci_low if r.g else np.nan,
             "g_ci_high": r.g.ci_high if r.g else np.nan,
+            "g_conditional": r.g_conditional.estimate if r.g_conditional else np.nan,
             "icc": r.icc,
+            "team_variance": r.team_variance,
+            "residual_variance": r.residual_variance,
+            "converged": ("yes" if r.converged else "no") if np.isfinite(r.estimate) else "not fitted",
             "note": r.note,
         })
     return pd.DataFrame(recs)

@@ -1,0 +1,88 @@
+"""The impact strand end to end on small roots: contract rows, non-convergence
+never silent, and a scope that cannot be analysed says so instead of crashing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from isafe_helpers import impact, impact_cace, impact_flow, impact_moderators, impact_robust
+from isafe_helpers.figures import impact as fig
+from isafe_helpers.loading import load_root
+
+CONTRACT = {"treatment_effect", "hedges_g_total", "hedges_g_total_conditional", "icc", "team_variance",
+            "residual_variance"}
+
+
+def _all_rows(data):
+    primary = impact.primary_all(data)
+    rob = impact_robust.robustness(data, n_perm=200, n_imputations=2)
+    mods = impact_moderators.moderators(data)
+    flow = impact_flow.trial_flow(data)
+    fig.consort(flow)
+    fig.experience_moderation(mods.curves)
+    fig.effect_sizes(primary)
+    rows = ([r for p in primary for r in p.rows()] + impact.casefile(data).rows() + impact.attrition(data).rows
+            + impact_flow.baseline_equivalence(data).rows() + flow.rows() + rob.rows()
+            + [r for p in primary for r in impact_cace.cace(data, p).rows()] + mods.rows())
+    return pd.DataFrame(rows), primary
+
+
+@pytest.fixture(scope="module")
+def trial(_small_root_template):
+    return load_root(_small_root_template)
+
+
+def test_contract_rows_for_trial_and_la(trial):
+    for scope in ("trial", "LA01"):
+        rows, _ = _all_rows(trial.for_scope(scope))
+        prim = rows[rows["analysis"] == "primary"]
+        for scale in trial.instrument.scale_names:
+            assert CONTRACT <= set(prim.loc[prim["outcome"] == scale, "quantity"])
+        assert {"odds_ratio", "risk_difference"} <= set(prim.loc[prim["outcome"] == "father_contact_recorded",
+                                                                 "quantity"])
+        att = rows[rows["analysis"] == "attrition"]
+        assert {"overall_attrition_pct", "differential_attrition_pct"} <= set(att["quantity"])
+        for a in ("sensitivity_mi", "sensitivity_ri", "sensitivity_cr2", "cace", "subgroup_age",
+                  "subgroup_experience", "baseline_equivalence"):
+            assert a in set(rows["analysis"]), a
+        assert ("subgroup_la" in set(rows["analysis"])) == (scope == "trial")
+
+
+def test_an_la_with_every_team_in_one_arm_is_reported_not_crashed(small_root):
+    data = load_root(small_root).for_scope("LA01")
+    data.tables["teams"] = data.teams.assign(arm="treatment")
+    rows, primary = _all_rows(data)
+    assert all(p.note.startswith("not estimable") for p in primary)
+    est = rows[rows["analysis"].isin(["primary", "sensitivity_ri", "sensitivity_cr2", "sensitivity_mi", "cace"])
+               & rows["estimate"].isna()]
+    assert len(est) and est["note"].str.startswith("not estimable").all()
+    assert "not fitted" in set(impact.primary_table(primary)["converged"])
+    assert "not estimable" in impact.convergence_message(primary)
+
+
+def test_non_convergence_is_never_silent(trial, monkeypatch):
+    real = impact.fit_formula_free
+
+    def unconverged(*a, **k):
+        return dataclasses.replace(real(*a, **k), converged=False, message="NOT converged: test")
+
+    monkeypatch.setattr(impact, "fit_formula_free", unconverged)
+    r = impact.primary(trial, "confidence")
+    assert not r.converged and "did not converge" in r.note
+    assert all("did not converge" in row["note"] for row in r.rows())
+    assert impact.primary_table([r])["converged"].tolist() == ["no"]
+    assert "confidence" in impact.convergence_message([r])
+
+
+def test_gee_non_convergence_is_in_the_note():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"const": 1.0, "t": np.repeat([0.0, 1.0], 20)})
+    ev = rng.integers(0, 5, 40).astype(float)
+    out = impact.gee_binary(ev, np.full(40, 5.0), X, np.repeat(np.arange(8), 5), "t")
+    assert out["note"] == ""
+    fit = impact.gee_logit_exchangeable(ev, np.full(40, 5.0), X.to_numpy(), np.repeat(np.arange(8), 5), maxiter=2)
+    assert not fit["converged"]

@@ -1,0 +1,65 @@
+"""Exploratory moderators: Holm adjustment, reparameterisation, scope rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.multitest import multipletests
+
+from isafe_helpers import impact_moderators as M
+from isafe_helpers.loading import load_root
+
+
+def test_holm_by_hand_and_against_statsmodels():
+    p = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> cummax 0.06
+    np.testing.assert_allclose(M.holm(p)[:4], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(M.holm(p)[4])
+    q = np.random.default_rng(0).random(25)
+    np.testing.assert_allclose(M.holm(q), multipletests(q, method="holm")[1])
+
+
+@pytest.fixture(scope="module")
+def mods(_small_root_template):
+    return M.moderators(load_root(_small_root_template))
+
+
+def test_within_level_effects_are_base_plus_interaction(mods):
+    t = mods.table
+    for outcome in t["outcome"].unique():
+        a = t[(t["outcome"] == outcome) & (t["moderator"] == "la")].set_index("quantity")["estimate"]
+        if a.isna().all():
+            continue
+        levels = [q.removeprefix("effect_in_") for q in a.index if q.startswith("effect_in_")]
+        ref = levels[0]
+        for lev in levels[1:]:
+            assert a[f"effect_in_{lev}"] == pytest.approx(a[f"effect_in_{ref}"] + a[f"interaction_{lev}_vs_{ref}"],
+                                                         abs=1e-8)
+
+
+def test_holm_family_and_rows(mods):
+    t = mods.table
+    inter = t[t["kind"] == "interaction"]
+    np.testing.assert_allclose(inter["p_holm"], M.holm(inter["p_value"].to_numpy()))
+    rows = pd.DataFrame(mods.rows())
+    assert set(rows["analysis"]) <= {"subgroup_age", "subgroup_experience", "subgroup_la"}
+    assert rows["note"].str.contains("exploratory|not estimable").all()
+
+
+def test_no_la_moderation_in_an_la_scope(_small_root_template):
+    m = M.moderators(load_root(_small_root_template).for_scope("LA01"))
+    assert "la" not in set(m.table["moderator"])
+
+
+def test_level_in_one_arm_only_is_left_out_with_a_note(small_root):
+    data = load_root(small_root)
+    treated = data.teams.loc[data.teams["arm"] == "treatment", "team_id"]
+    p = data.participants.copy()
+    p["age_band"] = p["age_band"].astype(object)
+    p.loc[p["team_id"].isin(treated), "age_band"] = "under_30"  # under_30 only in treatment teams
+    p.loc[~p["team_id"].isin(treated) & (p["age_band"] == "under_30"), "age_band"] = "30_39"
+    data.tables["participants"] = p
+    t = M.moderators(data).table
+    age = t[t["moderator"] == "age"]
+    assert age["note"].str.contains("under_30").all() or age["note"].str.startswith("not estimable").all()
