@@ -101,7 +101,13 @@ def _build(out: Path, build: Path, force: bool) -> int:
 def _cmd_run(args) -> int:
     from .pipeline import Busy, exclusive, run_all, summary_table
 
+    from .disclosure import threshold
+
     problem = check_paths(args.data, args.out, args.build)
+    try:
+        threshold()
+    except ValueError as err:
+        problem = str(err)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

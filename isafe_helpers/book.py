@@ -158,7 +158,8 @@ def status_markdown(run: dict) -> str:
             f"- Run finished: {run['finished']}",
             f"- Book built: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
             f"- Python {run['python']}",
-            f"- Disclosure threshold: {disclosure.threshold()} people (set by `{disclosure.THRESHOLD_ENV}`)",
+            f"- Disclosure threshold: {run.get('disclosure_threshold') or disclosure.threshold()} people "
+            f"(set by `{disclosure.THRESHOLD_ENV}` when the notebooks ran)",
             "",
             "## Notebooks of the last run",
             "",
@@ -316,7 +317,8 @@ def _design_glue(est: pd.DataFrame, run: dict, limit: int) -> dict[str, str]:
 def stage(results: Path, stage_dir: Path) -> dict:
     """Lay out the book's sources in ``stage_dir``; return the run record."""
     run = read_run(results)
-    limit = disclosure.threshold()
+    # the threshold the notebooks were run with, so pages and summary agree
+    limit = int(run.get("disclosure_threshold") or disclosure.threshold())
     if stage_dir.exists():
         shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True)

@@ -44,6 +44,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import contract as C
+from . import disclosure
 from .estimates import FILENAME, RESULTS_ROOT_MARKER, atomic_write_text, read_estimates, write_estimates
 from .loading import TrialData
 from .paths import NOTEBOOKS, REPO
@@ -105,7 +106,7 @@ def task_inputs(root: Path, scope: str, strand: str, notebooks: Path, code: str,
     """SHA-256 of everything a task's outputs depend on."""
     h = hashlib.sha256()
     h.update(json.dumps({"data_root": str(root), "out": str(out), "scope": scope, "strand": strand,
-                         "code": code}).encode())
+                         "code": code, "disclosure_threshold": disclosure.threshold()}).encode())
     h.update((notebooks / f"{strand}.ipynb").read_bytes())
     _hash_files(h, scope_files(root, scope), root)
     dep = DEPENDS_ON.get(strand)
@@ -293,6 +294,7 @@ def write_run_record(data: TrialData, out: Path, outcomes: list[TaskOutcome]) ->
         "fingerprint": data.fingerprint,
         "synthetic": data.synthetic if data.is_synthetic else None,
         "las": data.las,
+        "disclosure_threshold": disclosure.threshold(),
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC") if executed or not old else old.get("finished"),
         "python": platform.python_version(),
         "tasks": tasks,
