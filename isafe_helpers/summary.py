@@ -122,6 +122,18 @@ def _entry(key, area, label, measure, row, digits, limit, prefix="", suffix="", 
                 n=n, status=status, display=display, why=missing_why if status == "missing" else "")
 
 
+def _add_test(entry: dict, model_row) -> None:
+    """Attach the primary model's own 95% interval and p-value to an impact entry.
+
+    The finding is read from the model (the treatment effect's interval,
+    Satterthwaite df; the odds ratio's robust interval), not from the
+    interval of g: the methods.md g interval does not credit the baseline
+    adjustment, so it is wider than the test the trial reports.
+    """
+    get = (lambda c: _num(model_row[c])) if model_row is not None else (lambda c: math.nan)
+    entry.update(model_low=get("ci_low"), model_high=get("ci_high"), p_value=get("p_value"))
+
+
 def _why(strand: str, failed: dict[str, str], scope: str) -> str:
     if strand in failed:
         return f"the {scope} {strand} notebook failed in this run ({failed[strand]})"
@@ -161,10 +173,11 @@ def pooled_summary(
         entries.append(_entry(scale, "impact", OUTCOME_LABELS.get(scale, scale), "Hedges' g (95% CI)",
                               _row(est, "impact", "primary", scale, "hedges_g_total"), 2, limit,
                               missing_why=_why("impact", failed, scope)))
+        _add_test(entries[-1], _row(est, "impact", "primary", scale, "treatment_effect"))
+    odds = _row(est, "impact", "primary", "father_contact_recorded", "odds_ratio")
     entries.append(_entry("father_contact_recorded", "impact", OUTCOME_LABELS["father_contact_recorded"],
-                          "odds ratio (95% CI)",
-                          _row(est, "impact", "primary", "father_contact_recorded", "odds_ratio"), 2, limit,
-                          missing_why=_why("impact", failed, scope)))
+                          "odds ratio (95% CI)", odds, 2, limit, missing_why=_why("impact", failed, scope)))
+    _add_test(entries[-1], odds)
     # reach over all components: a ratio of sums of the contract's rows
     att = [_row(est, "process", "reach", c, "attendees") for c in COMPONENTS]
     tgt = [_row(est, "process", "reach", c, "intended_n") for c in COMPONENTS]
@@ -223,14 +236,14 @@ def _sentence(entry, what: str, limit: int, shown: str) -> str:
 
 
 def _impact_sentence(table: pd.DataFrame) -> str:
-    """What the effect sizes show, in words, derived from their intervals."""
+    """What the primary models show, in words, derived from their intervals."""
     imp = table[(table["area"] == "impact") & (table["key"] != "father_contact_recorded")]
-    shown = imp[imp["status"] == "shown"]
+    shown = imp[(imp["status"] == "shown") & imp["model_low"].notna() & imp["model_high"].notna()]
     if shown.empty:
-        return "The pooled effect sizes are not available in this build."
-    up = [r.label.lower() for r in shown.itertuples() if r.ci_low > 0]
-    down = [r.label.lower() for r in shown.itertuples() if r.ci_high < 0]
-    flat = [r.label.lower() for r in shown.itertuples() if r.ci_low <= 0 <= r.ci_high]
+        return "The pooled impact estimates are not available in this build."
+    up = [r.label.lower() for r in shown.itertuples() if r.model_low > 0]
+    down = [r.label.lower() for r in shown.itertuples() if r.model_high < 0]
+    flat = [r.label.lower() for r in shown.itertuples() if r.model_low <= 0 <= r.model_high]
     parts = []
     if up:
         parts.append("lies above zero (favouring ISAFE) for " + _and(up))
@@ -238,7 +251,7 @@ def _impact_sentence(table: pd.DataFrame) -> str:
         parts.append("lies below zero for " + _and(down))
     if flat:
         parts.append("includes zero (no clear difference between the arms) for " + _and(flat))
-    return "The 95% interval of the effect size " + "; it ".join(parts) + "."
+    return "The 95% interval of the primary model's treatment effect " + "; it ".join(parts) + "."
 
 
 def _and(items: list[str]) -> str:
@@ -246,17 +259,20 @@ def _and(items: list[str]) -> str:
 
 
 def finding(row) -> str:
-    """A Foundations-style reading of one impact row's interval."""
+    """A Foundations-style reading of one impact row: the primary model's interval and p."""
     if row.status != "shown":
         return "withheld (too few people)" if row.status == "withheld" else row.display
     null = 1.0 if row.key == "father_contact_recorded" else 0.0
-    if math.isnan(row.ci_low):
+    lo, hi = getattr(row, "model_low", math.nan), getattr(row, "model_high", math.nan)
+    if math.isnan(lo) or math.isnan(hi):
         return "no interval"
-    if row.ci_low > null:
-        return "improved (interval above no effect)"
-    if row.ci_high < null:
-        return "worsened (interval below no effect)"
-    return "no clear difference"
+    p = getattr(row, "p_value", math.nan)
+    p_text = "" if math.isnan(p) else (" (p < 0.001)" if p < 0.001 else f" (p = {p:.3f})")
+    if lo > null:
+        return "improved" + p_text
+    if hi < null:
+        return "worsened" + p_text
+    return "no clear difference" + p_text
 
 
 def findings_markdown(summary: Summary) -> str:

@@ -17,9 +17,9 @@ from isafe_helpers.contract import COMPONENTS, SCALES
 from isafe_helpers.estimates import COLUMNS
 
 
-def _r(strand, analysis, outcome, quantity, estimate, ci_low=None, ci_high=None, n=None, note=""):
+def _r(strand, analysis, outcome, quantity, estimate, ci_low=None, ci_high=None, n=None, note="", p=math.nan):
     return dict(scope="trial", strand=strand, analysis=analysis, outcome=outcome, quantity=quantity,
-                estimate=estimate, se=math.nan, ci_low=ci_low, ci_high=ci_high, p_value=math.nan, n=n,
+                estimate=estimate, se=math.nan, ci_low=ci_low, ci_high=ci_high, p_value=p, n=n,
                 n_clusters=math.nan, note=note)
 
 
@@ -28,6 +28,8 @@ def pooled(n=400) -> pd.DataFrame:
     for i, scale in enumerate(SCALES):  # g = 0.1 * (i - 1); CI +/- 0.15
         g = 0.1 * (i - 1)
         rows.append(_r("impact", "primary", scale, "hedges_g_total", g, g - 0.15, g + 0.15, n))
+        # the model's own interval is narrower (baseline-adjusted): +/- 0.08 scale points
+        rows.append(_r("impact", "primary", scale, "treatment_effect", g, g - 0.08, g + 0.08, n, p=0.5 - i / 10))
     rows.append(_r("impact", "primary", "father_contact_recorded", "odds_ratio", 1.5, 1.2, 1.9, n))
     rows.append(_r("impact", "attrition", "teams", "overall_attrition_pct", 0.0, n=40))
     rows.append(_r("impact", "attrition", "participants", "overall_attrition_pct", 12.4, n=500))
@@ -59,13 +61,18 @@ def test_summary_numbers_come_from_the_contract_rows():
 def test_summary_glue_names_the_price_year_threshold_and_direction_of_each_effect():
     glue = S.pooled_summary(pooled(), limit=10).glue
     assert glue["s_price_year"] == "2023" and glue["s_threshold"] == "10"
-    # g = -0.1, 0.0, 0.1, 0.2, 0.3 with intervals +/- 0.15: the last two lie above zero
+    # effects -0.1, 0.0, 0.1, 0.2, 0.3 with model intervals +/- 0.08: the last three lie above zero and
+    # the first below (the g intervals, +/- 0.15, would have said two above and none below: the finding
+    # follows the model's test)
     assert glue["s_impact_sentence"] == (
-        "The 95% interval of the effect size lies above zero (favouring ISAFE) for perceived effectiveness "
-        "of father-engagement strategies and frequency of use of father-engagement strategies; it includes "
-        "zero (no clear difference between the arms) for confidence in engaging fathers, competence in "
-        "engaging fathers and organisational practice on father engagement."
+        "The 95% interval of the primary model's treatment effect lies above zero (favouring ISAFE) for "
+        "organisational practice on father engagement, perceived effectiveness of father-engagement "
+        "strategies and frequency of use of father-engagement strategies; it lies below zero for confidence in "
+        "engaging fathers; it includes zero (no clear difference between the arms) for competence in engaging "
+        "fathers."
     )
+    md = S.findings_markdown(S.pooled_summary(pooled(), limit=10))
+    assert "| improved (p = 0.300) |" in md and "| no clear difference (p = 0.400) |" in md
 
 
 def test_numbers_resting_on_few_people_are_withheld():
