@@ -302,7 +302,8 @@ def suppress(
     return Suppression(primary, secondary, relations)
 
 
-def _fmt(x, digits: int) -> str:
+def fmt(x, digits: int = 2) -> str:
+    """A number for display: fixed decimals with thousands separators, blank for missing."""
     if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
         return ""
     if isinstance(x, str):
@@ -349,14 +350,14 @@ def protect(
     row_hit = supp.mask.any(axis=1) if supp is not None else pd.Series(False, index=src.index)
     for col, base in rates.items():
         small = [is_small(b, limit) for b in src[base]]
-        out[col] = [SUPPRESSED if s or h else _fmt(v, 1) for v, s, h in zip(src[col], small, row_hit)]
+        out[col] = [SUPPRESSED if s or h else fmt(v, 1) for v, s, h in zip(src[col], small, row_hit)]
     for col in counts:
         out[col] = [
-            SUPPRESSED if supp.mask.loc[i, col] else _fmt(v, 0) for i, v in enumerate(src[col])
+            SUPPRESSED if supp.mask.loc[i, col] else fmt(v, 0) for i, v in enumerate(src[col])
         ]
     for col in src.columns:
         if col not in counts and col not in rates and pd.api.types.is_float_dtype(src[col]):
-            out[col] = [_fmt(v, digits) for v in src[col]]
+            out[col] = [fmt(v, digits) for v in src[col]]
     if supp is not None:
         _withhold_derived(src, out, counts, supp.mask)
     return out

@@ -11,13 +11,12 @@ and percentages or means resting on fewer people are withheld (``c``).
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 from IPython.display import Markdown, display
 
 from . import disclosure
 from . import estimates as E
+from .disclosure import fmt  # noqa: F401  (re-exported for notebooks)
 from .loading import TrialData, load_root
 
 SUPPRESSED = disclosure.SUPPRESSED
@@ -47,15 +46,6 @@ def notice(data: TrialData, scope: str) -> None:
             + text
         )
     display(Markdown(text))
-
-
-def fmt(x, digits: int = 2) -> str:
-    """A number for display: fixed decimals, blank for missing."""
-    if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
-        return ""
-    if isinstance(x, str):
-        return x
-    return f"{x:,.{digits}f}"
 
 
 def publishable(
