@@ -99,9 +99,8 @@ def _build(out: Path, build: Path, force: bool) -> int:
 
 
 def _cmd_run(args) -> int:
-    from .pipeline import Busy, exclusive, run_all, summary_table
-
     from .disclosure import threshold
+    from .pipeline import Busy, exclusive, run_all, summary_table
 
     problem = check_paths(args.data, args.out, args.build)
     try:

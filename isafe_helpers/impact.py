@@ -148,7 +148,11 @@ def casefile(data: TrialData) -> CasefileResult:
     proportion and LA. The odds ratio is exp of the arm coefficient; the risk
     difference is the marginally standardised difference in predicted
     proportions (all analysed files set to treatment minus all set to
-    control), with a delta-method SE from the robust covariance.
+    control), with a delta-method SE from the robust covariance. CIs and
+    p-values refer to Student's t on ``G - p`` degrees of freedom (``G`` teams,
+    ``p`` coefficients), not the normal: the robust SE is unreliable with few
+    teams (a single LA has about 9), and the t reference is the usual
+    small-sample allowance for it (with 60 teams it barely differs from z).
     """
     au = data.casefile_audit
     wide = au.pivot_table(index="participant_id", columns="wave",
@@ -172,10 +176,15 @@ def casefile(data: TrialData) -> CasefileResult:
     X = pd.DataFrame({"const": 1.0, "treated": (d["arm"] == "treatment").astype(float), "base": d["base"]})
     if d["la"].nunique() > 1:
         X = X.join(pd.get_dummies(d["la"].astype(str), prefix="la", drop_first=True, dtype=float))
+    dfree = res.n_clusters - X.shape[1]
+    if dfree < 1:
+        res.note = "not estimable: fewer teams than coefficients"
+        return res
     out = gee_binary(d["recorded"].to_numpy(float), d["audited"].to_numpy(float), X, d["team_id"].to_numpy(),
-                     "treated")
+                     "treated", df=dfree)
     res.odds_ratio, res.risk_difference = out["odds_ratio"], out["risk_difference"]
-    res.alpha, res.note = out["alpha"], out["note"]
+    res.alpha = out["alpha"]
+    res.note = "; ".join(s for s in (out["note"], f"robust SE, t on {dfree} df") if s)
     return res
 
 
@@ -257,7 +266,7 @@ def gee_logit_exchangeable(events, trials, X, cluster, tol: float = 1e-10, maxit
     return dict(params=b, cov=Bi @ (U.T @ U) @ Bi, alpha=alpha, converged=converged, iterations=it)
 
 
-def gee_binary(events, trials, X: pd.DataFrame, cluster, term: str) -> dict:
+def gee_binary(events, trials, X: pd.DataFrame, cluster, term: str, df: float | None = None) -> dict:
     """File-level binary GEE (:func:`gee_logit_exchangeable`) and the effects of ``term``.
 
     Returns ``odds_ratio`` and ``risk_difference`` tuples (estimate, SE, CI
@@ -267,16 +276,19 @@ def gee_binary(events, trials, X: pd.DataFrame, cluster, term: str) -> dict:
     never silent). The risk difference is marginally standardised over files:
     the mean predicted probability with ``term`` set to 1 for every file minus
     that with it set to 0; its SE is by the delta method from the robust covariance.
+    CIs and p-values use the normal reference, or Student's t on ``df`` degrees
+    of freedom when ``df`` is given (the small-sample reference for few clusters).
     """
     m = np.asarray(trials, float)
     fit = gee_logit_exchangeable(events, m, X.to_numpy(float), cluster)
     note = "" if fit["converged"] else f"did not converge: GEE stopped after {fit['iterations']} iterations"
     b, V = fit["params"], fit["cov"]
     k = list(X.columns).index(term)
-    z = stats.norm.ppf(0.975)
+    ref = stats.norm if df is None else stats.t(df)
+    z = ref.ppf(0.975)
     se = float(np.sqrt(V[k, k]))
     odds = (float(np.exp(b[k])), se, float(np.exp(b[k] - z * se)), float(np.exp(b[k] + z * se)),
-            float(2 * stats.norm.sf(abs(b[k] / se))))
+            float(2 * ref.sf(abs(b[k] / se))))
     X1, X0 = X.to_numpy(float).copy(), X.to_numpy(float).copy()
     X1[:, k], X0[:, k] = 1.0, 0.0
     p1, p0 = 1 / (1 + np.exp(-X1 @ b)), 1 / (1 + np.exp(-X0 @ b))
@@ -285,7 +297,7 @@ def gee_binary(events, trials, X: pd.DataFrame, cluster, term: str) -> dict:
     grad = w @ (X1 * (p1 * (1 - p1))[:, None]) - w @ (X0 * (p0 * (1 - p0))[:, None])
     rd_se = float(np.sqrt(grad @ V @ grad))
     return dict(odds_ratio=odds, params=b, cov=V, alpha=fit["alpha"], note=note,
-                risk_difference=(rd, rd_se, rd - z * rd_se, rd + z * rd_se, float(2 * stats.norm.sf(abs(rd / rd_se)))))
+                risk_difference=(rd, rd_se, rd - z * rd_se, rd + z * rd_se, float(2 * ref.sf(abs(rd / rd_se)))))
 
 
 #: Points of the What Works Clearinghouse cautious attrition boundary (methods.md):
@@ -383,9 +395,21 @@ def scope_caveat(data: TrialData) -> str:
     """What the page's scope means for the analysis (a plain caveat for a single LA)."""
     if len(data.las) > 1:
         return (f"Pooled trial: {len(data.las)} LAs, LA fixed effects (the randomisation strata) in every model.")
-    return (f"Single LA ({data.las[0]}): no LA term; with this few teams the model-based p-values and CIs "
-            "lean on large-sample approximations, so read them beside the randomisation-inference and CR2 "
-            "results below, which are valid with few teams. This is one LA of the trial, not the trial's result.")
+    arms = data.teams.drop_duplicates("team_id")["arm"].value_counts()
+    nt, nc = int(arms.get("treatment", 0)), int(arms.get("control", 0))
+    if min(nt, nc) < 2:
+        return (f"**Single LA ({data.las[0]}): the arms cannot be compared here.** It has {nt} treatment and "
+                f"{nc} control team(s); every comparison needs at least two teams in each arm, so the effect "
+                "estimates below are reported as not estimable (descriptive tables still appear). The pooled "
+                "trial and the other LAs are analysed as usual.")
+    return (f"**Single LA ({data.las[0]}), {data.teams['team_id'].nunique()} teams: read with care.** "
+            "The models have no LA term. With this few teams no test here uses the normal (z) approximation: "
+            "the primary model's CIs and p-values use Student's t with Satterthwaite degrees of freedom, the "
+            "robustness section adds randomisation inference (every possible allocation of this LA's teams "
+            "enumerated when there are at most 5,000, so exact) and CR2 cluster-robust SEs with Satterthwaite df, and the case-file model "
+            "uses t on teams minus coefficients. Even so, the estimates are imprecise (see the minimum "
+            "detectable effect size below) and a team's idiosyncrasies weigh heavily. This is one LA of the "
+            "trial, not the trial's result.")
 
 
 def convergence_message(results: list[PrimaryResult]) -> str:
@@ -418,4 +442,36 @@ def primary_table(results: list[PrimaryResult]) -> pd.DataFrame:
             "converged": ("yes" if r.converged else "no") if np.isfinite(r.estimate) else "not fitted",
             "note": r.note,
         })
+    return pd.DataFrame(recs)
+
+
+#: Percentiles drawn as the whiskers of the change box plots (never the extremes, which are one person's value).
+CHANGE_WHISKERS = (10, 90)
+
+
+def change_summary(data: TrialData) -> pd.DataFrame:
+    """Distribution of change (follow-up minus baseline) by scale and arm, as summary statistics only.
+
+    One row per scale and arm of the analysed sample (both waves scored): ``n``,
+    ``mean``, and the 10th, 25th, 50th, 75th and 90th percentiles (linear
+    interpolation). No individual value is returned: the whiskers of the box
+    plot are the 10th and 90th percentiles, not the extremes. An arm with fewer
+    analysed people than the disclosure threshold
+    (:func:`isafe_helpers.disclosure.threshold`) is withheld: ``withheld`` is
+    True and its statistics are NaN.
+    """
+    from .disclosure import threshold
+
+    thr = threshold()
+    lo, hi = CHANGE_WHISKERS
+    recs = []
+    for scale in data.instrument.scale_names:
+        df = analysis_frame(data, scale)
+        for arm in ("treatment", "control"):
+            ch = (df.loc[df["arm"] == arm, "followup"] - df.loc[df["arm"] == arm, "baseline"]).to_numpy(float)
+            rec = dict(outcome=scale, arm=arm, n=len(ch), withheld=len(ch) < thr)
+            q = np.percentile(ch, [lo, 25, 50, 75, hi]) if len(ch) and not rec["withheld"] else [np.nan] * 5
+            rec.update(mean=float(ch.mean()) if len(ch) and not rec["withheld"] else np.nan,
+                       p_low=q[0], q1=q[1], median=q[2], q3=q[3], p_high=q[4])
+            recs.append(rec)
     return pd.DataFrame(recs)

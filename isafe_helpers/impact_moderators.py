@@ -30,8 +30,9 @@ import pandas as pd
 from scipy import stats
 
 from .contract import AGE_BANDS
+from .disclosure import threshold
 from .estimates import est_row
-from .impact import analysis_frame
+from .impact import analysis_frame, primary
 from .impact_robust import design
 from .loading import TrialData
 from .mixed import fit_random_intercept
@@ -108,7 +109,9 @@ class ModeratorResults:
         out = []
         for r in self.table.itertuples():
             p = r.p_holm if r.kind == "interaction" else r.p_value
-            what = "p Holm-adjusted across the family" if r.kind == "interaction" else "unadjusted p"
+            what = {"interaction": "p Holm-adjusted across the family",
+                    "joint": f"joint Wald F test of every arm x LA term, denominator df {r.df:g} (between teams)",
+                    }.get(r.kind, "unadjusted p")
             note = r.note if r.note.startswith("not estimable") else "; ".join(
                 s for s in (EXPLORATORY, what, r.note) if s)
             out.append(est_row(ANALYSIS[r.moderator], r.outcome, r.quantity, r.estimate, r.se, r.ci_low, r.ci_high,
@@ -222,3 +225,124 @@ def moderators(data: TrialData) -> ModeratorResults:
     cv = pd.concat([c for c in curves if len(c)], ignore_index=True) if any(len(c) for c in curves) \
         else pd.DataFrame(columns=["outcome", "years", "effect", "ci_low", "ci_high"])
     return ModeratorResults(t, cv)
+
+
+# ---------------------------------------------------------------------------
+# per-LA effects and heterogeneity across LAs (pooled trial scope)
+# ---------------------------------------------------------------------------
+
+
+def cochran_q(estimates, ses) -> dict:
+    """Cochran's Q, its chi-square p (k - 1 df) and I^2 (%) of independent estimates.
+
+    Inverse-variance weights ``w = 1/se^2``; ``Q = sum w (b - b_FE)^2``;
+    ``I2 = max(0, (Q - (k - 1)) / Q) * 100`` (Higgins and Thompson 2002).
+
+    >>> r = cochran_q([0.0, 1.0], [1.0, 1.0])
+    >>> r["q"], r["df"], round(r["i2"], 1)
+    (0.5, 1, 0.0)
+    """
+    b = np.asarray(estimates, float)
+    w = 1.0 / np.asarray(ses, float) ** 2
+    k = b.size
+    if k < 2:
+        return dict(q=np.nan, df=max(k - 1, 0), p_value=np.nan, i2=np.nan, fixed=np.nan)
+    fe = float(np.sum(w * b) / np.sum(w))
+    q = float(np.sum(w * (b - fe) ** 2))
+    return dict(q=q, df=k - 1, p_value=float(stats.chi2.sf(q, k - 1)),
+                i2=float(max(0.0, (q - (k - 1)) / q) * 100) if q > 0 else 0.0, fixed=fe)
+
+
+@dataclass
+class LAHeterogeneity:
+    """Per-LA arm effects beside the pooled one, and the tests of heterogeneity across LAs.
+
+    ``per_la``: one row per scale and LA (the primary model fitted within the
+    LA, no LA term; Satterthwaite CI), plus ``la == "pooled"`` rows (the pooled
+    primary model). ``tests``: one row per scale with the joint Wald F test of
+    the arm-by-LA interaction (from :func:`moderators`, the one place that
+    model is fitted), Cochran's Q with its p and I^2 over the estimable per-LA
+    estimates. An LA estimate resting on fewer people than the disclosure
+    threshold is withheld (``withheld`` True, numbers NaN).
+    """
+
+    per_la: pd.DataFrame
+    tests: pd.DataFrame
+    message: str = ""
+
+    @property
+    def estimable(self) -> bool:
+        """True when there is a per-LA comparison to show (a scope of several LAs)."""
+        return len(self.tests) > 0
+
+    def rows(self) -> list[dict]:
+        if not self.estimable:
+            return []
+        out = []
+        for r in self.per_la[self.per_la["la"] != "pooled"].itertuples():
+            out.append(est_row("per_la", r.outcome, f"treatment_effect_{r.la}", r.estimate, r.se, r.ci_low,
+                               r.ci_high, r.p_value, n=r.n, n_clusters=r.n_clusters,
+                               note=r.note or "primary model fitted within the LA (no LA term)"))
+        for r in self.tests.itertuples():
+            c = dict(n_clusters=r.n_las)
+            out += [
+                est_row("heterogeneity_la", r.outcome, "wald_f_arm_x_la", r.wald_f, p_value=r.p_wald,
+                        note=f"F({r.wald_df1:g}, {r.wald_df2:g}); arm x LA interaction in the pooled model", **c),
+                est_row("heterogeneity_la", r.outcome, "cochran_q", r.q, p_value=r.p_q,
+                        note=f"chi-square on {r.q_df:g} df over the per-LA estimates", **c),
+                est_row("heterogeneity_la", r.outcome, "i_squared_pct", r.i2, **c),
+            ]
+        return out
+
+    def display(self) -> pd.DataFrame:
+        return self.tests[["outcome", "n_las", "wald_f", "wald_df1", "wald_df2", "p_wald", "q", "q_df", "p_q", "i2"]]
+
+
+def la_heterogeneity(data: TrialData, pooled: list, mods: ModeratorResults) -> LAHeterogeneity:
+    """Per-LA arm effects, each LA's own primary model, beside ``pooled`` (the scope's primary results).
+
+    Each LA's model is fitted here from the scope's data (``data.for_scope(la)``),
+    so the pooled page does not depend on any other scope's results. The
+    heterogeneity tests are the joint Wald F test of arm x LA from ``mods``
+    (:func:`moderators`) and Cochran's Q / I^2 across the per-LA estimates
+    (independent samples; inverse-variance weights from the per-LA SEs).
+    """
+    if len(data.las) < 2:
+        return LAHeterogeneity(pd.DataFrame(), pd.DataFrame(), message=(
+            "This page covers one LA, so there is no comparison across LAs here: the per-LA effects and the "
+            "heterogeneity tests are on the pooled trial page."))
+    thr = threshold()
+    recs = []
+    for la in data.las:
+        sub = data.for_scope(la)
+        for r in (primary(sub, s) for s in data.instrument.scale_names):
+            withheld = r.n < thr
+            ok = np.isfinite(r.estimate) and not withheld
+            recs.append(dict(outcome=r.outcome, la=la, n=r.n, n_clusters=r.n_clusters,
+                             estimate=r.estimate if ok else np.nan, se=r.se if ok else np.nan,
+                             ci_low=r.ci_low if ok else np.nan, ci_high=r.ci_high if ok else np.nan,
+                             p_value=r.p_value if ok else np.nan, withheld=withheld,
+                             note=(f"withheld: fewer than {thr} analysed people" if withheld else r.note)))
+    for r in pooled:
+        recs.append(dict(outcome=r.outcome, la="pooled", n=r.n, n_clusters=r.n_clusters, estimate=r.estimate,
+                         se=r.se, ci_low=r.ci_low, ci_high=r.ci_high, p_value=r.p_value, withheld=False,
+                         note=r.note))
+    per = pd.DataFrame(recs)
+    mt = mods.table
+    tests = []
+    for scale in data.instrument.scale_names:
+        w = mt[(mt["outcome"] == scale) & (mt["quantity"] == "wald_f_arm_x_la")]
+        k = mt[(mt["outcome"] == scale) & (mt["moderator"] == "la") & (mt["kind"] == "interaction")]
+        e = per[(per["outcome"] == scale) & (per["la"] != "pooled") & per["estimate"].notna()]
+        cq = cochran_q(e["estimate"], e["se"])
+        tests.append(dict(outcome=scale, n_las=len(e),
+                          wald_f=float(w["estimate"].iloc[0]) if len(w) else np.nan,
+                          wald_df1=float(len(k)) if len(w) else np.nan,
+                          wald_df2=float(w["df"].iloc[0]) if len(w) else np.nan,
+                          p_wald=float(w["p_value"].iloc[0]) if len(w) else np.nan,
+                          q=cq["q"], q_df=cq["df"], p_q=cq["p_value"], i2=cq["i2"]))
+    return LAHeterogeneity(per, pd.DataFrame(tests), message=(
+        "Each LA's effect comes from the primary model fitted within that LA (no LA term); the pooled effect is "
+        "the primary model's. Heterogeneity: the joint Wald F test of the arm-by-LA interaction in the pooled "
+        "model (denominator df: teams minus team-level coefficients) and, descriptively, Cochran's Q and I\u00b2 "
+        "over the per-LA estimates. Exploratory: the trial was not powered to compare LAs."))

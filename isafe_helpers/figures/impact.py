@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from . import finish
 
@@ -89,4 +90,82 @@ def experience_moderation(curves) -> plt.Figure:
     for ax in axes[:, 0]:
         ax.set_ylabel("arm effect (points)", fontsize=8)
     fig.suptitle("Exploratory: arm effect by years qualified (95% CI)", fontsize=10)
+    return finish(fig)
+
+
+def la_forest(het) -> plt.Figure:
+    """Forest plot of the arm effect (scale points, 95% CI) in each LA beside the pooled one, per scale.
+
+    ``het`` is :func:`isafe_helpers.impact_moderators.la_heterogeneity`'s result;
+    each panel's title carries the joint Wald F test of arm x LA and I^2.
+    Withheld or not estimable LAs are labelled, not drawn.
+    """
+    per, tests = het.per_la, het.tests.set_index("outcome")
+    outcomes = list(dict.fromkeys(per["outcome"]))
+    ncol = min(len(outcomes), 3) or 1
+    nrow = -(-max(len(outcomes), 1) // ncol)
+    las = list(dict.fromkeys(per["la"]))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 0.32 * len(las) * nrow + 1.3 * nrow),
+                             squeeze=False, sharey=True)
+    for ax, o in zip(axes.flat, outcomes):
+        d = per[per["outcome"] == o].set_index("la").reindex(las)
+        for i, la in enumerate(las):
+            r = d.loc[la]
+            pooled = la == "pooled"
+            if np.isfinite(r["estimate"]):
+                ax.plot([r["ci_low"], r["ci_high"]], [i, i], color="0.2" if pooled else "0.45", lw=2 if pooled else 1)
+                ax.plot(r["estimate"], i, "D" if pooled else "o", color="C3" if pooled else "C0",
+                        ms=7 if pooled else 5)
+            else:
+                ax.text(0, i, "withheld" if r["withheld"] else "not estimable", ha="center", va="center",
+                        fontsize=7, color="0.4")
+        ax.axvline(0, color="0.5", ls="--", lw=1)
+        t = tests.loc[o]
+        sub = (f"F({t['wald_df1']:g},{t['wald_df2']:g}) = {t['wald_f']:.2f}, p = {t['p_wald']:.3f}; "
+               f"I\u00b2 = {t['i2']:.0f}%") if np.isfinite(t["wald_f"]) else "heterogeneity not testable"
+        ax.set_title(f"{o.replace('_', ' ')}\n{sub}", fontsize=8)
+        ax.set_xlabel("arm effect (points)", fontsize=8)
+        ax.set_yticks(range(len(las)), las)
+    axes[0, 0].invert_yaxis()
+    for ax in axes.flat[len(outcomes):]:
+        ax.axis("off")
+    fig.suptitle("Arm effect within each LA and pooled (95% CI)", fontsize=10)
+    return finish(fig)
+
+
+def change_distributions(summary) -> plt.Figure:
+    """Box plots of change (follow-up minus baseline) by arm, one panel per scale, from summaries only.
+
+    ``summary`` is :func:`isafe_helpers.impact.change_summary`: box = quartiles,
+    line = median, diamond = mean, whiskers = 10th and 90th percentiles; no
+    individual value is drawn. Withheld arms (fewer people than the disclosure
+    threshold) are labelled and not drawn.
+    """
+    outcomes = list(dict.fromkeys(summary["outcome"]))
+    ncol = min(len(outcomes), 3) or 1
+    nrow = -(-max(len(outcomes), 1) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.8 * nrow), squeeze=False, sharey=True)
+    for ax, o in zip(axes.flat, outcomes):
+        d = summary[summary["outcome"] == o]
+        stats_, pos, labels = [], [], []
+        for i, r in enumerate(d.itertuples()):
+            labels.append(r.arm)
+            if r.withheld:
+                ax.text(i + 1, 0, "withheld\n(too few people)", ha="center", va="center", fontsize=7, color="0.4")
+                continue
+            stats_.append(dict(med=r.median, q1=r.q1, q3=r.q3, whislo=r.p_low, whishi=r.p_high, mean=r.mean,
+                               fliers=[], label=r.arm))
+            pos.append(i + 1)
+        if stats_:
+            ax.bxp(stats_, positions=pos, showmeans=True, showfliers=False, widths=0.5,
+                   meanprops=dict(marker="D", markerfacecolor="C3", markeredgecolor="C3", markersize=4))
+        ax.set_xticks(range(1, len(labels) + 1), labels)
+        ax.set_xlim(0.4, len(labels) + 0.6)
+        ax.axhline(0, color="0.5", ls="--", lw=1)
+        ax.set_title(o.replace("_", " "), fontsize=9)
+    for ax in axes.flat[len(outcomes):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("change (points)", fontsize=8)
+    fig.suptitle("Change from baseline by arm (box: quartiles; whiskers: 10th-90th percentile)", fontsize=10)
     return finish(fig)

@@ -1,0 +1,104 @@
+"""Per-LA effects and heterogeneity (Wald F of arm x LA, Cochran's Q), change summaries,
+and the case-file model's small-sample t reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from isafe_helpers import impact
+from isafe_helpers import impact_moderators as M
+from isafe_helpers.figures import impact as fig
+from isafe_helpers.loading import load_root
+
+
+def test_cochran_q_by_hand_and_against_statsmodels():
+    b, se = [0.1, 0.3, 0.6], [0.1, 0.2, 0.3]
+    # w = 100, 25, 11.111; b_FE = 24.1667 / 136.111 = 0.177551
+    # Q = 100*0.077551^2 + 25*0.122449^2 + 11.111*0.422449^2 = 0.60142 + 0.37484 + 1.98290 = 2.95916
+    r = M.cochran_q(b, se)
+    assert r["q"] == pytest.approx(2.95916, rel=1e-4)
+    assert r["i2"] == pytest.approx(100 * (2.95916 - 2) / 2.95916, rel=1e-4)
+    assert r["p_value"] == pytest.approx(stats.chi2.sf(2.95916, 2), rel=1e-4)
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    ref = combine_effects(np.array(b), np.array(se) ** 2)
+    assert r["q"] == pytest.approx(ref.q, rel=1e-10)
+    assert r["i2"] / 100 == pytest.approx(ref.i2, rel=1e-10)
+
+
+@pytest.fixture(scope="module")
+def trial(_small_root_template):
+    return load_root(_small_root_template)
+
+
+@pytest.fixture(scope="module")
+def het(trial):
+    return M.la_heterogeneity(trial, impact.primary_all(trial), M.moderators(trial))
+
+
+def test_wald_f_with_one_interaction_is_its_t_squared(trial, het):
+    """Two LAs: one arm x LA term, so F(1, J - 4) equals the square of its t statistic."""
+    t = M.moderators(trial).table
+    for scale in trial.instrument.scale_names:
+        inter = t[(t["outcome"] == scale) & (t["moderator"] == "la") & (t["kind"] == "interaction")].iloc[0]
+        row = het.tests.set_index("outcome").loc[scale]
+        assert row["wald_df1"] == 1 and row["wald_df2"] == trial.teams["team_id"].nunique() - 4
+        assert row["wald_f"] == pytest.approx((inter["estimate"] / inter["se"]) ** 2, rel=1e-10)
+        assert row["p_wald"] == pytest.approx(stats.f.sf(row["wald_f"], 1, row["wald_df2"]), rel=1e-10)
+
+
+def test_per_la_effects_are_each_las_own_primary_model(trial, het):
+    per = het.per_la.set_index(["outcome", "la"])
+    for la in trial.las:
+        r = impact.primary(trial.for_scope(la), "confidence")
+        assert per.loc[("confidence", la), "estimate"] == pytest.approx(r.estimate, rel=1e-12)
+    rows = pd.DataFrame(het.rows())
+    assert {"per_la", "heterogeneity_la"} == set(rows["analysis"])
+    assert {"wald_f_arm_x_la", "cochran_q", "i_squared_pct"} <= set(rows["quantity"])
+    fig.la_forest(het)
+
+
+def test_small_las_are_withheld_and_one_la_has_no_comparison(trial, monkeypatch):
+    monkeypatch.setenv("ISAFE_DISCLOSURE_THRESHOLD", "100000")
+    h = M.la_heterogeneity(trial, impact.primary_all(trial), M.moderators(trial))
+    local = h.per_la[h.per_la["la"] != "pooled"]
+    assert local["withheld"].all() and local["estimate"].isna().all()
+    fig.la_forest(h)
+    one = M.la_heterogeneity(trial.for_scope("LA01"), [], M.moderators(trial.for_scope("LA01")))
+    assert not one.estimable and one.rows() == [] and "one LA" in one.message
+
+
+def test_change_summary_is_summaries_only_and_withheld_under_threshold(trial, monkeypatch):
+    s = impact.change_summary(trial)
+    df = impact.analysis_frame(trial, "confidence")
+    ch = (df["followup"] - df["baseline"])[df["arm"] == "control"].to_numpy()
+    r = s[(s["outcome"] == "confidence") & (s["arm"] == "control")].iloc[0]
+    assert r["n"] == len(ch) and r["mean"] == pytest.approx(ch.mean())
+    assert [r["p_low"], r["median"], r["p_high"]] == pytest.approx(list(np.percentile(ch, [10, 50, 90])))
+    assert {"min", "max", "values"}.isdisjoint(s.columns)
+    fig.change_distributions(s)
+    monkeypatch.setenv("ISAFE_DISCLOSURE_THRESHOLD", str(len(ch) + 1000))
+    w = impact.change_summary(trial)
+    assert w["withheld"].all() and w[["mean", "median", "p_low", "p_high"]].isna().all().all()
+    fig.change_distributions(w)
+
+
+def test_casefile_uses_t_on_teams_minus_coefficients(trial):
+    data = trial.for_scope("LA01")
+    c = impact.casefile(data)
+    dfree = c.n_clusters - 3  # const, arm, baseline proportion
+    assert f"t on {dfree} df" in c.note
+    est, se_log, lo, hi, p = c.odds_ratio
+    q = stats.t.ppf(0.975, dfree)
+    assert lo == pytest.approx(np.exp(np.log(est) - q * se_log), rel=1e-10)
+    assert p == pytest.approx(2 * stats.t.sf(abs(np.log(est)) / se_log, dfree), rel=1e-10)
+
+
+def test_la_caveat_says_plainly_when_the_arms_cannot_be_compared(small_root):
+    data = load_root(small_root).for_scope("LA01")
+    assert "t with Satterthwaite" in impact.scope_caveat(data) and "not the trial's result" in impact.scope_caveat(data)
+    data.tables["teams"] = data.teams.assign(arm="treatment")
+    assert "cannot be compared" in impact.scope_caveat(data)

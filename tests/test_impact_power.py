@@ -1,0 +1,104 @@
+"""MDES (power): a hand-computed case, the large-df limit, a known-truth simulation of
+power at the MDES, recovery of known R2 shares, and the rows on small roots."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from isafe_helpers import impact_power as P
+from isafe_helpers.loading import load_root
+
+
+def test_mdes_by_hand_with_printed_t_table_values():
+    # J=48, n=10, rho=0.1, R2_B=0.5, R2_W=0.3, P=0.5, one covariate -> df = 45.
+    # Printed t tables: t(0.975; 45) = 2.0141, t(0.80; 45) = 0.8497 -> M = 2.8638.
+    # var = 0.1*0.5/(0.25*48) + 0.9*0.7/(0.25*48*10) = 0.0041667 + 0.00525 = 0.0094167
+    # MDES = 2.8638 * sqrt(0.0094167) = 2.8638 * 0.0970395 = 0.27790
+    r = P.mdes(48, 10, 0.1, 0.5, 0.3, 0.5, covariates=1)
+    assert r.df == 45
+    assert r.multiplier == pytest.approx(2.8638, abs=2e-4)
+    assert r.mdes == pytest.approx(0.27790, rel=1e-3)
+
+
+def test_multiplier_tends_to_2_8_and_p_enters_as_p_times_1_minus_p():
+    assert P.mdes(100000, 10, 0.1).multiplier == pytest.approx(1.959964 + 0.841621, abs=1e-4)
+    a, b = P.mdes(40, 10, 0.1, p_treated=0.5), P.mdes(40, 10, 0.1, p_treated=0.25)
+    assert b.mdes / a.mdes == pytest.approx(math.sqrt(0.25 / 0.1875), rel=1e-12)
+    with pytest.raises(ValueError):
+        P.mdes(3, 10, 0.1, covariates=1)
+    with pytest.raises(ValueError):
+        P.mdes(40, 10, 1.5)
+
+
+def test_simulated_power_at_the_mdes_is_80_percent():
+    """Known truth: balanced design, no covariates (df = J - 2), analysed by the t-test on team
+    means (the exact test for this design). At the MDES, the exact (noncentral t) power and the
+    simulated rejection rate are both 80% within the approximation and Monte Carlo error."""
+    J, n, rho = 12, 5, 0.2
+    m = P.mdes(J, n, rho, covariates=0)
+    se = math.sqrt(4 * (rho + (1 - rho) / n) / J)  # SD of the difference of arm means of team means
+    tc = stats.t.ppf(0.975, J - 2)
+    exact = stats.nct.sf(tc, J - 2, m.mdes / se) + stats.nct.cdf(-tc, J - 2, m.mdes / se)
+    assert exact == pytest.approx(0.80, abs=0.015)
+    rng = np.random.default_rng(11)
+    reps = 6000
+    t = np.repeat([1.0, 0.0], J // 2)
+    means = m.mdes * t + rng.normal(0, math.sqrt(rho), (reps, J)) \
+        + rng.normal(0, math.sqrt(1 - rho), (reps, J, n)).mean(axis=2)
+    d = means[:, t == 1].mean(1) - means[:, t == 0].mean(1)
+    s2 = (means[:, t == 1].var(1, ddof=1) + means[:, t == 0].var(1, ddof=1)) / 2
+    tstat = d / np.sqrt(s2 * 4 / J)
+    power = np.mean(np.abs(tstat) > tc)
+    assert abs(power - exact) < 3 * math.sqrt(exact * (1 - exact) / reps)
+
+
+def test_variance_shares_recover_known_r2():
+    """y = x + u + e with x = xb_team + xw: R2_B = var(xb)/(var(xb)+var(u)), R2_W = var(xw)/(var(xw)+var(e))."""
+    rng = np.random.default_rng(5)
+    J, n = 300, 15
+    team = np.repeat(np.arange(J), n)
+    xb, u = rng.normal(0, 1.0, J), rng.normal(0, 0.5, J)  # R2_B = 1 / 1.25 = 0.8
+    xw, e = rng.normal(0, 1.0, J * n), rng.normal(0, 1.0, J * n)  # R2_W = 0.5
+    x = xb[team] + xw
+    df = pd.DataFrame({"team_id": team, "baseline": x, "followup": x + u[team] + e})
+    v = P.variance_shares(df)
+    assert v["r2_between"] == pytest.approx(0.8, abs=0.05)
+    assert v["r2_within"] == pytest.approx(0.5, abs=0.03)
+    assert v["icc"] == pytest.approx(1.25 / 3.25, abs=0.06)
+
+
+@pytest.fixture(scope="module")
+def trial(_small_root_template):
+    return load_root(_small_root_template)
+
+
+def test_rows_for_trial_and_la(trial):
+    for scope in ("trial", "LA01"):
+        res = P.power_analysis(trial.for_scope(scope))
+        rows = pd.DataFrame(res.rows())
+        assert set(rows["analysis"]) == {"power"}
+        mdes = rows[rows["quantity"] == "mdes"].set_index("outcome")
+        assert set(trial.instrument.scale_names) | {"protocol_plan"} == set(mdes.index)
+        assert mdes["estimate"].notna().all() and (mdes["estimate"] > 0).all()
+        t = res.table.iloc[0]
+        by_hand = P.mdes(t["teams"], t["team_size"], t["icc"], t["r2_between"], t["r2_within"], t["p_treated"])
+        assert mdes.loc[t["outcome"], "estimate"] == pytest.approx(by_hand.mdes, rel=1e-12)
+        # harmonic mean team size of the analysed sample, and the plan's df
+        assert t["team_size"] <= trial.for_scope(scope).participants.groupby("team_id").size().mean()
+        assert res.plan.df == 48 - 2 - 1
+
+
+def test_not_estimable_is_a_note(small_root):
+    data = load_root(small_root).for_scope("LA01")
+    data.tables["teams"] = data.teams.assign(arm="treatment")
+    res = P.power_analysis(data)
+    assert res.plan is None
+    rows = pd.DataFrame(res.rows())
+    assert rows["estimate"].isna().all() and rows["note"].str.startswith("not estimable").all()
+    with pytest.raises(ValueError):
+        P.power_analysis(data, team_size="median")
