@@ -26,9 +26,10 @@ standardised latent score (total variance 1 at baseline) is::
 
 with LA effects ``a ~ N(0, 0.03)``, team effects ``u ~ N(0, 0.08)``
 (variances), person terms ``p, q ~ N(0, 0.89)`` sharing a common factor
-across scales, ``rho = 0.6``, treatment indicator ``T``, LA multiplier of the
-effect ``m_l ~ N(1, 0.25^2)``, ``delta = (0.21, 0.16, 0.16, 0, 0)`` SD and
-``beta = 0.01`` SD per year qualified. Each item is
+across scales, ``rho = 0.8`` (a 2-month test-retest correlation typical of
+attitude scales), treatment indicator ``T``, LA multiplier of the
+effect ``m_l ~ N(1, 0.25^2)``, ``delta = (0.22, 0.18, 0.18, 0, 0)`` SD and
+``beta = 0.015`` SD per year qualified. Each item is
 ``clip(round(loc_s + 0.9 * latent + N(0, 0.6^2)), 1, 5)``; the reverse-coded
 items (``comp_6``, ``org_5``) store ``6 - item``. About 95% of participants
 answer at baseline and about 80% of them at follow-up (79% treatment, 81%
@@ -95,16 +96,16 @@ PARAMS = {
     "p_followup_given_baseline": {"treatment": 0.79, "control": 0.81},
     "var_la": 0.03,
     "var_team": 0.08,
-    "rho_person": 0.6,
+    "rho_person": 0.8,
     "common_factor_loading": 0.6,
     "effects_sd": {
-        "confidence": 0.21,
-        "competence": 0.16,
-        "org_practice": 0.16,
+        "confidence": 0.22,
+        "competence": 0.18,
+        "org_practice": 0.18,
         "strategy_effectiveness": 0.0,
         "strategy_frequency": 0.0,
     },
-    "confidence_effect_per_year_qualified": 0.01,
+    "confidence_effect_per_year_qualified": 0.015,
     "years_centre": 10.0,
     "la_effect_multiplier_sd": 0.25,
     "item_loading": 0.9,
