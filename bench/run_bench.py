@@ -182,7 +182,7 @@ def main() -> None:
                         d_rv = abs(fit.residual_variance - r["residual_variance"])
                         rows.append((f"(d) lme4 {r['version']} lmer() on the same data", f"{r['seconds']:.3f} s", "",
                                      f"ours is {r['seconds'] / ft['seconds']:.0f}x faster"))
-                        rows.append(("(d) agreement with lme4: |d estimate|, |d team var|, |d resid var|; rel. d SE",
+                        rows.append(("(d) agreement with lme4: abs. difference of estimate, team variance, residual variance; relative difference of SE",
                                      f"{d_beta:.1e}, {d_tv:.1e}, {d_rv:.1e}; {d_se:.1e}", "", ""))
                     else:
                         rows.append(("(d) lme4 on the same data", "R/lme4 not found", "", ""))
