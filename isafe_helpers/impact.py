@@ -52,8 +52,13 @@ def analysis_frame(data: TrialData, outcome: str) -> pd.DataFrame:
 
 
 @dataclass
-class PrimaryResult:
-    """Primary analysis of one scale."""
+class ArmEffect:
+    """What every estimate of the arm effect on one outcome carries.
+
+    The analyses (primary model, multiple imputation, randomisation
+    inference, CR2, CACE) extend it with their own fields; a quantity an
+    analysis does not produce stays NaN.
+    """
 
     outcome: str
     n: int
@@ -64,13 +69,19 @@ class PrimaryResult:
     ci_low: float = np.nan
     ci_high: float = np.nan
     p_value: float = np.nan
+    note: str = ""
+
+
+@dataclass
+class PrimaryResult(ArmEffect):
+    """Primary analysis of one scale."""
+
     g: object = None
     g_conditional: object = None
     icc: float = np.nan
     team_variance: float = np.nan
     residual_variance: float = np.nan
     converged: bool = False
-    note: str = ""
 
     def rows(self) -> list[dict]:
         common = dict(n=self.n, n_clusters=self.n_clusters)

@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from .estimates import est_row
-from .impact import PrimaryResult, analysis_frame
+from .impact import ArmEffect, PrimaryResult, analysis_frame
 from .impact_robust import NOT_ESTIMABLE, design
 from .loading import TrialData
 
@@ -76,23 +76,14 @@ def tsls_clustered(y, D, Z_excl, W, cluster) -> dict:
 
 
 @dataclass
-class CACEResult:
+class CACEResult(ArmEffect):
     """Complier average causal effect on one scale."""
 
-    outcome: str
-    n: int
-    n_clusters: int
     compliance_treatment_pct: float = np.nan
     compliance_control_pct: float = np.nan
-    estimate: float = np.nan
-    se: float = np.nan
-    ci_low: float = np.nan
-    ci_high: float = np.nan
-    p_value: float = np.nan
     g: float = np.nan
     g_ci_low: float = np.nan
     g_ci_high: float = np.nan
-    note: str = ""
 
     def rows(self) -> list[dict]:
         c = dict(n=self.n, n_clusters=self.n_clusters)

@@ -47,7 +47,7 @@ import pandas as pd
 from scipy import sparse, stats
 
 from .estimates import est_row
-from .impact import analysis_frame
+from .impact import ArmEffect, analysis_frame
 from .loading import TrialData
 from .mixed import fit_random_intercept
 
@@ -105,23 +105,13 @@ def _indicator(codes: np.ndarray, G: int) -> sparse.csr_matrix:
 
 
 @dataclass
-class MIResult:
+class MIResult(ArmEffect):
     """Multiple-imputation estimate of the arm effect on one scale."""
 
-    outcome: str
-    n: int
-    n_clusters: int
-    n_imputations: int
+    n_imputations: int = 0
     n_missing_followup: int = 0
     n_missing_baseline: int = 0
-    estimate: float = np.nan
-    se: float = np.nan
-    df: float = np.nan
-    ci_low: float = np.nan
-    ci_high: float = np.nan
-    p_value: float = np.nan
     fmi: float = np.nan  # fraction of missing information
-    note: str = ""
 
     def rows(self) -> list[dict]:
         note = self.note or f"{self.n_imputations} imputations, Rubin's rules"
@@ -244,7 +234,7 @@ def multiple_imputation(data: TrialData, outcome: str, n_imputations: int = N_IM
     df = mi_frame(data, outcome)
     codes, uniq = pd.factorize(df["team_id"])
     G = len(uniq)
-    res = MIResult(outcome, len(df), G, n_imputations)
+    res = MIResult(outcome, len(df), G, n_imputations=n_imputations)
     miss_f, miss_b = df["followup"].isna().to_numpy(), df["baseline"].isna().to_numpy()
     res.n_missing_followup, res.n_missing_baseline = int(miss_f.sum()), int(miss_b.sum())
     if not _estimable(df) or (~miss_f).sum() < 10:
@@ -290,20 +280,12 @@ def multiple_imputation(data: TrialData, outcome: str, n_imputations: int = N_IM
 
 
 @dataclass
-class RIResult:
-    """Randomisation test of the arm effect on one scale."""
+class RIResult(ArmEffect):
+    """Randomisation test of the arm effect on one scale (``estimate``: GLS at the null-model theta)."""
 
-    outcome: str
-    n: int
-    n_clusters: int
-    estimate: float = np.nan  # GLS estimate at the null-model theta
-    p_value: float = np.nan
-    ci_low: float = np.nan
-    ci_high: float = np.nan
     n_permutations: int = 0
     exact: bool = False  # every possible allocation enumerated
     theta: float = np.nan
-    note: str = ""
     permuted: np.ndarray = field(default=None, repr=False)  # the statistic under each allocation
 
     def rows(self) -> list[dict]:
@@ -527,19 +509,8 @@ def cr2(y: np.ndarray, X: np.ndarray, cluster, df_for=None) -> dict:
 
 
 @dataclass
-class CR2Result:
+class CR2Result(ArmEffect):
     """Cluster-robust OLS estimate of the arm effect on one scale."""
-
-    outcome: str
-    n: int
-    n_clusters: int
-    estimate: float = np.nan
-    se: float = np.nan
-    df: float = np.nan
-    ci_low: float = np.nan
-    ci_high: float = np.nan
-    p_value: float = np.nan
-    note: str = ""
 
     def rows(self) -> list[dict]:
         note = self.note or "OLS, team-clustered CR2 SE, Satterthwaite df"
