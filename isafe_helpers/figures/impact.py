@@ -8,6 +8,16 @@ import numpy as np
 from . import finish
 
 
+def _finish_panels(fig: plt.Figure, axes, used: int, ylabel: str, title: str) -> plt.Figure:
+    """Close a grid of small multiples: blank unused panels, label the left column, title the figure."""
+    for ax in axes.flat[used:]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return finish(fig)
+
+
 def effect_sizes(results) -> plt.Figure:
     """Forest plot of Hedges' g (total variance) with 95% CIs, one row per scale."""
     rows = [(r.outcome, r.g.estimate, r.g.ci_low, r.g.ci_high) for r in results if r.g is not None]
@@ -85,12 +95,8 @@ def experience_moderation(curves) -> plt.Figure:
         ax.axhline(0, color="0.5", ls="--", lw=1)
         ax.set_title(o.replace("_", " "), fontsize=9)
         ax.set_xlabel("years qualified", fontsize=8)
-    for ax in axes.flat[len(outcomes):]:
-        ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("arm effect (points)", fontsize=8)
-    fig.suptitle("Exploratory: arm effect by years qualified (95% CI)", fontsize=10)
-    return finish(fig)
+    return _finish_panels(fig, axes, len(outcomes), "arm effect (points)",
+                          "Exploratory: arm effect by years qualified (95% CI)")
 
 
 def la_forest(het) -> plt.Figure:
@@ -163,9 +169,5 @@ def change_distributions(summary) -> plt.Figure:
         ax.set_xlim(0.4, len(labels) + 0.6)
         ax.axhline(0, color="0.5", ls="--", lw=1)
         ax.set_title(o.replace("_", " "), fontsize=9)
-    for ax in axes.flat[len(outcomes):]:
-        ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("change (points)", fontsize=8)
-    fig.suptitle("Change from baseline by arm (box: quartiles; whiskers: 10th-90th percentile)", fontsize=10)
-    return finish(fig)
+    return _finish_panels(fig, axes, len(outcomes), "change (points)",
+                          "Change from baseline by arm (box: quartiles; whiskers: 10th-90th percentile)")
