@@ -184,6 +184,7 @@ class Field:
     gt: float | None = None
     integer: bool = False
     link: str | None = None
+    at_most: str | None = None  # another column of the row this one may not exceed
 
     def rule(self) -> str:
         """The rule in words, as the data dictionary and error messages say it."""
@@ -207,6 +208,8 @@ class Field:
             bounds.append(f"<= {self.le:g}")
         if bounds:
             parts.append(" and ".join(bounds))
+        if self.at_most:
+            parts.append(f"at most {self.at_most}")
         if self.link:
             parts.append(self.link)
         parts.append("blank allowed" if self.nullable else "never blank")
@@ -322,7 +325,7 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
                     "int",
                     "Files holding the father's contact details",
                     ge=0,
-                    link="at most cases_audited",
+                    at_most="cases_audited",
                 ),
             ),
             unique=("participant_id", "wave"),
@@ -385,7 +388,7 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
                     "int",
                     "Elements delivered",
                     ge=0,
-                    link="at most planned_elements",
+                    at_most="planned_elements",
                 ),
                 _likert("quality", "Quality rating 1 .. 5", True),
             ),

@@ -58,11 +58,15 @@ class Problem:
     value: str | None
     rule: str
 
-    def __str__(self) -> str:
+    def detail(self) -> str:
+        """Where and what, without the file: ``row 2, column arm, value 'x': rule``."""
         where = f"row {self.row}" if self.row is not None else "file"
         col = f", column {self.column}" if self.column else ""
         val = f", value {self.value!r}" if self.value is not None else ""
-        return f"{self.file}: {where}{col}{val}: {self.rule}"
+        return f"{where}{col}{val}: {self.rule}"
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.detail()}"
 
 
 class DataValidationError(Exception):
@@ -80,11 +84,7 @@ class DataValidationError(Exception):
             by_file.setdefault(p.file, []).append(p)
         for file in by_file:
             lines.append(f"  {file}")
-            for p in by_file[file]:
-                where = f"row {p.row}" if p.row is not None else "file"
-                col = f", column {p.column}" if p.column else ""
-                val = f", value {p.value!r}" if p.value is not None else ""
-                lines.append(f"    {where}{col}{val}: {p.rule}")
+            lines += [f"    {p.detail()}" for p in by_file[file]]
         return "\n".join(lines)
 
 
@@ -207,24 +207,10 @@ def _value_checks(f: Field) -> list[pa.Check]:
     return checks
 
 
-_PAIR_RULES = {
-    # (column, must be <= this column)
-    "casefile_audit": ("father_contact_recorded", "cases_audited"),
-    "fidelity": ("delivered_elements", "planned_elements"),
-}
-
-
 def value_schema(spec: FileSpec) -> pa.DataFrameSchema:
     """Second pass: value rules on typed columns, cross-column rules, keys."""
-    cols = {
-        f.name: pa.Column(
-            checks=_value_checks(f),
-            nullable=True,
-            required=False,
-        )
-        for f in spec.fields
-        if _value_checks(f)
-    }
+    checks = {f.name: _value_checks(f) for f in spec.fields}
+    cols = {name: pa.Column(checks=c, nullable=True, required=False) for name, c in checks.items() if c}
     return pa.DataFrameSchema(
         cols,
         strict=False,
@@ -323,14 +309,14 @@ def validate_frame(
             value_schema(spec).validate(typed, lazy=True)
         except pa.errors.SchemaErrors as err:
             problems += _problems_from(err, file)
-    pair = _PAIR_RULES.get(spec.name)
-    if pair and set(pair) <= set(typed.columns):
-        low, high = pair
-        bad = typed[low].notna() & typed[high].notna() & (typed[low] > typed[high])
-        for idx in typed.index[bad.fillna(False).to_numpy(dtype=bool)]:
-            problems.append(
-                Problem(file, int(idx), low, str(typed.at[idx, low]), f"must be at most {high} ({typed.at[idx, high]})")
-            )
+    for f in spec.fields:  # a column that may not exceed another of its row
+        if f.at_most and {f.name, f.at_most} <= set(typed.columns):
+            low, high = f.name, f.at_most
+            bad = typed[low].notna() & typed[high].notna() & (typed[low] > typed[high])
+            for idx in typed.index[bad.fillna(False).to_numpy(dtype=bool)]:
+                problems.append(
+                    Problem(file, int(idx), low, str(typed.at[idx, low]), f"must be at most {high} ({typed.at[idx, high]})")
+                )
     return typed, problems, notes
 
 
@@ -387,15 +373,23 @@ def _file_for(la_dir: Path, name: str) -> tuple[Path | None, list[Path]]:
     return (found[0] if len(found) == 1 else None), found
 
 
+def data_files(folder: Path) -> list[Path]:
+    """Every file below ``folder``, hidden files and folders left out."""
+    return [p for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+
+
+def hash_files(h, files: list[Path], base: Path) -> None:
+    """Feed each file's path (relative to ``base``) and bytes to ``h``, in sorted order."""
+    for p in sorted(files):
+        h.update(p.relative_to(base).as_posix().encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+
+
 def fingerprint_root(root: Path) -> str:
     """SHA-256 over every file's relative path and bytes, in sorted order."""
     h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts):
-            h.update(p.relative_to(root).as_posix().encode())
-            h.update(b"\0")
-            h.update(p.read_bytes())
-            h.update(b"\0")
+    hash_files(h, data_files(root), root)
     return h.hexdigest()
 
 

@@ -46,7 +46,7 @@ from tqdm import tqdm
 from . import contract as C
 from . import disclosure
 from .estimates import FILENAME, RESULTS_ROOT_MARKER, atomic_write_text, read_estimates, write_estimates
-from .loading import TrialData
+from .loading import TrialData, data_files, hash_files
 from .paths import NOTEBOOKS, REPO
 
 PACKAGE = Path(__file__).resolve().parent
@@ -77,16 +77,10 @@ def _first_line(text: str) -> str:
 # --------------------------------------------------------------------------
 # Inputs of a task
 # --------------------------------------------------------------------------
-def _hash_files(h, files: list[Path], base: Path) -> None:
-    for p in sorted(files):
-        h.update(p.relative_to(base).as_posix().encode() + b"\0")
-        h.update(p.read_bytes() + b"\0")
-
-
 def code_hash() -> str:
     """SHA-256 of the helper package's code and the pinned requirements."""
     h = hashlib.sha256()
-    _hash_files(h, [p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts], PACKAGE)
+    hash_files(h, [p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts], PACKAGE)
     req = REPO / "requirements.txt"
     if req.is_file():
         h.update(req.read_bytes())
@@ -96,10 +90,9 @@ def code_hash() -> str:
 def scope_files(root: Path, scope: str) -> list[Path]:
     """The data files a scope reads."""
     if scope == C.TRIAL_SCOPE:
-        return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        return data_files(root)
     shared = [root / n for n in ("instrument.yml", "deflators.csv", C.SYNTHETIC_MARKER)]
-    own = [p for p in (root / scope).rglob("*") if p.is_file() and not p.name.startswith(".")]
-    return [p for p in shared if p.is_file()] + own
+    return [p for p in shared if p.is_file()] + data_files(root / scope)
 
 
 def task_inputs(root: Path, scope: str, strand: str, notebooks: Path, code: str, out: Path) -> str:
@@ -108,7 +101,7 @@ def task_inputs(root: Path, scope: str, strand: str, notebooks: Path, code: str,
     h.update(json.dumps({"data_root": str(root), "out": str(out), "scope": scope, "strand": strand,
                          "code": code, "disclosure_threshold": disclosure.threshold()}).encode())
     h.update((notebooks / f"{strand}.ipynb").read_bytes())
-    _hash_files(h, scope_files(root, scope), root)
+    hash_files(h, scope_files(root, scope), root)
     dep = DEPENDS_ON.get(strand)
     if dep:  # the estimates it reads: its scope's, or every scope's for the trial
         for est in sorted(out.glob(f"*/{FILENAME}")) if scope == C.TRIAL_SCOPE else [out / scope / FILENAME]:
@@ -318,9 +311,9 @@ def book_inputs(results: Path) -> str:
     h = hashlib.sha256()
     files = [results / "run.json"] + sorted(results.glob("*/*.ipynb")) + sorted(results.glob("*/*.error.txt"))
     files += sorted(results.glob(f"*/{FILENAME}"))
-    _hash_files(h, [p for p in files if p.is_file()], results)
+    hash_files(h, [p for p in files if p.is_file()], results)
     book_src = [REPO / "_config.yml", REPO / "_toc.yml", *sorted((REPO / "book").rglob("*"))]
-    _hash_files(h, [p for p in book_src if p.is_file()], REPO)
+    hash_files(h, [p for p in book_src if p.is_file()], REPO)
     h.update(code_hash().encode())
     return h.hexdigest()
 
