@@ -41,7 +41,7 @@ lint: env ## ruff
 notebooks: env ## re-execute the committed notebooks in place on the bundled data
 	cd notebooks && for nb in impact process cost; do \
 	  ../$(PY) -m papermill --no-progress-bar $$nb.ipynb $$nb.ipynb || exit 1; done
-	$(PY) -m isafe_helpers.tidy_notebooks notebooks/*.ipynb
+	$(PY) -m isafe_helpers.run.tidy_notebooks notebooks/*.ipynb
 
 bundled-data: env ## regenerate the bundled synthetic data root (data/synthetic)
 	rm -rf data/synthetic && $(PY) -m isafe_helpers synth --out data/synthetic

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from isafe_helpers.synth import generate
+from isafe_helpers.data.synth import generate
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +31,18 @@ def read(root: Path, rel: str) -> pd.DataFrame:
 
 def write(root: Path, rel: str, df: pd.DataFrame) -> None:
     df.to_csv(root / rel, index=False, lineterminator="\n")
+
+
+@pytest.fixture(scope="session")
+def bundled_run(tmp_path_factory) -> Path:
+    """Every notebook of every scope run once on the bundled data (no book): the results folder."""
+    import subprocess
+    import sys
+
+    from isafe_helpers.resources import BUNDLED_DATA
+
+    out = tmp_path_factory.mktemp("bundled") / "results"
+    res = subprocess.run([sys.executable, "-m", "isafe_helpers", "run", "--data", BUNDLED_DATA, "--out", out,
+                          "--no-book", "--jobs", "2"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return out

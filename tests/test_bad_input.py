@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import read, write
 
-from isafe_helpers.__main__ import main
+from isafe_helpers.run.cli import main
 
 
 def run_cli(capsys, root: Path, out: Path) -> tuple[int, str]:
@@ -137,7 +137,7 @@ def test_duplicate_ids_across_las(small_root, tmp_path, capsys):
 
 
 def test_unknown_extra_column_warns_and_never_reaches_outputs(small_root):
-    from isafe_helpers.loading import load_root
+    from isafe_helpers.data.loading import load_root
 
     edit(small_root, "LA01/teams.csv", lambda d: d.assign(manager_name="Alice Example"))
     data = load_root(small_root)
@@ -147,7 +147,7 @@ def test_unknown_extra_column_warns_and_never_reaches_outputs(small_root):
 
 def test_spreadsheet_quirks_are_read_not_rejected(small_root):
     """BOM, CRLF, trailing blank rows, Excel dates and numbers stored as text."""
-    from isafe_helpers.loading import load_root
+    from isafe_helpers.data.loading import load_root
 
     p = small_root / "LA01" / "survey.csv"
     p.write_bytes(b"\xef\xbb\xbf" + p.read_text().replace("\n", "\r\n").encode() + b"\r\n\r\n,,,\r\n")

@@ -11,10 +11,10 @@ import math
 import pandas as pd
 import pytest
 
-from isafe_helpers import book
-from isafe_helpers import summary as S
-from isafe_helpers.contract import COMPONENTS, SCALES
-from isafe_helpers.estimates import COLUMNS
+from isafe_helpers.data.contract import COMPONENTS, SCALES
+from isafe_helpers.publish import book
+from isafe_helpers.publish import summary as S
+from isafe_helpers.results.estimates import COLUMNS
 
 
 def _r(strand, analysis, outcome, quantity, estimate, ci_low=None, ci_high=None, n=None, note="", p=math.nan):
@@ -40,6 +40,7 @@ def pooled(n=400) -> pd.DataFrame:
     rows.append(_r("process", "satisfaction", "all", "satisfied_pct", 75.0, 70.1, 79.4, 200))
     rows.append(_r("cost", "unit_cost", "total", "cost_per_participant_gbp", 312.5, n=160, note="price year 2023"))
     rows.append(_r("cost", "unit_cost", "total", "cost_rating", 2.0, n=160))
+    rows.append(_r("cost", "unit_cost", "total", "price_year", 2023.0))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

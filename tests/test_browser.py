@@ -23,8 +23,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from isafe_helpers.paths import BUNDLED_DATA
-
 pytestmark = pytest.mark.slow
 
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -57,13 +55,10 @@ def chromium():
 
 
 @pytest.fixture(scope="module")
-def book(tmp_path_factory):
+def book(tmp_path_factory, bundled_run):
     tmp = tmp_path_factory.mktemp("browserbook")
-    out, build = tmp / "out", tmp / "build"
+    out, build = bundled_run, tmp / "build"
     run = [sys.executable, "-m", "isafe_helpers"]
-    res = subprocess.run([*run, "run", "--data", BUNDLED_DATA, "--out", out, "--scope", "trial", "LA01",
-                          "--no-book", "--jobs", "2"], capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
     res = subprocess.run([*run, "book", "--out", out, "--build", build], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     shots = build / "screenshots"

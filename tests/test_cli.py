@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from isafe_helpers.estimates import read_estimates
-from isafe_helpers.paths import BUNDLED_DATA, REPO
-from isafe_helpers.synth import generate
+from isafe_helpers.data.synth import generate
+from isafe_helpers.resources import BUNDLED_DATA
+from isafe_helpers.resources import SOURCES as REPO
+from isafe_helpers.results.estimates import read_estimates
 
 
 def cli(*args, cwd=REPO) -> subprocess.CompletedProcess:

@@ -9,7 +9,9 @@ import pytest
 from tiny import COSTS_HEAD, TARGETS, make_root, standard_root
 
 from isafe_helpers import cost
-from isafe_helpers.loading import DataValidationError, load_root
+from isafe_helpers.cost import costing
+from isafe_helpers.data.loading import DataValidationError, load_root
+from isafe_helpers.publish import prose
 
 ATT = "person_id,component,attended\n{la}-P1,father_engagement,true\n{la}-P2,motivational_interviewing,true\n"
 
@@ -25,7 +27,7 @@ def rows_of(rows):
 
 
 def test_unit_cost_hand_computed(data):
-    rows = rows_of(cost.unit_cost(data).rows)
+    rows = rows_of(cost.unit_cost(data).rows())
     assert rows[("unit_cost", "total", "total_cost_gbp")]["estimate"] == pytest.approx(600.0)
     # reached: P1 and P2 (treatment team, practice pathway); not P3 (control) nor X9 (not a participant)
     assert rows[("unit_cost", "total", "cost_per_participant_gbp")]["estimate"] == pytest.approx(300.0)
@@ -37,7 +39,7 @@ def test_unit_cost_hand_computed(data):
 
 
 def test_other_unit_costs_and_staff_time_beside(data):
-    rows = rows_of(cost.unit_cost(data).rows)
+    rows = rows_of(cost.unit_cost(data).rows())
     # intended: the larger practice-pathway intended_n (FE 2, MI 4) = 4 -> 600 / 4
     assert rows[("unit_cost", "total", "cost_per_intended_participant_gbp")]["estimate"] == pytest.approx(150.0)
     # one treatment team
@@ -50,7 +52,7 @@ def test_other_unit_costs_and_staff_time_beside(data):
 
 def test_totals_by_category_and_bearer(data):
     res = cost.unit_cost(data)
-    rows = rows_of(res.rows)
+    rows = rows_of(res.rows())
     assert rows[("cost_by_category", "trainer_fees", "delivery_cost_gbp")]["estimate"] == pytest.approx(500)
     assert rows[("cost_by_category", "licences", "setup_cost_gbp")]["estimate"] == pytest.approx(100)
     assert rows[("cost_by_category", "staff_time", "total_cost_gbp")]["estimate"] == pytest.approx(240)
@@ -61,7 +63,7 @@ def test_totals_by_category_and_bearer(data):
     assert "GBP (2023 prices)" in res.by_phase.columns
     assert "GBP (2023 prices)" in res.by_bearer.columns
     assert "GBP (2023 prices)" in res.unit_costs.columns
-    assert all(r["note"].find("2023") >= 0 for r in res.rows if r["quantity"].endswith("_gbp"))
+    assert all(r["note"].find("2023") >= 0 for r in res.rows() if r["quantity"].endswith("_gbp"))
 
 
 @pytest.mark.parametrize(
@@ -69,7 +71,7 @@ def test_totals_by_category_and_bearer(data):
     [(0, 1), (99.99, 1), (100, 2), (499.99, 2), (500, 3), (999.99, 3), (1000, 4), (2000, 4), (2000.01, 5)],
 )
 def test_cost_rating_band_edges(unit, rating):
-    assert cost.cost_rating(unit) == rating
+    assert costing.cost_rating(unit) == rating
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def test_rating_on_band_edges_from_data(edge_root, total, rating):
     costs = base.costs.copy()
     costs["quantity"] = float(total)
     data = dataclasses.replace(base, tables={**base.tables, "costs": costs})
-    rows = rows_of(cost.unit_cost(data).rows)
+    rows = rows_of(cost.unit_cost(data).rows())
     assert rows[("unit_cost", "total", "cost_per_participant_gbp")]["estimate"] == pytest.approx(total / 2)
     assert rows[("unit_cost", "total", "cost_rating")]["estimate"] == rating
 
@@ -97,7 +99,7 @@ def test_deflated_costs(tmp_path):
     costs = COSTS_HEAD + "a,materials,setup,funder,2,item,50,2021\nb,materials,setup,funder,1,item,100,2023\n"
     root = make_root(tmp_path, "LA01", att, TARGETS, None, None, costs)
     (root / "deflators.csv").write_text("year,index\n2021,80\n2023,100\n")
-    rows = rows_of(cost.unit_cost(load_root(root)).rows)
+    rows = rows_of(cost.unit_cost(load_root(root)).rows())
     # 2 x 50 at 2021 prices = 100 x 100/80 = 125 in 2023 prices; plus 100
     assert rows[("unit_cost", "total", "total_cost_gbp")]["estimate"] == pytest.approx(225.0)
 
@@ -111,13 +113,13 @@ def test_deflation_pooled_and_per_la_use_the_root_price_year(tmp_path):
     full = load_root(root)
     year = cost.report_price_year(full)
     assert year == 2024
-    pooled = rows_of(cost.unit_cost(full).rows)
+    pooled = rows_of(cost.unit_cost(full).rows())
     # 90 x 100/90 = 100 (2022 -> 2024) plus 200; staff 45 x 100/90 = 50, beside
     assert pooled[("unit_cost", "total", "total_cost_gbp")]["estimate"] == pytest.approx(300.0)
     assert pooled[("unit_cost", "staff_time", "total_cost_gbp")]["estimate"] == pytest.approx(50.0)
     assert pooled[("unit_cost", "total", "cost_per_participant_gbp")]["estimate"] == pytest.approx(300 / 4)
     assert pooled[("unit_cost", "total", "cost_rating")]["estimate"] == 1
-    la1 = rows_of(cost.unit_cost(full.for_scope("LA01"), price_year=year).rows)
+    la1 = rows_of(cost.unit_cost(full.for_scope("LA01"), price_year=year).rows())
     assert la1[("unit_cost", "total", "total_cost_gbp")]["estimate"] == pytest.approx(100.0)
     assert "2024" in la1[("unit_cost", "total", "total_cost_gbp")]["note"]
     by_la = cost.unit_cost(full).by_la.set_index("la")
@@ -134,7 +136,7 @@ def test_several_price_years_without_deflators_is_an_error_naming_them(tmp_path)
 
 def test_sensitivity_hand_computed(data):
     s = cost.sensitivity(data)
-    t = s.table.set_index("scenario")
+    t = s.frame.set_index("scenario")
     # base: 600 / 2 = 300 (rating 2); largest items: trainer 500, licence 100
     assert s.base_cost == pytest.approx(300.0) and s.base_rating == 2
     assert t.loc["trainer -20%", "cost_per_participant_gbp"] == pytest.approx((600 - 100) / 2)
@@ -148,7 +150,7 @@ def test_sensitivity_hand_computed(data):
     assert row["denominator"] == 7 and row["cost_rating"] == 1 and row["changes_rating"]
     assert int(t["changes_rating"].sum()) == 1
     assert "1 of the 8 scenarios change" in s.summary()
-    rows = rows_of(s.rows)
+    rows = rows_of(s.rows())
     assert rows[("sensitivity", "largest_item_1", "cost_per_participant_gbp_plus_20pct")]["estimate"] == 350
     assert rows[("sensitivity", "any", "scenarios_changing_rating")]["estimate"] == 1
 
@@ -162,14 +164,14 @@ def test_no_cost_rows_writes_no_invented_numbers(data):
     empty = _without_costs(data)
     res = cost.unit_cost(empty)
     assert res.empty
-    contract = [r for r in res.rows if r["analysis"] == "unit_cost"]
+    contract = [r for r in res.rows() if r["analysis"] == "unit_cost"]
     assert {(r["outcome"], r["quantity"]) for r in contract} >= {
         ("total", "total_cost_gbp"), ("total", "cost_per_participant_gbp"), ("total", "cost_rating"),
         ("setup", "total_cost_gbp"), ("delivery", "total_cost_gbp")}
-    assert all(np.isnan(r["estimate"]) and "no cost rows" in r["note"] for r in res.rows)
+    assert all(np.isnan(r["estimate"]) and "no cost rows" in r["note"] for r in res.rows())
     sens = cost.sensitivity(empty)
-    assert sens.table.empty and sens.rows == []
-    text = cost.page_text(res, sens)
+    assert sens.frame.empty and sens.rows() == []
+    text = prose.cost_text(res, sens)
     assert "no cost rows" in text and "£" not in text
 
 
@@ -185,6 +187,6 @@ def test_pooled_scope_with_an_la_without_cost_rows(tmp_path):
     assert np.isnan(by_la.loc["LA02", "total_cost_gbp"]) and by_la.loc["LA02", "cost_rating"] == "not rated"
     assert any("LA02: no cost rows" in n for n in res.notes)
     # pooled: LA01's cost over LA01's two participants reached, never over LA02's as well
-    rows = rows_of(res.rows)
+    rows = rows_of(res.rows())
     assert rows[("unit_cost", "total", "cost_per_participant_gbp")]["estimate"] == pytest.approx(150.0)
     assert rows[("unit_cost", "total", "cost_per_participant_gbp")]["n"] == 2

@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from isafe_helpers import disclosure as D
-from isafe_helpers import report
+from isafe_helpers.publish import disclosure as D
 
 
 def cell_range(table: np.ndarray, mask: np.ndarray, cell: tuple[int, int]) -> tuple[float, float]:
@@ -64,20 +63,20 @@ def with_totals(body: np.ndarray) -> pd.DataFrame:
 
 def test_counts_under_threshold_are_c_and_the_rest_are_shown():
     t = pd.DataFrame({"component": ["a", "b", "c"], "n": [9, 10, 250]})
-    out = report.publishable(t, counts=("n",))
+    out = D.protect(t, counts=("n",))
     assert out["n"].tolist() == ["c", "10", "250"]
 
 
 def test_a_lone_small_cell_beside_a_total_row_takes_a_second_cell_with_it():
     t = pd.DataFrame({"component": ["a", "b", "c", "all"], "n": [3, 40, 25, 68]})
-    out = report.publishable(t, counts=("n",))
+    out = D.protect(t, counts=("n",))
     # 3 alone would be 68 - 40 - 25; the smallest other part (25) goes too
     assert out["n"].tolist() == ["c", "40", "c", "68"]
 
 
 def test_a_total_column_is_found_and_protected_row_by_row():
     t = pd.DataFrame({"arm": ["treatment", "control"], "men": [4, 30], "women": [50, 28], "all": [54, 58]})
-    out = report.publishable(t, counts=("men", "women", "all"))
+    out = D.protect(t, counts=("men", "women", "all"))
     assert out.loc[0, ["men", "women", "all"]].tolist().count("c") >= 2
     assert out.loc[1].tolist() == ["control", "30", "28", "58"]
 
@@ -85,7 +84,7 @@ def test_a_total_column_is_found_and_protected_row_by_row():
 def test_rates_on_few_people_and_rates_beside_a_suppressed_count_are_withheld():
     t = pd.DataFrame({"k": ["a", "b", "c"], "attendees": [5, 9, 40], "intended_n": [20, 8, 50],
                       "reach_pct": [25.0, 112.5, 80.0]})
-    out = report.publishable(t, counts=("attendees", "intended_n"), rates={"reach_pct": "intended_n"})
+    out = D.protect(t, counts=("attendees", "intended_n"), rates={"reach_pct": "intended_n"})
     # a: 25% of 20 would give the 5 attendees back; b: rests on 8 people
     assert out["reach_pct"].tolist() == ["c", "c", "80.0"]
 
@@ -93,10 +92,10 @@ def test_rates_on_few_people_and_rates_beside_a_suppressed_count_are_withheld():
 def test_the_threshold_is_configured_in_one_place(monkeypatch):
     t = pd.DataFrame({"k": ["a", "b"], "n": [12, 30]})
     monkeypatch.setenv(D.THRESHOLD_ENV, "15")
-    assert D.threshold() == 15 and report.MIN_CELL == 15
-    assert report.publishable(t, counts=("n",))["n"].tolist() == ["c", "30"]
+    assert D.threshold() == 15 and D.threshold() == 15
+    assert D.protect(t, counts=("n",))["n"].tolist() == ["c", "30"]
     monkeypatch.delenv(D.THRESHOLD_ENV)
-    assert report.publishable(t, counts=("n",))["n"].tolist() == ["12", "30"]
+    assert D.protect(t, counts=("n",))["n"].tolist() == ["12", "30"]
 
 
 @pytest.mark.parametrize("bad", ["ten", "0", "-3", "2.5"])
@@ -108,7 +107,7 @@ def test_a_bad_threshold_setting_is_refused_with_its_value(monkeypatch, bad):
 
 def test_an_unknown_column_is_refused():
     with pytest.raises(ValueError, match="column 'nope' is not in the table"):
-        report.publishable(pd.DataFrame({"n": [1]}), counts=("nope",))
+        D.protect(pd.DataFrame({"n": [1]}), counts=("nope",))
 
 
 def test_a_cell_off_every_cycle_is_caught_by_the_null_space_check():
@@ -136,7 +135,7 @@ def test_a_cell_off_every_cycle_is_caught_by_the_null_space_check():
 def test_no_suppressed_count_can_be_recovered_from_the_totals(body):
     df = with_totals(body)
     counts = [c for c in df.columns if c != "group"]
-    out = report.publishable(df, counts=tuple(counts))
+    out = D.protect(df, counts=tuple(counts))
     table = df[counts].to_numpy()
     mask = (out[counts] == "c").to_numpy()
     assert (mask | (table >= 10)).all()  # every small count is suppressed
@@ -149,14 +148,14 @@ def test_no_suppressed_count_can_be_recovered_from_the_totals(body):
 def test_a_cost_per_participant_that_would_give_a_suppressed_count_back_is_withheld():
     t = pd.DataFrame({"la": ["LA01", "LA02"], "total_cost_gbp": [7905.7, 81413.0],
                       "participants_reached": [3, 296], "cost_per_participant_gbp": [7905.7 / 3, 81413.0 / 296]})
-    out = report.publishable(t, counts=("participants_reached",))
+    out = D.protect(t, counts=("participants_reached",))
     assert out.loc[0].tolist() == ["LA01", "7,905.70", "c", "c"]  # 7,905.70 / 2,635.23 would be 3
     assert out.loc[1].tolist() == ["LA02", "81,413.00", "296", "275.04"]
 
 
 def test_an_undeclared_percentage_of_a_shown_base_is_withheld_beside_its_suppressed_numerator():
     t = pd.DataFrame({"k": ["a"], "base": [40], "yes": [6], "yes_pct": [15.0], "effect": [0.37]})
-    out = report.publishable(t, counts=("base", "yes"))
+    out = D.protect(t, counts=("base", "yes"))
     assert out.loc[0].tolist() == ["a", "40", "c", "c", "0.37"]  # 15% of 40 would be 6
 
 
@@ -165,7 +164,7 @@ def test_suppressed_cells_that_must_sum_to_zero_take_a_published_total_with_them
     # suppressed row totals summing to 0, so each would be known to be 0
     df = with_totals(np.array([[0, 0, 0], [0, 0, 0], [0, 0, 0], [1, 1, 10]]))
     counts = [c for c in df.columns if c != "group"]
-    out = report.publishable(df, counts=tuple(counts))
+    out = D.protect(df, counts=tuple(counts))
     table, mask = df[counts].to_numpy(), (out[counts] == "c").to_numpy()
     for cell in map(tuple, np.argwhere(mask)):
         lo, hi = cell_range(table, mask, cell)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from isafe_helpers.effect_size import HedgesG, hedges_g_total
+from isafe_helpers.stats.effect_size import HedgesG, hedges_g_total
 
 
 def test_hand_computed_case():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from isafe_helpers.estimates import COLUMNS, est_row, frame, read_estimates, write_estimates
+from isafe_helpers.results.estimates import COLUMNS, est_row, frame, read_estimates, write_estimates
 
 
 def test_strands_merge_in_fixed_order_whatever_finishes_first(tmp_path):

@@ -15,11 +15,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from isafe_helpers.__main__ import check_paths, main
-from isafe_helpers.estimates import read_estimates
-from isafe_helpers.paths import NOTEBOOKS, REPO
-from isafe_helpers.pipeline import exclusive
-from isafe_helpers.synth import generate
+from isafe_helpers.data.synth import generate
+from isafe_helpers.resources import NOTEBOOKS
+from isafe_helpers.resources import SOURCES as REPO
+from isafe_helpers.results.estimates import read_estimates
+from isafe_helpers.run.cli import check_paths, main
+from isafe_helpers.run.pipeline import exclusive
 
 STRANDS = ("impact", "process", "cost")
 

@@ -9,9 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from isafe_helpers import impact, impact_cace, impact_flow, impact_moderators, impact_robust
-from isafe_helpers.figures import impact as fig
-from isafe_helpers.loading import load_root
+from isafe_helpers import impact
+from isafe_helpers.data.loading import load_root
+from isafe_helpers.impact import compliance as impact_cace
+from isafe_helpers.impact import flow as impact_flow
+from isafe_helpers.impact import primary_model as primary_mod
+from isafe_helpers.impact import sensitivity as impact_robust
+from isafe_helpers.impact import subgroups as impact_moderators
+from isafe_helpers.publish.figures import impact as fig
+from isafe_helpers.stats import gee
 
 CONTRACT = {"treatment_effect", "hedges_g_total", "hedges_g_total_conditional", "icc", "team_variance",
             "residual_variance"}
@@ -25,7 +31,7 @@ def _all_rows(data):
     fig.consort(flow)
     fig.experience_moderation(mods.curves)
     fig.effect_sizes(primary)
-    rows = ([r for p in primary for r in p.rows()] + impact.casefile(data).rows() + impact.attrition(data).rows
+    rows = ([r for p in primary for r in p.rows()] + impact.casefile(data).rows() + impact.attrition(data).rows()
             + impact_flow.baseline_equivalence(data).rows() + flow.rows() + rob.rows()
             + [r for p in primary for r in impact_cace.cace(data, p).rows()] + mods.rows())
     return pd.DataFrame(rows), primary
@@ -60,21 +66,21 @@ def test_an_la_with_every_team_in_one_arm_is_reported_not_crashed(small_root):
     est = rows[rows["analysis"].isin(["primary", "sensitivity_ri", "sensitivity_cr2", "sensitivity_mi", "cace"])
                & rows["estimate"].isna()]
     assert len(est) and est["note"].str.startswith("not estimable").all()
-    assert "not fitted" in set(impact.primary_table(primary)["converged"])
+    assert primary.table().data["note"].str.startswith("not estimable").all()
     assert "not estimable" in impact.convergence_message(primary)
 
 
 def test_non_convergence_is_never_silent(trial, monkeypatch):
-    real = impact.fit_formula_free
+    real = primary_mod.fit_formula_free
 
     def unconverged(*a, **k):
         return dataclasses.replace(real(*a, **k), converged=False, message="NOT converged: test")
 
-    monkeypatch.setattr(impact, "fit_formula_free", unconverged)
+    monkeypatch.setattr(primary_mod, "fit_formula_free", unconverged)
     r = impact.primary(trial, "confidence")
     assert not r.converged and "did not converge" in r.note
     assert all("did not converge" in row["note"] for row in r.rows())
-    assert impact.primary_table([r])["converged"].tolist() == ["no"]
+    assert primary_mod.PrimaryAnalysis([r]).table().data["note"].str.contains("did not converge").all()
     assert "confidence" in impact.convergence_message([r])
 
 
@@ -82,7 +88,7 @@ def test_gee_non_convergence_is_in_the_note():
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"const": 1.0, "t": np.repeat([0.0, 1.0], 20)})
     ev = rng.integers(0, 5, 40).astype(float)
-    out = impact.gee_binary(ev, np.full(40, 5.0), X, np.repeat(np.arange(8), 5), "t")
+    out = gee.gee_binary(ev, np.full(40, 5.0), X, np.repeat(np.arange(8), 5), "t")
     assert out["note"] == ""
-    fit = impact.gee_logit_exchangeable(ev, np.full(40, 5.0), X.to_numpy(), np.repeat(np.arange(8), 5), maxiter=2)
+    fit = gee.gee_logit_exchangeable(ev, np.full(40, 5.0), X.to_numpy(), np.repeat(np.arange(8), 5), maxiter=2)
     assert not fit["converged"]

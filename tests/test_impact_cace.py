@@ -9,8 +9,8 @@ import pytest
 from tiny import standard_root
 
 from isafe_helpers import impact
-from isafe_helpers import impact_cace as C
-from isafe_helpers.loading import load_root
+from isafe_helpers.data.loading import load_root
+from isafe_helpers.impact import compliance as C
 
 
 def test_compliance_needs_every_practice_pathway_component(tmp_path):

@@ -8,25 +8,25 @@ import pytest
 from tiny import standard_root
 
 from isafe_helpers import impact
-from isafe_helpers import impact_flow as F
-from isafe_helpers.figures import impact as fig
-from isafe_helpers.loading import load_root
+from isafe_helpers.data.loading import load_root
+from isafe_helpers.impact import flow as F
+from isafe_helpers.publish.figures import impact as fig
 
 
 @pytest.mark.parametrize("overall, bound", [(0, 5.7), (10, 6.3), (20, 5.4), (30, 4.1), (40, 2.6), (50, 1.0)])
 def test_wwc_boundary_at_the_methods_points(overall, bound):
-    assert impact.wwc_boundary(overall) == pytest.approx(bound)
+    assert F.wwc_boundary(overall) == pytest.approx(bound)
 
 
 def test_wwc_boundary_interpolates_linearly_and_is_high_from_58():
-    assert impact.wwc_boundary(25) == pytest.approx((5.4 + 4.1) / 2)
-    assert impact.wwc_boundary(54) == pytest.approx(0.5)
-    assert impact.wwc_boundary(58) == -np.inf
-    assert impact.wwc_judgement(60, 0.0) == "high"
-    assert impact.wwc_judgement(25, 4.7) == "low"
-    assert impact.wwc_judgement(25, 4.8) == "high"
+    assert F.wwc_boundary(25) == pytest.approx((5.4 + 4.1) / 2)
+    assert F.wwc_boundary(54) == pytest.approx(0.5)
+    assert F.wwc_boundary(58) == -np.inf
+    assert F.wwc_judgement(60, 0.0) == "high"
+    assert F.wwc_judgement(25, 4.7) == "low"
+    assert F.wwc_judgement(25, 4.8) == "high"
     with pytest.raises(ValueError, match="percentage"):
-        impact.wwc_boundary(120)
+        F.wwc_boundary(120)
 
 
 def test_attrition_and_flow_counted_by_hand(tmp_path):
@@ -37,8 +37,8 @@ def test_attrition_and_flow_counted_by_hand(tmp_path):
     assert flow.count("analysed", "control", "teams") == 1
     assert flow.count("lost_to_follow_up", "control", "staff") == 0
     att = impact.attrition(data)
-    assert att.table["overall_attrition_pct"].tolist() == [0.0, 0.0]
-    assert att.table["wwc_attrition"].tolist() == ["low", "low"]
+    assert att.frame["overall_attrition_pct"].tolist() == [0.0, 0.0]
+    assert att.frame["wwc_attrition"].tolist() == ["low", "low"]
 
 
 def test_flow_counts_lost_participants(small_root):
@@ -47,7 +47,7 @@ def test_flow_counts_lost_participants(small_root):
     data.tables["survey"] = data.survey[~(data.survey["participant_id"].isin(lost)
                                           & (data.survey["wave"] == "followup"))]
     flow = F.trial_flow(data)
-    t = flow.table.groupby("stage")["staff"].sum()
+    t = flow.frame.groupby("stage")["staff"].sum()
     assert t["allocated"] == len(data.participants)
     assert t["lost_to_follow_up"] >= 3
     assert t["followed_up"] + t["lost_to_follow_up"] == t["allocated"]

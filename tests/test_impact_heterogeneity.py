@@ -9,16 +9,19 @@ import pytest
 from scipy import stats
 
 from isafe_helpers import impact
-from isafe_helpers import impact_moderators as M
-from isafe_helpers.figures import impact as fig
-from isafe_helpers.loading import load_root
+from isafe_helpers.data import frames
+from isafe_helpers.data.loading import load_root
+from isafe_helpers.impact import heterogeneity
+from isafe_helpers.impact import subgroups as M
+from isafe_helpers.publish.figures import impact as fig
+from isafe_helpers.stats import meta
 
 
 def test_cochran_q_by_hand_and_against_statsmodels():
     b, se = [0.1, 0.3, 0.6], [0.1, 0.2, 0.3]
     # w = 100, 25, 11.111; b_FE = 24.1667 / 136.111 = 0.177551
     # Q = 100*0.077551^2 + 25*0.122449^2 + 11.111*0.422449^2 = 0.60142 + 0.37484 + 1.98290 = 2.95916
-    r = M.cochran_q(b, se)
+    r = meta.cochran_q(b, se)
     assert r["q"] == pytest.approx(2.95916, rel=1e-4)
     assert r["i2"] == pytest.approx(100 * (2.95916 - 2) / 2.95916, rel=1e-4)
     assert r["p_value"] == pytest.approx(stats.chi2.sf(2.95916, 2), rel=1e-4)
@@ -36,12 +39,12 @@ def trial(_small_root_template):
 
 @pytest.fixture(scope="module")
 def het(trial):
-    return M.la_heterogeneity(trial, impact.primary_all(trial), M.moderators(trial))
+    return heterogeneity.la_heterogeneity(trial, impact.primary_all(trial), M.moderators(trial))
 
 
 def test_wald_f_with_one_interaction_is_its_t_squared(trial, het):
     """Two LAs: one arm x LA term, so F(1, J - 4) equals the square of its t statistic."""
-    t = M.moderators(trial).table
+    t = M.moderators(trial).frame
     for scale in trial.instrument.scale_names:
         inter = t[(t["outcome"] == scale) & (t["moderator"] == "la") & (t["kind"] == "interaction")].iloc[0]
         row = het.tests.set_index("outcome").loc[scale]
@@ -63,17 +66,17 @@ def test_per_la_effects_are_each_las_own_primary_model(trial, het):
 
 def test_small_las_are_withheld_and_one_la_has_no_comparison(trial, monkeypatch):
     monkeypatch.setenv("ISAFE_DISCLOSURE_THRESHOLD", "100000")
-    h = M.la_heterogeneity(trial, impact.primary_all(trial), M.moderators(trial))
+    h = heterogeneity.la_heterogeneity(trial, impact.primary_all(trial), M.moderators(trial))
     local = h.per_la[h.per_la["la"] != "pooled"]
     assert local["withheld"].all() and local["estimate"].isna().all()
     fig.la_forest(h)
-    one = M.la_heterogeneity(trial.for_scope("LA01"), [], M.moderators(trial.for_scope("LA01")))
+    one = heterogeneity.la_heterogeneity(trial.for_scope("LA01"), [], M.moderators(trial.for_scope("LA01")))
     assert not one.estimable and one.rows() == [] and "one LA" in one.message
 
 
-def test_change_summary_is_summaries_only_and_withheld_under_threshold(trial, monkeypatch):
+def test_change_summary_is_summaries_only_and_its_figure_withholds_under_threshold(trial, monkeypatch):
     s = impact.change_summary(trial)
-    df = impact.analysis_frame(trial, "confidence")
+    df = frames.analysis_frame(trial, "confidence")
     ch = (df["followup"] - df["baseline"])[df["arm"] == "control"].to_numpy()
     r = s[(s["outcome"] == "confidence") & (s["arm"] == "control")].iloc[0]
     assert r["n"] == len(ch) and r["mean"] == pytest.approx(ch.mean())
@@ -81,9 +84,10 @@ def test_change_summary_is_summaries_only_and_withheld_under_threshold(trial, mo
     assert {"min", "max", "values"}.isdisjoint(s.columns)
     fig.change_distributions(s)
     monkeypatch.setenv("ISAFE_DISCLOSURE_THRESHOLD", str(len(ch) + 1000))
-    w = impact.change_summary(trial)
-    assert w["withheld"].all() and w[["mean", "median", "p_low", "p_high"]].isna().all().all()
-    fig.change_distributions(w)
+    f = fig.change_distributions(s)
+    texts = [t.get_text() for ax in f.axes for t in ax.texts]
+    assert texts and all("withheld" in t for t in texts)
+    assert not any(ax.patches or ax.lines[1:] for ax in f.axes if ax.get_visible() and ax.texts)
 
 
 def test_casefile_uses_t_on_teams_minus_coefficients(trial):

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from isafe_helpers import impact_moderators as M
-from isafe_helpers.loading import load_root
+from isafe_helpers.data.loading import load_root
+from isafe_helpers.impact import subgroups as M
 
 
 def test_holm_by_hand_and_against_statsmodels():
@@ -26,7 +26,7 @@ def mods(_small_root_template):
 
 
 def test_within_level_effects_are_base_plus_interaction(mods):
-    t = mods.table
+    t = mods.frame
     for outcome in t["outcome"].unique():
         a = t[(t["outcome"] == outcome) & (t["moderator"] == "la")].set_index("quantity")["estimate"]
         if a.isna().all():
@@ -39,7 +39,7 @@ def test_within_level_effects_are_base_plus_interaction(mods):
 
 
 def test_holm_family_and_rows(mods):
-    t = mods.table
+    t = mods.frame
     inter = t[t["kind"] == "interaction"]
     np.testing.assert_allclose(inter["p_holm"], M.holm(inter["p_value"].to_numpy()))
     rows = pd.DataFrame(mods.rows())
@@ -49,7 +49,7 @@ def test_holm_family_and_rows(mods):
 
 def test_no_la_moderation_in_an_la_scope(_small_root_template):
     m = M.moderators(load_root(_small_root_template).for_scope("LA01"))
-    assert "la" not in set(m.table["moderator"])
+    assert "la" not in set(m.frame["moderator"])
 
 
 def test_level_in_one_arm_only_is_left_out_with_a_note(small_root):
@@ -60,6 +60,6 @@ def test_level_in_one_arm_only_is_left_out_with_a_note(small_root):
     p.loc[p["team_id"].isin(treated), "age_band"] = "under_30"  # under_30 only in treatment teams
     p.loc[~p["team_id"].isin(treated) & (p["age_band"] == "under_30"), "age_band"] = "30_39"
     data.tables["participants"] = p
-    t = M.moderators(data).table
+    t = M.moderators(data).frame
     age = t[t["moderator"] == "age"]
     assert age["note"].str.contains("under_30").all() or age["note"].str.startswith("not estimable").all()

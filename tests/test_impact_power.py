@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from isafe_helpers import impact_power as P
-from isafe_helpers.loading import load_root
+from isafe_helpers.data.loading import load_root
+from isafe_helpers.impact import power as P
 
 
 def test_mdes_by_hand_with_printed_t_table_values():
@@ -85,7 +85,7 @@ def test_rows_for_trial_and_la(trial):
         mdes = rows[rows["quantity"] == "mdes"].set_index("outcome")
         assert set(trial.instrument.scale_names) | {"protocol_plan"} == set(mdes.index)
         assert mdes["estimate"].notna().all() and (mdes["estimate"] > 0).all()
-        t = res.table.iloc[0]
+        t = res.frame.iloc[0]
         by_hand = P.mdes(t["teams"], t["team_size"], t["icc"], t["r2_between"], t["r2_within"], t["p_treated"])
         assert mdes.loc[t["outcome"], "estimate"] == pytest.approx(by_hand.mdes, rel=1e-12)
         # harmonic mean team size of the analysed sample, and the plan's df

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from isafe_helpers.impact import gee_binary
-from isafe_helpers.impact_cace import tsls_clustered
-from isafe_helpers.impact_robust import cr2
+from isafe_helpers.stats.cluster_robust import cr2
+from isafe_helpers.stats.gee import gee_binary
+from isafe_helpers.stats.iv import tsls_clustered
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "impact_r"
 

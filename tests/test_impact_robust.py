@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 
 from isafe_helpers import impact
-from isafe_helpers import impact_robust as R
-from isafe_helpers.loading import load_root
-from isafe_helpers.mixed import fit_random_intercept
+from isafe_helpers.data.loading import load_root
+from isafe_helpers.impact import sensitivity as R
+from isafe_helpers.stats import randomisation
+from isafe_helpers.stats.mixed import fit_random_intercept
 
 
 def _sim(seed=1, n_la=3, teams=6, effect=0.3, icc=0.15):
@@ -54,7 +55,7 @@ def test_fast_gls_equals_dense_gls_for_many_allocations():
     Z = np.delete(X, 1, axis=1)
     y = d["followup"].to_numpy()
     theta = 0.37
-    fast = R._FastGLS(y, Z, codes, len(uniq), theta)
+    fast = randomisation._FastGLS(y, Z, codes, len(uniq), theta)
     rng = np.random.default_rng(3)
     T = (rng.random((6, len(uniq))) < 0.5).astype(float)
     got = fast.estimates(T)
@@ -71,7 +72,7 @@ def test_fast_statistic_close_to_full_refits():
     Z = np.delete(X, 1, axis=1)
     y = d["followup"].to_numpy()
     null = fit_random_intercept(y, Z, codes)
-    fast = R._FastGLS(y, Z, codes, len(uniq), null.team_variance / null.residual_variance)
+    fast = randomisation._FastGLS(y, Z, codes, len(uniq), null.team_variance / null.residual_variance)
     rng = np.random.default_rng(9)
     for _ in range(5):
         tau = (rng.random(len(uniq)) < 0.5).astype(float)
@@ -82,7 +83,7 @@ def test_fast_statistic_close_to_full_refits():
 def test_allocations_keep_each_las_number_of_treated_teams():
     teams = pd.DataFrame({"team_id": [f"t{i}" for i in range(20)], "la": ["A"] * 8 + ["B"] * 12,
                           "arm": ["treatment"] * 3 + ["control"] * 5 + ["treatment"] * 6 + ["control"] * 6})
-    T, exact = R.allocations(teams, 500, seed=1)
+    T, exact = randomisation.allocations(teams["la"].to_numpy(), (teams["arm"] == "treatment").to_numpy(), 500, seed=1)
     assert not exact and T.shape == (500, 20)
     assert (T[:, :8].sum(1) == 3).all() and (T[:, 8:].sum(1) == 6).all()
     # every team is treated in about its LA's share of draws
@@ -92,7 +93,7 @@ def test_allocations_keep_each_las_number_of_treated_teams():
 def test_allocations_enumerated_when_few():
     teams = pd.DataFrame({"team_id": list("abcdefg"), "la": ["A"] * 4 + ["B"] * 3,
                           "arm": ["treatment", "treatment", "control", "control", "treatment", "control", "control"]})
-    T, exact = R.allocations(teams, 5000, seed=1)
+    T, exact = randomisation.allocations(teams["la"].to_numpy(), (teams["arm"] == "treatment").to_numpy(), 5000, seed=1)
     assert exact and len(T) == math.comb(4, 2) * math.comb(3, 1)
     assert len({tuple(r) for r in T}) == len(T)
 

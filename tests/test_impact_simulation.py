@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from isafe_helpers import impact_cace as C
-from isafe_helpers import impact_robust as R
+from isafe_helpers.impact import compliance as C
+from isafe_helpers.impact import sensitivity as R
 
 REPS = 200
 

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from isafe_helpers.paths import REPO
+from isafe_helpers.resources import SOURCES as REPO
 
 
 def test_ruff_finds_nothing():

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from isafe_helpers.loading import DataValidationError, Problem, TrialData, load_root
-from isafe_helpers.synth import generate
+from isafe_helpers.data.loading import DataValidationError, Problem, TrialData, load_root
+from isafe_helpers.data.synth import generate
 
 FILES = ["teams", "participants", "survey", "casefile_audit", "attendance", "ipe_targets",
          "feedback", "fidelity", "costs"]

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from conftest import read, write
 
-from isafe_helpers.contract import DEFAULT_INSTRUMENT, SCALES
-from isafe_helpers.loading import DataValidationError, Problem, load_root
-from isafe_helpers.scoring import score_scales
+from isafe_helpers.data.contract import DEFAULT_INSTRUMENT, SCALES
+from isafe_helpers.data.loading import DataValidationError, Problem, load_root
+from isafe_helpers.data.scoring import score_scales
 
 
 def problems_of(root: Path) -> list[Problem]:

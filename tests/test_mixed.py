@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import isafe_helpers.mixed as mixed
-from isafe_helpers.mixed import MixedFit, fit_formula_free, fit_random_intercept
+import isafe_helpers.stats.mixed as mixed
+from isafe_helpers.stats.mixed import MixedFit, fit_formula_free, fit_random_intercept
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "lme4"
 DATASETS = ["main", "boundary", "small", "high_icc"]

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from tiny import COSTS_HEAD, TARGETS, make_root, standard_root
 
-from isafe_helpers import cost, figures, process, process_variation
-from isafe_helpers.estimates import RESULTS_ROOT_MARKER
-from isafe_helpers.loading import load_root
+from isafe_helpers import cost, process
+from isafe_helpers.data.loading import load_root
+from isafe_helpers.process import variation as process_variation
+from isafe_helpers.publish import figures
+from isafe_helpers.results.estimates import RESULTS_ROOT_MARKER
 
 COSTS = COSTS_HEAD + "t,trainer_fees,delivery,developer,1,item,10,2023\n"
 EST_HEAD = "scope,strand,analysis,outcome,quantity,estimate,se,ci_low,ci_high,p_value,n,n_clusters,note\n"
@@ -38,12 +40,12 @@ def test_reach_vs_impact_reads_each_la_and_correlates(three, tmp_path):
         _write_impact(out, la, eff)
     cmp = process_variation.reach_vs_impact(three, "trial", out / "trial")
     assert cmp.available and cmp.found == ["LA01", "LA02", "LA03"] and cmp.missing == []
-    t = cmp.table.set_index("la")
+    t = cmp.frame.set_index("la")
     assert t.loc["LA02", "reach_pct"] == pytest.approx(100 * 2 / 6)
     assert t.loc["LA03", "treatment_effect"] == pytest.approx(0.2)
     # Pearson r of x = (1, 2, 3)/6 and y = (0.1, 0.3, 0.2): centred x (-1, 0, 1), y (-0.1, 0.1, 0)
     r_hand = (0.1 + 0 + 0) / np.sqrt(2 * 0.02)
-    r = cmp.rows[0]
+    r = cmp.rows()[0]
     assert (r["outcome"], r["quantity"], r["n"]) == ("confidence", "pearson_r_reach_effect", 3)
     assert r["estimate"] == pytest.approx(r_hand)
     text = process_variation.impact_text(cmp, "trial")
@@ -52,7 +54,7 @@ def test_reach_vs_impact_reads_each_la_and_correlates(three, tmp_path):
 
 def test_reach_vs_impact_says_when_results_do_not_exist(three, tmp_path):
     cmp = process_variation.reach_vs_impact(three, "trial", tmp_path / "nothing" / "trial")
-    assert not cmp.available and cmp.rows == [] and cmp.missing == ["LA01", "LA02", "LA03"]
+    assert not cmp.available and cmp.rows() == [] and cmp.missing == ["LA01", "LA02", "LA03"]
     assert "do not exist yet" in process_variation.impact_text(cmp, "trial")
 
 
@@ -64,7 +66,7 @@ def test_reach_vs_impact_finds_the_run_through_the_pipeline_marker(three, tmp_pa
     work.mkdir(parents=True)
     (work / RESULTS_ROOT_MARKER).write_text(str(out))
     cmp = process_variation.reach_vs_impact(three.for_scope("LA02"), "LA02", work)
-    assert cmp.found == ["LA02"] and cmp.rows == []  # one LA: no correlation
+    assert cmp.found == ["LA02"] and cmp.rows() == []  # one LA: no correlation
 
 
 def test_figures_build_for_la_and_pooled_scopes(three, tmp_path):
@@ -76,12 +78,12 @@ def test_figures_build_for_la_and_pooled_scopes(three, tmp_path):
         uc = cost.unit_cost(d)
         sens = cost.sensitivity(d)
         figs = [
-            figures.process.reach(r.table, r.frames["by_la"]),
+            figures.process.reach(r.frame, r.frames["by_la"]),
             figures.process.satisfaction_diverging(sat.frames["distribution"]),
-            figures.process.dose_outcome(process_variation.dose_outcome(d).table),
+            figures.process.dose_outcome(process_variation.dose_outcome(d).frame),
             figures.cost.cost_by_la(uc.category_by_la, uc.price_year),
             figures.cost.unit_cost_bands(uc.by_la, sens.base_cost, uc.price_year),
-            figures.cost.tornado(sens.table, sens.base_cost, uc.price_year),
+            figures.cost.tornado(sens.frame, sens.base_cost, uc.price_year),
         ]
         if len(fid.frames["sessions"]):
             figs.append(figures.process.fidelity_heatmap(fid.frames["by_la"]))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from isafe_helpers.synth import NOTE, SURVEY_ITEMS, generate
+from isafe_helpers.data.synth import NOTE, SURVEY_ITEMS, generate
 
 FILES = {
     "teams": ["team_id", "arm", "team_type"],
@@ -96,7 +96,7 @@ def test_marker_file(default_root):
     assert list(meta) == ["synthetic", "generator", "seed", "las", "teams_per_la", "staff_per_team", "note"]
     assert meta == {
         "synthetic": True,
-        "generator": "isafe_helpers.synth",
+        "generator": "isafe synth (isafe_helpers.data.synth)",
         "seed": 20240601,
         "las": 7,
         "teams_per_la": 9,

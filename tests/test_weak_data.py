@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from conftest import read, write
 
-from isafe_helpers.__main__ import main
-from isafe_helpers.estimates import read_estimates
-from isafe_helpers.loading import load_root
+from isafe_helpers.data.loading import load_root
+from isafe_helpers.results.estimates import read_estimates
+from isafe_helpers.run.cli import main
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isafe_helpers.contract import DEFAULT_INSTRUMENT
+from isafe_helpers.data.contract import DEFAULT_INSTRUMENT
 
 ITEMS = DEFAULT_INSTRUMENT.items
 

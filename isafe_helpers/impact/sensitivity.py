@@ -1,0 +1,263 @@
+"""Impact strand, robustness of the primary analysis.
+
+Three checks of the primary model of each scale (:func:`isafe_helpers.impact.primary_model.primary`):
+
+- :func:`multiple_imputation` (``sensitivity_mi``): missing baseline and
+  follow-up scores imputed by chained equations from two-level (team random
+  intercept) normal models that carry arm, LA and team information; the
+  primary model fitted to every completed data set and pooled by Rubin's rules
+  with the Barnard-Rubin degrees of freedom.
+- :func:`randomisation_inference` (``sensitivity_ri``): teams re-randomised
+  within LA exactly as the trial did (the number of treatment teams of each LA
+  kept), at least 5,000 seeded permutations, or every allocation when there
+  are fewer. The statistic is described in :mod:`isafe_helpers.stats.randomisation`.
+- :func:`cluster_robust` (``sensitivity_cr2``): OLS with team-clustered CR2
+  (Bell-McCaffrey) standard errors and Satterthwaite degrees of freedom, as R's
+  ``clubSandwich::coef_test(vcov = "CR2", test = "Satterthwaite")``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from isafe_helpers.data.frames import analysis_frame, mi_frame
+from isafe_helpers.data.loading import TrialData
+from isafe_helpers.impact.design import NOT_ESTIMABLE, design, estimable
+from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis
+from isafe_helpers.results.estimates import est_row
+from isafe_helpers.results.labels import label
+from isafe_helpers.results.protocol import Result
+from isafe_helpers.results.table import Col, Table
+from isafe_helpers.stats.cluster_robust import cr2
+from isafe_helpers.stats.imputation import _TwoLevelImputer, rubin
+from isafe_helpers.stats.inference import interval
+from isafe_helpers.stats.mixed import fit_random_intercept
+from isafe_helpers.stats.randomisation import allocations, randomisation_test
+
+#: Seed of every random draw of this module (permutations, imputations).
+SEED = 20240601
+
+
+#: Permutations of the randomisation test (published results use at least this many).
+N_PERMUTATIONS = 5000
+
+
+#: Imputations and chained-equation cycles of the multiple imputation.
+N_IMPUTATIONS = 20
+
+
+N_CYCLES = 5
+
+
+def _rows_effect(analysis: str, outcome: str, est, se, lo, hi, p, n, g, note: str) -> list[dict]:
+    return [est_row(analysis, outcome, "treatment_effect", est, se, lo, hi, p, n=n, n_clusters=g, note=note)]
+
+
+@dataclass
+class MIResult(ArmEffect, Result):
+    """Multiple-imputation estimate of the arm effect on one scale."""
+
+    n_imputations: int = 0
+    n_missing_followup: int = 0
+    n_missing_baseline: int = 0
+    fmi: float = np.nan  # fraction of missing information
+
+    def rows(self) -> list[dict]:
+        note = self.note or f"{self.n_imputations} imputations, Rubin's rules"
+        return _rows_effect("sensitivity_mi", self.outcome, self.estimate, self.se, self.ci_low,
+                            self.ci_high, self.p_value, self.n, self.n_clusters, note)
+
+
+def multiple_imputation(data: TrialData, outcome: str, n_imputations: int = N_IMPUTATIONS,
+                        n_cycles: int = N_CYCLES, seed: int = SEED) -> MIResult:
+    """Arm effect on ``outcome`` with missing scores multiply imputed (chained equations).
+
+    Every randomised participant is included (intention to treat). Missing
+    follow-up and baseline scores are imputed in turn (``n_cycles`` cycles,
+    starting from random draws of the observed values), each from a two-level
+    normal model (:class:`_TwoLevelImputer`) on the other wave's score, arm and
+    LA dummies with a random intercept for team (residual variance drawn from
+    its scaled inverse chi-square, coefficients from their normal
+    approximation, each team's intercept from its conditional distribution
+    given the team's observed rows, the variance ratio held at its REML value). The primary model is then
+    fitted to each completed data set and the results pooled by Rubin's rules
+    (:func:`rubin`), with the complete-data df the mean Satterthwaite df.
+    """
+    df = mi_frame(data, outcome)
+    codes, uniq = pd.factorize(df["team_id"])
+    G = len(uniq)
+    res = MIResult(outcome, len(df), G, n_imputations=n_imputations)
+    miss_f, miss_b = df["followup"].isna().to_numpy(), df["baseline"].isna().to_numpy()
+    res.n_missing_followup, res.n_missing_baseline = int(miss_f.sum()), int(miss_b.sum())
+    if not estimable(df) or (~miss_f).sum() < 10:
+        res.note = NOT_ESTIMABLE
+        return res
+    Xbase, _ = design(df, covariates=())  # intercept, arm, LA dummies
+    rng = np.random.default_rng(np.random.SeedSequence([seed, sum(map(ord, outcome))]))
+    yf0, yb0 = df["followup"].to_numpy(float), df["baseline"].to_numpy(float)
+    both = ~miss_f & ~miss_b
+    ests, vars_, dfs = [], [], []
+    try:
+        imputers = {}
+        for key, miss, y0, z0 in (("f", miss_f, yf0, yb0), ("b", miss_b, yb0, yf0)):
+            if miss.any():
+                fit = fit_random_intercept(y0[both], np.column_stack([Xbase[both], z0[both]]), codes[both])
+                imputers[key] = _TwoLevelImputer(Xbase, codes, G, miss, fit.team_variance / fit.residual_variance)
+        for _ in range(n_imputations):
+            yf, yb = yf0.copy(), yb0.copy()
+            yf[miss_f] = rng.choice(yf0[~miss_f], miss_f.sum())
+            yb[miss_b] = rng.choice(yb0[~miss_b], miss_b.sum())
+            for _c in range(n_cycles if len(imputers) == 2 else 1):
+                if "f" in imputers:
+                    yf = imputers["f"].draw(yf, yb, rng)
+                if "b" in imputers:
+                    yb = imputers["b"].draw(yb, yf, rng)
+            X = np.column_stack([Xbase[:, :2], yb, Xbase[:, 2:]])
+            fit = fit_random_intercept(yf, X, codes)
+            ests.append(fit.beta[1])
+            vars_.append(fit.cov_beta[1, 1])
+            dfs.append(fit.df[1])
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        res.note = f"not estimable: {exc}"
+        return res
+    pooled = rubin(ests, vars_, float(np.mean(dfs)))
+    for k, v in pooled.items():
+        setattr(res, k, float(v))
+    return res
+
+
+@dataclass
+class RIResult(ArmEffect, Result):
+    """Randomisation test of the arm effect on one scale (``estimate``: GLS at the null-model theta)."""
+
+    n_permutations: int = 0
+    exact: bool = False  # every possible allocation enumerated
+    theta: float = np.nan
+    permuted: np.ndarray = field(default=None, repr=False)  # the statistic under each allocation
+
+    def rows(self) -> list[dict]:
+        how = ("all {} allocations" if self.exact else "{} seeded permutations").format(self.n_permutations)
+        note = self.note or f"teams re-randomised within LA; {how}; CI by test inversion"
+        return _rows_effect("sensitivity_ri", self.outcome, self.estimate, None, self.ci_low,
+                            self.ci_high, self.p_value, self.n, self.n_clusters, note)
+
+
+def randomisation_inference(data: TrialData, outcome: str, n_perm: int = N_PERMUTATIONS,
+                            seed: int = SEED) -> RIResult:
+    """Randomisation test and test-inversion CI of the arm effect on ``outcome``.
+
+    See the module docstring for the statistic. The two-sided p-value is the
+    share of allocations whose statistic is at least as far from zero as the
+    observed one: ``(1 + #{|b_perm| >= |b_obs|}) / (1 + n_perm)`` for seeded
+    draws, ``#{|b_perm| >= |b_obs|} / n_alloc`` when every allocation is
+    enumerated (the observed one among them).
+    """
+    df = analysis_frame(data, outcome)
+    codes, uniq = pd.factorize(df["team_id"])
+    res = RIResult(outcome, len(df), len(uniq))
+    if not estimable(df):
+        res.note = NOT_ESTIMABLE
+        return res
+    X, _names = design(df)
+    y = df["followup"].to_numpy(float)
+    Z = np.delete(X, 1, axis=1)
+    try:
+        null = fit_random_intercept(y, Z, codes)
+    except ValueError as exc:
+        res.note = f"not estimable: {exc}"
+        return res
+    theta = null.team_variance / null.residual_variance
+    teams = data.teams[["team_id", "arm", "la"]].drop_duplicates("team_id").reset_index(drop=True)
+    T_all, exact = allocations(teams["la"].to_numpy(), (teams["arm"] == "treatment").to_numpy(), n_perm, seed)
+    T = T_all[:, pd.Index(teams["team_id"]).get_indexer(uniq)]
+    tau_obs = np.asarray(df.groupby(codes)["treated"].first().to_numpy(float))
+    test = randomisation_test(y, Z, codes, theta, tau_obs, T, exact, scale=float(null.se[0]))
+    res.permuted = test["permuted"]
+    res.estimate, res.theta, res.n_permutations, res.exact = test["estimate"], float(theta), len(T), exact
+    res.p_value, res.ci_low, res.ci_high = test["p_value"], test["ci_low"], test["ci_high"]
+    if exact and len(T) < 40:
+        res.note = (f"teams re-randomised within LA; all {len(T)} allocations: too few to reach p < 0.05; "
+                    "CI by test inversion")
+    return res
+
+
+@dataclass
+class CR2Result(ArmEffect, Result):
+    """Cluster-robust OLS estimate of the arm effect on one scale."""
+
+    def rows(self) -> list[dict]:
+        note = self.note or "OLS, team-clustered CR2 SE, Satterthwaite df"
+        return _rows_effect("sensitivity_cr2", self.outcome, self.estimate, self.se, self.ci_low,
+                            self.ci_high, self.p_value, self.n, self.n_clusters, note)
+
+
+def cluster_robust(data: TrialData, outcome: str) -> CR2Result:
+    """OLS of follow-up on arm, baseline and LA with CR2 team-clustered inference (:func:`cr2`)."""
+    df = analysis_frame(data, outcome)
+    res = CR2Result(outcome, len(df), df["team_id"].nunique())
+    if not estimable(df):
+        res.note = NOT_ESTIMABLE
+        return res
+    X, _ = design(df)
+    try:
+        f = cr2(df["followup"].to_numpy(float), X, df["team_id"].to_numpy(), df_for=[1])
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        res.note = f"not estimable: {exc}"
+        return res
+    res.estimate, res.se, res.df = float(f["beta"][1]), float(f["se"][1]), float(f["df"][1])
+    res.ci_low, res.ci_high, res.p_value = astuple(interval(res.estimate, res.se, res.df))
+    return res
+
+
+METHODS = {"mi": "Multiple imputation", "ri": "Randomisation inference", "cr2": "OLS, CR2 cluster-robust"}
+ANALYSES = {"sensitivity_mi": "mi", "sensitivity_ri": "ri", "sensitivity_cr2": "cr2"}
+
+
+@dataclass
+class Robustness(Result):
+    """The three robustness checks of every scale, beside the primary results they check."""
+
+    mi: list[MIResult]
+    ri: list[RIResult]
+    cr2: list[CR2Result]
+    primary: PrimaryAnalysis | None = None
+
+    def rows(self) -> list[dict]:
+        return [r for res in (*self.mi, *self.ri, *self.cr2) for r in res.rows()]
+
+    def table(self) -> Table:
+        """One row per scale and method (the primary first): estimate, 95% CI, p."""
+        t = self.tidy()
+        t = t.assign(method=t["analysis"].map(lambda a: METHODS[ANALYSES[a]]))
+        keep_note = t["note"].str.startswith("not estimable") | t["note"].str.contains("too few")
+        t["note"] = t["note"].where(keep_note, "")
+        if self.primary is not None:
+            p = self.primary.tidy()
+            p = p[p["quantity"] == "treatment_effect"].assign(method="Primary (REML, Satterthwaite)")
+            t = pd.concat([p, t], ignore_index=True)
+        order = {o: i for i, o in enumerate(dict.fromkeys(t["outcome"]))}
+        t = t.sort_values("outcome", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+        t["outcome"] = [label(o) for o in t["outcome"]]
+        return Table(t[["outcome", "method", "estimate", "ci_low", "ci_high", "p_value", "note"]], [
+            Col("outcome", "Outcome", "text"),
+            Col("method", "Method", "text"),
+            Col("estimate", "Effect (scale points)", "number", 3),
+            Col("ci_low", "95% CI low", "number", 3),
+            Col("ci_high", "95% CI high", "number", 3),
+            Col("p_value", "p", "p"),
+            Col("note", "Note", "text"),
+        ], caption="Robustness of the primary analysis")
+
+
+def robustness(data: TrialData, primary: PrimaryAnalysis | None = None, n_perm: int = N_PERMUTATIONS,
+               n_imputations: int = N_IMPUTATIONS, seed: int = SEED) -> Robustness:
+    """Run the three robustness checks for every scale of the instrument (``primary``: shown beside them)."""
+    scales = data.instrument.scale_names
+    return Robustness(primary=primary,
+        mi=[multiple_imputation(data, s, n_imputations=n_imputations, seed=seed) for s in scales],
+        ri=[randomisation_inference(data, s, n_perm=n_perm, seed=seed) for s in scales],
+        cr2=[cluster_robust(data, s) for s in scales],
+    )

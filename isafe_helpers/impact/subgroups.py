@@ -1,0 +1,233 @@
+"""Impact strand: exploratory moderator analyses.
+
+For every scale, three models, one per moderator, each the primary model
+(follow-up on arm, baseline, LA fixed effects, random intercept for team;
+REML, Satterthwaite df) plus the moderator's main effect and its interaction
+with arm:
+
+- ``age``: age band (reference: the first band present in both arms);
+- ``experience``: years qualified, centred at :data:`YEARS_CENTRE` years, linear;
+- ``la``: LA (pooled trial scope only; LA's main effect is already in the model).
+
+Participants with the moderator missing are left out of that model. A level
+(age band, LA) is kept only when it has at least :data:`MIN_PER_ARM` analysed
+participants in each arm; dropped levels are named in the note. The
+interaction coefficients (difference of the arm effect from the reference
+level, or per extra year qualified) form one family over all moderators and
+scales of the scope, and their p-values are Holm-adjusted across it. Each
+model is also refitted with arm nested in the moderator's levels, which gives
+the arm effect within each level (same model, reparameterised). All of this is
+exploratory: the trial was not powered for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from isafe_helpers.data.contract import AGE_BANDS
+from isafe_helpers.data.frames import analysis_frame
+from isafe_helpers.data.loading import TrialData
+from isafe_helpers.impact.design import design
+from isafe_helpers.results.estimates import est_row
+from isafe_helpers.results.labels import label
+from isafe_helpers.results.protocol import Result
+from isafe_helpers.results.table import Col, Table
+from isafe_helpers.stats.inference import holm, interval, joint_wald
+from isafe_helpers.stats.mixed import fit_random_intercept
+
+Moderator = Literal["age", "experience", "la"]
+
+
+MODERATORS: tuple[Moderator, ...] = ("age", "experience", "la")
+
+
+ANALYSIS = {"age": "subgroup_age", "experience": "subgroup_experience", "la": "subgroup_la"}
+
+
+#: Years qualified at which the arm effect of the experience model is read (the centring value).
+YEARS_CENTRE = 10.0
+
+
+#: Analysed participants needed in each arm for a level to enter a moderator model.
+MIN_PER_ARM = 2
+
+
+EXPLORATORY = "exploratory"
+
+
+def _tidy(fit, keep: list[int]) -> list[dict]:
+    recs = []
+    for k in keep:
+        b, se, d = float(fit.beta[k]), float(fit.se[k]), float(fit.df[k])
+        ci = interval(b, se, d)
+        recs.append(dict(term=fit.names[k], estimate=b, se=se, df=d, ci_low=ci.ci_low, ci_high=ci.ci_high,
+                         p_value=ci.p_value))
+    return recs
+
+
+@dataclass
+class ModeratorResults(Result):
+    """Every moderator model of the scope. ``frame``: one row per reported term."""
+
+    frame: pd.DataFrame
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # arm effect by years qualified
+
+    def rows(self) -> list[dict]:
+        out = []
+        for r in self.frame.itertuples():
+            p = r.p_holm if r.kind == "interaction" else r.p_value
+            what = {"interaction": "p Holm-adjusted across the family",
+                    "joint": f"joint Wald F test of every arm x LA term, denominator df {r.df:g} (between teams)",
+                    }.get(r.kind, "unadjusted p")
+            note = r.note if r.note.startswith("not estimable") else "; ".join(
+                s for s in (EXPLORATORY, what, r.note) if s)
+            out.append(est_row(ANALYSIS[r.moderator], r.outcome, r.quantity, r.estimate, r.se, r.ci_low, r.ci_high,
+                               p, n=r.n, n_clusters=r.n_clusters, note=note))
+        return out
+
+    def table(self) -> Table:
+        """One row per reported term: estimate with 95% CI, unadjusted p and (interactions) Holm-adjusted p."""
+        t = self.frame.assign(outcome=[label(o) for o in self.frame["outcome"]],
+                              moderator=[MODERATOR_LABELS[m] for m in self.frame["moderator"]],
+                              term=[term_label(q) for q in self.frame["quantity"]])
+        return Table(t[["outcome", "moderator", "term", "n", "estimate", "ci_low", "ci_high", "p_value", "p_holm",
+                        "note"]], [
+            Col("outcome", "Outcome", "text"),
+            Col("moderator", "Moderator", "text"),
+            Col("term", "Term", "text"),
+            Col("n", "Staff in the model", "people"),
+            Col("estimate", "Estimate", "number", 3, base="n"),
+            Col("ci_low", "95% CI low", "number", 3, base="n"),
+            Col("ci_high", "95% CI high", "number", 3, base="n"),
+            Col("p_value", "p", "p", base="n"),
+            Col("p_holm", "p, Holm-adjusted", "p", base="n"),
+            Col("note", "Note", "text"),
+        ], caption="Moderators of the effect (exploratory)")
+
+
+MODERATOR_LABELS = {"age": "Age band", "experience": "Years qualified", "la": "Local authority"}
+
+
+def term_label(quantity: str) -> str:
+    """A reader's name for a moderator term (``interaction_40_49_vs_under_30`` -> ``40 to 49 vs under 30``)."""
+    if quantity == "interaction_per_year":
+        return "Difference in effect per extra year qualified"
+    if quantity.startswith("effect_at_"):
+        return f"Effect at {quantity.removeprefix('effect_at_').replace('_', ' ')} qualified"
+    if quantity == "wald_f_arm_x_la":
+        return "Joint F test: effect differs between LAs"
+    if quantity.startswith("interaction_") and "_vs_" in quantity:
+        a, b = quantity.removeprefix("interaction_").split("_vs_")
+        return f"Difference in effect: {label(a)} vs {label(b).lower()}"
+    if quantity.startswith("effect_in_"):
+        return f"Effect in {label(quantity.removeprefix('effect_in_'))}"
+    return label(quantity)
+
+
+def _levels(df: pd.DataFrame, col: str, order) -> tuple[list, list]:
+    counts = df.groupby([col, "arm"]).size().unstack(fill_value=0).reindex(columns=["treatment", "control"],
+                                                                            fill_value=0)
+    present = [lev for lev in order if lev in counts.index]
+    kept = [lev for lev in present if counts.loc[lev].min() >= MIN_PER_ARM]
+    return kept, [lev for lev in present if lev not in kept]
+
+
+def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dict], pd.DataFrame]:
+    """Rows (interaction and within-level effects) of one moderator model for one scale."""
+    notes = []
+    if moderator == "experience":
+        df = df[df["years_qualified"].notna()].copy()
+        df["yq"] = df["years_qualified"].astype(float) - YEARS_CENTRE
+        levels = []
+    else:
+        col = "age_band" if moderator == "age" else "la"
+        df = df[df[col].notna()].copy()
+        df[col] = df[col].astype(str)
+        order = AGE_BANDS if moderator == "age" else sorted(df["la"].unique())
+        levels, dropped = _levels(df, col, order)
+        if dropped:
+            notes.append(f"left out (fewer than {MIN_PER_ARM} per arm): {', '.join(dropped)}")
+        df = df[df[col].isin(levels)]
+    base = dict(outcome=outcome, moderator=moderator, n=len(df), n_clusters=df["team_id"].nunique())
+    arms = df.groupby("arm")["team_id"].nunique()
+    if len(arms) < 2 or arms.min() < 2 or (moderator != "experience" and len(levels) < 2):
+        why = "not estimable: needs two levels each with both arms" if moderator != "experience" else \
+            "not estimable: needs at least two analysed teams in each arm"
+        return [dict(base, quantity="interaction", kind="interaction", estimate=np.nan, se=np.nan, df=np.nan,
+                     ci_low=np.nan, ci_high=np.nan, p_value=np.nan, note="; ".join([why, *notes]))], pd.DataFrame()
+    X, names = design(df)
+    y, teams = df["followup"].to_numpy(float), df["team_id"].to_numpy()
+    t = df["treated"].to_numpy(float)
+    recs, curve = [], pd.DataFrame()
+    note = "; ".join(notes)
+    try:
+        if moderator == "experience":
+            yq = df["yq"].to_numpy(float)
+            fit = fit_random_intercept(y, np.column_stack([X, yq, t * yq]), teams, names + ["yq", "treated:yq"])
+            k_int, k_t = len(names) + 1, 1
+            for r, q in zip(_tidy(fit, [k_int, k_t]), ("interaction_per_year", f"effect_at_{YEARS_CENTRE:g}_years")):
+                recs.append(dict(base, **r, quantity=q, kind="interaction" if q.startswith("inter") else "effect",
+                                 note=note))
+            grid = np.linspace(0.0, float(np.nanpercentile(df["years_qualified"], 95)), 41)
+            c = np.zeros((grid.size, len(fit.beta)))
+            c[:, k_t], c[:, k_int] = 1.0, grid - YEARS_CENTRE
+            est = c @ fit.beta
+            se = np.sqrt(np.einsum("ij,jk,ik->i", c, fit.cov_beta, c))
+            band = interval(est, se, fit.df[k_t])
+            curve = pd.DataFrame(dict(outcome=outcome, years=grid, effect=est, ci_low=band.ci_low,
+                                      ci_high=band.ci_high))
+        else:
+            col = "age_band" if moderator == "age" else "la"
+            v = df[col].to_numpy()
+            D = np.column_stack([(v == lev).astype(float) for lev in levels])
+            if moderator == "age":  # main effects of the band (LA's are already in X)
+                Xm, nm = np.column_stack([X, D[:, 1:]]), names + [f"age[T.{lev}]" for lev in levels[1:]]
+            else:
+                Xm, nm = X, names
+            p0 = Xm.shape[1]
+            fit = fit_random_intercept(y, np.column_stack([Xm, t[:, None] * D[:, 1:]]), teams,
+                                       nm + [f"treated:{lev}" for lev in levels[1:]])
+            for lev, r in zip(levels[1:], _tidy(fit, list(range(p0, p0 + len(levels) - 1)))):
+                recs.append(dict(base, **r, quantity=f"interaction_{lev}_vs_{levels[0]}", kind="interaction",
+                                 note=note))
+            if moderator == "la":
+                idx = list(range(p0, p0 + len(levels) - 1))
+                recs.append(dict(base, **joint_wald(fit.beta[idx], fit.cov_beta[np.ix_(idx, idx)],
+                                                    df["team_id"].nunique() - 2 * len(levels)),
+                                 quantity="wald_f_arm_x_la", kind="joint", note=note))
+            # arm nested in levels: the arm effect within each level
+            Xn = np.column_stack([np.delete(Xm, 1, axis=1), t[:, None] * D])
+            fit2 = fit_random_intercept(y, Xn, teams)
+            p1 = Xm.shape[1] - 1
+            for lev, r in zip(levels, _tidy(fit2, list(range(p1, p1 + len(levels))))):
+                nlev = int((v == lev).sum())
+                recs.append({**base, **r, "quantity": f"effect_in_{lev}", "kind": "effect", "note": note,
+                             "n": nlev, "n_clusters": int(df.loc[v == lev, "team_id"].nunique())})
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        return [dict(base, quantity="interaction", kind="interaction", estimate=np.nan, se=np.nan, df=np.nan,
+                     ci_low=np.nan, ci_high=np.nan, p_value=np.nan, note=f"not estimable: {exc}")], pd.DataFrame()
+    return recs, curve
+
+
+def moderators(data: TrialData) -> ModeratorResults:
+    """All moderator models of the scope (``la`` only when the scope has several LAs), Holm-adjusted."""
+    mods = [m for m in MODERATORS if m != "la" or len(data.las) > 1]
+    recs, curves = [], []
+    for scale in data.instrument.scale_names:
+        df = analysis_frame(data, scale)
+        for m in mods:
+            r, c = _one(df, scale, m)
+            recs += r
+            curves.append(c)
+    t = pd.DataFrame(recs)
+    inter = (t["kind"] == "interaction").to_numpy()
+    t["p_holm"] = np.nan
+    t.loc[inter, "p_holm"] = holm(t.loc[inter, "p_value"].to_numpy())
+    t["note"] = t["note"].fillna("")
+    cv = pd.concat([c for c in curves if len(c)], ignore_index=True) if any(len(c) for c in curves) \
+        else pd.DataFrame(columns=["outcome", "years", "effect", "ci_low", "ci_high"])
+    return ModeratorResults(t, cv)

@@ -1,0 +1,201 @@
+"""Process strand, exploratory: variation in outcomes and what each page skips.
+
+Everything here is descriptive and exploratory, never causal. Dose is not
+randomised: staff who attended both sessions may differ from those who
+attended none in ways that also drive their outcomes. LA-level comparisons
+of reach with impact rest on a handful of LAs and are ecological.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from isafe_helpers.data import contract as C
+from isafe_helpers.data.frames import attendees, survey_wide, treatment_participants
+from isafe_helpers.data.loading import TrialData
+from isafe_helpers.process.participation import DOSE_LABELS, reach
+from isafe_helpers.process.result import ProcessResult
+from isafe_helpers.results.estimates import FILENAME, est_row, read_estimates, results_root
+from isafe_helpers.results.labels import label
+from isafe_helpers.results.protocol import Result
+from isafe_helpers.results.table import Col, Table
+
+EXPLORATORY = "exploratory and descriptive, not causal"
+
+
+def dose_outcome(data: TrialData) -> ProcessResult:
+    """Within the treatment arm: mean change (follow-up minus baseline) of each scale by dose.
+
+    Participants of treatment teams with both waves scored on a scale are
+    grouped by practice-pathway sessions attended (none, one, both). The
+    table has one row per scale and dose group: n, mean baseline, mean
+    follow-up and mean change.
+    """
+    tp = treatment_participants(data)
+    recs, rows = [], []
+    for scale in data.instrument.scale_names:
+        df = tp.merge(survey_wide(data, scale), left_on="participant_id", right_index=True, how="left").dropna(
+            subset=["baseline", "followup"])
+        for d, dose_name in DOSE_LABELS.items():
+            sub = df[df["dose"] == d]
+            change = (sub["followup"] - sub["baseline"]).astype(float)
+            n = len(sub)
+            mean = float(change.mean()) if n else np.nan
+            se = float(change.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+            recs.append({"outcome": scale, "dose": dose_name, "n": n,
+                         "baseline": float(sub["baseline"].mean()) if n else np.nan,
+                         "followup": float(sub["followup"].mean()) if n else np.nan,
+                         "mean_change": mean, "se": se})
+            rows.append(est_row("dose_outcome", scale, f"mean_change_dose_{dose_name}", mean, se=se, n=n,
+                                note=EXPLORATORY))
+    return ProcessResult("dose_outcome", pd.DataFrame(recs), rows, [
+        Col("outcome", "Outcome", "text"),
+        Col("dose", "Sessions attended", "text"),
+        Col("n", "Staff", "people"),
+        Col("baseline", "Mean at baseline", "mean", 2, base="n"),
+        Col("followup", "Mean at follow-up", "mean", 2, base="n"),
+        Col("mean_change", "Mean change", "mean", 2, base="n"),
+        Col("se", "SE of the mean change", "mean", 2, base="n"),
+    ], "Outcome change by practice-pathway sessions attended (intervention arm)")
+
+
+@dataclass
+class ImpactComparison(Result):
+    """LA-level reach beside the LA's impact estimates, when these exist."""
+
+    frame: pd.DataFrame
+    estimates: list[dict]
+    found: list[str]
+    missing: list[str]
+    provenance: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def available(self) -> bool:
+        return bool(self.found)
+
+    def rows(self) -> list[dict]:
+        return self.estimates
+
+    def table(self) -> Table:
+        """One row per LA and scale: practice-pathway reach beside the LA's treatment effect."""
+        t = self.frame.assign(outcome=[label(o) for o in self.frame["outcome"]])
+        return Table(t, [
+            Col("la", "LA", "text"),
+            Col("reach_pct", "Practice-pathway reach (%)", "pct", 1),
+            Col("outcome", "Outcome", "text"),
+            Col("treatment_effect", "Effect in the LA (scale points)", "number", 3),
+            Col("ci_low", "95% CI low", "number", 3),
+            Col("ci_high", "95% CI high", "number", 3),
+        ], caption="Reach against impact in each LA (exploratory)")
+
+
+def _provenance() -> str:
+    """Where the impact estimates come from (see :mod:`isafe_helpers.run.pipeline`)."""
+    return (
+        "The pipeline finishes every scope's impact notebook before any process notebook starts, and "
+        "reruns a notebook only when its inputs change, so these are the impact estimates for this data "
+        "root, provided the impact strand was run on it (in this run or an earlier one)."
+    )
+
+
+def reach_vs_impact(data: TrialData, scope: str, output_dir: str | Path) -> ImpactComparison:
+    """Practice-pathway reach of each LA beside its primary impact estimates.
+
+    Reads ``<results>/<LA>/estimates.csv`` (see
+    :func:`isafe_helpers.results.estimates.results_root`; rows ``impact``,
+    ``primary``, each scale, ``treatment_effect``) for each LA of the scope;
+    an LA without that file or those rows is listed in ``missing``. In a
+    pooled scope with at least three LAs found, each scale gets the Pearson
+    correlation across LAs of reach with the treatment effect (exploratory,
+    ecological; ``n`` counts the LAs).
+    """
+    results = results_root(output_dir)
+    by_la = reach(data).frames["by_la"]
+    prac = by_la[by_la["component"] == "practice_pathway"].set_index("la")
+    recs, found, missing = [], [], []
+    for la in data.las:
+        path = results / la / FILENAME
+        est = read_estimates(path) if path.is_file() else pd.DataFrame(columns=["strand"])
+        if len(est):
+            est = est[(est["strand"] == "impact") & (est["analysis"] == "primary")
+                      & (est["quantity"] == "treatment_effect") & est["estimate"].notna()]
+        if est.empty:
+            missing.append(la)
+            continue
+        found.append(la)
+        for r in est.itertuples(index=False):
+            recs.append({"la": la, "reach_pct": float(prac.loc[la, "reach_pct"]), "outcome": r.outcome,
+                         "treatment_effect": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high})
+    table = pd.DataFrame(recs, columns=["la", "reach_pct", "outcome", "treatment_effect", "ci_low", "ci_high"])
+    rows = []
+    if scope == C.TRIAL_SCOPE and len(found) >= 3:
+        for outcome, sub in table.groupby("outcome", sort=False):
+            sub = sub.dropna(subset=["reach_pct", "treatment_effect"])
+            r = float(np.corrcoef(sub["reach_pct"], sub["treatment_effect"])[0, 1]) if len(sub) >= 3 else np.nan
+            rows.append(est_row("reach_vs_impact", outcome, "pearson_r_reach_effect", r, n=len(sub),
+                                note=f"across LAs; {EXPLORATORY}"))
+    prov = _provenance() if found else ""
+    return ImpactComparison(table, rows, found, missing, prov)
+
+
+def skipped_sections(data: TrialData) -> list[str]:
+    """Sections a page skips for want of an optional file, and why (one sentence each).
+
+    In a pooled scope, LAs without feedback or fidelity are named: their
+    reach and dose still count, but they are absent from the sections
+    built on the missing file.
+    """
+    out = []
+    att_las = set(attendees(data)["la"])
+    for name, sections in (
+        ("feedback", "satisfaction, usefulness, would-recommend, the response rate and themes"),
+        ("fidelity", "fidelity and quality of delivery"),
+    ):
+        have = set(getattr(data, name)["la"])
+        lacking = [la for la in data.las if la not in have]
+        if not lacking:
+            continue
+        if len(lacking) == len(data.las):
+            out.append(f"No {name} file was returned (it is optional), so {sections} are skipped: "
+                       f"their rows in estimates.csv are blank with a note.")
+        else:
+            out.append(f"{', '.join(lacking)} returned no {name} file (it is optional), so "
+                       f"{'it is' if len(lacking) == 1 else 'they are'} left out of {sections}; "
+                       "reach and dose still count every LA.")
+    no_att = [la for la in data.las if la not in att_las]
+    if no_att:
+        out.append(f"{', '.join(no_att)} recorded no attended sessions, so reach there is zero or blank.")
+    return out
+
+
+def skipped_text(data: TrialData) -> str:
+    """Markdown for the top of a page: the skipped sections, or that none is skipped."""
+    items = skipped_sections(data)
+    if not items:
+        return "Every optional file (feedback, fidelity) was returned: no section is skipped."
+    return "**Sections skipped or incomplete.**\n\n" + "\n".join(f"- {s}" for s in items)
+
+
+def impact_text(cmp: ImpactComparison, scope: str) -> str:
+    """Markdown saying what the reach-against-impact comparison rests on, or why it is absent."""
+    if not cmp.available:
+        return ("Impact results for this scope's LA(s) do not exist yet (no `impact` rows in "
+                "`<results>/<LA>/estimates.csv`), so reach is not set against impact here. The pipeline "
+                "runs the strands in parallel: rerun this page after the impact strand has finished to see "
+                "the comparison.")
+    text = f"Impact estimates found for {len(cmp.found)} LA(s) ({', '.join(cmp.found)}). {cmp.provenance}"
+    if cmp.missing:
+        text += f" No impact results yet for {', '.join(cmp.missing)}."
+    if scope == C.TRIAL_SCOPE and len(cmp.found) < 3:
+        text += " Fewer than three LAs have impact results, so no correlation across LAs is computed."
+    elif scope == C.TRIAL_SCOPE:
+        text += (" The correlations across LAs below are " + EXPLORATORY
+                 + ": they rest on a handful of LAs and are ecological.")
+    else:
+        text += " One LA gives a single point: it is shown for reading across LA pages, not as evidence."
+    return text

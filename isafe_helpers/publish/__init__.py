@@ -1,0 +1,1 @@
+"""Publishing: disclosure control, tables, figures, prose, the executive summary and the book."""

@@ -1,0 +1,124 @@
+"""Publication tables: a result's :class:`~isafe_helpers.results.table.Table` rendered for the book.
+
+One function, :func:`render`, makes every table a reader sees: disclosure
+control (:mod:`isafe_helpers.publish.disclosure`) on the columns that count
+people and on the statistics resting on them, one number format per column
+kind (:func:`number`), plain labels, a numbered caption, one header row,
+and notes under the table (the symbols used, and the table's own notes).
+Every cell is escaped: no data-derived text reaches the page as markup.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from decimal import ROUND_HALF_UP, Decimal
+
+import pandas as pd
+
+from isafe_helpers.publish import disclosure
+from isafe_helpers.results.table import Col, Table
+
+#: Shown for a value withheld by disclosure control (GSS symbols guidance).
+CONFIDENTIAL = "[c]"
+#: Shown for a value that is not available (not estimable, not computed).
+NOT_AVAILABLE = "[x]"
+SYMBOL_NOTES = {
+    CONFIDENTIAL: "[c]: withheld to protect people's confidentiality (a count of fewer than {limit} people, "
+                  "a statistic resting on fewer, or a number from which one could be worked out).",
+    NOT_AVAILABLE: "[x]: not available (not estimable or not computed; see the note column or the text).",
+}
+
+
+def number(x, kind: str = "number", digits: int = 2) -> str:
+    """One number as the book prints it.
+
+    >>> number(-0.0001, "number", 2), number(0.0004, "p"), number(0.0213, "p"), number(1234.5, "gbp", 0)
+    ('0.00', '< 0.001', '0.021', '£1,235')
+    >>> number(12.345, "pct", 1), number(float("nan")), number(1500, "int")
+    ('12.3', '[x]', '1,500')
+    """
+    if x is None or x is pd.NA or isinstance(x, str):
+        return NOT_AVAILABLE if x in (None, "") or x is pd.NA else str(x)
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if math.isnan(v):
+        return NOT_AVAILABLE
+    if math.isinf(v):
+        return "infinite"
+    if kind == "p":
+        return "< 0.001" if v < 0.001 else f"{v:.3f}"
+    if kind in ("people", "units", "int"):
+        return f"{_half_up(v, 0):,.0f}"
+    text = f"{_half_up(v, digits):,.{digits}f}"
+    if text.lstrip("-").replace("0", "").replace(".", "").replace(",", "") == "":
+        text = text.lstrip("-")  # never print -0.0
+    if kind == "gbp":
+        return ("-£" + text[1:]) if text.startswith("-") else "£" + text
+    return text
+
+
+def _half_up(v: float, digits: int) -> Decimal:
+    """``v`` rounded half away from zero at ``digits`` decimals, as written (``2.675`` -> ``2.68``)."""
+    return Decimal(repr(v)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+
+
+def protected(table: Table, limit: int | None = None) -> pd.DataFrame:
+    """The table's cells as the book prints them: strings, with ``[c]`` where disclosure control withholds."""
+    limit = disclosure.threshold() if limit is None else limit
+    src = table.data.reset_index(drop=True)
+    people = table.people
+    bases = table.bases
+    mask = pd.DataFrame(False, index=src.index, columns=src.columns)
+    if people or bases:
+        shown = disclosure.protect(src, counts=people, rates=bases, sums=table.sums or None, limit=limit)
+        mask = shown.apply(lambda col: col == disclosure.SUPPRESSED)
+    out = pd.DataFrame(index=src.index)
+    for c in table.columns:
+        vals = src[c.key]
+        if c.kind == "text":
+            out[c.key] = ["" if (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))) else str(v)
+                          for v in vals]
+        else:
+            out[c.key] = [number(v, c.kind, c.digits) for v in vals]
+        out.loc[mask[c.key].to_numpy(bool), c.key] = CONFIDENTIAL
+    return out
+
+
+def render(table: Table, number_: int | None = None, limit: int | None = None) -> str:
+    """HTML of the table: numbered caption, one header row, escaped cells, notes below.
+
+    Numeric columns are right-aligned; the table scrolls inside its own box
+    when the screen is narrower than it.
+    """
+    limit = disclosure.threshold() if limit is None else limit
+    cells = protected(table, limit)
+    cols: list[Col] = [c for c in table.columns if not (c.kind == "text" and (cells[c.key] == "").all())]
+    head = "".join(f'<th scope="col" class="{_align(c)}">{html.escape(c.label)}</th>' for c in cols)
+    body = []
+    for i in range(len(cells)):
+        tds = []
+        for j, c in enumerate(cols):
+            v = html.escape(cells.loc[i, c.key])
+            tag = "th" if j == 0 and c.kind == "text" else "td"
+            scope = ' scope="row"' if tag == "th" else ""
+            tds.append(f'<{tag}{scope} class="{_align(c)}">{v}</{tag}>')
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    caption = html.escape(table.caption)
+    if number_ is not None:
+        caption = f"Table {number_}. {caption}"
+    notes = list(table.notes)
+    used = {s for c in cols for s in (CONFIDENTIAL, NOT_AVAILABLE) if (cells[c.key] == s).any()}
+    notes += [SYMBOL_NOTES[s].format(limit=limit) for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in used]
+    note_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    return (f'<div class="isafe-table"><div class="isafe-table-scroll" tabindex="0" role="region" '
+            f'aria-label="{caption}"><table><caption>{caption}</caption><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>'
+            + (f'<div class="isafe-table-notes">{note_html}</div>' if note_html else "") + "</div>")
+
+
+def _align(c: Col) -> str:
+    """The cell's classes: alignment, and ``people`` for a count of people (tests and styles find them)."""
+    return "text" if c.kind == "text" else ("num people" if c.kind == "people" else "num")

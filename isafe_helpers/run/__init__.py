@@ -1,0 +1,1 @@
+"""Running: the command line (``isafe``) and the pipeline that runs every notebook."""
