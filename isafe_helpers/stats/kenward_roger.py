@@ -140,11 +140,13 @@ def team_sums(X, groups) -> TeamSums:
         raise ValueError("X must be finite")
     _, codes = np.unique(groups, return_inverse=True)
     codes = codes.reshape(-1)
-    G = int(codes.max()) + 1
-    n = np.bincount(codes, minlength=G).astype(float)
-    S = np.zeros((G, X.shape[1]))
-    np.add.at(S, codes, X)
-    Xc = X - (S / n[:, None])[codes]
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    Xs = X[order]
+    S = np.add.reduceat(Xs, starts, axis=0)  # (G, p) team sums
+    n = counts.astype(float)
+    Xc = Xs - np.repeat(S / n[:, None], counts, axis=0)
     W = Xc.T @ Xc
     return TeamSums(within=0.5 * (W + W.T), sums=S, sizes=n)
 
