@@ -322,6 +322,20 @@ def test_dense_transcription(s2b):
     np.testing.assert_allclose(kr.df, df, rtol=RTOL_CLOSED)
 
 
+def test_singleton_teams_use_the_generalised_inverse():
+    """Every team of size 1: Z Z' = I, so only s2_B + s2_W is identified and IE2 is
+    singular; pbkrtest then uses a generalised inverse, which gives ordinary least
+    squares: df = N - p exactly and Phi_A = Phi."""
+    rng = np.random.default_rng(5)
+    N = 30
+    X = np.column_stack([np.ones(N), rng.integers(0, 2, N), rng.normal(size=N)])
+    kr = kenward_roger(X, np.arange(N), 0.3, 0.7)
+    assert kr.ie2_min_abs_eig <= 1e-10
+    np.testing.assert_allclose(kr.df, N - 3, rtol=RTOL_CLOSED)
+    np.testing.assert_allclose(kr.cov_beta_adj, kr.cov_beta, rtol=RTOL_CLOSED)
+    np.testing.assert_allclose(kr.cov_beta, np.linalg.inv(X.T @ X), rtol=RTOL_CLOSED)
+
+
 def test_invariances():
     """Rescaling y (variance components by c^2) leaves the df and the joint test unchanged
     and scales the SEs by c; the team order and a rank-deficient L do not matter."""
