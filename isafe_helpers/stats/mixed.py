@@ -49,11 +49,13 @@ of ``var(b_k)`` is taken with respect to the same parameters;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import linalg, optimize, stats
+
+from .stats.kenward_roger import KRResult, TeamSums, kenward_roger_from_sums
 
 __all__ = ["MixedFit", "fit_random_intercept", "fit_formula_free"]
 
@@ -88,6 +90,19 @@ class MixedFit:
     converged: bool
     message: str
     df: np.ndarray  # Satterthwaite denominator df for each coefficient (as lmerTest)
+    # what Kenward-Roger needs (team sums of X) and its cached result; not compared, not shown
+    _kr: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def kenward_roger(self) -> KRResult:
+        """Kenward-Roger adjusted covariance, SEs and df (as ``lmerTest`` with ddf = "Kenward-Roger"),
+        evaluated at this fit's REML estimates; computed on first call, then cached.
+        See :mod:`isafe_helpers.stats.kenward_roger`; ``.test(L)`` gives a KR F test."""
+        if "result" not in self._kr:
+            if "sums" not in self._kr:
+                raise ValueError("this MixedFit does not carry its design: refit with fit_random_intercept")
+            self._kr["result"] = kenward_roger_from_sums(
+                self._kr["sums"], self.team_variance, self.residual_variance, beta=self.beta, names=self.names)
+        return self._kr["result"]
 
     def tidy(self) -> pd.DataFrame:
         """One row per fixed effect: estimate, SE, Satterthwaite df, t, two-sided
@@ -443,7 +458,7 @@ def fit_random_intercept(y, X, groups, names=None) -> MixedFit:
     s2b = theta * sigma2
     cov = sigma2 * d["Ainv"]
     df = _satterthwaite(prob, d, sigma2)
-    return MixedFit(
+    fit = MixedFit(
         names=list(names),
         beta=d["b"] + prob.b0,
         cov_beta=cov,
@@ -458,6 +473,8 @@ def fit_random_intercept(y, X, groups, names=None) -> MixedFit:
         message=message,
         df=df,
     )
+    fit._kr["sums"] = TeamSums(within=prob.W, sums=prob.Sx, sizes=prob.nj)
+    return fit
 
 
 def _levels(s: pd.Series) -> list:
