@@ -26,7 +26,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from isafe_helpers.mixed import MixedFit, fit_formula_free, fit_random_intercept
 from isafe_helpers.stats.kenward_roger import (
     KRResult,
     kenward_roger,
@@ -34,6 +33,7 @@ from isafe_helpers.stats.kenward_roger import (
     kenward_roger_test,
     team_sums,
 )
+from isafe_helpers.stats.mixed import MixedFit, fit_formula_free, fit_random_intercept
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "kr"
 LME4 = Path(__file__).resolve().parent / "fixtures" / "lme4"

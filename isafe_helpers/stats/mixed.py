@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, optimize, stats
 
-from .stats.kenward_roger import KRResult, TeamSums, kenward_roger_from_sums
+from isafe_helpers.stats.kenward_roger import KRResult, TeamSums, kenward_roger_from_sums
 
 __all__ = ["MixedFit", "fit_random_intercept", "fit_formula_free"]
 
