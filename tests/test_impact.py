@@ -11,6 +11,7 @@ import pytest
 
 from isafe_helpers import impact
 from isafe_helpers.data.loading import load_root
+from isafe_helpers.impact import casefiles
 from isafe_helpers.impact import compliance as impact_cace
 from isafe_helpers.impact import flow as impact_flow
 from isafe_helpers.impact import primary_model as primary_mod
@@ -84,11 +85,13 @@ def test_non_convergence_is_never_silent(trial, monkeypatch):
     assert "confidence" in impact.convergence_message([r])
 
 
-def test_gee_non_convergence_is_in_the_note():
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame({"const": 1.0, "t": np.repeat([0.0, 1.0], 20)})
-    ev = rng.integers(0, 5, 40).astype(float)
-    out = gee.gee_binary(ev, np.full(40, 5.0), X, np.repeat(np.arange(8), 5), "t")
-    assert out["note"] == ""
-    fit = gee.gee_logit_exchangeable(ev, np.full(40, 5.0), X.to_numpy(), np.repeat(np.arange(8), 5), maxiter=2)
-    assert not fit["converged"]
+def test_a_gee_that_did_not_converge_says_so_in_the_casefile_note(trial, monkeypatch):
+    real = gee.gee_binary
+
+    def stopped(*a, **k):
+        return dataclasses.replace(real(*a, **k), converged=False, reason="estimating equations not solved: test")
+
+    monkeypatch.setattr(casefiles, "gee_binary", stopped)
+    c = impact.casefile(trial)
+    assert not c.converged and c.note.startswith("did not converge: estimating equations not solved: test")
+    assert all(r["note"].startswith("did not converge") for r in c.rows())

@@ -11,6 +11,7 @@ from tiny import standard_root
 from isafe_helpers import impact
 from isafe_helpers.data.loading import load_root
 from isafe_helpers.impact import compliance as C
+from isafe_helpers.stats.iv import tsls_cr2
 
 
 def test_compliance_needs_every_practice_pathway_component(tmp_path):
@@ -31,7 +32,7 @@ def test_tsls_without_covariates_is_the_wald_ratio():
     z = np.repeat([1.0, 0.0, 1.0, 0.0, 1.0, 0.0], 5)
     d = z * (rng.random(30) < 0.7)
     y = 1 + 0.5 * d + rng.normal(size=30)
-    f = C.tsls_clustered(y, d, z, np.ones((30, 1)), np.repeat(np.arange(6), 5))
+    f = tsls_cr2(y, d, z, np.ones((30, 1)), np.repeat(np.arange(6), 5))
     wald = (y[z == 1].mean() - y[z == 0].mean()) / (d[z == 1].mean() - d[z == 0].mean())
     assert f["beta"] == pytest.approx(wald, rel=1e-10)
     assert f["first_stage"] == pytest.approx(d[z == 1].mean() - d[z == 0].mean())

@@ -26,6 +26,7 @@ class CasefileResult(Result):
     odds_ratio: tuple = (np.nan, np.nan, np.nan, np.nan, np.nan)  # est, se(log), lo, hi, p
     risk_difference: tuple = (np.nan, np.nan, np.nan, np.nan, np.nan)
     alpha: float = np.nan  # working exchangeable correlation
+    converged: bool = False
     note: str = ""
 
     def rows(self) -> list[dict]:
@@ -59,16 +60,16 @@ class CasefileResult(Result):
 def casefile(data: TrialData) -> CasefileResult:
     """Fathers' contact details recorded out of files audited at follow-up.
 
-    GEE (binomial, logit link, exchangeable correlation within team, robust
-    SEs) on file-level outcomes, adjusted for the participant's baseline
-    proportion and LA. The odds ratio is exp of the arm coefficient; the risk
-    difference is the marginally standardised difference in predicted
-    proportions (all analysed files set to treatment minus all set to
-    control), with a delta-method SE from the robust covariance. CIs and
-    p-values refer to Student's t on ``G - p`` degrees of freedom (``G`` teams,
-    ``p`` coefficients), not the normal: the robust SE is unreliable with few
-    teams (a single LA has about 9), and the t reference is the usual
-    small-sample allowance for it (with 60 teams it barely differs from z).
+    GEE (binomial, logit link, exchangeable correlation within team) on
+    file-level outcomes, adjusted for the participant's baseline proportion
+    and LA (:func:`isafe_helpers.stats.gee.gee_binary`). The odds ratio is exp
+    of the arm coefficient; the risk difference is the marginally standardised
+    difference in predicted proportions (all analysed files set to treatment
+    minus all set to control), with a delta-method SE. Both use the
+    Mancl-DeRouen bias-reduced sandwich and Student's t on ``G - p`` degrees
+    of freedom (``G`` teams, ``p`` coefficients): the plain robust SE is too
+    small with few teams (a single LA has about 9). A fit that did not
+    converge says so in its note and ``converged`` is False.
     """
     d = casefile_frame(data)
     if d is None:
@@ -84,10 +85,15 @@ def casefile(data: TrialData) -> CasefileResult:
     if dfree < 1:
         res.note = "not estimable: fewer teams than coefficients"
         return res
-    out = gee_binary(d["recorded"].to_numpy(float), d["audited"].to_numpy(float), X, d["team_id"].to_numpy(),
-                     "treated", df=dfree)
-    res.odds_ratio, res.risk_difference = out["odds_ratio"], out["risk_difference"]
-    res.alpha = out["alpha"]
-    res.note = "; ".join(s for s in (out["note"], f"robust SE, t on {dfree} df") if s)
+    try:
+        out = gee_binary(d["recorded"].to_numpy(float), d["audited"].to_numpy(float), X, d["team_id"].to_numpy(),
+                         "treated", df=dfree)
+    except ValueError as exc:
+        res.note = f"not estimable: {exc}"
+        return res
+    res.odds_ratio, res.risk_difference = out.odds_ratio.as_tuple(), out.risk_difference.as_tuple()
+    res.alpha, res.converged = out.alpha, out.converged
+    how = f"Mancl-DeRouen bias-reduced SE, t on {dfree} df"
+    res.note = how if out.converged else f"did not converge: {out.reason}; {how}"
     return res
 

@@ -9,9 +9,9 @@ row a participant did not comply.
 The CACE is estimated by two-stage least squares with random assignment as
 the instrument for compliance, on the primary analysis sample, with the
 primary model's covariates (baseline score, LA fixed effects). Standard errors
-are team-clustered (CR1: the sandwich with the small-sample factor
-``G/(G-1) * (N-1)/(N-k)``, as Stata and ``sandwich::vcovCL``) and CIs and
-p-values use a t distribution with ``G - 1`` degrees of freedom. The effect
+are team-clustered CR2 (Bell-McCaffrey) with Satterthwaite degrees of freedom,
+as ``clubSandwich::coef_test(vcov = "CR2")`` on an ``AER::ivreg`` fit
+(:func:`isafe_helpers.stats.iv.tsls_cr2`). The effect
 size divides the CACE by the same standardiser as the intention-to-treat
 Hedges' g, i.e. ``g_CACE = CACE * g_ITT / beta_ITT``; its CI scales the
 CACE's CI by the same factor (the standardiser's own uncertainty is ignored).
@@ -19,7 +19,7 @@ CACE's CI by the same factor (the standardiser's own uncertainty is ignored).
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,7 @@ from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result, ResultSet
 from isafe_helpers.results.table import Col, Table
-from isafe_helpers.stats.inference import interval
-from isafe_helpers.stats.iv import tsls_clustered
+from isafe_helpers.stats.iv import tsls_cr2
 
 COMPLIANCE_LABEL = "attended both practice-pathway sessions (father engagement, motivational interviewing)"
 
@@ -50,7 +49,7 @@ class CACEResult(ArmEffect, Result):
 
     def rows(self) -> list[dict]:
         c = dict(n=self.n, n_clusters=self.n_clusters)
-        note = self.note or f"2SLS, assignment as instrument; compliance: {COMPLIANCE_LABEL}"
+        note = self.note or f"2SLS, assignment as instrument, CR2 SE, Satterthwaite df; compliance: {COMPLIANCE_LABEL}"
         return [
             est_row("cace", self.outcome, "treatment_effect", self.estimate, self.se, self.ci_low, self.ci_high,
                     self.p_value, note=note, **c),
@@ -86,10 +85,14 @@ def cace(data: TrialData, primary: PrimaryResult) -> CACEResult:
         res.note = "not estimable: compliance does not differ between the arms (no first stage)"
         return res
     X, _ = design(df)
-    f = tsls_clustered(df["followup"].to_numpy(float), df["complied"].to_numpy(float), X[:, 1],
-                       np.delete(X, 1, axis=1), df["team_id"].to_numpy())
-    res.estimate, res.se, res.df = f["beta"], f["se"], float(f["G"] - 1)
-    res.ci_low, res.ci_high, res.p_value = astuple(interval(res.estimate, res.se, res.df))
+    try:
+        f = tsls_cr2(df["followup"].to_numpy(float), df["complied"].to_numpy(float), X[:, 1],
+                     np.delete(X, 1, axis=1), df["team_id"].to_numpy())
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        res.note = f"not estimable: {exc}"
+        return res
+    res.estimate, res.se, res.df = f["beta"], f["se"], f["df"]
+    (res.ci_low, res.ci_high), res.p_value = f["ci"], f["p"]
     if primary.g is not None and primary.estimate != 0:
         k = primary.g.estimate / primary.estimate
         res.g, res.g_ci_low, res.g_ci_high = res.estimate * k, res.ci_low * k, res.ci_high * k
