@@ -44,8 +44,9 @@ PY = sys.executable
 def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
     """Run ``cmd``; return (wall seconds, peak tree RSS in MB, exit code)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+    )
     peak = 0
     done = threading.Event()
 
@@ -98,8 +99,16 @@ def fit_timing(root: Path) -> dict:
         fit = fit_formula_free(df, "followup", ["treated", "baseline", "la"], "team_id")
         times.append(time.perf_counter() - t0)
     k = fit.names.index("treated")
-    return {"df": df, "fit": fit, "k": k, "seconds": float(np.median(times)), "n": len(df),
-            "teams": df["team_id"].nunique(), "las": df["la"].nunique(), "data": data}
+    return {
+        "df": df,
+        "fit": fit,
+        "k": k,
+        "seconds": float(np.median(times)),
+        "n": len(df),
+        "teams": df["team_id"].nunique(),
+        "las": df["la"].nunique(),
+        "data": data,
+    }
 
 
 R_SCRIPT = r"""
@@ -125,8 +134,14 @@ def lme4_timing(df, workdir: Path) -> dict | None:
     if res.returncode != 0:
         return None
     el, b, se, tv, rv, ver = res.stdout.split()
-    return {"seconds": float(el), "beta": float(b), "se": float(se), "team_variance": float(tv),
-            "residual_variance": float(rv), "version": ver}
+    return {
+        "seconds": float(el),
+        "beta": float(b),
+        "se": float(se),
+        "team_variance": float(tv),
+        "residual_variance": float(rv),
+        "version": ver,
+    }
 
 
 def ri_timing(data) -> tuple[float, int]:
@@ -149,11 +164,14 @@ def main() -> None:
         rows.append(("(a) cold full run, bundled data (24 notebooks + book)", hm(w), f"{m:,.0f} MB", f"exit {c}"))
         cold = w
         w, m, c = measure(cli("run", "--out", str(out), "--build", str(build)))
-        rows.append(("(b) same run again, nothing changed", hm(w), f"{m:,.0f} MB",
-                     f"exit {c}; {100 * w / cold:.1f}% of cold"))
+        rows.append(
+            ("(b) same run again, nothing changed", hm(w), f"{m:,.0f} MB", f"exit {c}; {100 * w / cold:.1f}% of cold")
+        )
         j = {}
         for jobs in (1, 2):
-            w, m, c = measure(cli("run", "--out", str(tmp / f"jobs{jobs}"), "--no-book", "--force", "--jobs", str(jobs)))
+            w, m, c = measure(
+                cli("run", "--out", str(tmp / f"jobs{jobs}"), "--no-book", "--force", "--jobs", str(jobs))
+            )
             j[jobs] = w
             rows.append((f"(c) notebooks only, --jobs {jobs}", hm(w), f"{m:,.0f} MB", f"exit {c}"))
         rows.append(("(c) speed-up of --jobs 2 over --jobs 1", f"{j[1] / j[2]:.2f}x", "", ""))
@@ -162,17 +180,48 @@ def main() -> None:
         if not args.quick:
             for las in (15, 50, 150):
                 root = tmp / f"nat{las}"
-                subprocess.run(cli("synth", "--out", str(root), "--las", str(las), "--teams-per-la", "10",
-                                   "--staff-per-team", "10"), cwd=REPO, check=True, capture_output=True)
-                w, m, c = measure(cli("run", "--data", str(root), "--out", str(tmp / f"natout{las}"), "--scope", "trial",
-                                      "--strand", "impact", "--no-book"))
+                subprocess.run(
+                    cli(
+                        "synth", "--out", str(root), "--las", str(las), "--teams-per-la", "10", "--staff-per-team", "10"
+                    ),
+                    cwd=REPO,
+                    check=True,
+                    capture_output=True,
+                )
+                w, m, c = measure(
+                    cli(
+                        "run",
+                        "--data",
+                        str(root),
+                        "--out",
+                        str(tmp / f"natout{las}"),
+                        "--scope",
+                        "trial",
+                        "--strand",
+                        "impact",
+                        "--no-book",
+                    )
+                )
                 ft = fit_timing(root)
                 growth.append((las, ft["n"], ft["teams"], w, m, ft["seconds"], c))
                 if las == 150:
-                    rows.append((f"(d) national scale: pooled impact strand ({ft['n']:,} analysed staff, "
-                                 f"{ft['teams']:,} teams, {las} LAs)", hm(w), f"{m:,.0f} MB", f"exit {c}"))
-                    rows.append(("(d) primary model fit alone (exact profiled REML, median of 5)",
-                                 f"{ft['seconds']:.3f} s", "", ""))
+                    rows.append(
+                        (
+                            f"(d) national scale: pooled impact strand ({ft['n']:,} analysed staff, "
+                            f"{ft['teams']:,} teams, {las} LAs)",
+                            hm(w),
+                            f"{m:,.0f} MB",
+                            f"exit {c}",
+                        )
+                    )
+                    rows.append(
+                        (
+                            "(d) primary model fit alone (exact profiled REML, median of 5)",
+                            f"{ft['seconds']:.3f} s",
+                            "",
+                            "",
+                        )
+                    )
                     r = lme4_timing(ft["df"], tmp)
                     if r:
                         fit, k = ft["fit"], ft["k"]
@@ -180,10 +229,22 @@ def main() -> None:
                         d_se = abs(fit.se[k] - r["se"]) / r["se"]
                         d_tv = abs(fit.team_variance - r["team_variance"])
                         d_rv = abs(fit.residual_variance - r["residual_variance"])
-                        rows.append((f"(d) lme4 {r['version']} lmer() on the same data", f"{r['seconds']:.3f} s", "",
-                                     f"ours is {r['seconds'] / ft['seconds']:.0f}x faster"))
-                        rows.append(("(d) agreement with lme4: abs. difference of estimate, team variance, residual variance; relative difference of SE",
-                                     f"{d_beta:.1e}, {d_tv:.1e}, {d_rv:.1e}; {d_se:.1e}", "", ""))
+                        rows.append(
+                            (
+                                f"(d) lme4 {r['version']} lmer() on the same data",
+                                f"{r['seconds']:.3f} s",
+                                "",
+                                f"ours is {r['seconds'] / ft['seconds']:.0f}x faster",
+                            )
+                        )
+                        rows.append(
+                            (
+                                "(d) agreement with lme4: abs. difference of estimate, team variance, residual variance; relative difference of SE",
+                                f"{d_beta:.1e}, {d_tv:.1e}, {d_rv:.1e}; {d_se:.1e}",
+                                "",
+                                "",
+                            )
+                        )
                     else:
                         rows.append(("(d) lme4 on the same data", "R/lme4 not found", "", ""))
                     ri_s, n_perm = ri_timing(ft["data"])

@@ -42,7 +42,22 @@ def bundled_run(tmp_path_factory) -> Path:
     from isafe_helpers.resources import BUNDLED_DATA
 
     out = tmp_path_factory.mktemp("bundled") / "results"
-    res = subprocess.run([sys.executable, "-m", "isafe_helpers", "run", "--data", BUNDLED_DATA, "--out", out,
-                          "--no-book", "--jobs", "2"], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isafe_helpers",
+            "run",
+            "--data",
+            BUNDLED_DATA,
+            "--out",
+            out,
+            "--no-book",
+            "--jobs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     return out

@@ -18,9 +18,21 @@ from isafe_helpers.results.estimates import COLUMNS
 
 
 def _r(strand, analysis, outcome, quantity, estimate, ci_low=None, ci_high=None, n=None, note="", p=math.nan):
-    return dict(scope="trial", strand=strand, analysis=analysis, outcome=outcome, quantity=quantity,
-                estimate=estimate, se=math.nan, ci_low=ci_low, ci_high=ci_high, p_value=p, n=n,
-                n_clusters=math.nan, note=note)
+    return dict(
+        scope="trial",
+        strand=strand,
+        analysis=analysis,
+        outcome=outcome,
+        quantity=quantity,
+        estimate=estimate,
+        se=math.nan,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        p_value=p,
+        n=n,
+        n_clusters=math.nan,
+        note=note,
+    )
 
 
 def pooled(n=400) -> pd.DataFrame:
@@ -112,10 +124,14 @@ def test_headline_figure_has_one_row_per_scale():
 
 @pytest.mark.parametrize("n_las", [3, 30])
 def test_each_la_gets_its_own_section_with_its_pages(n_las):
-    toc = {"format": "jb-book", "root": "book/index", "parts": [
-        {"caption": "Trial", "chapters": [{"glob": "results/trial/*"}]},
-        {"caption": "Local authorities", "chapters": [{"file": "book/local_authorities"}, {"glob": book.LA_GLOB}]},
-    ]}
+    toc = {
+        "format": "jb-book",
+        "root": "book/index",
+        "parts": [
+            {"caption": "Trial", "chapters": [{"glob": "results/trial/*"}]},
+            {"caption": "Local authorities", "chapters": [{"file": "book/local_authorities"}, {"glob": book.LA_GLOB}]},
+        ],
+    }
     las = {f"LA{i:02d}": ["1_impact", "2_process", "3_cost"] for i in range(1, n_las + 1)}
     las["LA01"] = []  # nothing run for this LA: its index page only
     out = book.expand_toc(toc, las)
@@ -138,13 +154,20 @@ def test_staging_fills_every_page_and_glues_the_numbers(tmp_path):
     results = tmp_path / "results"
     (results / "trial").mkdir(parents=True)
     pooled().to_csv(results / "trial" / "estimates.csv", index=False)
-    run = {"data_root": str(tmp_path / "root"), "fingerprint": "abc", "synthetic": None, "las": ["LA01", "LA02"],
-           "finished": "2026-01-01 00:00 UTC", "python": "3.11",
-           "tasks": [{"scope": "trial", "strand": "cost", "status": "failed", "message": "KeyError: 'unit'"}]}
+    run = {
+        "data_root": str(tmp_path / "root"),
+        "fingerprint": "abc",
+        "synthetic": None,
+        "las": ["LA01", "LA02"],
+        "finished": "2026-01-01 00:00 UTC",
+        "python": "3.11",
+        "tasks": [{"scope": "trial", "strand": "cost", "status": "failed", "message": "KeyError: 'unit'"}],
+    }
     (results / "run.json").write_text(__import__("json").dumps(run))
     stage = tmp_path / "stage"
     book.stage(results, stage)
     import yaml
+
     trial = sorted(p.name for p in (stage / "results" / "trial").iterdir())
     assert trial == ["1_impact.md", "2_process.md", "3_cost.md"]  # nothing ran but the part is whole
     assert "was not run" in (stage / "results/trial/1_impact.md").read_text()

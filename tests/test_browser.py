@@ -42,8 +42,10 @@ def find_chromium() -> str | None:
 def chromium():
     path = find_chromium()
     if path is None:
-        pytest.skip("browser test skipped: no Chromium found (looked at ISAFE_CHROMIUM, "
-                    f"{', '.join(CANDIDATES)} and PATH); install Debian's chromium, e.g. `make browser` as root")
+        pytest.skip(
+            "browser test skipped: no Chromium found (looked at ISAFE_CHROMIUM, "
+            f"{', '.join(CANDIDATES)} and PATH); install Debian's chromium, e.g. `make browser` as root"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -92,7 +94,8 @@ class Visit:
 
     def images(self) -> list[dict]:
         return self.page.evaluate(
-            "Array.from(document.images).map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0}))")
+            "Array.from(document.images).map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0}))"
+        )
 
     def check_clean(self) -> None:
         remote = [u for u in self.requests if not u.startswith(("file://", "data:", "blob:", "about:"))]
@@ -168,12 +171,15 @@ def test_maths_is_typeset_from_the_local_copy_of_mathjax(chromium, book):
 def test_navigation_moves_between_the_parts(chromium, book):
     v = Visit(chromium, (book["html"] / "book/index.html").as_uri(), book["shots"] / "nav_0_summary.png")
     nav = v.page.locator("nav.bd-docs-nav")
-    for step, (link, lands_on, says) in enumerate([
-        ("About ISAFE and its evaluation", "book/about_isafe.html", "About ISAFE"),
-        ("Impact: Pooled trial", "results/trial/1_impact.html", "Impact: Pooled trial"),
-        ("Local authority LA01", "book/las/LA01.html", "far less precise"),
-        ("Status of this build", "book/status.html", "fingerprint"),
-    ], start=1):
+    for step, (link, lands_on, says) in enumerate(
+        [
+            ("About ISAFE and its evaluation", "book/about_isafe.html", "About ISAFE"),
+            ("Impact: Pooled trial", "results/trial/1_impact.html", "Impact: Pooled trial"),
+            ("Local authority LA01", "book/las/LA01.html", "far less precise"),
+            ("Status of this build", "book/status.html", "fingerprint"),
+        ],
+        start=1,
+    ):
         nav.get_by_role("link", name=link, exact=True).first.click()
         v.page.wait_for_load_state("load")
         assert v.page.url.endswith(lands_on), (link, v.page.url)

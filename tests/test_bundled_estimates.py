@@ -31,4 +31,5 @@ def test_estimates_are_byte_identical_to_the_committed_copy(bundled_run, scope):
     want = (FIXTURES / f"{scope}.csv").read_text(encoding="utf-8").splitlines()
     changed = [(w, g) for w, g in zip(want, got) if w != g]
     assert len(got) == len(want) and not changed, (
-        f"{scope}: {len(want)} rows committed, {len(got)} produced; first differences: {changed[:3]}")
+        f"{scope}: {len(want)} rows committed, {len(got)} produced; first differences: {changed[:3]}"
+    )

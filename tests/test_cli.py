@@ -15,8 +15,9 @@ from isafe_helpers.results.estimates import read_estimates
 
 
 def cli(*args, cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "isafe_helpers", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "isafe_helpers", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_bundled_data_is_the_generator_output_byte_for_byte(tmp_path):

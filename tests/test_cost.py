@@ -78,8 +78,15 @@ def test_cost_rating_band_edges(unit, rating):
 def edge_root(tmp_path_factory):
     """Two participants reached; one cost row whose quantity we vary."""
     tmp = tmp_path_factory.mktemp("edge")
-    return make_root(tmp, "LA01", ATT.format(la="LA01"), TARGETS, None, None,
-                     COSTS_HEAD + "fees,trainer_fees,delivery,funder,1,item,1,2023\n")
+    return make_root(
+        tmp,
+        "LA01",
+        ATT.format(la="LA01"),
+        TARGETS,
+        None,
+        None,
+        COSTS_HEAD + "fees,trainer_fees,delivery,funder,1,item,1,2023\n",
+    )
 
 
 @pytest.mark.parametrize("total, rating", [(200, 2), (1000, 3), (2000, 4), (4000, 4), (4000.02, 5), (199.98, 1)])
@@ -105,7 +112,9 @@ def test_deflated_costs(tmp_path):
 
 
 def test_deflation_pooled_and_per_la_use_the_root_price_year(tmp_path):
-    c1 = COSTS_HEAD + "a,materials,setup,funder,1,item,90,2022\nst,staff_time,delivery,local_authority,1,hours,45,2022\n"
+    c1 = (
+        COSTS_HEAD + "a,materials,setup,funder,1,item,90,2022\nst,staff_time,delivery,local_authority,1,hours,45,2022\n"
+    )
     c2 = COSTS_HEAD + "b,venue,delivery,local_authority,1,item,200,2024\n"
     make_root(tmp_path, "LA01", ATT.format(la="LA01"), TARGETS, None, None, c1)
     root = make_root(tmp_path, "LA02", ATT.format(la="LA02"), TARGETS, None, None, c2)
@@ -166,8 +175,12 @@ def test_no_cost_rows_writes_no_invented_numbers(data):
     assert res.empty
     contract = [r for r in res.rows() if r["analysis"] == "unit_cost"]
     assert {(r["outcome"], r["quantity"]) for r in contract} >= {
-        ("total", "total_cost_gbp"), ("total", "cost_per_participant_gbp"), ("total", "cost_rating"),
-        ("setup", "total_cost_gbp"), ("delivery", "total_cost_gbp")}
+        ("total", "total_cost_gbp"),
+        ("total", "cost_per_participant_gbp"),
+        ("total", "cost_rating"),
+        ("setup", "total_cost_gbp"),
+        ("delivery", "total_cost_gbp"),
+    }
     assert all(np.isnan(r["estimate"]) and "no cost rows" in r["note"] for r in res.rows())
     sens = cost.sensitivity(empty)
     assert sens.frame.empty and sens.rows() == []
@@ -176,10 +189,24 @@ def test_no_cost_rows_writes_no_invented_numbers(data):
 
 
 def test_pooled_scope_with_an_la_without_cost_rows(tmp_path):
-    make_root(tmp_path, "LA01", ATT.format(la="LA01"), TARGETS, None, None,
-              COSTS_HEAD + "a,venue,delivery,funder,1,item,300,2023\n")
-    root = make_root(tmp_path, "LA02", ATT.format(la="LA02"), TARGETS, None, None,
-                     COSTS_HEAD + "b,venue,delivery,funder,1,item,500,2023\n")
+    make_root(
+        tmp_path,
+        "LA01",
+        ATT.format(la="LA01"),
+        TARGETS,
+        None,
+        None,
+        COSTS_HEAD + "a,venue,delivery,funder,1,item,300,2023\n",
+    )
+    root = make_root(
+        tmp_path,
+        "LA02",
+        ATT.format(la="LA02"),
+        TARGETS,
+        None,
+        None,
+        COSTS_HEAD + "b,venue,delivery,funder,1,item,500,2023\n",
+    )
     data = _without_costs(load_root(root), la="LA02")
     res = cost.unit_cost(data)
     by_la = res.by_la.set_index("la")

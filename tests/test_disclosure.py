@@ -82,8 +82,9 @@ def test_a_total_column_is_found_and_protected_row_by_row():
 
 
 def test_rates_on_few_people_and_rates_beside_a_suppressed_count_are_withheld():
-    t = pd.DataFrame({"k": ["a", "b", "c"], "attendees": [5, 9, 40], "intended_n": [20, 8, 50],
-                      "reach_pct": [25.0, 112.5, 80.0]})
+    t = pd.DataFrame(
+        {"k": ["a", "b", "c"], "attendees": [5, 9, 40], "intended_n": [20, 8, 50], "reach_pct": [25.0, 112.5, 80.0]}
+    )
     out = D.protect(t, counts=("attendees", "intended_n"), rates={"reach_pct": "intended_n"})
     # a: 25% of 20 would give the 5 attendees back; b: rests on 8 people
     assert out["reach_pct"].tolist() == ["c", "c", "80.0"]
@@ -146,8 +147,14 @@ def test_no_suppressed_count_can_be_recovered_from_the_totals(body):
 
 
 def test_a_cost_per_participant_that_would_give_a_suppressed_count_back_is_withheld():
-    t = pd.DataFrame({"la": ["LA01", "LA02"], "total_cost_gbp": [7905.7, 81413.0],
-                      "participants_reached": [3, 296], "cost_per_participant_gbp": [7905.7 / 3, 81413.0 / 296]})
+    t = pd.DataFrame(
+        {
+            "la": ["LA01", "LA02"],
+            "total_cost_gbp": [7905.7, 81413.0],
+            "participants_reached": [3, 296],
+            "cost_per_participant_gbp": [7905.7 / 3, 81413.0 / 296],
+        }
+    )
     out = D.protect(t, counts=("participants_reached",))
     assert out.loc[0].tolist() == ["LA01", "7,905.70", "c", "c"]  # 7,905.70 / 2,635.23 would be 3
     assert out.loc[1].tolist() == ["LA02", "81,413.00", "296", "275.04"]

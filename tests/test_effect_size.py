@@ -32,7 +32,8 @@ def test_hand_computed_case():
     assert nS == pytest.approx(2.85)
     B = nUT * (mT - 1) + nUC * (mC - 1)  # 7.15
     A = (NT**2 * S2T + S2T**2 - 2 * NT * S3T) / NT**2 + (
-        NC**2 * S2C + S2C**2 - 2 * NC * S3C) / NC**2  # 144/25 + 868/64 = 19.3225
+        NC**2 * S2C + S2C**2 - 2 * NC * S3C
+    ) / NC**2  # 144/25 + 868/64 = 19.3225
     assert B == pytest.approx(7.15) and A == pytest.approx(19.3225)
     var = (N / (NT * NC)) * (1 + (nS - 1) * rho) + g**2 * (
         (N - 2) * (1 - rho) ** 2 + A * rho**2 + 2 * B * rho * (1 - rho)

@@ -26,8 +26,9 @@ STRANDS = ("impact", "process", "cost")
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "isafe_helpers", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "isafe_helpers", *map(str, args)], capture_output=True, text=True, cwd=REPO
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,9 @@ def tiny_root(tmp_path_factory) -> Path:
 
 def snapshot(out: Path) -> dict[str, bytes]:
     """Every complete output: executed notebooks and estimates."""
-    return {p.relative_to(out).as_posix(): p.read_bytes()
-            for p in sorted(out.glob("*/*")) if p.suffix in (".ipynb", ".csv")}
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.glob("*/*")) if p.suffix in (".ipynb", ".csv")
+    }
 
 
 @pytest.mark.slow
@@ -47,15 +49,18 @@ def test_a_failing_notebook_is_isolated_and_reported(tiny_root, tmp_path):
     shutil.copytree(NOTEBOOKS, nbs)
     nb = nbformat.read(nbs / "process.ipynb", as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])) + 1
-    nb.cells.insert(at, nbformat.v4.new_code_cell(
-        'if scope == "LA02":\n    raise RuntimeError("deliberate failure for LA02")'))
+    nb.cells.insert(
+        at, nbformat.v4.new_code_cell('if scope == "LA02":\n    raise RuntimeError("deliberate failure for LA02")')
+    )
     nbformat.write(nb, nbs / "process.ipynb")
     out, build = tmp_path / "out", tmp_path / "build"
     res = cli("run", "--data", tiny_root, "--out", out, "--notebooks", nbs, "--no-book")
     assert res.returncode == 1
     table = res.stdout.splitlines()
-    assert any(ln.split()[:3] == ["LA02", "process", "failed"] and "RuntimeError: deliberate failure for LA02" in ln
-               for ln in table)
+    assert any(
+        ln.split()[:3] == ["LA02", "process", "failed"] and "RuntimeError: deliberate failure for LA02" in ln
+        for ln in table
+    )
     assert sum("done" in ln for ln in table) == 8
     est = read_estimates(out / "LA02" / "estimates.csv")
     assert set(est["strand"]) == {"impact", "cost"}
@@ -83,9 +88,13 @@ def test_killed_run_keeps_complete_outputs_and_rerun_matches_uninterrupted(tiny_
     out2 = tmp_path / "out2"
     shutil.copytree(out, out2)  # a previous complete run in place
     before = snapshot(out2)
-    proc = subprocess.Popen([sys.executable, "-m", "isafe_helpers", "run", "--data", p, "--out", out2, "--no-book",
-                             "--force"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "isafe_helpers", "run", "--data", p, "--out", out2, "--no-book", "--force"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out2 / ".tmp").glob("*"))) < 1:
         time.sleep(0.2)

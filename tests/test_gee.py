@@ -38,8 +38,15 @@ def _files() -> pd.DataFrame:
 
 
 def _X(f: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"const": 1.0, "arm": f["arm"].astype(float), "base": f["base"],
-                         "laLA2": (f["la"] == "LA2").astype(float), "laLA3": (f["la"] == "LA3").astype(float)})
+    return pd.DataFrame(
+        {
+            "const": 1.0,
+            "arm": f["arm"].astype(float),
+            "base": f["base"],
+            "laLA2": (f["la"] == "LA2").astype(float),
+            "laLA3": (f["la"] == "LA3").astype(float),
+        }
+    )
 
 
 def _fit(f: pd.DataFrame, **kw):
@@ -100,8 +107,14 @@ def test_array_input_row_order_and_labels_do_not_matter(fit):
     perm = np.random.default_rng(3).permutation(len(f))
     g = f.iloc[perm].reset_index(drop=True)
     g["team"] = "t" + g["team"].factorize()[0].astype(str)
-    out = gee_binary(g["y"].to_numpy(), np.ones(len(g)), _X(g).to_numpy(), g["team"].to_numpy(), 1,
-                     names=["c", "arm", "b", "l2", "l3"])
+    out = gee_binary(
+        g["y"].to_numpy(),
+        np.ones(len(g)),
+        _X(g).to_numpy(),
+        g["team"].to_numpy(),
+        1,
+        names=["c", "arm", "b", "l2", "l3"],
+    )
     assert out.term == "arm" and out.converged
     np.testing.assert_allclose(out.params, fit.params, rtol=1e-9)
     np.testing.assert_allclose(out.cov, fit.cov, rtol=1e-8)

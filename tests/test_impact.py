@@ -20,8 +20,14 @@ from isafe_helpers.impact import subgroups as impact_moderators
 from isafe_helpers.publish.figures import impact as fig
 from isafe_helpers.stats import gee
 
-CONTRACT = {"treatment_effect", "hedges_g_total", "hedges_g_total_conditional", "icc", "team_variance",
-            "residual_variance"}
+CONTRACT = {
+    "treatment_effect",
+    "hedges_g_total",
+    "hedges_g_total_conditional",
+    "icc",
+    "team_variance",
+    "residual_variance",
+}
 
 
 def _all_rows(data):
@@ -32,9 +38,16 @@ def _all_rows(data):
     fig.consort(flow)
     fig.experience_moderation(mods.curves)
     fig.effect_sizes(primary)
-    rows = ([r for p in primary for r in p.rows()] + impact.casefile(data).rows() + impact.attrition(data).rows()
-            + impact_flow.baseline_equivalence(data).rows() + flow.rows() + rob.rows()
-            + [r for p in primary for r in impact_cace.cace(data, p).rows()] + mods.rows())
+    rows = (
+        [r for p in primary for r in p.rows()]
+        + impact.casefile(data).rows()
+        + impact.attrition(data).rows()
+        + impact_flow.baseline_equivalence(data).rows()
+        + flow.rows()
+        + rob.rows()
+        + [r for p in primary for r in impact_cace.cace(data, p).rows()]
+        + mods.rows()
+    )
     return pd.DataFrame(rows), primary
 
 
@@ -49,12 +62,20 @@ def test_contract_rows_for_trial_and_la(trial):
         prim = rows[rows["analysis"] == "primary"]
         for scale in trial.instrument.scale_names:
             assert CONTRACT <= set(prim.loc[prim["outcome"] == scale, "quantity"])
-        assert {"odds_ratio", "risk_difference"} <= set(prim.loc[prim["outcome"] == "father_contact_recorded",
-                                                                 "quantity"])
+        assert {"odds_ratio", "risk_difference"} <= set(
+            prim.loc[prim["outcome"] == "father_contact_recorded", "quantity"]
+        )
         att = rows[rows["analysis"] == "attrition"]
         assert {"overall_attrition_pct", "differential_attrition_pct"} <= set(att["quantity"])
-        for a in ("sensitivity_mi", "sensitivity_ri", "sensitivity_cr2", "cace", "subgroup_age",
-                  "subgroup_experience", "baseline_equivalence"):
+        for a in (
+            "sensitivity_mi",
+            "sensitivity_ri",
+            "sensitivity_cr2",
+            "cace",
+            "subgroup_age",
+            "subgroup_experience",
+            "baseline_equivalence",
+        ):
             assert a in set(rows["analysis"]), a
         assert ("subgroup_la" in set(rows["analysis"])) == (scope == "trial")
 
@@ -64,8 +85,10 @@ def test_an_la_with_every_team_in_one_arm_is_reported_not_crashed(small_root):
     data.tables["teams"] = data.teams.assign(arm="treatment")
     rows, primary = _all_rows(data)
     assert all(p.note.startswith("not estimable") for p in primary)
-    est = rows[rows["analysis"].isin(["primary", "sensitivity_ri", "sensitivity_cr2", "sensitivity_mi", "cace"])
-               & rows["estimate"].isna()]
+    est = rows[
+        rows["analysis"].isin(["primary", "sensitivity_ri", "sensitivity_cr2", "sensitivity_mi", "cace"])
+        & rows["estimate"].isna()
+    ]
     assert len(est) and est["note"].str.startswith("not estimable").all()
     assert primary.table().data["note"].str.startswith("not estimable").all()
     assert "not estimable" in impact.convergence_message(primary)

@@ -44,8 +44,9 @@ def test_attrition_and_flow_counted_by_hand(tmp_path):
 def test_flow_counts_lost_participants(small_root):
     data = load_root(small_root)
     lost = data.participants["participant_id"].iloc[:3]
-    data.tables["survey"] = data.survey[~(data.survey["participant_id"].isin(lost)
-                                          & (data.survey["wave"] == "followup"))]
+    data.tables["survey"] = data.survey[
+        ~(data.survey["participant_id"].isin(lost) & (data.survey["wave"] == "followup"))
+    ]
     flow = F.trial_flow(data)
     t = flow.frame.groupby("stage")["staff"].sum()
     assert t["allocated"] == len(data.participants)
@@ -64,10 +65,16 @@ def test_hedges_and_cox_by_hand():
     assert F._cox(bt, bc) == pytest.approx(want)
 
 
-@pytest.mark.parametrize("d, adjusted, verdict", [
-    (0.05, False, "satisfied"), (-0.2, True, "satisfied (adjusted in the model)"),
-    (0.2, False, "needs adjustment (not adjusted)"), (0.26, True, "not satisfied"),
-    (np.nan, True, "not assessable")])
+@pytest.mark.parametrize(
+    "d, adjusted, verdict",
+    [
+        (0.05, False, "satisfied"),
+        (-0.2, True, "satisfied (adjusted in the model)"),
+        (0.2, False, "needs adjustment (not adjusted)"),
+        (0.26, True, "not satisfied"),
+        (np.nan, True, "not assessable"),
+    ],
+)
 def test_baseline_verdicts(d, adjusted, verdict):
     assert F.verdict(d, adjusted) == verdict
 

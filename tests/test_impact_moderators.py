@@ -34,8 +34,9 @@ def test_within_level_effects_are_base_plus_interaction(mods):
         levels = [q.removeprefix("effect_in_") for q in a.index if q.startswith("effect_in_")]
         ref = levels[0]
         for lev in levels[1:]:
-            assert a[f"effect_in_{lev}"] == pytest.approx(a[f"effect_in_{ref}"] + a[f"interaction_{lev}_vs_{ref}"],
-                                                         abs=1e-8)
+            assert a[f"effect_in_{lev}"] == pytest.approx(
+                a[f"effect_in_{ref}"] + a[f"interaction_{lev}_vs_{ref}"], abs=1e-8
+            )
 
 
 def test_holm_family_and_rows(mods):

@@ -48,8 +48,11 @@ def test_simulated_power_at_the_mdes_is_80_percent():
     rng = np.random.default_rng(11)
     reps = 6000
     t = np.repeat([1.0, 0.0], J // 2)
-    means = m.mdes * t + rng.normal(0, math.sqrt(rho), (reps, J)) \
+    means = (
+        m.mdes * t
+        + rng.normal(0, math.sqrt(rho), (reps, J))
         + rng.normal(0, math.sqrt(1 - rho), (reps, J, n)).mean(axis=2)
+    )
     d = means[:, t == 1].mean(1) - means[:, t == 0].mean(1)
     s2 = (means[:, t == 1].var(1, ddof=1) + means[:, t == 0].var(1, ddof=1)) / 2
     tstat = d / np.sqrt(s2 * 4 / J)

@@ -31,8 +31,15 @@ def _sim(seed=1, n_la=3, teams=6, effect=0.3, icc=0.15):
             u = rng.normal(0, math.sqrt(icc))
             for _ in range(int(rng.integers(3, 11))):
                 b = rng.normal()
-                rows.append(dict(team_id=f"L{la}T{j}", la=f"L{la}", treated=float(a), baseline=b,
-                                 followup=effect * a + 0.5 * b + u + rng.normal(0, math.sqrt(1 - icc))))
+                rows.append(
+                    dict(
+                        team_id=f"L{la}T{j}",
+                        la=f"L{la}",
+                        treated=float(a),
+                        baseline=b,
+                        followup=effect * a + 0.5 * b + u + rng.normal(0, math.sqrt(1 - icc)),
+                    )
+                )
     d = pd.DataFrame(rows)
     d["arm"] = np.where(d["treated"] == 1, "treatment", "control")
     return d
@@ -81,8 +88,13 @@ def test_fast_statistic_close_to_full_refits():
 
 
 def test_allocations_keep_each_las_number_of_treated_teams():
-    teams = pd.DataFrame({"team_id": [f"t{i}" for i in range(20)], "la": ["A"] * 8 + ["B"] * 12,
-                          "arm": ["treatment"] * 3 + ["control"] * 5 + ["treatment"] * 6 + ["control"] * 6})
+    teams = pd.DataFrame(
+        {
+            "team_id": [f"t{i}" for i in range(20)],
+            "la": ["A"] * 8 + ["B"] * 12,
+            "arm": ["treatment"] * 3 + ["control"] * 5 + ["treatment"] * 6 + ["control"] * 6,
+        }
+    )
     T, exact = randomisation.allocations(teams["la"].to_numpy(), (teams["arm"] == "treatment").to_numpy(), 500, seed=1)
     assert not exact and T.shape == (500, 20)
     assert (T[:, :8].sum(1) == 3).all() and (T[:, 8:].sum(1) == 6).all()
@@ -91,8 +103,13 @@ def test_allocations_keep_each_las_number_of_treated_teams():
 
 
 def test_allocations_enumerated_when_few():
-    teams = pd.DataFrame({"team_id": list("abcdefg"), "la": ["A"] * 4 + ["B"] * 3,
-                          "arm": ["treatment", "treatment", "control", "control", "treatment", "control", "control"]})
+    teams = pd.DataFrame(
+        {
+            "team_id": list("abcdefg"),
+            "la": ["A"] * 4 + ["B"] * 3,
+            "arm": ["treatment", "treatment", "control", "control", "treatment", "control", "control"],
+        }
+    )
     T, exact = randomisation.allocations(teams["la"].to_numpy(), (teams["arm"] == "treatment").to_numpy(), 5000, seed=1)
     assert exact and len(T) == math.comb(4, 2) * math.comb(3, 1)
     assert len({tuple(r) for r in T}) == len(T)
@@ -122,9 +139,12 @@ def _as_trialdata(d: pd.DataFrame):
     from types import SimpleNamespace
 
     parts = d.assign(participant_id=[f"p{i}" for i in range(len(d))])
-    survey = pd.concat([parts.assign(wave="baseline", confidence=parts["baseline"]),
-                        parts.assign(wave="followup", confidence=parts["followup"])])[
-        ["participant_id", "wave", "confidence"]]
+    survey = pd.concat(
+        [
+            parts.assign(wave="baseline", confidence=parts["baseline"]),
+            parts.assign(wave="followup", confidence=parts["followup"]),
+        ]
+    )[["participant_id", "wave", "confidence"]]
     teams = parts[["team_id", "arm", "la"]].drop_duplicates("team_id")
     participants = parts[["participant_id", "team_id", "la"]].assign(age_band="30_39", years_qualified=5.0)
     return SimpleNamespace(survey=survey, participants=participants, teams=teams, las=sorted(d["la"].unique()))

@@ -33,8 +33,16 @@ def _trial(rng, effect: float, complier_effect: float | None = None):
                 b = rng.normal()
                 comp = float(a and rng.random() < 0.7)
                 eff = effect * a if complier_effect is None else complier_effect * comp
-                rows.append(dict(team_id=f"L{la}T{j}", la=f"L{la}", treated=float(a), baseline=b, complied=comp,
-                                 followup=eff + 0.5 * b + u + rng.normal(0, math.sqrt(0.9))))
+                rows.append(
+                    dict(
+                        team_id=f"L{la}T{j}",
+                        la=f"L{la}",
+                        treated=float(a),
+                        baseline=b,
+                        complied=comp,
+                        followup=eff + 0.5 * b + u + rng.normal(0, math.sqrt(0.9)),
+                    )
+                )
     d = pd.DataFrame(rows)
     d["arm"] = np.where(d["treated"] == 1, "treatment", "control")
     d["participant_id"] = [f"p{i}" for i in range(len(d))]
@@ -42,11 +50,15 @@ def _trial(rng, effect: float, complier_effect: float | None = None):
 
 
 def _data(d):
-    survey = pd.concat([d.assign(wave="baseline", confidence=d["baseline"]),
-                        d.assign(wave="followup", confidence=d["followup"])])[["participant_id", "wave", "confidence"]]
-    return SimpleNamespace(survey=survey, participants=d[["participant_id", "team_id", "la"]].assign(
-        age_band="30_39", years_qualified=5.0), teams=d[["team_id", "arm", "la"]].drop_duplicates("team_id"),
-        las=sorted(d["la"].unique()))
+    survey = pd.concat(
+        [d.assign(wave="baseline", confidence=d["baseline"]), d.assign(wave="followup", confidence=d["followup"])]
+    )[["participant_id", "wave", "confidence"]]
+    return SimpleNamespace(
+        survey=survey,
+        participants=d[["participant_id", "team_id", "la"]].assign(age_band="30_39", years_qualified=5.0),
+        teams=d[["team_id", "arm", "la"]].drop_duplicates("team_id"),
+        las=sorted(d["la"].unique()),
+    )
 
 
 @pytest.mark.slow
@@ -78,8 +90,9 @@ def test_cace_known_truth():
     for _ in range(REPS):
         d = _trial(rng, 0.0, complier_effect=0.5)
         X, _ = R.design(d)
-        f = C.tsls_clustered(d["followup"].to_numpy(), d["complied"].to_numpy(), X[:, 1], np.delete(X, 1, axis=1),
-                             d["team_id"])
+        f = C.tsls_clustered(
+            d["followup"].to_numpy(), d["complied"].to_numpy(), X[:, 1], np.delete(X, 1, axis=1), d["team_id"]
+        )
         est.append(f["beta"])
         q = 2.0395  # t(0.975, G - 1 = 31)
         cover.append(abs(f["beta"] - 0.5) <= q * f["se"])

@@ -33,8 +33,9 @@ def _cont():
 
 
 def _fit(d, W):
-    return tsls_cr2(d["y"].to_numpy(float), d["complied"].to_numpy(float), d["arm"].to_numpy(float), W,
-                    d["team"].to_numpy())
+    return tsls_cr2(
+        d["y"].to_numpy(float), d["complied"].to_numpy(float), d["arm"].to_numpy(float), W, d["team"].to_numpy()
+    )
 
 
 def test_tsls_cr2_matches_clubsandwich():
@@ -46,8 +47,7 @@ def test_tsls_cr2_matches_clubsandwich():
     assert f["df"] == pytest.approx(ref["df"], rel=RTOL)
     assert f["p"] == pytest.approx(ref["p_value"], rel=RTOL)
     tq = stats.t.ppf(0.975, ref["df"])
-    np.testing.assert_allclose(f["ci"], [ref["estimate"] - tq * ref["se"], ref["estimate"] + tq * ref["se"]],
-                               rtol=RTOL)
+    np.testing.assert_allclose(f["ci"], [ref["estimate"] - tq * ref["se"], ref["estimate"] + tq * ref["se"]], rtol=RTOL)
     assert f["first_stage"] == pytest.approx(_ref("iv_first_stage").loc["arm", "estimate"], rel=RTOL)
     assert (f["G"], f["N"]) == (d["team"].nunique(), len(d))
 

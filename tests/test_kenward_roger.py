@@ -56,8 +56,9 @@ def _covs(d: pd.DataFrame) -> list[str]:
 def _design(d: pd.DataFrame) -> np.ndarray:
     """The design fit_formula_free builds (intercept, arm, baseline, LA dummies)."""
     las = sorted(d["la"].unique())
-    return np.column_stack([np.ones(len(d)), d["arm"], d["baseline"]]
-                           + [(d["la"] == v).to_numpy(float) for v in las[1:]])
+    return np.column_stack(
+        [np.ones(len(d)), d["arm"], d["baseline"]] + [(d["la"] == v).to_numpy(float) for v in las[1:]]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +116,14 @@ def test_formula_at_r_variance_components(name):
     d = _data(name)
     ref = _ref_kr(name)
     vc = _ref_vc(name)
-    kr = kenward_roger(_design(d), d["team"].to_numpy(), vc.team_variance, vc.residual_variance,
-                       beta=ref.estimate.to_numpy(), names=list(ref.term))
+    kr = kenward_roger(
+        _design(d),
+        d["team"].to_numpy(),
+        vc.team_variance,
+        vc.residual_variance,
+        beta=ref.estimate.to_numpy(),
+        names=list(ref.term),
+    )
     _check_against_ref(kr, ref, RTOL_EXACT)
 
 
@@ -165,21 +172,37 @@ def test_joint_contrasts(fits, contrast):
         rhs[x.row] = x.rhs
     res = fit.kenward_roger().test(L, rhs=rhs)
     assert res.ndf == ref.ndf
-    for ours, theirs in [(res.f_stat, ref.f_stat), (res.ddf, ref.ddf), (res.scaling, ref.scaling),
-                         (res.p_value, ref.p_value), (res.f_unscaled, ref.f_unscaled),
-                         (res.p_value_unscaled, ref.p_value_unscaled), (res.a1, ref.a1),
-                         (res.a2, ref.a2), (res.rho, ref.rho),
-                         (res.f_stat, ref.contest_f), (res.ddf, ref.contest_ddf),
-                         (res.p_value, ref.contest_p)]:
+    for ours, theirs in [
+        (res.f_stat, ref.f_stat),
+        (res.ddf, ref.ddf),
+        (res.scaling, ref.scaling),
+        (res.p_value, ref.p_value),
+        (res.f_unscaled, ref.f_unscaled),
+        (res.p_value_unscaled, ref.p_value_unscaled),
+        (res.a1, ref.a1),
+        (res.a2, ref.a2),
+        (res.rho, ref.rho),
+        (res.f_stat, ref.contest_f),
+        (res.ddf, ref.contest_ddf),
+        (res.p_value, ref.contest_p),
+    ]:
         np.testing.assert_allclose(ours, theirs, rtol=RTOL_FIT)
     # the same with the functional interface and R's variance components
     d = _data(ref.dataset)
     vc = _ref_vc(ref.dataset)
-    kr_r = kenward_roger(_design(d), d["team"].to_numpy(), vc.team_variance, vc.residual_variance,
-                         beta=_ref_kr(ref.dataset).estimate.to_numpy())
+    kr_r = kenward_roger(
+        _design(d),
+        d["team"].to_numpy(),
+        vc.team_variance,
+        vc.residual_variance,
+        beta=_ref_kr(ref.dataset).estimate.to_numpy(),
+    )
     res_r = kenward_roger_test(kr_r, L, rhs=rhs)
-    np.testing.assert_allclose([res_r.f_stat, res_r.ddf, res_r.scaling, res_r.p_value],
-                               [ref.f_stat, ref.ddf, ref.scaling, ref.p_value], rtol=RTOL_EXACT)
+    np.testing.assert_allclose(
+        [res_r.f_stat, res_r.ddf, res_r.scaling, res_r.p_value],
+        [ref.f_stat, ref.ddf, ref.scaling, ref.p_value],
+        rtol=RTOL_EXACT,
+    )
 
 
 def test_single_row_contrast_is_the_t_test(fits):
@@ -288,8 +311,12 @@ def _dense_pbkrtest(X, groups, s2b, s2w):
     PP = [-(o.T @ TT) for o in OO]
     QQ = {(r, s): OO[r].T @ Si @ OO[s] for r in range(2) for s in range(2)}
     K = np.array([[np.sum(HH[r].T * HH[s]) for s in range(2)] for r in range(2)])
-    IE2 = np.array([[K[i, j] - 2 * np.sum(Phi * QQ[i, j]) + np.sum((Phi @ PP[i]) * (PP[j] @ Phi))
-                     for j in range(2)] for i in range(2)])
+    IE2 = np.array(
+        [
+            [K[i, j] - 2 * np.sum(Phi * QQ[i, j]) + np.sum((Phi @ PP[i]) * (PP[j] @ Phi)) for j in range(2)]
+            for i in range(2)
+        ]
+    )
     W = 2 * np.linalg.inv(IE2)
     U = sum(W[i, j] * (QQ[i, j] - PP[i] @ Phi @ PP[j]) for i in range(2) for j in range(2))
     PhiA = Phi + 2 * Phi @ U @ Phi
@@ -387,8 +414,7 @@ def test_hook_is_lazy_cached_and_invisible(fits):
     assert fit.kenward_roger() is a
     # same result from the team sums alone, and from X itself
     d = _data("main")
-    b = kenward_roger(_design(d), d["team"].to_numpy(), fit.team_variance, fit.residual_variance,
-                      beta=fit.beta)
+    b = kenward_roger(_design(d), d["team"].to_numpy(), fit.team_variance, fit.residual_variance, beta=fit.beta)
     np.testing.assert_allclose(a.cov_beta_adj, b.cov_beta_adj, rtol=1e-10, atol=1e-16)
     np.testing.assert_allclose(a.df, b.df, rtol=1e-10)
     # equality ignores the cache; a replaced fit carries no stale KR result
@@ -414,8 +440,10 @@ def test_national_scale_without_big_matrices():
     codes = np.repeat(np.arange(G), nj)
     N = int(nj.sum())
     la = np.arange(G) // 10
-    X = np.column_stack([np.ones(N), np.repeat(np.arange(G) % 2, nj), rng.normal(size=N)]
-                        + [(la[codes] == k).astype(float) for k in range(1, 150)])
+    X = np.column_stack(
+        [np.ones(N), np.repeat(np.arange(G) % 2, nj), rng.normal(size=N)]
+        + [(la[codes] == k).astype(float) for k in range(1, 150)]
+    )
     assert X.shape[1] == 152
     tracemalloc.start()
     try:
@@ -445,8 +473,7 @@ def test_coverage_with_few_teams():
         codes = np.repeat(np.arange(G), nj)
         N = int(nj.sum())
         base = rng.normal(size=N)
-        y = (1 + truth * arm[codes] + 0.5 * base + rng.normal(0, np.sqrt(0.1), G)[codes]
-             + rng.normal(size=N))
+        y = 1 + truth * arm[codes] + 0.5 * base + rng.normal(0, np.sqrt(0.1), G)[codes] + rng.normal(size=N)
         fit = fit_random_intercept(y, np.column_stack([np.ones(N), arm[codes], base]), codes)
         kr = fit.kenward_roger()
         err = abs(fit.beta[1] - truth)

@@ -14,11 +14,40 @@ from hypothesis import strategies as st
 from isafe_helpers.data.loading import DataValidationError, Problem, TrialData, load_root
 from isafe_helpers.data.synth import generate
 
-FILES = ["teams", "participants", "survey", "casefile_audit", "attendance", "ipe_targets",
-         "feedback", "fidelity", "costs"]
+FILES = [
+    "teams",
+    "participants",
+    "survey",
+    "casefile_audit",
+    "attendance",
+    "ipe_targets",
+    "feedback",
+    "fidelity",
+    "costs",
+]
 VALUES = st.one_of(
-    st.sampled_from(["", "x", "-1", "0", "3.5", "99999", "1e9", "nan", "true", "2023-13-01", "LA02-P0001",
-                     "treatment", "control", "  ", "ünïcødé", '"', ",", "\t"]),
+    st.sampled_from(
+        [
+            "",
+            "x",
+            "-1",
+            "0",
+            "3.5",
+            "99999",
+            "1e9",
+            "nan",
+            "true",
+            "2023-13-01",
+            "LA02-P0001",
+            "treatment",
+            "control",
+            "  ",
+            "ünïcødé",
+            '"',
+            ",",
+            "\t",
+        ]
+    ),
     st.text(max_size=6),
     st.integers(-10, 10).map(str),
 )
@@ -66,13 +95,26 @@ def corrupt(path: Path, op: str, data) -> None:
     path.write_bytes(("\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape"))
 
 
-OPS = ["drop_column", "rename_column", "change_cell", "duplicate_row", "delete_row", "truncate", "bad_bytes",
-       "delete_file"]
+OPS = [
+    "drop_column",
+    "rename_column",
+    "change_cell",
+    "duplicate_row",
+    "delete_row",
+    "truncate",
+    "bad_bytes",
+    "delete_file",
+]
 
 
 # Shrinking is left out: a failure prints its draws, and CI stays bounded.
-@settings(max_examples=50, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_random_corruptions_give_the_documented_error_or_a_valid_root(template, tmp_path_factory, data):
     root = tmp_path_factory.mktemp("case") / "root"

@@ -172,10 +172,12 @@ def test_empty_file(small_root):
 
 
 def test_error_report_groups_by_file():
-    err = DataValidationError([
-        Problem("LA01/teams.csv", 2, "arm", "x", "must be one of treatment, control"),
-        Problem("LA02/survey.csv", 5, "conf_1", "9", "must be between 1 and 5"),
-    ])
+    err = DataValidationError(
+        [
+            Problem("LA01/teams.csv", 2, "arm", "x", "must be one of treatment, control"),
+            Problem("LA02/survey.csv", 5, "conf_1", "9", "must be between 1 and 5"),
+        ]
+    )
     text = err.report()
     assert "2 problem(s)" in text
     assert "  LA01/teams.csv\n    row 2, column arm, value 'x': must be one of treatment, control" in text

@@ -80,13 +80,10 @@ def test_lme4_variance_components(fits, name):
     assert fit.n == r.n and fit.n_groups == r.n_groups
     assert fit.converged, fit.message
     np.testing.assert_allclose(fit.team_variance, r.team_variance, rtol=RTOL_EST, atol=ATOL_EST)
-    np.testing.assert_allclose(fit.residual_variance, r.residual_variance, rtol=RTOL_EST,
-                               atol=ATOL_EST)
+    np.testing.assert_allclose(fit.residual_variance, r.residual_variance, rtol=RTOL_EST, atol=ATOL_EST)
     np.testing.assert_allclose(fit.reml_criterion, r.reml_criterion, rtol=1e-9)
-    np.testing.assert_allclose(fit.team_variance, r.team_variance_optim, rtol=RTOL_EST,
-                               atol=ATOL_EST)
-    np.testing.assert_allclose(fit.residual_variance, r.residual_variance_optim,
-                               rtol=RTOL_EST, atol=ATOL_EST)
+    np.testing.assert_allclose(fit.team_variance, r.team_variance_optim, rtol=RTOL_EST, atol=ATOL_EST)
+    np.testing.assert_allclose(fit.residual_variance, r.residual_variance_optim, rtol=RTOL_EST, atol=ATOL_EST)
     icc = r.team_variance / (r.team_variance + r.residual_variance)
     np.testing.assert_allclose(fit.icc, icc, rtol=RTOL_EST, atol=ATOL_EST)
 
@@ -115,16 +112,18 @@ def _dense_reml(y, X, groups, s2b, s2w):
     XtViX = X.T @ Vi @ X
     b = np.linalg.solve(XtViX, X.T @ Vi @ y)
     r = y - X @ b
-    return ((N - p) * np.log(2 * np.pi) + np.linalg.slogdet(V)[1]
-            + np.linalg.slogdet(XtViX)[1] + r @ Vi @ r), b, np.linalg.inv(XtViX)
+    return (
+        ((N - p) * np.log(2 * np.pi) + np.linalg.slogdet(V)[1] + np.linalg.slogdet(XtViX)[1] + r @ Vi @ r),
+        b,
+        np.linalg.inv(XtViX),
+    )
 
 
 def test_dense_cross_check():
     d = pd.read_csv(FIX / "data_small.csv", dtype={"team": str, "la": str})
     fit = fit_formula_free(d, "y", COVS, "team")
     las = sorted(d.la.unique())
-    X = np.column_stack([np.ones(len(d)), d.arm, d.baseline]
-                        + [(d.la == v).to_numpy(float) for v in las[1:]])
+    X = np.column_stack([np.ones(len(d)), d.arm, d.baseline] + [(d.la == v).to_numpy(float) for v in las[1:]])
     y = d.y.to_numpy()
     g = d.team.to_numpy()
     crit, b, cov = _dense_reml(y, X, g, fit.team_variance, fit.residual_variance)
@@ -133,8 +132,7 @@ def test_dense_cross_check():
     np.testing.assert_allclose(fit.cov_beta, cov, rtol=1e-8, atol=1e-14)
     # it is a minimum of the dense criterion over (s2_B, s2_W)
     for db, dw in [(1e-3, 0), (-1e-3, 0), (0, 1e-3), (0, -1e-3)]:
-        c2, _, _ = _dense_reml(y, X, g, fit.team_variance * (1 + db),
-                               fit.residual_variance * (1 + dw))
+        c2, _, _ = _dense_reml(y, X, g, fit.team_variance * (1 + db), fit.residual_variance * (1 + dw))
         assert c2 > crit
 
 
@@ -142,8 +140,7 @@ def test_analytic_derivatives():
     d = pd.read_csv(FIX / "data_main.csv", dtype={"team": str, "la": str})
     fit = fit_formula_free(d, "y", COVS, "team")
     las = sorted(d.la.unique())
-    X = np.column_stack([np.ones(len(d)), d.arm, d.baseline]
-                        + [(d.la == v).to_numpy(float) for v in las[1:]])
+    X = np.column_stack([np.ones(len(d)), d.arm, d.baseline] + [(d.la == v).to_numpy(float) for v in las[1:]])
     codes = pd.factorize(d.team)[0]
     prob = mixed._Problem(d.y.to_numpy(), X, codes, codes.max() + 1)
     for th in [0.0, 0.02, 0.3, 5.0]:
@@ -172,8 +169,7 @@ def _sim(rng, G=50, s2b=0.15, s2w=1.0, effect=0.3, lo=5, hi=16):
     arm = np.repeat(rng.permutation(np.arange(G) % 2), n).astype(float)
     base = rng.normal(size=N) + np.repeat(rng.normal(0, 0.5, G), n)
     X = np.column_stack([np.ones(N), arm, base])
-    y = (X @ np.array([1.0, effect, 0.5]) + np.repeat(rng.normal(0, np.sqrt(s2b), G), n)
-         + rng.normal(0, np.sqrt(s2w), N))
+    y = X @ np.array([1.0, effect, 0.5]) + np.repeat(rng.normal(0, np.sqrt(s2b), G), n) + rng.normal(0, np.sqrt(s2w), N)
     return y, X, g
 
 
@@ -265,13 +261,12 @@ def test_formula_free_coding_and_missing():
     # pandas Categorical: reference = first category (here LA07)
     e = d.copy()
     e["la"] = pd.Categorical(e["la"], categories=[f"LA{k:02d}" for k in range(7, 0, -1)])
-    e["female"] = (np.arange(len(e)) % 3 == 0)
+    e["female"] = np.arange(len(e)) % 3 == 0
     fit = fit_formula_free(e, "y", ["arm", "baseline", "la", "female"], "team")
     assert fit.names[3] == "la[T.LA06]" and fit.names[-1] == "female[T.True]"
     assert "la[T.LA07]" not in fit.names
     t = fit.tidy()
-    assert list(t.columns) == ["term", "estimate", "se", "df", "t", "p_value", "ci_low",
-                               "ci_high"]
+    assert list(t.columns) == ["term", "estimate", "se", "df", "t", "p_value", "ci_low", "ci_high"]
 
 
 def test_rank_deficient_raises():
@@ -291,8 +286,7 @@ def test_scale_and_shift_equivariance():
         assert b.converged
         np.testing.assert_allclose(b.beta[1:] / scale, a.beta[1:], rtol=1e-6)
         np.testing.assert_allclose(b.team_variance / scale**2, a.team_variance, rtol=1e-6)
-        np.testing.assert_allclose(b.residual_variance / scale**2, a.residual_variance,
-                                   rtol=1e-6)
+        np.testing.assert_allclose(b.residual_variance / scale**2, a.residual_variance, rtol=1e-6)
         np.testing.assert_allclose(b.df, a.df, rtol=1e-6)
 
 

@@ -78,8 +78,15 @@ def test_reach_wilson_interval(data):
 def _two_las(tmp_path):
     att = "person_id,component,attended\n{la}-P1,father_engagement,true\n{la}-P2,motivational_interviewing,true\n"
     r1 = make_root(tmp_path / "a", "LA01", att.format(la="LA01"), TARGETS, None, None, COSTS)
-    r2 = make_root(tmp_path / "a", "LA02", att.format(la="LA02"),
-                   TARGETS.replace("father_engagement,2", "father_engagement,8"), None, None, COSTS)
+    r2 = make_root(
+        tmp_path / "a",
+        "LA02",
+        att.format(la="LA02"),
+        TARGETS.replace("father_engagement,2", "father_engagement,8"),
+        None,
+        None,
+        COSTS,
+    )
     assert r1 == r2
     return r1
 
@@ -113,12 +120,18 @@ def dose_root(tmp_path):
         f"{la}-P5,father_engagement,true\n"  # control team: not in dose
         f"{la}-X9,motivational_interviewing,true\n"  # outside the participants table
     )  # P4: no attendance row at all: none
-    people = [("social_worker", "30_39", "2"), ("social_worker", "under_30", "12"),
-              ("team_manager", "30_39", ""), ("social_worker", "", "25"),
-              ("social_worker", "30_39", "5"), ("other", "40_49", "5")]
+    people = [
+        ("social_worker", "30_39", "2"),
+        ("social_worker", "under_30", "12"),
+        ("team_manager", "30_39", ""),
+        ("social_worker", "", "25"),
+        ("social_worker", "30_39", "5"),
+        ("other", "40_49", "5"),
+    ]
     scores = {f"{la}-P1": (2, 4), f"{la}-P2": (3, 4), f"{la}-P3": (3, 3), f"{la}-P4": (4, 3)}
-    return make_root(tmp_path, la, att, TARGETS, None, None, COSTS, n_people=6, n_treated=4,
-                     people=people, scores=scores)
+    return make_root(
+        tmp_path, la, att, TARGETS, None, None, COSTS, n_people=6, n_treated=4, people=people, scores=scores
+    )
 
 
 def test_dose_hand_computed(dose_root):
@@ -213,12 +226,16 @@ def test_usefulness_and_recommend_leave_blanks_out(data):
 
 def test_response_rate_hand_computed(tmp_path):
     la = "LA01"
-    att = ("person_id,component,attended\n"
-           f"{la}-P1,father_engagement,true\n{la}-P1,father_engagement,true\n{la}-P2,father_engagement,true\n"
-           f"{la}-P2,motivational_interviewing,false\n{la}-X9,champion,true\n")
-    fb = FB_HEAD + (f"{la}-P1,father_engagement,5,,,\n"
-                    f"{la}-P1,father_engagement,4,,,\n"  # two rows, one respondent
-                    f"{la}-P2,motivational_interviewing,4,,,\n")  # did not attend MI
+    att = (
+        "person_id,component,attended\n"
+        f"{la}-P1,father_engagement,true\n{la}-P1,father_engagement,true\n{la}-P2,father_engagement,true\n"
+        f"{la}-P2,motivational_interviewing,false\n{la}-X9,champion,true\n"
+    )
+    fb = FB_HEAD + (
+        f"{la}-P1,father_engagement,5,,,\n"
+        f"{la}-P1,father_engagement,4,,,\n"  # two rows, one respondent
+        f"{la}-P2,motivational_interviewing,4,,,\n"
+    )  # did not attend MI
     root = make_root(tmp_path, la, att, TARGETS, fb, None, COSTS)
     t = process.response_rate(load_root(root)).frame.set_index("component")
     assert t.loc["father_engagement", ["attendees", "respondents"]].tolist() == [2, 1]
@@ -230,8 +247,10 @@ def test_response_rate_hand_computed(tmp_path):
 def test_themes_are_counts_only_when_coded(tmp_path, data):
     assert not process.has_themes(data)
     assert process.themes(data).frame.empty
-    fb = (FB_HEAD.strip() + ",theme\n" + "LA01-P1,father_engagement,5,,,secret words,practical\n"
-          "LA01-P2,father_engagement,4,,,,practical\nLA01-P2,motivational_interviewing,4,,,,too_long\n")
+    fb = (
+        FB_HEAD.strip() + ",theme\n" + "LA01-P1,father_engagement,5,,,secret words,practical\n"
+        "LA01-P2,father_engagement,4,,,,practical\nLA01-P2,motivational_interviewing,4,,,,too_long\n"
+    )
     r2 = make_root(tmp_path / "b", "LA01", "person_id,component,attended\n", TARGETS, fb, None, COSTS)
     res = process.themes(load_root(r2))
     t = res.frame.set_index(["theme", "component"])

@@ -23,7 +23,8 @@ def three(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("three")
     for i, la in enumerate(("LA01", "LA02", "LA03"), start=1):
         att = "person_id,component,attended\n" + "".join(
-            f"{la}-P{j},motivational_interviewing,true\n" for j in range(1, i + 1))
+            f"{la}-P{j},motivational_interviewing,true\n" for j in range(1, i + 1)
+        )
         root = make_root(tmp, la, att, TARGETS, None, None, COSTS)
     return load_root(root)
 
@@ -31,7 +32,8 @@ def three(tmp_path_factory):
 def _write_impact(out, la, effect):
     (out / la).mkdir(parents=True, exist_ok=True)
     (out / la / "estimates.csv").write_text(
-        EST_HEAD + f"{la},impact,primary,confidence,treatment_effect,{effect},0.1,{effect - 0.2},{effect + 0.2},,8,2,\n")
+        EST_HEAD + f"{la},impact,primary,confidence,treatment_effect,{effect},0.1,{effect - 0.2},{effect + 0.2},,8,2,\n"
+    )
 
 
 def test_reach_vs_impact_reads_each_la_and_correlates(three, tmp_path):

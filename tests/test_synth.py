@@ -26,8 +26,15 @@ FILES = {
 COMPONENTS = {"father_engagement", "motivational_interviewing", "qa_audit", "champion", "leaders_webinar"}
 PRACTICE = {"father_engagement", "motivational_interviewing"}
 INT_COLUMNS = set(SURVEY_ITEMS) | {
-    "cases_audited", "father_contact_recorded", "intended_n", "satisfaction", "usefulness",
-    "planned_elements", "delivered_elements", "quality", "price_year",
+    "cases_audited",
+    "father_contact_recorded",
+    "intended_n",
+    "satisfaction",
+    "usefulness",
+    "planned_elements",
+    "delivered_elements",
+    "quality",
+    "price_year",
 }
 
 
@@ -203,7 +210,15 @@ def test_categorical_values(tables):
     assert set(fb["usefulness"]) <= set("12345") | {""}
     costs = tables["costs"]
     assert set(costs["category"]) <= {
-        "personnel", "trainer_fees", "materials", "venue", "travel", "licences", "overheads", "staff_time", "other"
+        "personnel",
+        "trainer_fees",
+        "materials",
+        "venue",
+        "travel",
+        "licences",
+        "overheads",
+        "staff_time",
+        "other",
     }
     assert "staff_time" in set(costs["category"])
     assert set(costs["phase"]) == {"setup", "delivery"}

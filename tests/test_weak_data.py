@@ -39,8 +39,9 @@ def test_weak_data_load_without_error(weak_root):
 @pytest.mark.slow
 def test_weak_data_run_goes_on_and_says_why(weak_root, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["run", "--data", str(weak_root), "--out", str(out), "--no-book", "--strand", "impact", "process",
-                 "cost"])
+    code = main(
+        ["run", "--data", str(weak_root), "--out", str(out), "--no-book", "--strand", "impact", "process", "cost"]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     la01 = read_estimates(out / "LA01" / "estimates.csv")
@@ -50,6 +51,9 @@ def test_weak_data_run_goes_on_and_says_why(weak_root, tmp_path, capsys):
     trial = read_estimates(out / "trial" / "estimates.csv")
     freq = trial[(trial["analysis"] == "primary") & (trial["outcome"] == "strategy_frequency")]
     assert freq["estimate"].isna().all() and (freq["note"] != "").all()
-    conf = trial[(trial["analysis"] == "primary") & (trial["outcome"] == "confidence")
-                 & (trial["quantity"] == "treatment_effect")]
+    conf = trial[
+        (trial["analysis"] == "primary")
+        & (trial["outcome"] == "confidence")
+        & (trial["quantity"] == "treatment_effect")
+    ]
     assert conf["estimate"].notna().all()

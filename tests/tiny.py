@@ -16,14 +16,27 @@ def _survey(pids, scores=None):
     items, such as confidence, scores exactly that value)."""
     scores = scores or {}
     head = "participant_id,wave," + ",".join(ITEMS)
-    rows = [f"{p},{w}," + ",".join(str(scores.get(p, (3, 3))[k]) for _ in ITEMS)
-            for p in pids for k, w in enumerate(("baseline", "followup"))]
+    rows = [
+        f"{p},{w}," + ",".join(str(scores.get(p, (3, 3))[k]) for _ in ITEMS)
+        for p in pids
+        for k, w in enumerate(("baseline", "followup"))
+    ]
     return "\n".join([head, *rows]) + "\n"
 
 
-def make_root(tmp_path: Path, la: str, attendance: str, targets: str, feedback: str | None,
-              fidelity: str | None, costs: str, n_people: int = 4, n_treated: int = 2,
-              people: list[tuple[str, str, str]] | None = None, scores: dict | None = None) -> Path:
+def make_root(
+    tmp_path: Path,
+    la: str,
+    attendance: str,
+    targets: str,
+    feedback: str | None,
+    fidelity: str | None,
+    costs: str,
+    n_people: int = 4,
+    n_treated: int = 2,
+    people: list[tuple[str, str, str]] | None = None,
+    scores: dict | None = None,
+) -> Path:
     """One LA folder under ``tmp_path / "root"``: participants ``<la>-P1`` .. ``<la>-P<n_people>``,
     the first ``n_treated`` in treatment team ``<la>-T1``, the rest in control team ``<la>-T2``.
 
@@ -37,8 +50,9 @@ def make_root(tmp_path: Path, la: str, attendance: str, targets: str, feedback: 
     (d / "teams.csv").write_text(f"team_id,arm\n{la}-T1,treatment\n{la}-T2,control\n")
     (d / "participants.csv").write_text(
         "participant_id,team_id,role,age_band,years_qualified\n"
-        + "".join(f"{p},{la}-T{1 if i < n_treated else 2},{r},{a},{y}\n"
-                  for i, (p, (r, a, y)) in enumerate(zip(pids, people)))
+        + "".join(
+            f"{p},{la}-T{1 if i < n_treated else 2},{r},{a},{y}\n" for i, (p, (r, a, y)) in enumerate(zip(pids, people))
+        )
     )
     (d / "survey.csv").write_text(_survey(pids, scores))
     (d / "casefile_audit.csv").write_text(
@@ -95,5 +109,3 @@ def standard_root(tmp_path: Path) -> Path:
         "attending,staff_time,delivery,local_authority,8,hours,30,2023\n"  # 240, not financial
     )
     return make_root(tmp_path, la, attendance, TARGETS, feedback, fidelity, costs)
-
-

@@ -182,49 +182,73 @@ class CostResult(Result):
         """Unit costs: per participant reached (rated), with staff time, per intended participant, per team."""
         label = price_label(self.price_year)
         t = self.unit_costs.rename(columns={label: "cost"})
-        return Table(t, [
-            Col("unit cost", "Unit cost", "text"),
-            Col("denominator", "Denominator", "people"),
-            Col("cost", f"Cost per unit, {label}", "gbp", 0, base="denominator"),
-            Col("rating", "Foundations cost rating", "text"),
-        ], caption="Unit costs and the Foundations cost rating")
+        return Table(
+            t,
+            [
+                Col("unit cost", "Unit cost", "text"),
+                Col("denominator", "Denominator", "people"),
+                Col("cost", f"Cost per unit, {label}", "gbp", 0, base="denominator"),
+                Col("rating", "Foundations cost rating", "text"),
+            ],
+            caption="Unit costs and the Foundations cost rating",
+        )
 
     def phase_table(self) -> Table:
         """The financial cost by phase and in total."""
         label = price_label(self.price_year)
         t = self.by_phase.reset_index().rename(columns={label: "cost"})
         t["phase"] = [lbl(p) for p in t["phase"]]
-        return Table(t, [Col("phase", "Phase", "text"), Col("cost", f"Financial cost, {label}", "gbp", 0)],
-                     caption="Financial cost by phase")
+        return Table(
+            t,
+            [Col("phase", "Phase", "text"), Col("cost", f"Financial cost, {label}", "gbp", 0)],
+            caption="Financial cost by phase",
+        )
 
     def category_table(self) -> Table:
         """Cost by category and phase (staff time shown apart from the financial cost)."""
         label = price_label(self.price_year)
         t = self.by_category.reset_index().rename(columns={"index": "category"})
         t["category"] = [lbl(c) for c in t["category"]]
-        return Table(t, [Col("category", "Category", "text"),
-                         *[Col(c, f"{lbl(c)}, {label}", "gbp", 0) for c in ("setup", "delivery", "total")]],
-                     caption="Cost by category and phase")
+        return Table(
+            t,
+            [
+                Col("category", "Category", "text"),
+                *[Col(c, f"{lbl(c)}, {label}", "gbp", 0) for c in ("setup", "delivery", "total")],
+            ],
+            caption="Cost by category and phase",
+        )
 
     def bearer_table(self) -> Table:
         """The financial cost by who bears it."""
         label = price_label(self.price_year)
         t = self.by_bearer.rename(columns={label: "cost"})
         t["bearer"] = [lbl(b) for b in t["bearer"]]
-        return Table(t, [Col("bearer", "Borne by", "text"), Col("cost", f"Financial cost, {label}", "gbp", 0)],
-                     caption="Financial cost by who bears it")
+        return Table(
+            t,
+            [Col("bearer", "Borne by", "text"), Col("cost", f"Financial cost, {label}", "gbp", 0)],
+            caption="Financial cost by who bears it",
+        )
 
     def la_table(self) -> Table:
         """Each LA's financial cost, participants reached, unit cost and rating."""
         label = price_label(self.price_year)
-        return Table(self.by_la, [
-            Col("la", "LA", "text"),
-            Col("total_cost_gbp", f"Financial cost, {label}", "gbp", 0),
-            Col("participants_reached", "Participants reached", "people"),
-            Col("cost_per_participant_gbp", f"Cost per participant reached, {label}", "gbp", 0,
-                base="participants_reached"),
-            Col("cost_rating", "Foundations cost rating", "text"),
-        ], caption="Unit cost in each LA")
+        return Table(
+            self.by_la,
+            [
+                Col("la", "LA", "text"),
+                Col("total_cost_gbp", f"Financial cost, {label}", "gbp", 0),
+                Col("participants_reached", "Participants reached", "people"),
+                Col(
+                    "cost_per_participant_gbp",
+                    f"Cost per participant reached, {label}",
+                    "gbp",
+                    0,
+                    base="participants_reached",
+                ),
+                Col("cost_rating", "Foundations cost rating", "text"),
+            ],
+            caption="Unit cost in each LA",
+        )
 
 
 def _la_summary(data: TrialData, year: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -238,9 +262,16 @@ def _la_summary(data: TrialData, year: int | None) -> tuple[pd.DataFrame, pd.Dat
         has = bool((costs["la"] == la).any())
         reached = participants_reached(sub)
         per = _per(total, reached) if has else np.nan
-        recs.append({"la": la, "cost_rows": int((costs["la"] == la).sum()),
-                     "total_cost_gbp": total if has else np.nan, "participants_reached": reached,
-                     "cost_per_participant_gbp": per, "cost_rating": cost_rating(per)})
+        recs.append(
+            {
+                "la": la,
+                "cost_rows": int((costs["la"] == la).sum()),
+                "total_cost_gbp": total if has else np.nan,
+                "participants_reached": reached,
+                "cost_per_participant_gbp": per,
+                "cost_rating": cost_rating(per),
+            }
+        )
     out = pd.DataFrame(recs)
     out["cost_rating"] = rating_labels(out["cost_rating"])
     cat = fin.groupby(["la", "phase", "category"])["cost_gbp"].sum().rename("cost_gbp").reset_index()
@@ -284,33 +315,70 @@ def unit_cost(data: TrialData, price_year: int | None = None) -> CostResult:
         est_row("unit_cost", "total", "participants_reached", reached),
     ]
     for phase in ("setup", "delivery"):
-        rows.append(est_row("unit_cost", phase, "total_cost_gbp",
-                            float(fin.loc[fin["phase"] == phase, "cost_gbp"].sum()), note=yr))
+        rows.append(
+            est_row(
+                "unit_cost", phase, "total_cost_gbp", float(fin.loc[fin["phase"] == phase, "cost_gbp"].sum()), note=yr
+            )
+        )
     other = (
-        ("cost_per_intended_participant_gbp", "intended_participants",
-         "per intended participant: larger practice-pathway intended_n per LA, summed"),
+        (
+            "cost_per_intended_participant_gbp",
+            "intended_participants",
+            "per intended participant: larger practice-pathway intended_n per LA, summed",
+        ),
         ("cost_per_team_gbp", "treatment_teams", "per treatment team"),
     )
     for q, d, what in other:
-        rows += [est_row("unit_cost", "total", q, _per(total, den[d]), n=den[d], note=f"{what}; {yr}"),
-                 est_row("unit_cost", "total", d, den[d])]
+        rows += [
+            est_row("unit_cost", "total", q, _per(total, den[d]), n=den[d], note=f"{what}; {yr}"),
+            est_row("unit_cost", "total", d, den[d]),
+        ]
     rows += [
-        est_row("unit_cost", "staff_time", "total_cost_gbp", staff,
-                note=f"opportunity cost of staff time, not in the financial cost; {yr}"),
-        est_row("unit_cost", "total_with_staff_time", "total_cost_gbp", total + staff,
-                note=f"financial cost plus staff time, shown beside the financial cost; {yr}"),
-        est_row("unit_cost", "total_with_staff_time", "cost_per_participant_gbp", per_econ, n=reached,
-                note=f"including staff time; {yr}"),
-        est_row("unit_cost", "total_with_staff_time", "cost_rating", cost_rating(per_econ), n=reached,
-                note="rating of the unit cost including staff time, for comparison only"),
+        est_row(
+            "unit_cost",
+            "staff_time",
+            "total_cost_gbp",
+            staff,
+            note=f"opportunity cost of staff time, not in the financial cost; {yr}",
+        ),
+        est_row(
+            "unit_cost",
+            "total_with_staff_time",
+            "total_cost_gbp",
+            total + staff,
+            note=f"financial cost plus staff time, shown beside the financial cost; {yr}",
+        ),
+        est_row(
+            "unit_cost",
+            "total_with_staff_time",
+            "cost_per_participant_gbp",
+            per_econ,
+            n=reached,
+            note=f"including staff time; {yr}",
+        ),
+        est_row(
+            "unit_cost",
+            "total_with_staff_time",
+            "cost_rating",
+            cost_rating(per_econ),
+            n=reached,
+            note="rating of the unit cost including staff time, for comparison only",
+        ),
     ]
     by_cat = costs.pivot_table(index="category", columns="phase", values="cost_gbp", aggfunc="sum", fill_value=0.0)
     by_cat = by_cat.reindex(columns=["setup", "delivery"], fill_value=0.0)
     by_cat["total"] = by_cat.sum(axis=1)
     for cat, r in by_cat.iterrows():
         for q in ("setup", "delivery", "total"):
-            rows.append(est_row("cost_by_category", str(cat), f"{q}_cost_gbp", r[q],
-                                note=yr + ("; staff time, not in the financial cost" if cat == "staff_time" else "")))
+            rows.append(
+                est_row(
+                    "cost_by_category",
+                    str(cat),
+                    f"{q}_cost_gbp",
+                    r[q],
+                    note=yr + ("; staff time, not in the financial cost" if cat == "staff_time" else ""),
+                )
+            )
     by_bearer = fin.groupby("bearer")["cost_gbp"].sum()
     for b, v in by_bearer.items():
         rows.append(est_row("cost_by_bearer", str(b), "total_cost_gbp", v, note=yr))
@@ -319,26 +387,51 @@ def unit_cost(data: TrialData, price_year: int | None = None) -> CostResult:
     by_phase = fin.pivot_table(index="phase", values="cost_gbp", aggfunc="sum").reindex(["setup", "delivery"])
     by_phase = by_phase.fillna(0.0).rename(columns={"cost_gbp": label})
     by_phase.loc["total"] = total
-    unit_tab = pd.DataFrame([
-        {"unit cost": "per participant reached (rated)", "denominator": reached, label: per,
-         "rating": cost_rating(per)},
-        {"unit cost": "per participant reached, including staff time", "denominator": reached, label: per_econ,
-         "rating": cost_rating(per_econ)},
-        {"unit cost": "per intended participant", "denominator": den["intended_participants"],
-         label: _per(total, den["intended_participants"]),
-         "rating": cost_rating(_per(total, den["intended_participants"]))},
-        {"unit cost": "per treatment team", "denominator": den["treatment_teams"],
-         label: _per(total, den["treatment_teams"]), "rating": np.nan},
-    ])
+    unit_tab = pd.DataFrame(
+        [
+            {
+                "unit cost": "per participant reached (rated)",
+                "denominator": reached,
+                label: per,
+                "rating": cost_rating(per),
+            },
+            {
+                "unit cost": "per participant reached, including staff time",
+                "denominator": reached,
+                label: per_econ,
+                "rating": cost_rating(per_econ),
+            },
+            {
+                "unit cost": "per intended participant",
+                "denominator": den["intended_participants"],
+                label: _per(total, den["intended_participants"]),
+                "rating": cost_rating(_per(total, den["intended_participants"])),
+            },
+            {
+                "unit cost": "per treatment team",
+                "denominator": den["treatment_teams"],
+                label: _per(total, den["treatment_teams"]),
+                "rating": np.nan,
+            },
+        ]
+    )
     unit_tab["rating"] = rating_labels(unit_tab["rating"])
     by_la, cat_la = _la_summary(data, year)
     notes = []
     if (by_la["cost_rows"] == 0).any():
         missing = ", ".join(by_la.loc[by_la["cost_rows"] == 0, "la"])
-        notes.append(f"{missing}: no cost rows, so no cost is estimated there (not counted as zero), and "
-                     "the pooled unit costs divide by the participants of the LAs with cost rows only.")
+        notes.append(
+            f"{missing}: no cost rows, so no cost is estimated there (not counted as zero), and "
+            "the pooled unit costs divide by the participants of the LAs with cost rows only."
+        )
     return CostResult(
-        year, by_phase, by_cat.rename_axis(None, axis=1), rows, notes,
+        year,
+        by_phase,
+        by_cat.rename_axis(None, axis=1),
+        rows,
+        notes,
         by_bearer=by_bearer.rename(label).rename_axis("bearer").reset_index(),
-        unit_costs=unit_tab, by_la=by_la, category_by_la=cat_la,
+        unit_costs=unit_tab,
+        by_la=by_la,
+        category_by_la=cat_la,
     )

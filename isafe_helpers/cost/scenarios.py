@@ -57,17 +57,22 @@ class SensitivityResult(Result):
     def table(self) -> Table:
         """One row per scenario: the cost, its denominator, the unit cost and rating, and whether it changes."""
         label = price_label(self.price_year)
-        t = self.frame.assign(changes=["yes" if c else "no" for c in self.frame["changes_rating"]],
-                              cost_rating=rating_labels(self.frame["cost_rating"]))
-        return Table(t[["scenario", "total_cost_gbp", "denominator", "cost_per_participant_gbp", "cost_rating",
-                        "changes"]], [
-            Col("scenario", "Scenario", "text"),
-            Col("total_cost_gbp", f"Financial cost, {label}", "gbp", 0),
-            Col("denominator", "Denominator", "people"),
-            Col("cost_per_participant_gbp", f"Unit cost, {label}", "gbp", 0, base="denominator"),
-            Col("cost_rating", "Rating", "text"),
-            Col("changes", "Changes the rating", "text"),
-        ], caption="Sensitivity of the unit cost and its rating")
+        t = self.frame.assign(
+            changes=["yes" if c else "no" for c in self.frame["changes_rating"]],
+            cost_rating=rating_labels(self.frame["cost_rating"]),
+        )
+        return Table(
+            t[["scenario", "total_cost_gbp", "denominator", "cost_per_participant_gbp", "cost_rating", "changes"]],
+            [
+                Col("scenario", "Scenario", "text"),
+                Col("total_cost_gbp", f"Financial cost, {label}", "gbp", 0),
+                Col("denominator", "Denominator", "people"),
+                Col("cost_per_participant_gbp", f"Unit cost, {label}", "gbp", 0, base="denominator"),
+                Col("cost_rating", "Rating", "text"),
+                Col("changes", "Changes the rating", "text"),
+            ],
+            caption="Sensitivity of the unit cost and its rating",
+        )
 
     @property
     def changing(self) -> pd.DataFrame:
@@ -80,11 +85,9 @@ class SensitivityResult(Result):
             return "No cost rating is computed for this scope, so no sensitivity analysis is made."
         ch = self.changing
         if ch.empty:
-            return (f"None of the {len(self.frame)} scenarios changes the cost rating "
-                    f"({int(self.base_rating)}).")
+            return f"None of the {len(self.frame)} scenarios changes the cost rating ({int(self.base_rating)})."
         what = "; ".join(f"{r.scenario} gives {int(r.cost_rating)}" for r in ch.itertuples(index=False))
-        return (f"{len(ch)} of the {len(self.frame)} scenarios change the cost rating "
-                f"({int(self.base_rating)}): {what}.")
+        return f"{len(ch)} of the {len(self.frame)} scenarios change the cost rating ({int(self.base_rating)}): {what}."
 
 
 def largest_items(data: TrialData, n: int = N_LARGEST, price_year: int | None = None) -> pd.DataFrame:
@@ -94,8 +97,9 @@ def largest_items(data: TrialData, n: int = N_LARGEST, price_year: int | None = 
     return g.sort_values(["cost_gbp", "item"], ascending=[False, True], kind="stable").head(n).reset_index(drop=True)
 
 
-def sensitivity(data: TrialData, n_items: int = N_LARGEST, share: float = SENSITIVITY_SHARE,
-                price_year: int | None = None) -> SensitivityResult:
+def sensitivity(
+    data: TrialData, n_items: int = N_LARGEST, share: float = SENSITIVITY_SHARE, price_year: int | None = None
+) -> SensitivityResult:
     """Unit cost per participant reached, and its rating, under each scenario.
 
     Scenarios: each of the ``n_items`` largest financial items at
@@ -117,22 +121,61 @@ def sensitivity(data: TrialData, n_items: int = N_LARGEST, share: float = SENSIT
         for rank, it in enumerate(largest_items(data, n_items, year).itertuples(index=False), start=1):
             for sign, tag in ((-1, "minus"), (1, "plus")):
                 c = total + sign * share * it.cost_gbp
-                recs.append({"scenario": f"{it.item} {'-' if sign < 0 else '+'}{share:.0%}",
-                             "outcome": f"largest_item_{rank}", "quantity": f"{tag}_{share * 100:g}pct",
-                             "kind": "item", "item": it.item, "total_cost_gbp": c, "denominator": reached,
-                             "cost_per_participant_gbp": _per(c, reached)})
+                recs.append(
+                    {
+                        "scenario": f"{it.item} {'-' if sign < 0 else '+'}{share:.0%}",
+                        "outcome": f"largest_item_{rank}",
+                        "quantity": f"{tag}_{share * 100:g}pct",
+                        "kind": "item",
+                        "item": it.item,
+                        "total_cost_gbp": c,
+                        "denominator": reached,
+                        "cost_per_participant_gbp": _per(c, reached),
+                    }
+                )
         setup = float(fin.loc[fin["phase"] == "setup", "cost_gbp"].sum())
-        recs.append({"scenario": "scale-up: no set-up costs", "outcome": "scale_up_no_setup", "quantity": "",
-                     "kind": "scale_up", "item": "", "total_cost_gbp": total - setup, "denominator": reached,
-                     "cost_per_participant_gbp": _per(total - setup, reached)})
-        for d, what in (("intended_participants", "per intended participant"),
-                        ("treatment_participants", "per treatment-team participant"),
-                        ("attendees_any_session", "per person attending any session")):
-            recs.append({"scenario": f"denominator: {what}", "outcome": f"denominator_{d}", "quantity": "",
-                         "kind": "denominator", "item": "", "total_cost_gbp": total, "denominator": den[d],
-                         "cost_per_participant_gbp": _per(total, den[d])})
-    t = pd.DataFrame(recs, columns=["scenario", "outcome", "quantity", "kind", "item", "total_cost_gbp",
-                                    "denominator", "cost_per_participant_gbp"])
+        recs.append(
+            {
+                "scenario": "scale-up: no set-up costs",
+                "outcome": "scale_up_no_setup",
+                "quantity": "",
+                "kind": "scale_up",
+                "item": "",
+                "total_cost_gbp": total - setup,
+                "denominator": reached,
+                "cost_per_participant_gbp": _per(total - setup, reached),
+            }
+        )
+        for d, what in (
+            ("intended_participants", "per intended participant"),
+            ("treatment_participants", "per treatment-team participant"),
+            ("attendees_any_session", "per person attending any session"),
+        ):
+            recs.append(
+                {
+                    "scenario": f"denominator: {what}",
+                    "outcome": f"denominator_{d}",
+                    "quantity": "",
+                    "kind": "denominator",
+                    "item": "",
+                    "total_cost_gbp": total,
+                    "denominator": den[d],
+                    "cost_per_participant_gbp": _per(total, den[d]),
+                }
+            )
+    t = pd.DataFrame(
+        recs,
+        columns=[
+            "scenario",
+            "outcome",
+            "quantity",
+            "kind",
+            "item",
+            "total_cost_gbp",
+            "denominator",
+            "cost_per_participant_gbp",
+        ],
+    )
     t["cost_rating"] = [cost_rating(x) for x in t["cost_per_participant_gbp"]]
     t["changes_rating"] = (t["cost_rating"] != base_rating) & t["cost_rating"].notna()
     rows = []
@@ -140,12 +183,25 @@ def sensitivity(data: TrialData, n_items: int = N_LARGEST, share: float = SENSIT
         suffix = f"_{r.quantity}" if r.quantity else ""
         note = f"{r.scenario}; price year {year}"
         rows += [
-            est_row("sensitivity", r.outcome, f"cost_per_participant_gbp{suffix}", r.cost_per_participant_gbp,
-                    n=r.denominator, note=note),
-            est_row("sensitivity", r.outcome, f"cost_rating{suffix}", r.cost_rating, n=r.denominator,
-                    note="changes the rating" if r.changes_rating else "same rating as the base case"),
+            est_row(
+                "sensitivity",
+                r.outcome,
+                f"cost_per_participant_gbp{suffix}",
+                r.cost_per_participant_gbp,
+                n=r.denominator,
+                note=note,
+            ),
+            est_row(
+                "sensitivity",
+                r.outcome,
+                f"cost_rating{suffix}",
+                r.cost_rating,
+                n=r.denominator,
+                note="changes the rating" if r.changes_rating else "same rating as the base case",
+            ),
         ]
     if len(t):
-        rows.append(est_row("sensitivity", "any", "scenarios_changing_rating", int(t["changes_rating"].sum()),
-                            n=len(t)))
+        rows.append(
+            est_row("sensitivity", "any", "scenarios_changing_rating", int(t["changes_rating"].sum()), n=len(t))
+        )
     return SensitivityResult(base, base_rating, t, rows, year)

@@ -164,9 +164,7 @@ class Instrument:
             reverse = tuple(str(i) for i in spec.get("reverse", []) or [])
             if not items or not set(reverse) <= set(items):
                 raise ValueError(f"{path}: scale {name!r} needs items, and reverse items among them")
-            out.append(
-                Scale(str(name), items, reverse, int(spec.get("min", 1)), int(spec.get("max", 5)))
-            )
+            out.append(Scale(str(name), items, reverse, int(spec.get("min", 1)), int(spec.get("max", 5))))
         return cls(tuple(out))
 
 
@@ -270,9 +268,7 @@ class FileSpec:
         return [f.name for f in self.fields]
 
 
-COMPONENT_FIELD = Field(
-    "component", "str", "Programme component", allowed=COMPONENTS
-)
+COMPONENT_FIELD = Field("component", "str", "Programme component", allowed=COMPONENTS)
 
 
 WAVE_FIELD = Field("wave", "str", "Survey wave", allowed=WAVES)

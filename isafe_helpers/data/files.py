@@ -8,8 +8,11 @@ from pathlib import Path
 
 def data_files(folder: Path) -> list[Path]:
     """Every file below ``folder``, hidden files and folders left out."""
-    return [p for p in folder.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
 
 
 def hash_files(h, files: list[Path], base: Path) -> None:

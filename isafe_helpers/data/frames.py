@@ -58,8 +58,7 @@ def analysis_frame(data: TrialData, outcome: str) -> pd.DataFrame:
 
 def mi_frame(data: TrialData, outcome: str) -> pd.DataFrame:
     """Every randomised participant, with baseline and follow-up score of ``outcome`` (may be missing)."""
-    parts = data.participants[["participant_id", "team_id", "la"]].merge(data.teams[["team_id", "arm"]],
-                                                                         on="team_id")
+    parts = data.participants[["participant_id", "team_id", "la"]].merge(data.teams[["team_id", "arm"]], on="team_id")
     return _typed(_scores(parts, data, outcome))
 
 
@@ -68,8 +67,9 @@ def casefile_wide(data: TrialData) -> pd.DataFrame | None:
 
     Columns are ``(quantity, wave)`` pairs; None when either wave has no audits.
     """
-    wide = data.casefile_audit.pivot_table(index="participant_id", columns="wave",
-                                           values=["cases_audited", "father_contact_recorded"], aggfunc="first")
+    wide = data.casefile_audit.pivot_table(
+        index="participant_id", columns="wave", values=["cases_audited", "father_contact_recorded"], aggfunc="first"
+    )
     if not set(WAVES_WIDE) <= set(wide.columns.get_level_values(1)):
         return None
     return wide
@@ -86,11 +86,13 @@ def casefile_frame(data: TrialData) -> pd.DataFrame | None:
     wide = casefile_wide(data)
     if wide is None:
         return None
-    d = pd.DataFrame({
-        "audited": wide[("cases_audited", "followup")],
-        "recorded": wide[("father_contact_recorded", "followup")],
-        "base": wide[("father_contact_recorded", "baseline")] / wide[("cases_audited", "baseline")],
-    }).astype(float)
+    d = pd.DataFrame(
+        {
+            "audited": wide[("cases_audited", "followup")],
+            "recorded": wide[("father_contact_recorded", "followup")],
+            "base": wide[("father_contact_recorded", "baseline")] / wide[("cases_audited", "baseline")],
+        }
+    ).astype(float)
     d = d.replace([np.inf, -np.inf], np.nan).dropna()
     d = d[d["audited"] > 0]
     d = d.merge(data.participants[["participant_id", "team_id", "la"]], left_index=True, right_on="participant_id")

@@ -165,8 +165,7 @@ def _text_checks(f: Field) -> list[pa.Check]:
     elif f.dtype == "date":
         checks.append(
             pa.Check(
-                lambda s: pd.to_datetime(s, format="%Y-%m-%d", errors="coerce").notna()
-                & s.str.match(_DATE_RE),
+                lambda s: pd.to_datetime(s, format="%Y-%m-%d", errors="coerce").notna() & s.str.match(_DATE_RE),
                 error="must be a date written YYYY-MM-DD",
             )
         )
@@ -239,9 +238,11 @@ def _convert(df: pd.DataFrame, spec: FileSpec) -> pd.DataFrame:
             out[f.name] = pd.to_numeric(s, errors="coerce").astype("Float64")
         elif f.dtype == "bool":
             low = s.astype("string").str.lower()
-            out[f.name] = pd.Series(
-                pd.NA, index=s.index, dtype="boolean"
-            ).mask(low.isin(C.TRUE_VALUES), True).mask(low.isin(C.FALSE_VALUES), False)
+            out[f.name] = (
+                pd.Series(pd.NA, index=s.index, dtype="boolean")
+                .mask(low.isin(C.TRUE_VALUES), True)
+                .mask(low.isin(C.FALSE_VALUES), False)
+            )
         elif f.dtype == "date":
             out[f.name] = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
         else:
@@ -265,14 +266,18 @@ def _problems_from(err: pa.errors.SchemaErrors, file: str) -> list[Problem]:
             continue
         if check.startswith("field_uniqueness") or check.startswith("multiple_fields_uniqueness"):
             problems.append(
-                Problem(file, row, column, None if value is None else str(value), "duplicate key: must be unique within the file")
+                Problem(
+                    file,
+                    row,
+                    column,
+                    None if value is None else str(value),
+                    "duplicate key: must be unique within the file",
+                )
             )
             continue
         if check.startswith("dtype("):
             continue  # the text pass reports unparsable cells
-        problems.append(
-            Problem(file, row, column, None if value is None or pd.isna(value) else str(value), check)
-        )
+        problems.append(Problem(file, row, column, None if value is None or pd.isna(value) else str(value), check))
     # one line per (row, column, rule): pandera may repeat a failure per column
     seen, unique_problems = set(), []
     for p in problems:
@@ -283,9 +288,7 @@ def _problems_from(err: pa.errors.SchemaErrors, file: str) -> list[Problem]:
     return sorted(unique_problems, key=lambda p: (p.row or 0, p.column or ""))
 
 
-def validate_frame(
-    df: pd.DataFrame, spec: FileSpec, file: str
-) -> tuple[pd.DataFrame, list[Problem], list[str]]:
+def validate_frame(df: pd.DataFrame, spec: FileSpec, file: str) -> tuple[pd.DataFrame, list[Problem], list[str]]:
     """Validate one file's text frame against its spec.
 
     Returns the typed frame (contract columns only), the problems and the
@@ -320,7 +323,9 @@ def validate_frame(
             bad = typed[low].notna() & typed[high].notna() & (typed[low] > typed[high])
             for idx in typed.index[bad.fillna(False).to_numpy(dtype=bool)]:
                 problems.append(
-                    Problem(file, int(idx), low, str(typed.at[idx, low]), f"must be at most {high} ({typed.at[idx, high]})")
+                    Problem(
+                        file, int(idx), low, str(typed.at[idx, low]), f"must be at most {high} ({typed.at[idx, high]})"
+                    )
                 )
     return typed, problems, notes
 
@@ -363,8 +368,14 @@ class TrialData:
             raise ValueError(f"scope {scope!r} is not an LA of {self.root} (found: {', '.join(self.las)})")
         tables = {k: v[v["la"] == scope].reset_index(drop=True) for k, v in self.tables.items()}
         return TrialData(
-            self.root, [scope], self.instrument, tables, self.deflators, self.synthetic,
-            self.fingerprint, self.warnings,
+            self.root,
+            [scope],
+            self.instrument,
+            tables,
+            self.deflators,
+            self.synthetic,
+            self.fingerprint,
+            self.warnings,
         )
 
 
@@ -495,14 +506,25 @@ def load_root(root: str | Path) -> TrialData:
     if len(years) > 1:
         if deflators is None:
             problems.append(
-                Problem("costs", None, "price_year", ", ".join(map(str, years)),
-                        "costs carry several price years: deflators.csv (year, index) is needed at the data root")
+                Problem(
+                    "costs",
+                    None,
+                    "price_year",
+                    ", ".join(map(str, years)),
+                    "costs carry several price years: deflators.csv (year, index) is needed at the data root",
+                )
             )
         else:
             missing = sorted(set(years) - set(deflators["year"].dropna().astype(int)))
             if missing:
                 problems.append(
-                    Problem("deflators.csv", None, "year", ", ".join(map(str, missing)), "price year(s) used in costs have no index")
+                    Problem(
+                        "deflators.csv",
+                        None,
+                        "year",
+                        ", ".join(map(str, missing)),
+                        "price year(s) used in costs have no index",
+                    )
                 )
 
     if problems:
@@ -547,7 +569,13 @@ def _link_problems(tables: dict[str, pd.DataFrame]) -> list[Problem]:
 
     link("participants", "team_id", "teams", "team_id", "must be a team_id of the same LA's teams file")
     for table in ("survey", "casefile_audit"):
-        link(table, "participant_id", "participants", "participant_id", "must be a participant_id of the same LA's participants file")
+        link(
+            table,
+            "participant_id",
+            "participants",
+            "participant_id",
+            "must be a participant_id of the same LA's participants file",
+        )
 
     # attendance and feedback may name staff outside the participants table,
     # but never a participant of another LA

@@ -39,9 +39,7 @@ def score_scales(survey: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
     for scale in instrument.scales:
         items = pd.DataFrame(
             {
-                i: pd.to_numeric(out[i], errors="coerce").astype(float)
-                if i in out
-                else float("nan")
+                i: pd.to_numeric(out[i], errors="coerce").astype(float) if i in out else float("nan")
                 for i in scale.items
             },
             index=out.index,

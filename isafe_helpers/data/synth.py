@@ -501,17 +501,13 @@ def _simulate(seed: int, las: int, teams_per_la: int, staff_per_team: int):
         code = la_codes[li]
         files: dict[str, list] = {}
         t0, t1 = t_sl[li], t_sl[li + 1]
-        files["teams"] = [
-            (team_ids[t], arm_names[t], _TEAM_TYPES[team_type[t]]) for t in range(t0, t1)
-        ]
+        files["teams"] = [(team_ids[t], arm_names[t], _TEAM_TYPES[team_type[t]]) for t in range(t0, t1)]
         p0, p1 = p_sl[li], p_sl[li + 1]
         files["participants"] = [
             (pid[i], team_ids[p_team[i]], role_text[i], age_text[i], years_text[i]) for i in range(p0, p1)
         ]
         s0, s1 = s_sl[li], s_sl[li + 1]
-        files["survey"] = [
-            (pid[rows_p[r]], wave_names[r], survey_date[r], *item_text[r]) for r in range(s0, s1)
-        ]
+        files["survey"] = [(pid[rows_p[r]], wave_names[r], survey_date[r], *item_text[r]) for r in range(s0, s1)]
         a0, a1 = a_sl[li], a_sl[li + 1]
         files["casefile_audit"] = [
             (pid[arows_p[r]], audit_wave[r], audited_text[r], recorded_text[r]) for r in range(a0, a1)
@@ -564,7 +560,13 @@ def _la_process(rng, code, ids, treated, manager, thresholds, att_range, nd):
     offset = np.timedelta64(int(rng.integers(0, 5)), "D")
     catch_gain = P["p_catch_up"] * P["p_catch_up_attend"]
     # person propensity shared across components (keyed by position in the audience list)
-    propensity = {pid: z for pid, z in zip(offered_practice + other_mgr + leaders, rng.normal(size=len(offered_practice) + len(other_mgr) + len(leaders)))}
+    propensity = {
+        pid: z
+        for pid, z in zip(
+            offered_practice + other_mgr + leaders,
+            rng.normal(size=len(offered_practice) + len(other_mgr) + len(leaders)),
+        )
+    }
 
     att_rows: list[tuple[str, int, str, bool]] = []
     fid_rows: list[list[str]] = []
@@ -677,13 +679,61 @@ def _la_process(rng, code, ids, treated, manager, thresholds, att_range, nd):
         ("Training licences", "licences", "setup", "funder", float(n_practice_offered), "item", 25.0),
         ("Training materials and workbooks", "materials", "setup", "developer", float(n_practice_offered), "item", 8.5),
         ("LA coordinator set-up time", "personnel", "setup", "local_authority", 15.0, "hours", 32.0),
-        ("Trainer fees: practice-pathway sessions", "trainer_fees", "delivery", "funder", float(practice_sessions), "session", 650.0),
-        ("Trainer fees: system-pathway sessions", "trainer_fees", "delivery", "funder", float(system_sessions), "session", 550.0),
+        (
+            "Trainer fees: practice-pathway sessions",
+            "trainer_fees",
+            "delivery",
+            "funder",
+            float(practice_sessions),
+            "session",
+            650.0,
+        ),
+        (
+            "Trainer fees: system-pathway sessions",
+            "trainer_fees",
+            "delivery",
+            "funder",
+            float(system_sessions),
+            "session",
+            550.0,
+        ),
         ("Online platform licence", "licences", "delivery", "funder", 3.0, "month", 120.0),
-        ("LA coordinator delivery time", "personnel", "delivery", "local_authority", 2.0 * all_sessions + 10.0, "hours", coordinator_rate),
-        ("Overheads on coordinator time", "overheads", "delivery", "local_authority", 1.0, "item", round(0.2 * delivery_personnel, 2)),
-        ("Social workers' time in practice-pathway training", "staff_time", "delivery", "local_authority", practice_hours, "hours", 30.0),
-        ("Managers' and leaders' time in system-pathway training", "staff_time", "delivery", "local_authority", system_hours, "hours", 42.0),
+        (
+            "LA coordinator delivery time",
+            "personnel",
+            "delivery",
+            "local_authority",
+            2.0 * all_sessions + 10.0,
+            "hours",
+            coordinator_rate,
+        ),
+        (
+            "Overheads on coordinator time",
+            "overheads",
+            "delivery",
+            "local_authority",
+            1.0,
+            "item",
+            round(0.2 * delivery_personnel, 2),
+        ),
+        (
+            "Social workers' time in practice-pathway training",
+            "staff_time",
+            "delivery",
+            "local_authority",
+            practice_hours,
+            "hours",
+            30.0,
+        ),
+        (
+            "Managers' and leaders' time in system-pathway training",
+            "staff_time",
+            "delivery",
+            "local_authority",
+            system_hours,
+            "hours",
+            42.0,
+        ),
     ]
     files["costs"] = [
         (_csv_field(item), cat, phase, bearer, f"{qty:.2f}", unit, f"{cost:.2f}", year)

@@ -13,6 +13,20 @@ from isafe_helpers.impact.primary_model import convergence_message, primary, pri
 from isafe_helpers.impact.sensitivity import robustness
 from isafe_helpers.impact.subgroups import moderators
 
-__all__ = ["attrition", "baseline_equivalence", "cace", "cace_all", "casefile", "change_summary",
-           "convergence_message", "la_heterogeneity", "moderators", "power_analysis", "primary", "primary_all",
-           "robustness", "scope_caveat", "trial_flow"]
+__all__ = [
+    "attrition",
+    "baseline_equivalence",
+    "cace",
+    "cace_all",
+    "casefile",
+    "change_summary",
+    "convergence_message",
+    "la_heterogeneity",
+    "moderators",
+    "power_analysis",
+    "primary",
+    "primary_all",
+    "robustness",
+    "scope_caveat",
+    "trial_flow",
+]

@@ -39,22 +39,32 @@ class CasefileResult(Result):
     def table(self) -> Table:
         """The odds ratio and the risk difference, each with its 95% CI and p."""
         t = self.tidy()
-        out = pd.DataFrame({
-            "measure": ["Odds ratio", "Risk difference"],
-            "estimate": t["estimate"].to_numpy(), "ci_low": t["ci_low"].to_numpy(),
-            "ci_high": t["ci_high"].to_numpy(), "p_value": t["p_value"].to_numpy(),
-            "files_of": t["n"].to_numpy(), "teams": t["n_clusters"].to_numpy(), "note": t["note"].to_numpy(),
-        })
-        return Table(out, [
-            Col("measure", "Measure", "text"),
-            Col("estimate", "Estimate", "number", 3),
-            Col("ci_low", "95% CI low", "number", 3),
-            Col("ci_high", "95% CI high", "number", 3),
-            Col("p_value", "p", "p"),
-            Col("files_of", "Staff whose files were analysed", "people"),
-            Col("teams", "Teams", "units"),
-            Col("note", "Note", "text"),
-        ], caption="Fathers' contact details recorded in case files")
+        out = pd.DataFrame(
+            {
+                "measure": ["Odds ratio", "Risk difference"],
+                "estimate": t["estimate"].to_numpy(),
+                "ci_low": t["ci_low"].to_numpy(),
+                "ci_high": t["ci_high"].to_numpy(),
+                "p_value": t["p_value"].to_numpy(),
+                "files_of": t["n"].to_numpy(),
+                "teams": t["n_clusters"].to_numpy(),
+                "note": t["note"].to_numpy(),
+            }
+        )
+        return Table(
+            out,
+            [
+                Col("measure", "Measure", "text"),
+                Col("estimate", "Estimate", "number", 3),
+                Col("ci_low", "95% CI low", "number", 3),
+                Col("ci_high", "95% CI high", "number", 3),
+                Col("p_value", "p", "p"),
+                Col("files_of", "Staff whose files were analysed", "people"),
+                Col("teams", "Teams", "units"),
+                Col("note", "Note", "text"),
+            ],
+            caption="Fathers' contact details recorded in case files",
+        )
 
 
 def casefile(data: TrialData) -> CasefileResult:
@@ -86,8 +96,9 @@ def casefile(data: TrialData) -> CasefileResult:
         res.note = "not estimable: fewer teams than coefficients"
         return res
     try:
-        out = gee_binary(d["recorded"].to_numpy(float), d["audited"].to_numpy(float), X, d["team_id"].to_numpy(),
-                         "treated", df=dfree)
+        out = gee_binary(
+            d["recorded"].to_numpy(float), d["audited"].to_numpy(float), X, d["team_id"].to_numpy(), "treated", df=dfree
+        )
     except ValueError as exc:
         res.note = f"not estimable: {exc}"
         return res
@@ -96,4 +107,3 @@ def casefile(data: TrialData) -> CasefileResult:
     how = f"Mancl-DeRouen bias-reduced SE, t on {dfree} df"
     res.note = how if out.converged else f"did not converge: {out.reason}; {how}"
     return res
-

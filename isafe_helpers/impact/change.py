@@ -28,6 +28,17 @@ def change_summary(data: TrialData) -> pd.DataFrame:
         for arm in ("treatment", "control"):
             ch = (df.loc[df["arm"] == arm, "followup"] - df.loc[df["arm"] == arm, "baseline"]).to_numpy(float)
             q = np.percentile(ch, [lo, 25, 50, 75, hi]) if len(ch) else [np.nan] * 5
-            recs.append(dict(outcome=scale, arm=arm, n=len(ch), mean=float(ch.mean()) if len(ch) else np.nan,
-                             p_low=q[0], q1=q[1], median=q[2], q3=q[3], p_high=q[4]))
+            recs.append(
+                dict(
+                    outcome=scale,
+                    arm=arm,
+                    n=len(ch),
+                    mean=float(ch.mean()) if len(ch) else np.nan,
+                    p_low=q[0],
+                    q1=q[1],
+                    median=q[2],
+                    q3=q[3],
+                    p_high=q[4],
+                )
+            )
     return pd.DataFrame(recs)

@@ -51,14 +51,33 @@ class CACEResult(ArmEffect, Result):
         c = dict(n=self.n, n_clusters=self.n_clusters)
         note = self.note or f"2SLS, assignment as instrument, CR2 SE, Satterthwaite df; compliance: {COMPLIANCE_LABEL}"
         return [
-            est_row("cace", self.outcome, "treatment_effect", self.estimate, self.se, self.ci_low, self.ci_high,
-                    self.p_value, note=note, **c),
-            est_row("cace", self.outcome, "hedges_g_total", self.g, None, self.g_ci_low, self.g_ci_high,
-                    note=self.note or "standardised as the ITT hedges_g_total", **c),
-            est_row("cace", self.outcome, "compliance_treatment_pct", self.compliance_treatment_pct,
-                    note=self.note, **c),
-            est_row("cace", self.outcome, "compliance_control_pct", self.compliance_control_pct,
-                    note=self.note, **c),
+            est_row(
+                "cace",
+                self.outcome,
+                "treatment_effect",
+                self.estimate,
+                self.se,
+                self.ci_low,
+                self.ci_high,
+                self.p_value,
+                note=note,
+                **c,
+            ),
+            est_row(
+                "cace",
+                self.outcome,
+                "hedges_g_total",
+                self.g,
+                None,
+                self.g_ci_low,
+                self.g_ci_high,
+                note=self.note or "standardised as the ITT hedges_g_total",
+                **c,
+            ),
+            est_row(
+                "cace", self.outcome, "compliance_treatment_pct", self.compliance_treatment_pct, note=self.note, **c
+            ),
+            est_row("cace", self.outcome, "compliance_control_pct", self.compliance_control_pct, note=self.note, **c),
         ]
 
 
@@ -86,8 +105,13 @@ def cace(data: TrialData, primary: PrimaryResult) -> CACEResult:
         return res
     X, _ = design(df)
     try:
-        f = tsls_cr2(df["followup"].to_numpy(float), df["complied"].to_numpy(float), X[:, 1],
-                     np.delete(X, 1, axis=1), df["team_id"].to_numpy())
+        f = tsls_cr2(
+            df["followup"].to_numpy(float),
+            df["complied"].to_numpy(float),
+            X[:, 1],
+            np.delete(X, 1, axis=1),
+            df["team_id"].to_numpy(),
+        )
     except (ValueError, np.linalg.LinAlgError) as exc:
         res.note = f"not estimable: {exc}"
         return res
@@ -109,26 +133,34 @@ class CACEAnalysis(ResultSet):
         t = self.tidy()
         w = t.set_index(["outcome", "quantity"])["estimate"].unstack()
         e = t[t["quantity"] == "treatment_effect"].set_index("outcome")
-        out = pd.DataFrame({
-            "outcome": [label(o) for o in e.index],
-            "n": e["n"].to_numpy(),
-            "complied_treatment_pct": w["compliance_treatment_pct"].reindex(e.index).to_numpy(),
-            "complied_control_pct": w["compliance_control_pct"].reindex(e.index).to_numpy(),
-            "cace": e["estimate"].to_numpy(), "ci_low": e["ci_low"].to_numpy(), "ci_high": e["ci_high"].to_numpy(),
-            "p_value": e["p_value"].to_numpy(),
-            "hedges_g": w["hedges_g_total"].reindex(e.index).to_numpy(),
-        })
-        return Table(out, [
-            Col("outcome", "Outcome", "text"),
-            Col("n", "Staff analysed", "people"),
-            Col("complied_treatment_pct", "Complied, intervention (%)", "pct", 1, base="n"),
-            Col("complied_control_pct", "Complied, control (%)", "pct", 1, base="n"),
-            Col("cace", "CACE (scale points)", "number", 3),
-            Col("ci_low", "95% CI low", "number", 3),
-            Col("ci_high", "95% CI high", "number", 3),
-            Col("p_value", "p", "p"),
-            Col("hedges_g", "CACE as Hedges' g", "number", 2),
-        ], caption="Complier average causal effect of attending both practice-pathway sessions")
+        out = pd.DataFrame(
+            {
+                "outcome": [label(o) for o in e.index],
+                "n": e["n"].to_numpy(),
+                "complied_treatment_pct": w["compliance_treatment_pct"].reindex(e.index).to_numpy(),
+                "complied_control_pct": w["compliance_control_pct"].reindex(e.index).to_numpy(),
+                "cace": e["estimate"].to_numpy(),
+                "ci_low": e["ci_low"].to_numpy(),
+                "ci_high": e["ci_high"].to_numpy(),
+                "p_value": e["p_value"].to_numpy(),
+                "hedges_g": w["hedges_g_total"].reindex(e.index).to_numpy(),
+            }
+        )
+        return Table(
+            out,
+            [
+                Col("outcome", "Outcome", "text"),
+                Col("n", "Staff analysed", "people"),
+                Col("complied_treatment_pct", "Complied, intervention (%)", "pct", 1, base="n"),
+                Col("complied_control_pct", "Complied, control (%)", "pct", 1, base="n"),
+                Col("cace", "CACE (scale points)", "number", 3),
+                Col("ci_low", "95% CI low", "number", 3),
+                Col("ci_high", "95% CI high", "number", 3),
+                Col("p_value", "p", "p"),
+                Col("hedges_g", "CACE as Hedges' g", "number", 2),
+            ],
+            caption="Complier average causal effect of attending both practice-pathway sessions",
+        )
 
 
 def cace_all(data: TrialData, primary: PrimaryAnalysis) -> CACEAnalysis:

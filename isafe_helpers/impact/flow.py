@@ -76,18 +76,27 @@ class AttritionResult(Result):
     def table(self) -> Table:
         """One row per unit (teams, staff): randomised, analysed, attrition overall and by arm, the WWC verdict."""
         t = self.frame.assign(unit=[label(u) for u in self.frame["unit"]])
-        return Table(t, [
-            Col("unit", "Unit", "text"),
-            Col("randomised", "Randomised", "people"),
-            Col("analysed", "Analysed", "people"),
-            Col("overall_attrition_pct", "Overall attrition (%)", "pct", 1, base="randomised"),
-            Col("treatment_attrition_pct", "Intervention attrition (%)", "pct", 1, base="randomised"),
-            Col("control_attrition_pct", "Control attrition (%)", "pct", 1, base="randomised"),
-            Col("differential_attrition_pct", "Differential attrition (percentage points)", "pct", 1,
-                base="randomised"),
-            Col("wwc_boundary_pct", "WWC cautious boundary (percentage points)", "number", 1),
-            Col("wwc_attrition", "WWC attrition", "text"),
-        ], caption="Attrition from randomisation to the analysed sample")
+        return Table(
+            t,
+            [
+                Col("unit", "Unit", "text"),
+                Col("randomised", "Randomised", "people"),
+                Col("analysed", "Analysed", "people"),
+                Col("overall_attrition_pct", "Overall attrition (%)", "pct", 1, base="randomised"),
+                Col("treatment_attrition_pct", "Intervention attrition (%)", "pct", 1, base="randomised"),
+                Col("control_attrition_pct", "Control attrition (%)", "pct", 1, base="randomised"),
+                Col(
+                    "differential_attrition_pct",
+                    "Differential attrition (percentage points)",
+                    "pct",
+                    1,
+                    base="randomised",
+                ),
+                Col("wwc_boundary_pct", "WWC cautious boundary (percentage points)", "number", 1),
+                Col("wwc_attrition", "WWC attrition", "text"),
+            ],
+            caption="Attrition from randomisation to the analysed sample",
+        )
 
 
 def attrition(data: TrialData, outcome: str = "confidence") -> AttritionResult:
@@ -118,16 +127,28 @@ def attrition(data: TrialData, outcome: str = "confidence") -> AttritionResult:
         rows += [
             est_row("attrition", unit, "overall_attrition_pct", overall, n=len(rand), note=note),
             est_row("attrition", unit, "differential_attrition_pct", diff, n=len(rand), note=note),
-            est_row("attrition", unit, "wwc_cautious_boundary_pct", bound if np.isfinite(bound) else 0.0,
-                    n=len(rand), note=f"WWC cautious boundary: {verdict} attrition"),
+            est_row(
+                "attrition",
+                unit,
+                "wwc_cautious_boundary_pct",
+                bound if np.isfinite(bound) else 0.0,
+                n=len(rand),
+                note=f"WWC cautious boundary: {verdict} attrition",
+            ),
         ]
-        recs.append({"unit": unit, "randomised": len(rand), "analysed": int((~lost).sum()),
-                     "overall_attrition_pct": overall,
-                     "treatment_attrition_pct": by_arm.get("treatment", np.nan),
-                     "control_attrition_pct": by_arm.get("control", np.nan),
-                     "differential_attrition_pct": diff,
-                     "wwc_boundary_pct": bound if np.isfinite(bound) else 0.0,
-                     "wwc_attrition": verdict})
+        recs.append(
+            {
+                "unit": unit,
+                "randomised": len(rand),
+                "analysed": int((~lost).sum()),
+                "overall_attrition_pct": overall,
+                "treatment_attrition_pct": by_arm.get("treatment", np.nan),
+                "control_attrition_pct": by_arm.get("control", np.nan),
+                "differential_attrition_pct": diff,
+                "wwc_boundary_pct": bound if np.isfinite(bound) else 0.0,
+                "wwc_attrition": verdict,
+            }
+        )
     return AttritionResult(pd.DataFrame(recs), rows)
 
 
@@ -150,19 +171,26 @@ class TrialFlow(Result):
     def table(self) -> Table:
         """Every stage of the flow with its teams and staff in each arm."""
         wide = self.frame.pivot(index="stage", columns="arm", values=["teams", "staff"]).reindex(list(STAGES))
-        t = pd.DataFrame({
-            "stage": [STAGE_LABELS[s] for s in STAGES],
-            **{f"{u}_{a}": wide[(u, a)].to_numpy() for a in ARMS for u in ("teams", "staff")},
-        })
+        t = pd.DataFrame(
+            {
+                "stage": [STAGE_LABELS[s] for s in STAGES],
+                **{f"{u}_{a}": wide[(u, a)].to_numpy() for a in ARMS for u in ("teams", "staff")},
+            }
+        )
         cols = [Col("stage", "Stage", "text")]
         for a in ARMS:
-            cols += [Col(f"teams_{a}", f"{label(a)}: teams", "units"), Col(f"staff_{a}", f"{label(a)}: staff", "people")]
-        return Table(t, cols, caption="Trial flow: teams and staff at each stage, by arm",
-                     sums={})
+            cols += [
+                Col(f"teams_{a}", f"{label(a)}: teams", "units"),
+                Col(f"staff_{a}", f"{label(a)}: staff", "people"),
+            ]
+        return Table(t, cols, caption="Trial flow: teams and staff at each stage, by arm", sums={})
 
     def rows(self) -> list[dict]:
-        return [est_row("trial_flow", f"{r.stage}_{r.arm}", unit, getattr(r, unit), note="count")
-                for r in self.frame.itertuples() for unit in ("teams", "staff")]
+        return [
+            est_row("trial_flow", f"{r.stage}_{r.arm}", unit, getattr(r, unit), note="count")
+            for r in self.frame.itertuples()
+            for unit in ("teams", "staff")
+        ]
 
 
 STAGES = ("allocated", "followed_up", "lost_to_follow_up", "analysed", "excluded_from_analysis")
@@ -198,11 +226,19 @@ def trial_flow(data: TrialData, outcome: str = "confidence") -> TrialFlow:
         recs += [
             dict(stage="allocated", arm=arm, teams=int((teams["arm"] == arm).sum()), staff=len(p)),
             dict(stage="followed_up", arm=arm, teams=fu["team_id"].nunique(), staff=len(fu)),
-            dict(stage="lost_to_follow_up", arm=arm,
-                 teams=int((teams["arm"] == arm).sum()) - fu["team_id"].nunique(), staff=len(p) - len(fu)),
+            dict(
+                stage="lost_to_follow_up",
+                arm=arm,
+                teams=int((teams["arm"] == arm).sum()) - fu["team_id"].nunique(),
+                staff=len(p) - len(fu),
+            ),
             dict(stage="analysed", arm=arm, teams=a["team_id"].nunique(), staff=len(a)),
-            dict(stage="excluded_from_analysis", arm=arm,
-                 teams=fu["team_id"].nunique() - a["team_id"].nunique(), staff=len(fu) - len(a)),
+            dict(
+                stage="excluded_from_analysis",
+                arm=arm,
+                teams=fu["team_id"].nunique() - a["team_id"].nunique(),
+                staff=len(fu) - len(a),
+            ),
         ]
     return TrialFlow(pd.DataFrame(recs), len(data.las), outcome)
 
@@ -255,20 +291,34 @@ class BaselineEquivalence(Result):
     frame: pd.DataFrame
 
     def rows(self) -> list[dict]:
-        return [est_row("baseline_equivalence", f"{r.sample}:{r.variable}", "standardised_difference",
-                        r.difference, n=r.n, note=r.verdict) for r in self.frame.itertuples()]
+        return [
+            est_row(
+                "baseline_equivalence",
+                f"{r.sample}:{r.variable}",
+                "standardised_difference",
+                r.difference,
+                n=r.n,
+                note=r.verdict,
+            )
+            for r in self.frame.itertuples()
+        ]
 
     def table(self) -> Table:
         """One row per analysed sample and variable: the standardised difference and the WWC verdict."""
-        t = self.frame.assign(sample=[label(s) for s in self.frame["sample"]],
-                              variable=[label(v) for v in self.frame["variable"]])
-        return Table(t[["sample", "variable", "n", "difference", "verdict"]], [
-            Col("sample", "Analysed sample", "text"),
-            Col("variable", "Characteristic at baseline", "text"),
-            Col("n", "Staff", "people"),
-            Col("difference", "Standardised difference", "number", 3, base="n"),
-            Col("verdict", "WWC baseline equivalence", "text"),
-        ], caption="Baseline equivalence of the analysed arms")
+        t = self.frame.assign(
+            sample=[label(s) for s in self.frame["sample"]], variable=[label(v) for v in self.frame["variable"]]
+        )
+        return Table(
+            t[["sample", "variable", "n", "difference", "verdict"]],
+            [
+                Col("sample", "Analysed sample", "text"),
+                Col("variable", "Characteristic at baseline", "text"),
+                Col("n", "Staff", "people"),
+                Col("difference", "Standardised difference", "number", 3, base="n"),
+                Col("verdict", "WWC baseline equivalence", "text"),
+            ],
+            caption="Baseline equivalence of the analysed arms",
+        )
 
 
 def baseline_equivalence(data: TrialData) -> BaselineEquivalence:
@@ -291,8 +341,9 @@ def baseline_equivalence(data: TrialData) -> BaselineEquivalence:
             m = np.ones(len(x), bool) if mask is None else mask
             xt, xc = x[t.to_numpy() & m], x[c.to_numpy() & m]
             d = _hedges(xt, xc) if kind == "continuous" else _cox(xt, xc)
-            recs.append(dict(sample=scale, variable=var, kind=kind, n=int(m.sum()), difference=d,
-                             verdict=verdict(d, adjusted)))
+            recs.append(
+                dict(sample=scale, variable=var, kind=kind, n=int(m.sum()), difference=d, verdict=verdict(d, adjusted))
+            )
 
         add(f"{scale}_baseline", df["baseline"].to_numpy(float), "continuous", True)
         yq = df["years_qualified"].astype(float).to_numpy()
@@ -305,6 +356,14 @@ def baseline_equivalence(data: TrialData) -> BaselineEquivalence:
     if cf is not None and len(cf):
         t, c = (cf["arm"] == "treatment").to_numpy(), (cf["arm"] == "control").to_numpy()
         d = _hedges(cf["base"].to_numpy()[t], cf["base"].to_numpy()[c])
-        recs.append(dict(sample=CASEFILE_OUTCOME, variable=f"{CASEFILE_OUTCOME}_baseline", kind="continuous",
-                         n=len(cf), difference=d, verdict=verdict(d, True)))
+        recs.append(
+            dict(
+                sample=CASEFILE_OUTCOME,
+                variable=f"{CASEFILE_OUTCOME}_baseline",
+                kind="continuous",
+                n=len(cf),
+                difference=d,
+                verdict=verdict(d, True),
+            )
+        )
     return BaselineEquivalence(pd.DataFrame(recs))

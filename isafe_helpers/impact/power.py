@@ -81,9 +81,16 @@ def variance_shares(df: pd.DataFrame) -> dict:
     c = fit_formula_free(df, "followup", ["baseline"], "team_id")
     r2b = 0.0 if u.team_variance <= 0 else max(0.0, 1.0 - c.team_variance / u.team_variance)
     r2w = max(0.0, 1.0 - c.residual_variance / u.residual_variance)
-    return dict(icc=float(u.icc), r2_between=float(min(r2b, 1.0)), r2_within=float(min(r2w, 1.0)),
-                s2b_u=u.team_variance, s2w_u=u.residual_variance, s2b_c=c.team_variance,
-                s2w_c=c.residual_variance, converged=u.converged and c.converged)
+    return dict(
+        icc=float(u.icc),
+        r2_between=float(min(r2b, 1.0)),
+        r2_within=float(min(r2w, 1.0)),
+        s2b_u=u.team_variance,
+        s2w_u=u.residual_variance,
+        s2b_c=c.team_variance,
+        s2w_c=c.residual_variance,
+        converged=u.converged and c.converged,
+    )
 
 
 @dataclass
@@ -101,42 +108,88 @@ class PowerResult(Result):
             if not np.isfinite(r.mdes_achieved):
                 out.append(est_row("power", r.outcome, "mdes", None, n=r.n, n_clusters=r.teams, note=r.note))
                 continue
-            note = (f"achieved sample: J={r.teams}, n={r.team_size:.2f} ({how}), P={r.p_treated:.3f}, "
-                    f"ICC={r.icc:.3f}, R2_B={r.r2_between:.3f}, R2_W={r.r2_within:.3f}, df={r.df}; "
-                    "80% power, 5% two-sided")
-            out.append(est_row("power", r.outcome, "mdes", r.mdes_achieved, n=r.n, n_clusters=r.teams,
-                               note="; ".join(s for s in (note, r.note) if s)))
-            out.append(est_row("power", r.outcome, "mdes_protocol_plan", r.mdes_protocol,
-                               note=_plan_note("same ICC and R2 as this scale")))
+            note = (
+                f"achieved sample: J={r.teams}, n={r.team_size:.2f} ({how}), P={r.p_treated:.3f}, "
+                f"ICC={r.icc:.3f}, R2_B={r.r2_between:.3f}, R2_W={r.r2_within:.3f}, df={r.df}; "
+                "80% power, 5% two-sided"
+            )
+            out.append(
+                est_row(
+                    "power",
+                    r.outcome,
+                    "mdes",
+                    r.mdes_achieved,
+                    n=r.n,
+                    n_clusters=r.teams,
+                    note="; ".join(s for s in (note, r.note) if s),
+                )
+            )
+            out.append(
+                est_row(
+                    "power",
+                    r.outcome,
+                    "mdes_protocol_plan",
+                    r.mdes_protocol,
+                    note=_plan_note("same ICC and R2 as this scale"),
+                )
+            )
         if self.plan is not None:
             p = self.plan
-            out.append(est_row("power", "protocol_plan", "mdes", p.mdes, note=_plan_note(
-                f"ICC={p.icc:.3f}, R2_B={p.r2_between:.3f}, R2_W={p.r2_within:.3f} (means over the scales)")))
+            out.append(
+                est_row(
+                    "power",
+                    "protocol_plan",
+                    "mdes",
+                    p.mdes,
+                    note=_plan_note(
+                        f"ICC={p.icc:.3f}, R2_B={p.r2_between:.3f}, R2_W={p.r2_within:.3f} (means over the scales)"
+                    ),
+                )
+            )
         return out
 
     def table(self) -> Table:
         """One row per scale: the design parameters and the MDES achieved beside the protocol's plan."""
         t = self.frame.assign(outcome=[label(o) for o in self.frame["outcome"]])
-        return Table(t[["outcome", "teams", "team_size", "p_treated", "icc", "r2_between", "r2_within", "df",
-                        "mdes_achieved", "mdes_protocol", "note"]], [
-            Col("outcome", "Outcome", "text"),
-            Col("teams", "Teams", "units"),
-            Col("team_size", "Staff per team (harmonic mean)", "number", 1),
-            Col("p_treated", "Share of teams treated", "number", 2),
-            Col("icc", "ICC", "number", 3),
-            Col("r2_between", "R-squared between teams", "number", 2),
-            Col("r2_within", "R-squared within teams", "number", 2),
-            Col("df", "Degrees of freedom", "int"),
-            Col("mdes_achieved", "MDES achieved (SD)", "number", 2),
-            Col("mdes_protocol", "MDES of the protocol's plan (SD)", "number", 2),
-            Col("note", "Note", "text"),
-        ], caption="Minimum detectable effect size: achieved and planned")
+        return Table(
+            t[
+                [
+                    "outcome",
+                    "teams",
+                    "team_size",
+                    "p_treated",
+                    "icc",
+                    "r2_between",
+                    "r2_within",
+                    "df",
+                    "mdes_achieved",
+                    "mdes_protocol",
+                    "note",
+                ]
+            ],
+            [
+                Col("outcome", "Outcome", "text"),
+                Col("teams", "Teams", "units"),
+                Col("team_size", "Staff per team (harmonic mean)", "number", 1),
+                Col("p_treated", "Share of teams treated", "number", 2),
+                Col("icc", "ICC", "number", 3),
+                Col("r2_between", "R-squared between teams", "number", 2),
+                Col("r2_within", "R-squared within teams", "number", 2),
+                Col("df", "Degrees of freedom", "int"),
+                Col("mdes_achieved", "MDES achieved (SD)", "number", 2),
+                Col("mdes_protocol", "MDES of the protocol's plan (SD)", "number", 2),
+                Col("note", "Note", "text"),
+            ],
+            caption="Minimum detectable effect size: achieved and planned",
+        )
 
 
 def _plan_note(what: str) -> str:
     p = PROTOCOL
-    return (f"protocol plan: J={p['teams']} teams in {p['las']} LAs, n={p['staff_per_team']}, "
-            f"P={p['p_treated']}; {what}; df={p['teams'] - 2 - N_COVARIATES}; 80% power, 5% two-sided")
+    return (
+        f"protocol plan: J={p['teams']} teams in {p['las']} LAs, n={p['staff_per_team']}, "
+        f"P={p['p_treated']}; {what}; df={p['teams'] - 2 - N_COVARIATES}; 80% power, 5% two-sided"
+    )
 
 
 def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerResult:
@@ -148,9 +201,21 @@ def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerRes
         df = analysis_frame(data, scale)
         sizes = df.groupby("team_id").size().to_numpy(float)
         teams = df.groupby("team_id")["treated"].first()
-        rec = dict(outcome=scale, n=len(df), teams=len(sizes), team_size=np.nan, p_treated=np.nan, icc=np.nan,
-                   r2_between=np.nan, r2_within=np.nan, df=np.nan, multiplier=np.nan, mdes_achieved=np.nan,
-                   mdes_protocol=np.nan, note="")
+        rec = dict(
+            outcome=scale,
+            n=len(df),
+            teams=len(sizes),
+            team_size=np.nan,
+            p_treated=np.nan,
+            icc=np.nan,
+            r2_between=np.nan,
+            r2_within=np.nan,
+            df=np.nan,
+            multiplier=np.nan,
+            mdes_achieved=np.nan,
+            mdes_protocol=np.nan,
+            note="",
+        )
         if len(sizes) - 2 - N_COVARIATES < 1 or teams.nunique() < 2:
             rec["note"] = "not estimable: needs teams in both arms and at least 4 analysed teams"
             recs.append(rec)
@@ -163,16 +228,37 @@ def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerRes
             continue
         n_bar = harmonic_mean(sizes) if team_size == "harmonic" else float(sizes.mean())
         a = mdes(len(sizes), n_bar, vs["icc"], vs["r2_between"], vs["r2_within"], float(teams.mean()))
-        plan = mdes(PROTOCOL["teams"], PROTOCOL["staff_per_team"], vs["icc"], vs["r2_between"], vs["r2_within"],
-                    PROTOCOL["p_treated"])
-        rec.update(team_size=n_bar, p_treated=a.p_treated, icc=a.icc, r2_between=a.r2_between,
-                   r2_within=a.r2_within, df=a.df, multiplier=a.multiplier, mdes_achieved=a.mdes,
-                   mdes_protocol=plan.mdes, note="" if vs["converged"] else "did not converge: a variance model")
+        plan = mdes(
+            PROTOCOL["teams"],
+            PROTOCOL["staff_per_team"],
+            vs["icc"],
+            vs["r2_between"],
+            vs["r2_within"],
+            PROTOCOL["p_treated"],
+        )
+        rec.update(
+            team_size=n_bar,
+            p_treated=a.p_treated,
+            icc=a.icc,
+            r2_between=a.r2_between,
+            r2_within=a.r2_within,
+            df=a.df,
+            multiplier=a.multiplier,
+            mdes_achieved=a.mdes,
+            mdes_protocol=plan.mdes,
+            note="" if vs["converged"] else "did not converge: a variance model",
+        )
         recs.append(rec)
     t = pd.DataFrame(recs)
     ok = t[np.isfinite(t["mdes_achieved"].astype(float))]
     plan = None
     if len(ok):
-        plan = mdes(PROTOCOL["teams"], PROTOCOL["staff_per_team"], float(ok["icc"].mean()),
-                    float(ok["r2_between"].mean()), float(ok["r2_within"].mean()), PROTOCOL["p_treated"])
+        plan = mdes(
+            PROTOCOL["teams"],
+            PROTOCOL["staff_per_team"],
+            float(ok["icc"].mean()),
+            float(ok["r2_between"].mean()),
+            float(ok["r2_within"].mean()),
+            PROTOCOL["p_treated"],
+        )
     return PowerResult(t, plan, team_size)

@@ -64,12 +64,34 @@ class PrimaryResult(ArmEffect, Result):
         common = dict(n=self.n, n_clusters=self.n_clusters)
         g, gc = self.g, self.g_conditional
         return [
-            est_row("primary", self.outcome, "treatment_effect", self.estimate, self.se,
-                    self.ci_low, self.ci_high, self.p_value, note=self.note, **common),
-            est_row("primary", self.outcome, "hedges_g_total", *(
-                (g.estimate, g.se, g.ci_low, g.ci_high) if g else (None,) * 4), note=self.note, **common),
-            est_row("primary", self.outcome, "hedges_g_total_conditional", *(
-                (gc.estimate, gc.se, gc.ci_low, gc.ci_high) if gc else (None,) * 4), note=self.note, **common),
+            est_row(
+                "primary",
+                self.outcome,
+                "treatment_effect",
+                self.estimate,
+                self.se,
+                self.ci_low,
+                self.ci_high,
+                self.p_value,
+                note=self.note,
+                **common,
+            ),
+            est_row(
+                "primary",
+                self.outcome,
+                "hedges_g_total",
+                *((g.estimate, g.se, g.ci_low, g.ci_high) if g else (None,) * 4),
+                note=self.note,
+                **common,
+            ),
+            est_row(
+                "primary",
+                self.outcome,
+                "hedges_g_total_conditional",
+                *((gc.estimate, gc.se, gc.ci_low, gc.ci_high) if gc else (None,) * 4),
+                note=self.note,
+                **common,
+            ),
             est_row("primary", self.outcome, "icc", self.icc, note=self.note, **common),
             est_row("primary", self.outcome, "team_variance", self.team_variance, note=self.note, **common),
             est_row("primary", self.outcome, "residual_variance", self.residual_variance, note=self.note, **common),
@@ -114,22 +136,26 @@ def primary_all(data: TrialData) -> PrimaryAnalysis:
 def scope_caveat(data: TrialData) -> str:
     """What the page's scope means for the analysis (a plain caveat for a single LA)."""
     if len(data.las) > 1:
-        return (f"Pooled trial: {len(data.las)} LAs, LA fixed effects (the randomisation strata) in every model.")
+        return f"Pooled trial: {len(data.las)} LAs, LA fixed effects (the randomisation strata) in every model."
     arms = data.teams.drop_duplicates("team_id")["arm"].value_counts()
     nt, nc = int(arms.get("treatment", 0)), int(arms.get("control", 0))
     if min(nt, nc) < 2:
-        return (f"**Single LA ({data.las[0]}): the arms cannot be compared here.** It has {nt} treatment and "
-                f"{nc} control team(s); every comparison needs at least two teams in each arm, so the effect "
-                "estimates below are reported as not estimable (descriptive tables still appear). The pooled "
-                "trial and the other LAs are analysed as usual.")
-    return (f"**Single LA ({data.las[0]}), {data.teams['team_id'].nunique()} teams: read with care.** "
-            "The models have no LA term. With this few teams no test here uses the normal (z) approximation: "
-            "the primary model's CIs and p-values use Student's t with Satterthwaite degrees of freedom, the "
-            "robustness section adds randomisation inference (every possible allocation of this LA's teams "
-            "enumerated when there are at most 5,000, so exact) and CR2 cluster-robust SEs with Satterthwaite df, and the case-file model "
-            "uses t on teams minus coefficients. Even so, the estimates are imprecise (see the minimum "
-            "detectable effect size below) and a team's idiosyncrasies weigh heavily. This is one LA of the "
-            "trial, not the trial's result.")
+        return (
+            f"**Single LA ({data.las[0]}): the arms cannot be compared here.** It has {nt} treatment and "
+            f"{nc} control team(s); every comparison needs at least two teams in each arm, so the effect "
+            "estimates below are reported as not estimable (descriptive tables still appear). The pooled "
+            "trial and the other LAs are analysed as usual."
+        )
+    return (
+        f"**Single LA ({data.las[0]}), {data.teams['team_id'].nunique()} teams: read with care.** "
+        "The models have no LA term. With this few teams no test here uses the normal (z) approximation: "
+        "the primary model's CIs and p-values use Student's t with Satterthwaite degrees of freedom, the "
+        "robustness section adds randomisation inference (every possible allocation of this LA's teams "
+        "enumerated when there are at most 5,000, so exact) and CR2 cluster-robust SEs with Satterthwaite df, and the case-file model "
+        "uses t on teams minus coefficients. Even so, the estimates are imprecise (see the minimum "
+        "detectable effect size below) and a team's idiosyncrasies weigh heavily. This is one LA of the "
+        "trial, not the trial's result."
+    )
 
 
 def convergence_message(results: list[PrimaryResult]) -> str:
@@ -149,35 +175,41 @@ class PrimaryAnalysis(ResultSet):
         wide = t.set_index(["outcome", "quantity"])["estimate"].unstack()
         eff = t[t["quantity"] == "treatment_effect"].set_index("outcome")
         g = t[t["quantity"] == "hedges_g_total"].set_index("outcome")
-        out = pd.DataFrame({
-            "outcome": [label(o) for o in eff.index],
-            "participants": eff["n"].to_numpy(),
-            "teams": eff["n_clusters"].to_numpy(),
-            "effect": eff["estimate"].to_numpy(),
-            "ci_low": eff["ci_low"].to_numpy(),
-            "ci_high": eff["ci_high"].to_numpy(),
-            "p_value": eff["p_value"].to_numpy(),
-            "hedges_g": g["estimate"].reindex(eff.index).to_numpy(),
-            "g_ci_low": g["ci_low"].reindex(eff.index).to_numpy(),
-            "g_ci_high": g["ci_high"].reindex(eff.index).to_numpy(),
-            "icc": wide["icc"].reindex(eff.index).to_numpy(),
-            "team_variance": wide["team_variance"].reindex(eff.index).to_numpy(),
-            "residual_variance": wide["residual_variance"].reindex(eff.index).to_numpy(),
-            "note": eff["note"].to_numpy(),
-        })
-        return Table(out, [
-            Col("outcome", "Outcome", "text"),
-            Col("participants", "Staff analysed", "people"),
-            Col("teams", "Teams", "units"),
-            Col("effect", "Effect (scale points)", "number", 3),
-            Col("ci_low", "95% CI low", "number", 3),
-            Col("ci_high", "95% CI high", "number", 3),
-            Col("p_value", "p", "p"),
-            Col("hedges_g", "Hedges' g", "number", 2),
-            Col("g_ci_low", "g 95% CI low", "number", 2),
-            Col("g_ci_high", "g 95% CI high", "number", 2),
-            Col("icc", "ICC", "number", 3),
-            Col("team_variance", "Team variance", "number", 3),
-            Col("residual_variance", "Residual variance", "number", 3),
-            Col("note", "Note", "text"),
-        ], caption="Primary analysis of the survey scales")
+        out = pd.DataFrame(
+            {
+                "outcome": [label(o) for o in eff.index],
+                "participants": eff["n"].to_numpy(),
+                "teams": eff["n_clusters"].to_numpy(),
+                "effect": eff["estimate"].to_numpy(),
+                "ci_low": eff["ci_low"].to_numpy(),
+                "ci_high": eff["ci_high"].to_numpy(),
+                "p_value": eff["p_value"].to_numpy(),
+                "hedges_g": g["estimate"].reindex(eff.index).to_numpy(),
+                "g_ci_low": g["ci_low"].reindex(eff.index).to_numpy(),
+                "g_ci_high": g["ci_high"].reindex(eff.index).to_numpy(),
+                "icc": wide["icc"].reindex(eff.index).to_numpy(),
+                "team_variance": wide["team_variance"].reindex(eff.index).to_numpy(),
+                "residual_variance": wide["residual_variance"].reindex(eff.index).to_numpy(),
+                "note": eff["note"].to_numpy(),
+            }
+        )
+        return Table(
+            out,
+            [
+                Col("outcome", "Outcome", "text"),
+                Col("participants", "Staff analysed", "people"),
+                Col("teams", "Teams", "units"),
+                Col("effect", "Effect (scale points)", "number", 3),
+                Col("ci_low", "95% CI low", "number", 3),
+                Col("ci_high", "95% CI high", "number", 3),
+                Col("p_value", "p", "p"),
+                Col("hedges_g", "Hedges' g", "number", 2),
+                Col("g_ci_low", "g 95% CI low", "number", 2),
+                Col("g_ci_high", "g 95% CI high", "number", 2),
+                Col("icc", "ICC", "number", 3),
+                Col("team_variance", "Team variance", "number", 3),
+                Col("residual_variance", "Residual variance", "number", 3),
+                Col("note", "Note", "text"),
+            ],
+            caption="Primary analysis of the survey scales",
+        )

@@ -67,12 +67,23 @@ class MIResult(ArmEffect, Result):
 
     def rows(self) -> list[dict]:
         note = self.note or f"{self.n_imputations} imputations, Rubin's rules"
-        return _rows_effect("sensitivity_mi", self.outcome, self.estimate, self.se, self.ci_low,
-                            self.ci_high, self.p_value, self.n, self.n_clusters, note)
+        return _rows_effect(
+            "sensitivity_mi",
+            self.outcome,
+            self.estimate,
+            self.se,
+            self.ci_low,
+            self.ci_high,
+            self.p_value,
+            self.n,
+            self.n_clusters,
+            note,
+        )
 
 
-def multiple_imputation(data: TrialData, outcome: str, n_imputations: int = N_IMPUTATIONS,
-                        n_cycles: int = N_CYCLES, seed: int = SEED) -> MIResult:
+def multiple_imputation(
+    data: TrialData, outcome: str, n_imputations: int = N_IMPUTATIONS, n_cycles: int = N_CYCLES, seed: int = SEED
+) -> MIResult:
     """Arm effect on ``outcome`` with missing scores multiply imputed (chained equations).
 
     Every randomised participant is included (intention to treat). Missing
@@ -141,12 +152,21 @@ class RIResult(ArmEffect, Result):
     def rows(self) -> list[dict]:
         how = ("all {} allocations" if self.exact else "{} seeded permutations").format(self.n_permutations)
         note = self.note or f"teams re-randomised within LA; {how}; CI by test inversion"
-        return _rows_effect("sensitivity_ri", self.outcome, self.estimate, None, self.ci_low,
-                            self.ci_high, self.p_value, self.n, self.n_clusters, note)
+        return _rows_effect(
+            "sensitivity_ri",
+            self.outcome,
+            self.estimate,
+            None,
+            self.ci_low,
+            self.ci_high,
+            self.p_value,
+            self.n,
+            self.n_clusters,
+            note,
+        )
 
 
-def randomisation_inference(data: TrialData, outcome: str, n_perm: int = N_PERMUTATIONS,
-                            seed: int = SEED) -> RIResult:
+def randomisation_inference(data: TrialData, outcome: str, n_perm: int = N_PERMUTATIONS, seed: int = SEED) -> RIResult:
     """Randomisation test and test-inversion CI of the arm effect on ``outcome``.
 
     See the module docstring for the statistic. The two-sided p-value is the
@@ -179,8 +199,9 @@ def randomisation_inference(data: TrialData, outcome: str, n_perm: int = N_PERMU
     res.estimate, res.theta, res.n_permutations, res.exact = test["estimate"], float(theta), len(T), exact
     res.p_value, res.ci_low, res.ci_high = test["p_value"], test["ci_low"], test["ci_high"]
     if exact and len(T) < 40:
-        res.note = (f"teams re-randomised within LA; all {len(T)} allocations: too few to reach p < 0.05; "
-                    "CI by test inversion")
+        res.note = (
+            f"teams re-randomised within LA; all {len(T)} allocations: too few to reach p < 0.05; CI by test inversion"
+        )
     return res
 
 
@@ -190,8 +211,18 @@ class CR2Result(ArmEffect, Result):
 
     def rows(self) -> list[dict]:
         note = self.note or "OLS, team-clustered CR2 SE, Satterthwaite df"
-        return _rows_effect("sensitivity_cr2", self.outcome, self.estimate, self.se, self.ci_low,
-                            self.ci_high, self.p_value, self.n, self.n_clusters, note)
+        return _rows_effect(
+            "sensitivity_cr2",
+            self.outcome,
+            self.estimate,
+            self.se,
+            self.ci_low,
+            self.ci_high,
+            self.p_value,
+            self.n,
+            self.n_clusters,
+            note,
+        )
 
 
 def cluster_robust(data: TrialData, outcome: str) -> CR2Result:
@@ -241,22 +272,32 @@ class Robustness(Result):
         order = {o: i for i, o in enumerate(dict.fromkeys(t["outcome"]))}
         t = t.sort_values("outcome", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
         t["outcome"] = [label(o) for o in t["outcome"]]
-        return Table(t[["outcome", "method", "estimate", "ci_low", "ci_high", "p_value", "note"]], [
-            Col("outcome", "Outcome", "text"),
-            Col("method", "Method", "text"),
-            Col("estimate", "Effect (scale points)", "number", 3),
-            Col("ci_low", "95% CI low", "number", 3),
-            Col("ci_high", "95% CI high", "number", 3),
-            Col("p_value", "p", "p"),
-            Col("note", "Note", "text"),
-        ], caption="Robustness of the primary analysis")
+        return Table(
+            t[["outcome", "method", "estimate", "ci_low", "ci_high", "p_value", "note"]],
+            [
+                Col("outcome", "Outcome", "text"),
+                Col("method", "Method", "text"),
+                Col("estimate", "Effect (scale points)", "number", 3),
+                Col("ci_low", "95% CI low", "number", 3),
+                Col("ci_high", "95% CI high", "number", 3),
+                Col("p_value", "p", "p"),
+                Col("note", "Note", "text"),
+            ],
+            caption="Robustness of the primary analysis",
+        )
 
 
-def robustness(data: TrialData, primary: PrimaryAnalysis | None = None, n_perm: int = N_PERMUTATIONS,
-               n_imputations: int = N_IMPUTATIONS, seed: int = SEED) -> Robustness:
+def robustness(
+    data: TrialData,
+    primary: PrimaryAnalysis | None = None,
+    n_perm: int = N_PERMUTATIONS,
+    n_imputations: int = N_IMPUTATIONS,
+    seed: int = SEED,
+) -> Robustness:
     """Run the three robustness checks for every scale of the instrument (``primary``: shown beside them)."""
     scales = data.instrument.scale_names
-    return Robustness(primary=primary,
+    return Robustness(
+        primary=primary,
         mi=[multiple_imputation(data, s, n_imputations=n_imputations, seed=seed) for s in scales],
         ri=[randomisation_inference(data, s, n_perm=n_perm, seed=seed) for s in scales],
         cr2=[cluster_robust(data, s) for s in scales],

@@ -64,8 +64,9 @@ def _tidy(fit, keep: list[int]) -> list[dict]:
     for k in keep:
         b, se, d = float(fit.beta[k]), float(fit.se[k]), float(fit.df[k])
         ci = interval(b, se, d)
-        recs.append(dict(term=fit.names[k], estimate=b, se=se, df=d, ci_low=ci.ci_low, ci_high=ci.ci_high,
-                         p_value=ci.p_value))
+        recs.append(
+            dict(term=fit.names[k], estimate=b, se=se, df=d, ci_low=ci.ci_low, ci_high=ci.ci_high, p_value=ci.p_value)
+        )
     return recs
 
 
@@ -80,33 +81,53 @@ class ModeratorResults(Result):
         out = []
         for r in self.frame.itertuples():
             p = r.p_holm if r.kind == "interaction" else r.p_value
-            what = {"interaction": "p Holm-adjusted across the family",
-                    "joint": f"joint Wald F test of every arm x LA term, denominator df {r.df:g} (between teams)",
-                    }.get(r.kind, "unadjusted p")
-            note = r.note if r.note.startswith("not estimable") else "; ".join(
-                s for s in (EXPLORATORY, what, r.note) if s)
-            out.append(est_row(ANALYSIS[r.moderator], r.outcome, r.quantity, r.estimate, r.se, r.ci_low, r.ci_high,
-                               p, n=r.n, n_clusters=r.n_clusters, note=note))
+            what = {
+                "interaction": "p Holm-adjusted across the family",
+                "joint": f"joint Wald F test of every arm x LA term, denominator df {r.df:g} (between teams)",
+            }.get(r.kind, "unadjusted p")
+            note = (
+                r.note if r.note.startswith("not estimable") else "; ".join(s for s in (EXPLORATORY, what, r.note) if s)
+            )
+            out.append(
+                est_row(
+                    ANALYSIS[r.moderator],
+                    r.outcome,
+                    r.quantity,
+                    r.estimate,
+                    r.se,
+                    r.ci_low,
+                    r.ci_high,
+                    p,
+                    n=r.n,
+                    n_clusters=r.n_clusters,
+                    note=note,
+                )
+            )
         return out
 
     def table(self) -> Table:
         """One row per reported term: estimate with 95% CI, unadjusted p and (interactions) Holm-adjusted p."""
-        t = self.frame.assign(outcome=[label(o) for o in self.frame["outcome"]],
-                              moderator=[MODERATOR_LABELS[m] for m in self.frame["moderator"]],
-                              term=[term_label(q) for q in self.frame["quantity"]])
-        return Table(t[["outcome", "moderator", "term", "n", "estimate", "ci_low", "ci_high", "p_value", "p_holm",
-                        "note"]], [
-            Col("outcome", "Outcome", "text"),
-            Col("moderator", "Moderator", "text"),
-            Col("term", "Term", "text"),
-            Col("n", "Staff in the model", "people"),
-            Col("estimate", "Estimate", "number", 3, base="n"),
-            Col("ci_low", "95% CI low", "number", 3, base="n"),
-            Col("ci_high", "95% CI high", "number", 3, base="n"),
-            Col("p_value", "p", "p", base="n"),
-            Col("p_holm", "p, Holm-adjusted", "p", base="n"),
-            Col("note", "Note", "text"),
-        ], caption="Moderators of the effect (exploratory)")
+        t = self.frame.assign(
+            outcome=[label(o) for o in self.frame["outcome"]],
+            moderator=[MODERATOR_LABELS[m] for m in self.frame["moderator"]],
+            term=[term_label(q) for q in self.frame["quantity"]],
+        )
+        return Table(
+            t[["outcome", "moderator", "term", "n", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "note"]],
+            [
+                Col("outcome", "Outcome", "text"),
+                Col("moderator", "Moderator", "text"),
+                Col("term", "Term", "text"),
+                Col("n", "Staff in the model", "people"),
+                Col("estimate", "Estimate", "number", 3, base="n"),
+                Col("ci_low", "95% CI low", "number", 3, base="n"),
+                Col("ci_high", "95% CI high", "number", 3, base="n"),
+                Col("p_value", "p", "p", base="n"),
+                Col("p_holm", "p, Holm-adjusted", "p", base="n"),
+                Col("note", "Note", "text"),
+            ],
+            caption="Moderators of the effect (exploratory)",
+        )
 
 
 MODERATOR_LABELS = {"age": "Age band", "experience": "Years qualified", "la": "Local authority"}
@@ -129,8 +150,9 @@ def term_label(quantity: str) -> str:
 
 
 def _levels(df: pd.DataFrame, col: str, order) -> tuple[list, list]:
-    counts = df.groupby([col, "arm"]).size().unstack(fill_value=0).reindex(columns=["treatment", "control"],
-                                                                            fill_value=0)
+    counts = (
+        df.groupby([col, "arm"]).size().unstack(fill_value=0).reindex(columns=["treatment", "control"], fill_value=0)
+    )
     present = [lev for lev in order if lev in counts.index]
     kept = [lev for lev in present if counts.loc[lev].min() >= MIN_PER_ARM]
     return kept, [lev for lev in present if lev not in kept]
@@ -155,10 +177,25 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
     base = dict(outcome=outcome, moderator=moderator, n=len(df), n_clusters=df["team_id"].nunique())
     arms = df.groupby("arm")["team_id"].nunique()
     if len(arms) < 2 or arms.min() < 2 or (moderator != "experience" and len(levels) < 2):
-        why = "not estimable: needs two levels each with both arms" if moderator != "experience" else \
-            "not estimable: needs at least two analysed teams in each arm"
-        return [dict(base, quantity="interaction", kind="interaction", estimate=np.nan, se=np.nan, df=np.nan,
-                     ci_low=np.nan, ci_high=np.nan, p_value=np.nan, note="; ".join([why, *notes]))], pd.DataFrame()
+        why = (
+            "not estimable: needs two levels each with both arms"
+            if moderator != "experience"
+            else "not estimable: needs at least two analysed teams in each arm"
+        )
+        return [
+            dict(
+                base,
+                quantity="interaction",
+                kind="interaction",
+                estimate=np.nan,
+                se=np.nan,
+                df=np.nan,
+                ci_low=np.nan,
+                ci_high=np.nan,
+                p_value=np.nan,
+                note="; ".join([why, *notes]),
+            )
+        ], pd.DataFrame()
     X, names = design(df)
     y, teams = df["followup"].to_numpy(float), df["team_id"].to_numpy()
     t = df["treated"].to_numpy(float)
@@ -170,16 +207,18 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
             fit = fit_random_intercept(y, np.column_stack([X, yq, t * yq]), teams, names + ["yq", "treated:yq"])
             k_int, k_t = len(names) + 1, 1
             for r, q in zip(_tidy(fit, [k_int, k_t]), ("interaction_per_year", f"effect_at_{YEARS_CENTRE:g}_years")):
-                recs.append(dict(base, **r, quantity=q, kind="interaction" if q.startswith("inter") else "effect",
-                                 note=note))
+                recs.append(
+                    dict(base, **r, quantity=q, kind="interaction" if q.startswith("inter") else "effect", note=note)
+                )
             grid = np.linspace(0.0, float(np.nanpercentile(df["years_qualified"], 95)), 41)
             c = np.zeros((grid.size, len(fit.beta)))
             c[:, k_t], c[:, k_int] = 1.0, grid - YEARS_CENTRE
             est = c @ fit.beta
             se = np.sqrt(np.einsum("ij,jk,ik->i", c, fit.cov_beta, c))
             band = interval(est, se, fit.df[k_t])
-            curve = pd.DataFrame(dict(outcome=outcome, years=grid, effect=est, ci_low=band.ci_low,
-                                      ci_high=band.ci_high))
+            curve = pd.DataFrame(
+                dict(outcome=outcome, years=grid, effect=est, ci_low=band.ci_low, ci_high=band.ci_high)
+            )
         else:
             col = "age_band" if moderator == "age" else "la"
             v = df[col].to_numpy()
@@ -189,27 +228,58 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
             else:
                 Xm, nm = X, names
             p0 = Xm.shape[1]
-            fit = fit_random_intercept(y, np.column_stack([Xm, t[:, None] * D[:, 1:]]), teams,
-                                       nm + [f"treated:{lev}" for lev in levels[1:]])
+            fit = fit_random_intercept(
+                y, np.column_stack([Xm, t[:, None] * D[:, 1:]]), teams, nm + [f"treated:{lev}" for lev in levels[1:]]
+            )
             for lev, r in zip(levels[1:], _tidy(fit, list(range(p0, p0 + len(levels) - 1)))):
-                recs.append(dict(base, **r, quantity=f"interaction_{lev}_vs_{levels[0]}", kind="interaction",
-                                 note=note))
+                recs.append(
+                    dict(base, **r, quantity=f"interaction_{lev}_vs_{levels[0]}", kind="interaction", note=note)
+                )
             if moderator == "la":
                 idx = list(range(p0, p0 + len(levels) - 1))
-                recs.append(dict(base, **joint_wald(fit.beta[idx], fit.cov_beta[np.ix_(idx, idx)],
-                                                    df["team_id"].nunique() - 2 * len(levels)),
-                                 quantity="wald_f_arm_x_la", kind="joint", note=note))
+                recs.append(
+                    dict(
+                        base,
+                        **joint_wald(
+                            fit.beta[idx], fit.cov_beta[np.ix_(idx, idx)], df["team_id"].nunique() - 2 * len(levels)
+                        ),
+                        quantity="wald_f_arm_x_la",
+                        kind="joint",
+                        note=note,
+                    )
+                )
             # arm nested in levels: the arm effect within each level
             Xn = np.column_stack([np.delete(Xm, 1, axis=1), t[:, None] * D])
             fit2 = fit_random_intercept(y, Xn, teams)
             p1 = Xm.shape[1] - 1
             for lev, r in zip(levels, _tidy(fit2, list(range(p1, p1 + len(levels))))):
                 nlev = int((v == lev).sum())
-                recs.append({**base, **r, "quantity": f"effect_in_{lev}", "kind": "effect", "note": note,
-                             "n": nlev, "n_clusters": int(df.loc[v == lev, "team_id"].nunique())})
+                recs.append(
+                    {
+                        **base,
+                        **r,
+                        "quantity": f"effect_in_{lev}",
+                        "kind": "effect",
+                        "note": note,
+                        "n": nlev,
+                        "n_clusters": int(df.loc[v == lev, "team_id"].nunique()),
+                    }
+                )
     except (ValueError, np.linalg.LinAlgError) as exc:
-        return [dict(base, quantity="interaction", kind="interaction", estimate=np.nan, se=np.nan, df=np.nan,
-                     ci_low=np.nan, ci_high=np.nan, p_value=np.nan, note=f"not estimable: {exc}")], pd.DataFrame()
+        return [
+            dict(
+                base,
+                quantity="interaction",
+                kind="interaction",
+                estimate=np.nan,
+                se=np.nan,
+                df=np.nan,
+                ci_low=np.nan,
+                ci_high=np.nan,
+                p_value=np.nan,
+                note=f"not estimable: {exc}",
+            )
+        ], pd.DataFrame()
     return recs, curve
 
 
@@ -228,6 +298,9 @@ def moderators(data: TrialData) -> ModeratorResults:
     t["p_holm"] = np.nan
     t.loc[inter, "p_holm"] = holm(t.loc[inter, "p_value"].to_numpy())
     t["note"] = t["note"].fillna("")
-    cv = pd.concat([c for c in curves if len(c)], ignore_index=True) if any(len(c) for c in curves) \
+    cv = (
+        pd.concat([c for c in curves if len(c)], ignore_index=True)
+        if any(len(c) for c in curves)
         else pd.DataFrame(columns=["outcome", "years", "effect", "ci_low", "ci_high"])
+    )
     return ModeratorResults(t, cv)

@@ -8,5 +8,19 @@ from isafe_helpers.process.feedback import has_themes, response_rate, satisfacti
 from isafe_helpers.process.participation import dose, reach, reached_profile
 from isafe_helpers.process.variation import dose_outcome, impact_text, reach_vs_impact, skipped_text
 
-__all__ = ["FIDELITY_THRESHOLD_PCT", "dose", "dose_outcome", "fidelity", "has_themes", "impact_text", "reach", "reach_vs_impact",
-           "reached_profile", "response_rate", "satisfaction", "skipped_text", "themes", "usefulness"]
+__all__ = [
+    "FIDELITY_THRESHOLD_PCT",
+    "dose",
+    "dose_outcome",
+    "fidelity",
+    "has_themes",
+    "impact_text",
+    "reach",
+    "reach_vs_impact",
+    "reached_profile",
+    "response_rate",
+    "satisfaction",
+    "skipped_text",
+    "themes",
+    "usefulness",
+]

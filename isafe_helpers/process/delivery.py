@@ -46,37 +46,71 @@ def fidelity(data: TrialData) -> ProcessResult:
         rows += [
             est_row("fidelity", comp, "delivered_pct", pct, n=len(sub), note=note),
             est_row("fidelity", comp, "sessions", np.nan if fid.empty else len(sub), note=note),
-            est_row("fidelity", comp, "quality_mean", q.mean() if len(q) else np.nan, n=len(q),
-                    note=note or ("" if len(q) else "no quality ratings")),
-            est_row("fidelity", comp, "sessions_below_threshold", below if planned else np.nan, n=len(sub),
-                    note=note or f"delivered under {FIDELITY_THRESHOLD_PCT:g}% of planned elements"),
+            est_row(
+                "fidelity",
+                comp,
+                "quality_mean",
+                q.mean() if len(q) else np.nan,
+                n=len(q),
+                note=note or ("" if len(q) else "no quality ratings"),
+            ),
+            est_row(
+                "fidelity",
+                comp,
+                "sessions_below_threshold",
+                below if planned else np.nan,
+                n=len(sub),
+                note=note or f"delivered under {FIDELITY_THRESHOLD_PCT:g}% of planned elements",
+            ),
         ]
-        recs.append({"component": comp, "sessions": len(sub), "planned": planned, "delivered": delivered,
-                     "delivered_pct": pct, "quality_mean": q.mean() if len(q) else np.nan,
-                     "quality_rated": len(q), "below_threshold": below})
+        recs.append(
+            {
+                "component": comp,
+                "sessions": len(sub),
+                "planned": planned,
+                "delivered": delivered,
+                "delivered_pct": pct,
+                "quality_mean": q.mean() if len(q) else np.nan,
+                "quality_rated": len(q),
+                "below_threshold": below,
+            }
+        )
     by_la = []
     for la in data.las:
         for comp in (*COMPONENTS, "all"):
             sub = fid[fid["la"] == la]
             sub = sub if comp == "all" else sub[sub["component"] == comp]
             planned = float(sub["planned_elements"].sum())
-            by_la.append({"la": la, "component": comp, "sessions": len(sub),
-                          "delivered_pct": 100 * float(sub["delivered_elements"].sum()) / planned
-                          if planned else np.nan})
+            by_la.append(
+                {
+                    "la": la,
+                    "component": comp,
+                    "sessions": len(sub),
+                    "delivered_pct": 100 * float(sub["delivered_elements"].sum()) / planned if planned else np.nan,
+                }
+            )
     below_tab = fid.loc[fid["below"], ["la", "session_id", "component", "delivered_pct"]]
     frames = {
         "by_la": pd.DataFrame(by_la, columns=["la", "component", "sessions", "delivered_pct"]),
-        "sessions": fid[["la", "session_id", "component", "planned_elements", "delivered_elements",
-                         "delivered_pct", "quality"]].reset_index(drop=True),
+        "sessions": fid[
+            ["la", "session_id", "component", "planned_elements", "delivered_elements", "delivered_pct", "quality"]
+        ].reset_index(drop=True),
         "below": below_tab.sort_values(["la", "session_id"]).reset_index(drop=True),
     }
-    return ProcessResult("fidelity", pd.DataFrame(recs), rows, [
-        Col("component", "Component", "text"),
-        Col("sessions", "Sessions", "units"),
-        Col("planned", "Elements planned", "int"),
-        Col("delivered", "Elements delivered", "int"),
-        Col("delivered_pct", "Delivered (%)", "pct", 1),
-        Col("quality_mean", "Mean quality (1 to 5)", "mean", 2),
-        Col("quality_rated", "Sessions rated", "units"),
-        Col("below_threshold", "Sessions under the threshold", "units"),
-    ], "Fidelity and quality of delivery", frames=frames)
+    return ProcessResult(
+        "fidelity",
+        pd.DataFrame(recs),
+        rows,
+        [
+            Col("component", "Component", "text"),
+            Col("sessions", "Sessions", "units"),
+            Col("planned", "Elements planned", "int"),
+            Col("delivered", "Elements delivered", "int"),
+            Col("delivered_pct", "Delivered (%)", "pct", 1),
+            Col("quality_mean", "Mean quality (1 to 5)", "mean", 2),
+            Col("quality_rated", "Sessions rated", "units"),
+            Col("below_threshold", "Sessions under the threshold", "units"),
+        ],
+        "Fidelity and quality of delivery",
+        frames=frames,
+    )

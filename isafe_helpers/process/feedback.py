@@ -25,7 +25,11 @@ from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.table import Col
 from isafe_helpers.stats.proportions import cluster_ci, wilson
 
-THEME_COLUMNS = [Col("theme", "Theme", "text"), Col("component", "Component", "text"), Col("count", "Mentions", "people")]
+THEME_COLUMNS = [
+    Col("theme", "Theme", "text"),
+    Col("component", "Component", "text"),
+    Col("count", "Mentions", "people"),
+]
 
 
 # --------------------------------------------------------------------------
@@ -44,8 +48,16 @@ def _share(sub: pd.DataFrame, col: str, hit, n_las: int) -> dict:
         if (per["size"] > 0).sum() >= 2:
             se, lo, hi = cluster_ci(per["sum"].to_numpy(), per["size"].to_numpy())
             method = "cluster_la"
-    return {"n": n, "k": k, "pct": pct, "se": se, "ci_low": lo, "ci_high": hi, "ci_method": method,
-            "n_clusters": int(ans["la"].nunique())}
+    return {
+        "n": n,
+        "k": k,
+        "pct": pct,
+        "se": se,
+        "ci_low": lo,
+        "ci_high": hi,
+        "ci_method": method,
+        "n_clusters": int(ans["la"].nunique()),
+    }
 
 
 def satisfaction(data: TrialData) -> ProcessResult:
@@ -67,25 +79,49 @@ def satisfaction(data: TrialData) -> ProcessResult:
         if s["ci_method"] == "cluster_la":
             note = (note + "; " if note else "") + "95% CI cluster-robust with LA as the cluster"
         rows += [
-            est_row("satisfaction", comp, "satisfied_pct", s["pct"], se=s["se"], ci_low=s["ci_low"],
-                    ci_high=s["ci_high"], n=s["n"], n_clusters=s["n_clusters"] if n_las > 1 else None,
-                    note=note),
+            est_row(
+                "satisfaction",
+                comp,
+                "satisfied_pct",
+                s["pct"],
+                se=s["se"],
+                ci_low=s["ci_low"],
+                ci_high=s["ci_high"],
+                n=s["n"],
+                n_clusters=s["n_clusters"] if n_las > 1 else None,
+                note=note,
+            ),
             est_row("satisfaction", comp, "respondents", s["n"]),
         ]
-        recs.append({"component": comp, "respondents": s["n"], "satisfied": s["k"], "satisfied_pct": s["pct"],
-                     "ci_low": s["ci_low"], "ci_high": s["ci_high"], "ci_method": s["ci_method"]})
+        recs.append(
+            {
+                "component": comp,
+                "respondents": s["n"],
+                "satisfied": s["k"],
+                "satisfied_pct": s["pct"],
+                "ci_low": s["ci_low"],
+                "ci_high": s["ci_high"],
+                "ci_method": s["ci_method"],
+            }
+        )
         counts = sub["satisfaction"].dropna().astype(int).value_counts()
-        dist.append({"component": comp, **{str(v): int(counts.get(v, 0)) for v in range(1, 6)},
-                     "respondents": s["n"]})
-    return ProcessResult("satisfaction", pd.DataFrame(recs), rows, [
-        Col("component", "Component", "text"),
-        Col("respondents", "Respondents", "people"),
-        Col("satisfied", "Fairly or very satisfied", "people"),
-        Col("satisfied_pct", "Fairly or very satisfied (%)", "pct", 1, base="respondents"),
-        Col("ci_low", "95% CI low (%)", "pct", 1, base="respondents"),
-        Col("ci_high", "95% CI high (%)", "pct", 1, base="respondents"),
-        Col("ci_method", "Interval", "text"),
-    ], "Satisfaction with each component", frames={"distribution": pd.DataFrame(dist)})
+        dist.append({"component": comp, **{str(v): int(counts.get(v, 0)) for v in range(1, 6)}, "respondents": s["n"]})
+    return ProcessResult(
+        "satisfaction",
+        pd.DataFrame(recs),
+        rows,
+        [
+            Col("component", "Component", "text"),
+            Col("respondents", "Respondents", "people"),
+            Col("satisfied", "Fairly or very satisfied", "people"),
+            Col("satisfied_pct", "Fairly or very satisfied (%)", "pct", 1, base="respondents"),
+            Col("ci_low", "95% CI low (%)", "pct", 1, base="respondents"),
+            Col("ci_high", "95% CI high (%)", "pct", 1, base="respondents"),
+            Col("ci_method", "Interval", "text"),
+        ],
+        "Satisfaction with each component",
+        frames={"distribution": pd.DataFrame(dist)},
+    )
 
 
 def usefulness(data: TrialData) -> ProcessResult:
@@ -104,22 +140,54 @@ def usefulness(data: TrialData) -> ProcessResult:
         mean_u = float(sub["usefulness"].dropna().astype(float).mean()) if u["n"] else np.nan
         none = "no feedback returned" if fb.empty else ""
         rows += [
-            est_row("usefulness", comp, "useful_pct", u["pct"], se=u["se"], ci_low=u["ci_low"],
-                    ci_high=u["ci_high"], n=u["n"], note=none or ("" if u["n"] else "no usefulness answers")),
+            est_row(
+                "usefulness",
+                comp,
+                "useful_pct",
+                u["pct"],
+                se=u["se"],
+                ci_low=u["ci_low"],
+                ci_high=u["ci_high"],
+                n=u["n"],
+                note=none or ("" if u["n"] else "no usefulness answers"),
+            ),
             est_row("usefulness", comp, "mean_usefulness", mean_u, n=u["n"]),
-            est_row("would_recommend", comp, "recommend_pct", w["pct"], se=w["se"], ci_low=w["ci_low"],
-                    ci_high=w["ci_high"], n=w["n"], note=none or ("" if w["n"] else "no would-recommend answers")),
+            est_row(
+                "would_recommend",
+                comp,
+                "recommend_pct",
+                w["pct"],
+                se=w["se"],
+                ci_low=w["ci_low"],
+                ci_high=w["ci_high"],
+                n=w["n"],
+                note=none or ("" if w["n"] else "no would-recommend answers"),
+            ),
         ]
-        recs.append({"component": comp, "usefulness_answers": u["n"], "useful_pct": u["pct"],
-                     "mean_usefulness": mean_u, "recommend_answers": w["n"], "recommend_pct": w["pct"]})
-    return ProcessResult("usefulness", pd.DataFrame(recs), rows, [
-        Col("component", "Component", "text"),
-        Col("usefulness_answers", "Answered usefulness", "people"),
-        Col("useful_pct", "Found it useful, 4 or 5 (%)", "pct", 1, base="usefulness_answers"),
-        Col("mean_usefulness", "Mean usefulness (1 to 5)", "mean", 2, base="usefulness_answers"),
-        Col("recommend_answers", "Answered would-recommend", "people"),
-        Col("recommend_pct", "Would recommend (%)", "pct", 1, base="recommend_answers"),
-    ], "Usefulness and would-recommend")
+        recs.append(
+            {
+                "component": comp,
+                "usefulness_answers": u["n"],
+                "useful_pct": u["pct"],
+                "mean_usefulness": mean_u,
+                "recommend_answers": w["n"],
+                "recommend_pct": w["pct"],
+            }
+        )
+    return ProcessResult(
+        "usefulness",
+        pd.DataFrame(recs),
+        rows,
+        [
+            Col("component", "Component", "text"),
+            Col("usefulness_answers", "Answered usefulness", "people"),
+            Col("useful_pct", "Found it useful, 4 or 5 (%)", "pct", 1, base="usefulness_answers"),
+            Col("mean_usefulness", "Mean usefulness (1 to 5)", "mean", 2, base="usefulness_answers"),
+            Col("recommend_answers", "Answered would-recommend", "people"),
+            Col("recommend_pct", "Would recommend (%)", "pct", 1, base="recommend_answers"),
+        ],
+        "Usefulness and would-recommend",
+    )
 
 
 def response_rate(data: TrialData) -> ProcessResult:
@@ -151,18 +219,36 @@ def response_rate(data: TrialData) -> ProcessResult:
             est_row("feedback_response", comp, "respondents", k),
             est_row("feedback_response", comp, "feedback_without_attendance", outside),
         ]
-        recs.append({"component": comp, "attendees": n, "respondents": k, "response_rate_pct": pct,
-                     "feedback_without_attendance": outside})
+        recs.append(
+            {
+                "component": comp,
+                "attendees": n,
+                "respondents": k,
+                "response_rate_pct": pct,
+                "feedback_without_attendance": outside,
+            }
+        )
     t = pd.DataFrame(recs)
     outside = int(t.loc[t["component"] == "all", "feedback_without_attendance"].iloc[0])
-    note = (f"{outside} feedback row(s) came from people with no attended session of that component; "
-            "they are left out of the rate." if outside else "")
-    return ProcessResult("feedback_response", t, rows, [
-        Col("component", "Component", "text"),
-        Col("attendees", "Attendees", "people"),
-        Col("respondents", "Returned feedback", "people"),
-        Col("response_rate_pct", "Response rate (%)", "pct", 1, base="attendees"),
-    ], "Feedback response rate", notes=[note] if note else [])
+    note = (
+        f"{outside} feedback row(s) came from people with no attended session of that component; "
+        "they are left out of the rate."
+        if outside
+        else ""
+    )
+    return ProcessResult(
+        "feedback_response",
+        t,
+        rows,
+        [
+            Col("component", "Component", "text"),
+            Col("attendees", "Attendees", "people"),
+            Col("respondents", "Returned feedback", "people"),
+            Col("response_rate_pct", "Response rate (%)", "pct", 1, base="attendees"),
+        ],
+        "Feedback response rate",
+        notes=[note] if note else [],
+    )
 
 
 def has_themes(data: TrialData) -> bool:
@@ -177,9 +263,14 @@ def themes(data: TrialData) -> ProcessResult:
     Empty when the feedback has no ``theme`` values.
     """
     if not has_themes(data):
-        return ProcessResult("themes", pd.DataFrame(columns=["theme", "component", "count"]), [], THEME_COLUMNS,
-                             "Coded comment themes",
-                             notes=["no coded themes in the feedback"])
+        return ProcessResult(
+            "themes",
+            pd.DataFrame(columns=["theme", "component", "count"]),
+            [],
+            THEME_COLUMNS,
+            "Coded comment themes",
+            notes=["no coded themes in the feedback"],
+        )
     fb = data.feedback[data.feedback["theme"].notna()]
     t = fb.groupby(["theme", "component"]).size().rename("count").reset_index()
     tot = fb.groupby("theme").size().rename("count").reset_index().assign(component="all")

@@ -79,8 +79,17 @@ def _reach_records(att: pd.DataFrame, targets: pd.DataFrame) -> list[dict]:
             flag = "over 100%: more attendees than the intended audience"
         elif len(with_target) < len(comps):
             flag = "some components have no intended audience and are left out"
-        recs.append({"component": comp, "attendees": k, "intended_n": n, "reach_pct": pct,
-                     "ci_low": lo, "ci_high": hi, "flag": flag})
+        recs.append(
+            {
+                "component": comp,
+                "attendees": k,
+                "intended_n": n,
+                "reach_pct": pct,
+                "ci_low": lo,
+                "ci_high": hi,
+                "flag": flag,
+            }
+        )
     return recs
 
 
@@ -96,8 +105,16 @@ def reach(data: TrialData) -> ProcessResult:
     rows = []
     for r in recs:
         rows += [
-            est_row("reach", r["component"], "reach_pct", r["reach_pct"], ci_low=r["ci_low"],
-                    ci_high=r["ci_high"], n=r["intended_n"], note=r["flag"]),
+            est_row(
+                "reach",
+                r["component"],
+                "reach_pct",
+                r["reach_pct"],
+                ci_low=r["ci_low"],
+                ci_high=r["ci_high"],
+                n=r["intended_n"],
+                note=r["flag"],
+            ),
             est_row("reach", r["component"], "attendees", r["attendees"]),
             est_row("reach", r["component"], "intended_n", r["intended_n"]),
         ]
@@ -105,8 +122,14 @@ def reach(data: TrialData) -> ProcessResult:
     for la in data.las:
         for r in _reach_records(att[att["la"] == la], data.ipe_targets[data.ipe_targets["la"] == la]):
             by_la.append({"la": la, **r})
-    return ProcessResult("reach", pd.DataFrame(recs), rows, REACH_COLUMNS, "Reach of each component and pathway",
-                         frames={"by_la": pd.DataFrame(by_la)})
+    return ProcessResult(
+        "reach",
+        pd.DataFrame(recs),
+        rows,
+        REACH_COLUMNS,
+        "Reach of each component and pathway",
+        frames={"by_la": pd.DataFrame(by_la)},
+    )
 
 
 def experience_band(years: pd.Series) -> pd.Series:
@@ -128,8 +151,14 @@ def reached_profile(data: TrialData) -> ProcessResult:
     tp["role_"] = tp["role"].astype(object)
     tp["age_band_"] = tp["age_band"].astype(object).where(tp["age_band"].notna(), NOT_GIVEN)
     tp["experience_"] = experience_band(tp["years_qualified"])
-    recs = [{"characteristic": "all", "group": "all", "reached": int(tp["reached"].sum()),
-             "not_reached": int((~tp["reached"]).sum())}]
+    recs = [
+        {
+            "characteristic": "all",
+            "group": "all",
+            "reached": int(tp["reached"].sum()),
+            "not_reached": int((~tp["reached"]).sum()),
+        }
+    ]
     for char, col, order in (
         ("role", "role_", None),
         ("age_band", "age_band_", None),
@@ -140,8 +169,14 @@ def reached_profile(data: TrialData) -> ProcessResult:
             sub = tp[tp[col] == g]
             if len(sub) == 0:
                 continue
-            recs.append({"characteristic": char, "group": g, "reached": int(sub["reached"].sum()),
-                         "not_reached": int((~sub["reached"]).sum())})
+            recs.append(
+                {
+                    "characteristic": char,
+                    "group": g,
+                    "reached": int(sub["reached"].sum()),
+                    "not_reached": int((~sub["reached"]).sum()),
+                }
+            )
     t = pd.DataFrame(recs, columns=["characteristic", "group", "reached", "not_reached"])
     t["total"] = t["reached"] + t["not_reached"]
     t["reached_pct"] = np.where(t["total"] > 0, 100 * t["reached"] / t["total"].where(t["total"] > 0), np.nan)
@@ -150,19 +185,34 @@ def reached_profile(data: TrialData) -> ProcessResult:
         outcome = "all" if r.characteristic == "all" else f"{r.characteristic}:{r.group}"
         lo, hi = wilson(r.reached, r.total)
         rows += [
-            est_row("reach_profile", outcome, "reached_pct", r.reached_pct, ci_low=lo, ci_high=hi, n=r.total,
-                    note="treatment-team participants with at least one practice-pathway session"),
+            est_row(
+                "reach_profile",
+                outcome,
+                "reached_pct",
+                r.reached_pct,
+                ci_low=lo,
+                ci_high=hi,
+                n=r.total,
+                note="treatment-team participants with at least one practice-pathway session",
+            ),
             est_row("reach_profile", outcome, "reached", r.reached),
             est_row("reach_profile", outcome, "not_reached", r.not_reached),
         ]
-    return ProcessResult("reach_profile", t, rows, [
-        Col("characteristic", "Characteristic", "text"),
-        Col("group", "Group", "text"),
-        Col("reached", "Reached", "people"),
-        Col("not_reached", "Not reached", "people"),
-        Col("total", "Intervention-team staff", "people"),
-        Col("reached_pct", "Reached (%)", "pct", 1, base="total"),
-    ], "Who was reached among intervention-team staff", sums={"total": ("reached", "not_reached")})
+    return ProcessResult(
+        "reach_profile",
+        t,
+        rows,
+        [
+            Col("characteristic", "Characteristic", "text"),
+            Col("group", "Group", "text"),
+            Col("reached", "Reached", "people"),
+            Col("not_reached", "Not reached", "people"),
+            Col("total", "Intervention-team staff", "people"),
+            Col("reached_pct", "Reached (%)", "pct", 1, base="total"),
+        ],
+        "Who was reached among intervention-team staff",
+        sums={"total": ("reached", "not_reached")},
+    )
 
 
 def dose(data: TrialData) -> ProcessResult:
@@ -193,9 +243,16 @@ def dose(data: TrialData) -> ProcessResult:
             est_row("dose", label, "participants", scope_row[label], n=n, note=note),
             est_row("dose", label, "share_pct", scope_row[f"{label}_pct"], n=n, note=note),
         ]
-    return ProcessResult("dose", t, rows, [
-        Col("la", "LA", "text"),
-        Col("participants", "Intervention-team staff", "people"),
-        *[Col(d, f"{d.capitalize()} (staff)", "people") for d in DOSE_LABELS.values()],
-        *[Col(f"{d}_pct", f"{d.capitalize()} (%)", "pct", 1, base="participants") for d in DOSE_LABELS.values()],
-    ], "Practice-pathway sessions attended", sums={"participants": tuple(DOSE_LABELS.values())})
+    return ProcessResult(
+        "dose",
+        t,
+        rows,
+        [
+            Col("la", "LA", "text"),
+            Col("participants", "Intervention-team staff", "people"),
+            *[Col(d, f"{d.capitalize()} (staff)", "people") for d in DOSE_LABELS.values()],
+            *[Col(f"{d}_pct", f"{d.capitalize()} (%)", "pct", 1, base="participants") for d in DOSE_LABELS.values()],
+        ],
+        "Practice-pathway sessions attended",
+        sums={"participants": tuple(DOSE_LABELS.values())},
+    )

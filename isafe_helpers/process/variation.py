@@ -39,28 +39,43 @@ def dose_outcome(data: TrialData) -> ProcessResult:
     recs, rows = [], []
     for scale in data.instrument.scale_names:
         df = tp.merge(survey_wide(data, scale), left_on="participant_id", right_index=True, how="left").dropna(
-            subset=["baseline", "followup"])
+            subset=["baseline", "followup"]
+        )
         for d, dose_name in DOSE_LABELS.items():
             sub = df[df["dose"] == d]
             change = (sub["followup"] - sub["baseline"]).astype(float)
             n = len(sub)
             mean = float(change.mean()) if n else np.nan
             se = float(change.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-            recs.append({"outcome": scale, "dose": dose_name, "n": n,
-                         "baseline": float(sub["baseline"].mean()) if n else np.nan,
-                         "followup": float(sub["followup"].mean()) if n else np.nan,
-                         "mean_change": mean, "se": se})
-            rows.append(est_row("dose_outcome", scale, f"mean_change_dose_{dose_name}", mean, se=se, n=n,
-                                note=EXPLORATORY))
-    return ProcessResult("dose_outcome", pd.DataFrame(recs), rows, [
-        Col("outcome", "Outcome", "text"),
-        Col("dose", "Sessions attended", "text"),
-        Col("n", "Staff", "people"),
-        Col("baseline", "Mean at baseline", "mean", 2, base="n"),
-        Col("followup", "Mean at follow-up", "mean", 2, base="n"),
-        Col("mean_change", "Mean change", "mean", 2, base="n"),
-        Col("se", "SE of the mean change", "mean", 2, base="n"),
-    ], "Outcome change by practice-pathway sessions attended (intervention arm)")
+            recs.append(
+                {
+                    "outcome": scale,
+                    "dose": dose_name,
+                    "n": n,
+                    "baseline": float(sub["baseline"].mean()) if n else np.nan,
+                    "followup": float(sub["followup"].mean()) if n else np.nan,
+                    "mean_change": mean,
+                    "se": se,
+                }
+            )
+            rows.append(
+                est_row("dose_outcome", scale, f"mean_change_dose_{dose_name}", mean, se=se, n=n, note=EXPLORATORY)
+            )
+    return ProcessResult(
+        "dose_outcome",
+        pd.DataFrame(recs),
+        rows,
+        [
+            Col("outcome", "Outcome", "text"),
+            Col("dose", "Sessions attended", "text"),
+            Col("n", "Staff", "people"),
+            Col("baseline", "Mean at baseline", "mean", 2, base="n"),
+            Col("followup", "Mean at follow-up", "mean", 2, base="n"),
+            Col("mean_change", "Mean change", "mean", 2, base="n"),
+            Col("se", "SE of the mean change", "mean", 2, base="n"),
+        ],
+        "Outcome change by practice-pathway sessions attended (intervention arm)",
+    )
 
 
 @dataclass
@@ -84,14 +99,18 @@ class ImpactComparison(Result):
     def table(self) -> Table:
         """One row per LA and scale: practice-pathway reach beside the LA's treatment effect."""
         t = self.frame.assign(outcome=[label(o) for o in self.frame["outcome"]])
-        return Table(t, [
-            Col("la", "LA", "text"),
-            Col("reach_pct", "Practice-pathway reach (%)", "pct", 1),
-            Col("outcome", "Outcome", "text"),
-            Col("treatment_effect", "Effect in the LA (scale points)", "number", 3),
-            Col("ci_low", "95% CI low", "number", 3),
-            Col("ci_high", "95% CI high", "number", 3),
-        ], caption="Reach against impact in each LA (exploratory)")
+        return Table(
+            t,
+            [
+                Col("la", "LA", "text"),
+                Col("reach_pct", "Practice-pathway reach (%)", "pct", 1),
+                Col("outcome", "Outcome", "text"),
+                Col("treatment_effect", "Effect in the LA (scale points)", "number", 3),
+                Col("ci_low", "95% CI low", "number", 3),
+                Col("ci_high", "95% CI high", "number", 3),
+            ],
+            caption="Reach against impact in each LA (exploratory)",
+        )
 
 
 def _provenance() -> str:
@@ -122,23 +141,43 @@ def reach_vs_impact(data: TrialData, scope: str, output_dir: str | Path) -> Impa
         path = results / la / FILENAME
         est = read_estimates(path) if path.is_file() else pd.DataFrame(columns=["strand"])
         if len(est):
-            est = est[(est["strand"] == "impact") & (est["analysis"] == "primary")
-                      & (est["quantity"] == "treatment_effect") & est["estimate"].notna()]
+            est = est[
+                (est["strand"] == "impact")
+                & (est["analysis"] == "primary")
+                & (est["quantity"] == "treatment_effect")
+                & est["estimate"].notna()
+            ]
         if est.empty:
             missing.append(la)
             continue
         found.append(la)
         for r in est.itertuples(index=False):
-            recs.append({"la": la, "reach_pct": float(prac.loc[la, "reach_pct"]), "outcome": r.outcome,
-                         "treatment_effect": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high})
+            recs.append(
+                {
+                    "la": la,
+                    "reach_pct": float(prac.loc[la, "reach_pct"]),
+                    "outcome": r.outcome,
+                    "treatment_effect": r.estimate,
+                    "ci_low": r.ci_low,
+                    "ci_high": r.ci_high,
+                }
+            )
     table = pd.DataFrame(recs, columns=["la", "reach_pct", "outcome", "treatment_effect", "ci_low", "ci_high"])
     rows = []
     if scope == C.TRIAL_SCOPE and len(found) >= 3:
         for outcome, sub in table.groupby("outcome", sort=False):
             sub = sub.dropna(subset=["reach_pct", "treatment_effect"])
             r = float(np.corrcoef(sub["reach_pct"], sub["treatment_effect"])[0, 1]) if len(sub) >= 3 else np.nan
-            rows.append(est_row("reach_vs_impact", outcome, "pearson_r_reach_effect", r, n=len(sub),
-                                note=f"across LAs; {EXPLORATORY}"))
+            rows.append(
+                est_row(
+                    "reach_vs_impact",
+                    outcome,
+                    "pearson_r_reach_effect",
+                    r,
+                    n=len(sub),
+                    note=f"across LAs; {EXPLORATORY}",
+                )
+            )
     prov = _provenance() if found else ""
     return ImpactComparison(table, rows, found, missing, prov)
 
@@ -161,12 +200,16 @@ def skipped_sections(data: TrialData) -> list[str]:
         if not lacking:
             continue
         if len(lacking) == len(data.las):
-            out.append(f"No {name} file was returned (it is optional), so {sections} are skipped: "
-                       f"their rows in estimates.csv are blank with a note.")
+            out.append(
+                f"No {name} file was returned (it is optional), so {sections} are skipped: "
+                f"their rows in estimates.csv are blank with a note."
+            )
         else:
-            out.append(f"{', '.join(lacking)} returned no {name} file (it is optional), so "
-                       f"{'it is' if len(lacking) == 1 else 'they are'} left out of {sections}; "
-                       "reach and dose still count every LA.")
+            out.append(
+                f"{', '.join(lacking)} returned no {name} file (it is optional), so "
+                f"{'it is' if len(lacking) == 1 else 'they are'} left out of {sections}; "
+                "reach and dose still count every LA."
+            )
     no_att = [la for la in data.las if la not in att_las]
     if no_att:
         out.append(f"{', '.join(no_att)} recorded no attended sessions, so reach there is zero or blank.")
@@ -184,18 +227,23 @@ def skipped_text(data: TrialData) -> str:
 def impact_text(cmp: ImpactComparison, scope: str) -> str:
     """Markdown saying what the reach-against-impact comparison rests on, or why it is absent."""
     if not cmp.available:
-        return ("Impact results for this scope's LA(s) do not exist yet (no `impact` rows in "
-                "`<results>/<LA>/estimates.csv`), so reach is not set against impact here. The pipeline "
-                "runs the strands in parallel: rerun this page after the impact strand has finished to see "
-                "the comparison.")
+        return (
+            "Impact results for this scope's LA(s) do not exist yet (no `impact` rows in "
+            "`<results>/<LA>/estimates.csv`), so reach is not set against impact here. The pipeline "
+            "runs the strands in parallel: rerun this page after the impact strand has finished to see "
+            "the comparison."
+        )
     text = f"Impact estimates found for {len(cmp.found)} LA(s) ({', '.join(cmp.found)}). {cmp.provenance}"
     if cmp.missing:
         text += f" No impact results yet for {', '.join(cmp.missing)}."
     if scope == C.TRIAL_SCOPE and len(cmp.found) < 3:
         text += " Fewer than three LAs have impact results, so no correlation across LAs is computed."
     elif scope == C.TRIAL_SCOPE:
-        text += (" The correlations across LAs below are " + EXPLORATORY
-                 + ": they rest on a handful of LAs and are ecological.")
+        text += (
+            " The correlations across LAs below are "
+            + EXPLORATORY
+            + ": they rest on a handful of LAs and are ecological."
+        )
     else:
         text += " One LA gives a single point: it is shown for reading across LA pages, not as evidence."
     return text

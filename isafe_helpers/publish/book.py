@@ -57,9 +57,23 @@ STAGED_NAME = {"impact": "1_impact", "process": "2_process", "cost": "3_cost"}
 RUN_FILE = "run.json"
 
 
-PACKAGES = ("pandas", "numpy", "scipy", "statsmodels", "pandera", "papermill", "jupyter-book", "Sphinx",
-            "myst-nb", "sphinx-book-theme", "sphinx-mathjax-offline", "matplotlib", "seaborn", "nbval",
-            "playwright")
+PACKAGES = (
+    "pandas",
+    "numpy",
+    "scipy",
+    "statsmodels",
+    "pandera",
+    "papermill",
+    "jupyter-book",
+    "Sphinx",
+    "myst-nb",
+    "sphinx-book-theme",
+    "sphinx-mathjax-offline",
+    "matplotlib",
+    "seaborn",
+    "nbval",
+    "playwright",
+)
 
 
 #: Notebook parameters holding local paths, blanked in the published sources.
@@ -119,8 +133,7 @@ def data_dictionary_markdown(instrument: C.Instrument = C.DEFAULT_INSTRUMENT) ->
         "",
     ]
     specs = C.file_specs(instrument)
-    need = {"always": "required", "treatment": "required in an LA with a treatment team",
-            "optional": "optional"}
+    need = {"always": "required", "treatment": "required in an LA with a treatment team", "optional": "optional"}
     for spec in [*specs.values(), C.DEFLATORS_SPEC]:
         where = "data root" if spec is C.DEFLATORS_SPEC else "LA folder"
         out += [f"## `{spec.name}`", "", f"{spec.description} ({need[spec.required]}; in the {where}.)", ""]
@@ -232,15 +245,14 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str) -> None:
             # the page's source is downloadable: keep the scope, not the machine's paths
             cell.source = "\n".join(
                 f'{ln.split("=", 1)[0].strip()} = "<{ln.split("=", 1)[0].strip()}>"'
-                if "=" in ln and ln.split("=", 1)[0].strip() in PATH_PARAMETERS else ln
+                if "=" in ln and ln.split("=", 1)[0].strip() in PATH_PARAMETERS
+                else ln
                 for ln in cell.source.splitlines()
             )
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             rest = cell.source.lstrip().split("\n", 1)
-            cell.source = f"# {STRAND_TITLES[strand]}: {scope_label(scope)}" + (
-                "\n" + rest[1] if len(rest) > 1 else ""
-            )
+            cell.source = f"# {STRAND_TITLES[strand]}: {scope_label(scope)}" + ("\n" + rest[1] if len(rest) > 1 else "")
             break
     nbformat.write(nb, dst)
 
@@ -312,8 +324,9 @@ def _design_glue(est: pd.DataFrame, run: dict, limit: int) -> dict[str, str]:
     """Numbers of the trial's design as run (for the summary and the protocol page)."""
     glue = {"s_n_las": str(len(run.get("las", [])))}
     for unit in ("teams", "participants"):
-        hit = est[(est["analysis"] == "attrition") & (est["outcome"] == unit)
-                  & (est["quantity"] == "overall_attrition_pct")]
+        hit = est[
+            (est["analysis"] == "attrition") & (est["outcome"] == unit) & (est["quantity"] == "overall_attrition_pct")
+        ]
         if hit.empty:
             glue[f"s_n_{unit}"] = glue[f"s_attrition_{unit}"] = S.NOT_AVAILABLE
             continue
@@ -393,8 +406,7 @@ def stage(results: Path, stage_dir: Path) -> dict:
             la_dir.mkdir(exist_ok=True)
             (la_dir / f"{scope}.md").write_text(la_index_markdown(scope, pages, est, la_failed), encoding="utf-8")
     toc = yaml.safe_load((SOURCES / "_toc.yml").read_text(encoding="utf-8"))
-    (stage_dir / "_toc.yml").write_text(yaml.safe_dump(expand_toc(toc, la_sections), sort_keys=False),
-                                        encoding="utf-8")
+    (stage_dir / "_toc.yml").write_text(yaml.safe_dump(expand_toc(toc, la_sections), sort_keys=False), encoding="utf-8")
     return run
 
 

@@ -18,8 +18,10 @@ def _clean_page(app, pagename, templatename, context, doctree) -> None:
         seen, kept = set(), []
         for js in scripts:
             # an inline script's filename is None or "", depending on who added it
-            key = (str(getattr(js, "filename", js) or ""),
-                   tuple(sorted((k, str(v)) for k, v in getattr(js, "attributes", {}).items())))
+            key = (
+                str(getattr(js, "filename", js) or ""),
+                tuple(sorted((k, str(v)) for k, v in getattr(js, "attributes", {}).items())),
+            )
             if key not in seen:
                 seen.add(key)
                 kept.append(js)

@@ -139,7 +139,9 @@ def find_relations(
         if missing:
             raise ValueError(f"sums names columns that are not count columns: {', '.join(missing)}")
         for r in range(n):
-            if not vals.loc[r, [col, *parts]].isna().any() and np.isclose(vals.loc[r, list(parts)].sum(), vals.loc[r, col]):
+            if not vals.loc[r, [col, *parts]].isna().any() and np.isclose(
+                vals.loc[r, list(parts)].sum(), vals.loc[r, col]
+            ):
                 rels.append(Relation((r, col), tuple((r, p) for p in parts)))
     return rels
 
@@ -325,9 +327,7 @@ def protect(
         small = [is_small(b, limit) for b in src[base]]
         out[col] = [SUPPRESSED if s or h else fmt(v, 1) for v, s, h in zip(src[col], small, row_hit)]
     for col in counts:
-        out[col] = [
-            SUPPRESSED if supp.mask.loc[i, col] else fmt(v, 0) for i, v in enumerate(src[col])
-        ]
+        out[col] = [SUPPRESSED if supp.mask.loc[i, col] else fmt(v, 0) for i, v in enumerate(src[col])]
     for col in src.columns:
         if col not in counts and col not in rates and pd.api.types.is_float_dtype(src[col]):
             out[col] = [fmt(v, digits) for v in src[col]]
@@ -351,7 +351,9 @@ def _withhold_derived(src: pd.DataFrame, out: pd.DataFrame, counts: Sequence[str
     reader cannot know to use, and the totals are protected above.
     Repeated until nothing more follows.
     """
-    numeric = [c for c in src.columns if pd.api.types.is_numeric_dtype(src[c]) and not pd.api.types.is_bool_dtype(src[c])]
+    numeric = [
+        c for c in src.columns if pd.api.types.is_numeric_dtype(src[c]) and not pd.api.types.is_bool_dtype(src[c])
+    ]
     for r in range(len(src)):
         hidden = [float(src.loc[r, c]) for c in counts if mask.loc[r, c]]
         hidden = [k for k in hidden if not math.isnan(k) and k > 0]

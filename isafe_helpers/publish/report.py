@@ -33,8 +33,7 @@ def notice(data: TrialData, scope: str) -> None:
     if data.is_synthetic:
         text = (
             "> **Synthetic data.** These results come from a synthetic trial with the ISAFE design, "
-            "made by `isafe_helpers.data.synth`. The numbers are illustrative, not the ISAFE trial's.\n\n"
-            + text
+            "made by `isafe_helpers.data.synth`. The numbers are illustrative, not the ISAFE trial's.\n\n" + text
         )
     display(Markdown(text))
 

@@ -87,25 +87,57 @@ def _ci(lo: float, hi: float, digits: int, prefix: str = "", suffix: str = "") -
     return f" ({_fmt(lo, digits, prefix, suffix)} to {_fmt(hi, digits, prefix, suffix)})"
 
 
-def _entry(key, area, label, measure, row, digits, limit, prefix="", suffix="", n=None, missing_why="",
-           numerator=None):
+def _entry(key, area, label, measure, row, digits, limit, prefix="", suffix="", n=None, missing_why="", numerator=None):
     """One headline quantity from one estimates row, under disclosure control."""
     if row is None:
-        return dict(key=key, area=area, label=label, measure=measure, estimate=math.nan, ci_low=math.nan,
-                    ci_high=math.nan, n=math.nan, status="missing", display=NOT_AVAILABLE, why=missing_why)
+        return dict(
+            key=key,
+            area=area,
+            label=label,
+            measure=measure,
+            estimate=math.nan,
+            ci_low=math.nan,
+            ci_high=math.nan,
+            n=math.nan,
+            status="missing",
+            display=NOT_AVAILABLE,
+            why=missing_why,
+        )
     est, lo, hi = _num(row["estimate"]), _num(row["ci_low"]), _num(row["ci_high"])
     n = _num(row["n"]) if n is None else n
     if math.isnan(est):
         note = str(row.get("note", "") or "")
         why = f"{label.lower()}: {note}" if note and note != "nan" else f"{label.lower()}: no estimate"
-        return dict(key=key, area=area, label=label, measure=measure, estimate=est, ci_low=lo, ci_high=hi,
-                    n=n, status="missing", display=NOT_ESTIMABLE, why=why)
+        return dict(
+            key=key,
+            area=area,
+            label=label,
+            measure=measure,
+            estimate=est,
+            ci_low=lo,
+            ci_high=hi,
+            n=n,
+            status="missing",
+            display=NOT_ESTIMABLE,
+            why=why,
+        )
     if disclosure.is_small(n, limit) or disclosure.is_small(numerator if numerator is not None else n, limit):
         status, display = "withheld", WITHHELD
     else:
         status, display = "shown", _fmt(est, digits, prefix, suffix) + _ci(lo, hi, digits, prefix, suffix)
-    return dict(key=key, area=area, label=label, measure=measure, estimate=est, ci_low=lo, ci_high=hi,
-                n=n, status=status, display=display, why=missing_why if status == "missing" else "")
+    return dict(
+        key=key,
+        area=area,
+        label=label,
+        measure=measure,
+        estimate=est,
+        ci_low=lo,
+        ci_high=hi,
+        n=n,
+        status=status,
+        display=display,
+        why=missing_why if status == "missing" else "",
+    )
 
 
 def _add_test(entry: dict, model_row) -> None:
@@ -161,13 +193,32 @@ def pooled_summary(
 
     entries = []
     for scale in SCALES:
-        entries.append(_entry(scale, "impact", OUTCOME_LABELS.get(scale, scale), "Hedges' g (95% CI)",
-                              _row("impact", "primary", scale, "hedges_g_total"), 2, limit,
-                              missing_why=_why("impact", failed, scope)))
+        entries.append(
+            _entry(
+                scale,
+                "impact",
+                OUTCOME_LABELS.get(scale, scale),
+                "Hedges' g (95% CI)",
+                _row("impact", "primary", scale, "hedges_g_total"),
+                2,
+                limit,
+                missing_why=_why("impact", failed, scope),
+            )
+        )
         _add_test(entries[-1], _row("impact", "primary", scale, "treatment_effect"))
     odds = _row("impact", "primary", "father_contact_recorded", "odds_ratio")
-    entries.append(_entry("father_contact_recorded", "impact", OUTCOME_LABELS["father_contact_recorded"],
-                          "odds ratio (95% CI)", odds, 2, limit, missing_why=_why("impact", failed, scope)))
+    entries.append(
+        _entry(
+            "father_contact_recorded",
+            "impact",
+            OUTCOME_LABELS["father_contact_recorded"],
+            "odds ratio (95% CI)",
+            odds,
+            2,
+            limit,
+            missing_why=_why("impact", failed, scope),
+        )
+    )
     _add_test(entries[-1], odds)
     # reach over all components: a ratio of sums of the contract's rows
     att = [_row("process", "reach", c, "attendees") for c in COMPONENTS]
@@ -175,22 +226,68 @@ def pooled_summary(
     reach_row, k = None, math.nan
     if all(r is not None for r in att + tgt):
         k, n = sum(_num(r["estimate"]) for r in att), sum(_num(r["estimate"]) for r in tgt)
-        reach_row = pd.Series({"estimate": 100 * k / n if n else math.nan, "ci_low": math.nan,
-                               "ci_high": math.nan, "n": n})
+        reach_row = pd.Series(
+            {"estimate": 100 * k / n if n else math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": n}
+        )
     # a rate is withheld when its numerator is a small count too: rate x base would give it back
-    entries.append(_entry("reach", "delivery", "Reach", "% of the intended audience, all components",
-                          reach_row, 0, limit, suffix="%", missing_why=_why("process", failed, scope), numerator=k))
+    entries.append(
+        _entry(
+            "reach",
+            "delivery",
+            "Reach",
+            "% of the intended audience, all components",
+            reach_row,
+            0,
+            limit,
+            suffix="%",
+            missing_why=_why("process", failed, scope),
+            numerator=k,
+        )
+    )
     sat = _row("process", "satisfaction", "all", "satisfied_pct")
     satisfied = _num(sat["estimate"]) * _num(sat["n"]) / 100 if sat is not None else math.nan
-    entries.append(_entry("satisfaction", "delivery", "Satisfaction",
-                          "% of respondents fairly or very satisfied (95% CI)", sat, 0, limit, suffix="%",
-                          missing_why=_why("process", failed, scope), numerator=round(satisfied, 6)))
+    entries.append(
+        _entry(
+            "satisfaction",
+            "delivery",
+            "Satisfaction",
+            "% of respondents fairly or very satisfied (95% CI)",
+            sat,
+            0,
+            limit,
+            suffix="%",
+            missing_why=_why("process", failed, scope),
+            numerator=round(satisfied, 6),
+        )
+    )
     unit = _row("cost", "unit_cost", "total", "cost_per_participant_gbp")
-    entries.append(_entry("cost_per_participant", "cost", "Cost per participant", "set-up and delivery, £",
-                          unit, 0, limit, prefix="£", missing_why=_why("cost", failed, scope)))
+    entries.append(
+        _entry(
+            "cost_per_participant",
+            "cost",
+            "Cost per participant",
+            "set-up and delivery, £",
+            unit,
+            0,
+            limit,
+            prefix="£",
+            missing_why=_why("cost", failed, scope),
+        )
+    )
     rating = _row("cost", "unit_cost", "total", "cost_rating")
-    entries.append(_entry("cost_rating", "cost", "Foundations cost rating", "1 (lowest) to 5", rating, 0, limit,
-                          n=_num(unit["n"]) if unit is not None else math.nan, missing_why=_why("cost", failed, scope)))
+    entries.append(
+        _entry(
+            "cost_rating",
+            "cost",
+            "Foundations cost rating",
+            "1 (lowest) to 5",
+            rating,
+            0,
+            limit,
+            n=_num(unit["n"]) if unit is not None else math.nan,
+            missing_why=_why("cost", failed, scope),
+        )
+    )
     table = pd.DataFrame(entries)
 
     py = look.value("cost", "unit_cost", "total", "price_year")
@@ -201,17 +298,26 @@ def pooled_summary(
     glue["s_impact_sentence"] = _impact_sentence(table)
     e = {r.key: r for r in table.itertuples()}
     glue["s_reach_sentence"] = _sentence(
-        e["reach"], "reach", limit,
+        e["reach"],
+        "reach",
+        limit,
         f"The training reached {e['reach'].display} of its intended audience (attendees over intended "
-        "audience, all five components).")
+        "audience, all five components).",
+    )
     glue["s_satisfaction_sentence"] = _sentence(
-        e["satisfaction"], "satisfaction figure", limit,
-        f"{e['satisfaction'].display} of respondents were fairly or very satisfied with the training.")
+        e["satisfaction"],
+        "satisfaction figure",
+        limit,
+        f"{e['satisfaction'].display} of respondents were fairly or very satisfied with the training.",
+    )
     glue["s_cost_sentence"] = _sentence(
-        e["cost_per_participant"], "cost per participant", limit,
+        e["cost_per_participant"],
+        "cost per participant",
+        limit,
         f"Set-up and delivery cost {e['cost_per_participant'].display} per participant reached "
         f"(prices of {year or 'an unstated year'}): Foundations cost rating {e['cost_rating'].display} on its "
-        "scale of 1 (lowest) to 5.")
+        "scale of 1 (lowest) to 5.",
+    )
     missing = sorted({r.why for r in table.itertuples() if r.status == "missing" and r.why})
     return Summary(table=table, glue=glue, missing=[m[0].upper() + m[1:] + "." for m in missing])
 
@@ -305,5 +411,8 @@ def headline_figure(summary: Summary) -> plt.Figure:
 
 def failed_strands(run: dict) -> dict[str, str]:
     """Pooled strands whose notebook failed in the run, with the error message."""
-    return {t["strand"]: t.get("message", "") for t in run.get("tasks", [])
-            if t.get("scope") == "trial" and t.get("status") == "failed" and t.get("strand") in STRANDS}
+    return {
+        t["strand"]: t.get("message", "")
+        for t in run.get("tasks", [])
+        if t.get("scope") == "trial" and t.get("status") == "failed" and t.get("strand") in STRANDS
+    }

@@ -25,7 +25,7 @@ CONFIDENTIAL = "[c]"
 NOT_AVAILABLE = "[x]"
 SYMBOL_NOTES = {
     CONFIDENTIAL: "[c]: withheld to protect people's confidentiality (a count of fewer than {limit} people, "
-                  "a statistic resting on fewer, or a number from which one could be worked out).",
+    "a statistic resting on fewer, or a number from which one could be worked out).",
     NOT_AVAILABLE: "[x]: not available (not estimable or not computed; see the note column or the text).",
 }
 
@@ -79,8 +79,9 @@ def protected(table: Table, limit: int | None = None) -> pd.DataFrame:
     for c in table.columns:
         vals = src[c.key]
         if c.kind == "text":
-            out[c.key] = ["" if (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))) else str(v)
-                          for v in vals]
+            out[c.key] = [
+                "" if (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))) else str(v) for v in vals
+            ]
         else:
             out[c.key] = [number(v, c.kind, c.digits) for v in vals]
         out.loc[mask[c.key].to_numpy(bool), c.key] = CONFIDENTIAL
@@ -113,10 +114,13 @@ def render(table: Table, number_: int | None = None, limit: int | None = None) -
     used = {s for c in cols for s in (CONFIDENTIAL, NOT_AVAILABLE) if (cells[c.key] == s).any()}
     notes += [SYMBOL_NOTES[s].format(limit=limit) for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in used]
     note_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
-    return (f'<div class="isafe-table"><div class="isafe-table-scroll" tabindex="0" role="region" '
-            f'aria-label="{caption}"><table><caption>{caption}</caption><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>'
-            + (f'<div class="isafe-table-notes">{note_html}</div>' if note_html else "") + "</div>")
+    return (
+        f'<div class="isafe-table"><div class="isafe-table-scroll" tabindex="0" role="region" '
+        f'aria-label="{caption}"><table><caption>{caption}</caption><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+        + (f'<div class="isafe-table-notes">{note_html}</div>' if note_html else "")
+        + "</div>"
+    )
 
 
 def _align(c: Col) -> str:

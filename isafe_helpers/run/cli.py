@@ -124,13 +124,17 @@ def _cmd_run(args) -> int:
     out = args.out.resolve()
     try:
         with exclusive(out):
-            outcomes = run_all(data, out, scopes, strands, jobs=args.jobs, notebooks=args.notebooks.resolve(),
-                               force=args.force)
+            outcomes = run_all(
+                data, out, scopes, strands, jobs=args.jobs, notebooks=args.notebooks.resolve(), force=args.force
+            )
             print(summary_table(outcomes))
             failed = any(o.status == "failed" for o in outcomes)
             if failed:
-                print("Some notebooks failed: their previous complete outputs, if any, are kept; "
-                      "the book shows a page saying what failed.", file=sys.stderr)
+                print(
+                    "Some notebooks failed: their previous complete outputs, if any, are kept; "
+                    "the book shows a page saying what failed.",
+                    file=sys.stderr,
+                )
             book_status = 0 if args.no_book else _build(out, args.build.resolve(), args.force)
     except Busy as err:
         print(f"error: {err}", file=sys.stderr)
@@ -147,8 +151,9 @@ def _cmd_synth(args) -> int:
     from isafe_helpers.data.synth import generate
 
     try:
-        out = generate(args.out, seed=args.seed, las=args.las, teams_per_la=args.teams_per_la,
-                       staff_per_team=args.staff_per_team)
+        out = generate(
+            args.out, seed=args.seed, las=args.las, teams_per_la=args.teams_per_la, staff_per_team=args.staff_per_team
+        )
     except (FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

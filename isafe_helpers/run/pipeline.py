@@ -108,8 +108,18 @@ def scope_files(root: Path, scope: str) -> list[Path]:
 def task_inputs(root: Path, scope: str, strand: str, notebooks: Path, code: str, out: Path) -> str:
     """SHA-256 of everything a task's outputs depend on."""
     h = hashlib.sha256()
-    h.update(json.dumps({"data_root": str(root), "out": str(out), "scope": scope, "strand": strand,
-                         "code": code, "disclosure_threshold": config.threshold()}).encode())
+    h.update(
+        json.dumps(
+            {
+                "data_root": str(root),
+                "out": str(out),
+                "scope": scope,
+                "strand": strand,
+                "code": code,
+                "disclosure_threshold": config.threshold(),
+            }
+        ).encode()
+    )
     h.update((notebooks / f"{strand}.ipynb").read_bytes())
     hash_files(h, scope_files(root, scope), root)
     dep = DEPENDS_ON.get(strand)
@@ -172,7 +182,9 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
         )
         rows = read_estimates(work / FILENAME)
         if set(rows["strand"]) != {strand} or set(rows["scope"]) != {scope}:
-            raise RuntimeError(f"the notebook wrote rows for {sorted(set(rows['scope']))}/{sorted(set(rows['strand']))}")
+            raise RuntimeError(
+                f"the notebook wrote rows for {sorted(set(rows['scope']))}/{sorted(set(rows['strand']))}"
+            )
     except Exception as exc:  # noqa: BLE001 - any failure is recorded, never raised
         evalue = getattr(exc, "evalue", None)
         ename = getattr(exc, "ename", type(exc).__name__)
@@ -253,7 +265,9 @@ def run_all(
                     outcomes.append(TaskOutcome(*t, "unchanged"))
                     bar.update()
             futures = [
-                pool.submit(run_notebook, str(data.root), scope, strand, str(out), str(notebooks), inputs[(scope, strand)])
+                pool.submit(
+                    run_notebook, str(data.root), scope, strand, str(out), str(notebooks), inputs[(scope, strand)]
+                )
                 for scope, strand in todo
             ]
             for fut in as_completed(futures):

@@ -35,7 +35,7 @@ def cr2(y: np.ndarray, X: np.ndarray, cluster, df_for=None) -> dict:
     AX = np.empty_like(X)  # rows of A_j X_j, in sorted order
     meat = np.zeros((p, p))
     for j in range(G):
-        idx = order[bounds[j]:bounds[j + 1]]
+        idx = order[bounds[j] : bounds[j + 1]]
         Xj = X[idx]
         H = Xj @ M @ Xj.T
         ev, vec = np.linalg.eigh(np.eye(len(idx)) - H)

@@ -39,8 +39,9 @@ def _sizes(x, arm: str) -> np.ndarray:
     return n
 
 
-def hedges_g_total(beta: float, team_variance: float, residual_variance: float,
-                   sizes_treatment, sizes_control) -> HedgesG:
+def hedges_g_total(
+    beta: float, team_variance: float, residual_variance: float, sizes_treatment, sizes_control
+) -> HedgesG:
     r"""Hedges' (2007) ``g_T`` for a cluster randomised trial with unequal team sizes.
 
     Parameters
@@ -92,12 +93,12 @@ def hedges_g_total(beta: float, team_variance: float, residual_variance: float,
     nUT = (NT**2 - S2T) / (NT * (mT - 1.0))
     nUC = (NC**2 - S2C) / (NC * (mC - 1.0))
     g = (float(beta) / math.sqrt(s2t)) * math.sqrt(
-        1.0 - rho * ((N - nUT * mT - nUC * mC) + nUT + nUC - 2.0) / (N - 2.0))
+        1.0 - rho * ((N - nUT * mT - nUC * mC) + nUT + nUC - 2.0) / (N - 2.0)
+    )
 
     nS = NC * S2T / (NT * N) + NT * S2C / (NC * N)
     B = nUT * (mT - 1.0) + nUC * (mC - 1.0)
-    A = ((NT**2 * S2T + S2T**2 - 2.0 * NT * S3T) / NT**2
-         + (NC**2 * S2C + S2C**2 - 2.0 * NC * S3C) / NC**2)
+    A = (NT**2 * S2T + S2T**2 - 2.0 * NT * S3T) / NT**2 + (NC**2 * S2C + S2C**2 - 2.0 * NC * S3C) / NC**2
     var = (N / (NT * NC)) * (1.0 + (nS - 1.0) * rho) + g**2 * (
         (N - 2.0) * (1.0 - rho) ** 2 + A * rho**2 + 2.0 * B * rho * (1.0 - rho)
     ) / (2.0 * (N - 2.0) * ((N - 2.0) - rho * (N - 2.0 - B)))

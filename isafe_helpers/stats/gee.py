@@ -182,8 +182,9 @@ def _effects(b: np.ndarray, V: np.ndarray, k: int, Xu: np.ndarray, w: np.ndarray
     se = float(np.sqrt(V[k, k]))
     log_or = interval(float(b[k]), se, df)
     with np.errstate(over="ignore"):  # a diverged fit (flagged) may give an infinite odds ratio
-        odds = Effect(float(np.exp(b[k])), se, float(np.exp(log_or.ci_low)), float(np.exp(log_or.ci_high)),
-                      log_or.p_value)
+        odds = Effect(
+            float(np.exp(b[k])), se, float(np.exp(log_or.ci_low)), float(np.exp(log_or.ci_high)), log_or.p_value
+        )
     X1, X0 = Xu.copy(), Xu.copy()
     X1[:, k], X0[:, k] = 1.0, 0.0
     p1, p0 = expit(X1 @ b), expit(X0 @ b)
@@ -218,8 +219,17 @@ def _max_leverage(model) -> float:
     return top
 
 
-def gee_binary(events, trials, X, cluster, term: str | int, df: float | None = None, names=None,
-               ctol: float = CTOL, maxiter: int = MAXITER) -> GEEBinaryResult:
+def gee_binary(
+    events,
+    trials,
+    X,
+    cluster,
+    term: str | int,
+    df: float | None = None,
+    names=None,
+    ctol: float = CTOL,
+    maxiter: int = MAXITER,
+) -> GEEBinaryResult:
     """File-level binomial GEE (logit, exchangeable within cluster), bias-reduced sandwich, effects of ``term``.
 
     Parameters
@@ -298,15 +308,22 @@ def gee_binary(events, trials, X, cluster, term: str | int, df: float | None = N
         warnings.simplefilter("always")
         try:
             start = sm.GLM(np.column_stack([ev, m - ev]), Xa, family=sm.families.Binomial()).fit()
-            model = sm.GEE(y, Xa[idx], groups=groups, family=sm.families.Binomial(),
-                           cov_struct=sm.cov_struct.Exchangeable())
+            model = sm.GEE(
+                y, Xa[idx], groups=groups, family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable()
+            )
             try:
-                fit = model.fit(maxiter=maxiter, ctol=ctol, start_params=np.asarray(start.params),
-                                cov_type="bias_reduced", ddof_scale=0)
+                fit = model.fit(
+                    maxiter=maxiter,
+                    ctol=ctol,
+                    start_params=np.asarray(start.params),
+                    cov_type="bias_reduced",
+                    ddof_scale=0,
+                )
             except np.linalg.LinAlgError as exc:  # raised by the bias-reduced correction
                 reasons.append(f"bias-reduced sandwich undefined (I - H_ii singular in a cluster: {exc})")
-                fit = model.fit(maxiter=maxiter, ctol=ctol, start_params=np.asarray(start.params),
-                                cov_type="robust", ddof_scale=0)
+                fit = model.fit(
+                    maxiter=maxiter, ctol=ctol, start_params=np.asarray(start.params), cov_type="robust", ddof_scale=0
+                )
         except Exception as exc:  # noqa: BLE001 - any failure of the library is a failed fit, reported
             fit = None
             reasons.append(f"fit failed: {type(exc).__name__}: {exc}")
@@ -327,8 +344,9 @@ def gee_binary(events, trials, X, cluster, term: str | int, df: float | None = N
         iterations = len(fit.fit_history["params"])
         score_norm = float(fit.score_norm)
         if not fit.converged:
-            reasons.append(f"estimating equations not solved: norm {score_norm:.3g} >= {ctol:g} "
-                           f"after {iterations} iterations")
+            reasons.append(
+                f"estimating equations not solved: norm {score_norm:.3g} >= {ctol:g} after {iterations} iterations"
+            )
         if not (np.all(np.isfinite(b)) and np.isfinite(alpha)):
             reasons.append("non-finite coefficients or working correlation")
         for label, C in (("robust", Vr), ("bias-reduced", V)):
@@ -350,15 +368,33 @@ def gee_binary(events, trials, X, cluster, term: str | int, df: float | None = N
         if not max_lev < 1 - LEVERAGE_EPS:
             V = np.full((p, p), np.nan)  # statsmodels returns finite but meaningless numbers here
             if not any(r.startswith("bias-reduced") for r in reasons):
-                reasons.append(f"bias-reduced sandwich undefined: a cluster has leverage {max_lev:.10g} "
-                               "(I - H_ii singular)")
+                reasons.append(
+                    f"bias-reduced sandwich undefined: a cluster has leverage {max_lev:.10g} (I - H_ii singular)"
+                )
     reasons = list(dict.fromkeys(reasons))
 
     w = m / m.sum()  # the risk difference is standardised over files
     orr, rd = _effects(b, V, k, Xa, w, df)
     orr_r, rd_r = _effects(b, Vr, k, Xa, w, df)
-    return GEEBinaryResult(names=names, term=term, params=b, cov=V, cov_robust=Vr, alpha=alpha, df=df,
-                           odds_ratio=orr, risk_difference=rd, odds_ratio_robust=orr_r, risk_difference_robust=rd_r,
-                           n_files=int(m.sum()), n_units=len(m), n_clusters=G, iterations=iterations,
-                           score_norm=score_norm, converged=not reasons, reason="; ".join(reasons),
-                           max_leverage=max_lev, messages=msgs)
+    return GEEBinaryResult(
+        names=names,
+        term=term,
+        params=b,
+        cov=V,
+        cov_robust=Vr,
+        alpha=alpha,
+        df=df,
+        odds_ratio=orr,
+        risk_difference=rd,
+        odds_ratio_robust=orr_r,
+        risk_difference_robust=rd_r,
+        n_files=int(m.sum()),
+        n_units=len(m),
+        n_clusters=G,
+        iterations=iterations,
+        score_norm=score_norm,
+        converged=not reasons,
+        reason="; ".join(reasons),
+        max_leverage=max_lev,
+        messages=msgs,
+    )

@@ -91,5 +91,12 @@ def rubin(estimates, variances, df_complete: float) -> dict:
     nu = nu_obs if lam == 0 else 1 / ((lam**2) / (m - 1) + 1 / nu_obs)
     se = math.sqrt(t)
     tq = stats.t.ppf(0.975, nu)
-    return dict(estimate=qbar, se=se, df=nu, ci_low=qbar - tq * se, ci_high=qbar + tq * se,
-                p_value=float(2 * stats.t.sf(abs(qbar / se), nu)), fmi=lam)
+    return dict(
+        estimate=qbar,
+        se=se,
+        df=nu,
+        ci_low=qbar - tq * se,
+        ci_high=qbar + tq * se,
+        p_value=float(2 * stats.t.sf(abs(qbar / se), nu)),
+        fmi=lam,
+    )

@@ -92,5 +92,15 @@ def tsls_cr2(y, D, Z_excl, W, cluster, level: float = 0.95) -> dict:
     f = cr2(Xh @ b + e, Xh, pd.Series(cluster).to_numpy(), df_for=[0])
     beta, se, df = float(f["beta"][0]), float(f["se"][0]), float(f["df"][0])
     ci = interval(beta, se, df, level)
-    return dict(beta=beta, se=se, df=df, ci=(ci.ci_low, ci.ci_high), p=ci.p_value, first_stage=float(first[0]),
-                G=int(pd.Series(cluster).nunique()), N=len(y), params=f["beta"], vcov=f["vcov"])
+    return dict(
+        beta=beta,
+        se=se,
+        df=df,
+        ci=(ci.ci_low, ci.ci_high),
+        p=ci.p_value,
+        first_stage=float(first[0]),
+        G=int(pd.Series(cluster).nunique()),
+        N=len(y),
+        params=f["beta"],
+        vcov=f["vcov"],
+    )

@@ -234,10 +234,18 @@ class KRResult:
             raise ValueError("no estimates: pass beta to kenward_roger()")
         q = stats.t.ppf(0.5 + level / 2.0, self.df)
         names = self.names if self.names is not None else [f"x{k}" for k in range(b.size)]
-        return pd.DataFrame({
-            "term": list(names), "estimate": b, "se": self.se_adj, "df": self.df, "t": self.t,
-            "p_value": self.p_value, "ci_low": b - q * self.se_adj, "ci_high": b + q * self.se_adj,
-        })
+        return pd.DataFrame(
+            {
+                "term": list(names),
+                "estimate": b,
+                "se": self.se_adj,
+                "df": self.df,
+                "t": self.t,
+                "p_value": self.p_value,
+                "ci_low": b - q * self.se_adj,
+                "ci_high": b + q * self.se_adj,
+            }
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -266,8 +274,9 @@ def _kr_scalars(a1, a2, q):
     return ddf, scaling, rho
 
 
-def kenward_roger_from_sums(sums: TeamSums, team_variance: float, residual_variance: float,
-                            beta=None, names=None) -> KRResult:
+def kenward_roger_from_sums(
+    sums: TeamSums, team_variance: float, residual_variance: float, beta=None, names=None
+) -> KRResult:
     """Kenward-Roger adjusted covariance and df from per-team statistics (see the module docstring).
 
     ``team_variance`` (s2_B >= 0) and ``residual_variance`` (s2_W > 0) are the
@@ -284,8 +293,16 @@ def kenward_roger_from_sums(sums: TeamSums, team_variance: float, residual_varia
     # sum_j w_j s_j s_j' / n_j for six weights w, in one product over the teams
     c2, c3 = c * c, c * c * c
     Sn = S / n[:, None]
-    stacked = S.T @ np.hstack([Sn * c[:, None], Sn * (c2 * n)[:, None], Sn * c2[:, None],
-                               Sn * (c3 * n * n)[:, None], Sn * (c3 * n)[:, None], Sn * c3[:, None]])
+    stacked = S.T @ np.hstack(
+        [
+            Sn * c[:, None],
+            Sn * (c2 * n)[:, None],
+            Sn * c2[:, None],
+            Sn * (c3 * n * n)[:, None],
+            Sn * (c3 * n)[:, None],
+            Sn * c3[:, None],
+        ]
+    )
     O_c, O_c2n, O_c2, O_c3nn, O_c3n, O_c3 = np.split(stacked, 6, axis=1)
 
     info_b = Wx / s2w + O_c  # X' Sigma^-1 X
@@ -298,15 +315,13 @@ def kenward_roger_from_sums(sums: TeamSums, team_variance: float, residual_varia
     P = np.stack([-O_c2n, -(Wx / s2w**2 + O_c2)])
     P = 0.5 * (P + np.transpose(P, (0, 2, 1)))
     Q = {(0, 0): O_c3nn, (0, 1): O_c3n, (1, 0): O_c3n, (1, 1): Wx / s2w**3 + O_c3}
-    K = np.array([[np.sum(n * n * c2), np.sum(n * c2)],
-                  [np.sum(n * c2), (N - G) / s2w**2 + np.sum(c2)]])
+    K = np.array([[np.sum(n * n * c2), np.sum(n * c2)], [np.sum(n * c2), (N - G) / s2w**2 + np.sum(c2)]])
 
     PhiP = [Phi @ P[0], Phi @ P[1]]  # Phi P_i
     IE2 = np.empty((2, 2))
     for i in range(2):
         for j in range(i, 2):
-            IE2[i, j] = IE2[j, i] = (K[i, j] - 2.0 * np.sum(Phi * Q[i, j])
-                                     + np.sum(PhiP[i] * PhiP[j].T))
+            IE2[i, j] = IE2[j, i] = K[i, j] - 2.0 * np.sum(Phi * Q[i, j]) + np.sum(PhiP[i] * PhiP[j].T)
     ev = np.linalg.eigvalsh(IE2)
     condi = float(np.min(np.abs(ev)))
     Wm = 2.0 * (np.linalg.inv(IE2) if condi > _IE2_EIG_TOL else np.linalg.pinv(IE2, rcond=np.sqrt(np.finfo(float).eps)))
@@ -335,14 +350,22 @@ def kenward_roger_from_sums(sums: TeamSums, team_variance: float, residual_varia
         if len(names) != p:
             raise ValueError("names must have one entry per column of X")
     return KRResult(
-        cov_beta=Phi, cov_beta_adj=PhiA, se=np.sqrt(dphi), se_adj=np.sqrt(np.diag(PhiA)),
-        df=np.asarray(df, dtype=float), team_variance=s2b, residual_variance=s2w,
-        info_inv=Wm, P=P, ie2_min_abs_eig=condi, beta=beta, names=names,
+        cov_beta=Phi,
+        cov_beta_adj=PhiA,
+        se=np.sqrt(dphi),
+        se_adj=np.sqrt(np.diag(PhiA)),
+        df=np.asarray(df, dtype=float),
+        team_variance=s2b,
+        residual_variance=s2w,
+        info_inv=Wm,
+        P=P,
+        ie2_min_abs_eig=condi,
+        beta=beta,
+        names=names,
     )
 
 
-def kenward_roger(X, groups, team_variance: float, residual_variance: float,
-                  beta=None, names=None) -> KRResult:
+def kenward_roger(X, groups, team_variance: float, residual_variance: float, beta=None, names=None) -> KRResult:
     """Kenward-Roger adjusted covariance and per-coefficient df for ``y = X b + u_group + e``.
 
     Parameters
@@ -357,8 +380,7 @@ def kenward_roger(X, groups, team_variance: float, residual_variance: float,
     and, with ``beta``, ``t`` and ``p_value``; ``result.test(L)`` gives the KR
     F test of a contrast matrix.  Formulas and references: module docstring.
     """
-    return kenward_roger_from_sums(team_sums(X, groups), team_variance, residual_variance,
-                                   beta=beta, names=names)
+    return kenward_roger_from_sums(team_sums(X, groups), team_variance, residual_variance, beta=beta, names=names)
 
 
 def _full_row_rank(L: np.ndarray) -> np.ndarray:
@@ -411,7 +433,15 @@ def kenward_roger_test(kr: KRResult, L, rhs=0.0, beta=None) -> KRTest:
     wald = float(d @ np.linalg.solve(0.5 * (MA + MA.T), d))
     fu = wald / q
     f = scaling * fu
-    return KRTest(f_stat=f, ndf=int(q), ddf=ddf, scaling=scaling,
-                  p_value=float(stats.f.sf(f, q, ddf)), f_unscaled=fu,
-                  p_value_unscaled=float(stats.f.sf(fu, q, ddf)),
-                  a1=float(a1), a2=float(a2), rho=rho)
+    return KRTest(
+        f_stat=f,
+        ndf=int(q),
+        ddf=ddf,
+        scaling=scaling,
+        p_value=float(stats.f.sf(f, q, ddf)),
+        f_unscaled=fu,
+        p_value_unscaled=float(stats.f.sf(fu, q, ddf)),
+        a1=float(a1),
+        a2=float(a2),
+        rho=rho,
+    )

@@ -29,5 +29,10 @@ def cochran_q(estimates, ses) -> dict:
         res = combine_effects(b, np.asarray(ses, float) ** 2, method_re="chi2")
         test = res.test_homogeneity()
     q = float(res.q)
-    return dict(q=q, df=k - 1, p_value=float(test.pvalue), i2=float(max(0.0, res.i2) * 100) if q > 0 else 0.0,
-                fixed=float(res.mean_effect_fe))
+    return dict(
+        q=q,
+        df=k - 1,
+        p_value=float(test.pvalue),
+        i2=float(max(0.0, res.i2) * 100) if q > 0 else 0.0,
+        fixed=float(res.mean_effect_fe),
+    )

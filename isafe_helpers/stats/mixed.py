@@ -101,7 +101,8 @@ class MixedFit:
             if "sums" not in self._kr:
                 raise ValueError("this MixedFit does not carry its design: refit with fit_random_intercept")
             self._kr["result"] = kenward_roger_from_sums(
-                self._kr["sums"], self.team_variance, self.residual_variance, beta=self.beta, names=self.names)
+                self._kr["sums"], self.team_variance, self.residual_variance, beta=self.beta, names=self.names
+            )
         return self._kr["result"]
 
     def tidy(self) -> pd.DataFrame:
@@ -113,10 +114,8 @@ class MixedFit:
         with np.errstate(divide="ignore", invalid="ignore"):
             t = beta / se
         finite = np.isfinite(df) & (df > 0)
-        p = np.where(finite, 2.0 * stats.t.sf(np.abs(t), np.where(finite, df, 1.0)),
-                     2.0 * stats.norm.sf(np.abs(t)))
-        q = np.where(finite, stats.t.ppf(0.975, np.where(finite, df, 1.0)),
-                     stats.norm.ppf(0.975))
+        p = np.where(finite, 2.0 * stats.t.sf(np.abs(t), np.where(finite, df, 1.0)), 2.0 * stats.norm.sf(np.abs(t)))
+        q = np.where(finite, stats.t.ppf(0.975, np.where(finite, df, 1.0)), stats.norm.ppf(0.975))
         return pd.DataFrame(
             {
                 "term": list(self.names),
@@ -163,7 +162,7 @@ class _Problem:
             by = np.argsort(cls, kind="stable")
             bounds = np.concatenate(([0], np.cumsum(self.Gk.astype(int))))
             for k in range(K):
-                S = Sx[by[bounds[k]:bounds[k + 1]]]
+                S = Sx[by[bounds[k] : bounds[k + 1]]]
                 M[k] = S.T @ S
             self.M = M
         else:  # one "class" per team
@@ -276,8 +275,18 @@ class _Problem:
         L1 = self.Gk @ (nk / onep)
         D1 = float(np.sum(Ainv * A1))
         Q1 = a1j @ (r * r)
-        out = dict(theta=theta, f=float(f), b=b, Ainv=Ainv, Q=float(Q), A1=A1,
-                   f1=float(L1 + D1 + (N - p) * Q1 / Q), L1=L1, D1=D1, Q1=float(Q1))
+        out = dict(
+            theta=theta,
+            f=float(f),
+            b=b,
+            Ainv=Ainv,
+            Q=float(Q),
+            A1=A1,
+            f1=float(L1 + D1 + (N - p) * Q1 / Q),
+            L1=L1,
+            D1=D1,
+            Q1=float(Q1),
+        )
         if second:
             A2 = self._outer(a2)
             B = Ainv @ A1
@@ -298,13 +307,22 @@ def _optimise(prob: _Problem) -> tuple[float, bool, str]:
     i = int(np.nanargmin(np.where(np.isfinite(fv), fv, np.nan)))
     if i == grid.size - 1:
         th = float(grid[-1])
-        return th, False, (f"theta = s2_B/s2_W reached the upper search limit {th:.0e}: "
-                           "within-team variance is essentially zero")
+        return (
+            th,
+            False,
+            (f"theta = s2_B/s2_W reached the upper search limit {th:.0e}: within-team variance is essentially zero"),
+        )
     if i == 0:
         d0 = prob.details(0.0, second=False)
         if d0["f1"] >= 0.0:
-            return 0.0, True, ("converged at the boundary: team variance = 0 "
-                               f"(one-sided derivative of REML criterion at 0 = {d0['f1']:.3g} >= 0)")
+            return (
+                0.0,
+                True,
+                (
+                    "converged at the boundary: team variance = 0 "
+                    f"(one-sided derivative of REML criterion at 0 = {d0['f1']:.3g} >= 0)"
+                ),
+            )
         lo, hi = 0.0, float(grid[1])
     else:
         lo, hi = float(grid[i - 1]), float(grid[i + 1])
@@ -312,7 +330,9 @@ def _optimise(prob: _Problem) -> tuple[float, bool, str]:
     # Brent on the sqrt(theta) scale within the bracket
     with np.errstate(invalid="ignore", over="ignore"):
         res = optimize.minimize_scalar(
-            lambda s: prob.crit(s * s), bounds=(np.sqrt(lo), np.sqrt(hi)), method="bounded",
+            lambda s: prob.crit(s * s),
+            bounds=(np.sqrt(lo), np.sqrt(hi)),
+            method="bounded",
             options={"xatol": 1e-7 * np.sqrt(hi), "maxiter": 200},
         )
     th = float(res.x) ** 2
@@ -343,13 +363,17 @@ def _optimise(prob: _Problem) -> tuple[float, bool, str]:
         d0 = prob.details(0.0, second=False)
         if d0["f1"] >= 0.0 or prob.crit(0.0) <= d["f"]:
             ok0 = d0["f1"] >= -1e-6
-            return 0.0, ok0, (("" if ok0 else "NOT converged: ")
-                              + "optimum at the boundary: team variance = 0 "
-                              f"(one-sided derivative of REML criterion at 0 = {d0['f1']:.3g})")
+            return (
+                0.0,
+                ok0,
+                (
+                    ("" if ok0 else "NOT converged: ") + "optimum at the boundary: team variance = 0 "
+                    f"(one-sided derivative of REML criterion at 0 = {d0['f1']:.3g})"
+                ),
+            )
     grad = d["f1"] * th  # derivative with respect to log(theta)
     ok = abs(grad) < 1e-6 and d["f2"] > 0 and d["f"] <= np.nanmin(fv) + 1e-8
-    msg = (f"converged: interior optimum theta = {th:.6g}, d f / d log(theta) = {grad:.2e}, "
-           f"d2f/dtheta2 = {d['f2']:.3g}")
+    msg = f"converged: interior optimum theta = {th:.6g}, d f / d log(theta) = {grad:.2e}, d2f/dtheta2 = {d['f2']:.3g}"
     if not ok:
         msg = "NOT converged: " + msg
     return th, bool(ok), msg
@@ -402,8 +426,9 @@ def _check_rank(prob: _Problem, X: np.ndarray, names: list[str]) -> None:
         _, _, piv = linalg.qr(X / np.sqrt((X * X).sum(axis=0)), mode="economic", pivoting=True)
         rank = np.linalg.matrix_rank(X / np.sqrt((X * X).sum(axis=0)), tol=None)
         bad = [names[k] for k in piv[rank:]]
-        raise ValueError(f"fixed-effect design matrix is rank deficient (rank {rank} < "
-                         f"{X.shape[1]}); aliased column(s): {bad}")
+        raise ValueError(
+            f"fixed-effect design matrix is rank deficient (rank {rank} < {X.shape[1]}); aliased column(s): {bad}"
+        )
 
 
 def fit_random_intercept(y, X, groups, names=None) -> MixedFit:
@@ -446,8 +471,10 @@ def fit_random_intercept(y, X, groups, names=None) -> MixedFit:
     if N - p < 1:
         raise ValueError("need more observations than fixed-effect columns")
     if G >= N:
-        raise ValueError("every group has a single observation: the team variance is not "
-                         "identifiable (number of groups must be < number of observations)")
+        raise ValueError(
+            "every group has a single observation: the team variance is not "
+            "identifiable (number of groups must be < number of observations)"
+        )
 
     prob = _Problem(y, X, codes, G)
     _check_rank(prob, X, names)
@@ -518,8 +545,11 @@ def fit_formula_free(data: pd.DataFrame, outcome: str, covariates: list[str], gr
     for col in covariates:
         s = sub[col]
         dt = s.dtype
-        numeric = (pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_bool_dtype(dt)
-                   and not isinstance(dt, pd.CategoricalDtype))
+        numeric = (
+            pd.api.types.is_numeric_dtype(dt)
+            and not pd.api.types.is_bool_dtype(dt)
+            and not isinstance(dt, pd.CategoricalDtype)
+        )
         if numeric:
             blocks.append(s.to_numpy(dtype=float)[:, None])
             names.append(col)

@@ -40,9 +40,17 @@ class MDES:
     r2_within: float
 
 
-def mdes(teams: float, team_size: float, icc: float, r2_between: float = 0.0, r2_within: float = 0.0,
-         p_treated: float = 0.5, covariates: int = 1, alpha: float = ALPHA,
-         power: float = POWER) -> MDES:
+def mdes(
+    teams: float,
+    team_size: float,
+    icc: float,
+    r2_between: float = 0.0,
+    r2_within: float = 0.0,
+    p_treated: float = 0.5,
+    covariates: int = 1,
+    alpha: float = ALPHA,
+    power: float = POWER,
+) -> MDES:
     """MDES of a two-level cluster randomised design (module docstring; ``methods.md``).
 
     Two-sided test at level ``alpha``; ``M = t(1 - alpha/2; df) + t(power; df)``
@@ -62,8 +70,17 @@ def mdes(teams: float, team_size: float, icc: float, r2_between: float = 0.0, r2
     m = float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df))
     pq = p_treated * (1 - p_treated)
     var = icc * (1 - r2_between) / (pq * teams) + (1 - icc) * (1 - r2_within) / (pq * teams * team_size)
-    return MDES(m * float(np.sqrt(var)), m, df, float(teams), float(team_size), float(p_treated), float(icc),
-                float(r2_between), float(r2_within))
+    return MDES(
+        m * float(np.sqrt(var)),
+        m,
+        df,
+        float(teams),
+        float(team_size),
+        float(p_treated),
+        float(icc),
+        float(r2_between),
+        float(r2_within),
+    )
 
 
 def harmonic_mean(sizes) -> float:

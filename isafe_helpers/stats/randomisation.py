@@ -133,8 +133,16 @@ def _invert(pval, centre: float, scale: float, alpha: float = 0.05) -> tuple[flo
     return float(out[0]), float(out[1])
 
 
-def randomisation_test(y: np.ndarray, Z: np.ndarray, codes: np.ndarray, theta: float, tau_obs: np.ndarray,
-                       T: np.ndarray, exact: bool, scale: float) -> dict:
+def randomisation_test(
+    y: np.ndarray,
+    Z: np.ndarray,
+    codes: np.ndarray,
+    theta: float,
+    tau_obs: np.ndarray,
+    T: np.ndarray,
+    exact: bool,
+    scale: float,
+) -> dict:
     """Randomisation p-value and test-inversion CI of the GLS arm estimate at fixed ``theta``.
 
     ``y``: outcomes; ``Z``: the covariates without arm (with the intercept);

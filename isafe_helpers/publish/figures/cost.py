@@ -71,10 +71,14 @@ def tornado(table: pd.DataFrame, base: float, price_year: int | None = None) -> 
     """Unit cost when each of the largest items moves by -/+ the sensitivity share (tornado)."""
     items = table[table["kind"] == "item"]
     names = list(dict.fromkeys(items["item"]))
-    lo = [items[(items["item"] == n) & items["quantity"].str.startswith("minus")]["cost_per_participant_gbp"].iloc[0]
-          for n in names]
-    hi = [items[(items["item"] == n) & items["quantity"].str.startswith("plus")]["cost_per_participant_gbp"].iloc[0]
-          for n in names]
+    lo = [
+        items[(items["item"] == n) & items["quantity"].str.startswith("minus")]["cost_per_participant_gbp"].iloc[0]
+        for n in names
+    ]
+    hi = [
+        items[(items["item"] == n) & items["quantity"].str.startswith("plus")]["cost_per_participant_gbp"].iloc[0]
+        for n in names
+    ]
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(names) + 1.5))
     y = np.arange(len(names))
     ax.barh(y, np.array(lo) - base, left=base, color="C0", label="item cost -20%")

@@ -46,9 +46,11 @@ def staff_labels(flow) -> dict[tuple[str, str], str]:
     """
     wide = flow.frame.pivot(index="arm", columns="stage", values="staff").reindex(ARMS)[list(STAGES)]
     wide = wide.reset_index()
-    sup = disclosure.suppress(wide, list(STAGES), sums={
-        "allocated": ("followed_up", "lost_to_follow_up"),
-        "followed_up": ("analysed", "excluded_from_analysis")})
+    sup = disclosure.suppress(
+        wide,
+        list(STAGES),
+        sums={"allocated": ("followed_up", "lost_to_follow_up"), "followed_up": ("analysed", "excluded_from_analysis")},
+    )
     out = {}
     for i, arm in enumerate(wide["arm"]):
         for st in STAGES:
@@ -74,8 +76,7 @@ def consort(flow) -> plt.Figure:
     ax.axis("off")
 
     def box(x, y, text, w=4.2, h=1.15, fc="white"):
-        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05",
-                                    fc=fc, ec="0.3", lw=1))
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05", fc=fc, ec="0.3", lw=1))
         ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
 
     def arrow(x0, y0, x1, y1):
@@ -83,10 +84,18 @@ def consort(flow) -> plt.Figure:
 
     lab = staff_labels(flow)
     tot_t = sum(flow.count("allocated", a, "teams") for a in ("treatment", "control"))
-    box(5, 9.3, f"Randomised within {flow.n_las} LA(s)\n{tot_t} teams, {lab[('allocated', 'all')]} staff", w=5,
-        fc="0.93")
-    stages = [("allocated", "Allocated to {arm}"), ("followed_up", "Followed up (survey returned)"),
-              ("analysed", f"Analysed ({flow.outcome.replace('_', ' ')}, both waves)")]
+    box(
+        5,
+        9.3,
+        f"Randomised within {flow.n_las} LA(s)\n{tot_t} teams, {lab[('allocated', 'all')]} staff",
+        w=5,
+        fc="0.93",
+    )
+    stages = [
+        ("allocated", "Allocated to {arm}"),
+        ("followed_up", "Followed up (survey returned)"),
+        ("analysed", f"Analysed ({flow.outcome.replace('_', ' ')}, both waves)"),
+    ]
     ys = [7.5, 5.0, 2.0]
     for x, arm in ((2.4, "treatment"), (7.6, "control")):
         arrow(5, 8.7, x, ys[0] + 0.6)
@@ -97,10 +106,26 @@ def consort(flow) -> plt.Figure:
         arrow(x, ys[1] - 0.6, x, ys[2] + 0.6)
         lt, ls = flow.count("lost_to_follow_up", arm, "teams"), lab[("lost_to_follow_up", arm)]
         et, es = flow.count("excluded_from_analysis", arm, "teams"), lab[("excluded_from_analysis", arm)]
-        ax.text(x, (ys[0] + ys[1]) / 2, f"Lost to follow-up: {lt} teams, {ls} staff",
-                ha="center", va="center", fontsize=7.5, color="0.25", bbox=dict(fc="white", ec="none"))
-        ax.text(x, (ys[1] + ys[2]) / 2 - 0.2, f"Not analysed (score missing): {et} teams, {es} staff",
-                ha="center", va="center", fontsize=7.5, color="0.25", bbox=dict(fc="white", ec="none"))
+        ax.text(
+            x,
+            (ys[0] + ys[1]) / 2,
+            f"Lost to follow-up: {lt} teams, {ls} staff",
+            ha="center",
+            va="center",
+            fontsize=7.5,
+            color="0.25",
+            bbox=dict(fc="white", ec="none"),
+        )
+        ax.text(
+            x,
+            (ys[1] + ys[2]) / 2 - 0.2,
+            f"Not analysed (score missing): {et} teams, {es} staff",
+            ha="center",
+            va="center",
+            fontsize=7.5,
+            color="0.25",
+            bbox=dict(fc="white", ec="none"),
+        )
     ax.set_title("Trial flow (CONSORT)", fontsize=11)
     return finish(fig)
 
@@ -122,8 +147,9 @@ def experience_moderation(curves) -> plt.Figure:
         ax.axhline(0, color="0.5", ls="--", lw=1)
         ax.set_title(o.replace("_", " "), fontsize=9)
         ax.set_xlabel("years qualified", fontsize=8)
-    return _finish_panels(fig, axes, len(outcomes), "arm effect (points)",
-                          "Exploratory: arm effect by years qualified (95% CI)")
+    return _finish_panels(
+        fig, axes, len(outcomes), "arm effect (points)", "Exploratory: arm effect by years qualified (95% CI)"
+    )
 
 
 def la_forest(het) -> plt.Figure:
@@ -138,8 +164,9 @@ def la_forest(het) -> plt.Figure:
     ncol = min(len(outcomes), 3) or 1
     nrow = -(-max(len(outcomes), 1) // ncol)
     las = list(dict.fromkeys(per["la"]))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 0.32 * len(las) * nrow + 1.3 * nrow),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(3.6 * ncol, 0.32 * len(las) * nrow + 1.3 * nrow), squeeze=False, sharey=True
+    )
     for ax, o in zip(axes.flat, outcomes):
         d = per[per["outcome"] == o].set_index("la").reindex(las)
         for i, la in enumerate(las):
@@ -147,20 +174,32 @@ def la_forest(het) -> plt.Figure:
             pooled = la == "pooled"
             if np.isfinite(r["estimate"]):
                 ax.plot([r["ci_low"], r["ci_high"]], [i, i], color="0.2" if pooled else "0.45", lw=2 if pooled else 1)
-                ax.plot(r["estimate"], i, "D" if pooled else "o", color="C3" if pooled else "C0",
-                        ms=7 if pooled else 5)
+                ax.plot(r["estimate"], i, "D" if pooled else "o", color="C3" if pooled else "C0", ms=7 if pooled else 5)
             else:
-                ax.text(0, i, "withheld" if r["withheld"] else "not estimable", ha="center", va="center",
-                        fontsize=7, color="0.4")
+                ax.text(
+                    0,
+                    i,
+                    "withheld" if r["withheld"] else "not estimable",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="0.4",
+                )
         ax.axvline(0, color="0.5", ls="--", lw=1)
         t = tests.loc[o]
-        sub = (f"F({t['wald_df1']:g},{t['wald_df2']:g}) = {t['wald_f']:.2f}, p = {t['p_wald']:.3f}; "
-               f"I\u00b2 = {t['i2']:.0f}%") if np.isfinite(t["wald_f"]) else "heterogeneity not testable"
+        sub = (
+            (
+                f"F({t['wald_df1']:g},{t['wald_df2']:g}) = {t['wald_f']:.2f}, p = {t['p_wald']:.3f}; "
+                f"I\u00b2 = {t['i2']:.0f}%"
+            )
+            if np.isfinite(t["wald_f"])
+            else "heterogeneity not testable"
+        )
         ax.set_title(f"{o.replace('_', ' ')}\n{sub}", fontsize=8)
         ax.set_xlabel("arm effect (points)", fontsize=8)
         ax.set_yticks(range(len(las)), las)
     axes[0, 0].invert_yaxis()
-    for ax in axes.flat[len(outcomes):]:
+    for ax in axes.flat[len(outcomes) :]:
         ax.axis("off")
     fig.suptitle("Arm effect within each LA and pooled (95% CI)", fontsize=10)
     return finish(fig)
@@ -186,15 +225,29 @@ def change_distributions(summary) -> plt.Figure:
             if is_small(r.n):
                 ax.text(i + 1, 0, "withheld\n(too few people)", ha="center", va="center", fontsize=7, color="0.4")
                 continue
-            stats_.append(dict(med=r.median, q1=r.q1, q3=r.q3, whislo=r.p_low, whishi=r.p_high, mean=r.mean,
-                               fliers=[], label=r.arm))
+            stats_.append(
+                dict(
+                    med=r.median, q1=r.q1, q3=r.q3, whislo=r.p_low, whishi=r.p_high, mean=r.mean, fliers=[], label=r.arm
+                )
+            )
             pos.append(i + 1)
         if stats_:
-            ax.bxp(stats_, positions=pos, showmeans=True, showfliers=False, widths=0.5,
-                   meanprops=dict(marker="D", markerfacecolor="C3", markeredgecolor="C3", markersize=4))
+            ax.bxp(
+                stats_,
+                positions=pos,
+                showmeans=True,
+                showfliers=False,
+                widths=0.5,
+                meanprops=dict(marker="D", markerfacecolor="C3", markeredgecolor="C3", markersize=4),
+            )
         ax.set_xticks(range(1, len(labels) + 1), labels)
         ax.set_xlim(0.4, len(labels) + 0.6)
         ax.axhline(0, color="0.5", ls="--", lw=1)
         ax.set_title(o.replace("_", " "), fontsize=9)
-    return _finish_panels(fig, axes, len(outcomes), "change (points)",
-                          "Change from baseline by arm (box: quartiles; whiskers: 10th-90th percentile)")
+    return _finish_panels(
+        fig,
+        axes,
+        len(outcomes),
+        "change (points)",
+        "Change from baseline by arm (box: quartiles; whiskers: 10th-90th percentile)",
+    )

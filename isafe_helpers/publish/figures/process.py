@@ -17,8 +17,13 @@ from isafe_helpers.publish.disclosure import SUPPRESSED, threshold
 from . import finish
 
 LIKERT_COLOURS = {"1": "#b2182b", "2": "#ef8a62", "3": "#bababa", "4": "#67a9cf", "5": "#2166ac"}
-LIKERT_LABELS = {"1": "very dissatisfied", "2": "fairly dissatisfied", "3": "neither",
-                 "4": "fairly satisfied", "5": "very satisfied"}
+LIKERT_LABELS = {
+    "1": "very dissatisfied",
+    "2": "fairly dissatisfied",
+    "3": "neither",
+    "4": "fairly satisfied",
+    "5": "very satisfied",
+}
 
 
 def _label(name: str) -> str:
@@ -37,8 +42,13 @@ def reach(table: pd.DataFrame, by_la: pd.DataFrame | None = None) -> plt.Figure:
     else:
         frames, groups = table.assign(la="scope"), ["scope"]
     comps = list(dict.fromkeys(table["component"]))
-    fig, axes = plt.subplots(1, len(comps) if len(groups) > 1 else 1, sharey=True, squeeze=False,
-                             figsize=(2.0 * len(comps), 0.32 * len(groups) + 1.8) if len(groups) > 1 else (7, 3.4))
+    fig, axes = plt.subplots(
+        1,
+        len(comps) if len(groups) > 1 else 1,
+        sharey=True,
+        squeeze=False,
+        figsize=(2.0 * len(comps), 0.32 * len(groups) + 1.8) if len(groups) > 1 else (7, 3.4),
+    )
     panels = [(ax, [c]) for ax, c in zip(axes[0], comps)] if len(groups) > 1 else [(axes[0][0], comps)]
     top = max(110.0, float(frames.loc[frames["intended_n"] >= threshold(), "reach_pct"].max() or 0) + 10)
     for ax, cs in panels:
@@ -89,8 +99,15 @@ def satisfaction_diverging(distribution: pd.DataFrame) -> plt.Figure:
     ax.set_xlim(-100, 100)
     ax.set_xlabel("% of respondents (dissatisfied to the left, satisfied to the right)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in LIKERT_COLOURS.values()]
-    ax.legend(handles, LIKERT_LABELS.values(), loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3,
-              fontsize="x-small", frameon=False)
+    ax.legend(
+        handles,
+        LIKERT_LABELS.values(),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.3),
+        ncol=3,
+        fontsize="x-small",
+        frameon=False,
+    )
     return finish(fig)
 
 
@@ -103,8 +120,15 @@ def fidelity_heatmap(by_la: pd.DataFrame) -> plt.Figure:
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
             v = m.iat[i, j]
-            ax.text(j, i, "" if pd.isna(v) else f"{v:.0f}", ha="center", va="center", fontsize="small",
-                    color="white" if (not pd.isna(v) and v > 85) else "black")
+            ax.text(
+                j,
+                i,
+                "" if pd.isna(v) else f"{v:.0f}",
+                ha="center",
+                va="center",
+                fontsize="small",
+                color="white" if (not pd.isna(v) and v > 85) else "black",
+            )
     ax.set_xticks(range(len(cols)), [_label(c) for c in cols], rotation=30, ha="right")
     ax.set_yticks(range(len(m)), m.index)
     ax.grid(False)
@@ -121,8 +145,15 @@ def dose_outcome(table: pd.DataFrame) -> plt.Figure:
         sub = table[table["dose"] == d].set_index("outcome").reindex(outcomes)
         y = np.arange(len(outcomes)) + (j - (len(doses) - 1) / 2) * 0.22
         ok = sub["n"].fillna(0).to_numpy() >= threshold()
-        ax.errorbar(sub["mean_change"].where(ok), y, xerr=1.96 * sub["se"].where(ok), fmt="o", color=f"C{j}",
-                    label=f"{d} (practice-pathway sessions)", capsize=2)
+        ax.errorbar(
+            sub["mean_change"].where(ok),
+            y,
+            xerr=1.96 * sub["se"].where(ok),
+            fmt="o",
+            color=f"C{j}",
+            label=f"{d} (practice-pathway sessions)",
+            capsize=2,
+        )
     ax.axvline(0, color="0.5", ls="--", lw=1)
     ax.set_yticks(range(len(outcomes)), [_label(o) for o in outcomes])
     ax.invert_yaxis()
@@ -137,12 +168,19 @@ def reach_vs_impact(table: pd.DataFrame) -> plt.Figure:
     fig, axes = plt.subplots(1, len(outcomes), figsize=(2.6 * len(outcomes), 2.9), squeeze=False, sharex=True)
     for ax, o in zip(axes[0], outcomes):
         sub = table[table["outcome"] == o]
-        ax.errorbar(sub["reach_pct"], sub["treatment_effect"],
-                    yerr=[sub["treatment_effect"] - sub["ci_low"], sub["ci_high"] - sub["treatment_effect"]],
-                    fmt="o", color="C0", ecolor="0.7", capsize=2)
+        ax.errorbar(
+            sub["reach_pct"],
+            sub["treatment_effect"],
+            yerr=[sub["treatment_effect"] - sub["ci_low"], sub["ci_high"] - sub["treatment_effect"]],
+            fmt="o",
+            color="C0",
+            ecolor="0.7",
+            capsize=2,
+        )
         for r in sub.itertuples(index=False):
-            ax.annotate(r.la, (r.reach_pct, r.treatment_effect), fontsize="x-small", xytext=(3, 3),
-                        textcoords="offset points")
+            ax.annotate(
+                r.la, (r.reach_pct, r.treatment_effect), fontsize="x-small", xytext=(3, 3), textcoords="offset points"
+            )
         ax.axhline(0, color="0.5", ls="--", lw=1)
         ax.set_title(_label(o), fontsize="small")
     axes[0][0].set_ylabel("Treatment effect (95% CI)")
