@@ -87,9 +87,10 @@ def cli(*args: str) -> list[str]:
 def fit_timing(root: Path) -> dict:
     """Time the primary model fit alone (median of 5) on the pooled confidence frame."""
     sys.path.insert(0, str(REPO))
-    from isafe_helpers.impact import analysis_frame
     from isafe_helpers.loading import load_root
     from isafe_helpers.mixed import fit_formula_free
+
+    from isafe_helpers.impact import analysis_frame
 
     data = load_root(root)
     df = analysis_frame(data, "confidence")
