@@ -29,4 +29,4 @@ def finish(fig: plt.Figure) -> plt.Figure:
     return fig
 
 
-from . import cost, impact, process  # noqa: E402, F401  (strand modules use finish)
+from isafe_helpers.publish.figures import cost, impact, process  # noqa: E402, F401  (they use finish)

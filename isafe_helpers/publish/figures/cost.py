@@ -8,8 +8,7 @@ import pandas as pd
 
 from isafe_helpers.cost.costing import RATING_BANDS, TOP_EDGE, price_label
 from isafe_helpers.data.contract import COST_CATEGORIES, PHASES
-
-from . import finish
+from isafe_helpers.publish.figures import finish
 
 
 def cost_by_category(by_category: pd.DataFrame, price_year: int | None = None) -> plt.Figure:

@@ -8,8 +8,7 @@ import numpy as np
 from isafe_helpers.impact.flow import ARMS, STAGES
 from isafe_helpers.publish import disclosure
 from isafe_helpers.publish.disclosure import is_small
-
-from . import finish
+from isafe_helpers.publish.figures import finish
 
 
 def _finish_panels(fig: plt.Figure, axes, used: int, ylabel: str, title: str) -> plt.Figure:

@@ -13,8 +13,7 @@ import pandas as pd
 
 from isafe_helpers.data.contract import COMPONENTS
 from isafe_helpers.publish.disclosure import SUPPRESSED, threshold
-
-from . import finish
+from isafe_helpers.publish.figures import finish
 
 LIKERT_COLOURS = {"1": "#b2182b", "2": "#ef8a62", "3": "#bababa", "4": "#67a9cf", "5": "#2166ac"}
 LIKERT_LABELS = {
