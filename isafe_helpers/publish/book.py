@@ -29,10 +29,7 @@ network.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -44,7 +41,7 @@ import yaml
 from isafe_helpers.data import contract as C
 from isafe_helpers.publish import disclosure
 from isafe_helpers.publish import summary as S
-from isafe_helpers.resources import BUILD, DEFAULT_OUT, SOURCES
+from isafe_helpers.resources import SOURCES
 from isafe_helpers.results import estimates as E
 
 STRAND_TITLES = {"impact": "Impact", "process": "Implementation and process", "cost": "Cost"}
@@ -408,39 +405,3 @@ def stage(results: Path, stage_dir: Path) -> dict:
     toc = yaml.safe_load((SOURCES / "_toc.yml").read_text(encoding="utf-8"))
     (stage_dir / "_toc.yml").write_text(yaml.safe_dump(expand_toc(toc, la_sections), sort_keys=False), encoding="utf-8")
     return run
-
-
-def build_book(results: str | Path = DEFAULT_OUT, build: str | Path = BUILD, verbose: bool = False) -> Path:
-    """Build the HTML book from ``results``; return the path of ``index.html``.
-
-    Raises
-    ------
-    BookError
-        When there are no results or Jupyter Book reports an error or warning.
-        The previous ``<build>/html`` is left as it was.
-    """
-    results, build = Path(results).resolve(), Path(build).resolve()
-    stage_dir = build / ".source"
-    stage(results, stage_dir)
-    tmp_out = build / ".html-tmp"
-    if tmp_out.exists():
-        shutil.rmtree(tmp_out)
-    jb = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(jb), "build", str(stage_dir), "--path-output", str(tmp_out), "-W", "--keep-going", "--all"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(cmd, capture_output=not verbose, text=True, env=env)
-    html = tmp_out / "_build" / "html"
-    if proc.returncode != 0 or not (html / "index.html").is_file():
-        log = (proc.stdout or "") + (proc.stderr or "")
-        tail = "\n".join(log.strip().splitlines()[-30:])
-        raise BookError(f"jupyter-book build failed (exit {proc.returncode}); the previous book is kept.\n{tail}")
-    final = build / "html"
-    old = build / ".html-old"
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    html.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    return final / "index.html"

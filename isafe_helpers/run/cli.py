@@ -82,7 +82,7 @@ def check_paths(data: Path, out: Path, build: Path = BUILD) -> str | None:
 
 
 def _build(out: Path, build: Path, force: bool) -> int:
-    from isafe_helpers.publish.book import BookError, build_book
+    from isafe_helpers.publish.build import BookError, build_book
     from isafe_helpers.run.pipeline import book_is_current, mark_book
 
     if not force and book_is_current(out, build):
