@@ -4,6 +4,6 @@ The analyses a notebook calls, each returning a result with ``tidy()`` and ``tab
 """
 
 from isafe_helpers.cost.costing import report_price_year, unit_cost
-from isafe_helpers.cost.scenarios import sensitivity
+from isafe_helpers.cost.scenarios import SENSITIVITY_SHARE, sensitivity
 
-__all__ = ["report_price_year", "sensitivity", "unit_cost"]
+__all__ = ["SENSITIVITY_SHARE", "report_price_year", "sensitivity", "unit_cost"]

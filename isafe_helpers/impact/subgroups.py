@@ -217,7 +217,7 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
             se = np.sqrt(np.einsum("ij,jk,ik->i", c, fit.cov_beta, c))
             band = interval(est, se, fit.df[k_t])
             curve = pd.DataFrame(
-                dict(outcome=outcome, years=grid, effect=est, ci_low=band.ci_low, ci_high=band.ci_high)
+                dict(outcome=outcome, n=len(df), years=grid, effect=est, ci_low=band.ci_low, ci_high=band.ci_high)
             )
         else:
             col = "age_band" if moderator == "age" else "la"
@@ -301,6 +301,6 @@ def moderators(data: TrialData) -> ModeratorResults:
     cv = (
         pd.concat([c for c in curves if len(c)], ignore_index=True)
         if any(len(c) for c in curves)
-        else pd.DataFrame(columns=["outcome", "years", "effect", "ci_low", "ci_high"])
+        else pd.DataFrame(columns=["outcome", "n", "years", "effect", "ci_low", "ci_high"])
     )
     return ModeratorResults(t, cv)

@@ -41,6 +41,8 @@ import yaml
 from isafe_helpers.data import contract as C
 from isafe_helpers.publish import disclosure
 from isafe_helpers.publish import summary as S
+from isafe_helpers.publish.assemble import BookDisclosure, load_pages
+from isafe_helpers.publish.escape import md
 from isafe_helpers.resources import SOURCES
 from isafe_helpers.results import estimates as E
 
@@ -231,26 +233,45 @@ def not_run_markdown(scope: str, strand: str) -> str:
 # --------------------------------------------------------------------------
 # Staging and building
 # --------------------------------------------------------------------------
-def _stage_notebook(src: Path, dst: Path, scope: str, strand: str) -> None:
+def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict[str, str]) -> None:
+    """Copy an executed notebook into the book as a reader's page.
+
+    Code is hidden (``remove-input``); the parameter cells and the cells
+    tagged ``analyst-only`` (the estimates receipt) are removed; every table,
+    figure and prose output is replaced by its rendering under the book's
+    disclosure plan (``outputs``, by spec id); and a last cell says which
+    notebook made the page and where to rerun it.
+    """
     nb = nbformat.read(src, as_version=4)
     nb.metadata.pop("papermill", None)  # input and output paths of the run
-    for cell in nb.cells:  # the parameter cells show local paths: the status page names the data
-        tags = cell.metadata.get("tags", [])
-        if "parameters" in tags or "injected-parameters" in tags:
-            cell.metadata["tags"] = [*tags, "remove-cell"]
-            cell.metadata.pop("papermill", None)
-            # the page's source is downloadable: keep the scope, not the machine's paths
-            cell.source = "\n".join(
-                f'{ln.split("=", 1)[0].strip()} = "<{ln.split("=", 1)[0].strip()}>"'
-                if "=" in ln and ln.split("=", 1)[0].strip() in PATH_PARAMETERS
-                else ln
-                for ln in cell.source.splitlines()
-            )
+    kept = []
+    for cell in nb.cells:
+        tags = list(cell.metadata.get("tags", []))
+        if {"parameters", "injected-parameters", "analyst-only"} & set(tags):
+            continue  # parameters show local paths (the status page names the data); the receipt is for analysts
+        cell.metadata.pop("papermill", None)
+        if cell.cell_type == "code":
+            cell.metadata["tags"] = [*tags, "remove-input"]
+            for out in cell.get("outputs", []):
+                spec = out.get("metadata", {}).get("isafe", {}).get("spec")
+                if spec in outputs:
+                    out["data"] = {"text/html": outputs[spec]}
+        kept.append(cell)
+    nb.cells = kept
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             rest = cell.source.lstrip().split("\n", 1)
             cell.source = f"# {STRAND_TITLES[strand]}: {scope_label(scope)}" + ("\n" + rest[1] if len(rest) > 1 else "")
             break
+    nb.cells.append(
+        nbformat.v4.new_markdown_cell(
+            "```{admonition} How this page was made\n:class: note\n"
+            f"This page is the notebook `notebooks/{strand}.ipynb` of the handbook's repository, run for "
+            f"{scope_label(scope).lower() if scope == C.TRIAL_SCOPE else 'LA ' + md(scope)} by the pipeline; its code is "
+            "hidden here. Analysts can rerun it on their own data ({doc}`/book/rerun`), and reviewers can check it "
+            "reproduces ({doc}`/book/reviewing`).\n```"
+        )
+    )
     nbformat.write(nb, dst)
 
 
@@ -371,6 +392,11 @@ def stage(results: Path, stage_dir: Path) -> dict:
 
     scopes = [C.TRIAL_SCOPE] + sorted(run["las"])
     failed = {(t["scope"], t["strand"]): t.get("message", "") for t in run.get("tasks", []) if t["status"] == "failed"}
+    book = BookDisclosure(load_pages(results, scopes, list(C.STRANDS), set(failed)), limit)
+    book.solve()
+    by_page = {(p.scope, p.strand): p for p in book.pages}
+    downloads = stage_dir / "book" / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
     la_sections: dict[str, list[str]] = {}
     for scope in scopes:
         sdir = results / scope
@@ -386,8 +412,10 @@ def stage(results: Path, stage_dir: Path) -> dict:
                 )
                 pages.append(name)
             elif nb.is_file():
-                _stage_notebook(nb, dst_dir / f"{name}.ipynb", scope, strand)
+                page = by_page.get((scope, strand))
+                _stage_notebook(nb, dst_dir / f"{name}.ipynb", scope, strand, book.outputs(page) if page else {})
                 pages.append(name)
+        book.published(scope).to_csv(downloads / f"{scope}-published-numbers.csv", index=False)
         if scope == C.TRIAL_SCOPE or pages:  # the Trial part always has its three pages
             for strand in C.STRANDS:
                 name = STAGED_NAME[strand]

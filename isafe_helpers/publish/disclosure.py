@@ -332,11 +332,11 @@ def protect(
         if col not in counts and col not in rates and pd.api.types.is_float_dtype(src[col]):
             out[col] = [fmt(v, digits) for v in src[col]]
     if supp is not None:
-        _withhold_derived(src, out, counts, supp.mask)
+        withhold_derived(src, out, counts, supp.mask)
     return out
 
 
-def _withhold_derived(src: pd.DataFrame, out: pd.DataFrame, counts: Sequence[str], mask: pd.DataFrame) -> None:
+def withhold_derived(src: pd.DataFrame, out: pd.DataFrame, counts: Sequence[str], mask: pd.DataFrame) -> None:
     """Withhold shown numbers from which a suppressed count of the same row follows.
 
     A cost per participant beside the total cost gives the number of

@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 
 from isafe_helpers.publish import disclosure
+from isafe_helpers.publish.ledger import Ledger, Plan
 from isafe_helpers.results.table import Col, Table
 
 #: Shown for a value withheld by disclosure control (GSS symbols guidance).
@@ -65,16 +66,43 @@ def _half_up(v: float, digits: int) -> Decimal:
     return Decimal(repr(v)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
 
 
-def protected(table: Table, limit: int | None = None) -> pd.DataFrame:
-    """The table's cells as the book prints them: strings, with ``[c]`` where disclosure control withholds."""
-    limit = disclosure.threshold() if limit is None else limit
+def protected(
+    table: Table, plan: Plan | None = None, keys: dict | None = None, limit: int | None = None
+) -> pd.DataFrame:
+    """The table's cells as the book prints them: strings, with ``[c]`` where disclosure control withholds.
+
+    ``plan`` and ``keys`` come from a :class:`~isafe_helpers.publish.ledger.Ledger` the table was
+    registered in (the book's, or the page's); without them the table is protected on its own.
+    A count is withheld when the plan suppresses it. A statistic is withheld when its ``base``
+    count is under the threshold, suppressed or missing, or when the count it ``reveals`` is
+    suppressed; one that declares neither is withheld in any row with a suppressed count. Last, a
+    shown number from which a suppressed count of its row follows by one product or quotient with
+    another shown number is withheld too.
+    """
+    if plan is None:
+        ledger = Ledger(disclosure.threshold() if limit is None else limit)
+        keys = ledger.register(table, "table")
+        plan = ledger.solve()
+    keys = keys or {}
     src = table.data.reset_index(drop=True)
-    people = table.people
-    bases = table.bases
-    mask = pd.DataFrame(False, index=src.index, columns=src.columns)
-    if people or bases:
-        shown = disclosure.protect(src, counts=people, rates=bases, sums=table.sums or None, limit=limit)
-        mask = shown.apply(lambda col: col == disclosure.SUPPRESSED)
+    hidden = pd.DataFrame(False, index=src.index, columns=src.columns)
+    for (i, col), k in keys.items():
+        hidden.loc[i, col] = plan.hidden(k)
+    row_hit = hidden[table.people].any(axis=1) if table.people else pd.Series(False, index=src.index)
+    for c in table.columns:
+        if c.kind in ("text", "people", "units", "int") and not (c.base or c.reveals):
+            continue
+        for i in range(len(src)):
+            if c.base or c.reveals:
+                withheld = False
+                if c.base:
+                    bk = keys.get((i, c.base))
+                    withheld = bk is None or plan.small(bk) or plan.hidden(bk)
+                if c.reveals:
+                    withheld = withheld or plan.hidden(keys.get((i, c.reveals)))
+            else:
+                withheld = bool(row_hit[i])
+            hidden.loc[i, c.key] = hidden.loc[i, c.key] or withheld
     out = pd.DataFrame(index=src.index)
     for c in table.columns:
         vals = src[c.key]
@@ -84,18 +112,45 @@ def protected(table: Table, limit: int | None = None) -> pd.DataFrame:
             ]
         else:
             out[c.key] = [number(v, c.kind, c.digits) for v in vals]
-        out.loc[mask[c.key].to_numpy(bool), c.key] = CONFIDENTIAL
+    numeric = [c.key for c in table.columns if c.kind != "text"]
+    marked = out.copy().astype(object)
+    marked[hidden] = disclosure.SUPPRESSED
+    disclosure.withhold_derived(src[numeric], marked[numeric], table.people, hidden[table.people])
+    for col in numeric:
+        out.loc[(marked[col] == disclosure.SUPPRESSED).to_numpy(bool), col] = CONFIDENTIAL
+    for c in table.columns:
+        if c.kind == "ci":
+            out.loc[hidden[c.key].to_numpy(bool), c.key] = CONFIDENTIAL
     return out
 
 
-def render(table: Table, number_: int | None = None, limit: int | None = None) -> str:
+def estimate_ci(est, lo, hi, digits: int = 2) -> str:
+    """An estimate with its 95% interval in one cell: ``0.17 (0.04 to 0.31)``; ``[x]`` when missing.
+
+    >>> estimate_ci(0.1734, 0.0351, 0.3149), estimate_ci(-0.004, -0.2, 0.19)
+    ('0.17 (0.04 to 0.31)', '0.00 (-0.20 to 0.19)')
+    """
+    e = number(est, "number", digits)
+    if e == NOT_AVAILABLE:
+        return NOT_AVAILABLE
+    a, b = number(lo, "number", digits), number(hi, "number", digits)
+    return e if NOT_AVAILABLE in (a, b) else f"{e} ({a} to {b})"
+
+
+def render(
+    table: Table,
+    number_: int | None = None,
+    plan: Plan | None = None,
+    keys: dict | None = None,
+    limit: int | None = None,
+) -> str:
     """HTML of the table: numbered caption, one header row, escaped cells, notes below.
 
     Numeric columns are right-aligned; the table scrolls inside its own box
-    when the screen is narrower than it.
+    when the screen is narrower than it. ``plan``/``keys`` as in :func:`protected`.
     """
-    limit = disclosure.threshold() if limit is None else limit
-    cells = protected(table, limit)
+    limit = (plan.limit if plan is not None else disclosure.threshold()) if limit is None else limit
+    cells = protected(table, plan, keys, limit)
     cols: list[Col] = [c for c in table.columns if not (c.kind == "text" and (cells[c.key] == "").all())]
     head = "".join(f'<th scope="col" class="{_align(c)}">{html.escape(c.label)}</th>' for c in cols)
     body = []

@@ -47,6 +47,7 @@ from isafe_helpers import config
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.files import data_files, hash_files
 from isafe_helpers.data.loading import TrialData
+from isafe_helpers.publish.report import SPECS
 from isafe_helpers.resources import NOTEBOOKS, PACKAGE, SOURCES
 from isafe_helpers.results.estimates import (
     FILENAME,
@@ -140,8 +141,9 @@ def is_current(out: Path, scope: str, strand: str, inputs: str) -> bool:
     man = _manifest(out, scope, strand)
     if not (man.is_file() and man.read_text().strip() == inputs):
         return False
-    if not (out / scope / f"{strand}.ipynb").is_file() or not (out / scope / FILENAME).is_file():
-        return False
+    for name in (f"{strand}.ipynb", FILENAME, SPECS.format(strand=strand)):
+        if not (out / scope / name).is_file():
+            return False
     return strand in set(read_estimates(out / scope / FILENAME)["strand"])
 
 
@@ -197,6 +199,9 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
     scope_dir.mkdir(parents=True, exist_ok=True)
     _manifest(out_p, scope, strand).unlink(missing_ok=True)  # outputs change from here on
     os.replace(executed, scope_dir / f"{strand}.ipynb")
+    specs = work / SPECS.format(strand=strand)  # what the page shows, for the book's disclosure ledger
+    if specs.is_file():
+        os.replace(specs, scope_dir / specs.name)
     write_estimates(rows, scope_dir)
     error_file.unlink(missing_ok=True)
     atomic_write_text(_manifest(out_p, scope, strand), inputs + "\n")
@@ -334,6 +339,7 @@ def book_inputs(results: Path) -> str:
     """SHA-256 of what the book is built from: the run's outputs and the book's sources."""
     h = hashlib.sha256()
     files = [results / "run.json"] + sorted(results.glob("*/*.ipynb")) + sorted(results.glob("*/*.error.txt"))
+    files += sorted(results.glob("*/*.specs.pkl"))
     files += sorted(results.glob(f"*/{FILENAME}"))
     hash_files(h, [p for p in files if p.is_file()], results)
     book_src = [SOURCES / "_config.yml", SOURCES / "_toc.yml", *sorted((SOURCES / "book").rglob("*"))]

@@ -1,32 +1,109 @@
-"""Figures for the strand pages (matplotlib/seaborn, no personal data).
+"""Figures for the strand pages: drawn from published values only, accessible, SVG.
 
-One module per strand (:mod:`.impact`, :mod:`.process`, :mod:`.cost`); this
-module holds what they share.
+Every figure function takes the *views* of its tables (the tables' data with
+every value disclosure control withholds set to NaN: see
+:func:`isafe_helpers.publish.report.views`) and returns the figure and its
+alt text, written from the same values. So a figure never shows a number
+its tables withhold, and its alt text says what it shows.
 
-Each function builds a figure, closes it (so no backend shows it on its own,
-whatever the kernel's matplotlib settings) and returns it; notebooks show it
-once with :func:`show`, which returns nothing, so no text repr is stored.
+House style (the Analysis Function's chart checklist): the Okabe-Ito
+colour-blind-safe palette with labels or marker shapes as well as colour;
+text at 12 pt on a figure 8.2 inches wide, which the book shows at the
+784-pixel text column, so text is 16 px there like the body; shared axes
+where panels are compared; SVG with text kept as text.
 """
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
-import seaborn as sns
-from IPython.display import display
+import base64
+import html
+import io
+import math
 
-sns.set_theme(style="whitegrid", context="notebook")
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+#: Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
+BLUE, ORANGE, GREEN, VERMILION, SKY, PURPLE, YELLOW = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#56B4E9",
+    "#CC79A7",
+    "#F0E442",
+)
+MARKERS = ["o", "s", "D", "^", "v", "P", "X", "*"]
+#: Figure width in inches: the book's text column (784 px at 96 px per inch).
+WIDTH = 8.2
+WITHHELD = "withheld"
+
+plt.rcParams.update(
+    {
+        "font.size": 12,
+        "axes.titlesize": 12,
+        "axes.labelsize": 12,
+        "xtick.labelsize": 12,
+        "ytick.labelsize": 12,
+        "legend.fontsize": 12,
+        "figure.titlesize": 12,
+        "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "grid.color": "0.88",
+        "svg.fonttype": "none",
+        "svg.hashsalt": "isafe",
+        "font.family": "DejaVu Sans",
+    }
+)
 
 
-def show(fig: plt.Figure) -> None:
-    """Display a figure once in a notebook."""
-    display(fig)
+def text(s) -> str:
+    """A data-derived string made safe for a figure label: no mathtext from ``$`` signs."""
+    return str(s).replace("$", r"\$")
+
+
+def num(x: float, digits: int = 2) -> str:
+    """A number as figures and alt text print it (no -0.00)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return WITHHELD
+    s = f"{x:,.{digits}f}"
+    return s.lstrip("-") if float(s.replace(",", "")) == 0 else s
 
 
 def finish(fig: plt.Figure) -> plt.Figure:
-    """Lay out and close a built figure (it is shown later with :func:`show`)."""
+    """Lay out and close a built figure."""
     fig.tight_layout()
     plt.close(fig)
     return fig
 
 
-from isafe_helpers.publish.figures import cost, impact, process  # noqa: E402, F401  (they use finish)
+def svg(fig: plt.Figure) -> str:
+    """The figure as SVG text (deterministic: fixed ids, no date)."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def figure_html(fig: plt.Figure, alt: str, number: int, caption: str) -> str:
+    """A numbered, captioned figure with alt text, as HTML (the SVG inline as an image)."""
+    data = base64.b64encode(svg(fig).encode("utf-8")).decode("ascii")
+    cap = html.escape(f"Figure {number}. {caption}")
+    return (
+        f'<figure class="isafe-figure"><img src="data:image/svg+xml;base64,{data}" alt="{html.escape(alt)}" '
+        f'style="max-width:100%;height:auto"/><figcaption>{cap}</figcaption></figure>'
+    )
+
+
+def show(fig: plt.Figure) -> None:
+    """Display a figure once in a notebook (for analysts' own exploration; the book uses figure specs)."""
+    from IPython.display import display
+
+    display(fig)
+
+
+from isafe_helpers.publish.figures import cost, impact, process  # noqa: E402, F401  (they use the helpers above)

@@ -1,4 +1,4 @@
-"""Cost strand figures. Every cost axis states the report's price year."""
+"""Cost strand figures, and the tables they are drawn from. Every cost axis states the report's price year."""
 
 from __future__ import annotations
 
@@ -8,86 +8,154 @@ import pandas as pd
 
 from isafe_helpers.cost.costing import RATING_BANDS, TOP_EDGE, price_label
 from isafe_helpers.data.contract import COST_CATEGORIES, PHASES
-from isafe_helpers.publish.figures import finish
+from isafe_helpers.publish.figures import BLUE, OKABE_ITO, ORANGE, VERMILION, WIDTH, finish, num, text
+from isafe_helpers.results.labels import label
+from isafe_helpers.results.table import Col, Table
 
 
-def cost_by_category(by_category: pd.DataFrame, price_year: int | None = None) -> plt.Figure:
-    """Financial cost by category and phase (stacked bars); staff time excluded."""
-    t = by_category.drop(index="staff_time", errors="ignore")
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    left = np.zeros(len(t))
-    for phase in [p for p in PHASES if p in t.columns]:
-        ax.barh(t.index, t[phase], left=left, label=phase)
-        left += t[phase].to_numpy()
-    ax.set_xlabel(f"Cost, {price_label(price_year)}")
-    ax.legend(loc="lower right", fontsize="small")
-    return finish(fig)
+def category_table(category_by_la: pd.DataFrame, price_year: int | None) -> Table:
+    """Financial cost by LA, phase and category (staff time left out: it is not a financial cost)."""
+    t = category_by_la[category_by_la["category"] != "staff_time"].copy()
+    t["phase"] = [label(p) for p in t["phase"]]
+    t["category"] = [label(c) for c in t["category"]]
+    return Table(
+        t[["la", "phase", "category", "cost_gbp"]],
+        [
+            Col("la", "LA", "text"),
+            Col("phase", "Phase", "text"),
+            Col("category", "Category", "text"),
+            Col("cost_gbp", f"Cost, {price_label(price_year)}", "gbp", 0),
+        ],
+        caption="Financial cost by LA, phase and category",
+    )
 
 
-def cost_by_la(category_by_la: pd.DataFrame, price_year: int | None = None) -> plt.Figure:
-    """Financial cost per LA stacked by category, one panel per phase (set-up, delivery)."""
-    t = category_by_la[category_by_la["category"] != "staff_time"]
+def cost_by_la(views, price_year: int | None = None) -> tuple[plt.Figure, str]:
+    """Financial cost per LA stacked by category, one panel per phase (shared axes)."""
+    t = views[0]
     las = sorted(t["la"].unique())
-    cats = [c for c in COST_CATEGORIES if c in set(t["category"])]
-    fig, axes = plt.subplots(1, 2, sharey=True, figsize=(10, 0.4 * len(las) + 1.8))
+    cats = [label(c) for c in COST_CATEGORIES if label(c) in set(t["category"])]
+    fig, axes = plt.subplots(1, 2, sharey=True, sharex=True, figsize=(WIDTH, 0.45 * len(las) + 3.0))
+    hatches = ["", "//", "..", "xx", "\\\\", "--", "oo", "++"]
+    totals = []
     for ax, phase in zip(axes, PHASES):
-        m = t[t["phase"] == phase].pivot_table(index="la", columns="category", values="cost_gbp", aggfunc="sum")
+        m = t[t["phase"] == label(phase)].pivot_table(index="la", columns="category", values="cost_gbp", aggfunc="sum")
         m = m.reindex(index=las, columns=cats).fillna(0.0)
         left = np.zeros(len(las))
         for j, c in enumerate(cats):
-            ax.barh(las, m[c], left=left, color=f"C{j}", label=c.replace("_", " "))
+            ax.barh(
+                las, m[c], left=left, color=OKABE_ITO[j % 8], hatch=hatches[j % 8], edgecolor="white", label=text(c)
+            )
             left += m[c].to_numpy()
-        ax.set_title("set-up" if phase == "setup" else phase, fontsize="small")
+        totals.append((label(phase), float(left.sum())))
+        ax.set_title(label(phase), fontsize=12)
         ax.set_xlabel(f"Cost, {price_label(price_year)}")
     axes[0].invert_yaxis()
-    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="x-small", frameon=False)
-    return finish(fig)
+    axes[0].set_yticks(range(len(las)), [text(la) for la in las])
+    handles, labels_ = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels_, loc="lower center", ncol=4, frameon=False, fontsize=10, bbox_to_anchor=(0.5, -0.02))
+    fig.subplots_adjust(bottom=0.25)
+    alt = (
+        f"Stacked bar charts of the financial cost of each of {len(las)} LA(s) by category, set-up and delivery; "
+        + "; ".join(f"{p} £{num(v, 0)} in all" for p, v in totals)
+        + f" ({price_label(price_year)})."
+    )
+    return finish(fig), alt
 
 
-def unit_cost_bands(by_la: pd.DataFrame, pooled: float | None = None, price_year: int | None = None) -> plt.Figure:
-    """Cost per participant reached per LA (and pooled) against the Foundations rating bands."""
-    t = by_la.dropna(subset=["cost_per_participant_gbp"])
-    names = list(t["la"]) + (["pooled"] if pooled is not None and not np.isnan(pooled) else [])
-    vals = list(t["cost_per_participant_gbp"]) + ([pooled] if len(names) > len(t) else [])
-    top = max([4000.0, *[v * 1.2 for v in vals]])
-    fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(names) + 1.8))
+def unit_cost_bands(views, price_year: int | None = None) -> tuple[plt.Figure, str]:
+    """Cost per participant reached per LA (and pooled) against the Foundations rating bands.
+
+    Views: the LA table (``la``, ``cost_per_participant_gbp``) and, for a
+    pooled page, the unit-cost table (its first row is the rated unit cost).
+    """
+    t = views[0]
+    names = [text(x) for x in t["la"]]
+    vals = list(t["cost_per_participant_gbp"].astype(float))
+    if len(views) > 1 and len(views[1]):
+        names.append("Pooled")
+        vals.append(float(views[1]["cost"].iloc[0]))
+    finite = [v for v in vals if np.isfinite(v)]
+    top = max([4000.0, *[v * 1.2 for v in finite]])
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.4 * len(names) + 2.0))
     edges = [e for _, e in RATING_BANDS] + [TOP_EDGE, top]
-    shades = ["#edf8e9", "#c7e9c0", "#fdd49e", "#fdbb84", "#fc8d59"]
+    shades = ["#F7F7F7", "#E0E0E0", "#C8C8C8", "#AFAFAF", "#969696"]
     for k in range(5):
-        ax.axvspan(edges[k], edges[k + 1], color=shades[k], alpha=0.6, lw=0)
-        ax.text((edges[k] + edges[k + 1]) / 2, -0.9, f"rating {k + 1}", ha="center", fontsize="x-small")
-    ax.barh(range(len(names)), vals, color=["0.35" if n == "pooled" else "C0" for n in names], height=0.6)
+        ax.axvspan(edges[k], edges[k + 1], color=shades[k], lw=0, zorder=0)
+        ax.text((edges[k] + edges[k + 1]) / 2, -0.9, f"Rating {k + 1}", ha="center", fontsize=10)
+    parts = []
+    for i, (n, v) in enumerate(zip(names, vals)):
+        if np.isfinite(v):
+            ax.barh(i, v, color="0.2" if n == "Pooled" else BLUE, height=0.6, zorder=2)
+            parts.append(f"{n} £{num(v, 0)}")
+        else:
+            ax.text(110, i, "withheld or not computed", va="center", fontsize=10, color="0.35")
+            parts.append(f"{n} withheld or not computed")
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(len(names) - 0.5, -1.3)
     ax.set_xscale("symlog", linthresh=100)
     ax.set_xlim(0, top)
     ax.set_xticks([0, 100, 500, 1000, 2000], ["0", "100", "500", "1,000", "2,000"])
     ax.set_xlabel(f"Cost per participant reached, {price_label(price_year)}")
-    return finish(fig)
+    ax.grid(False)
+    alt = (
+        "Bar chart of the cost per participant reached against the Foundations cost-rating bands "
+        f"({price_label(price_year)}): " + "; ".join(parts) + "."
+    )
+    return finish(fig), alt
 
 
-def tornado(table: pd.DataFrame, base: float, price_year: int | None = None) -> plt.Figure:
-    """Unit cost when each of the largest items moves by -/+ the sensitivity share (tornado)."""
-    items = table[table["kind"] == "item"]
-    names = list(dict.fromkeys(items["item"]))
-    lo = [
-        items[(items["item"] == n) & items["quantity"].str.startswith("minus")]["cost_per_participant_gbp"].iloc[0]
-        for n in names
-    ]
-    hi = [
-        items[(items["item"] == n) & items["quantity"].str.startswith("plus")]["cost_per_participant_gbp"].iloc[0]
-        for n in names
-    ]
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(names) + 1.5))
+def tornado_table(frame: pd.DataFrame, price_year: int | None) -> Table:
+    """The item scenarios of the sensitivity analysis (each item's cost down and up) as a table."""
+    t = frame[frame["kind"] == "item"].copy()
+    t["direction"] = ["down" if str(q).startswith("minus") else "up" for q in t["quantity"]]
+    return Table(
+        t[["item", "direction", "denominator", "cost_per_participant_gbp"]],
+        [
+            Col("item", "Cost item", "text"),
+            Col("direction", "Item cost moved", "text"),
+            Col("denominator", "Participants reached", "people"),
+            Col(
+                "cost_per_participant_gbp",
+                f"Unit cost, {price_label(price_year)}",
+                "gbp",
+                0,
+                base="denominator",
+                reveals="denominator",
+            ),
+        ],
+        caption="Unit cost when each of the largest items moves",
+    )
+
+
+def tornado(views, share: float, price_year: int | None = None) -> tuple[plt.Figure, str]:
+    """Unit cost when each of the largest items moves down and up by ``share`` (a tornado chart).
+
+    Views: :func:`tornado_table`'s, and the unit-cost table (its first row, the rated unit cost, is the base).
+    """
+    t = views[0]
+    base = float(views[1]["cost"].iloc[0])
+    names = list(dict.fromkeys(t["item"]))
+    lo = [t[(t["item"] == n) & (t["direction"] == "down")]["cost_per_participant_gbp"].iloc[0] for n in names]
+    hi = [t[(t["item"] == n) & (t["direction"] == "up")]["cost_per_participant_gbp"].iloc[0] for n in names]
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * len(names) + 1.8))
     y = np.arange(len(names))
-    ax.barh(y, np.array(lo) - base, left=base, color="C0", label="item cost -20%")
-    ax.barh(y, np.array(hi) - base, left=base, color="C1", label="item cost +20%")
-    ax.axvline(base, color="0.2", lw=1)
-    for edge in [e for _, e in RATING_BANDS[1:]] + [TOP_EDGE]:
-        if min(lo + [base]) * 0.9 <= edge <= max(hi + [base]) * 1.1:
-            ax.axvline(edge, color="C3", ls="--", lw=1)
-    ax.set_yticks(y, names)
-    ax.invert_yaxis()
+    if np.isfinite(base):
+        ax.barh(y, np.array(lo) - base, left=base, color=BLUE, label=f"Item cost down {share:.0%}")
+        ax.barh(y, np.array(hi) - base, left=base, color=ORANGE, hatch="//", label=f"Item cost up {share:.0%}")
+        ax.axvline(base, color="0.2", lw=1)
+        for edge in [e for _, e in RATING_BANDS[1:]] + [TOP_EDGE]:
+            if np.nanmin(lo + [base]) * 0.9 <= edge <= np.nanmax(hi + [base]) * 1.1:
+                ax.axvline(edge, color=VERMILION, ls="--", lw=1)
+    else:
+        ax.text(0.5, 0.5, "withheld", transform=ax.transAxes, ha="center", color="0.35")
+    ax.set_yticks(y, [text(n) for n in names])
+    ax.set_ylim(len(names) - 0.5, -0.5)
     ax.set_xlabel(f"Cost per participant reached, {price_label(price_year)}")
-    ax.legend(fontsize="x-small", loc="lower right")
-    return finish(fig)
+    ax.legend(loc="lower right", fontsize=11)
+    parts = [f"{text(n)} £{num(a, 0)} to £{num(b, 0)}" for n, a, b in zip(names, lo, hi)]
+    alt = (
+        f"Tornado chart of the unit cost when each of the {len(names)} largest cost items moves by {share:.0%} "
+        f"either way, around £{num(base, 0)}: " + "; ".join(parts) + "."
+    )
+    return finish(fig), alt

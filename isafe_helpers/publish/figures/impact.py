@@ -1,235 +1,174 @@
-"""Impact strand figures."""
+"""Impact strand figures, and the tables they are drawn from.
+
+Each ``*_table`` builds the :class:`~isafe_helpers.results.table.Table` a
+figure draws (registered in the disclosure ledger like any table); each
+figure function takes the views of its tables and returns the figure and
+its alt text.
+"""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+from matplotlib.patches import FancyBboxPatch
 
-from isafe_helpers.impact.flow import ARMS, STAGES
-from isafe_helpers.publish import disclosure
-from isafe_helpers.publish.disclosure import is_small
-from isafe_helpers.publish.figures import finish
-
-
-def _finish_panels(fig: plt.Figure, axes, used: int, ylabel: str, title: str) -> plt.Figure:
-    """Close a grid of small multiples: blank unused panels, label the left column, title the figure."""
-    for ax in axes.flat[used:]:
-        ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel(ylabel, fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    return finish(fig)
+from isafe_helpers.impact.flow import STAGE_LABELS
+from isafe_helpers.publish.figures import BLUE, VERMILION, WIDTH, finish, num, text
+from isafe_helpers.results.labels import label
+from isafe_helpers.results.table import Col, Table
 
 
-def effect_sizes(results) -> plt.Figure:
-    """Forest plot of Hedges' g (total variance) with 95% CIs, one row per scale."""
-    rows = [(r.outcome, r.g.estimate, r.g.ci_low, r.g.ci_high) for r in results if r.g is not None]
-    fig, ax = plt.subplots(figsize=(7, 0.6 * max(len(rows), 1) + 1.2))
-    for i, (_name, g, lo, hi) in enumerate(rows):
-        ax.plot([lo, hi], [i, i], color="0.3")
-        ax.plot(g, i, "o", color="C0")
-    ax.axvline(0, color="0.5", ls="--", lw=1)
-    ax.set_yticks(range(len(rows)), [r[0].replace("_", " ") for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("Hedges' g (total variance), 95% CI")
-    return finish(fig)
-
-
-def staff_labels(flow) -> dict[tuple[str, str], str]:
-    """Staff counts of a trial flow for the diagram's labels, under disclosure control.
-
-    Keys ``(stage, arm)`` plus ``("allocated", "all")``. Counts under the
-    threshold are ``c`` and, since allocated = followed up + lost and
-    followed up = analysed + not analysed, further counts are suppressed wherever those sums would give a
-    suppressed one back (:func:`isafe_helpers.publish.disclosure.suppress`).
-    """
-    wide = flow.frame.pivot(index="arm", columns="stage", values="staff").reindex(ARMS)[list(STAGES)]
-    wide = wide.reset_index()
-    sup = disclosure.suppress(
-        wide,
-        list(STAGES),
-        sums={"allocated": ("followed_up", "lost_to_follow_up"), "followed_up": ("analysed", "excluded_from_analysis")},
+def _grid(n: int, ncol: int = 3, height: float = 2.8, sharey: bool = True, sharex: bool = False):
+    ncol = min(max(n, 1), ncol)
+    nrow = -(-max(n, 1) // ncol)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(WIDTH, height * nrow + 0.6), squeeze=False, sharey=sharey, sharex=sharex
     )
-    out = {}
-    for i, arm in enumerate(wide["arm"]):
-        for st in STAGES:
-            out[(st, arm)] = disclosure.SUPPRESSED if sup.mask.loc[i, st] else f"{int(wide.loc[i, st]):,}"
-    total = int(wide["allocated"].sum())
-    hidden = any(out[("allocated", a)] == disclosure.SUPPRESSED for a in ARMS)
-    out[("allocated", "all")] = disclosure.safe_count(total) if not hidden else disclosure.SUPPRESSED
-    return out
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes
 
 
-def consort(flow) -> plt.Figure:
-    """CONSORT flow diagram of teams and staff, by arm, from :func:`isafe_helpers.impact.flow.trial_flow`.
+def _ci(est, lo, hi, digits=2) -> str:
+    if np.isnan(est):
+        return "withheld or not available"
+    return f"{num(est, digits)} (95% CI {num(lo, digits)} to {num(hi, digits)})"
 
-    Staff counts come from :func:`staff_labels`
-    (under the disclosure threshold shown as ``c``, with secondary suppression);
-    team counts are not counts of people and are shown as they are.
-    """
-    from matplotlib.patches import FancyBboxPatch
 
-    fig, ax = plt.subplots(figsize=(8.5, 7.2))
+# ---------------------------------------------------------------------------
+def effect_sizes(views) -> tuple[plt.Figure, str]:
+    """Forest plot of Hedges' g with its 95% CI, one row per outcome (the primary table's view)."""
+    t = views[0]
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * max(len(t), 1) + 1.4))
+    parts = []
+    for i, r in enumerate(t.itertuples(index=False)):
+        if np.isfinite(r.hedges_g):
+            ax.plot([r.g_ci_low, r.g_ci_high], [i, i], color="0.3", lw=2)
+            ax.plot(r.hedges_g, i, "o", color=BLUE, ms=8)
+        else:
+            ax.text(0, i, "not available", va="center", ha="center", color="0.35")
+        parts.append(f"{r.outcome}: {_ci(r.hedges_g, r.g_ci_low, r.g_ci_high)}")
+    ax.axvline(0, color="0.4", ls="--", lw=1)
+    ax.set_yticks(range(len(t)), [text(o) for o in t["outcome"]])
+    ax.set_ylim(len(t) - 0.5, -0.5)
+    ax.set_xlabel("Hedges' g (95% CI); right of the dashed line favours ISAFE")
+    alt = f"Forest plot of Hedges' g with 95% confidence intervals for {len(t)} outcomes. " + "; ".join(parts) + "."
+    return finish(fig), alt
+
+
+# ---------------------------------------------------------------------------
+def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
+    """CONSORT flow diagram of teams and staff by arm, from the trial-flow table's view."""
+    inverse = {v: k for k, v in STAGE_LABELS.items()}
+    t = views[0].assign(stage_key=[inverse.get(s, s) for s in views[0]["stage"]]).set_index("stage_key")
+    fig, ax = plt.subplots(figsize=(WIDTH, 7.6))
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 10)
     ax.axis("off")
 
-    def box(x, y, text, w=4.2, h=1.15, fc="white"):
+    def box(x, y, s, w=4.6, h=1.25, fc="white"):
         ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05", fc=fc, ec="0.3", lw=1))
-        ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
+        ax.text(x, y, s, ha="center", va="center", fontsize=11)
 
     def arrow(x0, y0, x1, y1):
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(arrowstyle="->", color="0.3", lw=1))
 
-    lab = staff_labels(flow)
-    tot_t = sum(flow.count("allocated", a, "teams") for a in ("treatment", "control"))
-    box(
-        5,
-        9.3,
-        f"Randomised within {flow.n_las} LA(s)\n{tot_t} teams, {lab[('allocated', 'all')]} staff",
-        w=5,
-        fc="0.93",
-    )
-    stages = [
-        ("allocated", "Allocated to {arm}"),
-        ("followed_up", "Followed up (survey returned)"),
-        ("analysed", f"Analysed ({flow.outcome.replace('_', ' ')}, both waves)"),
-    ]
-    ys = [7.5, 5.0, 2.0]
-    for x, arm in ((2.4, "treatment"), (7.6, "control")):
-        arrow(5, 8.7, x, ys[0] + 0.6)
-        for (stage, label), y in zip(stages, ys):
-            t = flow.count(stage, arm, "teams")
-            box(x, y, f"{label.format(arm=arm)}\n{t} teams, {lab[(stage, arm)]} staff")
-        arrow(x, ys[0] - 0.6, x, ys[1] + 0.6)
-        arrow(x, ys[1] - 0.6, x, ys[2] + 0.6)
-        lt, ls = flow.count("lost_to_follow_up", arm, "teams"), lab[("lost_to_follow_up", arm)]
-        et, es = flow.count("excluded_from_analysis", arm, "teams"), lab[("excluded_from_analysis", arm)]
-        ax.text(
-            x,
-            (ys[0] + ys[1]) / 2,
-            f"Lost to follow-up: {lt} teams, {ls} staff",
-            ha="center",
-            va="center",
-            fontsize=7.5,
-            color="0.25",
-            bbox=dict(fc="white", ec="none"),
-        )
-        ax.text(
-            x,
-            (ys[1] + ys[2]) / 2 - 0.2,
-            f"Not analysed (score missing): {et} teams, {es} staff",
-            ha="center",
-            va="center",
-            fontsize=7.5,
-            color="0.25",
-            bbox=dict(fc="white", ec="none"),
-        )
-    ax.set_title("Trial flow (CONSORT)", fontsize=11)
-    return finish(fig)
+    def staff(stage, arm):
+        v = t.loc[stage, f"staff_{arm}"] if stage in t.index else np.nan
+        return "[c]" if np.isnan(v) else f"{v:,.0f}"
 
+    def teams(stage, arm):
+        v = t.loc[stage, f"teams_{arm}"] if stage in t.index else np.nan
+        return "" if np.isnan(v) else f"{v:,.0f} teams, "
 
-def experience_moderation(curves) -> plt.Figure:
-    """Arm effect (scale points, 95% CI band) by years qualified, one panel per scale.
-
-    ``curves`` is :attr:`isafe_helpers.impact.subgroups.ModeratorResults.curves`.
-    """
-    outcomes = list(dict.fromkeys(curves["outcome"]))
-    n = max(len(outcomes), 1)
-    ncol = min(n, 3)
-    nrow = -(-n // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.7 * nrow), squeeze=False, sharey=True)
-    for ax, o in zip(axes.flat, outcomes):
-        c = curves[curves["outcome"] == o]
-        ax.fill_between(c["years"], c["ci_low"], c["ci_high"], color="C0", alpha=0.2, lw=0)
-        ax.plot(c["years"], c["effect"], color="C0")
-        ax.axhline(0, color="0.5", ls="--", lw=1)
-        ax.set_title(o.replace("_", " "), fontsize=9)
-        ax.set_xlabel("years qualified", fontsize=8)
-    return _finish_panels(
-        fig, axes, len(outcomes), "arm effect (points)", "Exploratory: arm effect by years qualified (95% CI)"
-    )
-
-
-def la_forest(het) -> plt.Figure:
-    """Forest plot of the arm effect (scale points, 95% CI) in each LA beside the pooled one, per scale.
-
-    ``het`` is :func:`isafe_helpers.impact.subgroups.la_heterogeneity`'s result;
-    each panel's title carries the joint Wald F test of arm x LA and I^2.
-    Withheld or not estimable LAs are labelled, not drawn.
-    """
-    per, tests = het.per_la, het.tests.set_index("outcome")
-    outcomes = list(dict.fromkeys(per["outcome"]))
-    ncol = min(len(outcomes), 3) or 1
-    nrow = -(-max(len(outcomes), 1) // ncol)
-    las = list(dict.fromkeys(per["la"]))
-    fig, axes = plt.subplots(
-        nrow, ncol, figsize=(3.6 * ncol, 0.32 * len(las) * nrow + 1.3 * nrow), squeeze=False, sharey=True
-    )
-    for ax, o in zip(axes.flat, outcomes):
-        d = per[per["outcome"] == o].set_index("la").reindex(las)
-        for i, la in enumerate(las):
-            r = d.loc[la]
-            pooled = la == "pooled"
-            if np.isfinite(r["estimate"]):
-                ax.plot([r["ci_low"], r["ci_high"]], [i, i], color="0.2" if pooled else "0.45", lw=2 if pooled else 1)
-                ax.plot(r["estimate"], i, "D" if pooled else "o", color="C3" if pooled else "C0", ms=7 if pooled else 5)
-            else:
-                ax.text(
-                    0,
-                    i,
-                    "withheld" if r["withheld"] else "not estimable",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="0.4",
-                )
-        ax.axvline(0, color="0.5", ls="--", lw=1)
-        t = tests.loc[o]
-        sub = (
-            (
-                f"F({t['wald_df1']:g},{t['wald_df2']:g}) = {t['wald_f']:.2f}, p = {t['p_wald']:.3f}; "
-                f"I\u00b2 = {t['i2']:.0f}%"
+    total_teams = sum(t.loc["allocated", f"teams_{a}"] for a in ("treatment", "control"))
+    box(5, 9.35, f"Randomised within {n_las} LA(s): {total_teams:,.0f} teams", w=6, fc="0.93")
+    rows = [r for r in ("allocated", "followed_up", "analysed") if r in t.index]
+    ys = dict(zip(rows, [7.6, 5.1, 2.2][: len(rows)]))
+    side = [r for r in t.index if r not in rows]
+    parts = []
+    for x, arm in ((2.5, "treatment"), (7.5, "control")):
+        arrow(5, 8.8, x, 8.2)
+        prev = None
+        for stage in rows:
+            lab = t.loc[stage, "stage"]
+            box(x, ys[stage], f"{label(arm)}: {lab}\n{teams(stage, arm)}{staff(stage, arm)} staff")
+            if prev is not None:
+                arrow(x, ys[prev] - 0.65, x, ys[stage] + 0.65)
+            prev = stage
+            parts.append(f"{label(arm)} {lab.lower()}: {teams(stage, arm)}{staff(stage, arm)} staff")
+        for j, stage in enumerate(side):
+            lab = t.loc[stage, "stage"]
+            ax.text(
+                x,
+                3.65 - 0.55 * j if len(rows) > 2 else 6.3,
+                f"{lab}: {staff(stage, arm)} staff",
+                ha="center",
+                va="center",
+                fontsize=10,
+                color="0.2",
+                bbox=dict(fc="white", ec="none"),
             )
-            if np.isfinite(t["wald_f"])
-            else "heterogeneity not testable"
-        )
-        ax.set_title(f"{o.replace('_', ' ')}\n{sub}", fontsize=8)
-        ax.set_xlabel("arm effect (points)", fontsize=8)
-        ax.set_yticks(range(len(las)), las)
-    axes[0, 0].invert_yaxis()
-    for ax in axes.flat[len(outcomes) :]:
-        ax.axis("off")
-    fig.suptitle("Arm effect within each LA and pooled (95% CI)", fontsize=10)
-    return finish(fig)
+            parts.append(f"{label(arm)} {lab.lower()}: {staff(stage, arm)} staff")
+    alt = (
+        f"Trial flow diagram for the {text(label(outcome)).lower()} analysis: {total_teams:,.0f} teams randomised "
+        f"within {n_las} LA(s). " + "; ".join(parts) + "."
+    )
+    return finish(fig), alt
 
 
-def change_distributions(summary) -> plt.Figure:
-    """Box plots of change (follow-up minus baseline) by arm, one panel per scale, from summaries only.
+# ---------------------------------------------------------------------------
+def change_table(summary: pd.DataFrame) -> Table:
+    """The change-from-baseline summaries (:func:`isafe_helpers.impact.change.change_summary`) as a table."""
+    t = summary.assign(outcome=[label(o) for o in summary["outcome"]], arm=[label(a) for a in summary["arm"]])
+    stat = dict(kind="number", digits=2, base="n")
+    return Table(
+        t,
+        [
+            Col("outcome", "Outcome", "text"),
+            Col("arm", "Arm", "text"),
+            Col("n", "Staff analysed", "people"),
+            Col("p_low", "10th percentile", **stat),
+            Col("q1", "25th percentile", **stat),
+            Col("median", "Median", **stat),
+            Col("q3", "75th percentile", **stat),
+            Col("p_high", "90th percentile", **stat),
+            Col("mean", "Mean", **stat),
+        ],
+        caption="Change from baseline (follow-up minus baseline, scale points) by arm",
+    )
 
-    ``summary`` is :func:`isafe_helpers.impact.change_summary`: box = quartiles,
-    line = median, diamond = mean, whiskers = 10th and 90th percentiles; no
-    individual value is drawn. Arms resting on fewer people than the disclosure
-    threshold are withheld: labelled and not drawn.
-    """
-    outcomes = list(dict.fromkeys(summary["outcome"]))
-    ncol = min(len(outcomes), 3) or 1
-    nrow = -(-max(len(outcomes), 1) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.8 * nrow), squeeze=False, sharey=True)
+
+def change_distributions(views) -> tuple[plt.Figure, str]:
+    """Box plots of change by arm, one panel per outcome: box quartiles, line median, diamond mean,
+    whiskers 10th and 90th percentiles; an arm whose statistics are withheld is labelled, not drawn."""
+    t = views[0]
+    outcomes = list(dict.fromkeys(t["outcome"]))
+    fig, axes = _grid(len(outcomes), height=3.0)
+    parts = []
     for ax, o in zip(axes.flat, outcomes):
-        d = summary[summary["outcome"] == o]
-        stats_, pos, labels = [], [], []
-        for i, r in enumerate(d.itertuples()):
-            labels.append(r.arm)
-            if is_small(r.n):
-                ax.text(i + 1, 0, "withheld\n(too few people)", ha="center", va="center", fontsize=7, color="0.4")
+        d = t[t["outcome"] == o].reset_index(drop=True)
+        stats_, pos = [], []
+        for i, r in d.iterrows():
+            if not np.isfinite(r["median"]):
+                ax.text(i + 1, 0, "withheld", ha="center", va="center", color="0.35")
+                parts.append(f"{o}, {r['arm']}: withheld")
                 continue
             stats_.append(
                 dict(
-                    med=r.median, q1=r.q1, q3=r.q3, whislo=r.p_low, whishi=r.p_high, mean=r.mean, fliers=[], label=r.arm
+                    med=r["median"],
+                    q1=r["q1"],
+                    q3=r["q3"],
+                    whislo=r["p_low"],
+                    whishi=r["p_high"],
+                    mean=r["mean"],
+                    fliers=[],
+                    label=r["arm"],
                 )
             )
             pos.append(i + 1)
+            parts.append(f"{o}, {r['arm']}: median {num(r['median'])}, middle half {num(r['q1'])} to {num(r['q3'])}")
         if stats_:
             ax.bxp(
                 stats_,
@@ -237,16 +176,127 @@ def change_distributions(summary) -> plt.Figure:
                 showmeans=True,
                 showfliers=False,
                 widths=0.5,
-                meanprops=dict(marker="D", markerfacecolor="C3", markeredgecolor="C3", markersize=4),
+                meanprops=dict(marker="D", markerfacecolor=VERMILION, markeredgecolor=VERMILION, markersize=5),
             )
-        ax.set_xticks(range(1, len(labels) + 1), labels)
-        ax.set_xlim(0.4, len(labels) + 0.6)
-        ax.axhline(0, color="0.5", ls="--", lw=1)
-        ax.set_title(o.replace("_", " "), fontsize=9)
-    return _finish_panels(
-        fig,
-        axes,
-        len(outcomes),
-        "change (points)",
-        "Change from baseline by arm (box: quartiles; whiskers: 10th-90th percentile)",
+        ax.set_xticks(range(1, len(d) + 1), [text(a) for a in d["arm"]])
+        ax.set_xlim(0.4, len(d) + 0.6)
+        ax.axhline(0, color="0.4", ls="--", lw=1)
+        ax.set_title(text(o), fontsize=11)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Change (points)")
+    alt = "Box plots of the change from baseline to follow-up in each arm. " + "; ".join(parts) + "."
+    return finish(fig), alt
+
+
+# ---------------------------------------------------------------------------
+def curve_table(curves: pd.DataFrame) -> Table:
+    """The arm effect by years qualified (the experience moderator), as a table."""
+    t = curves.assign(outcome=[label(o) for o in curves["outcome"]])
+    stat = dict(kind="number", digits=3, base="n")
+    return Table(
+        t,
+        [
+            Col("outcome", "Outcome", "text"),
+            Col("n", "Staff in the model", "people"),
+            Col("years", "Years qualified", "number", 1),
+            Col("effect", "Arm effect (points)", **stat),
+            Col("ci_low", "95% CI low", **stat),
+            Col("ci_high", "95% CI high", **stat),
+        ],
+        caption="Arm effect by years qualified (exploratory)",
     )
+
+
+def experience_moderation(views) -> tuple[plt.Figure, str]:
+    """Arm effect (scale points, 95% CI band) by years qualified, one panel per outcome, shared axes."""
+    t = views[0]
+    outcomes = list(dict.fromkeys(t["outcome"]))
+    fig, axes = _grid(len(outcomes), height=2.9, sharex=True)
+    parts = []
+    for ax, o in zip(axes.flat, outcomes):
+        c = t[t["outcome"] == o]
+        if c["effect"].notna().any():
+            ax.fill_between(c["years"], c["ci_low"], c["ci_high"], color=BLUE, alpha=0.2, lw=0)
+            ax.plot(c["years"], c["effect"], color=BLUE)
+            first, last = c.iloc[0], c.iloc[-1]
+            parts.append(
+                f"{o}: {num(first['effect'])} at {num(first['years'], 0)} years to "
+                f"{num(last['effect'])} at {num(last['years'], 0)} years"
+            )
+        else:
+            ax.text(0.5, 0.5, "withheld", transform=ax.transAxes, ha="center", color="0.35")
+            parts.append(f"{o}: withheld")
+        ax.axhline(0, color="0.4", ls="--", lw=1)
+        ax.set_title(text(o), fontsize=11)
+        ax.set_xlabel("Years qualified")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Arm effect (points)")
+    alt = "Line charts of the arm effect by years qualified with 95% bands (exploratory). " + "; ".join(parts) + "."
+    return finish(fig), alt
+
+
+# ---------------------------------------------------------------------------
+def per_la_table(het) -> Table:
+    """Each LA's arm effect and the pooled one (:class:`~isafe_helpers.impact.heterogeneity.LAHeterogeneity`)."""
+    p = het.per_la
+    t = p.assign(outcome=[label(o) for o in p["outcome"]], la=["Pooled" if la == "pooled" else la for la in p["la"]])
+    stat = dict(kind="number", digits=3, base="n")
+    return Table(
+        t[["outcome", "la", "n", "estimate", "ci_low", "ci_high"]],
+        [
+            Col("outcome", "Outcome", "text"),
+            Col("la", "LA", "text"),
+            Col("n", "Staff analysed", "people"),
+            Col("estimate", "Arm effect (points)", **stat),
+            Col("ci_low", "95% CI low", **stat),
+            Col("ci_high", "95% CI high", **stat),
+        ],
+        caption="Arm effect within each LA and pooled",
+    )
+
+
+def la_forest(views) -> tuple[plt.Figure, str]:
+    """Forest plot of the arm effect in each LA beside the pooled one, one panel per outcome, shared x axis."""
+    t = views[0]
+    outcomes = list(dict.fromkeys(t["outcome"]))
+    las = list(dict.fromkeys(t["la"]))
+    fig, axes = _grid(len(outcomes), ncol=3, height=0.34 * len(las) + 1.2, sharex=True)
+    parts = []
+    for ax, o in zip(axes.flat, outcomes):
+        d = t[t["outcome"] == o].set_index("la").reindex(las)
+        for i, la in enumerate(las):
+            r = d.loc[la]
+            pooled = la == "Pooled"
+            if np.isfinite(r["estimate"]):
+                ax.plot([r["ci_low"], r["ci_high"]], [i, i], color="0.2" if pooled else "0.45", lw=2 if pooled else 1)
+                ax.plot(
+                    r["estimate"], i, "D" if pooled else "o", color=VERMILION if pooled else BLUE, ms=7 if pooled else 5
+                )
+            else:
+                ax.text(0, i, "withheld", ha="center", va="center", fontsize=10, color="0.35")
+        ax.axvline(0, color="0.4", ls="--", lw=1)
+        ax.set_title(text(o), fontsize=11)
+        ax.set_yticks(range(len(las)), [text(la) for la in las])
+        ax.set_ylim(len(las) - 0.5, -0.5)
+        pooled_row = d.loc["Pooled"] if "Pooled" in d.index else None
+        if pooled_row is not None:
+            parts.append(f"{o}: pooled {_ci(pooled_row['estimate'], pooled_row['ci_low'], pooled_row['ci_high'])}")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("Arm effect (points)")
+    alt = (
+        f"Forest plots of the arm effect with 95% confidence intervals in each of {len(las) - 1} LAs and pooled, "
+        "one panel per outcome. " + "; ".join(parts) + "."
+    )
+    return finish(fig), alt
+
+
+__all__ = [
+    "change_distributions",
+    "change_table",
+    "consort",
+    "curve_table",
+    "effect_sizes",
+    "experience_moderation",
+    "la_forest",
+    "per_la_table",
+]

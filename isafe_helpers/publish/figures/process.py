@@ -1,9 +1,4 @@
-"""Implementation and process strand figures.
-
-Disclosure control applies to figures as to tables: a bar or cell resting
-on fewer than :func:`~isafe_helpers.publish.disclosure.threshold` people is withheld and
-marked ``c``.
-"""
+"""Implementation and process figures, and the tables they are drawn from (see :mod:`isafe_helpers.publish.figures`)."""
 
 from __future__ import annotations
 
@@ -11,111 +6,152 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from isafe_helpers.data.contract import COMPONENTS
-from isafe_helpers.publish.disclosure import SUPPRESSED, threshold
-from isafe_helpers.publish.figures import finish
+from isafe_helpers.publish.figures import BLUE, OKABE_ITO, ORANGE, VERMILION, WIDTH, finish, num, text
+from isafe_helpers.results.labels import label
+from isafe_helpers.results.table import Col, Table
 
-LIKERT_COLOURS = {"1": "#b2182b", "2": "#ef8a62", "3": "#bababa", "4": "#67a9cf", "5": "#2166ac"}
+LIKERT = ("1", "2", "3", "4", "5")
 LIKERT_LABELS = {
-    "1": "very dissatisfied",
-    "2": "fairly dissatisfied",
-    "3": "neither",
-    "4": "fairly satisfied",
-    "5": "very satisfied",
+    "1": "Very dissatisfied",
+    "2": "Fairly dissatisfied",
+    "3": "Neither",
+    "4": "Fairly satisfied",
+    "5": "Very satisfied",
 }
+#: Diverging colours from the Okabe-Ito palette: vermilion and orange, grey, sky blue and blue.
+LIKERT_COLOURS = {"1": VERMILION, "2": ORANGE, "3": "#BBBBBB", "4": "#56B4E9", "5": BLUE}
 
 
-def _label(name: str) -> str:
-    return name.replace("_", " ")
+def reach(views) -> tuple[plt.Figure, str]:
+    """Reach of each component against the 100% line; per LA when the second view holds several LAs.
 
-
-def reach(table: pd.DataFrame, by_la: pd.DataFrame | None = None) -> plt.Figure:
-    """Reach against the 100% line: by component, and per LA when ``by_la`` holds several LAs.
-
-    Bars resting on an intended audience under the threshold are withheld (``c``).
+    Views: the scope's reach table, and (optionally) the same by LA. A
+    withheld reach is labelled, not drawn; over 100% is drawn in orange.
     """
+    scope = views[0]
+    by_la = views[1] if len(views) > 1 else None
     las = [] if by_la is None else list(dict.fromkeys(by_la["la"]))
+    comps = list(dict.fromkeys(scope["component"]))
+    parts = []
     if len(las) > 1:
-        frames = pd.concat([by_la, table.assign(la="pooled")], ignore_index=True)
-        groups = [*las, "pooled"]
+        frames = pd.concat([by_la, scope.assign(la="Pooled")], ignore_index=True)
+        groups = [*las, "Pooled"]
+        ncol = min(len(comps), 4)
+        nrow = -(-len(comps) // ncol)
+        fig, axes = plt.subplots(
+            nrow, ncol, sharex=True, sharey=True, squeeze=False, figsize=(WIDTH, nrow * (0.3 * len(groups) + 1.0) + 0.6)
+        )
+        panels = list(zip(axes.flat, [[c] for c in comps]))
+        for ax in axes.flat[len(comps) :]:
+            ax.axis("off")
     else:
-        frames, groups = table.assign(la="scope"), ["scope"]
-    comps = list(dict.fromkeys(table["component"]))
-    fig, axes = plt.subplots(
-        1,
-        len(comps) if len(groups) > 1 else 1,
-        sharey=True,
-        squeeze=False,
-        figsize=(2.0 * len(comps), 0.32 * len(groups) + 1.8) if len(groups) > 1 else (7, 3.4),
-    )
-    panels = [(ax, [c]) for ax, c in zip(axes[0], comps)] if len(groups) > 1 else [(axes[0][0], comps)]
-    top = max(110.0, float(frames.loc[frames["intended_n"] >= threshold(), "reach_pct"].max() or 0) + 10)
+        frames, groups = scope.assign(la="scope"), ["scope"]
+        fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(comps) + 1.4))
+        axes = np.array([[ax]])
+        panels = [(ax, comps)]
+    vals = frames["reach_pct"].to_numpy(float)
+    top = max(110.0, float(np.nanmax(vals)) + 10 if np.isfinite(vals).any() else 110.0)
     for ax, cs in panels:
-        sub = frames[frames["component"].isin(cs)]
-        labels = groups if len(groups) > 1 else [_label(c) for c in cs]
         keys = [(g, cs[0]) for g in groups] if len(groups) > 1 else [("scope", c) for c in cs]
-        y = np.arange(len(keys))
         for i, (g, c) in enumerate(keys):
-            r = sub[(sub["la"] == g) & (sub["component"] == c)]
+            r = frames[(frames["la"] == g) & (frames["component"] == c)]
             if r.empty:
                 continue
-            r = r.iloc[0]
-            if r["intended_n"] < threshold() or np.isnan(r["reach_pct"]):
-                ax.text(2, i, SUPPRESSED, va="center", fontsize="small", color="0.4")
+            v = r["reach_pct"].iloc[0]
+            if not np.isfinite(v):
+                ax.text(2, i, "withheld", va="center", fontsize=10, color="0.35")
+                if g in ("scope", "Pooled"):
+                    parts.append(f"{c}: withheld")
                 continue
-            colour = "C1" if r["reach_pct"] > 100 else ("0.35" if g == "pooled" else "C0")
-            ax.barh(i, r["reach_pct"], color=colour)
-        ax.axvline(100, color="C3", ls="--", lw=1)
-        ax.set_yticks(y, labels)
+            colour = ORANGE if v > 100 else ("0.35" if g == "Pooled" else BLUE)
+            ax.barh(i, v, color=colour)
+            if g in ("scope", "Pooled"):
+                parts.append(f"{c}: {num(v, 0)}%")
+        ax.axvline(100, color=VERMILION, ls="--", lw=1)
+        ax.set_yticks(range(len(keys)), [text(g) for g, _ in keys] if len(groups) > 1 else [text(c) for c in cs])
+        ax.set_ylim(len(keys) - 0.5, -0.5)
         ax.set_xlim(0, top)
         if len(groups) > 1:
-            ax.set_title(_label(cs[0]), fontsize="small")
-    axes[0][0].invert_yaxis()
-    fig.supxlabel("Reach (% of intended audience); dashed line: 100%", fontsize="small")
-    return finish(fig)
+            ax.set_title(text(cs[0]), fontsize=10)
+    fig.supxlabel("Reach (% of the intended audience); dashed line: 100%", fontsize=12)
+    alt = "Bar chart of reach as a share of each component's intended audience. " + "; ".join(parts) + "."
+    return finish(fig), alt
 
 
-def satisfaction_diverging(distribution: pd.DataFrame) -> plt.Figure:
-    """Diverging stacked bars of satisfaction answers (1..5) per component, centred on the neutral answer.
+def distribution_table(distribution: pd.DataFrame, keys_for=None) -> Table:
+    """Satisfaction answers 1 to 5 per component (counts of people and shares), for the diverging bars."""
+    t = distribution.copy()
+    t["component"] = [label(c) for c in t["component"]]
+    for k in LIKERT:
+        n = t["respondents"].astype(float)
+        t[f"share_{k}"] = np.where(n > 0, 100 * t[k].astype(float) / n.where(n > 0), np.nan)
+    cols = [Col("component", "Component", "text"), Col("respondents", "Respondents", "people")]
+    cols += [Col(k, LIKERT_LABELS[k], "people") for k in LIKERT]
+    cols += [Col(f"share_{k}", f"{LIKERT_LABELS[k]} (%)", "pct", 0, base="respondents", reveals=k) for k in LIKERT]
+    return Table(
+        t[[c.key for c in cols]], cols, caption="Satisfaction answers by component", sums={"respondents": LIKERT}
+    )
 
-    Components with fewer than threshold() respondents are withheld (``c``).
-    """
-    t = distribution.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(t) + 1.6))
-    for i, r in t.iterrows():
-        n = r["respondents"]
-        if n < threshold():
-            ax.text(0, i, SUPPRESSED, va="center", ha="center", fontsize="small", color="0.4")
+
+def satisfaction_diverging(views) -> tuple[plt.Figure, str]:
+    """Diverging stacked bars of the satisfaction answers per component, centred on the neutral answer."""
+    t = views[0]
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * len(t) + 2.2))
+    parts = []
+    for i, r in t.reset_index(drop=True).iterrows():
+        share = {k: r[f"share_{k}"] for k in LIKERT}
+        if any(not np.isfinite(v) for v in share.values()):
+            ax.text(0, i, "withheld", va="center", ha="center", fontsize=10, color="0.35")
+            parts.append(f"{r['component']}: withheld")
             continue
-        share = {k: 100 * r[k] / n for k in LIKERT_COLOURS}
         left = -(share["1"] + share["2"] + share["3"] / 2)
-        for k in LIKERT_COLOURS:
-            ax.barh(i, share[k], left=left, color=LIKERT_COLOURS[k], label=LIKERT_LABELS[k] if i == 0 else None)
+        for k in LIKERT:
+            ax.barh(
+                i, share[k], left=left, color=LIKERT_COLOURS[k], edgecolor="white", hatch="//" if k in "12" else None
+            )
             left += share[k]
+        parts.append(f"{r['component']}: {num(share['4'] + share['5'], 0)}% fairly or very satisfied")
     ax.axvline(0, color="0.2", lw=0.8)
-    ax.set_yticks(range(len(t)), [_label(c) for c in t["component"]])
-    ax.invert_yaxis()
+    ax.set_yticks(range(len(t)), [text(c) for c in t["component"]])
+    ax.set_ylim(len(t) - 0.5, -0.5)
     ax.set_xlim(-100, 100)
-    ax.set_xlabel("% of respondents (dissatisfied to the left, satisfied to the right)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in LIKERT_COLOURS.values()]
+    ax.set_xlabel("% of respondents: dissatisfied (hatched) to the left, satisfied to the right")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=LIKERT_COLOURS[k], hatch="//" if k in "12" else None) for k in LIKERT]
     ax.legend(
         handles,
         LIKERT_LABELS.values(),
         loc="upper center",
-        bbox_to_anchor=(0.5, -0.3),
+        bbox_to_anchor=(0.5, -0.22),
         ncol=3,
-        fontsize="x-small",
         frameon=False,
+        fontsize=11,
     )
-    return finish(fig)
+    alt = "Diverging bar chart of satisfaction answers by component. " + "; ".join(parts) + "."
+    return finish(fig), alt
 
 
-def fidelity_heatmap(by_la: pd.DataFrame) -> plt.Figure:
-    """Delivered % of planned elements, LA by component (blank where no session was logged)."""
-    cols = [c for c in (*COMPONENTS, "all") if c in set(by_la["component"])]
-    m = by_la.pivot(index="la", columns="component", values="delivered_pct").reindex(columns=cols)
-    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 2, 0.45 * len(m) + 1.6))
-    im = ax.imshow(m.to_numpy(dtype=float), cmap="YlGnBu", vmin=50, vmax=100, aspect="auto")
+def fidelity_table(by_la: pd.DataFrame) -> Table:
+    """Delivered share of planned elements by LA and component (sessions, not people)."""
+    t = by_la.assign(component=[label(c) for c in by_la["component"]])
+    return Table(
+        t[["la", "component", "sessions", "delivered_pct"]],
+        [
+            Col("la", "LA", "text"),
+            Col("component", "Component", "text"),
+            Col("sessions", "Sessions logged", "units"),
+            Col("delivered_pct", "Delivered (% of planned elements)", "pct", 0),
+        ],
+        caption="Fidelity by LA and component",
+    )
+
+
+def fidelity_heatmap(views) -> tuple[plt.Figure, str]:
+    """Delivered % of planned elements, LA by component, with the value printed in each cell."""
+    t = views[0]
+    cols = list(dict.fromkeys(t["component"]))
+    m = t.pivot(index="la", columns="component", values="delivered_pct").reindex(columns=cols)
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * len(m) + 2.2))
+    im = ax.imshow(m.to_numpy(dtype=float), cmap="viridis", vmin=50, vmax=100, aspect="auto")
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
             v = m.iat[i, j]
@@ -125,63 +161,88 @@ def fidelity_heatmap(by_la: pd.DataFrame) -> plt.Figure:
                 "" if pd.isna(v) else f"{v:.0f}",
                 ha="center",
                 va="center",
-                fontsize="small",
-                color="white" if (not pd.isna(v) and v > 85) else "black",
+                fontsize=11,
+                color="black" if (not pd.isna(v) and v > 80) else "white",
             )
-    ax.set_xticks(range(len(cols)), [_label(c) for c in cols], rotation=30, ha="right")
-    ax.set_yticks(range(len(m)), m.index)
+    ax.set_xticks(range(len(cols)), [text(c) for c in cols], rotation=30, ha="right")
+    ax.set_yticks(range(len(m)), [text(la) for la in m.index])
     ax.grid(False)
-    fig.colorbar(im, ax=ax, label="delivered % of planned elements")
-    return finish(fig)
+    fig.colorbar(im, ax=ax, label="Delivered (% of planned)")
+    overall = t[t["component"] == label("all")]["delivered_pct"]
+    alt = (
+        f"Heat map of the share of planned session elements delivered, {len(m)} LA(s) by {len(cols)} components; "
+        f"overall by LA from {num(overall.min(), 0)}% to {num(overall.max(), 0)}%."
+        if overall.notna().any()
+        else f"Heat map of the share of planned session elements delivered, {len(m)} LA(s) by {len(cols)} components."
+    )
+    return finish(fig), alt
 
 
-def dose_outcome(table: pd.DataFrame) -> plt.Figure:
-    """Mean change in each scale by dose (exploratory), with +/- 1.96 SE; groups under threshold() withheld."""
-    outcomes = list(dict.fromkeys(table["outcome"]))
-    doses = list(dict.fromkeys(table["dose"]))
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(outcomes) * len(doses) / 2 + 1.5))
+def dose_outcome(views) -> tuple[plt.Figure, str]:
+    """Mean change in each outcome by practice-pathway sessions attended (exploratory), with 95% bars (1.96 SE)."""
+    t = views[0]
+    outcomes = list(dict.fromkeys(t["outcome"]))
+    doses = list(dict.fromkeys(t["dose"]))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.6 * len(outcomes) + 2.0))
+    markers = ["o", "s", "D"]
+    parts = []
     for j, d in enumerate(doses):
-        sub = table[table["dose"] == d].set_index("outcome").reindex(outcomes)
+        sub = t[t["dose"] == d].set_index("outcome").reindex(outcomes)
         y = np.arange(len(outcomes)) + (j - (len(doses) - 1) / 2) * 0.22
-        ok = sub["n"].fillna(0).to_numpy() >= threshold()
         ax.errorbar(
-            sub["mean_change"].where(ok),
+            sub["mean_change"],
             y,
-            xerr=1.96 * sub["se"].where(ok),
-            fmt="o",
-            color=f"C{j}",
-            label=f"{d} (practice-pathway sessions)",
+            xerr=1.96 * sub["se"],
+            fmt=markers[j % 3],
+            color=OKABE_ITO[(j + 4) % 8],
+            label=f"{text(d)} session(s)",
             capsize=2,
         )
-    ax.axvline(0, color="0.5", ls="--", lw=1)
-    ax.set_yticks(range(len(outcomes)), [_label(o) for o in outcomes])
-    ax.invert_yaxis()
+        shown = sub["mean_change"].notna().sum()
+        parts.append(f"{text(d)} sessions: {shown} of {len(outcomes)} outcomes shown")
+    ax.axvline(0, color="0.4", ls="--", lw=1)
+    ax.set_yticks(range(len(outcomes)), [text(o) for o in outcomes])
+    ax.set_ylim(len(outcomes) - 0.5, -0.5)
     ax.set_xlabel("Mean change, follow-up minus baseline (exploratory, not causal)")
-    ax.legend(fontsize="x-small", loc="lower right")
-    return finish(fig)
+    ax.legend(loc="lower right", fontsize=11)
+    alt = (
+        "Dot plot of the mean change in each outcome among intervention-team staff by practice-pathway sessions "
+        "attended, with 95% bars; exploratory. " + "; ".join(parts) + "."
+    )
+    return finish(fig), alt
 
 
-def reach_vs_impact(table: pd.DataFrame) -> plt.Figure:
-    """Each LA's practice-pathway reach against its treatment effect, one panel per scale."""
-    outcomes = list(dict.fromkeys(table["outcome"]))
-    fig, axes = plt.subplots(1, len(outcomes), figsize=(2.6 * len(outcomes), 2.9), squeeze=False, sharex=True)
-    for ax, o in zip(axes[0], outcomes):
-        sub = table[table["outcome"] == o]
+def reach_vs_impact(views) -> tuple[plt.Figure, str]:
+    """Each LA's practice-pathway reach against its arm effect, one panel per outcome, shared axes."""
+    t = views[0]
+    outcomes = list(dict.fromkeys(t["outcome"]))
+    ncol = min(len(outcomes), 3) or 1
+    nrow = -(-max(len(outcomes), 1) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 3.0 * nrow + 0.6), squeeze=False, sharex=True, sharey=True)
+    for ax, o in zip(axes.flat, outcomes):
+        sub = t[t["outcome"] == o]
         ax.errorbar(
             sub["reach_pct"],
             sub["treatment_effect"],
             yerr=[sub["treatment_effect"] - sub["ci_low"], sub["ci_high"] - sub["treatment_effect"]],
             fmt="o",
-            color="C0",
+            color=BLUE,
             ecolor="0.7",
             capsize=2,
         )
         for r in sub.itertuples(index=False):
-            ax.annotate(
-                r.la, (r.reach_pct, r.treatment_effect), fontsize="x-small", xytext=(3, 3), textcoords="offset points"
-            )
-        ax.axhline(0, color="0.5", ls="--", lw=1)
-        ax.set_title(_label(o), fontsize="small")
-    axes[0][0].set_ylabel("Treatment effect (95% CI)")
-    fig.supxlabel("Practice-pathway reach (%)", fontsize="small")
-    return finish(fig)
+            if np.isfinite(r.reach_pct) and np.isfinite(r.treatment_effect):
+                ax.annotate(
+                    text(r.la), (r.reach_pct, r.treatment_effect), fontsize=9, xytext=(3, 3), textcoords="offset points"
+                )
+        ax.axhline(0, color="0.4", ls="--", lw=1)
+        ax.set_title(text(o), fontsize=11)
+    for ax in axes.flat[len(outcomes) :]:
+        ax.axis("off")
+    fig.supylabel("Arm effect in the LA (95% CI)", fontsize=12)
+    fig.supxlabel("Practice-pathway reach (%)", fontsize=12)
+    alt = (
+        f"Scatter plots of each LA's practice-pathway reach against its arm effect for {len(outcomes)} outcomes, "
+        f"{t['la'].nunique()} LAs; exploratory and ecological."
+    )
+    return finish(fig), alt

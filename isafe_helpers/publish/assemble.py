@@ -1,0 +1,123 @@
+"""Book-wide disclosure control: every page's specs in one ledger, solved once, rendered again.
+
+Each notebook recorded what its page shows (:mod:`isafe_helpers.publish.report`).
+:class:`BookDisclosure` registers every table of every page of the book, and
+the tables the build adds itself (the summary's, each LA's index page), in
+one :class:`~isafe_helpers.publish.ledger.Ledger`, solves it, and renders
+each table, figure and prose output again under the book's plan: a count
+suppressed on any page is suppressed on every page, and no suppressed count
+follows from what the whole book publishes. A figure is drawn again only
+when its values differ from those its page drew.
+
+:meth:`BookDisclosure.published` is the table of every number a scope's
+pages publish after disclosure control, for the reader's download.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from isafe_helpers.publish import tables
+from isafe_helpers.publish.ledger import Ledger, Plan
+from isafe_helpers.publish.report import SPECS, Spec, render_spec
+from isafe_helpers.results.table import Table
+
+
+@dataclass
+class PageSpecs:
+    """The specs one notebook recorded."""
+
+    scope: str
+    strand: str
+    specs: list[Spec]
+    keys: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def load_pages(results: Path, scopes: list[str], strands: list[str], skip: set[tuple[str, str]]) -> list[PageSpecs]:
+    """Every recorded page of the run, but those in ``skip`` (failed notebooks)."""
+    pages = []
+    for scope in scopes:
+        for strand in strands:
+            path = results / scope / SPECS.format(strand=strand)
+            if (scope, strand) in skip or not path.is_file():
+                continue
+            with open(path, "rb") as fh:
+                rec = pickle.load(fh)
+            pages.append(PageSpecs(scope, strand, rec["specs"]))
+    return pages
+
+
+class BookDisclosure:
+    """One ledger for the book: register pages and extra tables, then :meth:`solve` and render."""
+
+    def __init__(self, pages: list[PageSpecs], limit: int):
+        self.pages = pages
+        self.ledger = Ledger(limit)
+        self.extra: dict[str, tuple[Table, dict]] = {}
+        for page in pages:
+            for spec in page.specs:
+                page.keys[spec.id] = [
+                    self.ledger.register(t, f"{page.scope}/{page.strand}/{spec.id}/{j}")
+                    for j, t in enumerate(spec.tables)
+                ]
+        self.plan: Plan | None = None
+
+    def add(self, where: str, table: Table) -> None:
+        """Register a table the build itself publishes (summary, LA index pages), before :meth:`solve`."""
+        self.extra[where] = (table, self.ledger.register(table, where))
+
+    def solve(self) -> Plan:
+        self.plan = self.ledger.solve()
+        return self.plan
+
+    def render_table(self, where: str, number: int | None = None) -> str:
+        """The HTML of a table registered with :meth:`add`."""
+        table, keys = self.extra[where]
+        return tables.render(table, number, self.plan, keys)
+
+    def view(self, where: str) -> pd.DataFrame:
+        """A table registered with :meth:`add`, as it may be published (withheld values NaN)."""
+        from isafe_helpers.publish.report import views
+
+        table, keys = self.extra[where]
+        return views(Spec(where, "table", 0, [table]), self.plan, [keys])[0]
+
+    def outputs(self, page: PageSpecs) -> dict[str, str]:
+        """The page's outputs under the book's plan, by spec id (figures only where their values changed)."""
+        out = {}
+        for spec in page.specs:
+            keys = page.keys[spec.id]
+            if spec.kind == "figure":
+                now = [tables.protected(t, self.plan, k) for t, k in zip(spec.tables, keys)]
+                if len(now) == len(spec.shown) and all(a.equals(b) for a, b in zip(now, spec.shown)):
+                    continue
+            out[spec.id] = render_spec(spec, self.plan, keys)
+        return out
+
+    def published(self, scope: str) -> pd.DataFrame:
+        """Every number the scope's pages publish in their tables, as printed (after disclosure control)."""
+        rows = []
+        for page in (p for p in self.pages if p.scope == scope):
+            for spec in page.specs:
+                for t, keys in zip(spec.tables, page.keys[spec.id]):
+                    cells = tables.protected(t, self.plan, keys)
+                    label_col = t.columns[0].key if t.columns and t.columns[0].kind == "text" else None
+                    for i in range(len(cells)):
+                        for c in t.columns:
+                            if c.kind == "text":
+                                continue
+                            rows.append(
+                                {
+                                    "page": page.strand,
+                                    "output": f"{spec.kind} {spec.number}" if spec.number else spec.kind,
+                                    "caption": spec.caption or t.caption,
+                                    "row": cells.loc[i, label_col] if label_col else str(i + 1),
+                                    "column": c.label,
+                                    "value": cells.loc[i, c.key],
+                                }
+                            )
+        return pd.DataFrame(rows, columns=["page", "output", "caption", "row", "column", "value"])

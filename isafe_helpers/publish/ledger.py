@@ -1,0 +1,261 @@
+"""The book's disclosure ledger: every published count of people, every relation between them, solved once.
+
+Every table the book publishes registers its people cells here: each cell's
+value under the key of the population it counts
+(:mod:`isafe_helpers.results.keys`), and the relations a reader could use
+against them: totals and breakdowns declared by the analyses, column and row
+totals found in the table by value, and "a pooled count is the sum of its
+LAs' counts", added here for every key whose LAs are all registered. The
+same key on two pages is one unknown, so a count suppressed on one page
+cannot be recovered from another.
+
+:meth:`Ledger.solve` applies the methods page's rules to the whole system:
+
+1. **Primary suppression.** A count under the threshold is suppressed. A
+   zero is published, unless it is part of a breakdown of people by a
+   characteristic in which every member of the group falls in one category
+   (class disclosure): then that breakdown's cells are suppressed, which
+   coarsens it to its total.
+2. **Secondary suppression.** More counts are suppressed until no
+   suppressed count follows from the published ones by any linear
+   combination of the relations: no relation holds exactly one suppressed
+   count; a null-space test finds no suppressed count fixed by the
+   relations together; and linear programming (counts are not negative)
+   finds none pinned to within one person.
+3. **Exempt counts** (the trial-flow counts CONSORT requires) are never
+   suppressed; relations among only exempt counts are left as they are, and
+   the trial flow merges small categories instead (see
+   :mod:`isafe_helpers.impact.flow`).
+
+Statistics resting on people (:class:`~isafe_helpers.results.table.Col`
+``base``) are withheld when their base is under the threshold or
+suppressed, and those that give a count back (``reveals``) when that count
+is suppressed: :func:`isafe_helpers.publish.tables.protected` applies it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.linalg import null_space
+from scipy.optimize import linprog
+
+from isafe_helpers.results.keys import SEP, split
+from isafe_helpers.results.table import Table
+
+
+class LedgerError(ValueError):
+    """Two tables give one population different counts: a bug in the keys, never a data problem."""
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``total = sum(parts)`` between ledger keys; ``kind`` ``sum`` or ``breakdown``."""
+
+    total: str
+    parts: tuple[str, ...]
+    kind: str = "sum"
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        return (self.total, *self.parts)
+
+
+@dataclass
+class Plan:
+    """What the ledger decided: the suppressed keys, and relations it could not protect."""
+
+    suppressed: set[str]
+    limit: int
+    values: dict[str, float]
+    unprotectable: list[Relation] = field(default_factory=list)
+
+    def hidden(self, key: str | None) -> bool:
+        return key is not None and key in self.suppressed
+
+    def small(self, key: str | None) -> bool:
+        """True when the count is under the threshold (a statistic resting on it is withheld)."""
+        v = self.values.get(key) if key is not None else None
+        return v is not None and v < self.limit
+
+
+class Ledger:
+    """The people counts of a book (or of one page) and the relations between them."""
+
+    def __init__(self, limit: int):
+        self.limit = int(limit)
+        self.values: dict[str, float] = {}
+        self.where: dict[str, str] = {}
+        self.relations: list[Relation] = []
+        self.exempt: set[str] = set()
+        self._rel_seen: set[tuple] = set()
+
+    # ------------------------------------------------------------------ input
+    def add(self, key: str, value: float, where: str, exempt: bool = False) -> None:
+        """Register one published count under ``key``."""
+        v = float(value)
+        old = self.values.get(key)
+        if old is not None and not math.isclose(old, v, abs_tol=1e-9):
+            raise LedgerError(f"population {key!r} is {old:g} in {self.where[key]} but {v:g} in {where}")
+        if old is None:
+            self.values[key], self.where[key] = v, where
+        if exempt:
+            self.exempt.add(key)
+
+    def relate(self, total: str, parts, kind: str = "sum") -> None:
+        """Register ``total = sum(parts)`` (each key must be registered, or it is ignored)."""
+        parts = tuple(parts)
+        sig = (total, tuple(sorted(parts)))
+        if sig in self._rel_seen or len(parts) < 1 or total in parts:
+            return
+        self._rel_seen.add(sig)
+        self.relations.append(Relation(total, parts, kind))
+
+    def register(self, table: Table, where: str) -> dict[tuple[int, str], str]:
+        """Register a table's people cells and relations; return each cell's key by (row, column).
+
+        A cell whose population the table does not name gets a key of its
+        own (``<where>|row|column``), so it takes part in its table's
+        relations only.
+        """
+        from isafe_helpers.publish.disclosure import find_relations
+
+        data = table.data.reset_index(drop=True)
+        keys: dict[tuple[int, str], str] = {}
+        for col in table.people:
+            for i, v in enumerate(data[col]):
+                try:
+                    x = float(v)
+                except (TypeError, ValueError):
+                    continue
+                if math.isnan(x):
+                    continue
+                k = table.cell_key(i, col) or f"{where}{SEP}{i}{SEP}{col}"
+                self.add(k, x, where, exempt=k in table.exempt)
+                keys[(i, col)] = k
+        for rel in find_relations(data, table.people, table.sums or None):
+            cells = [keys.get(c) for c in rel.cells]
+            if all(cells):
+                self.relate(cells[0], cells[1:])
+        for total, parts, kind in table.relations:
+            self.relate(total, parts, kind)
+        return keys
+
+    def pool(self) -> None:
+        """Add "a pooled count is the sum of its LAs' counts" for every pooled key whose LAs are all registered."""
+        by_population: dict[str, dict[str, str]] = defaultdict(dict)
+        for k in self.values:
+            las, population = split(k)
+            if len(las) == 1:
+                by_population[population][las[0]] = k
+        for k in list(self.values):
+            las, population = split(k)
+            if len(las) > 1:
+                singles = by_population.get(population, {})
+                if all(la in singles for la in las):
+                    self.relate(k, [singles[la] for la in las])
+
+    # ------------------------------------------------------------------ solve
+    def solve(self) -> Plan:
+        """Suppress counts until none can be recovered (module docstring)."""
+        self.pool()
+        rels = [r for r in self.relations if all(c in self.values for c in r.cells)]
+        supp = {k for k, v in self.values.items() if 0 < v < self.limit and k not in self.exempt}
+        for r in rels:  # class disclosure: every member of a group in one category
+            if r.kind == "breakdown" and self.values[r.total] > 0:
+                nonzero = [p for p in r.parts if self.values[p] > 0]
+                if len(nonzero) == 1 and len(r.parts) > 1:
+                    supp |= {p for p in r.parts if p not in self.exempt}
+        unprotectable: list[Relation] = []
+        for _ in range(len(self.values) + 1):
+            changed = False
+            for r in rels:  # no relation may hold exactly one suppressed count
+                hidden = [c for c in r.cells if c in supp]
+                if len(hidden) == 1:
+                    pick = self._second(r, supp)
+                    if pick is None:
+                        if r not in unprotectable:
+                            unprotectable.append(r)
+                        continue
+                    supp.add(pick)
+                    changed = True
+            if changed:
+                continue
+            for comp in self._components(rels, supp):
+                exposed = self._exposed(comp, supp)
+                for k in exposed:
+                    for r in (r for r in comp if k in r.cells):
+                        pick = self._second(r, supp)
+                        if pick is not None:
+                            supp.add(pick)
+                            changed = True
+                            break
+                    if changed:
+                        break
+                if changed:
+                    break
+            if not changed:
+                break
+        return Plan(supp, self.limit, dict(self.values), unprotectable)
+
+    def _second(self, r: Relation, supp: set[str]) -> str | None:
+        """The cell to suppress next in ``r``: the smallest free part, else the total (never an exempt count)."""
+        free = [c for c in r.parts if c not in supp and c not in self.exempt]
+        if not free and r.total not in supp and r.total not in self.exempt:
+            free = [r.total]
+        return min(free, key=lambda c: (self.values[c], c)) if free else None
+
+    @staticmethod
+    def _components(rels: list[Relation], supp: set[str]) -> list[list[Relation]]:
+        """Relations holding a suppressed count, grouped into connected components."""
+        parent: dict[str, str] = {}
+
+        def find(x):
+            while parent.setdefault(x, x) != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        touched = [r for r in rels if any(c in supp for c in r.cells)]
+        for r in touched:
+            for c in r.cells[1:]:
+                parent[find(c)] = find(r.cells[0])
+        groups: dict[str, list[Relation]] = defaultdict(list)
+        for r in touched:
+            groups[find(r.total)].append(r)
+        return list(groups.values())
+
+    def _exposed(self, comp: list[Relation], supp: set[str]) -> list[str]:
+        """Suppressed counts of a component that the published counts determine, or pin within one person."""
+        unknown = sorted({c for r in comp for c in r.cells if c in supp})
+        index = {k: i for i, k in enumerate(unknown)}
+        A, b = [], []
+        for r in comp:
+            row, const = np.zeros(len(unknown)), 0.0
+            for c, sign in [(r.total, -1.0), *((p, 1.0) for p in r.parts)]:
+                if c in index:
+                    row[index[c]] += sign
+                else:
+                    const -= sign * self.values[c]
+            if row.any():
+                A.append(row)
+                b.append(const)
+        if not A:
+            return []
+        A = np.array(A)
+        basis = null_space(A)
+        determined = [k for k, i in index.items() if basis.shape[1] == 0 or np.allclose(basis[i], 0.0, atol=1e-9)]
+        if determined:
+            return determined
+        pinned = []
+        for k, i in index.items():
+            obj = np.zeros(len(unknown))
+            obj[i] = 1.0
+            lo = linprog(obj, A_eq=A, b_eq=b, bounds=(0, None), method="highs")
+            hi = linprog(-obj, A_eq=A, b_eq=b, bounds=(0, None), method="highs")
+            if lo.status == 0 and hi.status == 0 and (-hi.fun) - lo.fun < 1 - 1e-9:
+                pinned.append(k)
+        return pinned
