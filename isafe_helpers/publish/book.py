@@ -42,7 +42,7 @@ from isafe_helpers.data import contract as C
 from isafe_helpers.publish import disclosure
 from isafe_helpers.publish import summary as S
 from isafe_helpers.publish.assemble import BookDisclosure, load_pages
-from isafe_helpers.publish.escape import md
+from isafe_helpers.publish.escape import html_text, md
 from isafe_helpers.resources import SOURCES
 from isafe_helpers.results import estimates as E
 
@@ -93,10 +93,9 @@ def scope_label(scope: str) -> str:
 
 def synthetic_notice(run: dict) -> str:
     seed = (run.get("synthetic") or {}).get("seed")
-    return (
-        "Synthetic data: every number in this book comes from a synthetic trial made by "
-        f"isafe_helpers.data.synth (seed {seed}) with the ISAFE design. The numbers are illustrative, "
-        "not the ISAFE trial's."
+    return html_text(
+        "Synthetic data: every number in this book comes from a synthetic trial with the ISAFE design, made by the "
+        f"handbook's generator (seed {seed}). The numbers are illustrative, not the ISAFE trial's."
     )
 
 
@@ -110,6 +109,21 @@ def read_run(results: Path) -> dict:
 # --------------------------------------------------------------------------
 # Generated pages
 # --------------------------------------------------------------------------
+def html_table(header, rows, code=()) -> str:
+    """A plain HTML table for a Markdown page, every cell escaped (names from ``instrument.yml`` are data).
+
+    Columns whose index is in ``code`` are set as code.
+    """
+
+    def cell(j, v):
+        v = html_text(v)
+        return f"<code>{v}</code>" if j in code else v
+
+    head = "".join(f"<th>{html_text(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(j, v)}</td>" for j, v in enumerate(r)) + "</tr>" for r in rows)
+    return f'<div class="isafe-table"><div class="isafe-table-scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div></div>'
+
+
 def data_dictionary_markdown(instrument: C.Instrument = C.DEFAULT_INSTRUMENT) -> str:
     """The data dictionary page, generated from the contract's file specs."""
     out = [
@@ -139,62 +153,53 @@ def data_dictionary_markdown(instrument: C.Instrument = C.DEFAULT_INSTRUMENT) ->
         if spec.unique:
             out += [f"Unique key within the file: {', '.join(f'`{u}`' for u in spec.unique)}.", ""]
         out += [*(f"- {n}" for n in spec.notes), ""] if spec.notes else []
-        out += ["| column | type | meaning | rule |", "|---|---|---|---|"]
-        for f in spec.fields:
-            out.append(f"| `{f.name}` | {f.dtype} | {f.description} | {f.rule()} |")
-        out.append("")
+        rows = [(f.name, f.dtype, f.description, f.rule()) for f in spec.fields]
+        out += [html_table(("column", "type", "meaning", "rule"), rows, code=(0,)), ""]
     out += [
         "## Scales",
         "",
         "A scale score is the mean of the answered items after reverse coding (x -> min + max - x), "
         "computed only when at least ceil(2k/3) of its k items are answered; otherwise it is missing.",
         "",
-        "| scale | items | reverse-coded | range | items needed |",
-        "|---|---|---|---|---|",
     ]
-    for s in instrument.scales:
-        out.append(
-            f"| `{s.name}` | {', '.join(s.items)} | {', '.join(s.reverse) or 'none'} | "
-            f"{s.min} to {s.max} | {s.min_answered} of {len(s.items)} |"
-        )
-    out.append("")
+    rows = [
+        (s.name, ", ".join(s.items), ", ".join(s.reverse) or "none", f"{s.min} to {s.max}",
+         f"{s.min_answered} of {len(s.items)}")
+        for s in instrument.scales
+    ]
+    out += [html_table(("scale", "items", "reverse-coded", "range", "items needed"), rows, code=(0,)), ""]
     return "\n".join(out)
 
 
 def status_markdown(run: dict) -> str:
-    """Package versions, the data root's fingerprint and the run date."""
-    rows = []
+    """Package versions, the data root's fingerprint and the run date (every data-derived string escaped)."""
+    versions = []
     for pkg in PACKAGES:
         try:
-            rows.append(f"| {pkg} | {metadata.version(pkg)} |")
+            versions.append((pkg, metadata.version(pkg)))
         except metadata.PackageNotFoundError:
-            rows.append(f"| {pkg} | not installed |")
-    tasks = run.get("tasks", [])
-    task_rows = [f"| {t['scope']} | {t['strand']} | {t['status']} | {t.get('message', '')} |" for t in tasks]
+            versions.append((pkg, "not installed"))
+    tasks = [(t["scope"], t["strand"], t["status"], t.get("message", "")) for t in run.get("tasks", [])]
     return "\n".join(
         [
             "# Status of this build",
             "",
-            f"- Data root: `{Path(run['data_root']).name}` ({'synthetic' if run.get('synthetic') else 'real'} data)",
+            f"- Data root: {md(Path(run['data_root']).name)} ({'synthetic' if run.get('synthetic') else 'real'} data)",
             f"- Data root fingerprint (SHA-256 of every file's path and bytes): `{run['fingerprint']}`",
-            f"- Local authorities: {', '.join(run['las'])}",
-            f"- Run finished: {run['finished']}",
+            f"- Local authorities: {md(', '.join(run['las']))}",
+            f"- Run finished: {md(run['finished'])}",
             f"- Book built: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-            f"- Python {run['python']}",
-            f"- Disclosure threshold: {run.get('disclosure_threshold') or disclosure.threshold()} people "
+            f"- Python {md(run['python'])}",
+            f"- Disclosure threshold: {int(run.get('disclosure_threshold') or disclosure.threshold())} people "
             f"(set by `{disclosure.THRESHOLD_ENV}` when the notebooks ran)",
             "",
             "## Notebooks of the last run",
             "",
-            "| scope | strand | status | message |",
-            "|---|---|---|---|",
-            *task_rows,
+            html_table(("scope", "strand", "status", "message"), tasks),
             "",
             "## Package versions",
             "",
-            "| package | version |",
-            "|---|---|",
-            *rows,
+            html_table(("package", "version"), versions),
             "",
         ]
     )
@@ -206,7 +211,7 @@ def failure_markdown(scope: str, strand: str, message: str) -> str:
             f"# {STRAND_TITLES[strand]}: {scope_label(scope)}",
             "",
             "```{warning}",
-            f"This page's notebook failed in the last run, so it has no results. The error was: {message}",
+            f"This page's notebook failed in the last run, so it has no results. The error was: {md(message)}",
             "```",
             "",
             "Fix the cause and run `python -m isafe_helpers run` again; see the status page.",
