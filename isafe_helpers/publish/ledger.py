@@ -109,7 +109,12 @@ class Ledger:
         """Register ``total = sum(parts)`` (each key must be registered, or it is ignored)."""
         parts = tuple(parts)
         sig = (total, tuple(sorted(parts)))
-        if sig in self._rel_seen or len(parts) < 1 or total in parts:
+        if len(parts) < 1 or total in parts:
+            return
+        if sig in self._rel_seen:  # found by value and declared too: the declaration says what it is
+            if kind == "breakdown":
+                self.relations = [Relation(r.total, r.parts, kind) if (r.total, tuple(sorted(r.parts))) == sig
+                                  else r for r in self.relations]
             return
         self._rel_seen.add(sig)
         self.relations.append(Relation(total, parts, kind))
@@ -136,9 +141,15 @@ class Ledger:
                 k = table.cell_key(i, col) or f"{where}{SEP}{i}{SEP}{col}"
                 self.add(k, x, where, exempt=k in table.exempt)
                 keys[(i, col)] = k
-        for rel in find_relations(data, table.people, table.sums or None):
+        for total, parts in table.sums.items():  # declared column sums hold row by row
+            for i in range(len(data)):
+                cells = [keys.get((i, c)) for c in (total, *parts)]
+                if all(cells):
+                    self.relate(cells[0], cells[1:])
+        for rel in find_relations(data, table.people):
             cells = [keys.get(c) for c in rel.cells]
-            if all(cells):
+            # a sum found by value with a zero part (12 = 12 + 0) is a coincidence, not arithmetic a reader can use
+            if all(cells) and all(self.values[c] != 0 for c in cells[1:]):
                 self.relate(cells[0], cells[1:])
         for total, parts, kind in table.relations:
             self.relate(total, parts, kind)
@@ -185,9 +196,9 @@ class Ledger:
             if changed:
                 continue
             for comp in self._components(rels, supp):
-                exposed = self._exposed(comp, supp)
-                for k in exposed:
-                    for r in (r for r in comp if k in r.cells):
+                for k in self._exposed(comp, supp):
+                    # another count in a relation of the exposed one; failing that, anywhere in its component
+                    for r in sorted(comp, key=lambda r: k not in r.cells):
                         pick = self._second(r, supp)
                         if pick is not None:
                             supp.add(pick)
@@ -195,6 +206,7 @@ class Ledger:
                             break
                     if changed:
                         break
+                    unprotectable += [r for r in comp if k in r.cells and r not in unprotectable]
                 if changed:
                     break
             if not changed:

@@ -1,0 +1,166 @@
+"""The book-wide disclosure ledger (isafe_helpers.publish.ledger), on hand-made cases.
+
+Each case states what a reader could work out, and checks that the ledger
+withholds enough that they cannot, and no more than it needs to.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import linprog
+
+from isafe_helpers.publish import tables
+from isafe_helpers.publish.ledger import Ledger, LedgerError
+from isafe_helpers.results.keys import key
+from isafe_helpers.results.table import Col, Table
+
+LIMIT = 10
+
+
+def recoverable(ledger: Ledger, plan) -> list[str]:
+    """Suppressed keys a reader can pin from the published values and the relations (LP over non-negative counts)."""
+    hidden = sorted(plan.suppressed)
+    index = {k: i for i, k in enumerate(hidden)}
+    A, b = [], []
+    for r in ledger.relations:
+        row, const = np.zeros(len(hidden)), 0.0
+        for c, sign in [(r.total, -1.0), *((p, 1.0) for p in r.parts)]:
+            if c in index:
+                row[index[c]] += sign
+            else:
+                const -= sign * ledger.values[c]
+        if row.any():
+            A.append(row)
+            b.append(const)
+    out = []
+    for k, i in index.items():
+        if not A:
+            continue
+        obj = np.zeros(len(hidden))
+        obj[i] = 1
+        lo = linprog(obj, A_eq=np.array(A), b_eq=b, bounds=(0, None), method="highs")
+        hi = linprog(-obj, A_eq=np.array(A), b_eq=b, bounds=(0, None), method="highs")
+        if lo.status == 0 and hi.status == 0 and -hi.fun - lo.fun < 1 - 1e-9:
+            out.append(k)
+    return out
+
+
+def dose_table(la: str, none: int, one: int, both: int) -> Table:
+    """An LA's dose table: all = none + one + both (a breakdown of its intervention staff)."""
+    tp = key([la], "staff", arm="treatment")
+    ks = {d: key([la], "staff", arm="treatment", dose=d) for d in ("none", "one", "both")}
+    t = pd.DataFrame({"group": ["all"], "all": [none + one + both], "none": [none], "one": [one], "both": [both]})
+    return Table(t, [Col("group", "Group", "text"), *(Col(c, c, "people") for c in ("all", "none", "one", "both"))],
+                 "Dose", keys={"all": [tp], **{d: [ks[d]] for d in ks}},
+                 relations=[(tp, tuple(ks.values()), "breakdown")])
+
+
+def cost_table(la: str, reached: int, treatment: int) -> Table:
+    """An LA's cost denominators: reached (one or both sessions) and all intervention staff."""
+    ks = [key([la], "staff", arm="treatment", reached="yes"), key([la], "staff", arm="treatment")]
+    t = pd.DataFrame({"unit": ["per participant reached", "per intervention participant"],
+                      "denominator": [reached, treatment], "cost": [10000 / reached, 10000 / treatment]})
+    return Table(t, [Col("unit", "Unit", "text"), Col("denominator", "Denominator", "people"),
+                     Col("cost", "Cost", "gbp", 0, base="denominator", reveals="denominator")], "Unit costs",
+                 keys={"denominator": ks},
+                 relations=[(ks[0], (key([la], "staff", arm="treatment", dose="one"),
+                                     key([la], "staff", arm="treatment", dose="both")), "sum")])
+
+
+def test_the_la06_subtraction_across_two_pages_is_closed():
+    """Dose none = 1 and one = 10 are withheld in the dose table, but the cost page publishes
+    reached (41 = one + both) and all intervention staff (42): a reader gets none = 42 - 41 = 1
+    unless the book-wide ledger withholds more."""
+    ledger = Ledger(LIMIT)
+    ledger.register(dose_table("LA06", 1, 10, 31), "process")
+    ledger.register(cost_table("LA06", 41, 42), "cost")
+    plan = ledger.solve()
+    assert key(["LA06"], "staff", arm="treatment", dose="none") in plan.suppressed
+    assert recoverable(ledger, plan) == []
+    # on its own, the dose table alone would have been safe without touching the cost page
+    alone = Ledger(LIMIT)
+    alone.register(dose_table("LA06", 1, 10, 31), "process")
+    assert not any("reached" in k for k in alone.solve().suppressed)
+
+
+def test_a_pooled_count_is_the_sum_of_its_las_and_cannot_give_one_back():
+    ledger = Ledger(LIMIT)
+    las = ["LA01", "LA02", "LA03"]
+    values = {"LA01": 4, "LA02": 30, "LA03": 25}
+    for la, v in values.items():
+        t = pd.DataFrame({"n": [v]})
+        ledger.register(Table(t, [Col("n", "n", "people")], "x", keys={"n": [key([la], "staff")]}), la)
+    pooled = pd.DataFrame({"n": [sum(values.values())]})
+    ledger.register(Table(pooled, [Col("n", "n", "people")], "x", keys={"n": [key(las, "staff")]}), "trial")
+    plan = ledger.solve()
+    assert key(["LA01"], "staff") in plan.suppressed
+    assert len({key(["LA02"], "staff"), key(["LA03"], "staff"), key(las, "staff")} & plan.suppressed) >= 1
+    assert recoverable(ledger, plan) == []
+
+
+def test_a_zero_is_published_unless_it_puts_a_whole_group_in_one_category():
+    ledger = Ledger(LIMIT)
+    total = key(["LA01"], "staff", role="manager")
+    parts = (key(["LA01"], "staff", role="manager", reached="yes"), key(["LA01"], "staff", role="manager", reached="no"))
+    t = pd.DataFrame({"total": [12], "yes": [12], "no": [0]})
+    cols = [Col(c, c, "people") for c in ("total", "yes", "no")]
+    ledger.register(Table(t, cols, "x", keys={"total": [total], "yes": [parts[0]], "no": [parts[1]]},
+                          relations=[(total, parts, "breakdown")]), "p")
+    plan = ledger.solve()
+    assert set(parts) <= plan.suppressed and total not in plan.suppressed
+    ok = Ledger(LIMIT)
+    t2 = pd.DataFrame({"total": [30], "yes": [30 - 0], "no": [0]})
+    ok.register(Table(t2, cols, "x", keys={"total": [total], "yes": [parts[0]], "no": [parts[1]]},
+                      relations=[(total, parts, "sum")]), "p")
+    assert ok.solve().suppressed == set()  # a plain sum (not a breakdown of people by a characteristic)
+
+
+def test_exempt_flow_counts_are_never_suppressed():
+    ledger = Ledger(LIMIT)
+    a, an, lost = (key(["LA01"], "flow", s) for s in ("allocated", "analysed", "lost"))
+    t = pd.DataFrame({"allocated": [60], "analysed": [57], "lost": [3]})
+    ledger.register(Table(t, [Col(c, c, "people") for c in t.columns], "flow",
+                          keys={"allocated": [a], "analysed": [an], "lost": [lost]},
+                          relations=[(a, (an, lost), "sum")], exempt={a, an, lost}), "impact")
+    assert ledger.solve().suppressed == set()
+
+
+def test_one_population_with_two_counts_is_a_bug_not_a_silent_choice():
+    ledger = Ledger(LIMIT)
+    k = key(["LA01"], "staff")
+    ledger.register(Table(pd.DataFrame({"n": [20]}), [Col("n", "n", "people")], "x", keys={"n": [k]}), "page 1")
+    with pytest.raises(LedgerError, match="page 1"):
+        ledger.register(Table(pd.DataFrame({"n": [21]}), [Col("n", "n", "people")], "x", keys={"n": [k]}), "page 2")
+
+
+def test_a_unit_cost_that_gives_back_a_withheld_denominator_is_withheld_with_it():
+    ledger = Ledger(LIMIT)
+    t = cost_table("LA01", 8, 30)
+    keys = ledger.register(t, "cost")
+    cells = tables.protected(t, ledger.solve(), keys)
+    assert cells.loc[0, "denominator"] == "[c]" and cells.loc[0, "cost"] == "[c]"
+    assert cells.loc[1, "cost"] != "[c]"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_books_of_dose_and_cost_pages_never_let_a_withheld_count_be_recovered(seed):
+    rng = np.random.default_rng(seed)
+    ledger = Ledger(LIMIT)
+    las = [f"LA{i:02d}" for i in range(1, 5)]
+    for la in las:
+        none, one, both = (int(x) for x in rng.integers(0, 25, 3))
+        ledger.register(dose_table(la, none, one, both), f"{la}/process")
+        if one + both and none + one + both:
+            ledger.register(cost_table(la, one + both, none + one + both), f"{la}/cost")
+    plan = ledger.solve()
+    assert all(not (0 < ledger.values[k] < LIMIT) or k in plan.suppressed for k in ledger.values)
+    assert recoverable(ledger, plan) == []
+
+
+def test_keys_are_stable_names():
+    assert key(["LA02", "LA01"], "staff", arm="control") == "LA01+LA02|staff|arm=control"
+    assert list(itertools.islice(iter(key(["LA01"], "x").split("|")), 2)) == ["LA01", "x"]
