@@ -1,0 +1,113 @@
+"""No input can script the book, and no text cell of estimates.csv is a spreadsheet formula.
+
+A data root is laced with a list of payloads (HTML tags and event handlers,
+Markdown links, MyST roles, directives and substitutions, backticks, maths,
+spreadsheet formulas) in every route data-derived text takes to a page: cost
+items, survey scale and item names (``instrument.yml``), feedback themes (the
+fixed list in ``instrument.yml``), team types, LA names (``la.yml``) and the
+data root's own folder name. The book built from it is opened page by page in
+Debian's Chromium: no dialog fires, and no payload appears raw in any HTML
+file.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+PAYLOADS = [
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(2)</script>",
+    '"><svg onload=alert(3)>',
+    "[click](javascript:alert(4))",
+    "{raw}`<b onmouseover=alert(5)>x</b>`",
+    "```{raw} html <script>alert(6)</script> ```",
+    "{{ s_threshold }} `code` $x$ **bold**",
+    "=HYPERLINK(\"http://x\",\"y\")",
+]
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "isafe_helpers", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def laced(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("laced")
+    root = tmp / "root<img src=x onerror=alert(7)>"
+    assert cli("synth", "--out", root, "--las", 2, "--teams-per-la", 2, "--staff-per-team", 6).returncode == 0
+    themes = [f"theme {p}" for p in PAYLOADS]
+    inst = {"themes": themes, "scales": {}}
+    for name, prefix, k, rev in (("confidence", "conf", 6, []), ("competence", "comp", 6, ["comp_6"]),
+                                 ("org_practice", "org", 5, ["org_5"]), ("strategy_effectiveness", "eff", 5, []),
+                                 ("strategy_frequency", "freq", 5, [])):
+        inst["scales"][name] = {"items": [f"{prefix}_{i}" for i in range(1, k + 1)], "reverse": rev}
+    inst["scales"][PAYLOADS[0]] = inst["scales"].pop("strategy_frequency")
+    (root / "instrument.yml").write_text(yaml.safe_dump(inst), encoding="utf-8")
+    for la_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        costs = pd.read_csv(la_dir / "costs.csv", dtype=str, keep_default_na=False)
+        costs.loc[: len(PAYLOADS) - 1, "item"] = PAYLOADS[: len(costs)]
+        costs.to_csv(la_dir / "costs.csv", index=False)
+        teams = pd.read_csv(la_dir / "teams.csv", dtype=str, keep_default_na=False)
+        teams["team_type"] = PAYLOADS[2]
+        teams.to_csv(la_dir / "teams.csv", index=False)
+        fb = pd.read_csv(la_dir / "feedback.csv", dtype=str, keep_default_na=False)
+        fb["theme"] = [themes[i % len(themes)] for i in range(len(fb))]
+        fb.to_csv(la_dir / "feedback.csv", index=False)
+        (la_dir / "la.yml").write_text(yaml.safe_dump({"name": f"Shire {PAYLOADS[1]}"}), encoding="utf-8")
+    out, build = tmp / "out", tmp / "build"
+    res = cli("run", "--data", root, "--out", out, "--build", build, "--jobs", 2)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return {"html": build / "html", "out": out}
+
+
+def test_no_payload_appears_raw_in_any_html_file(laced):
+    bad = []
+    for page in sorted(laced["html"].rglob("*.html")):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        bad += [(page.name, p) for p in ("<img src=x onerror", "<script>alert", "<svg onload", "javascript:alert",
+                                         "<b onmouseover") if p in text]
+    assert bad == []
+
+
+def test_no_text_cell_of_estimates_starts_with_a_formula_character(laced):
+    for f in sorted(laced["out"].glob("*/estimates.csv")):
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        for col in ("scope", "strand", "analysis", "outcome", "quantity", "note"):
+            starts = df[col].str[:1]
+            assert not starts.isin(FORMULA_START).any(), (f, col, df.loc[starts.isin(FORMULA_START), col].tolist())
+
+
+def test_no_dialog_fires_on_any_page(laced):
+    from test_browser import LAUNCH_ARGS, find_chromium
+
+    path = find_chromium()
+    if path is None:
+        pytest.skip("no Chromium: install Debian's chromium (make browser as root)")
+    from playwright.sync_api import sync_playwright
+
+    dialogs = []
+    pages = sorted(laced["html"].rglob("*.html"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, headless=True, args=LAUNCH_ARGS)
+        page = browser.new_page()
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        for html in pages:
+            page.goto(html.as_uri(), wait_until="load")
+            page.mouse.move(10, 10)
+        browser.close()
+    assert len(pages) > 10 and dialogs == []
+
+
+def test_the_payload_route_text_is_shown_as_text(laced):
+    cost = (laced["html"] / "results/trial/3_cost.html").read_text(encoding="utf-8")
+    assert "&lt;img src=x onerror=alert(1)&gt;" in cost or "&#60;img" in cost
+    assert Path(laced["html"] / "book/status.html").is_file()
