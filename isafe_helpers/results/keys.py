@@ -49,3 +49,41 @@ def split(k: str) -> tuple[list[str], str]:
     """
     tag, _, population = k.partition(SEP)
     return tag.split(LA_JOIN), population
+
+
+# ---------------------------------------------------------------------------
+# The populations the book counts, named once (every table uses these)
+# ---------------------------------------------------------------------------
+def staff(las, arm: str | None = None) -> str:
+    """Staff randomised (in the participants file), in an arm or both."""
+    return key(las, "staff", arm=arm)
+
+
+def analysed(las, outcome: str, arm: str | None = None) -> str:
+    """Staff in the analysed sample of ``outcome`` (both waves scored), in an arm or both."""
+    return key(las, "staff", arm=arm, analysed=outcome)
+
+
+def stage(las, name: str, arm: str | None = None) -> str:
+    """Staff at a stage of the trial flow (followed up, lost, not analysed ...), in an arm or both."""
+    return key(las, "staff", arm=arm, stage=name)
+
+
+def dose(las, sessions: str) -> str:
+    """Intervention-team staff by practice-pathway sessions attended (``none``, ``one``, ``both``)."""
+    return key(las, "staff", arm="treatment", dose=sessions)
+
+
+def reached(las) -> str:
+    """Intervention-team staff who attended at least one practice-pathway session (= dose one + both)."""
+    return key(las, "staff", arm="treatment", reached="yes")
+
+
+def attendees(las, component: str) -> str:
+    """Distinct people who attended a component (staff outside the participants file included)."""
+    return key(las, "attendees", component=component)
+
+
+def respondents(las, component: str, answer: str | None = None) -> str:
+    """Distinct people who gave feedback on a component (``answer``: a rating or group of ratings)."""
+    return key(las, "respondents", component=component, answer=answer)
