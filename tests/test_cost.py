@@ -157,11 +157,83 @@ def test_sensitivity_hand_computed(data):
     # anyone attending anything: P1, P2, X9, P3, M1, L1, L2 = 7 people -> 600 / 7 = 85.71: rating 1
     row = t.loc["denominator: per person attending any session"]
     assert row["denominator"] == 7 and row["cost_rating"] == 1 and row["changes_rating"]
+    # staff time (240) included: (600 + 240) / 2 = 420; at -20% (600 + 192) / 2 = 396; at +20% (600 + 288) / 2 = 444
+    assert t.loc["including staff time", "cost_per_participant_gbp"] == pytest.approx(420)
+    assert t.loc["including staff time at -20%", "cost_per_participant_gbp"] == pytest.approx(396)
+    assert t.loc["including staff time at +20%", "cost_per_participant_gbp"] == pytest.approx(444)
+    assert t.loc["including staff time at +20%", "total_cost_gbp"] == pytest.approx(888)
     assert int(t["changes_rating"].sum()) == 1
-    assert "1 of the 8 scenarios change" in s.summary()
+    assert len(t) == 11  # 2 items x 2, 3 staff time, scale-up, 3 denominators
+    assert "changes in 1 of the 11 sensitivity scenarios" in s.robustness_sentence()
+    assert s.summary() == s.robustness_sentence()
     rows = rows_of(s.rows())
     assert rows[("sensitivity", "largest_item_1", "cost_per_participant_gbp_plus_20pct")]["estimate"] == 350
     assert rows[("sensitivity", "any", "scenarios_changing_rating")]["estimate"] == 1
+    assert rows[("sensitivity", "any", "scenarios_changing_rating")]["n"] == 11
+    assert rows[("sensitivity", "staff_time_included", "cost_per_participant_gbp")]["estimate"] == pytest.approx(420)
+    assert rows[("sensitivity", "staff_time_included", "cost_rating_plus_20pct")]["estimate"] == 2
+
+
+@pytest.fixture(scope="module")
+def near_edge(tmp_path_factory):
+    """The issue's shape: financial 600 over 2 participants reached (300, rating 2) and staff time 350,
+    so staff time included gives 475 (rating 2) and 20% more staff time 510 (rating 3)."""
+    costs = COSTS_HEAD + (
+        "trainer,trainer_fees,delivery,developer,10,hours,50,2023\n"
+        "licence,licences,setup,funder,1,item,100,2023\n"
+        "attending,staff_time,delivery,local_authority,10,hours,35,2023\n"
+    )
+    root = make_root(tmp_path_factory.mktemp("near"), "LA01", ATT.format(la="LA01"), TARGETS, None, None, costs)
+    return cost.sensitivity(load_root(root))
+
+
+def test_staff_time_scenarios_are_rated_and_one_crosses_the_band(near_edge):
+    t = near_edge.frame.set_index("scenario")
+    assert near_edge.base_cost == pytest.approx(300) and near_edge.base_rating == 2
+    assert t.loc["including staff time", ["cost_per_participant_gbp", "cost_rating"]].tolist() == [
+        pytest.approx(475),
+        2,
+    ]
+    assert t.loc["including staff time at -20%", "cost_per_participant_gbp"] == pytest.approx(440)
+    row = t.loc["including staff time at +20%"]
+    assert row["cost_per_participant_gbp"] == pytest.approx(510) and row["cost_rating"] == 3 and row["changes_rating"]
+    assert t.index[t["changes_rating"]].tolist() == ["including staff time at +20%"]
+
+
+def test_robustness_sentence_is_computed_from_every_scenario(near_edge):
+    # scenarios: trainer 500 -/+20% (250, 350), licence 100 -/+20% (290, 310), staff time (475, 440, 510),
+    # scale-up (250), per intended participant (600 / 4 = 150), per treatment-team participant and
+    # per person attending any session (600 / 2 = 300)
+    text = near_edge.robustness_sentence()
+    assert text.startswith("The cost rating (2) changes in 1 of the 11 sensitivity scenarios: ")
+    assert "including staff time at +20% gives £510 (rating 3)" in text
+    assert "It holds in the other 10, whose unit costs range from £150 to £475." in text
+    assert "including staff time comes nearest to a band edge: £475, £25 below £500." in text
+
+
+def test_robustness_sentence_when_no_scenario_changes_the_rating(edge_root):
+    s = cost.sensitivity(load_root(edge_root))  # one cost row of 1: unit cost 0.50, rating 1; no staff time
+    text = s.robustness_sentence()
+    assert text.startswith(f"The cost rating (1) holds in all {len(s.frame)} sensitivity scenarios")
+    assert "No staff time was recorded, so no staff-time scenario is made." in text
+    assert not (s.frame["kind"] == "staff_time").any()
+
+
+def test_sensitivity_table_starts_from_the_base_case_and_marks_people(near_edge):
+    t = near_edge.table()
+    assert t.data["scenario"].iloc[0].startswith("Base case")
+    assert t.data.iloc[0][["total_cost_gbp", "denominator", "cost_per_participant_gbp"]].tolist() == [600, 2, 300]
+    assert t.data["changes"].tolist()[0] == "(base)" and t.data["changes"].tolist().count("yes") == 1
+    assert t.col("denominator").kind == "people" and t.col("cost_per_participant_gbp").base == "denominator"
+    assert "Cost counted" in t.col("total_cost_gbp").label
+    assert t.data["scenario"].str[0].str.isupper().all()
+
+
+def test_unit_cost_table_keeps_teams_out_of_the_people_column(data):
+    t = cost.unit_cost(data).table()
+    assert "per treatment team" not in " ".join(t.data["unit cost"]).lower()
+    assert t.col("denominator").kind == "people"
+    assert t.notes == ["Cost per treatment team (1 team, not people): £600 at 2023 prices."]
 
 
 def _without_costs(data, la=None):

@@ -48,13 +48,72 @@ def test_reach_over_100_is_not_capped_and_has_no_interval(data):
     assert "over 100%" in r["note"]
 
 
-def test_pathway_reach_is_places_filled_over_places_intended(data):
-    t = process.reach(data).frame.set_index("component")
-    # practice: (2 FE + 2 MI) / (2 + 4) ; system: (0 qa + 1 champion + 2 leaders) / (1 + 1 + 1)
-    assert t.loc["practice_pathway", "attendees"] == 4
-    assert t.loc["practice_pathway", "intended_n"] == 6
-    assert t.loc["practice_pathway", "reach_pct"] == pytest.approx(100 * 4 / 6)
-    assert t.loc["system_pathway", "reach_pct"] == pytest.approx(100.0)
+def test_places_filled_is_named_so_and_sums_every_component(data):
+    res = process.reach(data)
+    t = res.frame.set_index("component")
+    # attendees 2 + 2 + 0 + 1 + 2 = 7 over intended 2 + 4 + 1 + 1 + 1 = 9; a person counts once per component
+    assert t.loc["places_filled", ["attendees", "intended_n"]].tolist() == [7, 9]
+    assert t.loc["places_filled", "reach_pct"] == pytest.approx(100 * 7 / 9)
+    rows = rows_of(res)
+    r = rows[("reach", "all", "places_filled_pct")]
+    assert r["estimate"] == pytest.approx(100 * 7 / 9) and r["n"] == 9
+    assert "places filled" in r["note"] and "not a share of people" in r["note"]
+    assert rows[("reach", "all", "places_filled")]["estimate"] == 7
+    assert rows[("reach", "all", "places_intended")]["estimate"] == 9
+    # within one LA places are not people: no interval, and the table says why
+    assert np.isnan(r["ci_low"]) and t.loc["places_filled", "interval"] == "none"
+    assert "places are not people" in t.loc["places_filled", "flag"]
+    # no place-based figure goes under another name
+    assert not [k for k in rows if k[1] in ("practice_pathway", "system_pathway")]
+    assert not [k for k in rows if k[1] == "all" and k[2] == "reach_pct"]
+
+
+def test_places_filled_is_not_computed_when_a_component_has_attendees_but_no_audience(tmp_path):
+    att = "person_id,component,attended\nLA01-P1,father_engagement,true\nLA01-M1,champion,true\n"
+    targets = "component,intended_n\nfather_engagement,2\nmotivational_interviewing,4\n"
+    res = process.reach(load_root(make_root(tmp_path, "LA01", att, targets, None, None, COSTS)))
+    t = res.frame.set_index("component")
+    assert t.loc["champion", "flag"] == "no intended audience given" and np.isnan(t.loc["champion", "reach_pct"])
+    assert np.isnan(t.loc["places_filled", "reach_pct"])
+    assert "champion had attendees but no intended audience" in t.loc["places_filled", "flag"]
+    assert t.loc["father_engagement", "reach_pct"] == pytest.approx(50.0)
+
+
+def test_pooled_reach_flags_an_la_with_attendees_but_no_audience(tmp_path):
+    att = "person_id,component,attended\n{la}-M1,champion,true\n"
+    make_root(tmp_path, "LA01", att.format(la="LA01"), TARGETS, None, None, COSTS)
+    no_champion = TARGETS.replace("champion,1\n", "")
+    root = make_root(tmp_path, "LA02", att.format(la="LA02"), no_champion, None, None, COSTS)
+    t = process.reach(load_root(root)).frame.set_index("component")
+    assert t.loc["champion", "flag"].startswith("LA02: attendees but no intended audience")
+    assert t.loc["champion", "reach_pct"] == pytest.approx(200.0)  # 2 attendees over LA01's 1: as the contract sums
+    assert np.isnan(t.loc["places_filled", "reach_pct"]) and "champion" in t.loc["places_filled", "flag"]
+
+
+def test_practice_pathway_reach_is_person_level_over_treatment_team_participants(dose_root):
+    res = process.reach(load_root(dose_root))
+    rows = rows_of(res)
+    # treatment team P1..P4: P1 both sessions, P2 one (twice the same), P3 offered but absent, P4 no row;
+    # P5 (control) and X9 (not a participant) do not count
+    one, both = (
+        rows[("reach", "practice_pathway_one", "reach_pct")],
+        rows[("reach", "practice_pathway_both", "reach_pct")],
+    )
+    assert one["estimate"] == pytest.approx(50.0) and one["n"] == 4
+    assert both["estimate"] == pytest.approx(25.0) and both["n"] == 4
+    assert rows[("reach", "practice_pathway_one", "attendees")]["estimate"] == 2
+    assert rows[("reach", "practice_pathway_both", "attendees")]["estimate"] == 1
+    assert rows[("reach", "practice_pathway_both", "treatment_participants")]["estimate"] == 4
+    assert "person level" in one["note"] and "at least one" in one["note"] and "both" in both["note"]
+    # Wilson for 1 of 4, by hand
+    z, n, p = 1.959963984540054, 4, 0.25
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    assert (both["ci_low"], both["ci_high"]) == pytest.approx((100 * (centre - half), 100 * (centre + half)))
+    t = res.table("practice_pathway")
+    assert t.data[["staff", "one", "both"]].values.tolist() == [[4, 2, 1]]
+    assert {c.key: c.kind for c in t.columns}["staff"] == "people"
+    assert t.col("both_pct").base == "staff" and "people" in t.caption
 
 
 def test_reach_rows_keep_the_contract_names(data):
@@ -91,18 +150,56 @@ def _two_las(tmp_path):
     return r1
 
 
-def test_pooled_reach_is_ratio_of_sums(tmp_path):
-    t = process.reach(load_root(_two_las(tmp_path))).frame.set_index("component")
+def test_pooled_reach_is_ratio_of_sums_with_an_la_clustered_interval(tmp_path):
+    res = process.reach(load_root(_two_las(tmp_path)))
+    t = res.frame.set_index("component")
     assert t.loc["father_engagement", "reach_pct"] == pytest.approx(100 * 2 / 10)  # not mean(50, 12.5)
-    # practice pathway pooled: (1 + 1 + 1 + 1) / (2 + 4 + 8 + 4)
-    assert t.loc["practice_pathway", "reach_pct"] == pytest.approx(100 * 4 / 18)
+    # LA clusters: k = (1, 1), n = (2, 8), p = 0.2; residuals 1 - 0.4 = 0.6 and 1 - 1.6 = -0.6
+    # var = G/(G-1) * (0.36 + 0.36) / 10^2 = 2 * 0.72 / 100 = 0.0144 -> se 0.12
+    r = rows_of(res)[("reach", "father_engagement", "reach_pct")]
+    assert r["se"] == pytest.approx(12.0) and r["n_clusters"] == 2
+    q = stats.t.ppf(0.975, 1)
+    assert r["ci_low"] == 0.0  # 20 - 12.7 x 12 < 0
+    assert r["ci_high"] == pytest.approx(20 + q * 12)  # reach may pass 100%: not clipped there
+    assert (
+        "LA as the cluster" in r["note"] and t.loc["father_engagement", "interval"] == "cluster-robust, LA as cluster"
+    )
+    # places filled pooled: (1 + 1 + 1 + 1) / ((2 + 4 + 1 + 1 + 1) + (8 + 4 + 1 + 1 + 1))
+    assert t.loc["places_filled", "reach_pct"] == pytest.approx(100 * 4 / 24)
+    assert not np.isnan(t.loc["places_filled", "ci_high"])
 
 
 def test_reach_per_la_in_pooled_scope(tmp_path):
-    by_la = process.reach(load_root(_two_las(tmp_path))).frames["by_la"].set_index(["la", "component"])
+    res = process.reach(load_root(_two_las(tmp_path)))
+    by_la = res.frames["by_la"].set_index(["la", "component"])
     assert by_la.loc[("LA01", "father_engagement"), "reach_pct"] == pytest.approx(50.0)
     assert by_la.loc[("LA02", "father_engagement"), "reach_pct"] == pytest.approx(12.5)
-    assert by_la.loc[("LA02", "practice_pathway"), "reach_pct"] == pytest.approx(100 * 2 / 12)
+    assert by_la.loc[("LA02", "father_engagement"), "interval"] == "Wilson"
+    pw = res.frames["practice_pathway"].set_index("la")
+    assert pw.index.tolist() == ["LA01", "LA02", "all"]
+    assert pw.loc["LA02", "one_pct"] == pytest.approx(100.0) and pw.loc["all", "staff"] == 4
+
+
+def test_pooled_practice_pathway_interval_is_clustered_by_la(tmp_path):
+    att = "person_id,component,attended\n{la}-P1,father_engagement,true\n{la}-P1,motivational_interviewing,1\n"
+    make_root(tmp_path, "LA01", att.format(la="LA01"), TARGETS, None, None, COSTS)
+    root = make_root(tmp_path, "LA02", att.format(la="LA02"), TARGETS, None, None, COSTS, n_treated=3)
+    rows = rows_of(process.reach(load_root(root)))
+    r = rows[("reach", "practice_pathway_both", "reach_pct")]
+    # LA01 1 of 2, LA02 1 of 3: p = 2/5; residuals 1 - 0.8 = 0.2, 1 - 1.2 = -0.2
+    # var = 2 * 0.08 / 25 = 0.0064 -> se 0.08
+    assert r["estimate"] == pytest.approx(40.0) and r["se"] == pytest.approx(8.0)
+    q = stats.t.ppf(0.975, 1)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((max(0.0, 40 - q * 8), min(100.0, 40 + q * 8)))
+
+
+def test_reach_table_labels_say_what_each_row_counts(data):
+    t = process.reach(data).table()
+    assert t.data["component"].iloc[-1].startswith("All components: places filled")
+    assert any("not a share of people" in n for n in t.notes)
+    kinds = {c.key: c.kind for c in t.columns}
+    assert kinds["attendees"] == kinds["intended_n"] == "people"
+    assert all(t.col(k).base == "intended_n" for k in ("reach_pct", "ci_low", "ci_high"))
 
 
 # --------------------------------------------------------------------------
@@ -177,14 +274,87 @@ def test_dose_outcome_is_mean_change_within_treatment_arm(dose_root):
 def test_satisfaction_hand_computed(data):
     t = process.satisfaction(data).frame.set_index("component")
     assert t.loc["father_engagement", "satisfied_pct"] == pytest.approx(50.0)
-    assert t.loc["all", "satisfied_pct"] == pytest.approx(200 / 3)
-    assert t.loc["all", "respondents"] == 3
+    assert t.loc["all_responses", "satisfied_pct"] == pytest.approx(200 / 3)
+    assert t.loc["all_responses", "respondents"] == 3
     assert np.isnan(t.loc["qa_audit", "satisfied_pct"])
+
+
+@pytest.fixture
+def feedback_root(tmp_path):
+    """Seven feedback rows from four people: P1 (5 on FE, 2 on MI), P2 (4 and 4), X9 (3 on FE),
+    and P3 twice on MI (5 and 3: a person the contract expects once per component)."""
+    fb = FB_HEAD + (
+        "LA01-P1,father_engagement,5,,,\nLA01-P1,motivational_interviewing,2,,,\n"
+        "LA01-P2,father_engagement,4,,,\nLA01-P2,motivational_interviewing,4,,,\n"
+        "LA01-X9,father_engagement,3,,,\n"
+        "LA01-P3,motivational_interviewing,5,,,\nLA01-P3,motivational_interviewing,3,,,\n"
+    )
+    return make_root(tmp_path, "LA01", "person_id,component,attended\n", TARGETS, fb, None, COSTS)
+
+
+def test_satisfaction_per_component_is_over_distinct_respondents(feedback_root):
+    res = process.satisfaction(load_root(feedback_root))
+    rows = rows_of(res)
+    # FE: P1 yes, P2 yes, X9 no -> 2 of 3; MI: P1 no, P2 yes, P3 (5 and 3: not every rating 4-5) no -> 1 of 3
+    fe, mi = (
+        rows[("satisfaction", "father_engagement", "satisfied_pct")],
+        rows[("satisfaction", "motivational_interviewing", "satisfied_pct")],
+    )
+    assert fe["estimate"] == pytest.approx(200 / 3) and fe["n"] == 3
+    assert mi["estimate"] == pytest.approx(100 / 3) and mi["n"] == 3
+    assert rows[("satisfaction", "motivational_interviewing", "respondents")]["estimate"] == 3
+    assert mi["note"].startswith("per person")
+    # Wilson for 1 of 3 (person level, one LA)
+    assert (mi["ci_low"], mi["ci_high"]) == pytest.approx(proportions.wilson(1, 3))
+
+
+def test_satisfaction_all_per_response_and_per_person(feedback_root):
+    res = process.satisfaction(load_root(feedback_root))
+    rows = rows_of(res)
+    resp = rows[("satisfaction", "all", "satisfied_pct")]
+    people = rows[("satisfaction", "all", "satisfied_people_pct")]
+    # per response: 5, 2, 4, 4, 3, 5, 3 -> 4 of 7 rows
+    assert resp["estimate"] == pytest.approx(400 / 7) and resp["n"] == 7
+    assert rows[("satisfaction", "all", "responses")]["estimate"] == 7
+    # per person: only P2 rated 4 or 5 every time -> 1 of 4 people
+    assert people["estimate"] == pytest.approx(25.0) and people["n"] == 4
+    assert rows[("satisfaction", "all", "respondents")]["estimate"] == 4
+    assert resp["note"].startswith("per response") and people["note"].startswith("per person")
+    assert (people["ci_low"], people["ci_high"]) == pytest.approx(proportions.wilson(1, 4))
+    # responses within one LA: clustered by person. P1 1 of 2, P2 2 of 2, X9 0 of 1, P3 1 of 2; p = 4/7
+    # residuals -1/7, 6/7, -4/7, -1/7; var = 4/3 * (54/49) / 7^2
+    se = np.sqrt(4 / 3 * (54 / 49) / 49)
+    q = stats.t.ppf(0.975, 3)
+    assert resp["se"] == pytest.approx(100 * se)
+    assert (resp["ci_low"], resp["ci_high"]) == pytest.approx(
+        (100 * (4 / 7 - q * se), min(100.0, 100 * (4 / 7 + q * se)))
+    )
+    assert "person as the cluster" in resp["note"]
+
+
+def test_satisfaction_tables_label_per_person_and_per_response(feedback_root):
+    res = process.satisfaction(load_root(feedback_root))
+    t = res.table()
+    assert t.data["component"].tolist()[-1] == "All components, per response"
+    assert t.data["counted"].tolist() == ["person"] * 5 + ["response"]
+    assert any("per response" in n.lower() for n in t.notes)
+    p = res.table("people")
+    assert p.data[["la", "respondents", "satisfied"]].values.tolist() == [["all", 4, 1]]
+    assert "per person" in p.caption.lower() and p.col("satisfied_pct").base == "respondents"
+
+
+def test_satisfaction_distribution_counts_each_person_once_per_component(feedback_root):
+    d = process.satisfaction(load_root(feedback_root)).frames["distribution"].set_index("component")
+    # MI per person: P1 2, P2 4, P3 counted once by the lower of 5 and 3
+    assert d.loc["motivational_interviewing", ["1", "2", "3", "4", "5"]].tolist() == [0, 1, 1, 1, 0]
+    assert d.loc["motivational_interviewing", "respondents"] == 3
+    assert d.loc["all_responses", ["1", "2", "3", "4", "5"]].tolist() == [0, 1, 2, 2, 2]
+    assert d.loc["all_responses", ["respondents", "counted"]].tolist() == [7, "response"]
 
 
 def test_satisfaction_distribution_counts_each_answer(data):
     d = process.satisfaction(data).frames["distribution"].set_index("component")
-    assert d.loc["all", ["1", "2", "3", "4", "5"]].tolist() == [0, 0, 1, 1, 1]
+    assert d.loc["all_responses", ["1", "2", "3", "4", "5"]].tolist() == [0, 0, 1, 1, 1]
 
 
 def test_pooled_satisfaction_interval_is_cluster_robust_by_la(tmp_path):
@@ -218,10 +388,10 @@ def test_usefulness_and_recommend_leave_blanks_out(data):
     t = process.usefulness(data).frame.set_index("component")
     # usefulness answers: P1 FE 4, X9 FE blank, P2 MI 5; recommend: true, blank, false
     assert t.loc["father_engagement", "usefulness_answers"] == 1
-    assert t.loc["all", "useful_pct"] == pytest.approx(100.0)
-    assert t.loc["all", "mean_usefulness"] == pytest.approx(4.5)
-    assert t.loc["all", "recommend_pct"] == pytest.approx(50.0)
-    assert t.loc["all", "recommend_answers"] == 2
+    assert t.loc["all_responses", "useful_pct"] == pytest.approx(100.0)
+    assert t.loc["all_responses", "mean_usefulness"] == pytest.approx(4.5)
+    assert t.loc["all_responses", "recommend_pct"] == pytest.approx(50.0)
+    assert t.loc["all_responses", "recommend_answers"] == 2
 
 
 def test_response_rate_hand_computed(tmp_path):

@@ -19,13 +19,14 @@ EST_HEAD = "scope,strand,analysis,outcome,quantity,estimate,se,ci_low,ci_high,p_
 
 @pytest.fixture(scope="module")
 def three(tmp_path_factory):
-    """Three LAs whose practice-pathway reach is 1/6, 2/6 and 3/6 of places."""
+    """Three LAs whose person-level practice-pathway reach is 1/3, 2/3 and 3/3 of treatment-team staff
+    (and 1/6, 2/6, 3/6 of the practice pathway's places, which the comparison does not use)."""
     tmp = tmp_path_factory.mktemp("three")
     for i, la in enumerate(("LA01", "LA02", "LA03"), start=1):
         att = "person_id,component,attended\n" + "".join(
             f"{la}-P{j},motivational_interviewing,true\n" for j in range(1, i + 1)
         )
-        root = make_root(tmp, la, att, TARGETS, None, None, COSTS)
+        root = make_root(tmp, la, att, TARGETS, None, None, COSTS, n_treated=3)
     return load_root(root)
 
 
@@ -43,9 +44,10 @@ def test_reach_vs_impact_reads_each_la_and_correlates(three, tmp_path):
     cmp = process_variation.reach_vs_impact(three, "trial", out / "trial")
     assert cmp.available and cmp.found == ["LA01", "LA02", "LA03"] and cmp.missing == []
     t = cmp.frame.set_index("la")
-    assert t.loc["LA02", "reach_pct"] == pytest.approx(100 * 2 / 6)
+    assert t.loc["LA02", "reach_pct"] == pytest.approx(100 * 2 / 3)  # staff, not places (2 / 6)
+    assert t.loc["LA02", "staff"] == 3
     assert t.loc["LA03", "treatment_effect"] == pytest.approx(0.2)
-    # Pearson r of x = (1, 2, 3)/6 and y = (0.1, 0.3, 0.2): centred x (-1, 0, 1), y (-0.1, 0.1, 0)
+    # Pearson r of x = (1, 2, 3)/3 and y = (0.1, 0.3, 0.2): centred x (-1, 0, 1), y (-0.1, 0.1, 0)
     r_hand = (0.1 + 0 + 0) / np.sqrt(2 * 0.02)
     r = cmp.rows()[0]
     assert (r["outcome"], r["quantity"], r["n"]) == ("confidence", "pearson_r_reach_effect", 3)

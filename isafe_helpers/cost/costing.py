@@ -49,6 +49,10 @@ TOP_EDGE = 2000.0
 NO_COSTS = "no cost rows for this scope: nothing is estimated"
 
 
+#: The unit-cost row that divides by treatment teams (not people).
+PER_TEAM = "per treatment team"
+
+
 def cost_rating(unit_cost: float) -> float:
     """Foundations cost rating of a unit cost in GBP.
 
@@ -179,18 +183,32 @@ class CostResult(Result):
         return self.estimates
 
     def table(self) -> Table:
-        """Unit costs: per participant reached (rated), with staff time, per intended participant, per team."""
+        """Unit costs per person: per participant reached (rated), with staff time, per intended participant.
+
+        The cost per treatment team divides by teams, not people, so it is
+        stated in a note under the table rather than in its people column.
+        """
         label = price_label(self.price_year)
         t = self.unit_costs.rename(columns={label: "cost"})
+        people = t[t["unit cost"] != PER_TEAM].reset_index(drop=True)
+        people["unit cost"] = [u[:1].upper() + u[1:] for u in people["unit cost"]]
+        prices = f" at {self.price_year} prices" if self.price_year is not None else ""
+        notes = [
+            f"Cost per treatment team ({r['denominator']:,.0f} team{'' if r['denominator'] == 1 else 's'}, "
+            f"not people): £{r['cost']:,.0f}{prices}."
+            for _, r in t[t["unit cost"] == PER_TEAM].iterrows()
+            if not pd.isna(r["cost"])
+        ]
         return Table(
-            t,
+            people,
             [
                 Col("unit cost", "Unit cost", "text"),
-                Col("denominator", "Denominator", "people"),
-                Col("cost", f"Cost per unit, {label}", "gbp", 0, base="denominator"),
+                Col("denominator", "Divided by (people)", "people"),
+                Col("cost", f"Cost per person, {label}", "gbp", 0, base="denominator"),
                 Col("rating", "Foundations cost rating", "text"),
             ],
             caption="Unit costs and the Foundations cost rating",
+            notes=notes,
         )
 
     def phase_table(self) -> Table:
@@ -408,7 +426,7 @@ def unit_cost(data: TrialData, price_year: int | None = None) -> CostResult:
                 "rating": cost_rating(_per(total, den["intended_participants"])),
             },
             {
-                "unit cost": "per treatment team",
+                "unit cost": PER_TEAM,
                 "denominator": den["treatment_teams"],
                 label: _per(total, den["treatment_teams"]),
                 "rating": np.nan,

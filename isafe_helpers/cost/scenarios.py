@@ -1,10 +1,18 @@
 """Cost strand: the sensitivity of the unit cost and its Foundations rating.
 
-Each of the :data:`N_LARGEST` largest financial cost items (rows grouped by
-item, category and phase over LAs) is moved by +/- :data:`SENSITIVITY_SHARE`;
-a scale-up scenario drops set-up costs; the alternative denominators are
-intended participants, all treatment-team participants and every distinct
-person who attended any session.
+Every scenario is recomputed to a unit cost per participant and a rating:
+
+- each of the :data:`N_LARGEST` largest financial cost items (rows grouped
+  by item, category and phase over LAs) moved by +/- :data:`SENSITIVITY_SHARE`;
+- staff time (the opportunity cost of staff attending training, left out of
+  the rated financial cost) included in the unit cost, as recorded and moved
+  by +/- :data:`SENSITIVITY_SHARE`; made only when staff time was recorded;
+- scale-up: set-up costs dropped;
+- the alternative denominators: intended participants, all treatment-team
+  participants and every distinct person who attended any session.
+
+The sentence on the rating's robustness
+(:meth:`SensitivityResult.robustness_sentence`) is computed from all of them.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from isafe_helpers.cost.costing import (
+    RATING_BANDS,
+    TOP_EDGE,
     _per,
     cost_rating,
     costed,
@@ -50,28 +60,50 @@ class SensitivityResult(Result):
     frame: pd.DataFrame
     estimates: list[dict]
     price_year: int | None
+    staff_time: float = np.nan
+    base_total: float = np.nan
+    base_denominator: float = np.nan
 
     def rows(self) -> list[dict]:
         return self.estimates
 
     def table(self) -> Table:
-        """One row per scenario: the cost, its denominator, the unit cost and rating, and whether it changes."""
+        """The base case, then one row per scenario: cost counted, people divided by, unit cost, rating."""
         label = price_label(self.price_year)
-        t = self.frame.assign(
-            changes=["yes" if c else "no" for c in self.frame["changes_rating"]],
-            cost_rating=rating_labels(self.frame["cost_rating"]),
+        base = pd.DataFrame(
+            [
+                {
+                    "scenario": "Base case: financial cost per participant reached (rated)",
+                    "total_cost_gbp": self.base_total,
+                    "denominator": self.base_denominator,
+                    "cost_per_participant_gbp": self.base_cost,
+                    "cost_rating": self.base_rating,
+                    "changes_rating": False,
+                }
+            ]
         )
+        t = pd.concat([base, self.frame], ignore_index=True) if len(self.frame) else self.frame.iloc[0:0]
+        t = t.assign(
+            scenario=[x[:1].upper() + x[1:] for x in t["scenario"]],
+            changes=["" if i == 0 else ("yes" if c else "no") for i, c in enumerate(t["changes_rating"])],
+            cost_rating=rating_labels(t["cost_rating"]),
+        )
+        t.loc[t.index == 0, "changes"] = "(base)"
         return Table(
             t[["scenario", "total_cost_gbp", "denominator", "cost_per_participant_gbp", "cost_rating", "changes"]],
             [
                 Col("scenario", "Scenario", "text"),
-                Col("total_cost_gbp", f"Financial cost, {label}", "gbp", 0),
-                Col("denominator", "Denominator", "people"),
+                Col("total_cost_gbp", f"Cost counted, {label}", "gbp", 0),
+                Col("denominator", "Divided by (people)", "people"),
                 Col("cost_per_participant_gbp", f"Unit cost, {label}", "gbp", 0, base="denominator"),
-                Col("cost_rating", "Rating", "text"),
+                Col("cost_rating", "Foundations cost rating", "text"),
                 Col("changes", "Changes the rating", "text"),
             ],
             caption="Sensitivity of the unit cost and its rating",
+            notes=[
+                "Cost counted: the financial cost (staff time left out) unless the scenario includes staff time, "
+                "the opportunity cost of staff attending training.",
+            ],
         )
 
     @property
@@ -79,15 +111,72 @@ class SensitivityResult(Result):
         """Scenarios whose rating differs from the base rating."""
         return self.frame[self.frame["changes_rating"]]
 
-    def summary(self) -> str:
-        """One sentence: does any scenario change the rating?"""
-        if np.isnan(self.base_rating):
-            return "No cost rating is computed for this scope, so no sensitivity analysis is made."
+    def robustness_sentence(self) -> str:
+        """How robust the cost rating is, in one or two sentences computed from every scenario.
+
+        Says how many scenarios change the rating and to what, the range of
+        unit costs of those that keep it, and which of those comes nearest
+        to a band edge; and that no staff-time scenario was made when no
+        staff time was recorded.
+        """
+        if np.isnan(self.base_rating) or self.frame.empty:
+            return "No cost rating is computed for this scope, so its robustness is not assessed."
+        base, n = int(self.base_rating), len(self.frame)
         ch = self.changing
+        keep = self.frame[~self.frame["changes_rating"]]
         if ch.empty:
-            return f"None of the {len(self.frame)} scenarios changes the cost rating ({int(self.base_rating)})."
-        what = "; ".join(f"{r.scenario} gives {int(r.cost_rating)}" for r in ch.itertuples(index=False))
-        return f"{len(ch)} of the {len(self.frame)} scenarios change the cost rating ({int(self.base_rating)}): {what}."
+            text = (
+                f"The cost rating ({base}) holds in all {n} sensitivity scenarios, whose unit costs range from "
+                f"{_gbp(keep['cost_per_participant_gbp'].min())} to {_gbp(keep['cost_per_participant_gbp'].max())}"
+            )
+        else:
+            what = "; ".join(
+                f"{r.scenario} gives {_gbp(r.cost_per_participant_gbp)} (rating {int(r.cost_rating)})"
+                for r in ch.itertuples(index=False)
+            )
+            text = f"The cost rating ({base}) changes in {len(ch)} of the {n} sensitivity scenarios: {what}"
+            if len(keep):
+                text += (
+                    f". It holds in the other {len(keep)}, whose unit costs range from "
+                    f"{_gbp(keep['cost_per_participant_gbp'].min())} to {_gbp(keep['cost_per_participant_gbp'].max())}"
+                )
+        near = _nearest_edge(keep)
+        if near is not None:
+            r, edge = near
+            side = "below" if r.cost_per_participant_gbp < edge else "above"
+            text += (
+                f". Of these, {r.scenario} comes nearest to a band edge: {_gbp(r.cost_per_participant_gbp)}, "
+                f"{_gbp(abs(edge - r.cost_per_participant_gbp))} {side} {_gbp(edge)}"
+            )
+        text += "."
+        if not np.isnan(self.staff_time) and self.staff_time == 0:
+            text += " No staff time was recorded, so no staff-time scenario is made."
+        return text
+
+    def summary(self) -> str:
+        """The robustness sentence (:meth:`robustness_sentence`), under its earlier name."""
+        return self.robustness_sentence()
+
+
+#: The edges between Foundations rating bands, in GBP per participant.
+BAND_EDGES = (*(edge for _, edge in RATING_BANDS[1:]), TOP_EDGE)
+
+
+def _gbp(x: float) -> str:
+    return f"£{x:,.0f}"
+
+
+def _nearest_edge(t: pd.DataFrame):
+    """The scenario of ``t`` whose unit cost is nearest to a band edge, and that edge (None if ``t`` is empty)."""
+    best = None
+    for r in t.itertuples(index=False):
+        if np.isnan(r.cost_per_participant_gbp):
+            continue
+        for edge in BAND_EDGES:
+            d = abs(edge - r.cost_per_participant_gbp)
+            if best is None or d < best[0]:
+                best = (d, r, edge)
+    return None if best is None else (best[1], best[2])
 
 
 def largest_items(data: TrialData, n: int = N_LARGEST, price_year: int | None = None) -> pd.DataFrame:
@@ -103,15 +192,18 @@ def sensitivity(
     """Unit cost per participant reached, and its rating, under each scenario.
 
     Scenarios: each of the ``n_items`` largest financial items at
-    (1 - share) and (1 + share) of its cost; scale-up without set-up costs
-    (delivery costs only); and the alternative denominators (intended
-    participants, all treatment-team participants, every person who
-    attended any session). ``changes_rating`` marks a rating that differs
-    from the base case's.
+    (1 - share) and (1 + share) of its cost; staff time included in the
+    cost, at 1, (1 - share) and (1 + share) of its recorded cost (when any
+    is recorded); scale-up without set-up costs (delivery costs only); and
+    the alternative denominators (intended participants, all treatment-team
+    participants, every person who attended any session).
+    ``changes_rating`` marks a rating that differs from the base case's.
     """
     year = report_price_year(data) if price_year is None else price_year
-    fin = financial(costed(data, year))
+    costs = costed(data, year)
+    fin = financial(costs)
     total = float(fin["cost_gbp"].sum())
+    staff = float(costs.loc[costs["category"] == "staff_time", "cost_gbp"].sum())
     den = denominators(with_costs(data))
     reached = den["participants_reached"]
     base = _per(total, reached) if len(fin) else np.nan
@@ -128,6 +220,25 @@ def sensitivity(
                         "quantity": f"{tag}_{share * 100:g}pct",
                         "kind": "item",
                         "item": it.item,
+                        "total_cost_gbp": c,
+                        "denominator": reached,
+                        "cost_per_participant_gbp": _per(c, reached),
+                    }
+                )
+        if staff > 0:
+            for factor, tag, name in (
+                (1.0, "", "including staff time"),
+                (1 - share, f"minus_{share * 100:g}pct", f"including staff time at -{share:.0%}"),
+                (1 + share, f"plus_{share * 100:g}pct", f"including staff time at +{share:.0%}"),
+            ):
+                c = total + factor * staff
+                recs.append(
+                    {
+                        "scenario": name,
+                        "outcome": "staff_time_included",
+                        "quantity": tag,
+                        "kind": "staff_time",
+                        "item": "staff time",
                         "total_cost_gbp": c,
                         "denominator": reached,
                         "cost_per_participant_gbp": _per(c, reached),
@@ -204,4 +315,6 @@ def sensitivity(
         rows.append(
             est_row("sensitivity", "any", "scenarios_changing_rating", int(t["changes_rating"].sum()), n=len(t))
         )
-    return SensitivityResult(base, base_rating, t, rows, year)
+    return SensitivityResult(
+        base, base_rating, t, rows, year, staff if len(fin) else np.nan, total if len(fin) else np.nan, reached
+    )

@@ -1,10 +1,23 @@
 """Implementation and process strand: satisfaction, usefulness, the response rate and coded themes.
 
-Pooled (``trial``) and ``all`` figures are ratios of sums. Satisfaction
-intervals are Wilson's within one LA and, in a pooled scope with feedback
-from two or more LAs, cluster-robust with the LA as the cluster
-(:func:`isafe_helpers.stats.proportions.cluster_ci`), because LAs differ in
-delivery and feedback rows of one LA are not independent.
+Each figure says what it counts ("fairly or very satisfied" = 4 or 5):
+
+- **Satisfaction with a component** is per person: over its distinct
+  respondents. A person with several feedback rows on one component (the
+  contract expects at most one) counts as satisfied only when every one of
+  those ratings is 4 or 5.
+- **Satisfaction, all components** is given two ways: per response
+  (``satisfied_pct`` of outcome ``all``: over all feedback rows, so a person
+  who rated several components counts once per row; ``responses`` their
+  number) and per person (``satisfied_people_pct``: the share of distinct
+  respondents whose every rating is 4 or 5; ``respondents`` their number).
+- **Usefulness** and **would-recommend** are over the answers given: per
+  component (one answer per person), and per response for ``all``.
+
+Pooled (``trial``) and ``all`` figures are ratios of sums; intervals follow
+:mod:`isafe_helpers.process.shares` (Wilson for a person-level share within
+one LA, the person as the cluster for responses within one LA, and the LA as
+the cluster when pooled over LAs).
 
 The feedback response rate (:func:`response_rate`): attendees (distinct
 person and component, attended true) who returned feedback on that
@@ -20,10 +33,10 @@ import pandas as pd
 from isafe_helpers.data.contract import COMPONENTS
 from isafe_helpers.data.frames import attendees
 from isafe_helpers.data.loading import TrialData
-from isafe_helpers.process.result import ProcessResult
+from isafe_helpers.process.result import Layout, ProcessResult
+from isafe_helpers.process.shares import Share, share
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.table import Col
-from isafe_helpers.stats.proportions import cluster_ci, wilson
 
 THEME_COLUMNS = [
     Col("theme", "Theme", "text"),
@@ -31,147 +44,204 @@ THEME_COLUMNS = [
     Col("count", "Mentions", "people"),
 ]
 
+#: Row keys of the satisfaction table's last row, and of the per-person breakdown.
+ALL_RESPONSES = "all_responses"
+ALL_PEOPLE = "all_people"
+
+PER_PERSON_COMPONENT = "per person: distinct respondents to this component"
+PER_RESPONSE = "per response: all feedback rows; a person who rated several components counts once per component rated"
+PER_PERSON_ALL = "per person: distinct respondents whose every rating is 4 or 5"
+
+SATISFACTION_COLUMNS = [
+    Col("component", "Component", "text"),
+    Col("counted", "Counted per", "text"),
+    Col("respondents", "Answered", "people"),
+    Col("satisfied", "Fairly or very satisfied", "people"),
+    Col("satisfied_pct", "Fairly or very satisfied (%)", "pct", 1, base="respondents"),
+    Col("ci_low", "95% CI low (%)", "pct", 1, base="respondents"),
+    Col("ci_high", "95% CI high (%)", "pct", 1, base="respondents"),
+    Col("interval", "Interval", "text"),
+]
+
+SATISFACTION_NOTES = (
+    "Fairly or very satisfied: a rating of 4 or 5 on a scale of 1 to 5.",
+    "Each component: per person (each person who rated it counts once). All components, per response: every "
+    "feedback form counts, so a person who rated several components counts once for each.",
+)
+
+PEOPLE_COLUMNS = [
+    Col("la", "LA", "text"),
+    Col("respondents", "People who gave feedback", "people"),
+    Col("satisfied", "Satisfied with every component they rated", "people"),
+    Col("satisfied_pct", "Satisfied with every component they rated (%)", "pct", 1, base="respondents"),
+    Col("ci_low", "95% CI low (%)", "pct", 1, base="respondents"),
+    Col("ci_high", "95% CI high (%)", "pct", 1, base="respondents"),
+    Col("interval", "Interval", "text"),
+]
+
 
 # --------------------------------------------------------------------------
 # Satisfaction, usefulness, would-recommend, response rate, themes
 # --------------------------------------------------------------------------
-def _share(sub: pd.DataFrame, col: str, hit, n_las: int) -> dict:
-    """Share of non-blank ``col`` values meeting ``hit``, with Wilson or LA-cluster CI."""
-    ans = sub[sub[col].notna()]
-    n = len(ans)
-    k = int(hit(ans[col]).sum())
-    pct = 100 * k / n if n else np.nan
-    se, method = np.nan, "wilson"
-    lo, hi = wilson(k, n)
-    if n_las > 1:
-        per = ans.assign(hit=hit(ans[col]).astype(int)).groupby("la")["hit"].agg(["sum", "size"])
-        if (per["size"] > 0).sum() >= 2:
-            se, lo, hi = cluster_ci(per["sum"].to_numpy(), per["size"].to_numpy())
-            method = "cluster_la"
+def _rated(fb: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Feedback rows with an answer in ``col``."""
+    return fb[fb[col].notna()]
+
+
+def _per_person(rows: pd.DataFrame, hit: pd.Series) -> pd.DataFrame:
+    """One unit per distinct respondent (LA, person): ``k`` 1 when every one of their rows is a hit."""
+    u = rows.assign(hit=hit.astype(float)).groupby(["la", "person_id"], as_index=False)["hit"].min()
+    return u.rename(columns={"hit": "k"}).assign(n=1.0)
+
+
+def _per_response(rows: pd.DataFrame, hit: pd.Series) -> pd.DataFrame:
+    """One unit per feedback row: ``k`` 1 for a hit."""
+    return pd.DataFrame({"la": rows["la"], "person_id": rows["person_id"], "k": hit.astype(float), "n": 1.0})
+
+
+def _row(analysis: str, outcome: str, quantity: str, s: Share, note: str) -> dict:
+    return est_row(
+        analysis,
+        outcome,
+        quantity,
+        s.pct,
+        se=s.se,
+        ci_low=s.ci_low,
+        ci_high=s.ci_high,
+        n=s.n,
+        n_clusters=s.n_clusters,
+        note="; ".join(p for p in (note, s.note) if p),
+    )
+
+
+def _record(key: str, counted: str, s: Share) -> dict:
     return {
-        "n": n,
-        "k": k,
-        "pct": pct,
-        "se": se,
-        "ci_low": lo,
-        "ci_high": hi,
-        "ci_method": method,
-        "n_clusters": int(ans["la"].nunique()),
+        "component": key,
+        "counted": counted,
+        "respondents": int(s.n),
+        "satisfied": int(s.k),
+        "satisfied_pct": s.pct,
+        "ci_low": s.ci_low,
+        "ci_high": s.ci_high,
+        "interval": s.method,
     }
 
 
-def satisfaction(data: TrialData) -> ProcessResult:
-    """Share of feedback rows answering 4 or 5 (fairly or very satisfied), by component and ``all``.
+def _people_share(fb: pd.DataFrame) -> Share:
+    rated = _rated(fb, "satisfaction")
+    return share(_per_person(rated, rated["satisfaction"] >= 4))
 
-    Within one LA the interval is Wilson's; in a pooled scope with feedback
-    from two or more LAs it is cluster-robust with the LA as the cluster
-    (:func:`cluster_ci`). ``frames["distribution"]`` counts each answer 1..5
-    per component (for the diverging bars).
+
+def satisfaction(data: TrialData) -> ProcessResult:
+    """Share fairly or very satisfied (4 or 5): per person for each component; per response and per person overall.
+
+    ``frame`` (``table()``): the five components (per person), then all
+    components per response (row ``all_responses``; its counts are the sums
+    of the rows above). ``frames["people"]`` (``table("people")``): the share
+    of people whose every rating is 4 or 5, per LA when pooled, then the
+    scope (``all``). ``frames["distribution"]`` counts each answer 1..5 for
+    the diverging bars: per person for a component (a person's lowest
+    rating, should they have several), per response for ``all_responses``;
+    ``respondents`` is its denominator and ``counted`` says which.
     """
-    fb = data.feedback
-    n_las = len(data.las)
+    fb = _rated(data.feedback, "satisfaction")
     rows, recs, dist = [], [], []
-    note_none = "no feedback returned" if fb.empty else ""
-    for comp in (*COMPONENTS, "all"):
-        sub = fb if comp == "all" else fb[fb["component"] == comp]
-        s = _share(sub, "satisfaction", lambda x: x >= 4, n_las)
-        note = note_none or ("" if s["n"] else "no feedback for this component")
-        if s["ci_method"] == "cluster_la":
-            note = (note + "; " if note else "") + "95% CI cluster-robust with LA as the cluster"
+    note_none = "no feedback returned" if data.feedback.empty else ""
+    for comp in COMPONENTS:
+        sub = fb[fb["component"] == comp]
+        units = _per_person(sub, sub["satisfaction"] >= 4)
+        s = share(units)
+        note = note_none or (PER_PERSON_COMPONENT if s.n else "no feedback for this component")
         rows += [
-            est_row(
-                "satisfaction",
-                comp,
-                "satisfied_pct",
-                s["pct"],
-                se=s["se"],
-                ci_low=s["ci_low"],
-                ci_high=s["ci_high"],
-                n=s["n"],
-                n_clusters=s["n_clusters"] if n_las > 1 else None,
-                note=note,
-            ),
-            est_row("satisfaction", comp, "respondents", s["n"]),
+            _row("satisfaction", comp, "satisfied_pct", s, note),
+            est_row("satisfaction", comp, "respondents", s.n),
         ]
-        recs.append(
+        recs.append(_record(comp, "person", s))
+        lowest = sub.groupby(["la", "person_id"])["satisfaction"].min().astype(int).value_counts()
+        dist.append(
             {
                 "component": comp,
-                "respondents": s["n"],
-                "satisfied": s["k"],
-                "satisfied_pct": s["pct"],
-                "ci_low": s["ci_low"],
-                "ci_high": s["ci_high"],
-                "ci_method": s["ci_method"],
+                **{str(v): int(lowest.get(v, 0)) for v in range(1, 6)},
+                "respondents": int(s.n),
+                "counted": "person",
             }
         )
-        counts = sub["satisfaction"].dropna().astype(int).value_counts()
-        dist.append({"component": comp, **{str(v): int(counts.get(v, 0)) for v in range(1, 6)}, "respondents": s["n"]})
+    s_resp = share(_per_response(fb, fb["satisfaction"] >= 4), person_level=False, within_la="person_id")
+    s_people = _people_share(fb)
+    none = note_none or ("" if s_resp.n else "no feedback")
+    rows += [
+        _row("satisfaction", "all", "satisfied_pct", s_resp, none or PER_RESPONSE),
+        est_row("satisfaction", "all", "responses", s_resp.n, note=none or "feedback rows with a satisfaction rating"),
+        est_row("satisfaction", "all", "respondents", s_people.n, note=none or "distinct people who gave feedback"),
+        _row("satisfaction", "all", "satisfied_people_pct", s_people, none or PER_PERSON_ALL),
+    ]
+    recs.append(_record(ALL_RESPONSES, "response", s_resp))
+    counts = fb["satisfaction"].astype(int).value_counts()
+    dist.append(
+        {
+            "component": ALL_RESPONSES,
+            **{str(v): int(counts.get(v, 0)) for v in range(1, 6)},
+            "respondents": int(s_resp.n),
+            "counted": "response",
+        }
+    )
+    people = []
+    if len(data.las) > 1:
+        for la in data.las:
+            people.append({"la": la, **_record(ALL_PEOPLE, "person", _people_share(fb[fb["la"] == la]))})
+    people.append({"la": "all", **_record(ALL_PEOPLE, "person", s_people)})
     return ProcessResult(
         "satisfaction",
         pd.DataFrame(recs),
         rows,
-        [
-            Col("component", "Component", "text"),
-            Col("respondents", "Respondents", "people"),
-            Col("satisfied", "Fairly or very satisfied", "people"),
-            Col("satisfied_pct", "Fairly or very satisfied (%)", "pct", 1, base="respondents"),
-            Col("ci_low", "95% CI low (%)", "pct", 1, base="respondents"),
-            Col("ci_high", "95% CI high (%)", "pct", 1, base="respondents"),
-            Col("ci_method", "Interval", "text"),
-        ],
-        "Satisfaction with each component",
-        frames={"distribution": pd.DataFrame(dist)},
+        SATISFACTION_COLUMNS,
+        "Satisfaction with each component (per person) and with all components (per response)",
+        notes=list(SATISFACTION_NOTES),
+        frames={"distribution": pd.DataFrame(dist), "people": pd.DataFrame(people)},
+        layouts={
+            "people": Layout(
+                PEOPLE_COLUMNS,
+                "Satisfaction per person: people whose every rating was fairly or very satisfied (4 or 5)",
+                (
+                    "Each person who gave feedback counts once; they count as satisfied only when every "
+                    "satisfaction rating they gave, on any component, was 4 or 5.",
+                ),
+            )
+        },
     )
 
 
 def usefulness(data: TrialData) -> ProcessResult:
     """Usefulness (share rating 4 or 5, and mean 1..5) and would-recommend (share yes).
 
-    Blank answers are left out of each quantity's base; intervals as in
-    :func:`satisfaction`.
+    Over the answers given (blank answers left out): per component one per
+    person, and per response for ``all``. Intervals as in
+    :mod:`isafe_helpers.process.shares`.
     """
     fb = data.feedback
-    n_las = len(data.las)
     rows, recs = [], []
     for comp in (*COMPONENTS, "all"):
         sub = fb if comp == "all" else fb[fb["component"] == comp]
-        u = _share(sub, "usefulness", lambda x: x >= 4, n_las)
-        w = _share(sub, "would_recommend", lambda x: x.astype(bool), n_las)
-        mean_u = float(sub["usefulness"].dropna().astype(float).mean()) if u["n"] else np.nan
+        per = {"person_level": False, "within_la": "person_id"} if comp == "all" else {}
+        use, rec = _rated(sub, "usefulness"), _rated(sub, "would_recommend")
+        u = share(_per_response(use, use["usefulness"] >= 4), **per)
+        w = share(_per_response(rec, rec["would_recommend"].astype(bool)), **per)
+        mean_u = float(use["usefulness"].astype(float).mean()) if u.n else np.nan
         none = "no feedback returned" if fb.empty else ""
+        what = "per response: all feedback rows with an answer" if comp == "all" else ""
         rows += [
-            est_row(
-                "usefulness",
-                comp,
-                "useful_pct",
-                u["pct"],
-                se=u["se"],
-                ci_low=u["ci_low"],
-                ci_high=u["ci_high"],
-                n=u["n"],
-                note=none or ("" if u["n"] else "no usefulness answers"),
-            ),
-            est_row("usefulness", comp, "mean_usefulness", mean_u, n=u["n"]),
-            est_row(
-                "would_recommend",
-                comp,
-                "recommend_pct",
-                w["pct"],
-                se=w["se"],
-                ci_low=w["ci_low"],
-                ci_high=w["ci_high"],
-                n=w["n"],
-                note=none or ("" if w["n"] else "no would-recommend answers"),
-            ),
+            _row("usefulness", comp, "useful_pct", u, none or (what if u.n else "no usefulness answers")),
+            est_row("usefulness", comp, "mean_usefulness", mean_u, n=u.n),
+            _row("would_recommend", comp, "recommend_pct", w, none or (what if w.n else "no would-recommend answers")),
         ]
         recs.append(
             {
-                "component": comp,
-                "usefulness_answers": u["n"],
-                "useful_pct": u["pct"],
+                "component": ALL_RESPONSES if comp == "all" else comp,
+                "usefulness_answers": int(u.n),
+                "useful_pct": u.pct,
                 "mean_usefulness": mean_u,
-                "recommend_answers": w["n"],
-                "recommend_pct": w["pct"],
+                "recommend_answers": int(w.n),
+                "recommend_pct": w.pct,
             }
         )
     return ProcessResult(
@@ -187,6 +257,10 @@ def usefulness(data: TrialData) -> ProcessResult:
             Col("recommend_pct", "Would recommend (%)", "pct", 1, base="recommend_answers"),
         ],
         "Usefulness and would-recommend",
+        notes=[
+            "Each component: one answer per person. All components, per response: a person who rated several "
+            "components counts once for each."
+        ],
     )
 
 
@@ -206,25 +280,29 @@ def response_rate(data: TrialData) -> ProcessResult:
     att = att[att["la"].isin(set(fb["la"]))]  # LAs with no feedback file have no rate, not 0%
     merged = fb.merge(att.assign(att=True), on=["la", "person_id", "component"], how="left")
     merged["att"] = merged["att"].fillna(False).astype(bool)
+    returned = att.merge(fb.assign(k=1.0), on=["la", "person_id", "component"], how="left")
+    returned = returned.assign(k=returned["k"].fillna(0.0), n=1.0)
     rows, recs = [], []
     for comp in (*COMPONENTS, "all"):
-        a = att if comp == "all" else att[att["component"] == comp]
+        units = returned if comp == "all" else returned[returned["component"] == comp]
         m = merged if comp == "all" else merged[merged["component"] == comp]
-        k, n, outside = int(m["att"].sum()), len(a), int((~m["att"]).sum())
-        pct = 100 * k / n if n else np.nan
-        lo, hi = wilson(k, n)
-        note = "no feedback returned" if data.feedback.empty else ("" if n else "no attendees")
+        per = {"person_level": False, "within_la": "person_id"} if comp == "all" else {}
+        s = share(units, **per)
+        outside = int((~m["att"]).sum())
+        note = "no feedback returned" if data.feedback.empty else ("" if s.n else "no attendees")
+        if comp == "all" and s.n:
+            note = "per attendee and component: a person who attended several components counts once for each"
         rows += [
-            est_row("feedback_response", comp, "response_rate_pct", pct, ci_low=lo, ci_high=hi, n=n, note=note),
-            est_row("feedback_response", comp, "respondents", k),
+            _row("feedback_response", comp, "response_rate_pct", s, note),
+            est_row("feedback_response", comp, "respondents", s.k),
             est_row("feedback_response", comp, "feedback_without_attendance", outside),
         ]
         recs.append(
             {
                 "component": comp,
-                "attendees": n,
-                "respondents": k,
-                "response_rate_pct": pct,
+                "attendees": int(s.n),
+                "respondents": int(s.k),
+                "response_rate_pct": s.pct,
                 "feedback_without_attendance": outside,
             }
         )

@@ -1,14 +1,22 @@
 """Implementation and process strand: reach, who was reached, and dose.
 
-Definitions follow the data contract: pooled (``trial``) and ``all``
-figures are ratios of sums, never means of ratios. The choices the contract
-leaves open are made here, once, and documented in the book's methods page:
+Definitions follow the data contract and the methods reference; each figure
+is named for what it counts:
 
-- **Pathway reach** (outcomes ``practice_pathway``, ``system_pathway``):
-  the sum over the pathway's components of their distinct attendees over the
-  sum of their ``intended_n`` (places filled over places intended, so a person
-  attending both practice-pathway sessions fills two places). Components with
-  no ``intended_n`` are left out of both sums.
+- **Reach of a component**: its distinct attendees (attended true) over its
+  ``intended_n``. It may exceed 100%; it is then flagged, never capped.
+- **Practice-pathway reach, person level** (outcomes
+  ``practice_pathway_one``, ``practice_pathway_both``): treatment-team
+  participants who attended at least one / both practice-pathway sessions,
+  over all treatment-team participants.
+- **Places filled** (outcome ``all``, quantity ``places_filled_pct``):
+  attendees summed over the five components over their ``intended_n``
+  summed. A person counts once per component attended, so this is not a
+  share of people and is never called reach. When a component has attendees
+  but no ``intended_n`` its places are unknown and places filled is not
+  computed.
+- Pooled (``trial``) figures are ratios of sums. Intervals follow
+  :mod:`isafe_helpers.process.shares`.
 - **Reached** and **dose**: :mod:`isafe_helpers.data.frames` (at least one
   practice-pathway session; sessions attended, 0 to 2). Staff outside the
   participants table count in component reach but not here.
@@ -19,13 +27,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from isafe_helpers.data.contract import COMPONENTS, PRACTICE_PATHWAY, SYSTEM_PATHWAY
+from isafe_helpers.data.contract import COMPONENTS
 from isafe_helpers.data.frames import attendees, treatment_participants
 from isafe_helpers.data.loading import TrialData
-from isafe_helpers.process.result import ProcessResult
+from isafe_helpers.process.result import Layout, ProcessResult
+from isafe_helpers.process.shares import NO_INTERVAL, Share, interval_note, share
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.table import Col
-from isafe_helpers.stats.proportions import wilson
+
+#: The row key of places filled in the reach table (its estimates rows are outcome ``all``).
+PLACES_FILLED = "places_filled"
 
 REACH_COLUMNS = [
     Col("component", "Component", "text"),
@@ -34,14 +45,35 @@ REACH_COLUMNS = [
     Col("reach_pct", "Reach (%)", "pct", 1, base="intended_n"),
     Col("ci_low", "95% CI low (%)", "pct", 1, base="intended_n"),
     Col("ci_high", "95% CI high (%)", "pct", 1, base="intended_n"),
+    Col("interval", "Interval", "text"),
     Col("flag", "Note", "text"),
 ]
 
-#: Pathways and their components (outcome names of the pathway reach rows).
-PATHWAYS: dict[str, tuple[str, ...]] = {
-    "practice_pathway": PRACTICE_PATHWAY,
-    "system_pathway": SYSTEM_PATHWAY,
-}
+REACH_NOTES = (
+    "Reach of a component: distinct people who attended it over its intended audience.",
+    "Places filled (last row): attendees summed over the components over their intended audiences summed. "
+    "A person counts once for each component attended, so it is not a share of people.",
+)
+
+#: Person-level practice-pathway reach: (outcome, dose rule, what it counts).
+PATHWAY_MEASURES = (
+    ("practice_pathway_one", "one", "attended at least one practice-pathway session"),
+    ("practice_pathway_both", "both", "attended both practice-pathway sessions"),
+)
+
+PATHWAY_COLUMNS = [
+    Col("la", "LA", "text"),
+    Col("staff", "Intervention-team staff", "people"),
+    Col("one", "At least one session (staff)", "people"),
+    Col("one_pct", "At least one session (%)", "pct", 1, base="staff"),
+    Col("one_ci_low", "95% CI low (%)", "pct", 1, base="staff"),
+    Col("one_ci_high", "95% CI high (%)", "pct", 1, base="staff"),
+    Col("both", "Both sessions (staff)", "people"),
+    Col("both_pct", "Both sessions (%)", "pct", 1, base="staff"),
+    Col("both_ci_low", "95% CI low (%)", "pct", 1, base="staff"),
+    Col("both_ci_high", "95% CI high (%)", "pct", 1, base="staff"),
+    Col("interval", "Interval", "text"),
+]
 
 
 #: Dose groups: practice-pathway sessions attended.
@@ -60,75 +92,205 @@ EXPERIENCE_BANDS = (
 NOT_GIVEN = "not given"
 
 
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _component_units(att: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """Per LA and component: distinct attendees (``k``) and ``intended_n`` (``n``), zeros filled in."""
+    las = sorted(set(att["la"]) | set(targets["la"]))
+    idx = pd.MultiIndex.from_product([las, COMPONENTS], names=["la", "component"])
+    k = att.groupby(["la", "component"]).size().reindex(idx, fill_value=0)
+    n = targets.groupby(["la", "component"])["intended_n"].sum().reindex(idx, fill_value=0)
+    return pd.DataFrame({"k": k.astype(float), "n": n.astype(float)}).reset_index()
+
+
 def _reach_records(att: pd.DataFrame, targets: pd.DataFrame) -> list[dict]:
-    """Reach of each component and pathway for one set of attendees and targets."""
-    k_by = att.groupby("component").size()
-    n_by = targets.groupby("component")["intended_n"].sum()
+    """Reach of each component, and places filled, for one set of attendees and targets."""
+    units = _component_units(att, targets)
+    untargeted = units[(units["k"] > 0) & (units["n"] == 0)]
     recs = []
-    for comp in (*COMPONENTS, *PATHWAYS):
-        comps = PATHWAYS.get(comp, (comp,))
-        with_target = [c for c in comps if int(n_by.get(c, 0)) > 0]
-        k = int(sum(int(k_by.get(c, 0)) for c in with_target))
-        n = int(sum(int(n_by.get(c, 0)) for c in with_target))
-        pct = 100 * k / n if n else np.nan
-        lo, hi = wilson(k, n)
+    for comp in COMPONENTS:
+        s = share(units[units["component"] == comp], bounded=False)
+        missing = untargeted.loc[untargeted["component"] == comp, "la"].tolist()
         flag = ""
-        if not n:
+        if not s.n:
             flag = "no intended audience given"
-        elif pct > 100:
+        elif missing:
+            flag = f"{', '.join(missing)}: attendees but no intended audience given (counted over the others')"
+        elif s.pct > 100:
             flag = "over 100%: more attendees than the intended audience"
-        elif len(with_target) < len(comps):
-            flag = "some components have no intended audience and are left out"
-        recs.append(
-            {
-                "component": comp,
-                "attendees": k,
-                "intended_n": n,
-                "reach_pct": pct,
-                "ci_low": lo,
-                "ci_high": hi,
-                "flag": flag,
-            }
-        )
+        recs.append(_record(comp, s, flag))
+    no_target = list(dict.fromkeys(untargeted["component"]))
+    s = share(units, person_level=False, bounded=False)
+    flag = "" if s.n else "no intended audience given"
+    if s.n and s.method == NO_INTERVAL:
+        flag = "no interval within one LA: places are not people"
+    if no_target:
+        s = Share(s.k, s.n, np.nan, np.nan, np.nan, np.nan, NO_INTERVAL, s.n_clusters)
+        flag = f"not computed: {', '.join(no_target)} had attendees but no intended audience"
+    recs.append(_record(PLACES_FILLED, s, flag))
     return recs
 
 
-def reach(data: TrialData) -> ProcessResult:
-    """Reach per component and pathway: distinct attendees over the intended audience.
+def _record(key: str, s: Share, flag: str) -> dict:
+    return {
+        "component": key,
+        "attendees": int(s.k),
+        "intended_n": int(s.n),
+        "reach_pct": s.pct,
+        "se": s.se,
+        "ci_low": s.ci_low,
+        "ci_high": s.ci_high,
+        "interval": s.method,
+        "n_clusters": s.n_clusters,
+        "flag": flag,
+    }
 
-    Returns the scope's table (five components, then the two pathways) and,
-    in ``frames["by_la"]``, the same per LA. Values over 100% are flagged in
-    ``flag`` and the note, never capped; they have no Wilson interval.
+
+def _pathway_records(tp: pd.DataFrame) -> dict:
+    """Person-level practice-pathway reach of treatment-team participants ``tp`` (one row per person)."""
+    units = pd.DataFrame(
+        {"la": tp["la"], "one": (tp["dose"] >= 1).astype(float), "both": (tp["dose"] >= 2).astype(float), "n": 1.0}
+    )
+    rec: dict = {"staff": len(tp)}
+    for _, dose, _ in PATHWAY_MEASURES:
+        s = share(units, k=dose, n="n")
+        rec.update(
+            {
+                dose: int(s.k),
+                f"{dose}_pct": s.pct,
+                f"{dose}_se": s.se,
+                f"{dose}_ci_low": s.ci_low,
+                f"{dose}_ci_high": s.ci_high,
+            }
+        )
+        rec["interval"], rec["n_clusters"] = s.method, s.n_clusters
+    return rec
+
+
+def pathway_by_la(data: TrialData) -> pd.DataFrame:
+    """Person-level practice-pathway reach of each LA, one row per LA.
+
+    Columns: ``la``, ``staff`` (treatment-team participants), and for ``one``
+    (at least one session) and ``both``: the count, ``_pct``, ``_se``,
+    ``_ci_low``, ``_ci_high``; then ``interval`` and ``n_clusters``.
+    """
+    tp = treatment_participants(data)
+    return pd.DataFrame([{"la": la, **_pathway_records(tp[tp["la"] == la])} for la in data.las])
+
+
+def reach(data: TrialData) -> ProcessResult:
+    """Reach per component, places filled, and person-level practice-pathway reach.
+
+    ``frame`` (``table()``): the five components, then places filled (row
+    ``places_filled``: the sum of the rows above, so it is the table's total).
+    ``frames["by_la"]``: the components per LA (``table("by_la")``).
+    ``frames["practice_pathway"]`` (``table("practice_pathway")``):
+    treatment-team participants who attended at least one and both
+    practice-pathway sessions, per LA when pooled, then the scope (``all``).
+    Values over 100% are flagged, never capped; within one LA they have no
+    interval.
     """
     att = attendees(data)
     recs = _reach_records(att, data.ipe_targets)
     rows = []
     for r in recs:
+        if r["component"] == PLACES_FILLED:
+            continue
         rows += [
             est_row(
                 "reach",
                 r["component"],
                 "reach_pct",
                 r["reach_pct"],
+                se=r["se"],
                 ci_low=r["ci_low"],
                 ci_high=r["ci_high"],
                 n=r["intended_n"],
-                note=r["flag"],
+                n_clusters=r["n_clusters"],
+                note=_join(r["flag"], interval_note(r["interval"])),
             ),
             est_row("reach", r["component"], "attendees", r["attendees"]),
             est_row("reach", r["component"], "intended_n", r["intended_n"]),
         ]
+    tp = treatment_participants(data)
+    scope_pw = {"la": "all", **_pathway_records(tp)}
+    for outcome, dose, what in PATHWAY_MEASURES:
+        n = scope_pw["staff"]
+        note = (
+            f"person level: treatment-team participants who {what}, over all treatment-team participants"
+            if n
+            else "no treatment-team participants"
+        )
+        rows += [
+            est_row(
+                "reach",
+                outcome,
+                "reach_pct",
+                scope_pw[f"{dose}_pct"],
+                se=scope_pw[f"{dose}_se"],
+                ci_low=scope_pw[f"{dose}_ci_low"],
+                ci_high=scope_pw[f"{dose}_ci_high"],
+                n=n,
+                n_clusters=scope_pw["n_clusters"],
+                note=_join(note, interval_note(scope_pw["interval"])),
+            ),
+            est_row("reach", outcome, "attendees", scope_pw[dose]),
+            est_row("reach", outcome, "treatment_participants", n),
+        ]
+    places = recs[-1]
+    rows += [
+        est_row(
+            "reach",
+            "all",
+            "places_filled_pct",
+            places["reach_pct"],
+            se=places["se"],
+            ci_low=places["ci_low"],
+            ci_high=places["ci_high"],
+            n=places["intended_n"],
+            n_clusters=places["n_clusters"],
+            note=_join(
+                "places filled: attendees summed over components over intended audiences summed; "
+                "a person counts once per component attended, so this is not a share of people",
+                places["flag"],
+                interval_note(places["interval"]),
+            ),
+        ),
+        est_row("reach", "all", "places_filled", places["attendees"]),
+        est_row("reach", "all", "places_intended", places["intended_n"]),
+    ]
     by_la = []
     for la in data.las:
         for r in _reach_records(att[att["la"] == la], data.ipe_targets[data.ipe_targets["la"] == la]):
-            by_la.append({"la": la, **r})
+            if r["component"] != PLACES_FILLED:
+                by_la.append({"la": la, **r})
+    pathway = pd.DataFrame([*(pathway_by_la(data).to_dict("records") if len(data.las) > 1 else []), scope_pw])
+    notes = list(REACH_NOTES)
+    if any(r["reach_pct"] > 100 or r["ci_high"] > 100 for r in recs):
+        notes.append(
+            "Reach can exceed 100% (more attendees than the intended audience), so it is never capped and "
+            "its pooled interval is not clipped at 100%."
+        )
     return ProcessResult(
         "reach",
         pd.DataFrame(recs),
         rows,
         REACH_COLUMNS,
-        "Reach of each component and pathway",
-        frames={"by_la": pd.DataFrame(by_la)},
+        "Reach of each component, and places filled",
+        notes=notes,
+        frames={"by_la": pd.DataFrame(by_la), "practice_pathway": pathway},
+        layouts={
+            "practice_pathway": Layout(
+                PATHWAY_COLUMNS,
+                "Practice-pathway reach among intervention-team staff (people, each counted once)",
+                (
+                    "Share of intervention-team staff (participants of treatment teams) who attended at least "
+                    "one, and both, of the two practice-pathway sessions.",
+                ),
+            )
+        },
     )
 
 
@@ -151,53 +313,40 @@ def reached_profile(data: TrialData) -> ProcessResult:
     tp["role_"] = tp["role"].astype(object)
     tp["age_band_"] = tp["age_band"].astype(object).where(tp["age_band"].notna(), NOT_GIVEN)
     tp["experience_"] = experience_band(tp["years_qualified"])
-    recs = [
-        {
-            "characteristic": "all",
-            "group": "all",
-            "reached": int(tp["reached"].sum()),
-            "not_reached": int((~tp["reached"]).sum()),
-        }
-    ]
+    groups_of = [("all", "all", tp)]
     for char, col, order in (
         ("role", "role_", None),
         ("age_band", "age_band_", None),
         ("experience", "experience_", [b[0] for b in EXPERIENCE_BANDS] + [NOT_GIVEN]),
     ):
         groups = order or sorted(tp[col].unique(), key=lambda g: (g == NOT_GIVEN, g))
-        for g in groups:
-            sub = tp[tp[col] == g]
-            if len(sub) == 0:
-                continue
-            recs.append(
-                {
-                    "characteristic": char,
-                    "group": g,
-                    "reached": int(sub["reached"].sum()),
-                    "not_reached": int((~sub["reached"]).sum()),
-                }
-            )
-    t = pd.DataFrame(recs, columns=["characteristic", "group", "reached", "not_reached"])
-    t["total"] = t["reached"] + t["not_reached"]
-    t["reached_pct"] = np.where(t["total"] > 0, 100 * t["reached"] / t["total"].where(t["total"] > 0), np.nan)
-    rows = []
-    for r in t.itertuples(index=False):
-        outcome = "all" if r.characteristic == "all" else f"{r.characteristic}:{r.group}"
-        lo, hi = wilson(r.reached, r.total)
+        groups_of += [(char, g, tp[tp[col] == g]) for g in groups if (tp[col] == g).any()]
+    recs, rows = [], []
+    for char, g, sub in groups_of:
+        s = share(pd.DataFrame({"la": sub["la"], "k": sub["reached"].astype(float), "n": 1.0}))
+        recs.append({"characteristic": char, "group": g, "reached": int(s.k), "not_reached": int(s.n - s.k)})
+        outcome = "all" if char == "all" else f"{char}:{g}"
         rows += [
             est_row(
                 "reach_profile",
                 outcome,
                 "reached_pct",
-                r.reached_pct,
-                ci_low=lo,
-                ci_high=hi,
-                n=r.total,
-                note="treatment-team participants with at least one practice-pathway session",
+                s.pct,
+                se=s.se,
+                ci_low=s.ci_low,
+                ci_high=s.ci_high,
+                n=s.n,
+                n_clusters=s.n_clusters,
+                note="; ".join(
+                    p for p in ("treatment-team participants with at least one practice-pathway session", s.note) if p
+                ),
             ),
-            est_row("reach_profile", outcome, "reached", r.reached),
-            est_row("reach_profile", outcome, "not_reached", r.not_reached),
+            est_row("reach_profile", outcome, "reached", s.k),
+            est_row("reach_profile", outcome, "not_reached", s.n - s.k),
         ]
+    t = pd.DataFrame(recs, columns=["characteristic", "group", "reached", "not_reached"])
+    t["total"] = t["reached"] + t["not_reached"]
+    t["reached_pct"] = np.where(t["total"] > 0, 100 * t["reached"] / t["total"].where(t["total"] > 0), np.nan)
     return ProcessResult(
         "reach_profile",
         t,

@@ -14,6 +14,16 @@ from isafe_helpers.results.table import Col, Table
 LABELLED = ("component", "characteristic", "group", "outcome", "dose")
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a breakdown whose columns differ from ``frame``'s is displayed."""
+
+    columns: list[Col]
+    caption: str
+    notes: tuple[str, ...] = ()
+    sums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
 @dataclass
 class ProcessResult(Result):
     """One process analysis.
@@ -21,7 +31,8 @@ class ProcessResult(Result):
     ``frame`` is the scope-level table the estimates rows come from;
     ``frames`` holds breakdowns (per LA, distributions). ``columns``
     describes how ``frame`` (and a breakdown with the same columns) is
-    displayed; ``caption`` names it.
+    displayed; ``caption`` names it. ``layouts`` describes the breakdowns
+    displayed with columns of their own (``table(name)``).
     """
 
     analysis: str
@@ -32,18 +43,27 @@ class ProcessResult(Result):
     notes: list[str] = field(default_factory=list)
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     sums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    layouts: dict[str, Layout] = field(default_factory=dict)
 
     def rows(self) -> list[dict]:
         return self.estimates
 
     def table(self, breakdown: str | None = None, caption: str | None = None) -> Table:
-        """The display table of ``frame``, or of the breakdown ``frames[breakdown]`` (by LA: an LA column first)."""
+        """The display table of ``frame``, or of the breakdown ``frames[breakdown]`` (by LA: an LA column first).
+
+        A breakdown named in ``layouts`` has its own columns, caption, notes and sums.
+        """
         df = self.frame if breakdown is None else self.frames[breakdown]
-        cols = list(self.columns)
+        if breakdown in self.layouts:
+            lay = self.layouts[breakdown]
+            cols, caption = list(lay.columns), caption or lay.caption
+            notes, sums = list(lay.notes), dict(lay.sums)
+        else:
+            cols, notes, sums = list(self.columns), list(self.notes), dict(self.sums)
         if "la" in df.columns and not any(c.key == "la" for c in cols):
             cols = [Col("la", "LA", "text"), *cols]
         df = df.copy()
         for c in LABELLED:
             if c in df.columns:
                 df[c] = [label(v) for v in df[c]]
-        return Table(df[[c.key for c in cols]], cols, caption or self.caption, list(self.notes), dict(self.sums))
+        return Table(df[[c.key for c in cols]], cols, caption or self.caption, notes, sums)

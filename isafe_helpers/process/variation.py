@@ -17,7 +17,7 @@ import pandas as pd
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.frames import attendees, survey_wide, treatment_participants
 from isafe_helpers.data.loading import TrialData
-from isafe_helpers.process.participation import DOSE_LABELS, reach
+from isafe_helpers.process.participation import DOSE_LABELS, pathway_by_la
 from isafe_helpers.process.result import ProcessResult
 from isafe_helpers.results.estimates import FILENAME, est_row, read_estimates, results_root
 from isafe_helpers.results.labels import label
@@ -103,7 +103,8 @@ class ImpactComparison(Result):
             t,
             [
                 Col("la", "LA", "text"),
-                Col("reach_pct", "Practice-pathway reach (%)", "pct", 1),
+                Col("staff", "Intervention-team staff", "people"),
+                Col("reach_pct", "Staff with at least one practice-pathway session (%)", "pct", 1, base="staff"),
                 Col("outcome", "Outcome", "text"),
                 Col("treatment_effect", "Effect in the LA (scale points)", "number", 3),
                 Col("ci_low", "95% CI low", "number", 3),
@@ -125,6 +126,10 @@ def _provenance() -> str:
 def reach_vs_impact(data: TrialData, scope: str, output_dir: str | Path) -> ImpactComparison:
     """Practice-pathway reach of each LA beside its primary impact estimates.
 
+    Reach here is person level: the LA's treatment-team participants who
+    attended at least one practice-pathway session, over all of them
+    (``reach_pct`` of ``practice_pathway_one``).
+
     Reads ``<results>/<LA>/estimates.csv`` (see
     :func:`isafe_helpers.results.estimates.results_root`; rows ``impact``,
     ``primary``, each scale, ``treatment_effect``) for each LA of the scope;
@@ -134,8 +139,7 @@ def reach_vs_impact(data: TrialData, scope: str, output_dir: str | Path) -> Impa
     ecological; ``n`` counts the LAs).
     """
     results = results_root(output_dir)
-    by_la = reach(data).frames["by_la"]
-    prac = by_la[by_la["component"] == "practice_pathway"].set_index("la")
+    prac = pathway_by_la(data).set_index("la")
     recs, found, missing = [], [], []
     for la in data.las:
         path = results / la / FILENAME
@@ -155,14 +159,15 @@ def reach_vs_impact(data: TrialData, scope: str, output_dir: str | Path) -> Impa
             recs.append(
                 {
                     "la": la,
-                    "reach_pct": float(prac.loc[la, "reach_pct"]),
+                    "staff": int(prac.loc[la, "staff"]),
+                    "reach_pct": float(prac.loc[la, "one_pct"]),
                     "outcome": r.outcome,
                     "treatment_effect": r.estimate,
                     "ci_low": r.ci_low,
                     "ci_high": r.ci_high,
                 }
             )
-    table = pd.DataFrame(recs, columns=["la", "reach_pct", "outcome", "treatment_effect", "ci_low", "ci_high"])
+    table = pd.DataFrame(recs, columns=["la", "staff", "reach_pct", "outcome", "treatment_effect", "ci_low", "ci_high"])
     rows = []
     if scope == C.TRIAL_SCOPE and len(found) >= 3:
         for outcome, sub in table.groupby("outcome", sort=False):
@@ -175,7 +180,7 @@ def reach_vs_impact(data: TrialData, scope: str, output_dir: str | Path) -> Impa
                     "pearson_r_reach_effect",
                     r,
                     n=len(sub),
-                    note=f"across LAs; {EXPLORATORY}",
+                    note=f"across LAs; reach: staff with at least one practice-pathway session; {EXPLORATORY}",
                 )
             )
     prov = _provenance() if found else ""

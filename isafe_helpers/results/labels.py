@@ -34,6 +34,11 @@ COMPONENTS = {
     "practice_pathway": "Practice pathway (both sessions' places)",
     "system_pathway": "System pathway",
     "all": "All components",
+    "places_filled": "All components: places filled (a person counts once per component)",
+    "practice_pathway_one": "Practice pathway: staff attending at least one session",
+    "practice_pathway_both": "Practice pathway: staff attending both sessions",
+    "all_responses": "All components, per response",
+    "all_people": "All components, per person",
 }
 GROUPS = {
     "social_worker": "Social worker",

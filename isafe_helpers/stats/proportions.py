@@ -1,10 +1,15 @@
-"""Intervals for proportions: Wilson's, and a cluster-robust interval for a pooled ratio of sums."""
+"""Intervals for shares: Wilson's, and a cluster-robust interval for a pooled ratio of sums.
+
+The process strand chooses between them (:mod:`isafe_helpers.process.shares`);
+this module only computes them.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
+
+from isafe_helpers.stats.inference import interval
 
 
 # --------------------------------------------------------------------------
@@ -14,6 +19,9 @@ def wilson(k: float, n: float) -> tuple[float, float]:
     """Wilson 95% interval for k successes of n, in percent (NaN if n == 0).
 
     Values of k above n (reach over 100%) have no binomial interval: NaN.
+
+    >>> [round(x, 2) for x in wilson(2, 4)]
+    [15.0, 85.0]
     """
     if n <= 0 or k > n:
         return (np.nan, np.nan)
@@ -21,19 +29,25 @@ def wilson(k: float, n: float) -> tuple[float, float]:
     return (100 * lo, 100 * hi)
 
 
-def cluster_ci(k: np.ndarray, n: np.ndarray) -> tuple[float, float, float]:
-    """Cluster-robust 95% interval for a pooled proportion, in percent.
+def cluster_ci(k, n, bounded: bool = True) -> tuple[float, float, float]:
+    """Cluster-robust 95% interval for a pooled ratio of sums, in percent.
 
-    The pooled proportion is the ratio of sums p = sum(k) / sum(n). Its
-    variance is the sandwich (linearisation) variance of a ratio estimator
-    with clusters as the sampling units and the small-sample factor
-    G / (G - 1): ``var = G / (G - 1) * sum((k_j - p n_j)^2) / (sum n)^2``.
-    The interval is p +/- t(0.975, G - 1) * se, clipped to [0, 100].
+    The pooled share is the ratio of sums p = sum(k) / sum(n). Its variance
+    is the sandwich (linearisation) variance of a ratio estimator with the
+    clusters as the sampling units and the small-sample factor G / (G - 1):
+    ``var = G / (G - 1) * sum((k_j - p n_j)^2) / (sum n)^2``. For 0/1
+    outcomes this is the CR1 standard error of an intercept-only regression
+    clustered on the same units. The interval is p +/- t(0.975, G - 1) * se
+    (:func:`isafe_helpers.stats.inference.interval`).
 
     Parameters
     ----------
-    k, n : arrays
-        Successes and trials per cluster (clusters with n = 0 are dropped).
+    k, n : array-like
+        Numerator and denominator per cluster (clusters with n = 0 are dropped).
+    bounded : bool
+        True for a proportion (k_j <= n_j): the interval is clipped to
+        [0, 100]. False for a ratio that may exceed 100% (reach over the
+        intended audience): clipped at 0 only.
 
     Returns
     -------
@@ -48,5 +62,7 @@ def cluster_ci(k: np.ndarray, n: np.ndarray) -> tuple[float, float, float]:
     p = k.sum() / n.sum()
     var = g / (g - 1) * np.sum((k - p * n) ** 2) / n.sum() ** 2
     se = float(np.sqrt(var))
-    t = stats.t.ppf(0.975, g - 1)
-    return (100 * se, max(0.0, 100 * (p - t * se)), min(100.0, 100 * (p + t * se)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ci = interval(p, se, df=g - 1)
+    lo, hi = max(0.0, 100 * ci.ci_low), 100 * ci.ci_high
+    return (100 * se, lo, min(100.0, hi) if bounded else hi)
