@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help env book test lint typecheck wheel notebooks bundled-data bench browser clean
+.PHONY: help env book test lint typecheck hooks wheel notebooks bundled-data bench browser clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ lint: env ## ruff
 
 typecheck: env ## mypy on the package (configured in pyproject.toml)
 	$(PY) -m mypy
+
+hooks: env ## install the pre-commit hooks (.pre-commit-config.yaml) into .git/hooks
+	$(PY) -m pre_commit install
 
 wheel: env ## build the wheel into dist/ (setuptools' build/ is cleared before and after: stale copies would ship)
 	rm -rf build isafe_helpers.egg-info
