@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help env book test lint notebooks bundled-data bench browser clean
+.PHONY: help env book test lint typecheck hooks wheel notebooks bundled-data bench browser clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -37,6 +37,18 @@ test: env browser ## run the whole test suite (pytest, doctests, nbval, ruff, th
 
 lint: env ## ruff
 	$(PY) -m ruff check isafe_helpers tests
+
+typecheck: env ## mypy on the package (configured in pyproject.toml)
+	$(PY) -m mypy
+
+hooks: env ## install the pre-commit hooks (.pre-commit-config.yaml) into .git/hooks
+	$(PY) -m pre_commit install
+
+wheel: env ## build the wheel into dist/ (setuptools' build/ is cleared before and after: stale copies would ship)
+	rm -rf build isafe_helpers.egg-info
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
+	rm -rf build isafe_helpers.egg-info
+	@ls dist/*.whl
 
 notebooks: env ## re-execute the committed notebooks in place on the bundled data
 	cd notebooks && for nb in impact process cost; do \

@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +90,7 @@ SURVEY_ITEMS = tuple(f"{prefix}_{j}" for _, prefix, k, _ in SCALES for j in rang
 
 
 #: Parameters of the generative model (documented in the module docstring).
-PARAMS = {
+PARAMS: dict[str, Any] = {
     # design
     "team_size_range": (0.5, 1.5),  # team size = staff_per_team * U(range), >= 3
     "min_team_size": 3,
@@ -396,7 +397,7 @@ def _simulate(seed: int, las: int, teams_per_la: int, staff_per_team: int):
     role[manager_pos] = 3
     is_manager = role == 3
 
-    years = rng.gamma(1.6, 6.5, n) + np.where(is_manager, 6.0, 0.0) + np.where(role == 1, 4.0, 0.0)
+    years: np.ndarray = rng.gamma(1.6, 6.5, n) + np.where(is_manager, 6.0, 0.0) + np.where(role == 1, 4.0, 0.0)
     years = np.round(np.clip(years, 0.0, 40.0), 1)
     age = 22.0 + years + rng.gamma(1.5, 3.0, n)
     age_idx = np.digitize(age, [30.0, 40.0, 50.0])

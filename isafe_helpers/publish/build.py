@@ -8,6 +8,7 @@ destroys the previous book.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,6 +18,9 @@ from pathlib import Path
 from isafe_helpers.publish.book import BookError, stage  # noqa: F401 (BookError re-exported)
 from isafe_helpers.resources import BUILD, DEFAULT_OUT
 
+#: The ``jupyter-book`` console script's body, run with ``python -c``.
+_JUPYTER_BOOK = "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
+
 
 def build_book(results: str | Path = DEFAULT_OUT, build: str | Path = BUILD, verbose: bool = False) -> Path:
     """Build the HTML book from ``results``; return the path of ``index.html``.
@@ -24,17 +28,25 @@ def build_book(results: str | Path = DEFAULT_OUT, build: str | Path = BUILD, ver
     Raises
     ------
     BookError
-        When there are no results or Jupyter Book reports an error or warning.
+        When there are no results, Jupyter Book is not installed (the ``docs`` extra), or it reports an
+        error or warning.
         The previous ``<build>/html`` is left as it was.
     """
+    if importlib.util.find_spec("jupyter_book") is None:
+        raise BookError(
+            "Jupyter Book is not installed in this environment: install the package with its docs extra "
+            "(pip install 'isafe-helpers[docs]'), or run with --no-book"
+        )
     results, build = Path(results).resolve(), Path(build).resolve()
     stage_dir = build / ".source"
     stage(results, stage_dir)
     tmp_out = build / ".html-tmp"
     if tmp_out.exists():
         shutil.rmtree(tmp_out)
-    jb = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(jb), "build", str(stage_dir), "--path-output", str(tmp_out), "-W", "--keep-going", "--all"]
+    # Jupyter Book's command, run by this interpreter: found whatever the install layout (a --user install
+    # puts the jupyter-book script elsewhere than sys.executable's folder).
+    cmd = [sys.executable, "-c", _JUPYTER_BOOK, "build", str(stage_dir), "--path-output", str(tmp_out)]
+    cmd += ["-W", "--keep-going", "--all"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, capture_output=not verbose, text=True, env=env)
     html = tmp_out / "_build" / "html"

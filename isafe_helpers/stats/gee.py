@@ -214,7 +214,7 @@ def _max_leverage(model) -> float:
     Bi = np.linalg.inv(sum(d.T @ v for d, v in zip(D, VD)))
     traces = np.array([np.sum((d @ Bi) * v) for d, v in zip(D, VD)])  # tr(D Bi D' V^-1)
     top = float(traces[traces < 0.5].max(initial=0.0))
-    for i in np.flatnonzero(traces >= 0.5):
+    for i in np.flatnonzero(traces >= 0.5).tolist():
         top = max(top, float(np.max(np.linalg.eigvals(Bi @ (D[i].T @ VD[i])).real)))
     return top
 
@@ -271,7 +271,7 @@ def gee_binary(
     if len(names) != Xa.shape[1]:
         raise ValueError("names must name every column of X")
     k = names.index(term) if isinstance(term, str) else int(term)
-    term = names[k]
+    term_name = names[k]
     ev = np.asarray(events, float)
     m = np.asarray(trials, float)
     cl = pd.Series(cluster).to_numpy()
@@ -378,7 +378,7 @@ def gee_binary(
     orr_r, rd_r = _effects(b, Vr, k, Xa, w, df)
     return GEEBinaryResult(
         names=names,
-        term=term,
+        term=term_name,
         params=b,
         cov=V,
         cov_robust=Vr,

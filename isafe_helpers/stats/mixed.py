@@ -164,7 +164,7 @@ class _Problem:
             for k in range(K):
                 S = Sx[by[bounds[k] : bounds[k + 1]]]
                 M[k] = S.T @ S
-            self.M = M
+            self.M: np.ndarray | None = M
         else:  # one "class" per team
             self.cls = np.arange(n_groups)
             self.nk = nj
