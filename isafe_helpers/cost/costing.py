@@ -33,6 +33,7 @@ import pandas as pd
 from isafe_helpers.data.contract import PRACTICE_PATHWAY
 from isafe_helpers.data.frames import attended, participants_reached, treatment_participants
 from isafe_helpers.data.loading import TrialData
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label as lbl
 from isafe_helpers.results.protocol import Result
@@ -174,6 +175,7 @@ class CostResult(Result):
     unit_costs: pd.DataFrame = field(default_factory=pd.DataFrame)
     by_la: pd.DataFrame = field(default_factory=pd.DataFrame)
     category_by_la: pd.DataFrame = field(default_factory=pd.DataFrame)
+    las: list[str] = field(default_factory=list)  # the LAs whose costs and participants the unit costs use
 
     @property
     def empty(self) -> bool:
@@ -199,16 +201,20 @@ class CostResult(Result):
             for _, r in t[t["unit cost"] == PER_TEAM].iterrows()
             if not pd.isna(r["cost"])
         ]
+        people["rating"] = pd.to_numeric(people["rating"], errors="coerce")
+        intended = K.key(self.las, "intended", "participants")  # a planned number, shown like a count of people
+        keys = [K.reached(self.las) if "reached" in u.lower() else intended for u in people["unit cost"]]
         return Table(
             people,
             [
                 Col("unit cost", "Unit cost", "text"),
                 Col("denominator", "Divided by (people)", "people"),
-                Col("cost", f"Cost per person, {label}", "gbp", 0, base="denominator"),
-                Col("rating", "Foundations cost rating", "text"),
+                Col("cost", f"Cost per person, {label}", "gbp", 0, base="denominator", reveals="denominator"),
+                Col("rating", "Foundations cost rating (1 to 5)", "int", base="denominator", reveals="denominator"),
             ],
             caption="Unit costs and the Foundations cost rating",
             notes=notes,
+            keys={"denominator": keys},
         )
 
     def phase_table(self) -> Table:
@@ -250,8 +256,9 @@ class CostResult(Result):
     def la_table(self) -> Table:
         """Each LA's financial cost, participants reached, unit cost and rating."""
         label = price_label(self.price_year)
+        t = self.by_la.assign(cost_rating=pd.to_numeric(self.by_la["cost_rating"], errors="coerce"))
         return Table(
-            self.by_la,
+            t,
             [
                 Col("la", "LA", "text"),
                 Col("total_cost_gbp", f"Financial cost, {label}", "gbp", 0),
@@ -262,9 +269,17 @@ class CostResult(Result):
                     "gbp",
                     0,
                     base="participants_reached",
+                    reveals="participants_reached",
                 ),
-                Col("cost_rating", "Foundations cost rating", "text"),
+                Col(
+                    "cost_rating",
+                    "Foundations cost rating (1 to 5)",
+                    "int",
+                    base="participants_reached",
+                    reveals="participants_reached",
+                ),
             ],
+            keys={"participants_reached": [K.reached([la]) for la in t["la"]]},
             caption="Unit cost in each LA",
         )
 
@@ -451,5 +466,6 @@ def unit_cost(data: TrialData, price_year: int | None = None) -> CostResult:
         by_bearer=by_bearer.rename(label).rename_axis("bearer").reset_index(),
         unit_costs=unit_tab,
         by_la=by_la,
+        las=list(with_costs(data).las),
         category_by_la=cat_la,
     )

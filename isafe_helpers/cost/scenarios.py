@@ -17,7 +17,7 @@ The sentence on the rating's robustness
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -31,11 +31,11 @@ from isafe_helpers.cost.costing import (
     denominators,
     financial,
     price_label,
-    rating_labels,
     report_price_year,
     with_costs,
 )
 from isafe_helpers.data.loading import TrialData
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.protocol import Result
 from isafe_helpers.results.table import Col, Table
@@ -63,6 +63,7 @@ class SensitivityResult(Result):
     staff_time: float = np.nan
     base_total: float = np.nan
     base_denominator: float = np.nan
+    las: list[str] = field(default_factory=list)  # the LAs whose costs and participants the unit costs use
 
     def rows(self) -> list[dict]:
         return self.estimates
@@ -86,25 +87,46 @@ class SensitivityResult(Result):
         t = t.assign(
             scenario=[x[:1].upper() + x[1:] for x in t["scenario"]],
             changes=["" if i == 0 else ("yes" if c else "no") for i, c in enumerate(t["changes_rating"])],
-            cost_rating=rating_labels(t["cost_rating"]),
+            cost_rating=pd.to_numeric(t["cost_rating"], errors="coerce"),
         )
         t.loc[t.index == 0, "changes"] = "(base)"
+        keys = [self.denominator_key(o) for o in ["base", *self.frame["outcome"]]][: len(t)]
         return Table(
             t[["scenario", "total_cost_gbp", "denominator", "cost_per_participant_gbp", "cost_rating", "changes"]],
             [
                 Col("scenario", "Scenario", "text"),
                 Col("total_cost_gbp", f"Cost counted, {label}", "gbp", 0),
                 Col("denominator", "Divided by (people)", "people"),
-                Col("cost_per_participant_gbp", f"Unit cost, {label}", "gbp", 0, base="denominator"),
-                Col("cost_rating", "Foundations cost rating", "text"),
+                Col(
+                    "cost_per_participant_gbp",
+                    f"Unit cost, {label}",
+                    "gbp",
+                    0,
+                    base="denominator",
+                    reveals="denominator",
+                ),
+                Col(
+                    "cost_rating", "Foundations cost rating (1 to 5)", "int", base="denominator", reveals="denominator"
+                ),
                 Col("changes", "Changes the rating", "text"),
             ],
             caption="Sensitivity of the unit cost and its rating",
+            keys={"denominator": keys},
             notes=[
                 "Cost counted: the financial cost (staff time left out) unless the scenario includes staff time, "
                 "the opportunity cost of staff attending training.",
             ],
         )
+
+    def denominator_key(self, outcome: str) -> str:
+        """The ledger key of the people a scenario divides by (:mod:`isafe_helpers.results.keys`)."""
+        if outcome == "denominator_intended_participants":
+            return K.key(self.las, "intended", "participants")
+        if outcome == "denominator_treatment_participants":
+            return K.staff(self.las, "treatment")
+        if outcome == "denominator_attendees_any_session":
+            return K.key(self.las, "attendees", "any")
+        return K.reached(self.las)
 
     @property
     def changing(self) -> pd.DataFrame:
@@ -316,5 +338,13 @@ def sensitivity(
             est_row("sensitivity", "any", "scenarios_changing_rating", int(t["changes_rating"].sum()), n=len(t))
         )
     return SensitivityResult(
-        base, base_rating, t, rows, year, staff if len(fin) else np.nan, total if len(fin) else np.nan, reached
+        base,
+        base_rating,
+        t,
+        rows,
+        year,
+        staff if len(fin) else np.nan,
+        total if len(fin) else np.nan,
+        reached,
+        las=list(with_costs(data).las),
     )

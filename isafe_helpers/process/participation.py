@@ -32,6 +32,7 @@ from isafe_helpers.data.frames import attendees, treatment_participants
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.process.result import Layout, ProcessResult
 from isafe_helpers.process.shares import NO_INTERVAL, Share, interval_note, share
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.table import Col
 
@@ -41,10 +42,10 @@ PLACES_FILLED = "places_filled"
 REACH_COLUMNS = [
     Col("component", "Component", "text"),
     Col("attendees", "Attendees", "people"),
-    Col("intended_n", "Intended audience", "people"),
-    Col("reach_pct", "Reach (%)", "pct", 1, base="intended_n"),
-    Col("ci_low", "95% CI low (%)", "pct", 1, base="intended_n"),
-    Col("ci_high", "95% CI high (%)", "pct", 1, base="intended_n"),
+    Col("intended_n", "Intended audience (places)", "int"),
+    Col("reach_pct", "Reach (%)", "pct", 1, reveals="attendees"),
+    Col("ci_low", "95% CI low (%)", "pct", 1, reveals="attendees"),
+    Col("ci_high", "95% CI high (%)", "pct", 1, reveals="attendees"),
     Col("interval", "Interval", "text"),
     Col("flag", "Note", "text"),
 ]
@@ -180,6 +181,29 @@ def pathway_by_la(data: TrialData) -> pd.DataFrame:
     return pd.DataFrame([{"la": la, **_pathway_records(tp[tp["la"] == la])} for la in data.las])
 
 
+def _tag(data: TrialData, la: str) -> list[str]:
+    """The LAs a row counts: its own LA, or every LA of the scope for an ``all`` row."""
+    return list(data.las) if la in ("all", None) else [la]
+
+
+def _key_reach(frame: pd.DataFrame, data: TrialData) -> pd.DataFrame:
+    """Ledger keys of a reach frame's attendees (rows by component, per LA or for the scope)."""
+    las = frame["la"] if "la" in frame else ["all"] * len(frame)
+    frame["_key_attendees"] = [
+        K.key(_tag(data, la), "places", "filled") if c == PLACES_FILLED else K.attendees(_tag(data, la), c)
+        for la, c in zip(las, frame["component"])
+    ]
+    return frame
+
+
+def _key_pathway(frame: pd.DataFrame, data: TrialData) -> pd.DataFrame:
+    """Ledger keys of the person-level practice-pathway frame: staff, at least one session, both."""
+    frame["_key_staff"] = [K.staff(_tag(data, la), "treatment") for la in frame["la"]]
+    frame["_key_one"] = [K.reached(_tag(data, la)) for la in frame["la"]]
+    frame["_key_both"] = [K.dose(_tag(data, la), "both") for la in frame["la"]]
+    return frame
+
+
 def reach(data: TrialData) -> ProcessResult:
     """Reach per component, places filled, and person-level practice-pathway reach.
 
@@ -275,12 +299,12 @@ def reach(data: TrialData) -> ProcessResult:
         )
     return ProcessResult(
         "reach",
-        pd.DataFrame(recs),
+        _key_reach(pd.DataFrame(recs), data),
         rows,
         REACH_COLUMNS,
         "Reach of each component, and places filled",
         notes=notes,
-        frames={"by_la": pd.DataFrame(by_la), "practice_pathway": pathway},
+        frames={"by_la": _key_reach(pd.DataFrame(by_la), data), "practice_pathway": _key_pathway(pathway, data)},
         layouts={
             "practice_pathway": Layout(
                 PATHWAY_COLUMNS,
@@ -347,6 +371,14 @@ def reached_profile(data: TrialData) -> ProcessResult:
     t = pd.DataFrame(recs, columns=["characteristic", "group", "reached", "not_reached"])
     t["total"] = t["reached"] + t["not_reached"]
     t["reached_pct"] = np.where(t["total"] > 0, 100 * t["reached"] / t["total"].where(t["total"] > 0), np.nan)
+    las = list(data.las)
+    whole = t["characteristic"] == "all"
+    t["_key_total"] = [
+        K.staff(las, "treatment") if w else K.key(las, "staff", arm="treatment", group=f"{c}:{g}")
+        for w, c, g in zip(whole, t["characteristic"], t["group"])
+    ]
+    t["_key_reached"] = [K.reached(las) if w else f"{k}|reached=yes" for w, k in zip(whole, t["_key_total"])]
+    t["_key_not_reached"] = [K.dose(las, "none") if w else f"{k}|reached=no" for w, k in zip(whole, t["_key_total"])]
     return ProcessResult(
         "reach_profile",
         t,
@@ -361,6 +393,12 @@ def reached_profile(data: TrialData) -> ProcessResult:
         ],
         "Who was reached among intervention-team staff",
         sums={"total": ("reached", "not_reached")},
+        relations={
+            None: [
+                (t.loc[i, "_key_total"], (t.loc[i, "_key_reached"], t.loc[i, "_key_not_reached"]), "breakdown")
+                for i in range(len(t))
+            ]
+        },
     )
 
 
@@ -392,6 +430,14 @@ def dose(data: TrialData) -> ProcessResult:
             est_row("dose", label, "participants", scope_row[label], n=n, note=note),
             est_row("dose", label, "share_pct", scope_row[f"{label}_pct"], n=n, note=note),
         ]
+    t["_key_participants"] = [K.staff(_tag(data, la), "treatment") for la in t["la"]]
+    for d in DOSE_LABELS.values():
+        t[f"_key_{d}"] = [K.dose(_tag(data, la), d) for la in t["la"]]
+    relations = []
+    for la in t["la"]:
+        tag = _tag(data, la)
+        relations.append((K.staff(tag, "treatment"), tuple(K.dose(tag, d) for d in DOSE_LABELS.values()), "breakdown"))
+        relations.append((K.reached(tag), (K.dose(tag, "one"), K.dose(tag, "both")), "sum"))
     return ProcessResult(
         "dose",
         t,
@@ -404,4 +450,5 @@ def dose(data: TrialData) -> ProcessResult:
         ],
         "Practice-pathway sessions attended",
         sums={"participants": tuple(DOSE_LABELS.values())},
+        relations={None: relations},
     )

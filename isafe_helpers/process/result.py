@@ -44,6 +44,8 @@ class ProcessResult(Result):
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     sums: dict[str, tuple[str, ...]] = field(default_factory=dict)
     layouts: dict[str, Layout] = field(default_factory=dict)
+    #: declared relations between ledger keys, by breakdown (None: ``frame``)
+    relations: dict[str | None, list] = field(default_factory=dict)
 
     def rows(self) -> list[dict]:
         return self.estimates
@@ -66,4 +68,14 @@ class ProcessResult(Result):
         for c in LABELLED:
             if c in df.columns:
                 df[c] = [label(v) for v in df[c]]
-        return Table(df[[c.key for c in cols]], cols, caption or self.caption, notes, sums)
+        # ledger keys travel with the frames as columns ``_key_<people column>`` (see results.keys)
+        keys = {c.key: list(df[f"_key_{c.key}"]) for c in cols if c.kind == "people" and f"_key_{c.key}" in df}
+        return Table(
+            df[[c.key for c in cols]],
+            cols,
+            caption or self.caption,
+            notes,
+            sums,
+            keys=keys,
+            relations=list(self.relations.get(breakdown, [])),
+        )

@@ -34,6 +34,7 @@ class PageSpecs:
     scope: str
     strand: str
     specs: list[Spec]
+    las: list[str] = field(default_factory=list)
     keys: dict[str, list[dict]] = field(default_factory=dict)
 
 
@@ -47,7 +48,7 @@ def load_pages(results: Path, scopes: list[str], strands: list[str], skip: set[t
                 continue
             with open(path, "rb") as fh:
                 rec = pickle.load(fh)
-            pages.append(PageSpecs(scope, strand, rec["specs"]))
+            pages.append(PageSpecs(scope, strand, rec["specs"], list(rec.get("las", []))))
     return pages
 
 

@@ -163,8 +163,13 @@ def data_dictionary_markdown(instrument: C.Instrument = C.DEFAULT_INSTRUMENT) ->
         "",
     ]
     rows = [
-        (s.name, ", ".join(s.items), ", ".join(s.reverse) or "none", f"{s.min} to {s.max}",
-         f"{s.min_answered} of {len(s.items)}")
+        (
+            s.name,
+            ", ".join(s.items),
+            ", ".join(s.reverse) or "none",
+            f"{s.min} to {s.max}",
+            f"{s.min_answered} of {len(s.items)}",
+        )
         for s in instrument.scales
     ]
     out += [html_table(("scale", "items", "reverse-coded", "range", "items needed"), rows, code=(0,)), ""]

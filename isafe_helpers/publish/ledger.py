@@ -43,7 +43,7 @@ import numpy as np
 from scipy.linalg import null_space
 from scipy.optimize import linprog
 
-from isafe_helpers.results.keys import SEP, split
+from isafe_helpers.results.keys import SEP, key, split
 from isafe_helpers.results.table import Table
 
 
@@ -113,23 +113,41 @@ class Ledger:
             return
         if sig in self._rel_seen:  # found by value and declared too: the declaration says what it is
             if kind == "breakdown":
-                self.relations = [Relation(r.total, r.parts, kind) if (r.total, tuple(sorted(r.parts))) == sig
-                                  else r for r in self.relations]
+                self.relations = [
+                    Relation(r.total, r.parts, kind) if (r.total, tuple(sorted(r.parts))) == sig else r
+                    for r in self.relations
+                ]
             return
         self._rel_seen.add(sig)
         self.relations.append(Relation(total, parts, kind))
 
-    def register(self, table: Table, where: str) -> dict[tuple[int, str], str]:
+    def register(self, table: Table, where: str, las: list[str] | None = None) -> dict[tuple[int, str], str]:
         """Register a table's people cells and relations; return each cell's key by (row, column).
 
-        A cell whose population the table does not name gets a key of its
-        own (``<where>|row|column``), so it takes part in its table's
-        relations only.
+        A cell whose population the table does not name gets a key from the
+        page's LAs (``las``), the table's caption, the row's text cells and
+        the column: the same table on the pooled page and on each LA's page
+        then counts the same populations, and the ledger adds "pooled = sum
+        of the LAs" for them. Without ``las`` the key is the table's own
+        (``<where>|row|column``).
         """
         from isafe_helpers.publish.disclosure import find_relations
 
         data = table.data.reset_index(drop=True)
         keys: dict[tuple[int, str], str] = {}
+        text_cols = [c.key for c in table.columns if c.kind == "text"]
+        seen: set[str] = set()
+
+        def auto(i: int, col: str) -> str:
+            if las is None:
+                return f"{where}{SEP}{i}{SEP}{col}"
+            row = "/".join(str(data.loc[i, c]) for c in text_cols) or str(i)
+            k = key(las, "auto", table.caption, row, col)
+            if k in seen:  # two rows alike in their text: keep them apart
+                k = f"{k}{SEP}{i}"
+            seen.add(k)
+            return k
+
         for col in table.people:
             for i, v in enumerate(data[col]):
                 try:
@@ -138,7 +156,7 @@ class Ledger:
                     continue
                 if math.isnan(x):
                     continue
-                k = table.cell_key(i, col) or f"{where}{SEP}{i}{SEP}{col}"
+                k = table.cell_key(i, col) or auto(i, col)
                 self.add(k, x, where, exempt=k in table.exempt)
                 keys[(i, col)] = k
         for total, parts in table.sums.items():  # declared column sums hold row by row

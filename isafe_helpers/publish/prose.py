@@ -16,23 +16,48 @@ from isafe_helpers.publish.escape import md
 from isafe_helpers.publish.tables import number
 from isafe_helpers.results.labels import label
 
+#: Foundations' words for its cost ratings.
+RATING_LABELS = {1: "low cost", 2: "medium-low cost", 3: "medium cost", 4: "medium-high cost", 5: "high cost"}
+
 
 def _gbp(x) -> str:
     return number(x, "gbp", 0)
 
 
-def cost_text(views, price_year, empty: bool, notes: list[str], robustness: str) -> str:
+def robustness(sens) -> str:
+    """How robust the cost rating is, from the published view of the sensitivity table (every scenario).
+
+    Counts the scenarios that change the rating and says to what; scenarios
+    whose unit cost is withheld are counted as withheld, never read.
+    """
+    base, rest = sens.iloc[0], sens.iloc[1:]
+    if not math.isfinite(base["cost_rating"]) or rest.empty:
+        return "No cost rating is published for this scope, so its robustness is not assessed."
+    shown = rest[rest["cost_rating"].notna()]
+    moved = shown[shown["cost_rating"] != base["cost_rating"]]
+    text = f"Of the {len(rest)} sensitivity scenarios, "
+    if moved.empty:
+        text += f"none that can be published changes the cost rating ({base['cost_rating']:.0f})"
+    else:
+        which = "; ".join(f"{md(r.scenario.lower())} gives {r.cost_rating:.0f}" for r in moved.itertuples())
+        text += f"{len(moved)} change the cost rating ({base['cost_rating']:.0f}): {which}"
+    withheld = len(rest) - len(shown)
+    return text + (f"; {withheld} are withheld (too few people)." if withheld else ".")
+
+
+def cost_text(views, price_year, empty: bool, notes: list[str]) -> str:
     """The cost page's opening: the financial cost, staff time beside it, the rated unit cost and its robustness.
 
-    Views: the unit-cost table, the cost-by-phase table and the cost-by-category table of
-    :class:`~isafe_helpers.cost.costing.CostResult`.
+    Views: the unit-cost table, the cost-by-phase table, the cost-by-category table of
+    :class:`~isafe_helpers.cost.costing.CostResult` and the sensitivity table of
+    :class:`~isafe_helpers.cost.scenarios.SensitivityResult`.
     """
     if empty:
         return (
             "**This scope has no cost rows.** No cost, unit cost or cost rating is estimated for it, and its cost "
             "rows in estimates.csv are blank with a note. Nothing is filled in or assumed."
         )
-    unit, phase, cat = views
+    unit, phase, cat, sens = views
     by_phase = dict(zip(phase["phase"], phase["cost"]))
     staff = cat.loc[cat["category"] == label("staff_time"), "total"]
     text = (
@@ -49,12 +74,12 @@ def cost_text(views, price_year, empty: bool, notes: list[str], robustness: str)
     if math.isfinite(rated["cost"]) and math.isfinite(reached):
         text += (
             f" Per participant reached ({number(reached, 'people')}) the cost is {_gbp(rated['cost'])}: Foundations "
-            f"cost rating **{md(str(rated['rating']))}**."
+            f"cost rating **{rated['rating']:.0f}**, {RATING_LABELS.get(int(rated['rating']), '')}."
         )
         if math.isfinite(with_staff["cost"]):
             text += f" Including staff time it would be {_gbp(with_staff['cost'])}."
-        text += " " + md(robustness)
-    elif str(rated["rating"]) == "not rated":
+        text += " " + robustness(sens)
+    elif reached == 0:
         text += " No participant was reached, so no unit cost or rating is computed."
     else:
         text += (

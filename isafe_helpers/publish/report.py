@@ -61,6 +61,7 @@ class Spec:
 class Page:
     scope: str = ""
     strand: str = ""
+    las: list[str] = field(default_factory=list)
     specs: list[Spec] = field(default_factory=list)
     counters: dict = field(default_factory=lambda: {"table": 0, "figure": 0})
     ledger: Ledger | None = None
@@ -77,7 +78,7 @@ def load_scope(data_root: str, scope: str) -> TrialData:
 def notice(data: TrialData, scope: str, strand: str = "") -> None:
     """Start a page: say what it is built from, and plainly when the data are synthetic."""
     global _PAGE
-    _PAGE = Page(scope, strand, ledger=Ledger(threshold()))
+    _PAGE = Page(scope, strand, list(data.las), ledger=Ledger(threshold()))
     what = "the pooled trial" if scope == "trial" else f"local authority {scope}"
     text = f"This page analyses {what}: {len(data.las)} LA(s), {len(data.teams)} teams."
     if data.is_synthetic:
@@ -90,7 +91,10 @@ def notice(data: TrialData, scope: str, strand: str = "") -> None:
 
 def _register(spec: Spec) -> tuple[Plan, list[dict]]:
     ledger = _PAGE.ledger or Ledger(threshold())
-    keys = [ledger.register(t, f"{_PAGE.scope}/{_PAGE.strand}/{spec.id}/{j}") for j, t in enumerate(spec.tables)]
+    keys = [
+        ledger.register(t, f"{_PAGE.scope}/{_PAGE.strand}/{spec.id}/{j}", _PAGE.las or None)
+        for j, t in enumerate(spec.tables)
+    ]
     return ledger.solve(), keys
 
 
@@ -171,5 +175,5 @@ def write(results: list, scope: str, strand: str, output_dir: str) -> str:
     E.write_estimates(df, output_dir)
     path = Path(output_dir) / SPECS.format(strand=strand)
     with open(path, "wb") as fh:
-        pickle.dump({"scope": scope, "strand": strand, "specs": _PAGE.specs}, fh)
+        pickle.dump({"scope": scope, "strand": strand, "las": _PAGE.las, "specs": _PAGE.specs}, fh)
     return f"{len(df)} {strand} rows written to estimates.csv for scope {scope}."

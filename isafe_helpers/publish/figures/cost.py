@@ -105,9 +105,10 @@ def unit_cost_bands(views, price_year: int | None = None) -> tuple[plt.Figure, s
     return finish(fig), alt
 
 
-def tornado_table(frame: pd.DataFrame, price_year: int | None) -> Table:
-    """The item scenarios of the sensitivity analysis (each item's cost down and up) as a table."""
-    t = frame[frame["kind"] == "item"].copy()
+def tornado_table(sens) -> Table:
+    """The item scenarios of a :class:`~isafe_helpers.cost.scenarios.SensitivityResult` (each item down and up)."""
+    price_year = sens.price_year
+    t = sens.frame[sens.frame["kind"] == "item"].copy()
     t["direction"] = ["down" if str(q).startswith("minus") else "up" for q in t["quantity"]]
     return Table(
         t[["item", "direction", "denominator", "cost_per_participant_gbp"]],
