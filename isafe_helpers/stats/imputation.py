@@ -102,6 +102,7 @@ _TAU_COARSE = np.concatenate(([0.0], np.geomspace(1e-4, 1e3, 36)))
 _TAU_FINE = 49
 _TAU_BULK = 12
 _LOG_CUT = 15.0
+_LOG_OPEN = 12.0
 # Pool teams by size when (number of sizes) x (number of strata) <= this x (number of teams).
 _POOL_RATIO = 8
 _EIG_TOL = 1e-8  # lmerTest's tolerance for "positive" Hessian eigenvalues
@@ -142,6 +143,12 @@ def rubin(estimates, variances, df_complete: float) -> dict:
 # ---------------------------------------------------------------------------
 # team-level layout of the fixed columns
 # ---------------------------------------------------------------------------
+
+
+def _codes(groups) -> tuple[np.ndarray, int]:
+    """Team codes 0..G-1 (in sorted label order) and G from any team labels."""
+    uniq, codes = np.unique(np.asarray(groups), return_inverse=True)
+    return codes.reshape(-1), uniq.size
 
 
 class _Layout:
@@ -196,229 +203,245 @@ class _Layout:
 class _Model:
     """``y = [F, Z] b + u_team + e`` on a subset of rows, in per-team sufficient statistics.
 
-    Coefficients are kept as ``b_D`` (absorbed indicator columns) and
-    ``b_R`` (dense columns of ``F`` followed by the columns of ``Z``).
+    Holds a *batch* of ``M`` data sets on the same rows (the imputations):
+    every data array has a leading axis ``M``. Coefficients are kept as
+    ``b_D`` (absorbed indicator columns) and ``b_R`` (dense columns of ``F``
+    followed by the columns of ``Z``).
     """
 
     def __init__(self, lay: _Layout, codes: np.ndarray, rows: np.ndarray, q: int):
         self.lay, self.q = lay, q
-        self.rows = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows)
-        cnt = np.bincount(codes[self.rows], minlength=lay.G)
+        rows = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows)
+        cnt = np.bincount(codes[rows], minlength=lay.G)
         teams = np.flatnonzero(cnt > 0)
         strat = lay.stratum[teams]
-        key = np.where(strat >= 0, strat, lay.L)
-        order = np.argsort(key, kind="stable")
-        self.teams = teams[order]
-        self.Gm = self.teams.size
+        order = np.argsort(np.where(strat >= 0, strat, lay.L), kind="stable")
+        self.teams = teams[order]  # model teams: those with rows, grouped by stratum, unstratified last
+        self.Gm = Gm = self.teams.size
         self.strat = strat[order]
-        self.nD = int(np.sum(self.strat >= 0))
-        if lay.L and np.unique(self.strat[: self.nD]).size < lay.L:
-            missing = sorted(set(range(lay.L)) - set(self.strat[: self.nD].tolist()))
+        self.nD = nD = int(np.sum(self.strat >= 0))
+        if lay.L and np.unique(self.strat[:nD]).size < lay.L:
+            missing = sorted(set(range(lay.L)) - set(self.strat[:nD].tolist()))
             raise ValueError("fixed-effect design matrix is rank deficient: indicator column(s) "
                              f"{[lay.dcols[i] for i in missing]} have no analysed row")
-        self.starts = np.searchsorted(self.strat[: self.nD], np.arange(lay.L))
+        self.starts = np.searchsorted(self.strat[:nD], np.arange(lay.L))  # strata as runs of model teams
         self.n = cnt[self.teams].astype(float)
         pos = np.full(lay.G, -1)
-        pos[self.teams] = np.arange(self.Gm)
-        self.rc = pos[codes[self.rows]]  # model team of each analysed row
-        self.N = self.rows.size
+        pos[self.teams] = np.arange(Gm)
+        rc = pos[codes[rows]]
+        o = np.argsort(rc, kind="stable")  # analysed rows sorted by model team: team sums are runs
+        self.rows, self.rc = rows[o], rc[o]
+        self.row_starts = np.concatenate(([0], np.cumsum(cnt[self.teams])[:-1]))
+        self.N = rows.size
         self.r = len(lay.rcols) + q
         self.p = lay.L + self.r
         self.sF = self.n[:, None] * lay.FtR[self.teams]  # team sums of the dense F columns
         if self.N - self.p < 1:
             raise ValueError("need more observations than fixed-effect columns")
-        if self.Gm < 2:
+        if Gm < 2:
             raise ValueError("need at least two groups")
-        if self.Gm >= self.N:
+        if Gm >= self.N:
             raise ValueError("every group has a single observation: the team variance is not identifiable")
         # team weights depend on the team only through its size: pool by size (K sizes) where that pays
         sizes, ks = np.unique(self.n, return_inverse=True)
-        K, L, Gm = sizes.size, lay.L, self.Gm
+        K = sizes.size
         self.nk, self.Gk = sizes, np.bincount(ks, minlength=K).astype(float)
         self.Pk = sparse.csr_matrix((np.ones(Gm), (ks, np.arange(Gm))), shape=(K, Gm))
-        self.pooled = K * L <= _POOL_RATIO * Gm
-        if self.pooled and L:
-            nD = self.nD
-            idx = ks[:nD] * L + self.strat[:nD]
-            self.Pkl = sparse.csr_matrix((np.ones(nD), (idx, np.arange(nD))), shape=(K * L, nD))
+        self.pooled = K * lay.L <= _POOL_RATIO * Gm
+        if self.pooled and lay.L:
+            self.Pkl = sparse.csr_matrix((np.ones(nD), (ks[:nD] * lay.L + self.strat[:nD], np.arange(nD))),
+                                         shape=(K * lay.L, nD))
+
+    # -- helpers ---------------------------------------------------------------
+    def _tsum(self, A: np.ndarray) -> np.ndarray:
+        """Team sums over the analysed rows (axis 1, rows in model order)."""
+        return np.add.reduceat(A, self.row_starts, axis=1)
+
+    def _ssum(self, A: np.ndarray) -> np.ndarray:
+        """Sums over the teams of each stratum (axis 1 holds the model teams)."""
+        return np.add.reduceat(A[:, : self.nD], self.starts, axis=1)
+
+    def _pool(self, A: np.ndarray, P) -> np.ndarray:
+        """``P @ A[m]`` for every batch member ``m`` (``A``: (M, Gm or nD, k)); returns (M, rows of P, k)."""
+        M, g, k = A.shape
+        out = P @ A.transpose(1, 0, 2).reshape(g, M * k)
+        return out.reshape(-1, M, k).transpose(1, 0, 2)
 
     # -- data ------------------------------------------------------------------
-    def set_data(self, y: np.ndarray, Z: np.ndarray, check_rank: bool = False, centre: bool = True) -> None:
-        """Outcome ``y`` and row-level columns ``Z`` on the analysed rows (length ``N``).
+    def set_data(self, Y: np.ndarray, Z: np.ndarray, check_rank: bool = False, centre: bool = True) -> None:
+        """Outcomes ``Y`` (M, N) and row-level columns ``Z`` (M, N, q) on the analysed rows, in model row order.
 
         ``centre``: work with ``y`` minus its OLS fit (exactly equivariant, as
         mixed.py: no cancellation in ``Q`` when ``y`` has a large mean); the
-        imputer, which centres on the means itself, skips this."""
-        rc, Gm, n = self.rc, self.Gm, self.n
-        Z = Z.reshape(self.N, self.q)
-        self._y, self._Z = y, Z
-        sz = np.column_stack([np.bincount(rc, weights=Z[:, k], minlength=Gm) for k in range(self.q)]) \
-            if self.q else np.zeros((Gm, 0))
-        self.sR = np.hstack([self.sF, sz])
-        Zc = Z - (sz / n[:, None])[rc]
-        self.WRR = np.zeros((self.r, self.r))
-        self.WRR[self.r - self.q:, self.r - self.q:] = Zc.T @ Zc
+        imputer, which centres on the means itself, skips this.
+        """
+        M, N, q = Y.shape[0], self.N, self.q
+        Z = Z.reshape(M, N, q)
+        self.M, self._Z = M, Z
+        n = self.n
+        sz = self._tsum(Z)  # (M, Gm, q)
+        Zc = Z - np.repeat(sz / n[None, :, None], np.diff(np.append(self.row_starts, N)), axis=1)
         self._Zc = Zc
-        # outer products of team sums, flattened, for a @ (...)
-        self._kRR = self.Pk @ np.einsum("gr,gs->grs", self.sR, self.sR).reshape(Gm, -1)  # (K, r*r)
-        self.b0D, self.b0R = np.zeros(self.lay.L), np.zeros(self.r)
-        self._set_y(y)
+        self.WRR = np.zeros((M, self.r, self.r))
+        self.WRR[:, self.r - q:, self.r - q:] = Zc.transpose(0, 2, 1) @ Zc
+        self.sR = np.concatenate([np.broadcast_to(self.sF, (M,) + self.sF.shape), sz], axis=2)  # (M, Gm, r)
+        self._kRR = self._pool((self.sR[:, :, :, None] * self.sR[:, :, None, :]).reshape(M, self.Gm, -1), self.Pk)
+        self.b0D, self.b0R = np.zeros((M, self.lay.L)), np.zeros((M, self.r))
+        self._set_y(Y)
         if check_rank:
             self._check_rank()
-        if not centre:
-            return
-        d = self.solve(np.array([0.0]))
-        self.b0D, self.b0R = d["bD"][0], d["bR"][0]
-        self._set_y(y - self.fitted_rows(self.b0D, self.b0R))
+        if centre:
+            d = self.solve(np.zeros((M, 1)))
+            self.b0D, self.b0R = d["bD"][:, 0], d["bR"][:, 0]
+            self._set_y(Y - self.fitted(self.b0D, self.b0R, self.teams[self.rc], Z))
 
-    def _set_y(self, y: np.ndarray) -> None:
-        t = np.bincount(self.rc, weights=y, minlength=self.Gm)
-        yc = y - (t / self.n)[self.rc]
+    def _set_y(self, Y: np.ndarray) -> None:
+        M, r = Y.shape[0], self.r
+        t = self._tsum(Y)  # (M, Gm)
+        yc = Y - np.repeat(t / self.n, np.diff(np.append(self.row_starts, self.N)), axis=1)
         self.t = t
-        self.WRy = np.zeros(self.r)
-        if self.q:
-            self.WRy[self.r - self.q:] = self._Zc.T @ yc
-        self.Wyy = float(yc @ yc)
-        self._kRt = self.Pk @ (self.sR * t[:, None])  # (K, r)
-        self._ktt = self.Pk @ (t * t)  # (K,)
-        self._nts = np.column_stack([self.n, t, self.sR])  # (Gm, 2 + r)
+        self.WRy = np.zeros((M, r))
+        self.WRy[:, r - self.q:] = (self._Zc.transpose(0, 2, 1) @ yc[:, :, None])[:, :, 0]
+        self.Wyy = np.einsum("mn,mn->m", yc, yc)
+        self._kRt = self._pool(self.sR * t[:, :, None], self.Pk)  # (M, K, r)
+        self._ktt = self._pool((t * t)[:, :, None], self.Pk)[:, :, 0]  # (M, K)
+        self._nts = np.concatenate([np.broadcast_to(self.n, t.shape)[:, :, None], t[:, :, None], self.sR], axis=2)
         if self.pooled and self.lay.L:
-            self._X = (self.Pkl @ self._nts[: self.nD]).reshape(self.nk.size, -1)  # (K, L * (2 + r))
+            K, L = self.nk.size, self.lay.L
+            X = self._pool(self._nts[:, : self.nD], self.Pkl)  # (M, K * L, 2 + r)
+            self._X = X.reshape(M, K, L * (2 + r))
 
     def _check_rank(self) -> None:
-        d = self.solve(np.array([0.0]))
-        # X'X = A(0): indicator block (team-size sums) and the Schur complement onto the dense block
-        S = d["S"][0]
-        dg = np.sqrt(np.diag(S))
-        if np.any(dg <= 0) or np.linalg.eigvalsh(S / np.outer(dg, dg))[0] <= 1e-10:
+        """Raise if ``X`` is rank deficient: the Schur complement of ``X'X`` onto the dense columns is singular."""
+        S = self.solve(np.zeros((self.M, 1)))["S"][:, 0]
+        dg = np.sqrt(np.abs(np.diagonal(S, axis1=1, axis2=2)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ev = np.linalg.eigvalsh(S / (dg[:, :, None] * dg[:, None, :]))[:, 0] if np.all(dg > 0) else np.zeros(1)
+        if not np.all(ev > 1e-10):
             raise ValueError("fixed-effect design matrix is rank deficient")
 
-    def fitted_rows(self, bD: np.ndarray, bR: np.ndarray, rows=None, codes=None, Z=None) -> np.ndarray:
-        """``X b`` on the analysed rows (or on other rows: their team ``codes`` and row-level columns ``Z``)."""
+    def fitted(self, bD: np.ndarray, bR: np.ndarray, codes: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """``X b`` (M, n) on rows of teams ``codes`` with row-level columns ``Z`` (M, n, q)."""
         lay = self.lay
         nF = len(lay.rcols)
-        if rows is None:
-            codes, Z = self.teams[self.rc], self._Z
-        team = lay.FtR @ bR[:nF]  # team-level part, per team
-        st = lay.stratum
-        team = team + np.where(st >= 0, np.concatenate((bD, [0.0]))[st], 0.0)
-        out = team[codes]
+        team = bR[:, :nF] @ lay.FtR.T  # (M, G) team-level part
+        if lay.L:
+            team = team + np.where(lay.stratum >= 0, np.concatenate((bD, np.zeros((bD.shape[0], 1))), 1)[:, lay.stratum],
+                                   0.0)
+        out = team[:, codes]
         if self.q:
-            out = out + Z.reshape(-1, self.q) @ bR[nF:]
+            out = out + (Z.reshape(Z.shape[0], -1, self.q) @ bR[:, nF:, None])[:, :, 0]
         return out
 
     # -- criterion -----------------------------------------------------------
-    def _reduce(self, x: np.ndarray) -> np.ndarray:
-        """Sum over the teams of each stratum along the last team axis (first ``nD`` teams)."""
-        if self.lay.L == 0:
-            return np.zeros(x.shape[:-1] + (0,))
-        return np.add.reduceat(x[..., : self.nD], self.starts, axis=-1)
-
     def solve(self, thetas: np.ndarray) -> dict:
-        """GLS pieces at several theta values (vectorised over theta; team-major arrays)."""
+        """GLS pieces at thetas (M, T): each batch member at its own T values."""
         th = np.asarray(thetas, float)
-        T, r, L, nD = th.size, self.r, self.lay.L, self.nD
-        m = 2 + r
-        onepK = 1.0 + th[:, None] * self.nk[None, :]  # (T, K)
+        M, T = th.shape
+        r, L, nD = self.r, self.lay.L, self.nD
+        w = 2 + r
+        onepK = 1.0 + th[:, :, None] * self.nk  # (M, T, K)
         anK = 1.0 / onepK  # a n for each size
-        aK = anK / self.nk[None, :]
+        aK = anK / self.nk
         # per-stratum sums of a_j n_j * (n_j, t_j, sR_j)
         if L == 0:
-            red = np.zeros((T, 0, m))
+            red = np.zeros((M, T, 0, w))
         elif self.pooled:
-            red = (anK @ self._X).reshape(T, L, m)
-        else:  # team-major, one reduceat over contiguous team rows
-            an = 1.0 / (1.0 + self.n[:nD, None] * th[None, :])  # (nD, T)
-            red = np.add.reduceat(an[:, None, :] * self._nts[:nD, :, None], self.starts, axis=0)
-            red = np.moveaxis(red, 2, 0)  # (T, L, m)
-        dD, cD, B = red[:, :, 0], red[:, :, 1], red[:, :, 2:]  # B: (T, L, r)
-        C = self.WRR[None] + (aK @ self._kRR).reshape(T, r, r)
-        cR = self.WRy[None] + aK @ self._kRt
-        e = self.Wyy + aK @ self._ktt
-        BsT = (B / dD[:, :, None]).transpose(0, 2, 1)  # (T, r, L)
+            red = (anK @ self._X).reshape(M, T, L, w)
+        else:  # per batch member, one reduceat over contiguous team rows
+            red = np.empty((M, T, L, w))
+            for i in range(M):
+                an = 1.0 / (1.0 + self.n[:nD, None] * th[i][None, :])  # (nD, T)
+                red[i] = np.add.reduceat(an[:, None, :] * self._nts[i, :nD, :, None], self.starts,
+                                         axis=0).transpose(2, 0, 1)
+        dD, cD, B = red[..., 0], red[..., 1], red[..., 2:]  # B: (M, T, L, r)
+        C = self.WRR[:, None] + (aK @ self._kRR).reshape(M, T, r, r)
+        cR = self.WRy[:, None] + aK @ self._kRt
+        e = self.Wyy[:, None] + (aK @ self._ktt[:, :, None])[..., 0]
+        BsT = np.swapaxes(B / dD[..., None], -1, -2)  # (M, T, r, L)
         S = C - BsT @ B
-        ct = cR - (BsT @ cD[:, :, None])[:, :, 0]
-        et = e - np.sum(cD * cD / dD, axis=1)
-        Lc = np.linalg.cholesky(S)
-        bR = np.linalg.solve(S, ct[..., None])[..., 0]
-        Q = et - np.sum(ct * bR, axis=1)
-        bD = (cD - (B @ bR[:, :, None])[:, :, 0]) / dD
-        logdetA = np.log(dD).sum(axis=1) + 2.0 * np.log(np.diagonal(Lc, axis1=1, axis2=2)).sum(axis=1)
+        ct = cR - (BsT @ cD[..., None])[..., 0]
+        et = e - np.sum(cD * cD / dD, axis=-1)
+        try:
+            Lc = np.linalg.cholesky(S)
+            logdetS = 2.0 * np.log(np.diagonal(Lc, axis1=-2, axis2=-1)).sum(axis=-1)
+            bR = np.linalg.solve(S, ct[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # not positive definite somewhere: those thetas get criterion inf
+            sign, logdetS = np.linalg.slogdet(S)
+            logdetS = np.where(sign > 0, logdetS, np.nan)
+            bR = (np.linalg.pinv(S) @ ct[..., None])[..., 0]
+        Q = et - np.sum(ct * bR, axis=-1)
+        bD = (cD - (B @ bR[..., None])[..., 0]) / dD
+        logdetA = np.log(dD).sum(axis=-1) + logdetS
         return dict(dD=dD, B=B, cD=cD, S=S, bR=bR, bD=bD, Q=Q, logdetA=logdetA, logdetV=np.log(onepK) @ self.Gk)
 
     def _const(self) -> float:
         r = self.N - self.p
         return r * (1.0 + np.log(2.0 * np.pi / r))
 
-    def crit_many(self, thetas) -> np.ndarray:
-        """Profiled REML criterion (-2 REML log-likelihood, lme4's REMLcrit) at several theta."""
-        thetas = np.atleast_1d(np.asarray(thetas, float))
+    def crit_many(self, thetas: np.ndarray) -> np.ndarray:
+        """Profiled REML criterion (-2 REML log-likelihood, lme4's REMLcrit) at thetas (M, T)."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            try:
-                d = self.solve(thetas)
-            except np.linalg.LinAlgError:
-                if thetas.size == 1:
-                    return np.full(1, np.inf)
-                return np.concatenate([self.crit_many(t) for t in thetas])
+            d = self.solve(thetas)
             f = d["logdetV"] + d["logdetA"] + (self.N - self.p) * np.log(d["Q"]) + self._const()
-        return np.where(d["Q"] > 0, f, np.inf)
+        return np.where((d["Q"] > 0) & np.isfinite(f), f, np.inf)
 
-    def details(self, theta: float, coef: int | None = None) -> dict:
-        """Criterion, GLS estimates and analytic theta-derivatives at one theta.
+    def details(self, theta: np.ndarray, coef: int | None = None) -> dict:
+        """Criterion, GLS estimates and analytic theta-derivatives at one theta per batch member (M,).
 
         ``coef``: index into ``b_R`` of a coefficient whose variance derivative
         (for the Satterthwaite df) is wanted.
         """
-        d = self.solve(np.array([theta]))
-        dD, B, S = d["dD"][0], d["B"][0].T, d["S"][0]
-        bR, bD = d["bR"][0], d["bD"][0]
-        n = self.n
-        onep = 1.0 + theta * n
+        theta = np.asarray(theta, float)
+        d = self.solve(theta[:, None])
+        dD, B, S, bR, bD = (d[k][:, 0] for k in ("dD", "B", "S", "bR", "bD"))  # B: (M, L, r)
+        n, nD, st = self.n, self.nD, self.strat[: self.nD]
+        onep = 1.0 + theta[:, None] * n  # (M, Gm)
         a = 1.0 / (n * onep)
         a1 = -1.0 / onep**2
         a2 = 2.0 * n / onep**3
-        M = np.linalg.inv(S)
-        M = 0.5 * (M + M.T)
-        nD = self.nD
-        st = self.strat[:nD]
+        Minv = np.linalg.inv(S)
+        Minv = 0.5 * (Minv + np.swapaxes(Minv, 1, 2))
         # team residual sums r_j = t_j - s_j'b
-        r = self.t - self.sR @ bR
-        r[:nD] -= n[:nD] * bD[st]
-        Q = self.Wyy - 2.0 * bR @ self.WRy + bR @ self.WRR @ bR + a @ (r * r)
-        # v_j = sR_j - n_j B_l / dD_l : the team sum's component orthogonal to the absorbed block
+        res = self.t - (self.sR @ bR[:, :, None])[:, :, 0]
+        res[:, :nD] -= n[:nD] * bD[:, st]
+        Q = (self.Wyy - 2.0 * np.sum(bR * self.WRy, 1) + np.einsum("mr,mrs,ms->m", bR, self.WRR, bR)
+             + np.sum(a * res * res, 1))
+        # v_j = sR_j - n_j B_l / dD_l: the team sum's component orthogonal to the absorbed block
+        Bd = B / dD[:, :, None]
         v = self.sR.copy()
+        v[:, :nD] -= n[:nD, None] * Bd[:, st]
+        Mv = v @ Minv
+        h = np.sum(Mv * v, axis=2)
+        h[:, :nD] += n[:nD] ** 2 / dD[:, st]
+        L1 = np.sum(n / onep, 1)
+        L2 = -np.sum(n**2 / onep**2, 1)
+        D1 = np.sum(a1 * h, 1)
+        # tr(A^-1 A1 A^-1 A1) = sum_jk a1_j a1_k (s_j'A^-1 s_k)^2, split into the absorbed and dense parts
+        MVa = Minv @ (np.swapaxes(v * a1[:, :, None], 1, 2) @ v)
+        tr2 = np.sum(MVa * np.swapaxes(MVa, 1, 2), axis=(1, 2))
         if nD:
-            v[:nD] -= n[:nD, None] * (B / dD[None, :]).T[st]
-        Mv = v @ M
-        h = np.einsum("gr,gr->g", Mv, v)
+            g = self._ssum(a1 * n * n)
+            w = self._ssum((a1 * n)[:, :, None] * v)  # (M, L, r)
+            tr2 = tr2 + np.sum(g * g / dD**2, 1) + 2.0 * np.sum(np.einsum("mlr,mrs,mls->ml", w, Minv, w) / dD, 1)
+        D2 = np.sum(a2 * h, 1) - tr2
+        Q1 = np.sum(a1 * res * res, 1)
+        ar = a1 * res
+        ut = np.einsum("mg,mgr->mr", ar, self.sR)
+        uAu = 0.0
         if nD:
-            h[:nD] += n[:nD] ** 2 / dD[st]
-        L1 = float(np.sum(n / onep))
-        L2 = float(-np.sum(n**2 / onep**2))
-        D1 = float(a1 @ h)
-        # tr(A^-1 A1 A^-1 A1) = sum_jk a1_j a1_k (s_j'A^-1 s_k)^2 split into the absorbed and dense parts
-        Va = (v * a1[:, None]).T @ v
-        tr2 = float(np.sum((M @ Va) * (M @ Va).T))
-        if nD:
-            g = self._reduce(a1 * n * n)
-            w = self._reduce((a1 * n)[:, None].T * v.T)  # (r, L)
-            tr2 += float(np.sum(g * g / dD**2)) + 2.0 * float(np.einsum("rl,rs,sl->l", w, M, w) @ (1.0 / dD))
-        D2 = float(a2 @ h) - tr2
-        Q1 = float(a1 @ (r * r))
-        uD = self._reduce(a1 * r * n)
-        uR = (a1 * r) @ self.sR
-        ut = uR - (B / dD[None, :]) @ uD if nD else uR
-        uAu = float(np.sum(uD * uD / dD) + ut @ M @ ut) if nD else float(ut @ M @ ut)
-        Q2 = float(a2 @ (r * r)) - 2.0 * uAu
+            uD = self._ssum(ar * n)
+            ut = ut - np.einsum("mlr,ml->mr", Bd, uD)
+            uAu = np.sum(uD * uD / dD, 1)
+        uAu = uAu + np.einsum("mr,mrs,ms->m", ut, Minv, ut)
+        Q2 = np.sum(a2 * res * res, 1) - 2.0 * uAu
         N, p = self.N, self.p
-        logdetA = float(d["logdetA"][0])
-        f = float(np.log(onep).sum() + logdetA + (N - p) * np.log(Q) + self._const())
-        out = dict(theta=theta, f=f, Q=float(Q), bR=bR, bD=bD, M=M, r=r, L1=L1, L2=L2, D1=D1, D2=D2,
-                   Q1=Q1, Q2=Q2, dD=dD, B=B, cD=d["cD"][0])
+        f = np.log(onep).sum(1) + d["logdetA"][:, 0] + (N - p) * np.log(Q) + self._const()
+        out = dict(theta=theta, f=f, Q=Q, bR=bR, bD=bD, M=Minv, L1=L1, L2=L2, D1=D1, D2=D2, Q1=Q1, Q2=Q2)
         out["f1"] = L1 + D1 + (N - p) * Q1 / Q
         out["f2"] = L2 + D2 + (N - p) * (Q2 / Q - (Q1 / Q) ** 2)
         if coef is not None:
-            out["dvar"] = float(a1 @ (Mv[:, coef] ** 2))  # [A^-1 A1 A^-1]_kk
+            out["dvar"] = np.sum(a1 * Mv[:, :, coef] ** 2, 1)  # [A^-1 A1 A^-1]_kk
         return out
 
 
@@ -427,89 +450,108 @@ class _Model:
 # ---------------------------------------------------------------------------
 
 
-def _optimise(m: _Model) -> tuple[float, bool, str]:
-    """Minimise the profiled REML criterion over theta >= 0 (grid, root of f', boundary rule of lme4)."""
+def _optimise(m: _Model) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Minimise the profiled REML criterion over theta >= 0 for every batch member.
+
+    As :mod:`isafe_helpers.mixed`: a grid over log theta (plus 0) brackets the
+    optimum; ``theta = 0`` when the criterion's one-sided derivative there is
+    non-negative or 0 is at least as good (lme4's rule); otherwise a
+    safeguarded Newton iteration on ``f'(theta) = 0`` (analytic derivatives)
+    inside the bracket.
+    """
+    M = m.M
     grid = np.concatenate(([0.0], 10.0**_GRID_LOG10))
-    fv = m.crit_many(grid)
-    if not np.any(np.isfinite(fv)):
-        return 0.0, False, "REML criterion is not finite anywhere on the theta grid"
-    i = int(np.nanargmin(np.where(np.isfinite(fv), fv, np.nan)))
-    if i == grid.size - 1:
-        return float(grid[-1]), False, "theta reached the upper search limit: within-team variance is essentially zero"
-    if i == 0:
-        d0 = m.details(0.0)
-        if d0["f1"] >= 0.0:
-            return 0.0, True, "converged at the boundary: team variance = 0"
-        lo, hi = 0.0, float(grid[1])
-    else:
-        lo, hi = float(grid[i - 1]), float(grid[i + 1])
-    # safeguarded Newton on f'(theta) = 0 inside the bracket (analytic f', f''), from the best grid point
-    th = float(grid[i]) if i > 0 else 0.5 * hi
+    fv = m.crit_many(np.broadcast_to(grid, (M, grid.size)))
+    i = np.argmin(fv, axis=1)
+    bad = ~np.isfinite(fv[np.arange(M), i])
+    top = i == grid.size - 1
+    lo = np.where(i > 0, grid[np.maximum(i - 1, 0)], 0.0)
+    hi = grid[np.minimum(i + 1, grid.size - 1)]
+    d0 = m.details(np.zeros(M))
+    at0 = (i == 0) & (d0["f1"] >= 0.0)
+    th = np.where(i > 0, grid[i], 0.5 * hi)
+    active = ~(bad | top | at0)
     for _ in range(100):
-        d = m.details(th)
-        g, h = d["f1"], d["f2"]
-        if g < 0:
-            lo = th
-        else:
-            hi = th
-        new = th - g / h if h > 0 else np.nan
-        if not (lo < new < hi):
-            new = math.sqrt(lo * hi) if lo > 0 else 0.5 * (lo + hi)
-        if abs(new - th) <= 1e-13 * th or hi - lo <= 1e-15 * hi:
-            th = new
+        if not active.any():
             break
-        th = new
+        d = m.details(np.where(active, th, 1.0))
+        g, h = d["f1"], d["f2"]
+        lo = np.where(active & (g < 0), th, lo)
+        hi = np.where(active & (g >= 0), th, hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            new = th - g / h
+        bis = np.where(lo > 0, np.sqrt(lo * hi), 0.5 * (lo + hi))
+        new = np.where((h > 0) & (lo < new) & (new < hi), new, bis)
+        done = (np.abs(new - th) <= 1e-13 * th) | (hi - lo <= 1e-15 * hi)
+        th = np.where(active, new, th)
+        active &= ~done
+    th = np.where(at0 | bad, 0.0, np.where(top, grid[-1], th))
     d = m.details(th)
-    if lo == 0.0:
-        d0 = m.details(0.0)
-        if d0["f1"] >= 0.0 or m.crit_many(0.0)[0] <= d["f"]:
-            ok0 = d0["f1"] >= -1e-6
-            return 0.0, ok0, ("" if ok0 else "NOT converged: ") + "optimum at the boundary: team variance = 0"
-    grad = d["f1"] * th
-    ok = abs(grad) < 1e-6 and d["f2"] > 0 and d["f"] <= np.nanmin(fv) + 1e-8
-    msg = f"converged: interior optimum theta = {th:.6g}"
-    return th, bool(ok), msg if ok else "NOT converged: " + msg
+    # boundary: take theta = 0 when it is at least as good (lme4 does the same)
+    zero = (i <= 1) & ~at0 & ~bad & ((d0["f1"] >= 0.0) | (fv[:, 0] <= d["f"]))
+    th = np.where(zero, 0.0, th)
+    msgs = []
+    for k in range(M):
+        if bad[k]:
+            msgs.append("NOT converged: REML criterion is not finite anywhere on the theta grid")
+        elif top[k]:
+            msgs.append("NOT converged: theta reached the upper search limit: within-team variance is essentially 0")
+        elif at0[k] or zero[k]:
+            ok = d0["f1"][k] >= -1e-6
+            msgs.append(("" if ok else "NOT converged: ") + "optimum at the boundary: team variance = 0")
+        else:
+            ok = abs(d["f1"][k] * th[k]) < 1e-6 and d["f2"][k] > 0 and d["f"][k] <= fv[k].min() + 1e-8
+            msgs.append(("" if ok else "NOT converged: ") + f"interior optimum theta = {th[k]:.6g}")
+    return th, np.array([not s.startswith("NOT") for s in msgs]), msgs
 
 
-def _satterthwaite(m: _Model, d: dict, sigma2: float, k: int) -> float:
-    """Satterthwaite df of coefficient ``k`` of ``b_R``, parameterised as lmerTest (as mixed.py)."""
+def _satterthwaite(m: _Model, d: dict, sigma2: float, k: int, j: int) -> float:
+    """Satterthwaite df of coefficient ``k`` of ``b_R`` for batch member ``j``, as lmerTest (as mixed.py)."""
     N, p = m.N, m.p
-    theta = d["theta"]
+    theta = d["theta"][j]
     tau, sigma = np.sqrt(theta), np.sqrt(sigma2)
-    Q = d["Q"]
-    g_th = d["L1"] + d["D1"] + d["Q1"] / sigma2
-    g_thth = d["L2"] + d["D2"] + d["Q2"] / sigma2
+    Q = d["Q"][j]
+    g_th = d["L1"][j] + d["D1"][j] + d["Q1"][j] / sigma2
+    g_thth = d["L2"][j] + d["D2"][j] + d["Q2"][j] / sigma2
     h_tt = 2.0 * g_th + 4.0 * theta * g_thth
-    h_ts = -4.0 * tau * d["Q1"] / sigma**3
+    h_ts = -4.0 * tau * d["Q1"][j] / sigma**3
     h_ss = -2.0 * (N - p) / sigma2 + 6.0 * Q / sigma2**2
     H = np.array([[h_tt, h_ts], [h_ts, h_ss]])
+    # lmerTest pseudo-inverts H over eigenvalues > 1e-8, here (as mixed.py) on the Hessian with respect
+    # to (tau, sigma / sigma_hat), which makes the test invariant to the units of y
     D = np.array([1.0, sigma])
     evals, evecs = np.linalg.eigh(H * np.outer(D, D))
     pos = evals > _EIG_TOL
     vcov_vp = 2.0 * ((evecs[:, pos] / evals[pos]) @ evecs[:, pos].T) * np.outer(D, D)
-    var = sigma2 * d["M"][k, k]
-    J = np.array([-2.0 * tau * sigma2 * d["dvar"], 2.0 * sigma * d["M"][k, k]])
+    mkk = d["M"][j, k, k]
+    var = sigma2 * mkk
+    J = np.array([-2.0 * tau * sigma2 * d["dvar"][j], 2.0 * sigma * mkk])
     with np.errstate(divide="ignore", invalid="ignore"):
         return float(2.0 * var**2 / (J @ vcov_vp @ J))
 
 
-def _coef_index(lay: _Layout, q: int, coef: int) -> int:
+def _coef_index(lay: _Layout, coef: int) -> int:
     if coef in lay.dcols:
         raise ValueError("the coefficient of interest cannot be an absorbed indicator column")
     return lay.rcols.index(coef) if coef < lay.p else len(lay.rcols) + (coef - lay.p)
 
 
-def _fit(m: _Model, k: int) -> dict:
-    theta, converged, message = _optimise(m)
+def _fit(m: _Model, k: int) -> list[dict]:
+    """REML fit of every batch member; coefficient ``k`` of ``b_R``."""
+    theta, converged, messages = _optimise(m)
     d = m.details(theta, coef=k)
     s2w = d["Q"] / (m.N - m.p)
-    var = s2w * d["M"][k, k]
-    return dict(estimate=float(d["bR"][k] + m.b0R[k]), var=float(var), se=float(np.sqrt(var)),
-                df=_satterthwaite(m, d, s2w, k), theta=float(theta), team_variance=float(theta * s2w),
-                residual_variance=float(s2w), reml_criterion=float(d["f"]), converged=converged, message=message)
+    out = []
+    for j in range(m.M):
+        var = s2w[j] * d["M"][j, k, k]
+        out.append(dict(estimate=float(d["bR"][j, k] + m.b0R[j, k]), var=float(var), se=float(np.sqrt(var)),
+                        df=_satterthwaite(m, d, s2w[j], k, j), theta=float(theta[j]),
+                        team_variance=float(theta[j] * s2w[j]), residual_variance=float(s2w[j]),
+                        reml_criterion=float(d["f"][j]), converged=bool(converged[j]), message=messages[j]))
+    return out
 
 
-def fit_team_model(y, F, Z, codes, coef: int = 1, n_groups: int | None = None) -> dict:
+def fit_team_model(y, F, Z, groups, coef: int = 1) -> dict:
     """REML fit of ``y = [F, Z] b + u_team + e`` for one coefficient, from per-team sums.
 
     The same model, criterion and Satterthwaite df as
@@ -518,20 +560,20 @@ def fit_team_model(y, F, Z, codes, coef: int = 1, n_groups: int | None = None) -
     team, and 0/1 columns of ``F`` with disjoint supports (LA dummies) are
     absorbed (module docstring), so the cost does not grow with their number.
 
-    ``coef``: column index into ``[F, Z]`` of the coefficient reported (the arm
-    column of ``F`` by default). Returns ``estimate, var, se, df, theta,
-    team_variance, residual_variance, reml_criterion, converged, message``.
+    ``groups``: team labels (any values); ``coef``: column index into
+    ``[F, Z]`` of the coefficient reported (the arm column of ``F`` by default). Returns a dict: ``estimate, var, se, df,
+    theta, team_variance, residual_variance, reml_criterion, converged,
+    message``.
     """
     y = np.asarray(y, float).reshape(-1)
-    codes = np.asarray(codes)
+    codes, G = _codes(groups)
     Z = np.asarray(Z, float).reshape(y.size, -1)
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(Z))):
         raise ValueError("y and Z must be finite (drop missing values first)")
-    G = int(codes.max()) + 1 if n_groups is None else int(n_groups)
     lay = _Layout(F, codes, G, keep=(coef,))
     m = _Model(lay, codes, np.ones(y.size, bool), Z.shape[1])
-    m.set_data(y, Z, check_rank=True)
-    return _fit(m, _coef_index(lay, Z.shape[1], coef))
+    m.set_data(y[m.rows][None], Z[m.rows][None], check_rank=True)
+    return _fit(m, _coef_index(lay, coef))[0]
 
 
 # ---------------------------------------------------------------------------
@@ -539,22 +581,23 @@ def fit_team_model(y, F, Z, codes, coef: int = 1, n_groups: int | None = None) -
 # ---------------------------------------------------------------------------
 
 
-def _sample_grid(x: np.ndarray, logd: np.ndarray, u: float) -> float:
-    """Inverse-CDF draw from the density that is linear between grid points ``x`` (values ``exp(logd)``)."""
-    d = np.exp(logd - np.max(logd))
-    h = np.diff(x)
-    mass = 0.5 * (d[:-1] + d[1:]) * h
-    cdf = np.concatenate(([0.0], np.cumsum(mass)))
-    target = u * cdf[-1]
-    i = int(np.clip(np.searchsorted(cdf, target, side="right") - 1, 0, h.size - 1))
-    rem = target - cdf[i]
-    d0, d1, hi = d[i], d[i + 1], h[i]
+def _sample_grid(x: np.ndarray, logd: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws, one per row, from densities linear between grid points ``x`` (values ``exp(logd)``)."""
+    d = np.exp(logd - np.max(logd, axis=1, keepdims=True))
+    h = np.diff(x, axis=1)
+    mass = 0.5 * (d[:, :-1] + d[:, 1:]) * h
+    cdf = np.concatenate((np.zeros((x.shape[0], 1)), np.cumsum(mass, axis=1)), axis=1)
+    target = u * cdf[:, -1]
+    i = np.clip(np.sum(cdf <= target[:, None], axis=1) - 1, 0, h.shape[1] - 1)
+    rows = np.arange(x.shape[0])
+    rem = target - cdf[rows, i]
+    d0, d1, hi = d[rows, i], d[rows, i + 1], h[rows, i]
     slope = (d1 - d0) / hi
-    if abs(slope) * hi < 1e-10 * max(d0, d1):
-        s = rem / d0 if d0 > 0 else 0.0
-    else:  # d0 s + slope s^2 / 2 = rem
-        s = (-d0 + math.sqrt(max(d0 * d0 + 2.0 * slope * rem, 0.0))) / slope
-    return float(x[i] + min(max(s, 0.0), hi))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lin = np.where(d0 > 0, rem / d0, 0.0)
+        quad = (-d0 + np.sqrt(np.maximum(d0 * d0 + 2.0 * slope * rem, 0.0))) / slope  # d0 s + slope s^2/2 = rem
+    s = np.where(np.abs(slope) * hi < 1e-10 * np.maximum(d0, d1), lin, quad)
+    return x[rows, i] + np.clip(np.nan_to_num(s), 0.0, hi)
 
 
 class TwoLevelImputer:
@@ -565,22 +608,29 @@ class TwoLevelImputer:
     draws ``theta``, ``s2_W``, ``b`` and the team effects from their joint
     posterior (module docstring, steps 1-5), then the missing values.
 
-    ``F`` (N, p): team-level fixed columns; ``codes`` (N,): team codes
-    0..G-1; ``miss`` (N,) bool; ``prior_scale``: scale of the half-Cauchy
+    ``F`` (N, p): team-level fixed columns; ``groups`` (N,): team labels;
+    ``miss`` (N,) bool; ``prior_scale``: scale of the half-Cauchy
     prior on ``tau = sqrt(theta)`` (``np.inf``: flat prior on ``tau``).
     ``keep``: columns of ``F`` not to absorb (no effect on the draws).
+    ``draw_theta=False`` holds ``theta`` at its REML estimate on the current
+    data instead of drawing it (the previous, improper scheme: no team-level
+    uncertainty when the estimate is 0); for comparisons only.
+    :meth:`draw` takes one data set (``y``, ``z`` of shape (N,)) or a batch
+    (shape (M, N), one independent draw for each row).
     """
 
-    def __init__(self, F, codes, miss, n_groups: int | None = None, prior_scale: float = PRIOR_SCALE,
-                 keep=(), layout: _Layout | None = None):
-        codes = np.asarray(codes)
+    def __init__(self, F, groups, miss, prior_scale: float = PRIOR_SCALE, keep=(), draw_theta: bool = True,
+                 layout: _Layout | None = None):
+        codes, G = _codes(groups)
         self.codes, self.miss = codes, np.asarray(miss, bool)
-        G = int(codes.max()) + 1 if n_groups is None else int(n_groups)
         self.lay = layout if layout is not None else _Layout(F, codes, G, keep=keep)
         self.model = _Model(self.lay, codes, ~self.miss, 1)
         self.mrows = np.flatnonzero(self.miss)
+        if not np.isfinite(prior_scale) and self.model.Gm - len(self.lay.rcols) - self.lay.L <= 1:
+            raise ValueError("the flat prior on tau needs more teams than team-level columns plus one")
         self.prior_scale = float(prior_scale)
-        self._region: tuple[float, float] | None = None
+        self.draw_theta = bool(draw_theta)
+        self._region: np.ndarray | None = None
         self.last: dict = {}
 
     def log_prior(self, tau: np.ndarray) -> np.ndarray:
@@ -589,88 +639,124 @@ class TwoLevelImputer:
         return -np.log1p((tau / self.prior_scale) ** 2)
 
     def log_posterior_tau(self, tau: np.ndarray) -> np.ndarray:
-        """Log marginal posterior density of ``tau`` (up to a constant) at the current data."""
+        """Log marginal posterior density of ``tau`` (M, T), up to a constant, at the current data."""
         return -0.5 * self.model.crit_many(tau * tau) + self.log_prior(tau)
 
-    def _coarse_region(self) -> tuple[float, float]:
-        lp = self.log_posterior_tau(_TAU_COARSE)
+    def _coarse_region(self) -> np.ndarray:
+        lp = self.log_posterior_tau(np.broadcast_to(_TAU_COARSE, (self.model.M, _TAU_COARSE.size)))
         ok = np.isfinite(lp)
-        if not ok.any():
+        if not ok.any(axis=1).all():
             raise ValueError("posterior of the team variance is not finite anywhere on the grid")
-        keep = np.flatnonzero(ok & (lp > np.max(lp[ok]) - _LOG_CUT))
-        return (float(_TAU_COARSE[max(keep[0] - 1, 0)]), float(_TAU_COARSE[min(keep[-1] + 1, _TAU_COARSE.size - 1)]))
+        keep = ok & (lp > np.max(np.where(ok, lp, -np.inf), axis=1, keepdims=True) - _LOG_CUT)
+        first = np.argmax(keep, axis=1)
+        last = keep.shape[1] - 1 - np.argmax(keep[:, ::-1], axis=1)
+        return np.column_stack([_TAU_COARSE[np.maximum(first - 1, 0)],
+                                _TAU_COARSE[np.minimum(last + 1, _TAU_COARSE.size - 1)]])
 
-    def draw_tau(self, rng) -> float:
-        """One draw of ``tau`` from its marginal posterior by the grid method.
+    def draw_tau(self, rng) -> np.ndarray:
+        """One draw of ``tau`` per batch member from its marginal posterior, by the grid method.
 
-        The grid is uniform over a region outside which the log density is more
-        than ``_LOG_CUT`` below its maximum, and fine enough to hold at least
+        The grid is uniform over a region at whose ends the log density is more
+        than ``_LOG_OPEN`` (built with ``_LOG_CUT``) below its maximum (the mass
+        left out is below ``exp(-_LOG_OPEN)`` for a log-concave density), and fine enough to hold at least
         ``_TAU_BULK`` points within 3 log units of the maximum. The region is
         found on a coarse log grid, then kept for the next draw of the same
-        imputer (the posterior moves little between cycles) and re-found or
-        narrowed whenever it no longer meets those two conditions.
+        imputer (the posterior moves little between cycles) and re-found,
+        widened or narrowed whenever it no longer meets those two conditions.
         """
-        region = self._region or self._coarse_region()
-        refound = self._region is None
-        for _ in range(12):
-            lo, hi = region
-            x = np.linspace(lo, hi, _TAU_FINE)
-            lpf = self.log_posterior_tau(x)
-            lpf = np.where(np.isfinite(lpf), lpf, -np.inf)
-            top = np.max(lpf)
-            keep = np.flatnonzero(lpf > top - _LOG_CUT)
-            open_lo = keep[0] == 0 and lo > 0
-            open_hi = keep[-1] == x.size - 1 and hi < _TAU_COARSE[-1]
-            if open_lo or open_hi:  # mass beyond the region
-                if refound:
-                    region = (lo / 4 if open_lo else lo, min(4 * hi, _TAU_COARSE[-1]) if open_hi else hi)
-                else:
-                    region, refound = self._coarse_region(), True
-                continue
-            if np.sum(lpf > top - 3.0) >= _TAU_BULK:
+        M = self.model.M
+        fresh = self._region is None or self._region.shape[0] != M
+        region = self._coarse_region() if fresh else self._region.copy()
+        refound = np.full(M, fresh)
+        done = np.zeros(M, bool)
+        u01 = np.linspace(0.0, 1.0, _TAU_FINE)
+        xs, lps = np.empty((M, _TAU_FINE)), np.empty((M, _TAU_FINE))
+        for _ in range(16):
+            x = region[:, :1] + (region[:, 1:] - region[:, :1]) * u01
+            lp = self.log_posterior_tau(x)
+            lp = np.where(np.isfinite(lp), lp, -np.inf)
+            top = lp.max(axis=1, keepdims=True)
+            keep = lp > top - _LOG_CUT
+            first = np.argmax(keep, axis=1)
+            last = _TAU_FINE - 1 - np.argmax(keep[:, ::-1], axis=1)
+            edge = lp[:, [0, -1]] > top - _LOG_OPEN  # (a margin below _LOG_CUT keeps the region for longer)
+            open_lo = edge[:, 0] & (region[:, 0] > 0)
+            open_hi = edge[:, 1] & (region[:, 1] < _TAU_COARSE[-1])
+            bulk = np.sum(lp > top - 3.0, axis=1) >= _TAU_BULK
+            ok = ~done & ~open_lo & ~open_hi & bulk
+            xs[ok], lps[ok] = x[ok], lp[ok]
+            done |= ok
+            if done.all():
                 break
-            region = (float(x[max(keep[0] - 1, 0)]), float(x[min(keep[-1] + 1, x.size - 1)]))  # zoom in
+            # mass beyond the region: re-find it on the coarse grid, or widen a region already re-found
+            out = ~done & (open_lo | open_hi)
+            if (out & ~refound).any():
+                region[out & ~refound] = self._coarse_region()[out & ~refound]
+            wid = out & refound
+            region[wid & open_lo, 0] /= 4.0
+            region[wid & open_hi, 1] = np.minimum(4.0 * region[wid & open_hi, 1], _TAU_COARSE[-1])
+            refound |= out
+            # too coarse: zoom in on the points that carry the mass
+            zoom = ~done & ~out
+            region[zoom, 0] = x[zoom, np.maximum(first[zoom] - 1, 0)]
+            region[zoom, 1] = x[zoom, np.minimum(last[zoom] + 1, _TAU_FINE - 1)]
+        xs[~done], lps[~done] = x[~done], lp[~done]
         self._region = region
-        return _sample_grid(x, lpf, rng.random())
+        return _sample_grid(xs, lps, rng.random(M))
 
     def draw(self, y: np.ndarray, z: np.ndarray, rng) -> np.ndarray:
-        """A copy of ``y`` with its missing entries drawn; parameters drawn kept in ``self.last``."""
+        """A copy of ``y`` with its missing entries drawn; the parameters drawn are kept in ``self.last``."""
+        single = np.ndim(y) == 1
+        Y, Zf = np.atleast_2d(y), np.atleast_2d(z)
+        M = Y.shape[0]
         m = self.model
         obs = m.rows
         # shift y and z to mean 0 when the constant is in the span of F (exactly equivariant:
-        # only the intercept moves), so no sufficient statistic carries a large mean
-        yo, zo = y[obs], z[obs]
-        my, mz = (float(yo.mean()), float(zo.mean())) if self.lay.has_const else (0.0, 0.0)
-        m.set_data(yo - my, zo - mz, centre=not self.lay.has_const)
-        tau = self.draw_tau(rng)
+        # only the intercept moves), so that no sufficient statistic carries a large mean
+        yo, zo = Y[:, obs], Zf[:, obs]
+        if self.lay.has_const:
+            my, mz = yo.mean(axis=1, keepdims=True), zo.mean(axis=1, keepdims=True)
+        else:
+            my, mz = np.zeros((M, 1)), np.zeros((M, 1))
+        m.set_data(yo - my, (zo - mz)[:, :, None], centre=not self.lay.has_const)
+        if self.draw_theta:
+            tau = self.draw_tau(rng)
+        else:
+            tau = np.sqrt(_optimise(m)[0])
         theta = tau * tau
-        d = m.solve(np.array([theta]))
-        dD, B, S = d["dD"][0], d["B"][0], d["S"][0]  # B: (L, r)
-        bR_hat = d["bR"][0]
-        nu = m.N - m.p
-        # Q by the residual route at the GLS solution (no cancellation)
-        bD_hat = d["bD"][0]
-        r = m.t - m.sR @ bR_hat
-        r[: m.nD] -= m.n[: m.nD] * bD_hat[m.strat[: m.nD]]
-        Q = m.Wyy - 2.0 * bR_hat @ m.WRy + bR_hat @ m.WRR @ bR_hat + (r * r) @ (1.0 / (m.n * (1.0 + theta * m.n)))
-        s2w = Q / rng.chisquare(nu)
-        # b_R ~ N(bhat_R, s2w S^-1); b_D | b_R ~ N((c_D - B'b_R) / dD, s2w / dD)
+        d = m.solve(theta[:, None])
+        dD, B, S, cD = (d[k][:, 0] for k in ("dD", "B", "S", "cD"))  # B: (M, L, r)
+        bR_hat, bD_hat = d["bR"][:, 0], d["bD"][:, 0]
+        n, nD, st = m.n, m.nD, m.strat[: m.nD]
+        den = 1.0 + theta[:, None] * n  # (M, Gm)
+
+        def team_resid(bR, bD):
+            res = m.t - (m.sR @ bR[:, :, None])[:, :, 0]
+            res[:, :nD] -= n[:nD] * bD[:, st]
+            return res
+
+        # Q by the residual route at the GLS solution (no cancellation); s2_W | theta
+        res = team_resid(bR_hat, bD_hat)
+        Q = (m.Wyy - 2.0 * np.sum(bR_hat * m.WRy, 1) + np.einsum("mr,mrs,ms->m", bR_hat, m.WRR, bR_hat)
+             + np.sum(res * res / (n * den), 1))
+        s2w = Q / rng.chisquare(m.N - m.p, M)
+        # b_R ~ N(bhat_R, s2w S^-1); b_D | b_R ~ N((c_D - B b_R) / dD, s2w / dD)
         Ls = np.linalg.cholesky(S)
-        bR = bR_hat + np.sqrt(s2w) * np.linalg.solve(Ls.T, rng.standard_normal(m.r))
-        bD = (d["cD"][0] - B @ bR) / dD + np.sqrt(s2w / dD) * rng.standard_normal(self.lay.L)
-        # team effects given b (residual sums over observed rows)
-        r = m.t - m.sR @ bR
-        r[: m.nD] -= m.n[: m.nD] * bD[m.strat[: m.nD]]
-        u = np.sqrt(theta * s2w) * rng.standard_normal(self.lay.G)  # teams without observed rows
-        den = 1.0 + theta * m.n
-        u[m.teams] = theta * r / den + np.sqrt(s2w * theta / den) * rng.standard_normal(m.Gm)
-        out = y.copy()
+        z_r = np.linalg.solve(np.swapaxes(Ls, 1, 2), rng.standard_normal((M, m.r))[:, :, None])[:, :, 0]
+        bR = bR_hat + np.sqrt(s2w)[:, None] * z_r
+        bD = (cD - (B @ bR[:, :, None])[:, :, 0]) / dD + np.sqrt(s2w[:, None] / dD) * rng.standard_normal(dD.shape)
+        # team effects given b; teams without observed rows from N(0, theta s2_W)
+        res = team_resid(bR, bD)
+        u = np.sqrt(theta * s2w)[:, None] * rng.standard_normal((M, self.lay.G))
+        u[:, m.teams] = theta[:, None] * res / den + np.sqrt(s2w[:, None] * theta[:, None] / den) \
+            * rng.standard_normal((M, m.Gm))
+        out = Y.copy()
         mr = self.mrows
         cm = self.codes[mr]
-        fit = m.fitted_rows(bD + m.b0D, bR + m.b0R, rows=mr, codes=cm, Z=z[mr] - mz) + my
-        out[mr] = fit + u[cm] + np.sqrt(s2w) * rng.standard_normal(mr.size)
+        fit = m.fitted(bD + m.b0D, bR + m.b0R, cm, (Zf[:, mr] - mz)[:, :, None]) + my
+        out[:, mr] = fit + u[:, cm] + np.sqrt(s2w)[:, None] * rng.standard_normal((M, mr.size))
         self.last = dict(theta=theta, tau=tau, residual_variance=s2w, team_variance=theta * s2w)
-        return out
+        return out[0] if single else out
 
 
 # ---------------------------------------------------------------------------
@@ -678,8 +764,8 @@ class TwoLevelImputer:
 # ---------------------------------------------------------------------------
 
 
-def mi_arm_effect(y_followup, y_baseline, F, codes, arm_col: int = 1, n_imputations: int = 20,
-                  n_cycles: int = 5, rng=None, prior_scale: float = PRIOR_SCALE, n_groups: int | None = None) -> dict:
+def mi_arm_effect(y_followup, y_baseline, F, groups, arm_col: int = 1, n_imputations: int = 20,
+                  n_cycles: int = 5, rng=None, prior_scale: float = PRIOR_SCALE, draw_theta: bool = True) -> dict:
     """Arm effect with missing follow-up and baseline scores multiply imputed (module docstring).
 
     Parameters
@@ -687,15 +773,18 @@ def mi_arm_effect(y_followup, y_baseline, F, codes, arm_col: int = 1, n_imputati
     y_followup, y_baseline : (N,) scores, NaN where missing.
     F : (N, p) team-level fixed columns: intercept, arm, LA dummies (as
         ``impact_robust.design(df, covariates=())``).
-    codes : (N,) team codes 0..G-1.
+    groups : (N,) team labels (any values, e.g. team ids or codes).
     arm_col : column of ``F`` holding the arm (0/1).
     n_imputations, n_cycles : imputations and chained-equation cycles (one cycle
         when only one wave has missing values).
     rng : ``numpy.random.Generator`` or seed (``None``: fresh entropy).
     prior_scale : scale of the half-Cauchy prior on ``tau = s_B / s_W``.
+    draw_theta : False holds the imputation models' ``theta`` at its REML
+        estimate (the previous scheme, for comparisons only).
 
     Each imputation starts from random draws of the observed values, then
-    alternates follow-up given baseline and baseline given follow-up. The
+    alternates follow-up given baseline and baseline given follow-up; the
+    imputations are independent chains, run side by side as one batch. The
     analysis model (follow-up on ``F`` and baseline, random team intercept,
     REML) is fitted to every completed data set and the arm effects pooled by
     :func:`rubin` with the complete-data df the mean Satterthwaite df.
@@ -704,54 +793,48 @@ def mi_arm_effect(y_followup, y_baseline, F, codes, arm_col: int = 1, n_imputati
     ``n_imputations, n_missing_followup, n_missing_baseline, df_complete``,
     per imputation ``estimates, variances, dfs, theta_analysis`` (REML theta of
     the completed-data fit), and the drawn ``theta_followup`` /
-    ``theta_baseline`` (imputations x cycles; empty when that wave is complete).
-    Raises ``ValueError`` when a model is not estimable.
+    ``theta_baseline`` (imputations x cycles; no columns when that wave is
+    complete). Raises ``ValueError`` when a model is not estimable.
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     yf0 = np.asarray(y_followup, float).reshape(-1)
     yb0 = np.asarray(y_baseline, float).reshape(-1)
-    codes = np.asarray(codes)
+    codes, G = _codes(groups)
     F = np.asarray(F, float)
-    N = yf0.size
+    N, M = yf0.size, int(n_imputations)
     if yb0.size != N or codes.size != N or F.shape[0] != N:
         raise ValueError("y_followup, y_baseline, F and codes need one row per participant")
-    G = int(codes.max()) + 1 if n_groups is None else int(n_groups)
+    if M < 2:
+        raise ValueError("need at least two imputations")
     lay = _Layout(F, codes, G, keep=(arm_col,))
-    k = _coef_index(lay, 1, arm_col)
+    k = _coef_index(lay, arm_col)
     miss_f, miss_b = np.isnan(yf0), np.isnan(yb0)
     if (~miss_f).sum() < 2 or (~miss_b).sum() < 2:
         raise ValueError("too few observed scores to impute")
-    imputers = {}
-    for key, miss in (("followup", miss_f), ("baseline", miss_b)):
-        if miss.any():
-            imputers[key] = TwoLevelImputer(F, codes, miss, G, prior_scale=prior_scale, layout=lay)
+    imputers = {key: TwoLevelImputer(F, codes, miss, prior_scale=prior_scale, draw_theta=draw_theta, layout=lay)
+                for key, miss in (("followup", miss_f), ("baseline", miss_b)) if miss.any()}
     cycles = n_cycles if len(imputers) == 2 else 1
+    draws = {key: np.full((M, cycles if key in imputers else 0), np.nan) for key in ("followup", "baseline")}
+    Yf, Yb = np.tile(yf0, (M, 1)), np.tile(yb0, (M, 1))
+    Yf[:, miss_f] = rng.choice(yf0[~miss_f], (M, miss_f.sum()))
+    Yb[:, miss_b] = rng.choice(yb0[~miss_b], (M, miss_b.sum()))
+    for c in range(cycles):
+        if "followup" in imputers:
+            Yf = imputers["followup"].draw(Yf, Yb, rng)
+            draws["followup"][:, c] = imputers["followup"].last["theta"]
+        if "baseline" in imputers:
+            Yb = imputers["baseline"].draw(Yb, Yf, rng)
+            draws["baseline"][:, c] = imputers["baseline"].last["theta"]
     analysis = _Model(lay, codes, np.ones(N, bool), 1)
-    draws = {key: np.full((n_imputations, cycles if key in imputers else 0), np.nan)
-             for key in ("followup", "baseline")}
-    fits = []
-    first = True
-    for i in range(n_imputations):
-        yf, yb = yf0.copy(), yb0.copy()
-        yf[miss_f] = rng.choice(yf0[~miss_f], miss_f.sum())
-        yb[miss_b] = rng.choice(yb0[~miss_b], miss_b.sum())
-        for c in range(cycles):
-            if "followup" in imputers:
-                yf = imputers["followup"].draw(yf, yb, rng)
-                draws["followup"][i, c] = imputers["followup"].last["theta"]
-            if "baseline" in imputers:
-                yb = imputers["baseline"].draw(yb, yf, rng)
-                draws["baseline"][i, c] = imputers["baseline"].last["theta"]
-        analysis.set_data(yf, yb, check_rank=first)
-        first = False
-        fits.append(_fit(analysis, k))
+    analysis.set_data(Yf[:, analysis.rows], Yb[:, analysis.rows, None], check_rank=True)
+    fits = _fit(analysis, k)
     est = np.array([f["estimate"] for f in fits])
     var = np.array([f["var"] for f in fits])
     dfs = np.array([f["df"] for f in fits])
     df_com = float(np.mean(dfs))
     out = {key: float(v) for key, v in rubin(est, var, df_com).items()}
-    out.update(n_imputations=int(n_imputations), n_missing_followup=int(miss_f.sum()),
-               n_missing_baseline=int(miss_b.sum()), df_complete=df_com, estimates=est, variances=var, dfs=dfs,
+    out.update(n_imputations=M, n_missing_followup=int(miss_f.sum()), n_missing_baseline=int(miss_b.sum()),
+               df_complete=df_com, estimates=est, variances=var, dfs=dfs,
                theta_analysis=np.array([f["theta"] for f in fits]), theta_followup=draws["followup"],
                theta_baseline=draws["baseline"])
     return out
