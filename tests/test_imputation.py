@@ -158,19 +158,21 @@ def _small_problem(seed=3):
     return F, codes, yf, yb, miss, int(np.flatnonzero(lone)[0])
 
 
-def test_log_posterior_of_tau_equals_dense_reml_likelihood():
+@pytest.mark.parametrize("scale", [I.PRIOR_SCALE, 2.0, np.inf])
+def test_log_posterior_of_tau_equals_dense_reml_likelihood(scale):
+    """log p(tau | y) = -REML criterion / 2 + log half-Cauchy(tau; scale), up to a constant."""
     F, codes, yf, yb, miss, _ = _small_problem()
-    imp = I.TwoLevelImputer(F, codes, miss)
+    imp = I.TwoLevelImputer(F, codes, miss, prior_scale=scale)
     imp.draw(yf, yb, np.random.default_rng(0))  # loads the data
     tau = np.array([0.0, 0.05, 0.2, 0.5, 1.0, 3.0])
     got = imp.log_posterior_tau(tau[None])[0]
     obs = ~miss
     X = np.column_stack([F, yb])[obs]
-    ref = -0.5 * _dense(yf[obs], X, codes[obs], tau**2)["f"] - np.log1p(tau**2)
+    ref = -0.5 * _dense(yf[obs], X, codes[obs], tau**2)["f"] - np.log1p((tau / scale) ** 2)
     assert np.ptp(got - ref) < 1e-8
 
 
-def _predictive_cdf(F, codes, y, z, miss, i, prior_scale=1.0):
+def _predictive_cdf(F, codes, y, z, miss, i, prior_scale=I.PRIOR_SCALE):
     """Exact posterior predictive CDF of the missing ``y[i]``: a mixture over theta of scaled t distributions.
 
     Given theta, ``y_i | y_obs`` is ``t(nu)`` with the BLUP prediction ``x_i'b + v'V0^-1 (y - X b)`` as
@@ -309,8 +311,11 @@ def test_mi_interval_covers_the_true_effect():
 
 
 @pytest.mark.slow
-def test_drawing_theta_covers_better_than_holding_it_at_reml():
-    """500 trials (~2 min): drawing theta vs holding it at its REML value (the previous scheme)."""
-    cov, _ = _coverage(500, seed=7, draw_theta=(True, False))
-    assert cov[True] >= 0.93
-    assert cov[True] > cov[False]
+def test_coverage_drawing_theta_and_holding_it_at_reml():
+    """500 trials (~1 min): drawing theta (the default) and holding it at its REML value (the previous
+    scheme, ``draw_theta=False``). Recorded when written: 0.95 drawn, 0.96 held; the previous scheme
+    did not under-cover in this design, its flaw is that it is improper (see the module docstring)."""
+    cov, zero = _coverage(500, seed=7, draw_theta=(True, False))
+    assert zero > 0.2
+    assert 0.93 <= cov[True] <= 0.98
+    assert 0.85 <= cov[False] <= 1.0
