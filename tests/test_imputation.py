@@ -22,9 +22,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from isafe_helpers import impact_robust
-from isafe_helpers.mixed import fit_random_intercept
 from isafe_helpers.stats import imputation as I
+
+try:
+    from isafe_helpers.stats.mixed import fit_random_intercept
+except ImportError:  # the package before its layout by role
+    from isafe_helpers.mixed import fit_random_intercept
 
 
 def _trial(rng, n_la=2, teams=6, effect=0.3, icc=0.1, size=(5, 10), p_miss_f=0.3, p_miss_b=0.1):
@@ -48,8 +51,14 @@ def _trial(rng, n_la=2, teams=6, effect=0.3, icc=0.1, size=(5, 10), p_miss_f=0.3
             g += 1
     la, arm = np.array(la), np.array(arm, float)
     F = np.column_stack([np.ones(la.size), arm] + [(la == lv).astype(float) for lv in range(1, n_la)])
-    return (F, np.array(team), np.concatenate(yf), np.concatenate(yb),
-            rng.random(la.size) < p_miss_f, rng.random(la.size) < p_miss_b)
+    return (
+        F,
+        np.array(team),
+        np.concatenate(yf),
+        np.concatenate(yb),
+        rng.random(la.size) < p_miss_f,
+        rng.random(la.size) < p_miss_b,
+    )
 
 
 def _dense(y, X, codes, thetas):
@@ -91,14 +100,11 @@ def test_rubin_rules_by_hand():
     assert W == pytest.approx(0.04625) and B == pytest.approx(0.0291666667) and T == pytest.approx(0.0827083333)
 
 
-def test_rubin_unchanged_from_impact_robust():
-    rng = np.random.default_rng(4)
-    for m in (2, 5, 20):
-        q, u = rng.normal(size=m), rng.uniform(0.01, 0.1, m)
-        for nu in (3.0, 40.0, 1e4):
-            assert I.rubin(q, u, nu) == pytest.approx(impact_robust.rubin(q, u, nu), rel=1e-12)
-    same = I.rubin([0.3, 0.3, 0.3], [0.01, 0.01, 0.01], 20.0)  # no between-imputation variance
-    assert same["fmi"] == 0 and same["df"] == pytest.approx(21 / 23 * 20)
+def test_rubin_without_between_imputation_variance():
+    """Identical imputations: no missing information, df = nu_obs = (nu + 1) / (nu + 3) nu."""
+    same = I.rubin([0.3, 0.3, 0.3], [0.01, 0.01, 0.01], 20.0)
+    assert same["fmi"] == 0 and same["se"] == pytest.approx(0.1)
+    assert same["df"] == pytest.approx(21 / 23 * 20)
 
 
 # ---------------------------------------------------------------------------
@@ -183,7 +189,7 @@ def _predictive_cdf(F, codes, y, z, miss, i, prior_scale=I.PRIOR_SCALE):
     X = np.column_stack([F, z])
     Xo, yo, co = X[obs], y[obs], codes[obs]
     nu = obs.sum() - X.shape[1]
-    taus = np.linspace(0.0, 10.0, 201)
+    taus = np.concatenate([np.linspace(0.0, 3.0, 301), np.geomspace(3.0, 1e3, 101)[1:]])
     d = _dense(yo, Xo, co, taus**2)
     v = (taus**2)[:, None] * (co == codes[i])[None, :]
     Viv = (d["Vi"] @ v[..., None])[..., 0]
@@ -193,8 +199,10 @@ def _predictive_cdf(F, codes, y, z, miss, i, prior_scale=I.PRIOR_SCALE):
     assert lp[-1] < lp.max() - 20  # the grid holds the mass
     mean = d["b"] @ X[i] + np.sum(Viv * d["res"], 1)
     scale = np.sqrt(c * d["Q"] / nu)
-    wgt = np.exp(lp - lp.max())
-    wgt[[0, -1]] *= 0.5  # trapezoid
+    dens = np.exp(lp - lp.max())
+    wgt = np.zeros_like(dens)  # trapezoid weights on the uneven grid
+    wgt[:-1] += 0.5 * np.diff(taus) * dens[:-1]
+    wgt[1:] += 0.5 * np.diff(taus) * dens[1:]
     wgt /= wgt.sum()
     return lambda x: np.sum(wgt * stats.t.cdf((np.asarray(x)[:, None] - mean) / scale, nu), axis=1)
 
@@ -304,7 +312,8 @@ def _coverage(n_rep, seed, draw_theta=(True,), n_imputations=20):
 
 
 def test_mi_interval_covers_the_true_effect():
-    """150 simulated trials (~10 s): the 95% MI interval covers the true arm effect 90-99% of the time."""
+    """150 simulated trials (~10 s): the 95% MI interval covers the true arm effect 90-99% of the time
+    (0.967 when written)."""
     cov, zero = _coverage(150, seed=2024)
     assert zero > 0.2  # the REML team variance is often 0 in these trials
     assert 0.90 <= cov[True] <= 0.99
@@ -313,8 +322,8 @@ def test_mi_interval_covers_the_true_effect():
 @pytest.mark.slow
 def test_coverage_drawing_theta_and_holding_it_at_reml():
     """500 trials (~1 min): drawing theta (the default) and holding it at its REML value (the previous
-    scheme, ``draw_theta=False``). Recorded when written: 0.95 drawn, 0.96 held; the previous scheme
-    did not under-cover in this design, its flaw is that it is improper (see the module docstring)."""
+    scheme, ``draw_theta=False``). Recorded when written: 0.950 drawn, 0.944 held (MC SE 0.010); the
+    previous scheme hardly under-covers in this design, its flaw is that it is improper (module docstring)."""
     cov, zero = _coverage(500, seed=7, draw_theta=(True, False))
     assert zero > 0.2
     assert 0.93 <= cov[True] <= 0.98

@@ -99,9 +99,10 @@ __all__ = ["TwoLevelImputer", "fit_team_model", "mi_arm_effect", "rubin", "PRIOR
 PRIOR_SCALE = 0.5
 # Grid over log10(theta) bracketing the REML optimum (theta = 0 is added), as mixed.py.
 _GRID_LOG10 = np.linspace(-8.0, 8.0, 33)
-# Posterior grid for tau: coarse log grid (plus 0), fine uniform grid, log-density cut-off.
+# Posterior grid for tau: coarse log grid (plus 0); two fine uniform grids (region, bulk) of _TAU_FINE points;
+# points required in the bulk; log-density cut-offs that build and that keep a region.
 _TAU_COARSE = np.concatenate(([0.0], np.geomspace(1e-4, 1e3, 36)))
-_TAU_FINE = 49
+_TAU_FINE = 25
 _TAU_BULK = 12
 _LOG_CUT = 15.0
 _LOG_OPEN = 12.0
@@ -123,7 +124,7 @@ def rubin(estimates, variances, df_complete: float) -> dict:
     ``nu = 1 / (1/nu_old + 1/nu_obs)``.
 
     >>> r = rubin([1.0, 1.2], [0.04, 0.04], 30.0)
-    >>> round(r["estimate"], 6), round(r["se"] ** 2, 6)
+    >>> round(float(r["estimate"]), 6), round(r["se"] ** 2, 6)
     (1.1, 0.07)
     """
     q = np.asarray(estimates, float)
@@ -138,8 +139,15 @@ def rubin(estimates, variances, df_complete: float) -> dict:
     nu = nu_obs if lam == 0 else 1 / ((lam**2) / (m - 1) + 1 / nu_obs)
     se = math.sqrt(t)
     tq = stats.t.ppf(0.975, nu)
-    return dict(estimate=qbar, se=se, df=nu, ci_low=qbar - tq * se, ci_high=qbar + tq * se,
-                p_value=float(2 * stats.t.sf(abs(qbar / se), nu)), fmi=lam)
+    return dict(
+        estimate=qbar,
+        se=se,
+        df=nu,
+        ci_low=qbar - tq * se,
+        ci_high=qbar + tq * se,
+        p_value=float(2 * stats.t.sf(abs(qbar / se), nu)),
+        fmi=lam,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -178,8 +186,11 @@ class _Layout:
             raise ValueError("F must be finite")
         self.F, self.Ft, self.G, self.p = F, Ft, G, F.shape[1]
         counts = np.bincount(codes, minlength=G)
-        cand = [k for k in range(self.p) if k not in set(keep) and np.isin(Ft[:, k], (0.0, 1.0)).all()
-                and 0 < Ft[:, k].sum() < G]
+        cand = [
+            k
+            for k in range(self.p)
+            if k not in set(keep) and np.isin(Ft[:, k], (0.0, 1.0)).all() and 0 < Ft[:, k].sum() < G
+        ]
         cand.sort(key=lambda k: (counts @ Ft[:, k], k))
         used = np.zeros(G, bool)
         dcols = []
@@ -224,8 +235,10 @@ class _Model:
         self.nD = nD = int(np.sum(self.strat >= 0))
         if lay.L and np.unique(self.strat[:nD]).size < lay.L:
             missing = sorted(set(range(lay.L)) - set(self.strat[:nD].tolist()))
-            raise ValueError("fixed-effect design matrix is rank deficient: indicator column(s) "
-                             f"{[lay.dcols[i] for i in missing]} have no analysed row")
+            raise ValueError(
+                "fixed-effect design matrix is rank deficient: indicator column(s) "
+                f"{[lay.dcols[i] for i in missing]} have no analysed row"
+            )
         self.starts = np.searchsorted(self.strat[:nD], np.arange(lay.L))  # strata as runs of model teams
         self.n = cnt[self.teams].astype(float)
         pos = np.full(lay.G, -1)
@@ -251,8 +264,9 @@ class _Model:
         self.Pk = sparse.csr_matrix((np.ones(Gm), (ks, np.arange(Gm))), shape=(K, Gm))
         self.pooled = K * lay.L <= _POOL_RATIO * Gm
         if self.pooled and lay.L:
-            self.Pkl = sparse.csr_matrix((np.ones(nD), (ks[:nD] * lay.L + self.strat[:nD], np.arange(nD))),
-                                         shape=(K * lay.L, nD))
+            self.Pkl = sparse.csr_matrix(
+                (np.ones(nD), (ks[:nD] * lay.L + self.strat[:nD], np.arange(nD))), shape=(K * lay.L, nD)
+            )
 
     # -- helpers ---------------------------------------------------------------
     def _tsum(self, A: np.ndarray) -> np.ndarray:
@@ -285,7 +299,7 @@ class _Model:
         Zc = Z - np.repeat(sz / n[None, :, None], np.diff(np.append(self.row_starts, N)), axis=1)
         self._Zc = Zc
         self.WRR = np.zeros((M, self.r, self.r))
-        self.WRR[:, self.r - q:, self.r - q:] = Zc.transpose(0, 2, 1) @ Zc
+        self.WRR[:, self.r - q :, self.r - q :] = Zc.transpose(0, 2, 1) @ Zc
         self.sR = np.concatenate([np.broadcast_to(self.sF, (M,) + self.sF.shape), sz], axis=2)  # (M, Gm, r)
         self._kRR = self._pool((self.sR[:, :, :, None] * self.sR[:, :, None, :]).reshape(M, self.Gm, -1), self.Pk)
         self.b0D, self.b0R = np.zeros((M, self.lay.L)), np.zeros((M, self.r))
@@ -303,7 +317,7 @@ class _Model:
         yc = Y - np.repeat(t / self.n, np.diff(np.append(self.row_starts, self.N)), axis=1)
         self.t = t
         self.WRy = np.zeros((M, r))
-        self.WRy[:, r - self.q:] = (self._Zc.transpose(0, 2, 1) @ yc[:, :, None])[:, :, 0]
+        self.WRy[:, r - self.q :] = (self._Zc.transpose(0, 2, 1) @ yc[:, :, None])[:, :, 0]
         self.Wyy = np.einsum("mn,mn->m", yc, yc)
         self._kRt = self._pool(self.sR * t[:, :, None], self.Pk)  # (M, K, r)
         self._ktt = self._pool((t * t)[:, :, None], self.Pk)[:, :, 0]  # (M, K)
@@ -328,8 +342,9 @@ class _Model:
         nF = len(lay.rcols)
         team = bR[:, :nF] @ lay.FtR.T  # (M, G) team-level part
         if lay.L:
-            team = team + np.where(lay.stratum >= 0, np.concatenate((bD, np.zeros((bD.shape[0], 1))), 1)[:, lay.stratum],
-                                   0.0)
+            team = team + np.where(
+                lay.stratum >= 0, np.concatenate((bD, np.zeros((bD.shape[0], 1))), 1)[:, lay.stratum], 0.0
+            )
         out = team[:, codes]
         if self.q:
             out = out + (Z.reshape(Z.shape[0], -1, self.q) @ bR[:, nF:, None])[:, :, 0]
@@ -354,8 +369,9 @@ class _Model:
             red = np.empty((M, T, L, w))
             for i in range(M):
                 an = 1.0 / (1.0 + self.n[:nD, None] * th[i][None, :])  # (nD, T)
-                red[i] = np.add.reduceat(an[:, None, :] * self._nts[i, :nD, :, None], self.starts,
-                                         axis=0).transpose(2, 0, 1)
+                red[i] = np.add.reduceat(an[:, None, :] * self._nts[i, :nD, :, None], self.starts, axis=0).transpose(
+                    2, 0, 1
+                )
         dD, cD, B = red[..., 0], red[..., 1], red[..., 2:]  # B: (M, T, L, r)
         C = self.WRR[:, None] + (aK @ self._kRR).reshape(M, T, r, r)
         cR = self.WRy[:, None] + aK @ self._kRt
@@ -407,8 +423,12 @@ class _Model:
         # team residual sums r_j = t_j - s_j'b
         res = self.t - (self.sR @ bR[:, :, None])[:, :, 0]
         res[:, :nD] -= n[:nD] * bD[:, st]
-        Q = (self.Wyy - 2.0 * np.sum(bR * self.WRy, 1) + np.einsum("mr,mrs,ms->m", bR, self.WRR, bR)
-             + np.sum(a * res * res, 1))
+        Q = (
+            self.Wyy
+            - 2.0 * np.sum(bR * self.WRy, 1)
+            + np.einsum("mr,mrs,ms->m", bR, self.WRR, bR)
+            + np.sum(a * res * res, 1)
+        )
         # v_j = sR_j - n_j B_l / dD_l: the team sum's component orthogonal to the absorbed block
         Bd = B / dD[:, :, None]
         v = self.sR.copy()
@@ -546,10 +566,20 @@ def _fit(m: _Model, k: int) -> list[dict]:
     out = []
     for j in range(m.M):
         var = s2w[j] * d["M"][j, k, k]
-        out.append(dict(estimate=float(d["bR"][j, k] + m.b0R[j, k]), var=float(var), se=float(np.sqrt(var)),
-                        df=_satterthwaite(m, d, s2w[j], k, j), theta=float(theta[j]),
-                        team_variance=float(theta[j] * s2w[j]), residual_variance=float(s2w[j]),
-                        reml_criterion=float(d["f"][j]), converged=bool(converged[j]), message=messages[j]))
+        out.append(
+            dict(
+                estimate=float(d["bR"][j, k] + m.b0R[j, k]),
+                var=float(var),
+                se=float(np.sqrt(var)),
+                df=_satterthwaite(m, d, s2w[j], k, j),
+                theta=float(theta[j]),
+                team_variance=float(theta[j] * s2w[j]),
+                residual_variance=float(s2w[j]),
+                reml_criterion=float(d["f"][j]),
+                converged=bool(converged[j]),
+                message=messages[j],
+            )
+        )
     return out
 
 
@@ -621,8 +651,16 @@ class TwoLevelImputer:
     (shape (M, N), one independent draw for each row).
     """
 
-    def __init__(self, F, groups, miss, prior_scale: float = PRIOR_SCALE, keep=(), draw_theta: bool = True,
-                 layout: _Layout | None = None):
+    def __init__(
+        self,
+        F,
+        groups,
+        miss,
+        prior_scale: float = PRIOR_SCALE,
+        keep=(),
+        draw_theta: bool = True,
+        layout: _Layout | None = None,
+    ):
         codes, G = _codes(groups)
         self.codes, self.miss = codes, np.asarray(miss, bool)
         self.lay = layout if layout is not None else _Layout(F, codes, G, keep=keep)
@@ -633,6 +671,7 @@ class TwoLevelImputer:
         self.prior_scale = float(prior_scale)
         self.draw_theta = bool(draw_theta)
         self._region: np.ndarray | None = None
+        self._bulk: np.ndarray | None = None
         self.last: dict = {}
 
     def log_prior(self, tau: np.ndarray) -> np.ndarray:
@@ -644,48 +683,67 @@ class TwoLevelImputer:
         """Log marginal posterior density of ``tau`` (M, T), up to a constant, at the current data."""
         return -0.5 * self.model.crit_many(tau * tau) + self.log_prior(tau)
 
-    def _coarse_region(self) -> np.ndarray:
-        lp = self.log_posterior_tau(np.broadcast_to(_TAU_COARSE, (self.model.M, _TAU_COARSE.size)))
-        ok = np.isfinite(lp)
-        if not ok.any(axis=1).all():
+    @staticmethod
+    def _spans(x: np.ndarray, lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """From sorted grids ``x`` (M, T) and log densities: the region where ``lp`` is within ``_LOG_CUT``
+        of its maximum and the bulk where it is within 3, each widened by one grid point on both sides."""
+        top = lp.max(axis=1, keepdims=True)
+        rows = np.arange(x.shape[0])[:, None]
+        out = []
+        for cut in (_LOG_CUT, 3.0):
+            keep = lp > top - cut
+            first = np.argmax(keep, axis=1)
+            last = keep.shape[1] - 1 - np.argmax(keep[:, ::-1], axis=1)
+            idx = np.column_stack([np.maximum(first - 1, 0), np.minimum(last + 1, keep.shape[1] - 1)])
+            out.append(x[rows, idx])
+        return out[0], out[1]
+
+    def _coarse_spans(self) -> tuple[np.ndarray, np.ndarray]:
+        x = np.broadcast_to(_TAU_COARSE, (self.model.M, _TAU_COARSE.size))
+        lp = self.log_posterior_tau(x)
+        if not np.isfinite(lp).any(axis=1).all():
             raise ValueError("posterior of the team variance is not finite anywhere on the grid")
-        keep = ok & (lp > np.max(np.where(ok, lp, -np.inf), axis=1, keepdims=True) - _LOG_CUT)
-        first = np.argmax(keep, axis=1)
-        last = keep.shape[1] - 1 - np.argmax(keep[:, ::-1], axis=1)
-        return np.column_stack([_TAU_COARSE[np.maximum(first - 1, 0)],
-                                _TAU_COARSE[np.minimum(last + 1, _TAU_COARSE.size - 1)]])
+        return self._spans(x, np.where(np.isfinite(lp), lp, -np.inf))
 
     def draw_tau(self, rng) -> np.ndarray:
         """One draw of ``tau`` per batch member from its marginal posterior, by the grid method.
 
-        The grid is uniform over a region at whose ends the log density is more
-        than ``_LOG_OPEN`` (built with ``_LOG_CUT``) below its maximum (the mass
-        left out is below ``exp(-_LOG_OPEN)`` for a log-concave density), and fine enough to hold at least
-        ``_TAU_BULK`` points within 3 log units of the maximum. The region is
-        found on a coarse log grid, then kept for the next draw of the same
+        The grid is the union of two uniform grids of ``_TAU_FINE`` points: one
+        over a region at whose ends the log density is more than ``_LOG_OPEN``
+        below its maximum (built with ``_LOG_CUT``; the mass left out is
+        negligible), one over the bulk (log density within 3 of its maximum),
+        so that heavy-tailed posteriors (few teams) are resolved where the mass
+        is; at least ``_TAU_BULK`` points must fall in the bulk. Region and bulk
+        are found on a coarse log grid, then kept for the next draw of the same
         imputer (the posterior moves little between cycles) and re-found,
-        widened or narrowed whenever it no longer meets those two conditions.
+        widened or moved whenever they no longer meet those conditions.
         """
         M = self.model.M
         fresh = self._region is None or self._region.shape[0] != M
-        region = self._coarse_region() if fresh else self._region.copy()
+        region, bulk = self._coarse_spans() if fresh else (self._region.copy(), self._bulk.copy())
         refound = np.full(M, fresh)
         done = np.zeros(M, bool)
         u01 = np.linspace(0.0, 1.0, _TAU_FINE)
-        xs, lps = np.empty((M, _TAU_FINE)), np.empty((M, _TAU_FINE))
-        for _ in range(16):
-            x = region[:, :1] + (region[:, 1:] - region[:, :1]) * u01
+        xs, lps = np.empty((M, 2 * _TAU_FINE)), np.empty((M, 2 * _TAU_FINE))
+        for _ in range(8):
+            x = np.sort(
+                np.concatenate(
+                    [
+                        region[:, :1] + (region[:, 1:] - region[:, :1]) * u01,
+                        bulk[:, :1] + (bulk[:, 1:] - bulk[:, :1]) * u01,
+                    ],
+                    axis=1,
+                ),
+                axis=1,
+            )
             lp = self.log_posterior_tau(x)
             lp = np.where(np.isfinite(lp), lp, -np.inf)
             top = lp.max(axis=1, keepdims=True)
-            keep = lp > top - _LOG_CUT
-            first = np.argmax(keep, axis=1)
-            last = _TAU_FINE - 1 - np.argmax(keep[:, ::-1], axis=1)
             edge = lp[:, [0, -1]] > top - _LOG_OPEN  # (a margin below _LOG_CUT keeps the region for longer)
             open_lo = edge[:, 0] & (region[:, 0] > 0)
             open_hi = edge[:, 1] & (region[:, 1] < _TAU_COARSE[-1])
-            bulk = np.sum(lp > top - 3.0, axis=1) >= _TAU_BULK
-            ok = ~done & ~open_lo & ~open_hi & bulk
+            enough = np.sum(lp > top - 3.0, axis=1) >= _TAU_BULK
+            ok = ~done & ~open_lo & ~open_hi & enough
             xs[ok], lps[ok] = x[ok], lp[ok]
             done |= ok
             if done.all():
@@ -693,17 +751,18 @@ class TwoLevelImputer:
             # mass beyond the region: re-find it on the coarse grid, or widen a region already re-found
             out = ~done & (open_lo | open_hi)
             if (out & ~refound).any():
-                region[out & ~refound] = self._coarse_region()[out & ~refound]
+                cr, cb = self._coarse_spans()
+                sel = out & ~refound
+                region[sel], bulk[sel] = cr[sel], cb[sel]
             wid = out & refound
             region[wid & open_lo, 0] /= 4.0
             region[wid & open_hi, 1] = np.minimum(4.0 * region[wid & open_hi, 1], _TAU_COARSE[-1])
             refound |= out
-            # too coarse: zoom in on the points that carry the mass
-            zoom = ~done & ~out
-            region[zoom, 0] = x[zoom, np.maximum(first[zoom] - 1, 0)]
-            region[zoom, 1] = x[zoom, np.minimum(last[zoom] + 1, _TAU_FINE - 1)]
+            # too few points in the bulk: move the bulk grid to where the bulk now is
+            move = ~done & ~out
+            bulk[move] = self._spans(x, lp)[1][move]
         xs[~done], lps[~done] = x[~done], lp[~done]
-        self._region = region
+        self._region, self._bulk = region, self._spans(xs, lps)[1]
         return _sample_grid(xs, lps, rng.random(M))
 
     def draw(self, y: np.ndarray, z: np.ndarray, rng) -> np.ndarray:
@@ -739,8 +798,12 @@ class TwoLevelImputer:
 
         # Q by the residual route at the GLS solution (no cancellation); s2_W | theta
         res = team_resid(bR_hat, bD_hat)
-        Q = (m.Wyy - 2.0 * np.sum(bR_hat * m.WRy, 1) + np.einsum("mr,mrs,ms->m", bR_hat, m.WRR, bR_hat)
-             + np.sum(res * res / (n * den), 1))
+        Q = (
+            m.Wyy
+            - 2.0 * np.sum(bR_hat * m.WRy, 1)
+            + np.einsum("mr,mrs,ms->m", bR_hat, m.WRR, bR_hat)
+            + np.sum(res * res / (n * den), 1)
+        )
         s2w = Q / rng.chisquare(m.N - m.p, M)
         # b_R ~ N(bhat_R, s2w S^-1); b_D | b_R ~ N((c_D - B b_R) / dD, s2w / dD)
         Ls = np.linalg.cholesky(S)
@@ -750,8 +813,9 @@ class TwoLevelImputer:
         # team effects given b; teams without observed rows from N(0, theta s2_W)
         res = team_resid(bR, bD)
         u = np.sqrt(theta * s2w)[:, None] * rng.standard_normal((M, self.lay.G))
-        u[:, m.teams] = theta[:, None] * res / den + np.sqrt(s2w[:, None] * theta[:, None] / den) \
-            * rng.standard_normal((M, m.Gm))
+        u[:, m.teams] = theta[:, None] * res / den + np.sqrt(s2w[:, None] * theta[:, None] / den) * rng.standard_normal(
+            (M, m.Gm)
+        )
         out = Y.copy()
         mr = self.mrows
         cm = self.codes[mr]
@@ -766,8 +830,18 @@ class TwoLevelImputer:
 # ---------------------------------------------------------------------------
 
 
-def mi_arm_effect(y_followup, y_baseline, F, groups, arm_col: int = 1, n_imputations: int = 20,
-                  n_cycles: int = 5, rng=None, prior_scale: float = PRIOR_SCALE, draw_theta: bool = True) -> dict:
+def mi_arm_effect(
+    y_followup,
+    y_baseline,
+    F,
+    groups,
+    arm_col: int = 1,
+    n_imputations: int = 20,
+    n_cycles: int = 5,
+    rng=None,
+    prior_scale: float = PRIOR_SCALE,
+    draw_theta: bool = True,
+) -> dict:
     """Arm effect with missing follow-up and baseline scores multiply imputed (module docstring).
 
     Parameters
@@ -813,8 +887,11 @@ def mi_arm_effect(y_followup, y_baseline, F, groups, arm_col: int = 1, n_imputat
     miss_f, miss_b = np.isnan(yf0), np.isnan(yb0)
     if (~miss_f).sum() < 2 or (~miss_b).sum() < 2:
         raise ValueError("too few observed scores to impute")
-    imputers = {key: TwoLevelImputer(F, codes, miss, prior_scale=prior_scale, draw_theta=draw_theta, layout=lay)
-                for key, miss in (("followup", miss_f), ("baseline", miss_b)) if miss.any()}
+    imputers = {
+        key: TwoLevelImputer(F, codes, miss, prior_scale=prior_scale, draw_theta=draw_theta, layout=lay)
+        for key, miss in (("followup", miss_f), ("baseline", miss_b))
+        if miss.any()
+    }
     cycles = n_cycles if len(imputers) == 2 else 1
     draws = {key: np.full((M, cycles if key in imputers else 0), np.nan) for key in ("followup", "baseline")}
     Yf, Yb = np.tile(yf0, (M, 1)), np.tile(yb0, (M, 1))
@@ -835,8 +912,16 @@ def mi_arm_effect(y_followup, y_baseline, F, groups, arm_col: int = 1, n_imputat
     dfs = np.array([f["df"] for f in fits])
     df_com = float(np.mean(dfs))
     out = {key: float(v) for key, v in rubin(est, var, df_com).items()}
-    out.update(n_imputations=M, n_missing_followup=int(miss_f.sum()), n_missing_baseline=int(miss_b.sum()),
-               df_complete=df_com, estimates=est, variances=var, dfs=dfs,
-               theta_analysis=np.array([f["theta"] for f in fits]), theta_followup=draws["followup"],
-               theta_baseline=draws["baseline"])
+    out.update(
+        n_imputations=M,
+        n_missing_followup=int(miss_f.sum()),
+        n_missing_baseline=int(miss_b.sum()),
+        df_complete=df_com,
+        estimates=est,
+        variances=var,
+        dfs=dfs,
+        theta_analysis=np.array([f["theta"] for f in fits]),
+        theta_followup=draws["followup"],
+        theta_baseline=draws["baseline"],
+    )
     return out
