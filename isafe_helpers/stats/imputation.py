@@ -1,7 +1,7 @@
 """Multiple imputation of a two-wave cluster randomised trial, on arrays.
 
 Arrays in, results out: no trial-data frames here (the frame-level wrapper is
-:func:`isafe_helpers.impact_robust.multiple_imputation`).
+``multiple_imputation`` of the impact strand).
 
 What it does
 ------------
@@ -31,13 +31,13 @@ relative team standard deviation ``tau = s_B / s_W = sqrt(theta)``:
    ``s2_W`` (Jeffreys) out of the likelihood leaves exactly the restricted
    (REML) likelihood of ``theta`` (Harville 1974, *Biometrika* 61:383-385):
    ``p(theta | y) ∝ p(theta) exp(-f(theta) / 2)`` with ``f`` the profiled
-   REML criterion of :mod:`isafe_helpers.mixed`. This 1-D density is
-   evaluated on a grid in ``tau`` (a coarse log grid to find where the mass
-   is, then a fine uniform grid over that region) and sampled by inverting
-   its piecewise-linear CDF, the grid method of Gelman et al. (2013, *Bayesian
-   Data Analysis*, 3rd ed., section 5.4) for the hierarchical normal model.
-   The REML *estimate* of ``theta`` may be 0, the posterior never is a point
-   mass there: drawn values are positive with probability one.
+   REML criterion of ``fit_random_intercept``. This 1-D density is evaluated
+   on a grid in ``tau`` (a coarse log grid finds where the mass is; then a
+   uniform grid over that region joined with a uniform grid over its bulk)
+   and sampled by inverting its piecewise-linear CDF: the grid method of
+   Gelman et al. (2013, *Bayesian Data Analysis*, 3rd ed., section 5.4) for
+   the hierarchical normal model. The REML *estimate* of ``theta`` may be 0;
+   the posterior is never a point mass there, and drawn values are positive.
 2. ``s2_W | theta, y ~ Q(theta) / chi2(n - p)`` (``Q`` the generalised
    residual sum of squares).
 3. ``b | theta, s2_W, y ~ N(b_GLS(theta), s2_W (X'V0^-1 X)^-1)``.
@@ -64,9 +64,9 @@ plausible values). It is unit-free (``tau`` is a ratio of standard
 deviations), has its largest density at 0 (it does not push the team
 variance away from 0, unlike an inverse-gamma), and with scale 0.5 its
 median ICC is 0.2 and it still gives ICC > 0.5 a prior probability of 0.30:
-above the team ICCs of staff surveys (rarely over 0.15), so it restrains only
-implausible values, which matters only when the teams are few (single-LA
-analyses). It also keeps the posterior proper however few the teams (a flat
+above the team ICCs usually seen in staff and organisational-climate surveys
+(mostly below 0.2), so it restrains only implausible values, which matters
+only when the teams are few (single-LA analyses). It also keeps the posterior proper however few the teams (a flat
 prior on ``tau`` needs more teams than team-level columns plus one;
 ``prior_scale=np.inf`` gives it).
 
@@ -75,15 +75,22 @@ Per-team sufficient statistics
 Every column of ``F`` is constant within a team. The model's cross products
 are a within-team part (only the row-level columns ``z`` and ``y`` have one)
 plus team sums weighted by ``a_j = 1 / (n_j (1 + theta n_j))``, as in
-:mod:`isafe_helpers.mixed`. In addition the columns of ``F`` that are 0/1
+``fit_random_intercept``. In addition the columns of ``F`` that are 0/1
 indicators with disjoint supports (the LA dummies) are *absorbed*: their
 block of ``X'V0^-1X`` is diagonal, so ``log|X'V0^-1X|``, the GLS solution and
 the derivatives the Satterthwaite df need follow from a Schur complement onto
 the few remaining columns (intercept, arm, ``z``) in ``O(G r^2)`` per value of
 ``theta`` (``G`` teams, ``r`` remaining columns) instead of ``O(p^3)`` with
-``p`` ~ 150 at national scale. The REML fit is the exact criterion of
-:func:`isafe_helpers.mixed.fit_random_intercept` (same parameters, same
-optimum, same Satterthwaite df; tested to agree).
+``p`` ~ 150 at national scale; team weights depend on a team only through its
+size, so the per-LA sums are pooled by team size. The REML fit is the exact
+criterion of ``fit_random_intercept`` (same parameters, same optimum, same
+Satterthwaite df; tested to agree: estimate and SE to 1e-8, df to 1e-6).
+
+The imputations are independent chains, run side by side: every array
+carries a leading imputation axis, so one chained-equation step is one set
+of array operations for all imputations. At national scale (150 LAs, 1,500
+teams, 15,040 staff) the five scales take about 2.5 s together, against
+about 25 s for the previous implementation on the same machine.
 """
 
 from __future__ import annotations
@@ -475,7 +482,7 @@ class _Model:
 def _optimise(m: _Model) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Minimise the profiled REML criterion over theta >= 0 for every batch member.
 
-    As :mod:`isafe_helpers.mixed`: a grid over log theta (plus 0) brackets the
+    As the mixed-model module (``fit_random_intercept``): a grid over log theta (plus 0) brackets the
     optimum; ``theta = 0`` when the criterion's one-sided derivative there is
     non-negative or 0 is at least as good (lme4's rule); otherwise a
     safeguarded Newton iteration on ``f'(theta) = 0`` (analytic derivatives)
@@ -587,7 +594,7 @@ def fit_team_model(y, F, Z, groups, coef: int = 1) -> dict:
     """REML fit of ``y = [F, Z] b + u_team + e`` for one coefficient, from per-team sums.
 
     The same model, criterion and Satterthwaite df as
-    :func:`isafe_helpers.mixed.fit_random_intercept` with design
+    ``fit_random_intercept`` of the mixed-model module with design
     ``np.column_stack([F, Z])``, but ``F``'s columns must be constant within
     team, and 0/1 columns of ``F`` with disjoint supports (LA dummies) are
     absorbed (module docstring), so the cost does not grow with their number.
@@ -624,8 +631,8 @@ def _sample_grid(x: np.ndarray, logd: np.ndarray, u: np.ndarray) -> np.ndarray:
     rows = np.arange(x.shape[0])
     rem = target - cdf[rows, i]
     d0, d1, hi = d[rows, i], d[rows, i + 1], h[rows, i]
-    slope = (d1 - d0) / hi
     with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (d1 - d0) / hi
         lin = np.where(d0 > 0, rem / d0, 0.0)
         quad = (-d0 + np.sqrt(np.maximum(d0 * d0 + 2.0 * slope * rem, 0.0))) / slope  # d0 s + slope s^2/2 = rem
     s = np.where(np.abs(slope) * hi < 1e-10 * np.maximum(d0, d1), lin, quad)
@@ -847,8 +854,8 @@ def mi_arm_effect(
     Parameters
     ----------
     y_followup, y_baseline : (N,) scores, NaN where missing.
-    F : (N, p) team-level fixed columns: intercept, arm, LA dummies (as
-        ``impact_robust.design(df, covariates=())``).
+    F : (N, p) team-level fixed columns: intercept, arm, LA dummies (as the
+        impact strand's ``design(df, covariates=())`` builds them).
     groups : (N,) team labels (any values, e.g. team ids or codes).
     arm_col : column of ``F`` holding the arm (0/1).
     n_imputations, n_cycles : imputations and chained-equation cycles (one cycle
@@ -879,7 +886,7 @@ def mi_arm_effect(
     F = np.asarray(F, float)
     N, M = yf0.size, int(n_imputations)
     if yb0.size != N or codes.size != N or F.shape[0] != N:
-        raise ValueError("y_followup, y_baseline, F and codes need one row per participant")
+        raise ValueError("y_followup, y_baseline, F and groups need one row per participant")
     if M < 2:
         raise ValueError("need at least two imputations")
     lay = _Layout(F, codes, G, keep=(arm_col,))
