@@ -19,6 +19,7 @@ from isafe_helpers import impact
 from isafe_helpers.data.loading import load_root
 from isafe_helpers.impact import sensitivity as R
 from isafe_helpers.stats import randomisation
+from isafe_helpers.stats.imputation import rubin
 from isafe_helpers.stats.mixed import fit_random_intercept
 
 
@@ -158,7 +159,7 @@ def test_rubin_rules_by_hand():
     nu_com = 30.0
     nu_obs = (nu_com + 1) / (nu_com + 3) * nu_com * (1 - lam)
     nu = 1 / (lam**2 / (m - 1) + 1 / nu_obs)
-    r = R.rubin(q, u, nu_com)
+    r = rubin(q, u, nu_com)
     assert r["estimate"] == pytest.approx(1.025)
     assert r["se"] == pytest.approx(math.sqrt(T))
     assert r["df"] == pytest.approx(nu)

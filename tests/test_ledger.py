@@ -54,21 +54,42 @@ def dose_table(la: str, none: int, one: int, both: int) -> Table:
     tp = key([la], "staff", arm="treatment")
     ks = {d: key([la], "staff", arm="treatment", dose=d) for d in ("none", "one", "both")}
     t = pd.DataFrame({"group": ["all"], "all": [none + one + both], "none": [none], "one": [one], "both": [both]})
-    return Table(t, [Col("group", "Group", "text"), *(Col(c, c, "people") for c in ("all", "none", "one", "both"))],
-                 "Dose", keys={"all": [tp], **{d: [ks[d]] for d in ks}},
-                 relations=[(tp, tuple(ks.values()), "breakdown")])
+    return Table(
+        t,
+        [Col("group", "Group", "text"), *(Col(c, c, "people") for c in ("all", "none", "one", "both"))],
+        "Dose",
+        keys={"all": [tp], **{d: [ks[d]] for d in ks}},
+        relations=[(tp, tuple(ks.values()), "breakdown")],
+    )
 
 
 def cost_table(la: str, reached: int, treatment: int) -> Table:
     """An LA's cost denominators: reached (one or both sessions) and all intervention staff."""
     ks = [key([la], "staff", arm="treatment", reached="yes"), key([la], "staff", arm="treatment")]
-    t = pd.DataFrame({"unit": ["per participant reached", "per intervention participant"],
-                      "denominator": [reached, treatment], "cost": [10000 / reached, 10000 / treatment]})
-    return Table(t, [Col("unit", "Unit", "text"), Col("denominator", "Denominator", "people"),
-                     Col("cost", "Cost", "gbp", 0, base="denominator", reveals="denominator")], "Unit costs",
-                 keys={"denominator": ks},
-                 relations=[(ks[0], (key([la], "staff", arm="treatment", dose="one"),
-                                     key([la], "staff", arm="treatment", dose="both")), "sum")])
+    t = pd.DataFrame(
+        {
+            "unit": ["per participant reached", "per intervention participant"],
+            "denominator": [reached, treatment],
+            "cost": [10000 / reached, 10000 / treatment],
+        }
+    )
+    return Table(
+        t,
+        [
+            Col("unit", "Unit", "text"),
+            Col("denominator", "Denominator", "people"),
+            Col("cost", "Cost", "gbp", 0, base="denominator", reveals="denominator"),
+        ],
+        "Unit costs",
+        keys={"denominator": ks},
+        relations=[
+            (
+                ks[0],
+                (key([la], "staff", arm="treatment", dose="one"), key([la], "staff", arm="treatment", dose="both")),
+                "sum",
+            )
+        ],
+    )
 
 
 def test_the_la06_subtraction_across_two_pages_is_closed():
@@ -105,17 +126,36 @@ def test_a_pooled_count_is_the_sum_of_its_las_and_cannot_give_one_back():
 def test_a_zero_is_published_unless_it_puts_a_whole_group_in_one_category():
     ledger = Ledger(LIMIT)
     total = key(["LA01"], "staff", role="manager")
-    parts = (key(["LA01"], "staff", role="manager", reached="yes"), key(["LA01"], "staff", role="manager", reached="no"))
+    parts = (
+        key(["LA01"], "staff", role="manager", reached="yes"),
+        key(["LA01"], "staff", role="manager", reached="no"),
+    )
     t = pd.DataFrame({"total": [12], "yes": [12], "no": [0]})
     cols = [Col(c, c, "people") for c in ("total", "yes", "no")]
-    ledger.register(Table(t, cols, "x", keys={"total": [total], "yes": [parts[0]], "no": [parts[1]]},
-                          relations=[(total, parts, "breakdown")]), "p")
+    ledger.register(
+        Table(
+            t,
+            cols,
+            "x",
+            keys={"total": [total], "yes": [parts[0]], "no": [parts[1]]},
+            relations=[(total, parts, "breakdown")],
+        ),
+        "p",
+    )
     plan = ledger.solve()
     assert set(parts) <= plan.suppressed and total not in plan.suppressed
     ok = Ledger(LIMIT)
     t2 = pd.DataFrame({"total": [30], "yes": [30 - 0], "no": [0]})
-    ok.register(Table(t2, cols, "x", keys={"total": [total], "yes": [parts[0]], "no": [parts[1]]},
-                      relations=[(total, parts, "sum")]), "p")
+    ok.register(
+        Table(
+            t2,
+            cols,
+            "x",
+            keys={"total": [total], "yes": [parts[0]], "no": [parts[1]]},
+            relations=[(total, parts, "sum")],
+        ),
+        "p",
+    )
     assert ok.solve().suppressed == set()  # a plain sum (not a breakdown of people by a characteristic)
 
 
@@ -123,9 +163,17 @@ def test_exempt_flow_counts_are_never_suppressed():
     ledger = Ledger(LIMIT)
     a, an, lost = (key(["LA01"], "flow", s) for s in ("allocated", "analysed", "lost"))
     t = pd.DataFrame({"allocated": [60], "analysed": [57], "lost": [3]})
-    ledger.register(Table(t, [Col(c, c, "people") for c in t.columns], "flow",
-                          keys={"allocated": [a], "analysed": [an], "lost": [lost]},
-                          relations=[(a, (an, lost), "sum")], exempt={a, an, lost}), "impact")
+    ledger.register(
+        Table(
+            t,
+            [Col(c, c, "people") for c in t.columns],
+            "flow",
+            keys={"allocated": [a], "analysed": [an], "lost": [lost]},
+            relations=[(a, (an, lost), "sum")],
+            exempt={a, an, lost},
+        ),
+        "impact",
+    )
     assert ledger.solve().suppressed == set()
 
 

@@ -30,7 +30,7 @@ PAYLOADS = [
     "{raw}`<b onmouseover=alert(5)>x</b>`",
     "```{raw} html <script>alert(6)</script> ```",
     "{{ s_threshold }} `code` $x$ **bold**",
-    "=HYPERLINK(\"http://x\",\"y\")",
+    '=HYPERLINK("http://x","y")',
 ]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -46,9 +46,13 @@ def laced(tmp_path_factory):
     assert cli("synth", "--out", root, "--las", 2, "--teams-per-la", 2, "--staff-per-team", 6).returncode == 0
     themes = [f"theme {p}" for p in PAYLOADS]
     inst = {"themes": themes, "scales": {}}
-    for name, prefix, k, rev in (("confidence", "conf", 6, []), ("competence", "comp", 6, ["comp_6"]),
-                                 ("org_practice", "org", 5, ["org_5"]), ("strategy_effectiveness", "eff", 5, []),
-                                 ("strategy_frequency", "freq", 5, [])):
+    for name, prefix, k, rev in (
+        ("confidence", "conf", 6, []),
+        ("competence", "comp", 6, ["comp_6"]),
+        ("org_practice", "org", 5, ["org_5"]),
+        ("strategy_effectiveness", "eff", 5, []),
+        ("strategy_frequency", "freq", 5, []),
+    ):
         inst["scales"][name] = {"items": [f"{prefix}_{i}" for i in range(1, k + 1)], "reverse": rev}
     inst["scales"][PAYLOADS[0]] = inst["scales"].pop("strategy_frequency")
     (root / "instrument.yml").write_text(yaml.safe_dump(inst), encoding="utf-8")
@@ -73,8 +77,11 @@ def test_no_payload_appears_raw_in_any_html_file(laced):
     bad = []
     for page in sorted(laced["html"].rglob("*.html")):
         text = page.read_text(encoding="utf-8", errors="replace")
-        bad += [(page.name, p) for p in ("<img src=x onerror", "<script>alert", "<svg onload", "javascript:alert",
-                                         "<b onmouseover") if p in text]
+        bad += [
+            (page.name, p)
+            for p in ("<img src=x onerror", "<script>alert", "<svg onload", "javascript:alert", "<b onmouseover")
+            if p in text
+        ]
     assert bad == []
 
 

@@ -32,7 +32,7 @@ from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
 from isafe_helpers.results.table import Col, Table
 from isafe_helpers.stats.cluster_robust import cr2
-from isafe_helpers.stats.imputation import _TwoLevelImputer, rubin
+from isafe_helpers.stats.imputation import mi_arm_effect
 from isafe_helpers.stats.inference import interval
 from isafe_helpers.stats.mixed import fit_random_intercept
 from isafe_helpers.stats.randomisation import allocations, randomisation_test
@@ -87,56 +87,41 @@ def multiple_imputation(
     """Arm effect on ``outcome`` with missing scores multiply imputed (chained equations).
 
     Every randomised participant is included (intention to treat). Missing
-    follow-up and baseline scores are imputed in turn (``n_cycles`` cycles,
-    starting from random draws of the observed values), each from a two-level
-    normal model (:class:`_TwoLevelImputer`) on the other wave's score, arm and
-    LA dummies with a random intercept for team (residual variance drawn from
-    its scaled inverse chi-square, coefficients from their normal
-    approximation, each team's intercept from its conditional distribution
-    given the team's observed rows, the variance ratio held at its REML value). The primary model is then
-    fitted to each completed data set and the results pooled by Rubin's rules
-    (:func:`rubin`), with the complete-data df the mean Satterthwaite df.
+    follow-up and baseline scores are imputed in turn by
+    :func:`isafe_helpers.stats.imputation.mi_arm_effect`: each wave from a
+    two-level normal model on the other wave's score, arm and LA dummies with
+    a random intercept for team whose variance components are drawn in every
+    imputation (the team-to-residual variance ratio from its REML-based
+    posterior with a half-Cauchy prior on the ratio of standard deviations),
+    never held fixed. The primary model is fitted to each completed data set
+    and the results pooled by Rubin's rules with Barnard-Rubin degrees of
+    freedom (complete-data df: the mean Satterthwaite df of the fits).
     """
     df = mi_frame(data, outcome)
-    codes, uniq = pd.factorize(df["team_id"])
-    G = len(uniq)
-    res = MIResult(outcome, len(df), G, n_imputations=n_imputations)
+    res = MIResult(outcome, len(df), df["team_id"].nunique(), n_imputations=n_imputations)
     miss_f, miss_b = df["followup"].isna().to_numpy(), df["baseline"].isna().to_numpy()
     res.n_missing_followup, res.n_missing_baseline = int(miss_f.sum()), int(miss_b.sum())
     if not estimable(df) or (~miss_f).sum() < 10:
         res.note = NOT_ESTIMABLE
         return res
-    Xbase, _ = design(df, covariates=())  # intercept, arm, LA dummies
+    F, _ = design(df, covariates=())  # intercept, arm, LA dummies
     rng = np.random.default_rng(np.random.SeedSequence([seed, sum(map(ord, outcome))]))
-    yf0, yb0 = df["followup"].to_numpy(float), df["baseline"].to_numpy(float)
-    both = ~miss_f & ~miss_b
-    ests, vars_, dfs = [], [], []
     try:
-        imputers = {}
-        for key, miss, y0, z0 in (("f", miss_f, yf0, yb0), ("b", miss_b, yb0, yf0)):
-            if miss.any():
-                fit = fit_random_intercept(y0[both], np.column_stack([Xbase[both], z0[both]]), codes[both])
-                imputers[key] = _TwoLevelImputer(Xbase, codes, G, miss, fit.team_variance / fit.residual_variance)
-        for _ in range(n_imputations):
-            yf, yb = yf0.copy(), yb0.copy()
-            yf[miss_f] = rng.choice(yf0[~miss_f], miss_f.sum())
-            yb[miss_b] = rng.choice(yb0[~miss_b], miss_b.sum())
-            for _c in range(n_cycles if len(imputers) == 2 else 1):
-                if "f" in imputers:
-                    yf = imputers["f"].draw(yf, yb, rng)
-                if "b" in imputers:
-                    yb = imputers["b"].draw(yb, yf, rng)
-            X = np.column_stack([Xbase[:, :2], yb, Xbase[:, 2:]])
-            fit = fit_random_intercept(yf, X, codes)
-            ests.append(fit.beta[1])
-            vars_.append(fit.cov_beta[1, 1])
-            dfs.append(fit.df[1])
+        out = mi_arm_effect(
+            df["followup"].to_numpy(float),
+            df["baseline"].to_numpy(float),
+            F,
+            df["team_id"].to_numpy(),
+            arm_col=1,
+            n_imputations=n_imputations,
+            n_cycles=n_cycles,
+            rng=rng,
+        )
     except (ValueError, np.linalg.LinAlgError) as exc:
         res.note = f"not estimable: {exc}"
         return res
-    pooled = rubin(ests, vars_, float(np.mean(dfs)))
-    for k, v in pooled.items():
-        setattr(res, k, float(v))
+    for k in ("estimate", "se", "df", "ci_low", "ci_high", "p_value", "fmi"):
+        setattr(res, k, float(out[k]))
     return res
 
 
