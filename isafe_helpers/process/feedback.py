@@ -35,6 +35,7 @@ from isafe_helpers.data.frames import attendees
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.process.result import Layout, ProcessResult
 from isafe_helpers.process.shares import Share, share
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.table import Col
 
@@ -190,6 +191,10 @@ def satisfaction(data: TrialData) -> ProcessResult:
         for la in data.las:
             people.append({"la": la, **_record(ALL_PEOPLE, "person", _people_share(fb[fb["la"] == la]))})
     people.append({"la": "all", **_record(ALL_PEOPLE, "person", s_people)})
+    people = pd.DataFrame(people)
+    tags = [list(data.las) if la == "all" else [la] for la in people["la"]]
+    people["_key_respondents"] = [K.respondents(t, "all", answer="any") for t in tags]
+    people["_key_satisfied"] = [K.respondents(t, "all", answer="every rating 4 or 5") for t in tags]
     return ProcessResult(
         "satisfaction",
         pd.DataFrame(recs),
@@ -197,7 +202,7 @@ def satisfaction(data: TrialData) -> ProcessResult:
         SATISFACTION_COLUMNS,
         "Satisfaction with each component (per person) and with all components (per response)",
         notes=list(SATISFACTION_NOTES),
-        frames={"distribution": pd.DataFrame(dist), "people": pd.DataFrame(people)},
+        frames={"distribution": pd.DataFrame(dist), "people": people},
         layouts={
             "people": Layout(
                 PEOPLE_COLUMNS,

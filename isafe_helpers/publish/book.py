@@ -29,6 +29,7 @@ network.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from datetime import UTC, datetime
 from importlib import metadata
@@ -43,8 +44,10 @@ from isafe_helpers.publish import disclosure
 from isafe_helpers.publish import summary as S
 from isafe_helpers.publish.assemble import BookDisclosure, load_pages
 from isafe_helpers.publish.escape import html_text, md
+from isafe_helpers.publish.tables import number
 from isafe_helpers.resources import SOURCES
 from isafe_helpers.results import estimates as E
+from isafe_helpers.results.estimates import Lookup
 
 STRAND_TITLES = {"impact": "Impact", "process": "Implementation and process", "cost": "Cost"}
 
@@ -285,35 +288,83 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict
     nbformat.write(nb, dst)
 
 
-def la_index_markdown(la: str, pages: list[str], est: pd.DataFrame, failed: dict[str, str]) -> str:
-    """The generated index page of one LA's section: caveat, headline numbers, its pages."""
+def la_index_markdown(la: str, pages: list[str], headline: str) -> str:
+    """The generated index page of one LA's section: caveat, headline tables, its pages and downloads."""
     out = [
-        f"# Local authority {la}",
+        f"# Local authority {md(la)}",
         "",
         "```{caution}",
-        f"{la} is one local authority of the trial, with a handful of teams: its estimates are far less "
-        "precise than the pooled trial's and are descriptive only. The trial was powered for the pooled "
-        "analysis; read the pooled pages for the trial's findings.",
+        f"{md(la)} is one local authority of the trial, with a handful of teams: its estimates are far less "
+        "precise than the pooled trial's and describe this LA only; they carry no verdict. The trial was powered "
+        "for the pooled analysis: read the pooled pages for its findings.",
         "```",
         "",
     ]
     if not pages:
-        out += [f"No notebook was run for {la} in this build; see the status page.", ""]
+        out += [f"No notebook was run for {md(la)} in this build; see the status page.", ""]
         return "\n".join(out)
-    summ = S.pooled_summary(est, failed, scope=la)
     out += [
-        f"## Headline numbers for {la}",
+        "## Headline numbers",
         "",
-        "The same quantities as the executive summary, for this LA alone, under the same disclosure control.",
+        "The same quantities as the executive summary, for this LA alone, under the book's disclosure control.",
         "",
-        S.findings_markdown(summ),
+        headline,
         "## Pages",
         "",
         "```{tableofcontents}",
         "```",
         "",
+        f"{{download}}`The numbers this LA's pages publish <../downloads/{la}-published-numbers.csv>` (after "
+        "disclosure control).",
+        "",
     ]
     return "\n".join(out)
+
+
+def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
+    """The Local authorities page: the caveat and every LA with a link and its headline numbers."""
+    rows = []
+    for la in las:
+        try:
+            v = book.view(f"{la}/headline")
+        except KeyError:
+            rows.append(f"| {{doc}}`{md(la)} <las/{la}>` | not run | | |")
+            continue
+        prim = v[v["role"] == "Primary"]
+        n = prim[["n_treatment", "n_control"]].iloc[0] if len(prim) else None
+        eff = (
+            "[c]"
+            if not len(prim) or not math.isfinite(prim["effect"].iloc[0])
+            else f"{number(prim['effect'].iloc[0], 'number', 2)} ({number(prim['lo'].iloc[0], 'number', 2)} to "
+            f"{number(prim['hi'].iloc[0], 'number', 2)})"
+        )
+        staff = (
+            "[c]"
+            if n is None or not all(math.isfinite(x) for x in n)
+            else f"{number(n.iloc[0], 'people')}; {number(n.iloc[1], 'people')}"
+        )
+        teams = number(prim["teams"].iloc[0], "units") if len(prim) else ""
+        rows.append(f"| {{doc}}`{md(la)} <las/{la}>` | {teams} | {staff} | {eff} |")
+    return "\n".join(
+        [
+            "# Local authorities",
+            "",
+            "One section per local authority, each with its own impact, implementation and process, and cost pages, "
+            "made by the same notebooks as the pooled trial.",
+            "",
+            "```{warning}",
+            "**LA estimates are imprecise.** An LA holds only a handful of teams, so its estimates have wide intervals "
+            "and rest on few clusters; the trial was randomised within LA and powered for the pooled analysis only. An "
+            "LA's numbers describe that LA; they carry no verdict.",
+            "```",
+            "",
+            "| Local authority | Teams analysed | Staff analysed, primary outcome (intervention; control) | "
+            "Primary outcome, Hedges' g (95% CI) |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
 
 
 def expand_toc(toc: dict, la_sections: dict[str, list[str]]) -> dict:
@@ -348,26 +399,91 @@ def expand_toc(toc: dict, la_sections: dict[str, list[str]]) -> dict:
     return toc
 
 
-def _design_glue(est: pd.DataFrame, run: dict, limit: int) -> dict[str, str]:
-    """Numbers of the trial's design as run (for the summary and the protocol page)."""
-    glue = {"s_n_las": str(len(run.get("las", [])))}
-    for unit in ("teams", "participants"):
-        hit = est[
-            (est["analysis"] == "attrition") & (est["outcome"] == unit) & (est["quantity"] == "overall_attrition_pct")
-        ]
-        if hit.empty:
-            glue[f"s_n_{unit}"] = glue[f"s_attrition_{unit}"] = S.NOT_AVAILABLE
-            continue
-        row = hit.iloc[0]
-        glue[f"s_n_{unit}"] = disclosure.safe_count(row["n"], limit)
-        glue[f"s_attrition_{unit}"] = (
-            disclosure.SUPPRESSED if disclosure.is_small(row["n"], limit) else f"{float(row['estimate']):.0f}%"
-        )
+def _usable(est: pd.DataFrame, failed: dict) -> Lookup:
+    """A scope's rows, less those of strands whose notebook failed in the run (old rows are never shown)."""
+    return Lookup(est[~est["strand"].isin(list(failed))])
+
+
+def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
+    """Sentences on the trial's size, power and attrition, from the pooled rows (numbers of teams are not people)."""
+    primary, _ = S.primary_outcome(look)
+    las = len(run.get("las", []))
+    teams = look.value("impact", "attrition", f"{primary}:teams", "overall_attrition_pct", "n")
+    staff = look.value("impact", "attrition", f"{primary}:participants", "overall_attrition_pct", "n")
+    plan_teams = look.value("impact", "protocol", "design", "planned_teams")
+    plan_las = look.value("impact", "protocol", "design", "planned_las")
+    size = f"{number(teams, 'int')} teams in {las} local authorities" if math.isfinite(teams) else f"{las} LAs"
+    if math.isfinite(staff):
+        size += f", with {number(staff, 'people') if staff >= limit else '[c]'} staff at baseline,"
+    glue = {"s_size_sentence": md(f"{size} were randomised within LA to ISAFE or to business as usual.")}
+    if math.isfinite(plan_teams) and math.isfinite(plan_las):
+        glue["s_size_sentence"] += md(f" The protocol planned {plan_teams:.0f} teams in {plan_las:.0f} LAs.")
+    mdes = look.value("impact", "power", primary, "mdes")
+    plan = look.value("impact", "power", primary, "mdes_protocol_plan")
+    glue["s_mdes_sentence"] = md(
+        f"The analysed sample could detect an effect of {number(mdes, 'number', 2)} SD on the primary outcome with 80% "
+        f"power, against {number(plan, 'number', 2)} SD in the protocol's plan."
+        if math.isfinite(mdes) and math.isfinite(plan)
+        else "The minimum detectable effect size is not available in this build."
+    )
+    o = look.value("impact", "attrition", f"{primary}:participants", "overall_attrition_pct")
+    d = look.value("impact", "attrition", f"{primary}:participants", "differential_attrition_pct")
+    glue["s_attrition_sentence"] = md(
+        f"{number(o, 'pct', 0)}% of randomised staff are missing from the primary analysis, with a difference of "
+        f"{number(d, 'number', 1)} percentage points between the arms."
+        if math.isfinite(o)
+        else "Attrition is not available in this build."
+    )
+    py = look.value("cost", "unit_cost", "total", "price_year")
+    glue["s_price_year"] = f"{py:.0f}" if math.isfinite(py) else S.NOT_AVAILABLE
+    glue["s_threshold"] = str(limit)
+    glue["s_n_las"] = str(las)
+    glue["s_n_teams"] = number(teams, "int") if math.isfinite(teams) else S.NOT_AVAILABLE
+    glue["s_n_participants"] = (
+        (number(staff, "people") if staff >= limit else "[c]") if math.isfinite(staff) else S.NOT_AVAILABLE
+    )
     return glue
 
 
+def _summary_tables(book: BookDisclosure, results: Path, run: dict, failed: dict) -> dict:
+    """Register the summary's and each LA index page's tables in the book's ledger (before it is solved)."""
+    las = sorted(run["las"])
+    pooled_failed = {st: m for (sc, st), m in failed.items() if sc == C.TRIAL_SCOPE}
+    look = _usable(E.read_scope(results, C.TRIAL_SCOPE), pooled_failed)
+    book.add("summary/headline", S.headline_table(look, las, pooled=True))
+    book.add("summary/cost", S.cost_table(look, las))
+    book.add("summary/delivery", S.delivery_table(look, las))
+    book.add("summary/security", S.security_table(look, run))
+    looks = {C.TRIAL_SCOPE: look}
+    for la in las:
+        la_look = _usable(E.read_scope(results, la), {st: m for (sc, st), m in failed.items() if sc == la})
+        looks[la] = la_look
+        book.add(f"{la}/headline", S.headline_table(la_look, [la], pooled=False))
+        book.add(f"{la}/cost", S.cost_table(la_look, [la]))
+        book.add(f"{la}/delivery", S.delivery_table(la_look, [la]))
+    return looks
+
+
+def _headline_markdown(book: BookDisclosure, where: str, pooled: bool) -> str:
+    """The headline tables of the summary (``summary``) or an LA index page (``<LA>``), as HTML blocks."""
+    parts = [
+        book.render_table(f"{where}/headline", 1),
+        book.render_table(f"{where}/cost", 2),
+        book.render_table(f"{where}/delivery", 3),
+    ]
+    if pooled:
+        parts.append(book.render_table(f"{where}/security", 4))
+    return "\n\n".join(parts) + "\n"
+
+
 def stage(results: Path, stage_dir: Path) -> dict:
-    """Lay out the book's sources in ``stage_dir``; return the run record."""
+    """Lay out the book's sources in ``stage_dir``; return the run record.
+
+    Every page's recorded tables, figures and prose, and the summary's and LA
+    index pages' tables, go into one disclosure ledger, solved once
+    (:mod:`isafe_helpers.publish.assemble`); everything the book shows is
+    rendered under that plan.
+    """
     run = read_run(results)
     # the threshold the notebooks were run with, so pages and summary agree
     limit = int(run.get("disclosure_threshold") or disclosure.threshold())
@@ -382,13 +498,25 @@ def stage(results: Path, stage_dir: Path) -> dict:
     (stage_dir / "book" / "data_dictionary.md").write_text(data_dictionary_markdown(instrument), encoding="utf-8")
     (stage_dir / "book" / "status.md").write_text(status_markdown(run), encoding="utf-8")
 
-    # the executive summary: glued numbers, findings tables, headline chart
-    pooled = E.read_scope(results, C.TRIAL_SCOPE)
-    summ = S.pooled_summary(pooled, S.failed_strands(run), limit)
-    (stage_dir / "book" / "findings.md").write_text(S.findings_markdown(summ), encoding="utf-8")
-    (stage_dir / "book" / "figures").mkdir(exist_ok=True)
-    S.headline_figure(summ).savefig(stage_dir / "book" / "figures" / "headline.png", dpi=110)
-    glue = {**summ.glue, **_design_glue(pooled, run, limit)}
+    scopes = [C.TRIAL_SCOPE] + sorted(run["las"])
+    failed = {(t["scope"], t["strand"]): t.get("message", "") for t in run.get("tasks", []) if t["status"] == "failed"}
+    book = BookDisclosure(load_pages(results, scopes, list(C.STRANDS), set(failed)), limit)
+    looks = _summary_tables(book, results, run, failed)
+    book.solve()
+
+    # the executive summary: headline tables and sentences from their published views
+    look = looks[C.TRIAL_SCOPE]
+    (stage_dir / "book" / "headline.md").write_text(_headline_markdown(book, "summary", True), encoding="utf-8")
+    glue = {
+        **S.sentences(
+            book.view("summary/headline"), book.view("summary/cost"), book.view("summary/delivery"), look, limit
+        ),
+        **_design_glue(look, run, limit),
+    }
+    glue["s_security_sentence"] = md(
+        "The summary page's security table sets out the design, the power achieved against the plan, attrition, "
+        "baseline balance and the robustness checks of the primary outcome."
+    )
 
     config = yaml.safe_load((SOURCES / "_config.yml").read_text(encoding="utf-8"))
     if run.get("synthetic"):
@@ -400,10 +528,6 @@ def stage(results: Path, stage_dir: Path) -> dict:
     parse["myst_substitutions"] = glue
     (stage_dir / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
-    scopes = [C.TRIAL_SCOPE] + sorted(run["las"])
-    failed = {(t["scope"], t["strand"]): t.get("message", "") for t in run.get("tasks", []) if t["status"] == "failed"}
-    book = BookDisclosure(load_pages(results, scopes, list(C.STRANDS), set(failed)), limit)
-    book.solve()
     by_page = {(p.scope, p.strand): p for p in book.pages}
     downloads = stage_dir / "book" / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
@@ -435,11 +559,13 @@ def stage(results: Path, stage_dir: Path) -> dict:
             pages.sort()
         if scope != C.TRIAL_SCOPE:
             la_sections[scope] = pages
-            est = E.read_scope(results, scope)
-            la_failed = {st: m for (sc, st), m in failed.items() if sc == scope}
             la_dir = stage_dir / "book" / "las"
             la_dir.mkdir(exist_ok=True)
-            (la_dir / f"{scope}.md").write_text(la_index_markdown(scope, pages, est, la_failed), encoding="utf-8")
+            text = la_index_markdown(scope, pages, _headline_markdown(book, scope, False) if pages else "")
+            (la_dir / f"{scope}.md").write_text(text, encoding="utf-8")
+    (stage_dir / "book" / "local_authorities.md").write_text(
+        local_authorities_markdown(sorted(run["las"]), book), encoding="utf-8"
+    )
     toc = yaml.safe_load((SOURCES / "_toc.yml").read_text(encoding="utf-8"))
     (stage_dir / "_toc.yml").write_text(yaml.safe_dump(expand_toc(toc, la_sections), sort_keys=False), encoding="utf-8")
     return run

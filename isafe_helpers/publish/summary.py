@@ -1,412 +1,376 @@
-"""The executive summary: findings, glued numbers and the headline chart.
+"""The executive summary and each LA's index page: the headline tables and the sentences built on them.
 
-Everything here is read from the pooled trial's ``estimates.csv``, and only
-from the rows every run writes (data contract, *Rows every run writes*), so
-the summary never holds a typed number. :func:`pooled_summary` returns one
-:class:`Summary` whose tidy frame is the single source of the findings
-tables, the glued numbers in the summary's prose and the headline chart.
+Everything here is read from a scope's ``estimates.csv`` (through
+:class:`~isafe_helpers.results.estimates.Lookup`), so the summary never holds
+a typed number. The tables are registered in the book's disclosure ledger
+like every other table (:class:`~isafe_helpers.publish.assemble.BookDisclosure`)
+and every sentence is written from their published views, so the summary
+never states a number a table withholds.
 
-Disclosure control applies to glued numbers too: a statistic resting on
-fewer people than the threshold is shown as ``c``. A number whose strand
-failed, or whose row is missing, is shown as *not available* and the reason
-is given.
+- :func:`headline_table`: per outcome, primary or secondary, staff analysed
+  per arm and teams, the effect size with its 95% CI, p (and Holm-adjusted p
+  for secondary outcomes) and, on the pooled summary only, the finding read
+  from the same model (LA pages describe: no verdicts).
+- :func:`cost_table`: the rated unit cost and the Foundations cost rating.
+- :func:`security_table`: the criteria a commissioner checks for the
+  security of the finding (design, MDES achieved and planned, attrition,
+  baseline balance, robustness, threats). The book shows the criteria; it
+  does not award an evidence rating.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
-import matplotlib
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from isafe_helpers.data.contract import COMPONENTS, SCALES, STRANDS
-from isafe_helpers.publish import disclosure
+from isafe_helpers.data.contract import CASEFILE_OUTCOME, SCALES
+from isafe_helpers.publish.escape import md
+from isafe_helpers.publish.tables import estimate_ci, number
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import Lookup
-
-matplotlib.use("Agg")
-
-
-#: Reader-facing names of the outcomes, in report order.
-OUTCOME_LABELS = {
-    "confidence": "Confidence in engaging fathers",
-    "competence": "Competence in engaging fathers",
-    "org_practice": "Organisational practice on father engagement",
-    "strategy_effectiveness": "Perceived effectiveness of father-engagement strategies",
-    "strategy_frequency": "Frequency of use of father-engagement strategies",
-    "father_contact_recorded": "Fathers' contact details recorded in case files",
-}
-
+from isafe_helpers.results.labels import label
+from isafe_helpers.results.table import Col, Table
 
 NOT_AVAILABLE = "not available"
+ARMS = ("treatment", "control")
+#: Foundations' words for its cost ratings.
+RATING_LABELS = {1: "low cost", 2: "medium-low cost", 3: "medium cost", 4: "medium-high cost", 5: "high cost"}
+THREATS = (
+    "Outcomes are self-reported by staff who knew their arm (the trial was not blinded); the case-file outcome "
+    "is the one measure not reported by staff; follow-up after about two months only."
+)
 
 
-NOT_ESTIMABLE = "not estimable"
+def outcomes(look: Lookup) -> list[str]:
+    """The outcomes of the scope's primary rows, in report order (scales, then the case-file outcome)."""
+    est = look.est
+    found = list(dict.fromkeys(est.loc[(est["analysis"] == "primary"), "outcome"]))
+    scales = [o for o in found if o != CASEFILE_OUTCOME] or list(SCALES)
+    return [*scales, CASEFILE_OUTCOME]
 
 
-WITHHELD = disclosure.SUPPRESSED
+def primary_outcome(look: Lookup) -> tuple[str, bool]:
+    """The primary outcome named in the rows, and whether it is the documented default (no protocol.yml)."""
+    est = look.est
+    hit = est[(est["analysis"] == "protocol") & (est["quantity"] == "primary_outcome")]
+    if hit.empty:
+        return "confidence", True
+    note = str(hit["note"].iloc[0])
+    return str(hit["outcome"].iloc[0]), "default" in note or "assum" in note
 
 
-@dataclass
-class Summary:
-    """The pooled findings.
-
-    Attributes
-    ----------
-    table : DataFrame
-        One row per headline quantity: ``key``, ``area`` (impact, delivery,
-        cost), ``label``, ``measure``, ``estimate``, ``ci_low``, ``ci_high``,
-        ``n``, ``status`` (``shown``, ``withheld`` or ``missing``) and
-        ``display`` (the text the book shows).
-    glue : dict of str
-        The numbers glued into the summary's prose, by name.
-    missing : list of str
-        One sentence per strand whose pooled results are missing, and why.
-    """
-
-    table: pd.DataFrame
-    glue: dict[str, str]
-    missing: list[str] = field(default_factory=list)
-
-
-def _num(x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _fmt(x: float, digits: int, prefix: str = "", suffix: str = "") -> str:
-    return f"{prefix}{x:,.{digits}f}{suffix}"
-
-
-def _ci(lo: float, hi: float, digits: int, prefix: str = "", suffix: str = "") -> str:
-    if math.isnan(lo) or math.isnan(hi):
+def _p_text(p: float, holm: float | None = None) -> str:
+    if not math.isfinite(p):
         return ""
-    return f" ({_fmt(lo, digits, prefix, suffix)} to {_fmt(hi, digits, prefix, suffix)})"
+    s = number(p, "p")
+    s = f"p {s}" if s.startswith("<") else f"p = {s}"
+    if holm is not None and math.isfinite(holm):
+        h = number(holm, "p")
+        s += f"; Holm p {h}" if h.startswith("<") else f"; Holm p = {h}"
+    return s
 
 
-def _entry(key, area, label, measure, row, digits, limit, prefix="", suffix="", n=None, missing_why="", numerator=None):
-    """One headline quantity from one estimates row, under disclosure control."""
-    if row is None:
-        return dict(
-            key=key,
-            area=area,
-            label=label,
-            measure=measure,
-            estimate=math.nan,
-            ci_low=math.nan,
-            ci_high=math.nan,
-            n=math.nan,
-            status="missing",
-            display=NOT_AVAILABLE,
-            why=missing_why,
-        )
-    est, lo, hi = _num(row["estimate"]), _num(row["ci_low"]), _num(row["ci_high"])
-    n = _num(row["n"]) if n is None else n
-    if math.isnan(est):
-        note = str(row.get("note", "") or "")
-        why = f"{label.lower()}: {note}" if note and note != "nan" else f"{label.lower()}: no estimate"
-        return dict(
-            key=key,
-            area=area,
-            label=label,
-            measure=measure,
-            estimate=est,
-            ci_low=lo,
-            ci_high=hi,
-            n=n,
-            status="missing",
-            display=NOT_ESTIMABLE,
-            why=why,
-        )
-    if disclosure.is_small(n, limit) or disclosure.is_small(numerator if numerator is not None else n, limit):
-        status, display = "withheld", WITHHELD
-    else:
-        status, display = "shown", _fmt(est, digits, prefix, suffix) + _ci(lo, hi, digits, prefix, suffix)
-    return dict(
-        key=key,
-        area=area,
-        label=label,
-        measure=measure,
-        estimate=est,
-        ci_low=lo,
-        ci_high=hi,
-        n=n,
-        status=status,
-        display=display,
-        why=missing_why if status == "missing" else "",
+def finding(lo: float, hi: float, p: float, holm: float | None, null: float, primary: bool) -> str:
+    """A Foundations-style reading of one outcome from its model's interval (primary) or Holm p (secondary)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "not available"
+    if primary or holm is None or not math.isfinite(holm):
+        if lo > null:
+            return "improved"
+        if hi < null:
+            return "worsened"
+        return "no clear difference"
+    if holm < 0.05:
+        return "improved" if lo > null else "worsened"
+    return "no clear difference after adjustment for several outcomes"
+
+
+def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
+    """The headline table of a scope (module docstring)."""
+    primary, _ = primary_outcome(look)
+    recs = []
+    for o in outcomes(look):
+        case = o == CASEFILE_OUTCOME
+        eff = look.get("impact", "primary", o, "odds_ratio" if case else "hedges_g_total")
+        model = look.get("impact", "primary", o, "odds_ratio" if case else "treatment_effect")
+        holm = look.value("impact", "secondary", o, "p_holm")
+        rec = {
+            "outcome": label(o),
+            "role": "Primary" if o == primary else "Secondary",
+            "n_treatment": look.value("impact", "primary", o, "analysed_treatment"),
+            "n_control": look.value("impact", "primary", o, "analysed_control"),
+            "teams": np.nan if model is None else float(model["n_clusters"]),
+            "measure": "Odds ratio" if case else "Hedges' g",
+            "effect": np.nan if eff is None else float(eff["estimate"]),
+            "lo": np.nan if eff is None else float(eff["ci_low"]),
+            "hi": np.nan if eff is None else float(eff["ci_high"]),
+            "p": np.nan if model is None else float(model["p_value"]),
+            "p_holm": holm if o != primary else np.nan,
+            "note": "" if eff is None or math.isfinite(float(eff["estimate"])) else str(eff["note"]),
+        }
+        if pooled and model is not None:
+            rec["finding"] = finding(
+                float(model["ci_low"]),
+                float(model["ci_high"]),
+                rec["p"],
+                rec["p_holm"],
+                1.0 if case else 0.0,
+                o == primary,
+            )
+        recs.append(rec)
+    t = pd.DataFrame(recs)
+    cols = [
+        Col("outcome", "Outcome", "text"),
+        Col("role", "Primary or secondary", "text"),
+        Col("n_treatment", "Staff analysed, intervention", "people"),
+        Col("n_control", "Staff analysed, control", "people"),
+        Col("teams", "Teams analysed", "units"),
+        Col("measure", "Effect size", "text"),
+        Col("effect", "Estimate (95% CI)", "ci", 2, base="n_treatment", parts=("lo", "hi")),
+        Col("p", "p", "p", base="n_treatment"),
+        Col("p_holm", "Holm-adjusted p (secondary)", "p", base="n_treatment"),
+    ]
+    if pooled:
+        cols.append(Col("finding", "Finding", "text"))
+    notes = [
+        "Effect sizes: Hedges' g (the adjusted difference over the outcome's total SD; above 0 favours ISAFE) and, "
+        "for case files, the odds ratio (above 1 favours ISAFE), each with the primary model's own 95% CI.",
+        "The finding of the primary outcome reads its model's 95% interval; a secondary outcome's reads its "
+        "Holm-adjusted p-value across the secondary outcomes."
+        if pooled
+        else "An LA's estimates describe that LA: they rest on few teams and carry no verdict.",
+    ]
+    keys = {f"n_{a}": [K.analysed(las, o, a) for o in outcomes(look)] for a in ARMS}
+    return Table(t, cols, caption="Headline results: effect of ISAFE on each outcome", notes=notes, keys=keys)
+
+
+def cost_table(look: Lookup, las: list[str]) -> Table:
+    """The rated unit cost and the Foundations cost rating of a scope."""
+    unit = look.get("cost", "unit_cost", "total", "cost_per_participant_gbp")
+    year = look.value("cost", "unit_cost", "total", "price_year")
+    t = pd.DataFrame(
+        [
+            {
+                "measure": "Cost per participant reached" + (f" ({year:.0f} prices)" if math.isfinite(year) else ""),
+                "reached": look.value("cost", "unit_cost", "total", "participants_reached"),
+                "cost": np.nan if unit is None else float(unit["estimate"]),
+                "rating": look.value("cost", "unit_cost", "total", "cost_rating"),
+            }
+        ]
+    )
+    return Table(
+        t,
+        [
+            Col("measure", "Measure", "text"),
+            Col("reached", "Participants reached", "people"),
+            Col(
+                "cost", "Set-up and delivery cost per participant reached", "gbp", 0, base="reached", reveals="reached"
+            ),
+            Col("rating", "Foundations cost rating (1 to 5)", "int", base="reached", reveals="reached"),
+        ],
+        caption="Cost and the Foundations cost rating",
+        keys={"reached": [K.reached(las)]},
+        notes=[
+            "Foundations cost ratings: 1 low cost (under £100), 2 medium-low (£100 to £499), 3 medium (£500 to "
+            "£999), 4 medium-high (£1,000 to £2,000), 5 high (over £2,000)."
+        ],
     )
 
 
-def _add_test(entry: dict, model_row) -> None:
-    """Attach the primary model's own 95% interval and p-value to an impact entry.
-
-    The finding is read from the model (the treatment effect's interval,
-    Satterthwaite df; the odds ratio's robust interval), not from the
-    interval of g: the methods.md g interval does not credit the baseline
-    adjustment, so it is wider than the test the trial reports.
-    """
-    get = (lambda c: _num(model_row[c])) if model_row is not None else (lambda c: math.nan)
-    entry.update(model_low=get("ci_low"), model_high=get("ci_high"), p_value=get("p_value"))
-
-
-def _why(strand: str, failed: dict[str, str], scope: str) -> str:
-    if strand in failed:
-        return f"the {scope} {strand} notebook failed in this run ({failed[strand]})"
-    return f"the {scope} {strand} results are missing (the notebook did not run or wrote no such row)"
-
-
-def pooled_summary(
-    est: pd.DataFrame, failed: dict[str, str] | None = None, limit: int | None = None, scope: str = "pooled"
-) -> Summary:
-    """The executive summary's numbers, from the pooled contract rows.
-
-    Parameters
-    ----------
-    est : DataFrame
-        The pooled trial's ``estimates.csv`` (:func:`read_pooled`).
-    failed : mapping of strand to the error message, for notebooks that
-        failed in the run; their rows (perhaps left from an earlier run) are
-        not used.
-    limit : disclosure threshold; default :func:`isafe_helpers.publish.disclosure.threshold`.
-    scope : how the messages name the scope (``pooled``, or an LA code).
-
-    Notes
-    -----
-    - Effect sizes are ``hedges_g_total`` (total variance of the unconditional
-      model; methods page), one per scale; the case-file outcome is its odds ratio.
-    - Reach is summed over the five components (ratio of sums: attendees over
-      intended audience), as the contract pools every other ratio.
-    - Satisfaction is the ``all`` row; cost is the ``total`` unit cost, its
-      Foundations rating and its price year.
-    """
-    limit = disclosure.threshold() if limit is None else limit
-    failed = dict(failed or {})
-    # rows of a strand whose notebook failed may be left from an earlier run: never show them
-    est = est[~est["strand"].isin(list(failed))]
-    look = Lookup(est)
-
-    def _row(strand, analysis, outcome, quantity):
-        return look.get(strand, analysis, outcome, quantity)
-
-    entries = []
-    for scale in SCALES:
-        entries.append(
-            _entry(
-                scale,
-                "impact",
-                OUTCOME_LABELS.get(scale, scale),
-                "Hedges' g (95% CI)",
-                _row("impact", "primary", scale, "hedges_g_total"),
-                2,
-                limit,
-                missing_why=_why("impact", failed, scope),
+def security_table(look: Lookup, run: dict) -> Table:
+    """The criteria of the security of the finding, each read from the pooled rows (text only)."""
+    primary, assumed = primary_outcome(look)
+    est = look.est
+    teams = look.value("impact", "protocol", "design", "planned_teams")
+    planned_las = look.value("impact", "protocol", "design", "planned_las")
+    ran_teams = look.value("impact", "attrition", f"{primary}:teams", "overall_attrition_pct", "n")
+    mdes = look.value("impact", "power", primary, "mdes")
+    plan = look.value("impact", "power", primary, "mdes_protocol_plan")
+    if not math.isfinite(plan):
+        plan = look.value("impact", "protocol", "design", "planned_mdes")
+    rows = [
+        (
+            "Design",
+            f"Cluster randomised trial: teams randomised within {len(run.get('las', []))} local authorities"
+            + (
+                f" ({ran_teams:.0f} teams; the protocol planned {teams:.0f} in {planned_las:.0f})"
+                if math.isfinite(ran_teams) and math.isfinite(teams)
+                else ""
+            ),
+        ),
+        ("Primary outcome", label(primary) + (" (assumed: the protocol names none)" if assumed else "")),
+        (
+            "Minimum detectable effect size",
+            (f"{number(mdes, 'number', 2)} SD achieved" if math.isfinite(mdes) else "not available")
+            + (f"; {number(plan, 'number', 2)} SD in the protocol's plan" if math.isfinite(plan) else ""),
+        ),
+    ]
+    for unit, name in (("teams", "Attrition, teams"), ("participants", "Attrition, staff")):
+        o = look.value("impact", "attrition", f"{primary}:{unit}", "overall_attrition_pct")
+        d = look.value("impact", "attrition", f"{primary}:{unit}", "differential_attrition_pct")
+        hit = est[
+            (est["analysis"] == "attrition")
+            & (est["outcome"] == f"{primary}:{unit}")
+            & (est["quantity"].str.startswith("wwc_cautious"))
+        ]
+        verdict = str(hit["note"].iloc[0]).split(";")[0] if len(hit) else ""
+        rows.append(
+            (
+                name,
+                f"{number(o, 'pct', 0)}% overall, {number(d, 'number', 1)} percentage points "
+                f"differential" + (f"; {verdict}" if verdict else "")
+                if math.isfinite(o)
+                else "not available",
             )
         )
-        _add_test(entries[-1], _row("impact", "primary", scale, "treatment_effect"))
-    odds = _row("impact", "primary", "father_contact_recorded", "odds_ratio")
-    entries.append(
-        _entry(
-            "father_contact_recorded",
-            "impact",
-            OUTCOME_LABELS["father_contact_recorded"],
-            "odds ratio (95% CI)",
-            odds,
-            2,
-            limit,
-            missing_why=_why("impact", failed, scope),
+    b = est[(est["analysis"] == "baseline_equivalence") & (est["outcome"].str.endswith(f"{primary}_baseline"))]
+    if len(b):
+        r = b.iloc[0]
+        rows.append(
+            (
+                "Baseline balance",
+                f"standardised difference {number(r['estimate'], 'number', 2)} on the baseline score: {r['note']}",
+            )
         )
+    checks = []
+    for analysis, what in (
+        ("sensitivity_mi", "multiple imputation"),
+        ("sensitivity_ri", "randomisation inference"),
+        ("sensitivity_cr2", "cluster-robust regression"),
+    ):
+        r = look.get("impact", analysis, primary, "treatment_effect")
+        if r is not None and math.isfinite(float(r["ci_low"])):
+            checks.append(f"{what} {'excludes' if r['ci_low'] > 0 or r['ci_high'] < 0 else 'includes'} zero")
+    rows.append(("Robustness of the primary effect", "; ".join(checks) or "not available"))
+    rows.append(("Threats to validity", THREATS))
+    t = pd.DataFrame(rows, columns=["criterion", "evidence"])
+    return Table(
+        t,
+        [Col("criterion", "Criterion", "text"), Col("evidence", "What the trial shows", "text")],
+        caption="Security of the finding: the criteria a commissioner checks",
+        notes=["The handbook lays out the criteria; it does not award an evidence rating."],
     )
-    _add_test(entries[-1], odds)
-    # reach over all components: a ratio of sums of the contract's rows
-    att = [_row("process", "reach", c, "attendees") for c in COMPONENTS]
-    tgt = [_row("process", "reach", c, "intended_n") for c in COMPONENTS]
-    reach_row, k = None, math.nan
-    if all(r is not None for r in att + tgt):
-        k, n = sum(_num(r["estimate"]) for r in att), sum(_num(r["estimate"]) for r in tgt)
-        reach_row = pd.Series(
-            {"estimate": 100 * k / n if n else math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": n}
-        )
-    # a rate is withheld when its numerator is a small count too: rate x base would give it back
-    entries.append(
-        _entry(
-            "reach",
-            "delivery",
-            "Reach",
-            "% of the intended audience, all components",
-            reach_row,
-            0,
-            limit,
-            suffix="%",
-            missing_why=_why("process", failed, scope),
-            numerator=k,
-        )
+
+
+def delivery_table(look: Lookup, las: list[str]) -> Table:
+    """Reach (per person and places filled) and satisfaction (per person) of a scope."""
+    one = look.get("process", "reach", "practice_pathway_one", "reach_pct")
+    sat = look.get("process", "satisfaction", "all", "satisfied_people_pct")
+    rows = [
+        dict(
+            measure="Reach: intervention-team staff attending at least one practice-pathway session",
+            k=look.value("process", "reach", "practice_pathway_one", "attendees"),
+            n=look.value("process", "reach", "practice_pathway_one", "treatment_participants"),
+            pct=np.nan if one is None else float(one["estimate"]),
+            lo=np.nan if one is None else float(one["ci_low"]),
+            hi=np.nan if one is None else float(one["ci_high"]),
+        ),
+        dict(
+            measure="Satisfaction: people whose every rating was fairly or very satisfied",
+            k=np.nan,
+            n=look.value("process", "satisfaction", "all", "respondents"),
+            pct=np.nan if sat is None else float(sat["estimate"]),
+            lo=np.nan if sat is None else float(sat["ci_low"]),
+            hi=np.nan if sat is None else float(sat["ci_high"]),
+        ),
+    ]
+    t = pd.DataFrame(rows)
+    keys = {"k": [K.reached(las), None], "n": [K.staff(las, "treatment"), K.respondents(las, "all", answer="any")]}
+    return Table(
+        t,
+        [
+            Col("measure", "Measure", "text"),
+            Col("k", "People (or places) counted", "people"),
+            Col("n", "Out of (people)", "people"),
+            Col("pct", "Share (%) (95% CI)", "ci", 0, base="n", reveals="k", parts=("lo", "hi")),
+        ],
+        caption="Delivery: reach and satisfaction",
+        keys=keys,
     )
-    sat = _row("process", "satisfaction", "all", "satisfied_pct")
-    satisfied = _num(sat["estimate"]) * _num(sat["n"]) / 100 if sat is not None else math.nan
-    entries.append(
-        _entry(
-            "satisfaction",
-            "delivery",
-            "Satisfaction",
-            "% of respondents fairly or very satisfied (95% CI)",
-            sat,
-            0,
-            limit,
-            suffix="%",
-            missing_why=_why("process", failed, scope),
-            numerator=round(satisfied, 6),
-        )
-    )
-    unit = _row("cost", "unit_cost", "total", "cost_per_participant_gbp")
-    entries.append(
-        _entry(
-            "cost_per_participant",
-            "cost",
-            "Cost per participant",
-            "set-up and delivery, £",
-            unit,
-            0,
-            limit,
-            prefix="£",
-            missing_why=_why("cost", failed, scope),
-        )
-    )
-    rating = _row("cost", "unit_cost", "total", "cost_rating")
-    entries.append(
-        _entry(
-            "cost_rating",
-            "cost",
-            "Foundations cost rating",
-            "1 (lowest) to 5",
-            rating,
-            0,
-            limit,
-            n=_num(unit["n"]) if unit is not None else math.nan,
-            missing_why=_why("cost", failed, scope),
-        )
-    )
-    table = pd.DataFrame(entries)
-
-    py = look.value("cost", "unit_cost", "total", "price_year")
-    year = "" if math.isnan(py) else f"{py:.0f}"
-    glue = {f"s_{r.key}": r.display for r in table.itertuples()}
-    glue["s_price_year"] = year or NOT_AVAILABLE
-    glue["s_threshold"] = str(limit)
-    glue["s_impact_sentence"] = _impact_sentence(table)
-    e = {r.key: r for r in table.itertuples()}
-    glue["s_reach_sentence"] = _sentence(
-        e["reach"],
-        "reach",
-        limit,
-        f"The training reached {e['reach'].display} of its intended audience (attendees over intended "
-        "audience, all five components).",
-    )
-    glue["s_satisfaction_sentence"] = _sentence(
-        e["satisfaction"],
-        "satisfaction figure",
-        limit,
-        f"{e['satisfaction'].display} of respondents were fairly or very satisfied with the training.",
-    )
-    glue["s_cost_sentence"] = _sentence(
-        e["cost_per_participant"],
-        "cost per participant",
-        limit,
-        f"Set-up and delivery cost {e['cost_per_participant'].display} per participant reached "
-        f"(prices of {year or 'an unstated year'}): Foundations cost rating {e['cost_rating'].display} on its "
-        "scale of 1 (lowest) to 5.",
-    )
-    missing = sorted({r.why for r in table.itertuples() if r.status == "missing" and r.why})
-    return Summary(table=table, glue=glue, missing=[m[0].upper() + m[1:] + "." for m in missing])
 
 
-def _sentence(entry, what: str, limit: int, shown: str) -> str:
-    """A headline sentence, or why its number is not shown."""
-    if entry.status == "shown":
-        return shown
-    if entry.status == "withheld":
-        return f"The {what} is withheld: it rests on fewer than {limit} people."
-    why = entry.why or "no result"
-    return f"The {what} is {entry.display}: {why}."
+# ---------------------------------------------------------------------------
+# sentences, from the published views
+# ---------------------------------------------------------------------------
+def effect_phrase(r) -> str:
+    """``g 0.17 (95% CI 0.04 to 0.31)`` from a headline view row."""
+    text = estimate_ci(r["effect"], r["lo"], r["hi"], 2)
+    if text in ("[x]", "[c]"):
+        return "not published"
+    a, _, b = text.partition(" (")
+    short = "g" if r["measure"] == "Hedges' g" else "odds ratio"
+    return f"{short} {a} (95% CI {b}"
 
 
-def _impact_sentence(table: pd.DataFrame) -> str:
-    """What the primary models show, in words, derived from their intervals."""
-    imp = table[(table["area"] == "impact") & (table["key"] != "father_contact_recorded")]
-    shown = imp[(imp["status"] == "shown") & imp["model_low"].notna() & imp["model_high"].notna()]
-    if shown.empty:
-        return "The pooled impact estimates are not available in this build."
-    up = [r.label.lower() for r in shown.itertuples() if r.model_low > 0]
-    down = [r.label.lower() for r in shown.itertuples() if r.model_high < 0]
-    flat = [r.label.lower() for r in shown.itertuples() if r.model_low <= 0 <= r.model_high]
-    parts = []
-    if up:
-        parts.append("lies above zero (favouring ISAFE) for " + _and(up))
-    if down:
-        parts.append("lies below zero for " + _and(down))
-    if flat:
-        parts.append("includes zero (no clear difference between the arms) for " + _and(flat))
-    return "The 95% interval of the primary model's treatment effect " + "; it ".join(parts) + "."
-
-
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def finding(row) -> str:
-    """A Foundations-style reading of one impact row: the primary model's interval and p."""
-    if row.status != "shown":
-        return "withheld (too few people)" if row.status == "withheld" else row.display
-    null = 1.0 if row.key == "father_contact_recorded" else 0.0
-    lo, hi = getattr(row, "model_low", math.nan), getattr(row, "model_high", math.nan)
-    if math.isnan(lo) or math.isnan(hi):
-        return "no interval"
-    p = getattr(row, "p_value", math.nan)
-    p_text = "" if math.isnan(p) else (" (p < 0.001)" if p < 0.001 else f" (p = {p:.3f})")
-    if lo > null:
-        return "improved" + p_text
-    if hi < null:
-        return "worsened" + p_text
-    return "no clear difference" + p_text
-
-
-def findings_markdown(summary: Summary) -> str:
-    """The two short findings tables of the summary, as MyST Markdown."""
-    imp = summary.table[summary.table["area"] == "impact"]
-    out = ["| Outcome | Measure | Estimate | Finding |", "|---|---|---|---|"]
-    for r in imp.itertuples():
-        out.append(f"| {r.label} | {r.measure} | {r.display} | {finding(r)} |")
-    out += ["", "| Delivery and cost | Measure | Estimate |", "|---|---|---|"]
-    for r in summary.table[summary.table["area"] != "impact"].itertuples():
-        out.append(f"| {r.label} | {r.measure} | {r.display} |")
-    if summary.missing:
-        out += ["", "```{warning}", *summary.missing, "```"]
-    return "\n".join(out) + "\n"
-
-
-def headline_figure(summary: Summary) -> plt.Figure:
-    """Forest plot of the pooled effect sizes (Hedges' g, 95% CI); withheld
-    or missing outcomes are named with the reason instead of a point."""
-    imp = summary.table[(summary.table["area"] == "impact") & (summary.table["key"] != "father_contact_recorded")]
-    fig, ax = plt.subplots(figsize=(9, 0.55 * max(len(imp), 1) + 1.6))
-    labels = []
-    for i, r in enumerate(imp.itertuples()):
-        if r.status == "shown":
-            ax.plot([r.ci_low, r.ci_high], [i, i], color="0.3", lw=2)
-            ax.plot(r.estimate, i, "o", color="C0", ms=8)
-            labels.append(r.label)
+def sentences(
+    view: pd.DataFrame, cost: pd.DataFrame | None, delivery: pd.DataFrame | None, look: Lookup, limit: int
+) -> dict[str, str]:
+    """The summary's glued sentences, each from a published view (withheld values are never read)."""
+    primary, assumed = primary_outcome(look)
+    glue: dict[str, str] = {"s_primary_outcome": md(label(primary))}
+    for key, row, what in (("s_reach_sentence", 0, "reach"), ("s_satisfaction_sentence", 1, "satisfaction")):
+        r = None if delivery is None or len(delivery) <= row else delivery.iloc[row]
+        if r is None or not math.isfinite(r["pct"]):
+            glue[key] = md(f"The {what} figure is withheld or not available in this build.")
+        elif what == "reach":
+            glue[key] = md(
+                f"{number(r['pct'], 'pct', 0)}% of intervention-team staff attended at least one of the "
+                f"two practice-pathway sessions (95% CI {number(r['lo'], 'pct', 0)}% to "
+                f"{number(r['hi'], 'pct', 0)}%)."
+            )
         else:
-            labels.append(f"{r.label} ({'withheld' if r.status == 'withheld' else NOT_AVAILABLE})")
-    ax.axvline(0, color="0.5", ls="--", lw=1)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_ylim(len(labels) - 0.5, -0.5)
-    ax.set_xlabel("Hedges' g (total variance) with 95% CI; above 0 favours ISAFE")
-    ax.set_title("Pooled trial: effect of ISAFE on the survey outcomes", loc="left")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+            glue[key] = md(
+                f"{number(r['pct'], 'pct', 0)}% of the people who gave feedback were fairly or very "
+                f"satisfied with every component they rated (95% CI {number(r['lo'], 'pct', 0)}% to "
+                f"{number(r['hi'], 'pct', 0)}%)."
+            )
+    p = view[view["role"] == "Primary"]
+    if len(p) and math.isfinite(p["effect"].iloc[0]):
+        r = p.iloc[0]
+        verdict = r.get("finding", "") if "finding" in view else ""
+        glue["s_primary_sentence"] = md(
+            f"On the primary outcome, {label(primary).lower()}{' (an assumption: the protocol names none)' if assumed else ''}, "
+            f"the trial found {verdict or 'an effect of'} {effect_phrase(r)}, {_p_text(r['p'])}.".replace(
+                "found improved", "found an improvement:"
+            )
+            .replace("found worsened", "found a worsening:")
+            .replace("found no clear difference", "found no clear difference:")
+        )
+    else:
+        glue["s_primary_sentence"] = md(f"The primary outcome, {label(primary).lower()}, has no published estimate.")
+    sec = view[view["role"] == "Secondary"]
+    parts = []
+    for r in sec.itertuples():
+        if not math.isfinite(r.effect):
+            parts.append(f"{r.outcome.lower()}: not published")
+            continue
+        parts.append(
+            f"{r.outcome.lower()}: {effect_phrase(r._asdict())}, {_p_text(r.p, r.p_holm)}"
+            + (f" ({r.finding})" if "finding" in view else "")
+        )
+    glue["s_secondary_sentence"] = md(
+        "Secondary outcomes, with p-values adjusted for testing several (Holm): " + "; ".join(parts) + "."
+        if parts
+        else "No secondary outcome has a published estimate."
+    )
+    if cost is not None and len(cost):
+        c = cost.iloc[0]
+        if math.isfinite(c["cost"]) and math.isfinite(c["rating"]):
+            glue["s_cost_sentence"] = md(
+                f"Set-up and delivery cost {number(c['cost'], 'gbp', 0)} per participant reached "
+                f"({c['measure'].split('(')[-1].rstrip(')') if '(' in c['measure'] else 'prices of the report'}): "
+                f"Foundations cost rating {c['rating']:.0f}, {RATING_LABELS.get(int(c['rating']), '')}."
+            )
+        else:
+            glue["s_cost_sentence"] = md(
+                f"The cost per participant is withheld: it rests on fewer than {limit} "
+                "participants or would give a withheld count back."
+            )
+    else:
+        glue["s_cost_sentence"] = md("No cost per participant is available in this build.")
+    return glue
 
 
 def failed_strands(run: dict) -> dict[str, str]:
@@ -414,5 +378,5 @@ def failed_strands(run: dict) -> dict[str, str]:
     return {
         t["strand"]: t.get("message", "")
         for t in run.get("tasks", [])
-        if t.get("scope") == "trial" and t.get("status") == "failed" and t.get("strand") in STRANDS
+        if t.get("scope") == "trial" and t.get("status") == "failed"
     }
