@@ -77,10 +77,11 @@ _EXACT = 2.0**53
 # The error that carries every problem
 # --------------------------------------------------------------------------
 class DataValidationError(Exception):
-    """The data root breaks the contract. ``problems`` lists every violation."""
+    """The data root breaks the contract. ``problems`` lists every violation; ``notes`` say how files were read."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], notes: list[str] | None = None):
         self.problems = list(problems)
+        self.notes = list(notes or [])
         super().__init__(self.report())
 
     def report(self, limit: int = C.REPORT_LINES) -> str:
@@ -475,21 +476,35 @@ def _la_sources(
         notes.append(f"{la}/{p}/: folder in an LA folder ignored")
     sheets: dict[str, str] = {}
     workbooks = [p for p in own if p.name.lower() == C.RETURNS_WORKBOOK]
-    for wb_path in workbooks:
+    if len(workbooks) > 1:
+        given = ", ".join(p.name for p in workbooks)
+        problems.append(
+            Problem(f"{la}/{C.RETURNS_WORKBOOK}", None, None, given, "workbook given more than once: keep one")
+        )
+        excused |= set(names)
+    if len(workbooks) == 1:
+        label = f"{la}/{workbooks[0].name}"
         try:
-            with Workbook(wb_path) as wb:
+            with Workbook(workbooks[0]) as wb:
                 for s in wb.visible:
                     key = s.name.strip().lower()
-                    if key in names and key not in sheets:
+                    if key in sheets:
+                        problems.append(
+                            Problem(label, None, None, f"{sheets[key]}, {s.name}", "sheet given twice: keep one")
+                        )
+                        excused.add(key)
+                    elif key in names:
                         sheets[key] = s.name
                     elif key not in C.TEMPLATE_SHEETS:
-                        notes.append(f"{la}/{wb_path.name}: sheet {s.name!r} is not a table of the contract: ignored")
+                        notes.append(f"{label}: sheet {s.name!r} is not a table of the contract: ignored")
                 if wb.hidden:
                     hidden = ", ".join(repr(s.name) for s in wb.hidden)
-                    notes.append(f"{la}/{wb_path.name}: hidden sheet(s) {hidden} not read (hidden sheets never are)")
+                    notes.append(f"{label}: hidden sheet(s) {hidden} not read (hidden sheets never are)")
         except Unreadable as exc:
-            problems += exc.problems(f"{la}/{wb_path.name}")
+            problems += exc.problems(label)
             excused |= set(names)
+        for key in excused & set(sheets):
+            del sheets[key]
     sources: dict[str, Source] = {}
     used = set(workbooks)
     for name in names:
@@ -707,13 +722,13 @@ def load_root(root: str | Path) -> TrialData:
                     )
                 )
 
+    summary = f"{n_read} file(s) read; CSV files are UTF-8 with ',' as delimiter unless listed"
     if problems:
-        raise DataValidationError(problems)
+        raise DataValidationError(problems, [*notes, summary, *reading])
 
     for name in tables:
         tables[name] = tables[name].drop(columns=["src_file", "src_row"])
     tables["survey"] = score_scales(tables["survey"], instrument)
-    summary = f"{n_read} file(s) read; CSV files are UTF-8 with ',' as delimiter unless listed"
     return TrialData(
         root,
         las,

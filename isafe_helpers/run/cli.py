@@ -66,6 +66,8 @@ def _load(root: Path, report: Path | None = None):
     try:
         data = load_root(root)
     except DataValidationError as err:
+        for n in err.notes:
+            print(f"note: {n}", file=sys.stderr)
         print(err.report(), file=sys.stderr)
         if report is not None:
             _write_report(report, problems_csv(err.problems))
