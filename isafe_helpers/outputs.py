@@ -8,8 +8,9 @@ or marked (:func:`claim`), and deletes a folder only when it is marked
 someone's files, the handbook's sources) can lose a file.
 
 A working folder's marker also names the process that made it (its pid and
-start time). :func:`remove_stale` deletes a leftover working folder only once
-every process named in it has ended, so a run started after a crash never
+start time). :func:`make_working` and :func:`remove_stale` delete a leftover
+working folder only once every process named in it has ended (a worker
+wanting the folder waits for it), so a run started after a crash never
 deletes a folder that a still-running process of the crashed run (an orphan
 worker) is using, nor one it did not make.
 
@@ -26,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -95,15 +97,43 @@ def claim(folder: Path) -> Path:
     return folder
 
 
-def make_working(parent: Path, prefix: str) -> Path:
-    """A new, uniquely named working folder in ``parent`` (claimed first), marked with this process.
+def make_working(parent: Path, name: str, timeout: float = 1800.0) -> Path:
+    """The working folder ``parent/name`` (``parent`` claimed first), made for this process and marked with it.
 
-    Two runs, or a run and the orphan workers of a killed one, never share one.
+    The name is fixed (a task's executed notebook records it), so two
+    processes may want it: a folder of that name left by processes that have
+    all ended is deleted first; while a process that made it still runs (an
+    orphan worker of a killed run doing the same task), this waits for it to
+    end, up to ``timeout`` seconds. The folder appears with its marker in one
+    rename, so no process ever sees it unmarked.
+
+    Raises
+    ------
+    NotOurs
+        A folder of that name was not made by the handbook, or is still in use after ``timeout``.
     """
     claim(parent)
-    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    mark(work, owner=True)
-    return work
+    path = Path(parent) / name
+    deadline = time.monotonic() + timeout
+    while True:
+        if path.exists() or path.is_symlink():
+            if not is_ours(path):
+                raise NotOurs(f"{path} was not made by the handbook (no {MARKER} marker): it is left as it is")
+            users = [o for o in _owners(path) if _alive(o) and not _is_me(o)]
+            if users:
+                if time.monotonic() > deadline:
+                    raise NotOurs(f"{path} is still in use by process {users[0]['pid']}: try again when it has ended")
+                time.sleep(0.5)
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        fresh = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
+        mark(fresh, owner=True)
+        try:
+            os.rename(fresh, path)
+            return path
+        except OSError:  # another process made it meanwhile: look again
+            shutil.rmtree(fresh, ignore_errors=True)
 
 
 def remove_ours(folder: Path) -> bool:
@@ -134,6 +164,10 @@ def _owners(folder: Path) -> list[dict]:
         if isinstance(info, dict) and "pid" in info:
             found.append(info)
     return found
+
+
+def _is_me(owner: dict) -> bool:
+    return owner.get("pid") == os.getpid()
 
 
 def _alive(owner: dict) -> bool:

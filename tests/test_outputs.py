@@ -59,7 +59,7 @@ def test_remove_ours_deletes_marked_folders_and_nothing_else(tmp_path):
 
 def test_remove_stale_spares_live_processes_and_foreign_folders(tmp_path):
     tmp = tmp_path / ".tmp"
-    mine = make_working(tmp, "trial-impact-")  # this process lives
+    mine = make_working(tmp, "trial-impact")  # this process lives
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         orphan = tmp / "LA01-cost-orphan"
@@ -88,9 +88,40 @@ def test_remove_stale_spares_live_processes_and_foreign_folders(tmp_path):
     assert (foreign_dir / "x").exists()  # .tmp stays while it holds someone's folder
 
 
+def test_a_working_folder_waits_for_a_living_user_and_replaces_a_dead_ones(tmp_path):
+    import json
+
+    import psutil
+
+    tmp = tmp_path / ".tmp"
+    work = make_working(tmp, "trial-cost")
+    (work / "half.ipynb").write_text("left by this process")
+    assert make_working(tmp, "trial-cost") == work and not (work / "half.ipynb").exists()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    try:
+        info = {"pid": sleeper.pid, "started": psutil.Process(sleeper.pid).create_time()}
+        (work / MARKER).write_text(json.dumps(info))  # an orphan worker of a killed run uses it
+        (work / "orphan.txt").write_text("in use")
+        with pytest.raises(NotOurs, match=f"still in use by process {sleeper.pid}"):
+            make_working(tmp, "trial-cost", timeout=0.5)
+        assert (work / "orphan.txt").read_text() == "in use"
+        start = __import__("time").monotonic()
+        assert make_working(tmp, "trial-cost", timeout=60) == work  # waits for it to end, then takes it
+        assert __import__("time").monotonic() - start > 1 and sleeper.poll() is not None
+        assert not (work / "orphan.txt").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    (tmp / "LA01-cost").mkdir()
+    (tmp / "LA01-cost" / "x").write_text("keep")
+    with pytest.raises(NotOurs):
+        make_working(tmp, "LA01-cost")
+    assert (tmp / "LA01-cost" / "x").read_text() == "keep"
+
+
 def test_an_emptied_marked_parent_is_removed(tmp_path):
     tmp = tmp_path / ".tmp"
-    work = make_working(tmp, "x-")
+    work = make_working(tmp, "x")
     remove_ours(work)
     remove_stale(tmp)
     assert not tmp.exists()

@@ -41,9 +41,10 @@ Spreadsheets (XLSX)
       formulas and store 0 or nothing) has no trustworthy results, so every
       formula in it is a problem;
     - an Excel error value (``#N/A``, ``#DIV/0!``) is a problem;
-    - a part of the archive over :data:`MAX_PART_BYTES` uncompressed, more
-      than :data:`MAX_CELLS` cells holding values, or a header wider than
-      :data:`MAX_COLUMNS` columns is refused before it is read whole.
+    - a part of the archive over the contract's ``MAX_PART_BYTES``
+      uncompressed, more than ``MAX_CELLS`` cells holding values, or a
+      header wider than ``MAX_COLUMNS`` columns is refused before it is read
+      whole (a text file likewise, from its size and its count of lines).
 
     Date cells become ``YYYY-MM-DD`` (with the time if it is not midnight,
     which the date rule then rejects), whole numbers lose the ``.0`` a
@@ -255,6 +256,15 @@ def read_text(path: Path, expected: tuple[str, ...] | list[str] = ()) -> RawTabl
         raise Unreadable("is a spreadsheet (XLSX) with a .csv name: rename it to .xlsx, or save it as CSV")
     if data.startswith(_OLE):
         raise Unreadable("is an old Excel (.xls) or a password-protected workbook: save it as .xlsx or CSV")
+    end = data.find(b"\n")
+    head = data[: end if end >= 0 else len(data)]
+    n_fields = max(head.count(d.encode()) for d in DELIMITERS) + 1  # at most this wide
+    lines = data.count(b"\n") + 1
+    if lines * n_fields > MAX_CELLS:  # refused before it is decoded or parsed
+        raise Unreadable(
+            f"about {lines:,} rows of {n_fields} columns: more than the {MAX_CELLS:,} cells the handbook reads "
+            "from one file: check it is the right file"
+        )
     text, encoding = decode(data)
     del data
     if not text.strip():
@@ -266,12 +276,6 @@ def read_text(path: Path, expected: tuple[str, ...] | list[str] = ()) -> RawTabl
     n_fields = len(next(csv.reader([first], delimiter=delim), []))
     if n_fields > MAX_COLUMNS:
         raise Unreadable(f"the header has {n_fields:,} columns; the handbook reads at most {MAX_COLUMNS:,}")
-    lines = text.count("\n") + 1
-    if lines * n_fields > MAX_CELLS:
-        raise Unreadable(
-            f"about {lines:,} rows of {n_fields} columns: more than the {MAX_CELLS:,} cells the handbook reads "
-            "from one file: check it is the right file"
-        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -6,8 +6,9 @@ for the run.
 
 Nothing complete is ever lost, and nothing the handbook did not make is
 deleted (:mod:`isafe_helpers.outputs`). A task executes into a private
-temporary folder ``<out>/.tmp/<scope>-<strand>-<unique>/``, marked with the
-worker's process, which only that worker deletes: the notebook writes its
+temporary folder ``<out>/.tmp/<scope>-<strand>/``, marked with the worker's
+process (a worker finding it in use by a living process, such as an orphan
+of a killed run, waits for it): the notebook writes its
 ``estimates.csv`` there. Only when the notebook has completed are its
 outputs put in place: the executed notebook is moved to
 ``<out>/<scope>/<strand>.ipynb`` (one rename), its rows are merged into
@@ -48,7 +49,7 @@ from isafe_helpers import config
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.files import data_files, hash_files
 from isafe_helpers.data.loading import TrialData
-from isafe_helpers.outputs import claim, make_working, remove_ours, remove_stale
+from isafe_helpers.outputs import NotOurs, claim, make_working, remove_ours, remove_stale
 from isafe_helpers.resources import NOTEBOOKS, PACKAGE, SOURCES
 from isafe_helpers.results.estimates import (
     FILENAME,
@@ -159,7 +160,10 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
     start = time.perf_counter()
     out_p = Path(out)
     scope_dir = out_p / scope
-    work = make_working(out_p / TMP, f"{scope}-{strand}-")
+    try:
+        work = make_working(out_p / TMP, f"{scope}-{strand}")
+    except NotOurs as exc:
+        return TaskOutcome(scope, strand, "failed", f"NotOurs: {exc}", time.perf_counter() - start)
     (work / RESULTS_ROOT_MARKER).write_text(str(out_p), encoding="utf-8")
     error_file = scope_dir / f"{strand}.error.txt"
     # The kernel inherits this worker's stderr: keep its chatter (transport
