@@ -506,6 +506,20 @@ def test_only_ascii_digits_are_numbers_never_missing(small_root):
         assert [(p.row, p.column, p.value) for p in info.value.problems] == [(2, "conf_1", value)]
 
 
+@pytest.mark.parametrize(
+    "yml, rule",
+    [
+        ("scales:\n  s:\n    items: [a]\n    max: 99999999999999999999\n", "whole min < max within -1000 .. 1000"),
+        ("scales:\n  s:\n    items: [a]\nthemes: [ok, 'not <a> code']\n", "must be codes of letters"),
+        ("scales:\n  s:\n    items: [a]\nthemes: practical\n", "must be a list of theme codes"),
+    ],
+)
+def test_an_instrument_with_unbounded_scales_or_free_text_themes_is_refused(yml, rule, small_root, capsys):
+    (small_root / "instrument.yml").write_text(yml)
+    code, _, err = run_cli(capsys, "validate", "--data", small_root)
+    assert code == 2 and "unreadable instrument" in err and rule in err
+
+
 def test_every_numeric_column_is_bounded():
     """So no value can overflow: every number has the contract's upper bound or a declared one."""
     for spec in [*C.file_specs().values(), C.DEFLATORS_SPEC]:

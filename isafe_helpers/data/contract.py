@@ -216,7 +216,10 @@ class Instrument:
             reverse = tuple(str(i) for i in spec.get("reverse", []) or [])
             if not items or not set(reverse) <= set(items):
                 raise ValueError(f"{path}: scale {name!r} needs items, and reverse items among them")
-            out.append(Scale(str(name), items, reverse, int(spec.get("min", 1)), int(spec.get("max", 5))))
+            lo, hi = spec.get("min", 1), spec.get("max", 5)
+            if not all(isinstance(x, int) and abs(x) <= 1_000 for x in (lo, hi)) or lo >= hi:
+                raise ValueError(f"{path}: scale {name!r} needs whole min < max within -1000 .. 1000")
+            out.append(Scale(str(name), items, reverse, lo, hi))
         themes = raw.get("themes", list(DEFAULT_THEMES))
         if not isinstance(themes, list) or not all(isinstance(t, str) for t in themes):
             raise ValueError(f"{path}: 'themes' must be a list of theme codes")
