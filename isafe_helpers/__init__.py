@@ -3,6 +3,7 @@
 Layers, each importing only from those above it in this list:
 
 - :mod:`~isafe_helpers.config`, :mod:`~isafe_helpers.resources`: settings and where the handbook's files are;
+- :mod:`~isafe_helpers.outputs`: the folders the handbook makes and alone deletes, and spreadsheet-safe cells;
 - :mod:`~isafe_helpers.data`: the data contract, reading and validating a data root, analysis frames, the
   synthetic trial;
 - :mod:`~isafe_helpers.stats`: estimators on arrays (REML, small-sample intervals, GEE, cluster-robust,

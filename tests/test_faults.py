@@ -125,7 +125,7 @@ def test_output_folders_that_overlap_are_refused(tmp_path):
     assert "own sources" in check_paths(data, REPO)
     (tmp_path / "file").write_text("x")
     assert "not a folder" in check_paths(data, tmp_path / "file")
-    assert check_paths(data, tmp_path / "results") is None
+    assert check_paths(data, tmp_path / "results", tmp_path / "build") is None
 
 
 def test_run_refuses_an_output_folder_inside_the_data_root(tiny_root, capsys):

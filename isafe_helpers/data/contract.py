@@ -11,6 +11,7 @@ so the three can never disagree.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -102,6 +103,53 @@ LA_CODE_PATTERN = r"^[A-Za-z0-9_-]+$"
 SYNTHETIC_MARKER = "synthetic.yml"
 
 
+#: A workbook in an LA folder holding one sheet per file (as the template makes it).
+RETURNS_WORKBOOK = "returns.xlsx"
+
+
+#: Sheets of the template that hold no data (never read, never reported as unknown).
+TEMPLATE_SHEETS = ("instructions", "lists")
+
+
+#: Feedback themes when ``instrument.yml`` lists none: the codes an evaluator
+#: gives free-text comments. Only counts of them are published.
+DEFAULT_THEMES = (
+    "practical",
+    "relevant",
+    "too_long",
+    "too_short",
+    "pace",
+    "trainer",
+    "materials",
+    "venue_or_online",
+    "time_to_attend",
+    "other",
+)
+
+
+#: A theme is a code: letters, digits, ``_`` and ``-``, at most 40 characters.
+THEME_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
+
+
+# --------------------------------------------------------------------------
+# Bounds on what one file may hold (checked before it is read whole)
+# --------------------------------------------------------------------------
+#: Cells holding a value in one file or sheet (about 60,000 survey rows).
+MAX_CELLS = 2_000_000
+
+
+#: Columns of a header.
+MAX_COLUMNS = 1_000
+
+
+#: Bytes of a text file, or of one uncompressed part of a workbook.
+MAX_PART_BYTES = 256 * 1024 * 1024
+
+
+#: Problems shown per file and rule in a report (every one goes to ``validate --report``).
+REPORT_LINES = 20
+
+
 # --------------------------------------------------------------------------
 # The survey instrument
 # --------------------------------------------------------------------------
@@ -123,9 +171,10 @@ class Scale:
 
 @dataclass(frozen=True)
 class Instrument:
-    """The survey instrument: an ordered set of scales."""
+    """The survey instrument: an ordered set of scales, and the fixed list of feedback themes."""
 
     scales: tuple[Scale, ...]
+    themes: tuple[str, ...] = DEFAULT_THEMES
 
     @property
     def items(self) -> list[str]:
@@ -145,7 +194,9 @@ class Instrument:
     def from_yaml(cls, path: Path) -> Instrument:
         """Read ``instrument.yml``.
 
-        The file has the default instrument's shape::
+        The file has the default instrument's shape, with an optional fixed
+        list of feedback themes (default :data:`DEFAULT_THEMES`; each a code
+        matching :data:`THEME_PATTERN`)::
 
             scales:
               confidence:
@@ -153,6 +204,7 @@ class Instrument:
                 reverse: []
                 min: 1
                 max: 5
+            themes: [practical, too_long, other]
         """
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig")) or {}
         scales = raw.get("scales")
@@ -164,8 +216,22 @@ class Instrument:
             reverse = tuple(str(i) for i in spec.get("reverse", []) or [])
             if not items or not set(reverse) <= set(items):
                 raise ValueError(f"{path}: scale {name!r} needs items, and reverse items among them")
-            out.append(Scale(str(name), items, reverse, int(spec.get("min", 1)), int(spec.get("max", 5))))
-        return cls(tuple(out))
+            lo, hi = spec.get("min", 1), spec.get("max", 5)
+            if not all(isinstance(x, int) and abs(x) <= 1_000 for x in (lo, hi)) or lo >= hi:
+                raise ValueError(f"{path}: scale {name!r} needs whole min < max within -1000 .. 1000")
+            out.append(Scale(str(name), items, reverse, lo, hi))
+        themes = raw.get("themes", list(DEFAULT_THEMES))
+        if not isinstance(themes, list) or not all(isinstance(t, str) for t in themes):
+            raise ValueError(f"{path}: 'themes' must be a list of theme codes")
+        bad = [t for t in themes if not re.match(THEME_PATTERN, t)]
+        if bad:
+            raise ValueError(f"{path}: theme(s) {', '.join(map(repr, bad))} must be codes of letters, digits, _ and -")
+        return cls(tuple(out), tuple(themes))
+
+
+def number_words(x: float) -> str:
+    """A bound as the rules say it: ``5``, ``0.5``, ``10,000,000``."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
 def _items(prefix: str, k: int) -> tuple[str, ...]:
@@ -204,6 +270,8 @@ class Field:
     ``required`` means the column must be present; ``nullable`` that its
     cells may be blank. ``allowed``, ``ge``/``le``/``gt`` and ``link`` are
     the rules; ``link`` names a cross-file rule that the loader checks.
+    ``cap`` is a declared upper bound where the contract sets none: a larger
+    number is taken for a typing error (and can never overflow).
     """
 
     name: str
@@ -218,6 +286,13 @@ class Field:
     integer: bool = False
     link: str | None = None
     at_most: str | None = None  # another column of the row this one may not exceed
+    cap: float | None = None
+
+    @property
+    def upper(self) -> float | None:
+        """The largest number allowed (the rule's or the declared bound), or None."""
+        bounds = [b for b in (self.le, self.cap) if b is not None]
+        return min(bounds) if bounds else None
 
     def rule(self) -> str:
         """The rule in words, as the data dictionary and error messages say it."""
@@ -234,13 +309,15 @@ class Field:
             parts.append("number")
         bounds = []
         if self.gt is not None:
-            bounds.append(f"> {self.gt:g}")
+            bounds.append(f"> {number_words(self.gt)}")
         if self.ge is not None:
-            bounds.append(f">= {self.ge:g}")
+            bounds.append(f">= {number_words(self.ge)}")
         if self.le is not None:
-            bounds.append(f"<= {self.le:g}")
+            bounds.append(f"<= {number_words(self.le)}")
         if bounds:
             parts.append(" and ".join(bounds))
+        if self.cap is not None:
+            parts.append(f"at most {number_words(self.cap)} (declared bound)")
         if self.at_most:
             parts.append(f"at most {self.at_most}")
         if self.link:
@@ -261,7 +338,9 @@ class FileSpec:
     required: Literal["always", "treatment", "optional"] = "always"
     unique: tuple[str, ...] | None = None  # key unique within the file
     notes: tuple[str, ...] = field(default=())
-    needs_rows: bool = False  # a header with no data rows is an error
+    needs_rows: bool | Literal["treatment"] = (
+        False  # a header with no data rows is an error (in an LA with treatment teams)
+    )
 
     @property
     def columns(self) -> list[str]:
@@ -354,13 +433,14 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
             (
                 Field("participant_id", "str", "Participant", link=LINK_PARTICIPANT),
                 WAVE_FIELD,
-                Field("cases_audited", "int", "Case files audited", ge=0),
+                Field("cases_audited", "int", "Case files audited", ge=0, cap=1_000),
                 Field(
                     "father_contact_recorded",
                     "int",
                     "Files holding the father's contact details",
                     ge=0,
                     at_most="cases_audited",
+                    cap=1_000,
                 ),
             ),
             unique=("participant_id", "wave"),
@@ -376,12 +456,16 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
                 Field("attended", "bool", "Whether the person attended"),
             ),
             required="treatment",
-            notes=("Required in an LA that has at least one treatment team.",),
+            notes=(
+                "Required, with at least one data row, in an LA that has at least one treatment team.",
+                "Every component offered here needs its row in `ipe_targets`.",
+            ),
+            needs_rows="treatment",
         ),
         FileSpec(
             "ipe_targets",
             "The intended audience of each component in the LA.",
-            (COMPONENT_FIELD, Field("intended_n", "int", "Intended audience", gt=0)),
+            (COMPONENT_FIELD, Field("intended_n", "int", "Intended audience", gt=0, cap=100_000)),
             unique=("component",),
             notes=("One row per component.",),
         ),
@@ -404,9 +488,11 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
                 Field(
                     "theme",
                     "str",
-                    "Coded theme of the comment (an addition to the contract): only counts are published",
+                    "Coded theme of the comment: only counts are published",
                     required=False,
                     nullable=True,
+                    allowed=instrument.themes,
+                    link="the fixed list of themes in `instrument.yml` (or the default list)",
                 ),
             ),
             required="optional",
@@ -417,13 +503,14 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
             (
                 Field("session_id", "str", "Session identifier", link="unique within the LA"),
                 COMPONENT_FIELD,
-                Field("planned_elements", "int", "Elements planned", gt=0),
+                Field("planned_elements", "int", "Elements planned", gt=0, cap=1_000),
                 Field(
                     "delivered_elements",
                     "int",
                     "Elements delivered",
                     ge=0,
                     at_most="planned_elements",
+                    cap=1_000,
                 ),
                 _likert("quality", "Quality rating 1 .. 5", True),
             ),
@@ -438,10 +525,10 @@ def file_specs(instrument: Instrument = DEFAULT_INSTRUMENT) -> dict[str, FileSpe
                 Field("category", "str", "Cost category", allowed=COST_CATEGORIES),
                 Field("phase", "str", "Phase", allowed=PHASES),
                 Field("bearer", "str", "Who bears the cost", allowed=BEARERS),
-                Field("quantity", "float", "Quantity", ge=0),
+                Field("quantity", "float", "Quantity", ge=0, cap=10_000_000),
                 Field("unit", "str", "Unit of quantity, e.g. hours, days, item"),
-                Field("unit_cost_gbp", "float", "Cost per unit in GBP", ge=0),
-                Field("price_year", "int", "Year whose prices unit_cost_gbp is in"),
+                Field("unit_cost_gbp", "float", "Cost per unit in GBP", ge=0, cap=10_000_000),
+                Field("price_year", "int", "Year whose prices unit_cost_gbp is in", ge=1900, cap=2100),
             ),
             notes=(
                 "`staff_time` rows are the opportunity cost of staff attending training; "
@@ -457,9 +544,82 @@ DEFLATORS_SPEC = FileSpec(
     "deflators",
     "Price index by year, at the data root; converts costs to the report's price year.",
     (
-        Field("year", "int", "Price year"),
-        Field("index", "float", "Price index for the year", gt=0),
+        Field("year", "int", "Price year", ge=1900, cap=2100),
+        Field("index", "float", "Price index for the year", gt=0, cap=1_000_000),
     ),
     required="optional",
     unique=("year",),
+)
+
+
+# --------------------------------------------------------------------------
+# The rules in words (the data dictionary page and the template's
+# instructions are generated from these)
+# --------------------------------------------------------------------------
+#: How files are found and read. Markdown; one rule per entry.
+READING_RULES: tuple[str, ...] = (
+    "Each LA folder holds one file per table below, named like the table (`teams.csv` or `teams.xlsx`; "
+    "the name's case does not matter, so `teams.CSV` is read and named as it is). Instead, or as well, an "
+    f"LA may send one workbook `{RETURNS_WORKBOOK}` with one sheet per table, named like the table, as "
+    "`python -m isafe_helpers template` makes it; a table given twice (two files, or a file and a sheet) is "
+    "an error. Other formats (`.xls`, `.ods`, `.txt`) are errors that say how to save the file.",
+    "Hidden files and folders (`.DS_Store`), `__MACOSX` folders and Office lock files (`~$teams.xlsx`) "
+    "are ignored at every level, with one line saying so.",
+    "Links inside the data root are followed: a linked LA folder is read and its files are part of the "
+    "data root's fingerprint, so changing them reruns every scope that reads them. A broken link, a link "
+    "to a folder that holds it, and anything that is neither a file nor a folder are errors.",
+    "CSV files: the encoding is detected (UTF-8 with or without a byte-order mark; UTF-16; else "
+    'Windows-1252, the encoding of Excel\'s "CSV" on Windows, or Latin-1 when the bytes are not '
+    "Windows-1252), and so is the delimiter (`,`, `;` or tab: the one that splits the header into the "
+    "most column names). The run record (`run.json`) and `validate` name every file read another way than "
+    "UTF-8 with commas, and how.",
+    "Headers are matched without regard to case (`Team_ID` is read as `team_id`, and reported as found). "
+    "A column named twice is an error; unknown columns are reported and never used; a column with a blank "
+    "header that holds data is an error.",
+    "Workbooks (`.xlsx`): the sheet named like the table is read, else the only visible sheet; several "
+    "visible sheets with none named like the table is an error naming them. Hidden sheets are never read. "
+    "The header is the first row holding a value. A hidden row or column holding data is an error, as is a "
+    "cell holding data beside the header (in a column with no header).",
+    "A formula cell is read as the result the workbook stores, with a warning; a formula with no stored "
+    "result is an error, and so is every formula of a workbook that asks to be recalculated when opened "
+    "(written by a program that does not compute formulas, so its stored results cannot be trusted). An "
+    "Excel error value (`#N/A`, `#DIV/0!`) is an error. Date cells are read as `YYYY-MM-DD`.",
+    f"Bounds: a file or sheet may hold at most {MAX_CELLS:,} cells with values and {MAX_COLUMNS:,} columns, "
+    f"and a CSV file (or a part of a workbook, uncompressed) at most {MAX_PART_BYTES // 2**20} MB; a larger "
+    "one is refused before it is read whole, so no file can exhaust the machine's memory.",
+)
+
+
+#: Rules every cell value meets. Markdown.
+VALUE_RULES: tuple[str, ...] = (
+    "Numbers are written with the ASCII digits 0-9, an optional sign, a `.` for decimals and an optional "
+    "exponent (`1e3`); other digits (`٩`, `９`), thousands separators, decimal commas, `inf` and `nan` "
+    "are errors, never read as missing. Whole numbers may be written `3` or `3.0` but never `3.5`.",
+    "Every number is finite and within its column's rule, or within its declared bound where the contract "
+    "sets none (shown as *declared bound* below), so no value can overflow: a value beyond it is an error "
+    "naming the file, row, column and value.",
+    "Feedback themes come only from the fixed list in `instrument.yml` (`themes:`), or the default list "
+    "below; any other theme is an error, so free text never reaches a published count.",
+)
+
+
+#: Rules between files. Markdown.
+CROSS_FILE_RULES: tuple[str, ...] = (
+    "`team_id` and `participant_id` are unique across the whole data root.",
+    "Participants belong to a team of the same LA; survey and case-file rows to a participant of the "
+    "same LA; attendance and feedback never name a participant of another LA.",
+    "Every component offered in `attendance` (attended or not) has its row in the LA's `ipe_targets`.",
+    "An LA with at least one treatment team has an `attendance` file with at least one data row.",
+    "Costs carrying more than one `price_year` need `deflators.csv` at the data root, with every year.",
+)
+
+
+#: How problems are reported. Markdown.
+REPORT_RULES: tuple[str, ...] = (
+    "`validate` and `run` list every problem by file (file, row, column, value, rule) and exit with code 2 "
+    f"before any notebook starts; at most {REPORT_LINES} lines per file and rule are printed, with a count "
+    "of the rest.",
+    "`python -m isafe_helpers validate --data ROOT --report problems.csv` writes every problem, one per "
+    "row (file, row, column, value, rule), to open in a spreadsheet; text cells that a spreadsheet would "
+    "run as a formula (starting with `=`, `+`, `-`, `@`) are written with a leading `'`.",
 )

@@ -1,171 +1,200 @@
 """Read and validate a data root of LA folders.
 
 A data root holds one folder per LA (named by its LA code) with the files of
-:func:`isafe_helpers.data.contract.file_specs`, as CSV or XLSX, plus an optional
-``instrument.yml``, ``deflators.csv`` and, for synthetic data, the marker
-``synthetic.yml``. :func:`load_root` checks every file against its pandera
-schema and the links between files, and raises one
-:class:`DataValidationError` listing every problem found (file, row, column,
-value, rule). Nothing is fixed silently: a cell either meets its rule or is
-reported.
+:func:`isafe_helpers.data.contract.file_specs`, as CSV or XLSX files or as
+the sheets of one ``returns.xlsx``, plus an optional ``instrument.yml``,
+``deflators.csv`` and, for synthetic data, the marker ``synthetic.yml``.
+:func:`load_root` checks every file against its pandera schema and the links
+between files, and raises one :class:`DataValidationError` listing every
+problem found (file, row, column, value, rule). Nothing is fixed silently: a
+cell either meets its rule or is reported. How files are found and read
+(encodings, delimiters, sheets, links, ignored files) is
+:mod:`isafe_helpers.data.readers` and :mod:`isafe_helpers.data.files`; the
+rules in words are the contract's ``READING_RULES``, ``VALUE_RULES`` and
+``CROSS_FILE_RULES``.
 
 Validation runs in two pandera passes per file: the first checks the raw
-text of every cell (presence, blanks, vocabularies and that numbers, dates
-and booleans parse); the second checks value rules (ranges, cross-column
-rules, unique keys) on the typed values. Cross-file rules (links between
-files, IDs unique across the root) are checked once every file has passed.
+text of every cell (presence, blanks, vocabularies, that numbers, dates and
+booleans parse, and that numbers are finite and within their rule or
+declared bound); the second checks the keys and cross-column rules on the
+typed values. Cross-file rules (links between files, IDs unique across the
+root, every component offered having its target) are checked once every
+file has been read.
 """
 
 from __future__ import annotations
 
-import datetime
+import csv
+import io
+import math
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import yaml
 
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.contract import Field, FileSpec, Instrument
-from isafe_helpers.data.files import fingerprint_root
+from isafe_helpers.data.files import fingerprint_root, is_ignored, scan
+from isafe_helpers.data.readers import Problem, RawTable, Unreadable, Workbook, read_text
 from isafe_helpers.data.scoring import score_scales
+from isafe_helpers.outputs import neutralise
 
+__all__ = ["DataValidationError", "Problem", "TrialData", "load_root", "problems_csv", "validate_frame"]
+
+
+#: File formats read, by suffix (case-insensitive).
 SUFFIXES = (".csv", ".xlsx")
+
+
+#: What to say of a file named like a table but in a format that is not read.
+OTHER_FORMATS = {
+    ".xls": "is the old Excel format (.xls), which is not read: save it as .xlsx (Excel Workbook) or CSV",
+    ".xlsm": "is a macro workbook (.xlsm), which is not read: save it as .xlsx (Excel Workbook) or CSV",
+}
 
 
 ROOT_FILES = {"instrument.yml", "deflators.csv", C.SYNTHETIC_MARKER, "README.md", "README.txt"}
 
 
-_INT_RE = r"^[+-]?\d+(\.0*)?$"
+_INT_RE = r"[+-]?[0-9]+(\.0*)?"
 
 
-_DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
+_FLOAT_RE = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
+
+
+_DATE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+
+
+#: Numbers beyond this are masked before conversion (every column's bound is far below it).
+_EXACT = 2.0**53
 
 
 # --------------------------------------------------------------------------
-# Problems and the error that carries them
+# The error that carries every problem
 # --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Problem:
-    """One violation of the data contract.
-
-    ``row`` is the line number in the file as a spreadsheet shows it (the
-    header is row 1), or ``None`` for a problem of the whole file or column.
-    """
-
-    file: str
-    row: int | None
-    column: str | None
-    value: str | None
-    rule: str
-
-    def detail(self) -> str:
-        """Where and what, without the file: ``row 2, column arm, value 'x': rule``."""
-        where = f"row {self.row}" if self.row is not None else "file"
-        col = f", column {self.column}" if self.column else ""
-        val = f", value {self.value!r}" if self.value is not None else ""
-        return f"{where}{col}{val}: {self.rule}"
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.detail()}"
-
-
 class DataValidationError(Exception):
-    """The data root breaks the contract. ``problems`` lists every violation."""
+    """The data root breaks the contract. ``problems`` lists every violation; ``notes`` say how files were read."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], notes: list[str] | None = None):
         self.problems = list(problems)
+        self.notes = list(notes or [])
         super().__init__(self.report())
 
-    def report(self) -> str:
-        """All problems, grouped by file, one line each."""
-        lines = [f"The data root breaks the data contract ({len(self.problems)} problem(s)):"]
-        by_file: dict[str, list[Problem]] = {}
+    def report(self, limit: int = C.REPORT_LINES) -> str:
+        """The problems grouped by file and rule, one line each, at most ``limit`` per file and rule."""
+        lines = [f"The data root breaks the data contract ({len(self.problems):,} problem(s)):"]
+        by_file: dict[str, dict[str, list[Problem]]] = {}
         for p in self.problems:
-            by_file.setdefault(p.file, []).append(p)
-        for file in by_file:
+            by_file.setdefault(p.file, {}).setdefault(p.rule, []).append(p)
+        cut = False
+        for file, rules in by_file.items():
             lines.append(f"  {file}")
-            lines += [f"    {p.detail()}" for p in by_file[file]]
+            for rule, ps in rules.items():
+                lines += [f"    {p.detail()}" for p in ps[:limit]]
+                if len(ps) > limit:
+                    cut = True
+                    lines.append(f"    ... and {len(ps) - limit:,} more row(s) breaking the same rule: {rule}")
+        if cut:
+            lines.append(
+                "Every problem, one per row: python -m isafe_helpers validate --data ROOT --report problems.csv"
+            )
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------
-def _excel_cell(v) -> str | None:
-    """Text of a spreadsheet cell as a CSV export would write it.
-
-    Date cells become ``YYYY-MM-DD`` (with the time only if it is not
-    midnight, which then fails the date rule); whole-number cells lose the
-    ``.0`` a float carries; text is kept as typed.
-    """
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return None
-    if isinstance(v, (pd.Timestamp, datetime.datetime)):
-        ts = pd.Timestamp(v)
-        return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat(sep=" ")
-    if isinstance(v, datetime.date):
-        return v.isoformat()
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+REPORT_COLUMNS = ("file", "row", "column", "value", "rule")
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV (UTF-8, BOM or not, any line ending) or XLSX (first sheet).
-
-    Every cell comes back as stripped text, blanks as missing; fully blank
-    rows (such as trailing ones) are dropped. The index is the row number
-    as a spreadsheet shows it (header = row 1). Spreadsheet date and number
-    cells become the text a CSV export would hold (see ``_excel_cell``).
-
-    Raises
-    ------
-    pandas.errors.EmptyDataError
-        The file holds nothing, not even a header.
-    """
-    if path.suffix.lower() == ".xlsx":
-        df = pd.read_excel(path, sheet_name=0, dtype=object, engine="openpyxl")
-        df = df.astype(object).map(_excel_cell)
-    else:
-        df = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            encoding="utf-8-sig",
-            skip_blank_lines=False,
+def problems_csv(problems: list[Problem]) -> str:
+    """Every problem as CSV (file, row, column, value, rule), text cells neutralised for spreadsheets."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(REPORT_COLUMNS)
+    for p in problems:
+        rule = f"{p.rule}; {p.where}" if p.where else p.rule
+        w.writerow(
+            [
+                neutralise(x) if isinstance(x, str) else ("" if x is None else x)
+                for x in (p.file, p.row, p.column, p.value, rule)
+            ]
         )
-    df.columns = [str(c).strip() for c in df.columns]
-    df = df.astype(object)
-    for col in range(df.shape[1]):
-        s = df.iloc[:, col].astype("string").str.strip()
-        df.isetitem(col, s.where(s.notna() & (s != ""), None).astype(object))
-    df.index = pd.RangeIndex(2, len(df) + 2)
-    return df.dropna(how="all")
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------
 # Schemas built from the contract
 # --------------------------------------------------------------------------
+def _matches(s: pd.Series, pattern: str) -> pd.Series:
+    """Which cells are text matching ``pattern`` whole (ASCII only: ``[0-9]`` is not ``\\d``)."""
+    rx = re.compile(pattern)
+    return pd.Series([isinstance(v, str) and rx.fullmatch(v) is not None for v in s], index=s.index, dtype=bool)
+
+
+def _number(s: pd.Series, dtype: str) -> pd.Series:
+    """The numbers of a text column (NaN where the text is not an ASCII number of this type)."""
+    ok = _matches(s, _INT_RE if dtype == "int" else _FLOAT_RE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # overflow of e.g. 1e400 to inf: reported by the finite rule
+        return pd.to_numeric(s.where(ok), errors="coerce").astype(float)
+
+
+def _range_checks(f: Field) -> list[pa.Check]:
+    """Bounds on the number a cell's text holds (blank and unparsable cells are left to other checks)."""
+
+    def within(test):
+        return lambda s: (lambda x: x.isna() | test(x))(_number(s, f.dtype))
+
+    w = C.number_words
+    checks = []
+    if f.ge is not None and f.le is not None:
+        checks.append(
+            pa.Check(within(lambda x: (x >= f.ge) & (x <= f.le)), error=f"must be between {w(f.ge)} and {w(f.le)}")
+        )
+    else:
+        if f.ge is not None:
+            checks.append(pa.Check(within(lambda x: x >= f.ge), error=f"must be >= {w(f.ge)}"))
+        if f.le is not None:
+            checks.append(pa.Check(within(lambda x: x <= f.le), error=f"must be <= {w(f.le)}"))
+    if f.gt is not None:
+        checks.append(pa.Check(within(lambda x: x > f.gt), error=f"must be > {w(f.gt)}"))
+    if f.cap is not None and (f.le is None or f.cap < f.le):
+        checks.append(
+            pa.Check(
+                within(lambda x: x <= f.cap),
+                error=f"must be at most {w(f.cap)} (the column's declared bound: a larger number is taken for a typing error)",
+            )
+        )
+    return checks
+
+
 def _text_checks(f: Field) -> list[pa.Check]:
     checks: list[pa.Check] = []
     if f.dtype == "int":
-        checks.append(pa.Check.str_matches(_INT_RE, error="must be a whole number"))
+        checks.append(
+            pa.Check(lambda s: _matches(s, _INT_RE), error="must be a whole number, written with the digits 0-9")
+        )
     elif f.dtype == "float":
         checks.append(
             pa.Check(
-                lambda s: pd.to_numeric(s, errors="coerce").notna(),
-                error="must be a number",
+                lambda s: _matches(s, _FLOAT_RE),
+                error="must be a number, written with the digits 0-9 and a '.' for decimals",
+            )
+        )
+        checks.append(
+            pa.Check(
+                lambda s: (lambda x: x.isna() | x.map(math.isfinite, na_action="ignore").astype(bool))(
+                    _number(s, "float")
+                ),
+                error="must be a finite number",
             )
         )
     elif f.dtype == "date":
         checks.append(
             pa.Check(
-                lambda s: pd.to_datetime(s, format="%Y-%m-%d", errors="coerce").notna() & s.str.match(_DATE_RE),
+                lambda s: pd.to_datetime(s, format="%Y-%m-%d", errors="coerce").notna() & _matches(s, _DATE_RE),
                 error="must be a date written YYYY-MM-DD",
             )
         )
@@ -173,17 +202,20 @@ def _text_checks(f: Field) -> list[pa.Check]:
         ok = C.TRUE_VALUES + C.FALSE_VALUES
         checks.append(
             pa.Check(
-                lambda s: s.str.lower().isin(ok),
+                lambda s: s.astype("string").str.lower().isin(ok),
                 error="must be true/false, 1/0 or yes/no",
             )
         )
+    if f.dtype in ("int", "float"):
+        checks += _range_checks(f)
     if f.allowed is not None:
-        checks.append(pa.Check.isin(f.allowed, error="must be one of " + ", ".join(f.allowed)))
+        words = ", ".join(f.allowed) if f.allowed else "(the list is empty)"
+        checks.append(pa.Check.isin(f.allowed, error="must be one of " + words))
     return checks
 
 
 def text_schema(spec: FileSpec) -> pa.DataFrameSchema:
-    """First pass: every cell's text (presence, blanks, vocabulary, parsable)."""
+    """First pass: every cell's text (presence, blanks, vocabulary, parsable, finite, within bounds)."""
     cols = {
         f.name: pa.Column(
             object,
@@ -198,25 +230,10 @@ def text_schema(spec: FileSpec) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(cols, strict=False, name=spec.name)
 
 
-def _value_checks(f: Field) -> list[pa.Check]:
-    checks = []
-    if f.ge is not None and f.le is not None:
-        checks.append(pa.Check.in_range(f.ge, f.le, error=f"must be between {f.ge:g} and {f.le:g}"))
-    elif f.ge is not None:
-        checks.append(pa.Check.ge(f.ge, error=f"must be >= {f.ge:g}"))
-    elif f.le is not None:
-        checks.append(pa.Check.le(f.le, error=f"must be <= {f.le:g}"))
-    if f.gt is not None:
-        checks.append(pa.Check.gt(f.gt, error=f"must be > {f.gt:g}"))
-    return checks
-
-
 def value_schema(spec: FileSpec) -> pa.DataFrameSchema:
-    """Second pass: value rules on typed columns, cross-column rules, keys."""
-    checks = {f.name: _value_checks(f) for f in spec.fields}
-    cols = {name: pa.Column(checks=c, nullable=True, required=False) for name, c in checks.items() if c}
+    """Second pass: unique keys on the typed values (cross-column rules are checked beside it)."""
     return pa.DataFrameSchema(
-        cols,
+        {},
         strict=False,
         name=spec.name,
         unique=list(spec.unique) if spec.unique else None,
@@ -232,10 +249,11 @@ def _convert(df: pd.DataFrame, spec: FileSpec) -> pd.DataFrame:
             continue
         s = out[f.name]
         if f.dtype == "int":
-            num = pd.to_numeric(s.where(s.astype(str).str.match(_INT_RE)), errors="coerce")
-            out[f.name] = num.round().astype("Int64")
+            num = _number(s, "int")
+            out[f.name] = num.where(num.abs() <= _EXACT).round().astype("Int64")
         elif f.dtype == "float":
-            out[f.name] = pd.to_numeric(s, errors="coerce").astype("Float64")
+            num = _number(s, "float")
+            out[f.name] = num.where(num.abs() <= _EXACT).astype("Float64")
         elif f.dtype == "bool":
             low = s.astype("string").str.lower()
             out[f.name] = (
@@ -288,23 +306,51 @@ def _problems_from(err: pa.errors.SchemaErrors, file: str) -> list[Problem]:
     return sorted(unique_problems, key=lambda p: (p.row or 0, p.column or ""))
 
 
+def match_headers(columns: list[str], spec: FileSpec) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Contract column -> header as found (matched without regard to case); and headers found more than once."""
+    found: dict[str, str] = {}
+    seen: dict[str, list[str]] = {}
+    by_name = {c.lower(): c for c in spec.columns}
+    for col in columns:
+        key = col.strip().lower()
+        seen.setdefault(key, []).append(col)
+        if key in by_name and by_name[key] not in found:
+            found[by_name[key]] = col
+    return found, {k: v for k, v in seen.items() if len(v) > 1}
+
+
 def validate_frame(df: pd.DataFrame, spec: FileSpec, file: str) -> tuple[pd.DataFrame, list[Problem], list[str]]:
     """Validate one file's text frame against its spec.
 
-    Returns the typed frame (contract columns only), the problems and the
-    warnings (unknown extra columns, which are dropped).
+    Headers are matched without regard to case and problems name the
+    header as found.
+
+    Returns the typed frame (contract columns only, named as the contract
+    names them), the problems and the warnings (headers matched by case,
+    unknown extra columns, which are dropped).
     """
     problems: list[Problem] = []
     notes: list[str] = []
+    found, twice = match_headers(list(df.columns), spec)
+    if twice:
+        return (
+            df,
+            [
+                Problem(file, 1, " and ".join(v), None, "column appears more than once in the header: keep one")
+                for v in twice.values()
+            ],
+            notes,
+        )
+    recased = [f"{v!r} as {k}" for k, v in found.items() if v != k]
+    if recased:
+        notes.append(f"{file}: header(s) matched without regard to case: {', '.join(recased)}")
+    df = df.rename(columns={v: k for k, v in found.items()})
     extra = [c for c in df.columns if c not in spec.columns]
     if extra:
         notes.append(f"{file}: unknown column(s) ignored: {', '.join(extra)}")
-    dup_cols = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-    if dup_cols:
-        return df, [Problem(file, 1, c, None, "column appears twice in the header") for c in dup_cols], notes
-    if df.empty and spec.needs_rows:
+    if df.empty and spec.needs_rows is True:
         problems.append(Problem(file, None, None, None, "file has a header but no data rows"))
-    elif df.empty:
+    elif df.empty and spec.needs_rows is False:
         notes.append(f"{file}: no data rows")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -324,10 +370,23 @@ def validate_frame(df: pd.DataFrame, spec: FileSpec, file: str) -> tuple[pd.Data
             for idx in typed.index[bad.fillna(False).to_numpy(dtype=bool)]:
                 problems.append(
                     Problem(
-                        file, int(idx), low, str(typed.at[idx, low]), f"must be at most {high} ({typed.at[idx, high]})"
+                        file,
+                        int(idx),
+                        low,
+                        str(typed.at[idx, low]),
+                        f"must be at most {high}",
+                        where=f"{high} is {typed.at[idx, high]}",
                     )
                 )
-    return typed, problems, notes
+    if extra:  # say what the header holds where a required column is missing
+        has = f" (the header has unknown column(s): {', '.join(extra)})"
+        problems = [replace(p, rule=p.rule + has) if p.rule == "required column is missing" else p for p in problems]
+    return typed, [_as_found(p, found) for p in problems], notes
+
+
+def _as_found(p: Problem, found: dict[str, str]) -> Problem:
+    """The problem with its column named as the file's header names it."""
+    return replace(p, column=found[p.column]) if p.column in found and found[p.column] != p.column else p
 
 
 # --------------------------------------------------------------------------
@@ -338,7 +397,11 @@ class TrialData:
     """Validated tables of a data root, each with an ``la`` column.
 
     The survey carries one score column per scale (see
-    :func:`isafe_helpers.data.scoring.score_scales`).
+    :func:`isafe_helpers.data.scoring.score_scales`). ``warnings`` are
+    things to check (unknown columns, formulas read as their stored
+    results, ignored files); ``notes`` say how the files were read (every
+    file read another way than as UTF-8 CSV with commas), for the run
+    record.
     """
 
     root: Path
@@ -349,6 +412,7 @@ class TrialData:
     synthetic: dict | None
     fingerprint: str
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         tables = self.__dict__.get("tables", {})
@@ -376,21 +440,117 @@ class TrialData:
             self.synthetic,
             self.fingerprint,
             self.warnings,
+            self.notes,
         )
 
 
 def find_las(root: Path) -> list[str]:
-    """LA folders of a data root, sorted."""
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """LA folders of a data root (links followed; ignored names left out), sorted."""
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not is_ignored(p.name))
 
 
-def _file_for(la_dir: Path, name: str) -> tuple[Path | None, list[Path]]:
-    found = [la_dir / f"{name}{s}" for s in SUFFIXES if (la_dir / f"{name}{s}").is_file()]
-    return (found[0] if len(found) == 1 else None), found
+@dataclass(frozen=True)
+class Source:
+    """Where one table of an LA is read from: a file, or a sheet of the LA's returns workbook."""
+
+    path: Path
+    label: str
+    sheet: str | None = None
 
 
-def _rel(root: Path, p: Path) -> str:
-    return p.relative_to(root).as_posix()
+def _la_sources(
+    la: str, la_dir: Path, names: list[str], files: list[Path], refused: set[str]
+) -> tuple[dict[str, Source], list[Problem], list[str], set[str]]:
+    """Find each table's file or sheet in an LA folder.
+
+    Returns the sources, problems (a table given twice, a format not read,
+    an unreadable returns workbook), warnings (unknown files and sheets),
+    and the tables whose absence must not be reported again (their file is
+    there but refused, or the returns workbook could not be read).
+    """
+    problems: list[Problem] = []
+    notes: list[str] = []
+    excused: set[str] = set()
+    own = sorted(p for p in files if p.parent == la_dir)
+    for p in sorted({p.relative_to(la_dir).parts[0] for p in files if p.parent != la_dir}):
+        notes.append(f"{la}/{p}/: folder in an LA folder ignored")
+    sheets: dict[str, str] = {}
+    workbooks = [p for p in own if p.name.lower() == C.RETURNS_WORKBOOK]
+    if len(workbooks) > 1:
+        given = ", ".join(p.name for p in workbooks)
+        problems.append(
+            Problem(f"{la}/{C.RETURNS_WORKBOOK}", None, None, given, "workbook given more than once: keep one")
+        )
+        excused |= set(names)
+    if len(workbooks) == 1:
+        label = f"{la}/{workbooks[0].name}"
+        try:
+            with Workbook(workbooks[0]) as wb:
+                for s in wb.visible:
+                    key = s.name.strip().lower()
+                    if key in sheets:
+                        problems.append(
+                            Problem(label, None, None, f"{sheets[key]}, {s.name}", "sheet given twice: keep one")
+                        )
+                        excused.add(key)
+                    elif key in names:
+                        sheets[key] = s.name
+                    elif key not in C.TEMPLATE_SHEETS:
+                        notes.append(f"{label}: sheet {s.name!r} is not a table of the contract: ignored")
+                if wb.hidden:
+                    hidden = ", ".join(repr(s.name) for s in wb.hidden)
+                    notes.append(f"{label}: hidden sheet(s) {hidden} not read (hidden sheets never are)")
+        except Unreadable as exc:
+            problems += exc.problems(label)
+            excused |= set(names)
+        for key in excused & set(sheets):
+            del sheets[key]
+    sources: dict[str, Source] = {}
+    used = set(workbooks)
+    for name in names:
+        mine = [p for p in own if p.stem.lower() == name and p not in workbooks]
+        used |= set(mine)
+        readable = [p for p in mine if p.suffix.lower() in SUFFIXES]
+        given = [p.name for p in mine] + ([f"{workbooks[0].name} sheet {sheets[name]!r}"] if name in sheets else [])
+        if any(Path(r).stem.lower() == name and Path(r).parent.name == la for r in refused):
+            excused.add(name)
+        if len(given) > 1:
+            problems.append(
+                Problem(f"{la}/{name}", None, None, ", ".join(given), "table given more than once: keep one")
+            )
+            excused.add(name)
+        elif mine and not readable:
+            suffix = mine[0].suffix.lower()
+            rule = OTHER_FORMATS.get(
+                suffix, f"is a {suffix or 'file without a suffix'}, which is not read: save it as .xlsx or CSV"
+            )
+            problems.append(Problem(f"{la}/{mine[0].name}", None, None, None, rule))
+            excused.add(name)
+        elif readable:
+            sources[name] = Source(readable[0], f"{la}/{readable[0].name}")
+        elif name in sheets:
+            sources[name] = Source(workbooks[0], f"{la}/{workbooks[0].name} [sheet {sheets[name]}]", sheets[name])
+    for p in own:
+        if p not in used:
+            notes.append(f"{la}/{p.name}: unknown file ignored")
+    return sources, problems, notes, excused
+
+
+def _read(src: Source, name: str, spec: FileSpec) -> RawTable:
+    """One table's cells as text (raises Unreadable)."""
+    if src.path.suffix.lower() == ".csv":
+        return read_text(src.path, spec.columns)
+    with Workbook(src.path) as wb:
+        if src.sheet is not None:
+            sheet, notes = next(s for s in wb.visible if s.name == src.sheet), []
+        else:
+            sheet, notes = wb.pick(name)
+        table = wb.read(sheet)
+    table.warnings = notes + table.warnings
+    if src.sheet is None and sheet.name.strip().lower() != name:
+        table.how += f" (the only visible sheet, read as {name})"
+        table.default = False
+    return table
 
 
 def load_root(root: str | Path) -> TrialData:
@@ -416,6 +576,13 @@ def load_root(root: str | Path) -> TrialData:
         raise DataValidationError([Problem(str(root), None, None, None, "data root folder not found")])
     problems: list[Problem] = []
     notes: list[str] = []
+    reading: list[str] = []
+
+    found = scan(root)
+    refused = {rel for rel, _ in found.refused}
+    problems += [Problem(rel, None, None, None, reason) for rel, reason in found.refused]
+    if found.ignored:
+        notes.append(f"ignored (hidden, __MACOSX and Office lock files): {', '.join(found.ignored)}")
 
     instrument = C.DEFAULT_INSTRUMENT
     if (root / "instrument.yml").is_file():
@@ -428,7 +595,7 @@ def load_root(root: str | Path) -> TrialData:
         synthetic = yaml.safe_load((root / C.SYNTHETIC_MARKER).read_text(encoding="utf-8"))
     specs = C.file_specs(instrument)
 
-    las = find_las(root)
+    las = [la for la in find_las(root) if la not in refused]
     if not las:
         problems.append(Problem(".", None, None, None, "no LA folders found in the data root"))
     for la in las:
@@ -436,43 +603,68 @@ def load_root(root: str | Path) -> TrialData:
             problems.append(
                 Problem(la, None, None, la, "LA folder name must use letters, digits, _ and - only, and not be 'trial'")
             )
-    for p in sorted(root.iterdir()):
-        if p.is_file() and p.name not in ROOT_FILES and not p.name.startswith("."):
+    for p in found.files:
+        if p.parent == root and p.name not in ROOT_FILES:
             notes.append(f"{p.name}: unknown file at the data root ignored")
 
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in specs}
+    headers: dict[str, dict[str, str]] = {}  # file label -> contract column -> header as found
+    read_in: dict[str, set[str]] = {name: set() for name in specs}  # LAs whose table was read
+    n_read = 0
     for la in las:
         la_dir = root / la
-        known = {f"{n}{s}" for n in specs for s in SUFFIXES}
-        for p in sorted(la_dir.iterdir()):
-            if p.name not in known and not p.name.startswith("."):
-                notes.append(f"{la}/{p.name}: unknown file ignored")
+        la_files = [p for p in found.files if la_dir in p.parents]
+        sources, p_la, n_la, excused = _la_sources(la, la_dir, list(specs), la_files, refused)
+        problems += p_la
+        notes += n_la
         has_treatment = None
         for name, spec in specs.items():
-            path, found = _file_for(la_dir, name)
-            if len(found) > 1:
-                problems.append(Problem(f"{la}/{name}", None, None, None, "both .csv and .xlsx given: keep one"))
-                continue
-            if path is None:
+            src = sources.get(name)
+            if src is None:
                 need = spec.required == "always" or (spec.required == "treatment" and has_treatment)
-                if need:
-                    problems.append(Problem(f"{la}/{name}.csv", None, None, None, "required file is missing"))
+                if need and name not in excused:
+                    problems.append(
+                        Problem(
+                            f"{la}/{name}.csv",
+                            None,
+                            None,
+                            None,
+                            f"required file is missing (send {name}.csv, {name}.xlsx, or a sheet {name} "
+                            f"in {C.RETURNS_WORKBOOK})",
+                        )
+                    )
                 continue
-            label = _rel(root, path)
             try:
-                raw = read_table(path)
-            except pd.errors.EmptyDataError:
-                problems.append(Problem(label, None, None, None, "file is empty"))
+                raw = _read(src, name, spec)
+            except Unreadable as exc:
+                problems += exc.problems(src.label)
                 continue
-            except Exception as exc:  # unreadable spreadsheet: report, never traceback
-                problems.append(Problem(label, None, None, None, f"cannot be read: {exc}"))
-                continue
-            typed, file_problems, file_notes = validate_frame(raw, spec, label)
+            n_read += 1
+            if not raw.default:
+                reading.append(f"{src.label}: read as {raw.how}")
+            notes += [f"{src.label}: {w}" for w in raw.warnings]
+            problems += [replace(p, file=src.label) for p in raw.problems]
+            typed, file_problems, file_notes = validate_frame(raw.frame, spec, src.label)
+            if spec.needs_rows == "treatment" and has_treatment and raw.frame.empty:
+                file_problems.append(
+                    Problem(
+                        src.label,
+                        None,
+                        None,
+                        None,
+                        "file has a header but no data rows, and the LA has treatment teams: give one row per "
+                        "person per session offered",
+                    )
+                )
             problems += file_problems
             notes += file_notes
+            if any(p.rule.startswith("column appears more than once") for p in file_problems):
+                continue
+            headers[src.label] = match_headers(list(raw.frame.columns), spec)[0]
+            read_in[name].add(la)
             typed = typed.copy()
             typed["la"] = la
-            typed["src_file"] = label
+            typed["src_file"] = src.label
             typed["src_row"] = typed.index
             frames[name].append(typed.reset_index(drop=True))
             if name == "teams" and "arm" in typed:
@@ -490,17 +682,20 @@ def load_root(root: str | Path) -> TrialData:
             if f.name not in tables[name]:
                 tables[name][f.name] = _convert(pd.DataFrame({f.name: [None] * len(tables[name])}), spec)[f.name]
 
-    problems += _link_problems(tables)
+    problems += [_as_found(p, headers.get(p.file, {})) for p in _link_problems(tables, read_in)]
 
     deflators = None
     if (root / "deflators.csv").is_file():
         try:
-            raw = read_table(root / "deflators.csv")
-            deflators, p, n = validate_frame(raw, C.DEFLATORS_SPEC, "deflators.csv")
+            raw = read_text(root / "deflators.csv", C.DEFLATORS_SPEC.columns)
+            if not raw.default:
+                reading.append(f"deflators.csv: read as {raw.how}")
+            problems += [replace(p, file="deflators.csv") for p in raw.problems]
+            deflators, p, n = validate_frame(raw.frame, C.DEFLATORS_SPEC, "deflators.csv")
             problems += p
             notes += n
-        except pd.errors.EmptyDataError:
-            problems.append(Problem("deflators.csv", None, None, None, "file is empty"))
+        except Unreadable as exc:
+            problems += exc.problems("deflators.csv")
     costs = tables["costs"]
     years = sorted(int(y) for y in costs["price_year"].dropna().unique())
     if len(years) > 1:
@@ -514,7 +709,7 @@ def load_root(root: str | Path) -> TrialData:
                     "costs carry several price years: deflators.csv (year, index) is needed at the data root",
                 )
             )
-        else:
+        elif "year" in deflators:
             missing = sorted(set(years) - set(deflators["year"].dropna().astype(int)))
             if missing:
                 problems.append(
@@ -527,20 +722,32 @@ def load_root(root: str | Path) -> TrialData:
                     )
                 )
 
+    summary = f"{n_read} file(s) read; CSV files are UTF-8 with ',' as delimiter unless listed"
     if problems:
-        raise DataValidationError(problems)
+        raise DataValidationError(problems, [*notes, summary, *reading])
 
     for name in tables:
         tables[name] = tables[name].drop(columns=["src_file", "src_row"])
     tables["survey"] = score_scales(tables["survey"], instrument)
-    return TrialData(root, las, instrument, tables, deflators, synthetic, fingerprint_root(root), notes)
+    return TrialData(
+        root,
+        las,
+        instrument,
+        tables,
+        deflators,
+        synthetic,
+        fingerprint_root(root, found.files),
+        notes,
+        [summary, *reading],
+    )
 
 
-def _link_problems(tables: dict[str, pd.DataFrame]) -> list[Problem]:
-    """Cross-file rules: unique IDs across the root and links within each LA.
+def _link_problems(tables: dict[str, pd.DataFrame], read_in: dict[str, set[str]]) -> list[Problem]:
+    """Cross-file rules: unique IDs across the root, links within each LA, targets of components offered.
 
     A link is checked only in LAs whose target column was read (a missing
     column is reported once, by its own file, not again on every linked row).
+    ``read_in`` names, per table, the LAs whose file was read.
     """
     problems: list[Problem] = []
 
@@ -553,7 +760,7 @@ def _link_problems(tables: dict[str, pd.DataFrame]) -> list[Problem]:
             for f, r in zip(rows["src_file"], rows["src_row"]):
                 others = rows[rows["src_file"] != f]
                 where = ", ".join(f"{of} row {orow}" for of, orow in zip(others["src_file"], others["src_row"]))
-                problems.append(Problem(f, int(r), col, str(value), f"{rule}; also at {where}"))
+                problems.append(Problem(f, int(r), col, str(value), rule, where=f"also at {where}"))
 
     dup_across("teams", "team_id", "team_id must be unique across the data root (one arm and one LA per team)")
     dup_across("participants", "participant_id", "participant_id must be unique across the data root")
@@ -587,4 +794,22 @@ def _link_problems(tables: dict[str, pd.DataFrame]) -> list[Problem]:
         bad = df[other.notna() & (other != df["la"])]
         for f, r, v, la in zip(bad["src_file"], bad["src_row"], bad["person_id"], other[bad.index]):
             problems.append(Problem(f, int(r), "person_id", str(v), f"is a participant of {la}, not of this LA"))
+
+    # every component offered in attendance has its intended audience
+    att, tgt = tables["attendance"], tables["ipe_targets"]
+    offered = att[att["component"].notna() & att["la"].isin(read_in["ipe_targets"])]
+    tgt = tgt.dropna(subset=["component"])
+    targets = set(zip(tgt["la"], tgt["component"]))
+    for (la, comp), rows in offered.groupby(["la", "component"], sort=True):
+        if (la, comp) not in targets:
+            problems.append(
+                Problem(
+                    rows["src_file"].iloc[0],
+                    int(rows["src_row"].min()),
+                    "component",
+                    str(comp),
+                    "is offered in attendance but has no row in the LA's ipe_targets: give its intended_n",
+                    where=f"{len(rows)} attendance row(s)",
+                )
+            )
     return problems

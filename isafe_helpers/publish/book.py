@@ -128,26 +128,43 @@ def html_table(header, rows, code=()) -> str:
 
 
 def data_dictionary_markdown(instrument: C.Instrument = C.DEFAULT_INSTRUMENT) -> str:
-    """The data dictionary page, generated from the contract's file specs."""
+    """The data dictionary page, generated from the contract: its reading, value and cross-file rules, files and scales."""
     out = [
         "# Data dictionary",
         "",
-        "Generated from the schemas in `isafe_helpers.data.contract`, which the loader validates "
+        "Generated from the schemas and rules in `isafe_helpers.data.contract`, which the loader validates "
         "every file against: this page and the checks cannot disagree.",
         "",
         "A data root is a folder with one subfolder per local authority, named by its LA code "
-        "(letters, digits, `_` and `-` only). Each LA folder holds the files below as `.csv` "
-        "(UTF-8, with or without BOM, any line ending) or `.xlsx` (first sheet). Blank cells mean "
+        "(letters, digits, `_` and `-` only). Each LA folder holds the files below as `.csv` or `.xlsx`, "
+        f"or as the sheets of one workbook `{C.RETURNS_WORKBOOK}`. Blank cells mean "
         "missing; column order does not matter; IDs are text (`007` stays `007`); dates are "
         "`YYYY-MM-DD`. Unknown extra columns are reported as a warning and never used. An optional "
-        "`instrument.yml` (survey scales) and `deflators.csv` (price index) sit at the data root.",
+        "`instrument.yml` (survey scales and feedback themes) and `deflators.csv` (price index) sit at the "
+        "data root.",
         "",
         "Choices where the contract is silent: the case-file audit has at most one row per "
         "participant and wave; a column whose rule says *blank allowed* must still be present "
         "unless it says *column optional*; whole numbers may be written `3` or `3.0` (as "
-        "spreadsheets export them) but never `3.5`.",
+        "spreadsheets export them) but never `3.5`; numbers the contract leaves unbounded carry a "
+        "*declared bound* against typing errors.",
+        "",
+        "## The return template",
+        "",
+        f"`python -m isafe_helpers template --out {C.RETURNS_WORKBOOK}` writes a workbook an LA can fill in and "
+        "send: a sheet per file below with its columns, a dropdown for every fixed vocabulary, range checks "
+        "on numbers, an input message on every header cell saying what the column holds and its rule, and "
+        f"an instructions sheet generated from the same rules as this page. Saved as `{C.RETURNS_WORKBOOK}` in "
+        "an LA folder, it is read as that LA's files.",
         "",
     ]
+    for title, rules in (
+        ("How files are found and read", C.READING_RULES),
+        ("Values", C.VALUE_RULES),
+        ("Rules between files", C.CROSS_FILE_RULES),
+        ("Problems", C.REPORT_RULES),
+    ):
+        out += [f"## {title}", "", *(f"- {r}" for r in rules), ""]
     specs = C.file_specs(instrument)
     need = {"always": "required", "treatment": "required in an LA with a treatment team", "optional": "optional"}
     for spec in [*specs.values(), C.DEFLATORS_SPEC]:
@@ -176,6 +193,18 @@ def data_dictionary_markdown(instrument: C.Instrument = C.DEFAULT_INSTRUMENT) ->
         for s in instrument.scales
     ]
     out += [html_table(("scale", "items", "reverse-coded", "range", "items needed"), rows, code=(0,)), ""]
+    out += [
+        "",
+        "## Feedback themes",
+        "",
+        "The fixed list a `theme` in `feedback` is taken from"
+        + (" (the default list: `instrument.yml` gives none)" if instrument.themes == C.DEFAULT_THEMES else "")
+        + ": "
+        + (", ".join(f"`{t}`" for t in instrument.themes) or "none, so every theme is an error")
+        + ". Each is a code of letters, digits, `_` and `-`; `instrument.yml` sets the list with "
+        "`themes: [practical, too_long, other]`.",
+        "",
+    ]
     return "\n".join(out)
 
 

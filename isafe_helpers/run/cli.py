@@ -1,7 +1,8 @@
-"""Command line: ``python -m isafe_helpers {run,book,synth,validate}``.
+"""Command line: ``python -m isafe_helpers {run,book,synth,validate,template}``.
 
 Exit codes: 0 success; 1 a notebook or the book failed; 2 the data root
-breaks the data contract (nothing was run) or the command line is wrong.
+breaks the data contract (nothing was run), the command line is wrong, or an
+output path is refused (see :func:`check_paths`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from isafe_helpers.data import contract as C
+from isafe_helpers.outputs import NotOurs, foreign, inside
 from isafe_helpers.resources import BUILD, BUNDLED_DATA, DEFAULT_OUT, NOTEBOOKS, SOURCES
 
 
@@ -43,41 +45,106 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a data root against the data contract")
     val.add_argument("--data", type=Path, default=BUNDLED_DATA)
+    val.add_argument(
+        "--report", type=Path, metavar="CSV", help="also write every problem (file, row, column, value, rule) to CSV"
+    )
+
+    tpl = sub.add_parser(
+        "template", help=f"write the return template, the workbook {C.RETURNS_WORKBOOK} an LA fills in"
+    )
+    tpl.add_argument("--out", type=Path, required=True, help="new .xlsx file to write")
+    tpl.add_argument(
+        "--instrument", type=Path, help="instrument.yml whose items and themes it carries (default: the contract's)"
+    )
     return p
 
 
-def _load(root: Path):
-    from isafe_helpers.data.loading import DataValidationError, load_root
+def _load(root: Path, report: Path | None = None):
+    """Load the data root, printing its problems (and writing them to ``report``) or its warnings and notes."""
+    from isafe_helpers.data.loading import DataValidationError, load_root, problems_csv
 
     try:
         data = load_root(root)
     except DataValidationError as err:
+        for n in err.notes:
+            print(f"note: {n}", file=sys.stderr)
         print(err.report(), file=sys.stderr)
+        if report is not None:
+            _write_report(report, problems_csv(err.problems))
+            print(f"Every problem, one per row: {report}", file=sys.stderr)
         print("Nothing was run. Fix the problems above and run again.", file=sys.stderr)
         return None
+    if report is not None:
+        _write_report(report, problems_csv([]))
     for w in data.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    for n in data.notes:
+        print(f"note: {n}", file=sys.stderr)
     return data
 
 
-def check_paths(data: Path, out: Path, build: Path = BUILD) -> str | None:
-    """Refuse output folders that would write into the data, the sources or each other.
+def _write_report(path: Path, text: str) -> None:
+    from isafe_helpers.outputs import atomic_write_bytes
 
-    Returns the reason, or None when the paths are safe.
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_report(path: Path, data: Path) -> str | None:
+    """Refuse a ``--report`` file inside the data root, or over a file that is not an earlier report."""
+    from isafe_helpers.data.loading import REPORT_COLUMNS
+
+    path = path.resolve()
+    if inside(path, data):
+        return f"--report {path} is inside the data root {data.resolve()}: it would become part of the data"
+    if not path.parent.is_dir():
+        return f"--report {path}: folder {path.parent} not found"
+    if path.exists():
+        with open(path, "rb") as fh:
+            first = fh.readline().decode("utf-8", "replace").strip()
+        if not path.is_file() or first != ",".join(REPORT_COLUMNS):
+            return f"--report {path} exists and is not an earlier problem report: it is never written over"
+    return None
+
+
+def in_sources(path: Path) -> bool:
+    """True when ``path`` is the handbook's sources folder, holds it, or lies in it outside ``results/`` and ``_build/``."""
+    if inside(SOURCES, path):
+        return True
+    return inside(path, SOURCES) and not (inside(path, DEFAULT_OUT) or inside(path, BUILD))
+
+
+def check_paths(
+    data: Path | None, out: Path, build: Path = BUILD, book: bool = True, write_out: bool = True
+) -> str | None:
+    """Refuse output folders that would write into the data, the sources, each other, or someone's files.
+
+    ``--out`` (when written) and ``--build`` (when the book is built) must not be a file,
+    lie in the handbook's sources (outside the default ``results/`` and
+    ``_build/``) or the data root, or hold them, and must be new, empty or
+    marked as the handbook's (:mod:`isafe_helpers.outputs`). ``data`` is
+    None when unknown. Returns the reason, or None when the paths are safe.
     """
-    data, out, build = data.resolve(), out.resolve(), build.resolve()
-    if out.exists() and not out.is_dir():
-        return f"--out {out} exists and is not a folder"
-    if out == SOURCES or out in SOURCES.parents:
-        return f"--out {out} would write into the handbook's own sources: choose a folder of its own"
-    for a, b, why in (
-        (out, data, "the results folder must not be inside the data root, nor hold it"),
-        (data, out, "the results folder must not be inside the data root, nor hold it"),
-        (out, build, "the results folder and the book's build folder must be apart"),
-        (build, out, "the results folder and the book's build folder must be apart"),
-    ):
-        if a == b or b in a.parents:
-            return f"{why} (--out {out}, --data {data})"
+    out, build = out.resolve(), build.resolve()
+    flags = ([("--out", out)] if write_out else []) + ([("--build", build)] if book else [])
+    for flag, path in flags:
+        if path.exists() and not path.is_dir():
+            return f"{flag} {path} exists and is not a folder"
+        if in_sources(path):
+            return (
+                f"{flag} {path} would write into the handbook's own sources ({SOURCES}): choose a folder outside "
+                "them (inside them, only results/ and _build/ are for outputs)"
+            )
+        if data is not None and (inside(path, data) or inside(data, path)):
+            return (
+                f"{flag} {path} must not be inside the data root {data.resolve()}, nor hold it: "
+                "outputs are written apart from the data"
+            )
+    if inside(out, build) or inside(build, out):
+        return f"the results folder and the book's build folder must be apart (--out {out}, --build {build})"
+    for flag, path in flags:
+        reason = foreign(path)
+        if reason:
+            return f"{flag} {reason}"
     return None
 
 
@@ -102,7 +169,7 @@ def _cmd_run(args) -> int:
     from isafe_helpers.config import threshold
     from isafe_helpers.run.pipeline import Busy, exclusive, run_all, summary_table
 
-    problem = check_paths(args.data, args.out, args.build)
+    problem = check_paths(args.data, args.out, args.build, book=not args.no_book)
     try:
         threshold()
     except ValueError as err:
@@ -136,7 +203,7 @@ def _cmd_run(args) -> int:
                     file=sys.stderr,
                 )
             book_status = 0 if args.no_book else _build(out, args.build.resolve(), args.force)
-    except Busy as err:
+    except (Busy, NotOurs) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"results: {out}")
@@ -144,6 +211,17 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_book(args) -> int:
+    import json
+
+    data = None
+    try:
+        data = Path(json.loads((args.out / "run.json").read_text(encoding="utf-8"))["data_root"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no run: build_book says so
+    problem = check_paths(data, args.out, args.build, write_out=False)  # --out is only read
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     return _build(args.out.resolve(), args.build.resolve(), args.force)
 
 
@@ -162,10 +240,45 @@ def _cmd_synth(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    data = _load(args.data)
+    if args.report is not None:
+        problem = check_report(args.report, args.data)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+    data = _load(args.data, args.report)
     if data is None:
         return 2
     print(f"{data.root}: {len(data.las)} LAs, {len(data.teams)} teams, {len(data.participants)} participants: valid")
+    return 0
+
+
+def _cmd_template(args) -> int:
+    from isafe_helpers.data.template import write_template
+
+    out = args.out.resolve()
+    if out.suffix.lower() != ".xlsx":
+        problem = f"--out {out} must name an .xlsx file"
+    elif out.exists():
+        problem = f"--out {out} exists: the template is never written over a file"
+    elif not out.parent.is_dir():
+        problem = f"--out {out}: folder {out.parent} not found"
+    elif in_sources(out):
+        problem = f"--out {out} would write into the handbook's own sources ({SOURCES})"
+    else:
+        problem = None
+    instrument = C.DEFAULT_INSTRUMENT
+    if problem is None and args.instrument is not None:
+        try:
+            instrument = C.Instrument.from_yaml(args.instrument)
+        except (OSError, ValueError, AttributeError, TypeError) as err:
+            problem = f"--instrument {args.instrument}: {err}"
+        except Exception as err:  # yaml errors: report, never traceback
+            problem = f"--instrument {args.instrument}: unreadable: {err}"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    write_template(out, instrument)
+    print(f"return template: {out}")
     return 0
 
 
@@ -173,7 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code (the ``isafe`` console script and ``python -m isafe_helpers``)."""
     args = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "book": _cmd_book, "synth": _cmd_synth, "validate": _cmd_validate}[args.command](args)
+        return {
+            "run": _cmd_run,
+            "book": _cmd_book,
+            "synth": _cmd_synth,
+            "validate": _cmd_validate,
+            "template": _cmd_template,
+        }[args.command](args)
     except KeyboardInterrupt:
         print("interrupted: complete outputs of earlier runs are untouched", file=sys.stderr)
         return 130

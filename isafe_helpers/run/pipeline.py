@@ -4,8 +4,11 @@ Each (scope, strand) task runs in its own worker process (papermill's working
 directory is process-wide, so threads would collide), with one progress bar
 for the run.
 
-Nothing complete is ever lost. A task executes into a private temporary
-folder ``<out>/.tmp/<scope>-<strand>/``: the notebook writes its
+Nothing complete is ever lost, and nothing the handbook did not make is
+deleted (:mod:`isafe_helpers.outputs`). A task executes into a private
+temporary folder ``<out>/.tmp/<scope>-<strand>/``, marked with the worker's
+process (a worker finding it in use by a living process, such as an orphan
+of a killed run, waits for it): the notebook writes its
 ``estimates.csv`` there. Only when the notebook has completed are its
 outputs put in place: the executed notebook is moved to
 ``<out>/<scope>/<strand>.ipynb`` (one rename), its rows are merged into
@@ -31,7 +34,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -47,6 +49,7 @@ from isafe_helpers import config
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.files import data_files, hash_files
 from isafe_helpers.data.loading import TrialData
+from isafe_helpers.outputs import NotOurs, claim, make_working, remove_ours, remove_stale
 from isafe_helpers.publish.report import SPECS
 from isafe_helpers.resources import NOTEBOOKS, PACKAGE, SOURCES
 from isafe_helpers.results.estimates import (
@@ -159,10 +162,10 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
     start = time.perf_counter()
     out_p = Path(out)
     scope_dir = out_p / scope
-    work = out_p / TMP / f"{scope}-{strand}"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    try:
+        work = make_working(out_p / TMP, f"{scope}-{strand}")
+    except NotOurs as exc:
+        return TaskOutcome(scope, strand, "failed", f"NotOurs: {exc}", time.perf_counter() - start)
     (work / RESULTS_ROOT_MARKER).write_text(str(out_p), encoding="utf-8")
     error_file = scope_dir / f"{strand}.error.txt"
     # The kernel inherits this worker's stderr: keep its chatter (transport
@@ -193,7 +196,7 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
         message = f"{ename}: {_first_line(evalue if evalue is not None else exc)}"
         atomic_write_text(error_file, message + "\n")
         _manifest(out_p, scope, strand).unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_ours(work)
         return TaskOutcome(scope, strand, "failed", message, time.perf_counter() - start)
     tidy(str(executed))
     scope_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +208,7 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
     write_estimates(rows, scope_dir)
     error_file.unlink(missing_ok=True)
     atomic_write_text(_manifest(out_p, scope, strand), inputs + "\n")
-    shutil.rmtree(work, ignore_errors=True)
+    remove_ours(work)
     return TaskOutcome(scope, strand, "done", "", time.perf_counter() - start)
 
 
@@ -218,8 +221,11 @@ class Busy(Exception):
 
 @contextmanager
 def exclusive(out: Path):
-    """Hold ``<out>/.lock`` for the run: two runs never write one results folder."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Hold ``<out>/.lock`` for the run: two runs never write one results folder.
+
+    Raises :class:`isafe_helpers.outputs.NotOurs` when ``out`` holds files the handbook did not make.
+    """
+    claim(out)
     with open(out / LOCK, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -245,8 +251,8 @@ def run_all(
 
     Writes ``<out>/run.json`` (data root, fingerprint, LAs, task outcomes).
     """
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / TMP, ignore_errors=True)  # leftovers of an interrupted run
+    claim(out)
+    remove_stale(out / TMP)  # leftovers of an interrupted run whose processes have all ended
     # Kernels are started as `python`: make it this interpreter's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # ... and make their `import isafe_helpers` this very package.
@@ -281,7 +287,7 @@ def run_all(
                 bar.set_postfix_str(f"{res.scope}/{res.strand} {res.status}")
                 bar.update()
     bar.close()
-    shutil.rmtree(out / TMP, ignore_errors=True)
+    remove_stale(out / TMP)
     order = {t: i for i, t in enumerate(tasks)}
     outcomes.sort(key=lambda o: order[(o.scope, o.strand)])
     write_run_record(data, out, outcomes)
@@ -319,6 +325,7 @@ def write_run_record(data: TrialData, out: Path, outcomes: list[TaskOutcome]) ->
         "disclosure_threshold": config.threshold(),
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC") if executed or not old else old.get("finished"),
         "python": platform.python_version(),
+        "data_notes": [*data.notes, *data.warnings],
         "tasks": tasks,
     }
     text = json.dumps(record, indent=2) + "\n"

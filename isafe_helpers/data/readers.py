@@ -1,0 +1,747 @@
+"""Read one input file, or one sheet of a workbook, as text cells.
+
+Every reader returns a :class:`RawTable`: the cells as stripped text (blank
+is missing), the header as found in the file, the index the row number a
+spreadsheet shows (the header's row is 1 in a CSV), a line saying how the
+file was read, warnings, and problems found while reading (a cell the
+reader will not guess at). A file that cannot be read at all raises
+:class:`Unreadable`. Nothing is repaired silently.
+
+Text files (CSV)
+    The encoding is detected, not guessed per cell: a byte-order mark
+    (UTF-8, UTF-16) decides; else NUL bytes in every other position mean
+    UTF-16 without a mark; else the bytes must decode as UTF-8; else they
+    are read as Windows-1252 (cp1252, what Excel's "CSV" writes on Windows),
+    and as Latin-1 only when they hold a byte cp1252 leaves undefined.
+    charset-normalizer is not used: on short cp1252 returns (a cost item
+    with a pound sign, an accented name) its best guesses were cp932, cp1250
+    and cp1125 (measured), where these rules are exact for the files Excel
+    writes. The delimiter (``,``, ``;`` or tab) is the one that splits the
+    header into the most of the file's expected column names. Both are
+    named in how the file was read.
+
+Spreadsheets (XLSX)
+    The workbook is read by a streaming XML parser (the standard library's
+    expat, which bounds entity expansion; a part declaring a DTD is
+    refused) over the zip archive, with openpyxl's number-format rules for
+    dates. openpyxl's own read-only reader was measured on the memory bomb
+    (a 5 KB sheet with one stray cell at XFD1048576): it streams, but pads
+    every row to the 16,384 columns that cell sets and then pandas holds
+    them all (the 24 GB crash), and in read-only mode it exposes neither
+    hidden rows and columns nor a formula's stored result beside the
+    formula. This reader keeps only cells that hold a value, sparsely:
+
+    - the header is the first row holding a value; a cell holding data in a
+      column with no header is a problem (the stray cell of the bomb is
+      refused this way, in well under a second);
+    - a hidden row or column holding data is a problem, never read;
+    - a formula is a problem unless the file stores its result, which is
+      then read, with a warning; a workbook that asks to be recalculated on
+      opening (``fullCalcOnLoad``, written by programs that do not compute
+      formulas and store 0 or nothing) has no trustworthy results, so every
+      formula in it is a problem;
+    - an Excel error value (``#N/A``, ``#DIV/0!``) is a problem;
+    - a part of the archive over the contract's ``MAX_PART_BYTES``
+      uncompressed, more than ``MAX_CELLS`` cells holding values, or a
+      header wider than ``MAX_COLUMNS`` columns is refused before it is read
+      whole (a text file likewise, from its size and its count of lines).
+
+    Date cells become ``YYYY-MM-DD`` (with the time if it is not midnight,
+    which the date rule then rejects), whole numbers lose the ``.0`` a
+    float carries, booleans become ``true``/``false``, and text is kept as
+    typed, as a CSV export would hold them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import math
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path, PurePosixPath
+from xml.etree import ElementTree as ET
+
+import pandas as pd
+from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
+from openpyxl.utils.cell import column_index_from_string, get_column_letter
+from openpyxl.utils.datetime import CALENDAR_MAC_1904, CALENDAR_WINDOWS_1900, from_excel
+
+from isafe_helpers.data.contract import MAX_CELLS, MAX_COLUMNS, MAX_PART_BYTES
+
+#: How a file read the default way is described (no line in the notes).
+DEFAULT_TEXT = ("UTF-8", ",")
+
+
+DELIMITERS = {",": "','", ";": "';'", "\t": "tab"}
+
+
+# --------------------------------------------------------------------------
+# Problems
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Problem:
+    """One violation of the data contract.
+
+    ``row`` is the line number in the file as a spreadsheet shows it (the
+    header is row 1), or ``None`` for a problem of the whole file or column.
+    ``where`` adds detail that is not part of the rule (other places holding
+    the same value), so that reports can group problems by their rule.
+    """
+
+    file: str
+    row: int | None
+    column: str | None
+    value: str | None
+    rule: str
+    where: str | None = None
+
+    def detail(self) -> str:
+        """Where and what, without the file: ``row 2, column arm, value 'x': rule``."""
+        where = f"row {self.row}" if self.row is not None else "file"
+        col = f", column {self.column}" if self.column else ""
+        val = f", value {self.value!r}" if self.value is not None else ""
+        more = f"; {self.where}" if self.where else ""
+        return f"{where}{col}{val}: {self.rule}{more}"
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.detail()}"
+
+
+class Unreadable(Exception):
+    """A file that cannot be read at all; ``problems`` say why (file-level, or the rows at fault)."""
+
+    def __init__(self, rule: str, problems: list[tuple[int | None, str | None, str | None, str]] | None = None):
+        self.rule = rule
+        self.cells = problems or [(None, None, None, rule)]
+        super().__init__(rule)
+
+    def problems(self, label: str) -> list[Problem]:
+        return [Problem(label, r, c, v, rule) for r, c, v, rule in self.cells]
+
+
+@dataclass
+class RawTable:
+    """One file's cells as text, before any contract rule is applied."""
+
+    frame: pd.DataFrame
+    how: str
+    default: bool = True
+    warnings: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _frame(header: list[str], df: pd.DataFrame) -> pd.DataFrame:
+    """Cells as stripped text, blanks as missing; columns as found; rows wholly blank dropped.
+
+    ``df`` has one column per header cell, in order, and the row numbers as its index.
+    """
+
+    def clean(v):
+        if isinstance(v, str):
+            v = v.strip()
+            return v or None
+        return None if v is None or v != v else str(v)
+
+    cells = df.to_numpy(dtype=object)
+    cleaned = [[clean(v) for v in row] for row in cells.tolist()]
+    out = pd.DataFrame(cleaned, index=df.index, columns=range(len(header)), dtype=object)
+    out.columns = [h.strip() for h in header]
+    return out.dropna(how="all")
+
+
+def _drop_unnamed(df: pd.DataFrame, label: str, letters: list[str]) -> tuple[pd.DataFrame, list[Problem]]:
+    """Columns with a blank header: dropped when empty, a problem when they hold data."""
+    problems, keep = [], []
+    for i, name in enumerate(df.columns):
+        if name:
+            keep.append(i)
+            continue
+        filled = df.iloc[:, i].dropna()
+        if len(filled):
+            problems.append(
+                Problem(
+                    label,
+                    int(filled.index[0]),
+                    f"({letters[i]})",
+                    str(filled.iloc[0]),
+                    "a column with a blank header holds data: give it a header, or delete it",
+                )
+            )
+    return df.iloc[:, keep], problems
+
+
+# --------------------------------------------------------------------------
+# Text files
+# --------------------------------------------------------------------------
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """Decode a text file's bytes; return the text and the encoding's name (see the module docstring)."""
+    for bom, codec, name in (
+        (codecs.BOM_UTF8, "utf-8", "UTF-8 with BOM"),
+        (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16"),
+        (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16"),
+    ):
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(codec), name
+            except UnicodeDecodeError as exc:
+                raise Unreadable(f"starts with a {name} byte-order mark but byte {exc.start} is not {name}") from None
+    sample = data[:65536]
+    if len(sample) >= 4 and sample.count(0) * 3 >= len(sample):
+        odd, even = sample[1::2].count(0), sample[0::2].count(0)
+        codec = "utf-16-le" if odd > even else "utf-16-be"
+        try:
+            return data.decode(codec), f"{codec.upper()} (no BOM)"
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8"), "UTF-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), "Windows-1252 (cp1252)"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "Latin-1"
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower()
+
+
+def sniff_delimiter(header_line: str, expected: tuple[str, ...] | list[str]) -> str:
+    """The delimiter (``,``, ``;`` or tab) that splits the header into the most expected column names.
+
+    Ties go to the one giving more fields, then to the comma.
+
+    >>> sniff_delimiter("team_id;arm;team_type", ["team_id", "arm"])
+    ';'
+    """
+    want = {_norm(e) for e in expected}
+    best, score = ",", (-1, -1)
+    for delim in DELIMITERS:
+        fields = next(csv.reader([header_line], delimiter=delim), [])
+        s = (sum(_norm(f) in want for f in fields), len(fields))
+        if s > score:
+            best, score = delim, s
+    return best
+
+
+_BAD_LINE = re.compile(r"line (\d+).*?(?:expected|Expected) (\d+) fields, saw (\d+)")
+
+
+def read_text(path: Path, expected: tuple[str, ...] | list[str] = ()) -> RawTable:
+    """Read a CSV file (any encoding and delimiter of the module docstring) as text cells.
+
+    Raises
+    ------
+    Unreadable
+        Empty, too large, binary, a workbook with a ``.csv`` name, or rows
+        longer than the header.
+    """
+    size = path.stat().st_size
+    if size > MAX_PART_BYTES:
+        raise Unreadable(
+            f"file is {size / 2**20:,.0f} MB; the handbook reads files up to {MAX_PART_BYTES / 2**20:,.0f} MB "
+            "(an LA's return is a few MB): check it is the right file"
+        )
+    data = path.read_bytes()
+    if data.startswith(b"PK\x03\x04"):
+        raise Unreadable("is a spreadsheet (XLSX) with a .csv name: rename it to .xlsx, or save it as CSV")
+    if data.startswith(_OLE):
+        raise Unreadable("is an old Excel (.xls) or a password-protected workbook: save it as .xlsx or CSV")
+    end = data.find(b"\n")
+    head = data[: end if end >= 0 else len(data)]
+    n_fields = max(head.count(d.encode()) for d in DELIMITERS) + 1  # at most this wide
+    lines = data.count(b"\n") + 1
+    if lines * n_fields > MAX_CELLS:  # refused before it is decoded or parsed
+        raise Unreadable(
+            f"about {lines:,} rows of {n_fields} columns: more than the {MAX_CELLS:,} cells the handbook reads "
+            "from one file: check it is the right file"
+        )
+    text, encoding = decode(data)
+    del data
+    if not text.strip():
+        raise Unreadable("file is empty")
+    if "\x00" in text:
+        raise Unreadable("holds NUL bytes: it is not a text file (save it as CSV or .xlsx)")
+    first = text.split("\n", 1)[0].rstrip("\r")
+    delim = sniff_delimiter(first, expected)
+    n_fields = len(next(csv.reader([first], delimiter=delim), []))
+    if n_fields > MAX_COLUMNS:
+        raise Unreadable(f"the header has {n_fields:,} columns; the handbook reads at most {MAX_COLUMNS:,}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            df = pd.read_csv(
+                io.StringIO(text),
+                sep=delim,
+                header=None,
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=False,
+                on_bad_lines="warn",
+                engine="c",
+            )
+        except pd.errors.EmptyDataError:
+            raise Unreadable("file is empty") from None
+        except pd.errors.ParserError as exc:
+            raise Unreadable(f"cannot be read as CSV: {str(exc).strip()}") from None
+    bad = [m.groups() for w in caught for m in _BAD_LINE.finditer(str(w.message))]
+    if bad:
+        raise Unreadable(
+            "rows longer than the header",
+            [
+                (int(line), None, None, f"row has {saw} cells but the header has {exp}: a stray delimiter?")
+                for line, exp, saw in bad
+            ],
+        )
+    del text
+    header = ["" if pd.isna(h) else str(h) for h in df.iloc[0]]
+    body = df.iloc[1:]
+    body.index = pd.RangeIndex(2, len(body) + 2)
+    frame = _frame(header, body)
+    letters = [get_column_letter(i + 1) for i in range(len(header))]
+    frame, problems = _drop_unnamed(frame, "", letters)
+    how = f"CSV, encoding {encoding}, delimiter {DELIMITERS[delim]}"
+    return RawTable(frame, how, (encoding.split(" ")[0], delim) == DEFAULT_TEXT, [], problems)
+
+
+# --------------------------------------------------------------------------
+# Workbooks
+# --------------------------------------------------------------------------
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _attr(el: ET.Element, name: str) -> str | None:
+    """An attribute by local name, whatever its namespace."""
+    for k, v in el.attrib.items():
+        if _local(k) == name:
+            return v
+    return None
+
+
+def _text_of(el: ET.Element) -> str:
+    """The text of a shared or inline string (rich-text runs joined; phonetic runs left out)."""
+    parts = []
+    for child in el:
+        tag = _local(child.tag)
+        if tag == "t":
+            parts.append(child.text or "")
+        elif tag == "r":
+            parts += [t.text or "" for t in child if _local(t.tag) == "t"]
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Sheet:
+    name: str
+    state: str  # visible | hidden | veryHidden
+    part: str | None  # the worksheet's part in the archive (None for a chart sheet)
+
+    @property
+    def visible(self) -> bool:
+        return self.state == "visible" and self.part is not None
+
+
+_CELL_REF = re.compile(r"([A-Za-z]{1,3})(\d+)")
+
+
+class Workbook:
+    """An XLSX workbook opened for streaming reads (see the module docstring).
+
+    Raises
+    ------
+    Unreadable
+        Not a workbook (an old ``.xls``, a password-protected file, a damaged
+        archive), or a part over the bounds.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            head = fh.read(8)
+        if head.startswith(_OLE):
+            raise Unreadable(
+                "is an old Excel (.xls) or a password-protected workbook: save it as .xlsx without a password"
+            )
+        try:
+            self.zip = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise Unreadable(f"is not an .xlsx workbook ({exc}): save it from Excel as .xlsx, or as CSV") from None
+        self._strings: list[str] | None = None
+        rels = self._rels("xl/workbook.xml")
+        self.sheets: list[Sheet] = []
+        self.date1904 = False
+        self.recalc_on_open = False
+        self._strings_part = self._styles_part = None
+        for rel_type, target in rels.values():
+            if rel_type == "sharedStrings":
+                self._strings_part = target
+            elif rel_type == "styles":
+                self._styles_part = target
+        for el in self._parse_small("xl/workbook.xml"):
+            tag = _local(el.tag)
+            if tag == "sheet":
+                rel = rels.get(_attr(el, "id") or "")
+                part = rel[1] if rel and rel[0] == "worksheet" else None
+                self.sheets.append(Sheet(el.get("name", ""), el.get("state", "visible"), part))
+            elif tag == "workbookPr":
+                self.date1904 = el.get("date1904", "0").lower() in ("1", "true")
+            elif tag == "calcPr":
+                self.recalc_on_open = el.get("fullCalcOnLoad", "0").lower() in ("1", "true")
+        self._date_styles = self._read_date_styles()
+
+    def close(self) -> None:
+        self.zip.close()
+
+    def __enter__(self) -> Workbook:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- parts of the archive ---------------------------------------------
+    def _open(self, part: str):
+        try:
+            info = self.zip.getinfo(part)
+        except KeyError:
+            raise Unreadable(f"is a damaged workbook: part {part} is missing") from None
+        if info.file_size > MAX_PART_BYTES:
+            raise Unreadable(
+                f"part {part} is {info.file_size / 2**20:,.0f} MB uncompressed; the handbook reads parts up to "
+                f"{MAX_PART_BYTES / 2**20:,.0f} MB: check it is the right file"
+            )
+        with self.zip.open(part) as fh:
+            if b"<!DOCTYPE" in fh.read(4096).upper():
+                raise Unreadable(f"part {part} declares a DTD, which no workbook does: refused")
+        return self.zip.open(part)
+
+    def _parse_small(self, part: str) -> list[ET.Element]:
+        with self._open(part) as fh:
+            try:
+                return list(ET.parse(fh).getroot().iter())
+            except ET.ParseError as exc:
+                raise Unreadable(f"is a damaged workbook: {part}: {exc}") from None
+
+    def _rels(self, part: str) -> dict[str, tuple[str, str]]:
+        """Relationship id -> (type's last word, target part) of ``part``."""
+        p = PurePosixPath(part)
+        rels_part = str(p.parent / "_rels" / f"{p.name}.rels")
+        if rels_part not in self.zip.namelist():
+            raise Unreadable("is not an .xlsx workbook (no workbook part): save it from Excel as .xlsx")
+        out = {}
+        for el in self._parse_small(rels_part):
+            if _local(el.tag) == "Relationship":
+                target = el.get("Target", "")
+                if target.startswith("/"):
+                    full = target.lstrip("/")
+                else:
+                    parts: list[str] = []
+                    for seg in (p.parent / target).parts:
+                        if seg == "..":
+                            parts and parts.pop()
+                        elif seg != ".":
+                            parts.append(seg)
+                    full = "/".join(parts)
+                out[el.get("Id", "")] = (el.get("Type", "").rsplit("/", 1)[-1], full)
+        return out
+
+    def _read_date_styles(self) -> set[int]:
+        """Indices of the cell formats that show a number as a date or time."""
+        if not self._styles_part:
+            return set()
+        custom: dict[int, str] = {}
+        xfs: list[int] = []
+        in_cell_xfs = False
+        with self._open(self._styles_part) as fh:
+            try:
+                for event, el in ET.iterparse(fh, events=("start", "end")):
+                    tag = _local(el.tag)
+                    if tag == "cellXfs":
+                        in_cell_xfs = event == "start"
+                    elif event == "end" and tag == "numFmt":
+                        custom[int(el.get("numFmtId", "0"))] = el.get("formatCode", "")
+                    elif event == "end" and tag == "xf" and in_cell_xfs:
+                        xfs.append(int(el.get("numFmtId", "0")))
+            except (ET.ParseError, ValueError) as exc:
+                raise Unreadable(f"is a damaged workbook: styles: {exc}") from None
+
+        def is_date(fmt_id: int) -> bool:
+            code = custom.get(fmt_id, BUILTIN_FORMATS.get(fmt_id))
+            if code is None:
+                return 27 <= fmt_id <= 36 or 50 <= fmt_id <= 58  # East Asian built-in date formats
+            return is_date_format(code)
+
+        return {i for i, fmt_id in enumerate(xfs) if is_date(fmt_id)}
+
+    def _shared_strings(self) -> list[str]:
+        if self._strings is None:
+            self._strings = []
+            if self._strings_part:
+                with self._open(self._strings_part) as fh:
+                    try:
+                        for _, el in ET.iterparse(fh, events=("end",)):
+                            if _local(el.tag) == "si":
+                                self._strings.append(_text_of(el))
+                                el.clear()
+                                if len(self._strings) > MAX_CELLS:
+                                    raise Unreadable(f"holds more than {MAX_CELLS:,} distinct texts: refused")
+                    except ET.ParseError as exc:
+                        raise Unreadable(f"is a damaged workbook: shared strings: {exc}") from None
+        return self._strings
+
+    # -- sheets -------------------------------------------------------------
+    @property
+    def visible(self) -> list[Sheet]:
+        return [s for s in self.sheets if s.visible]
+
+    @property
+    def hidden(self) -> list[Sheet]:
+        return [s for s in self.sheets if s.state != "visible" and s.part is not None]
+
+    def pick(self, name: str) -> tuple[Sheet, list[str]]:
+        """The sheet to read for file ``name``: the visible one named like it, or the only visible sheet.
+
+        Returns the sheet and warnings (hidden sheets left unread).
+
+        Raises
+        ------
+        Unreadable
+            No visible sheet, or several with none named ``name``.
+        """
+        notes = []
+        if self.hidden:
+            names = ", ".join(repr(s.name) for s in self.hidden)
+            notes.append(f"hidden sheet(s) {names} not read (hidden sheets never are)")
+        named = [s for s in self.visible if _norm(s.name) == name]
+        if named:
+            return named[0], notes
+        if len(self.visible) == 1:
+            return self.visible[0], notes
+        if not self.visible:
+            raise Unreadable("has no visible sheet (hidden sheets are never read)")
+        names = ", ".join(repr(s.name) for s in self.visible)
+        raise Unreadable(
+            f"has several visible sheets ({names}) and none is named {name!r}: name the sheet to read "
+            f"{name!r}, or delete the others"
+        )
+
+    def read(self, sheet: Sheet) -> RawTable:
+        """Read one sheet as text cells (see the module docstring); problems carry no file label yet."""
+        hidden_cols: list[tuple[int, int]] = []
+        rows: dict[int, dict[int, str]] = {}
+        hidden_rows: set[int] = set()
+        problems: list[tuple[int | None, str | None, str | None, str]] = []
+        formulas: list[tuple[str, str, str]] = []
+        n_cells = 0
+        row_no = 0
+        epoch = CALENDAR_MAC_1904 if self.date1904 else CALENDAR_WINDOWS_1900
+        with self._open(sheet.part) as fh:
+            parser = ET.iterparse(fh, events=("start", "end"))
+            sheet_data = None
+            try:
+                for event, el in parser:
+                    tag = _local(el.tag)
+                    if event == "start":
+                        if tag == "sheetData":
+                            sheet_data = el
+                        continue
+                    if tag == "col" and el.get("hidden", "0").lower() in ("1", "true"):
+                        hidden_cols.append((int(el.get("min", "1")), int(el.get("max", el.get("min", "1")))))
+                    elif tag == "row":
+                        row_no = int(el.get("r") or row_no + 1)
+                        if el.get("hidden", "0").lower() in ("1", "true"):
+                            hidden_rows.add(row_no)
+                        col_no = 0
+                        cells: dict[int, str] = {}
+                        for c in el:
+                            if _local(c.tag) != "c":
+                                continue
+                            ref = c.get("r")
+                            m = _CELL_REF.fullmatch(ref) if ref else None
+                            col_no = column_index_from_string(m.group(1).upper()) if m else col_no + 1
+                            text, formula, error = self._cell(c, epoch)
+                            if text is None and formula is None and error is None:
+                                continue
+                            where = f"{get_column_letter(col_no)}{row_no}"
+                            if error is not None:
+                                problems.append(
+                                    (row_no, col_no, error, "is an Excel error value: correct the cell or empty it")
+                                )
+                                continue
+                            if formula is not None:
+                                if text is None or self.recalc_on_open:
+                                    why = (
+                                        "its workbook was written by a program that does not compute formulas"
+                                        if self.recalc_on_open and text is not None
+                                        else "the file stores no result for it"
+                                    )
+                                    problems.append(
+                                        (
+                                            row_no,
+                                            col_no,
+                                            formula,
+                                            f"is a formula and {why}: open and save the file in Excel, "
+                                            "or paste the values in place of the formulas",
+                                        )
+                                    )
+                                    continue
+                                formulas.append((where, formula, text))
+                            cells[col_no] = text
+                            n_cells += 1
+                            if n_cells > MAX_CELLS:
+                                raise Unreadable(
+                                    f"sheet {sheet.name!r} holds more than {MAX_CELLS:,} cells: check it is the "
+                                    "right file"
+                                )
+                        if cells:
+                            rows[row_no] = cells
+                        el.clear()
+                        if sheet_data is not None:
+                            sheet_data.clear()
+            except ET.ParseError as exc:
+                raise Unreadable(f"is a damaged workbook: sheet {sheet.name!r}: {exc}") from None
+        return self._table(sheet, rows, hidden_rows, hidden_cols, problems, formulas)
+
+    def _cell(self, c: ET.Element, epoch) -> tuple[str | None, str | None, str | None]:
+        """A cell's (text, formula, error value); text None when it holds no value."""
+        kind = c.get("t", "n")
+        value = formula = None
+        inline = None
+        for child in c:
+            tag = _local(child.tag)
+            if tag == "v":
+                value = child.text
+            elif tag == "f":
+                formula = "=" + (child.text or "") if child.text else "= (shared formula)"
+            elif tag == "is":
+                inline = child
+        if kind == "inlineStr":
+            return (_text_of(inline) if inline is not None else None), formula, None
+        if value is None:
+            return None, formula, None
+        if kind == "s":
+            try:
+                return self._shared_strings()[int(value)], formula, None
+            except (ValueError, IndexError):
+                raise Unreadable(f"is a damaged workbook: cell {c.get('r')} names a missing text") from None
+        if kind == "str":
+            return value, formula, None
+        if kind == "b":
+            return ("true" if value.strip() in ("1", "true") else "false"), formula, None
+        if kind == "e":
+            return None, formula, value
+        if kind == "d":
+            return _date_text(value.replace("T", " ")), formula, None
+        try:
+            x = float(value)
+        except ValueError:
+            return value, formula, None
+        if int(c.get("s") or 0) in self._date_styles and math.isfinite(x):
+            try:
+                return _date_text(from_excel(x, epoch)), formula, None
+            except (OverflowError, ValueError):
+                return None, formula, f"{value} (not a valid date)"
+        if x.is_integer():
+            return str(int(x)), formula, None
+        return repr(x), formula, None
+
+    def _table(self, sheet, rows, hidden_rows, hidden_cols, problems, formulas) -> RawTable:
+        def col_hidden(col: int) -> bool:
+            return any(lo <= col <= hi for lo, hi in hidden_cols)
+
+        found = []
+        header_row = min(rows) if rows else None
+        header: list[str] = []
+        if header_row is not None:
+            head = rows.pop(header_row)
+            width = max(head)
+            if width > MAX_COLUMNS:
+                raise Unreadable(f"the header has {width:,} columns; the handbook reads at most {MAX_COLUMNS:,}")
+            header = [head.get(i, "") for i in range(1, width + 1)]
+        width = len(header)
+        letter = get_column_letter
+        for col in range(1, width + 1):
+            if col_hidden(col) and (header[col - 1] or any(col in r for r in rows.values())):
+                found.append(
+                    (
+                        None,
+                        header[col - 1] or f"({letter(col)})",
+                        None,
+                        "column is hidden and holds data: unhide it, or delete it if it is not part of the return",
+                    )
+                )
+        if header_row in hidden_rows:
+            found.append((header_row, None, None, "the header row is hidden: unhide it"))
+        stray: dict[int, tuple[int, str]] = {}
+        body, index = [], []
+        for r in sorted(rows):
+            cells = rows[r]
+            for col in cells:
+                if col > width and col not in stray:
+                    stray[col] = (r, cells[col])
+            if r in hidden_rows:
+                found.append(
+                    (
+                        r,
+                        None,
+                        None,
+                        "row is hidden and holds data: unhide it, or delete it if it is not part of the return",
+                    )
+                )
+                continue
+            body.append([cells.get(i) for i in range(1, width + 1)])
+            index.append(r)
+        for col, (r, value) in sorted(stray.items()):
+            found.append(
+                (
+                    r,
+                    f"({letter(col)})",
+                    value,
+                    f"cell {letter(col)}{r} holds data in a column with no "
+                    "header: delete it, or give its column a header",
+                )
+            )
+        for r, col, value, rule in problems:
+            name = header[col - 1] if col and col <= width and header[col - 1] else f"({letter(col)})"
+            found.append((r, name, value, f"cell {letter(col)}{r} {rule}"))
+        frame = _frame(header, pd.DataFrame(body, columns=range(width), index=pd.Index(index, dtype="int64")))
+        frame, unnamed = _drop_unnamed(frame, "", [letter(i + 1) for i in range(width)])
+        warnings_ = []
+        if formulas:
+            where, formula, text = formulas[0]
+            warnings_.append(
+                f"{len(formulas)} formula cell(s) read as the result the file stores "
+                f"(e.g. {where} {formula} -> {text!r}); check they are up to date"
+            )
+        if header_row not in (None, 1):
+            warnings_.append(f"the header was read from row {header_row}, the first row holding a value")
+        return RawTable(
+            frame,
+            f"XLSX, sheet {sheet.name!r}",
+            True,
+            warnings_,
+            unnamed + [Problem("", r, c, v, rule) for r, c, v, rule in found],
+        )
+
+
+def _date_text(v) -> str:
+    """A date or date-time as a CSV export would write it (the time only when not midnight)."""
+    if isinstance(v, str):
+        try:
+            v = datetime.fromisoformat(v)
+        except ValueError:
+            return v
+    if isinstance(v, datetime):
+        return v.date().isoformat() if v.time() == time(0) else v.isoformat(sep=" ")
+    if isinstance(v, (date, time, timedelta)):
+        return v.isoformat() if not isinstance(v, timedelta) else str(v)
+    return str(v)
