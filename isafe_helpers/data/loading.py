@@ -39,6 +39,8 @@ import yaml
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.contract import Field, FileSpec, Instrument
 from isafe_helpers.data.files import fingerprint_root, is_ignored, scan
+from isafe_helpers.data.la_info import FILENAME as LA_INFO
+from isafe_helpers.data.la_info import read_la_yml
 from isafe_helpers.data.readers import Problem, RawTable, Unreadable, Workbook, read_text
 from isafe_helpers.data.scoring import score_scales
 from isafe_helpers.outputs import neutralise
@@ -413,6 +415,8 @@ class TrialData:
     fingerprint: str
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: LA names from each LA folder's optional ``la.yml`` (:mod:`isafe_helpers.data.la_info`)
+    la_names: dict[str, str] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         tables = self.__dict__.get("tables", {})
@@ -441,6 +445,7 @@ class TrialData:
             self.fingerprint,
             self.warnings,
             self.notes,
+            {k: v for k, v in self.la_names.items() if k == scope},
         )
 
 
@@ -531,7 +536,7 @@ def _la_sources(
         elif name in sheets:
             sources[name] = Source(workbooks[0], f"{la}/{workbooks[0].name} [sheet {sheets[name]}]", sheets[name])
     for p in own:
-        if p not in used:
+        if p not in used and p.name != LA_INFO:
             notes.append(f"{la}/{p.name}: unknown file ignored")
     return sources, problems, notes, excused
 
@@ -611,12 +616,19 @@ def load_root(root: str | Path) -> TrialData:
     headers: dict[str, dict[str, str]] = {}  # file label -> contract column -> header as found
     read_in: dict[str, set[str]] = {name: set() for name in specs}  # LAs whose table was read
     n_read = 0
+    la_names: dict[str, str] = {}
     for la in las:
         la_dir = root / la
         la_files = [p for p in found.files if la_dir in p.parents]
         sources, p_la, n_la, excused = _la_sources(la, la_dir, list(specs), la_files, refused)
         problems += p_la
         notes += n_la
+        if (la_dir / LA_INFO).is_file():  # the LA's name for the book
+            info, bad, odd = read_la_yml(la_dir / LA_INFO)
+            problems += [Problem(f"{la}/{LA_INFO}", None, "name", None, b) for b in bad]
+            notes += [f"{la}/{LA_INFO}: {w}" for w in odd]
+            if "name" in info:
+                la_names[la] = info["name"]
         has_treatment = None
         for name, spec in specs.items():
             src = sources.get(name)
@@ -739,6 +751,7 @@ def load_root(root: str | Path) -> TrialData:
         fingerprint_root(root, found.files),
         notes,
         [summary, *reading],
+        la_names,
     )
 
 

@@ -157,6 +157,8 @@ PARAMS: dict[str, Any] = {
 }
 
 
+#: Invented names of the synthetic LAs (``la.yml``): no real authority is meant.
+_LA_NAMES = ("Ashvale", "Brookmere", "Castleford Vale", "Dunmoor", "Eastwick", "Fernholt", "Greyhaven")
 _TEAM_TYPES = ("assessment", "child_protection", "children_in_need", "family_support")
 
 
@@ -349,11 +351,13 @@ def generate(
     (out / "synthetic.yml").write_text(
         _yaml_text(seed, las, teams_per_la, staff_per_team), encoding="utf-8", newline="\n"
     )
-    for la_code, files in tables:
+    for k, (la_code, files) in enumerate(tables):
         la_dir = out / la_code
         la_dir.mkdir()
         for name in _COLUMNS:
             _write_csv(la_dir / f"{name}.csv", _COLUMNS[name], files[name])
+        name = _LA_NAMES[k] if k < len(_LA_NAMES) else f"Synthetic LA {k + 1:02d}"
+        (la_dir / "la.yml").write_text(f"name: {name}\n", encoding="utf-8", newline="\n")
     return out
 
 

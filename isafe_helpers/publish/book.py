@@ -40,7 +40,7 @@ import pandas as pd
 import yaml
 
 from isafe_helpers.data import contract as C
-from isafe_helpers.publish import disclosure
+from isafe_helpers.publish import disclosure, tables
 from isafe_helpers.publish import summary as S
 from isafe_helpers.publish.assemble import BookDisclosure, load_pages
 from isafe_helpers.publish.escape import html_text, md
@@ -90,8 +90,15 @@ class BookError(Exception):
     """The book could not be built; the previous book is untouched."""
 
 
+#: LA names of the run being staged (from each LA's ``la.yml``, recorded in ``run.json``).
+_NAMES: dict[str, str] = {}
+
+
 def scope_label(scope: str) -> str:
-    return "Pooled trial" if scope == C.TRIAL_SCOPE else f"Local authority {scope}"
+    """The reader's name of a scope: ``Pooled trial``, or the LA's name and code."""
+    if scope == C.TRIAL_SCOPE:
+        return "Pooled trial"
+    return f"{md(_NAMES[scope])} ({md(scope)})" if scope in _NAMES else f"Local authority {md(scope)}"
 
 
 def synthetic_notice(run: dict) -> str:
@@ -320,7 +327,7 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict
 def la_index_markdown(la: str, pages: list[str], headline: str) -> str:
     """The generated index page of one LA's section: caveat, headline tables, its pages and downloads."""
     out = [
-        f"# Local authority {md(la)}",
+        f"# {scope_label(la)}",
         "",
         "```{caution}",
         f"{md(la)} is one local authority of the trial, with a handful of teams: its estimates are far less "
@@ -357,7 +364,7 @@ def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
         try:
             v = book.view(f"{la}/headline")
         except KeyError:
-            rows.append(f"| {{doc}}`{md(la)} <las/{la}>` | not run | | |")
+            rows.append(f"| [{scope_label(la)}](las/{la}.md) | not run | | |")
             continue
         prim = v[v["role"] == "Primary"]
         n = prim[["n_treatment", "n_control"]].iloc[0] if len(prim) else None
@@ -373,7 +380,7 @@ def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
             else f"{number(n.iloc[0], 'people')}; {number(n.iloc[1], 'people')}"
         )
         teams = number(prim["teams"].iloc[0], "units") if len(prim) else ""
-        rows.append(f"| {{doc}}`{md(la)} <las/{la}>` | {teams} | {staff} | {eff} |")
+        rows.append(f"| [{scope_label(la)}](las/{la}.md) | {teams} | {staff} | {eff} |")
     return "\n".join(
         [
             "# Local authorities",
@@ -514,6 +521,10 @@ def stage(results: Path, stage_dir: Path) -> dict:
     rendered under that plan.
     """
     run = read_run(results)
+    _NAMES.clear()
+    _NAMES.update(run.get("la_names") or {})
+    tables.LA_NAMES.clear()
+    tables.LA_NAMES.update(_NAMES)
     # the threshold the notebooks were run with, so pages and summary agree
     limit = int(run.get("disclosure_threshold") or disclosure.threshold())
     if stage_dir.exists():

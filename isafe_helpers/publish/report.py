@@ -28,6 +28,7 @@ from IPython.display import HTML, Markdown, display
 from isafe_helpers.config import threshold
 from isafe_helpers.data.loading import TrialData, load_root
 from isafe_helpers.publish import tables
+from isafe_helpers.publish.escape import md
 from isafe_helpers.publish.ledger import Ledger, Plan
 from isafe_helpers.results import estimates as E
 from isafe_helpers.results.protocol import tidy_all
@@ -79,7 +80,16 @@ def notice(data: TrialData, scope: str, strand: str = "") -> None:
     """Start a page: say what it is built from, and plainly when the data are synthetic."""
     global _PAGE
     _PAGE = Page(scope, strand, list(data.las), ledger=Ledger(threshold()))
-    what = "the pooled trial" if scope == "trial" else f"local authority {scope}"
+    tables.LA_NAMES.clear()
+    tables.LA_NAMES.update(getattr(data, "la_names", {}) or {})
+    name = tables.LA_NAMES.get(scope)
+    what = (
+        "the pooled trial"
+        if scope == "trial"
+        else f"local authority {md(name)} ({md(scope)})"
+        if name
+        else f"local authority {md(scope)}"
+    )
     text = f"This page analyses {what}: {len(data.las)} LA(s), {len(data.teams)} teams."
     if data.is_synthetic:
         text = (

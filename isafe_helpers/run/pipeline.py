@@ -322,6 +322,7 @@ def write_run_record(data: TrialData, out: Path, outcomes: list[TaskOutcome]) ->
         "fingerprint": data.fingerprint,
         "synthetic": data.synthetic if data.is_synthetic else None,
         "las": data.las,
+        "la_names": data.la_names,
         "disclosure_threshold": config.threshold(),
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC") if executed or not old else old.get("finished"),
         "python": platform.python_version(),
