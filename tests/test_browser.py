@@ -1,32 +1,39 @@
-"""The built book in a real browser: headless Chromium driven by Playwright.
+"""The built book in a real browser, as a commissioner, an LA director and an accessibility auditor read it.
 
-Chromium is Debian's (``/usr/bin/chromium``; ``make browser`` installs it
-when missing and the user is root), never a browser downloaded by Playwright.
-Another binary can be named with ``ISAFE_CHROMIUM``. When none is found the
-tests are skipped with a reason that says so.
+Headless Chromium driven by Playwright. Chromium is Debian's
+(``/usr/bin/chromium``; ``make browser`` installs it when missing and the user
+is root), never a browser downloaded by Playwright; another binary can be
+named with ``ISAFE_CHROMIUM``. When none is found the tests are skipped with
+a reason that says so.
 
-The book is built from the bundled synthetic data, pooled trial and LA01
-only (the other LAs' sections then say nothing was run), into a temporary
-folder. Screenshots of every page visited are saved beside the build, in
-``<build>/screenshots``.
+Two books: the bundled synthetic trial (every scope) and a 3-LA synthetic
+root. On the summary, the Local authorities page, every LA index page and
+every results page of each, at 1400 and at 390 pixels wide: no visible code,
+every figure with alt text and a numbered caption, every table with a
+numbered caption, no table wider than its column at 1400 px, no page that
+scrolls sideways at 390 px, no snake_case name in the visible text, nothing
+fetched from the network, no console error; and in print media the
+synthetic-data banner is visible. Screenshots are saved beside each build
+(``<build>/screenshots``).
 """
 
 from __future__ import annotations
 
-import math
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slow
 
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/chromium/chromium")
+#: A snake_case identifier: lower-case words joined by underscores.
+SNAKE = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b")
 
 
 def find_chromium() -> str | None:
@@ -36,6 +43,10 @@ def find_chromium() -> str | None:
         if path and Path(path).is_file() and os.access(path, os.X_OK):
             return path
     return None
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "isafe_helpers", *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -56,137 +67,158 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def book(tmp_path_factory, bundled_run):
-    tmp = tmp_path_factory.mktemp("browserbook")
-    out, build = bundled_run, tmp / "build"
-    run = [sys.executable, "-m", "isafe_helpers"]
-    res = subprocess.run([*run, "book", "--out", out, "--build", build], capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
+def _book(out: Path, build: Path) -> dict:
+    res = cli("book", "--out", out, "--build", build)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     shots = build / "screenshots"
-    shots.mkdir()
-    return {"html": build / "html", "out": out, "shots": shots}
+    shots.mkdir(exist_ok=True)
+    return {"html": build / "html", "out": out, "shots": shots, "log": res.stdout + res.stderr}
+
+
+@pytest.fixture(scope="module")
+def bundled_book(tmp_path_factory, bundled_run):
+    return _book(bundled_run, tmp_path_factory.mktemp("bundledbook") / "build")
+
+
+@pytest.fixture(scope="module")
+def three_la_book(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("threela")
+    assert cli("synth", "--out", tmp / "root", "--las", 3, "--teams-per-la", 6, "--staff-per-team", 8).returncode == 0
+    res = cli("run", "--data", tmp / "root", "--out", tmp / "out", "--no-book", "--jobs", 2)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return _book(tmp / "out", tmp / "build")
+
+
+def reader_pages(html: Path) -> list[Path]:
+    """The pages a commissioner reads: the summary, the LA list, every LA index page and every results page."""
+    pages = [html / "book/index.html", html / "book/local_authorities.html", html / "book/conclusions.html"]
+    pages += sorted((html / "book/las").glob("*.html")) + sorted((html / "results").rglob("*.html"))
+    return [p for p in pages if p.is_file()]
 
 
 class Visit:
-    """One page opened in a fresh tab, with everything it requested and logged."""
+    """One page opened in a fresh tab at a given width, with everything it requested and logged."""
 
-    def __init__(self, browser, url: str, shot: Path, lands_on: str | None = None):
-        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+    def __init__(self, browser, path: Path, width: int = 1400):
+        self.page = browser.new_page(viewport={"width": width, "height": 1000})
         self.requests: list[str] = []
         self.errors: list[str] = []
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("requestfailed", lambda r: self.errors.append(f"failed to load {r.url}"))
-        self.goto(url)
-        if lands_on:  # a redirect
-            self.page.wait_for_url(f"**/{lands_on}", timeout=15000)
-            self.page.wait_for_load_state("networkidle")
-        self.page.screenshot(path=str(shot), full_page=True)
+        self.page.goto(path.as_uri(), wait_until="load")
 
-    def goto(self, url: str) -> None:
-        self.page.goto(url, wait_until="load")
-        self.page.wait_for_load_state("networkidle")
+    def close(self) -> None:
+        self.page.close()
 
-    def text(self) -> str:
+    def main_text(self) -> str:
         return " ".join(self.page.inner_text("main").split())
-
-    def images(self) -> list[dict]:
-        return self.page.evaluate(
-            "Array.from(document.images).map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0}))"
-        )
 
     def check_clean(self) -> None:
         remote = [u for u in self.requests if not u.startswith(("file://", "data:", "blob:", "about:"))]
         assert remote == [], f"the page fetched from the network: {remote}"
         assert self.errors == [], f"console errors: {self.errors}"
-        broken = [i["src"] for i in self.images() if not i["ok"]]
-        assert broken == [], f"images that did not load: {broken}"
+
+    def facts(self) -> dict:
+        return self.page.evaluate(
+            """() => {
+              const vis = e => !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length);
+              const main = document.querySelector('main');
+              return {
+                code: Array.from(main.querySelectorAll('.cell_input, .cell .highlight')).filter(vis).length,
+                images: Array.from(main.querySelectorAll('img')).map(i => ({alt: i.getAttribute('alt') || '',
+                          ok: i.complete && i.naturalWidth > 0,
+                          caption: (i.closest('figure') && i.closest('figure').querySelector('figcaption'))
+                                   ? i.closest('figure').querySelector('figcaption').innerText : ''})),
+                tables: Array.from(main.querySelectorAll('table')).map(t => ({
+                          caption: t.caption ? t.caption.innerText : '',
+                          width: t.scrollWidth,
+                          box: (t.closest('.isafe-table-scroll') || t.parentElement).clientWidth})),
+                pageWidth: document.documentElement.scrollWidth,
+                viewWidth: window.innerWidth,
+              };
+            }"""
+        )
 
 
-def expected_summary_numbers(estimates: Path) -> list[str]:
-    """The summary's numbers, formatted here from the pooled contract rows by plain arithmetic."""
-    est = pd.read_csv(estimates)
-
-    def row(analysis, outcome, quantity):
-        hit = est[(est["analysis"] == analysis) & (est["outcome"] == outcome) & (est["quantity"] == quantity)]
-        assert len(hit) == 1, (analysis, outcome, quantity)
-        return hit.iloc[0]
-
-    out = []
-    for scale in ("confidence", "competence", "org_practice", "strategy_effectiveness", "strategy_frequency"):
-        r = row("primary", scale, "hedges_g_total")
-        out.append(f"{r.estimate:.2f} ({r.ci_low:.2f} to {r.ci_high:.2f})")
-    r = row("primary", "father_contact_recorded", "odds_ratio")
-    out.append(f"{r.estimate:.2f} ({r.ci_low:.2f} to {r.ci_high:.2f})")
-    reach = est[(est["analysis"] == "reach") & est["quantity"].isin(["attendees", "intended_n"])]
-    comps = ("father_engagement", "motivational_interviewing", "qa_audit", "champion", "leaders_webinar")
-    reach = reach[reach["outcome"].isin(comps)]
-    k = reach.loc[reach["quantity"] == "attendees", "estimate"].sum()
-    n = reach.loc[reach["quantity"] == "intended_n", "estimate"].sum()
-    out.append(f"reached {100 * k / n:.0f}% of its intended audience")
-    r = row("satisfaction", "all", "satisfied_pct")
-    out.append(f"{r.estimate:.0f}% ({r.ci_low:.0f}% to {r.ci_high:.0f}%) of respondents")
-    r = row("unit_cost", "total", "cost_per_participant_gbp")
-    out.append(f"£{r.estimate:,.0f} per participant")
-    rating = row("unit_cost", "total", "cost_rating").estimate
-    assert not math.isnan(rating)
-    out.append(f"cost rating {rating:.0f} on its scale")
-    return out
+@pytest.fixture(params=["bundled", "three LAs"])
+def built(request):
+    return request.getfixturevalue("bundled_book" if request.param == "bundled" else "three_la_book")
 
 
-def test_summary_shows_the_pooled_numbers_and_its_chart(chromium, book):
-    # the book's front door redirects to the summary
-    v = Visit(chromium, (book["html"] / "index.html").as_uri(), book["shots"] / "summary.png", "book/index.html")
-    v.check_clean()
-    text = v.text()
-    for number in expected_summary_numbers(book["out"] / "trial" / "estimates.csv"):
-        assert number in text, f"{number!r} is not on the summary page"
-    assert any(i["src"].endswith("headline.png") for i in v.images())
-    assert "Synthetic data" in v.page.inner_text("body")
+def test_reader_pages_read_as_a_report_at_desktop_width(chromium, built):
+    pages = reader_pages(built["html"])
+    assert len(pages) >= 10
+    for path in pages:
+        v = Visit(chromium, path, 1400)
+        name = str(path.relative_to(built["html"]))
+        f = v.facts()
+        assert f["code"] == 0, f"{name}: code is visible"
+        for img in f["images"]:
+            assert img["ok"], f"{name}: an image did not load"
+            assert img["alt"] and not re.search(r"\.(png|svg|jpe?g)$", img["alt"]), f"{name}: alt text {img['alt']!r}"
+            assert re.match(r"Figure \d+\. \S", img["caption"]), f"{name}: a figure without a numbered caption"
+        for t in f["tables"]:
+            assert re.match(r"Table \d+\. \S", t["caption"]), f"{name}: a table without a numbered caption"
+            assert t["width"] <= t["box"] + 1, f"{name}: table {t['caption']!r} is {t['width']} px in {t['box']} px"
+        words = sorted(set(SNAKE.findall(v.main_text())))
+        assert words == [], f"{name}: raw names in the text: {words}"
+        v.check_clean()
+        v.close()
 
 
-def test_pooled_page_shows_its_figures(chromium, book):
-    v = Visit(chromium, (book["html"] / "results/trial/2_process.html").as_uri(), book["shots"] / "pooled_process.png")
-    v.check_clean()
-    assert len(v.images()) >= 1
-    assert "Implementation and process: Pooled trial" in v.text()
+def test_no_reader_page_scrolls_sideways_on_a_phone(chromium, built):
+    for path in reader_pages(built["html"]):
+        v = Visit(chromium, path, 390)
+        f = v.facts()
+        assert f["pageWidth"] <= f["viewWidth"] + 1, f"{path.name}: the page is {f['pageWidth']} px wide at 390 px"
+        v.close()
 
 
-def test_la_page_shows_its_figures(chromium, book):
-    v = Visit(chromium, (book["html"] / "results/las/LA01/1_impact.html").as_uri(), book["shots"] / "la01_impact.png")
-    v.check_clean()
-    assert len(v.images()) >= 1
-    assert "Impact: Local authority LA01" in v.text()
+def test_the_synthetic_data_banner_prints(chromium, bundled_book):
+    v = Visit(chromium, bundled_book["html"] / "book/index.html", 1400)
+    v.page.emulate_media(media="print")
+    box = v.page.locator(".bd-header-announcement").first.bounding_box()
+    assert box and box["height"] > 0
+    assert "Synthetic data" in v.page.locator(".bd-header-announcement").first.inner_text()
+    v.close()
 
 
-def test_maths_is_typeset_from_the_local_copy_of_mathjax(chromium, book):
-    v = Visit(chromium, (book["html"] / "book/effect_size.html").as_uri(), book["shots"] / "effect_size.png")
-    v.page.wait_for_selector("mjx-container", timeout=15000)
-    v.check_clean()
+def test_summary_shows_the_headline_tables_and_its_sentences(chromium, bundled_book):
+    v = Visit(chromium, bundled_book["html"] / "book/index.html", 1400)
+    text = v.main_text()
+    for caption in ("Headline results", "Cost and the Foundations cost rating", "Security of the finding"):
+        assert caption in text
+    assert "primary outcome" in text.lower() and "Confidence in engaging fathers" in text
+    assert "{{" not in text and "[x]" not in text.split("Headline results")[0]
+    v.page.screenshot(path=str(bundled_book["shots"] / "summary.png"), full_page=True)
+    v.close()
+
+
+def test_la_pages_carry_no_verdict_and_name_the_la(chromium, bundled_book):
+    for path in sorted((bundled_book["html"] / "book/las").glob("*.html")):
+        v = Visit(chromium, path, 1400)
+        text = v.main_text().lower()
+        assert "improved" not in text and "worsened" not in text, path.name
+        assert "(la0" in text  # the LA's name from la.yml, with its code
+        v.close()
+
+
+def test_maths_is_typeset_from_the_local_copy_of_mathjax(chromium, bundled_book):
+    v = Visit(chromium, bundled_book["html"] / "book/methods.html", 1400)
+    v.page.wait_for_selector("mjx-container", timeout=30000)
     assert any("_static/mathjax/" in u for u in v.requests)
-
-
-def test_navigation_moves_between_the_parts(chromium, book):
-    v = Visit(chromium, (book["html"] / "book/index.html").as_uri(), book["shots"] / "nav_0_summary.png")
-    nav = v.page.locator("nav.bd-docs-nav")
-    for step, (link, lands_on, says) in enumerate(
-        [
-            ("About ISAFE and its evaluation", "book/about_isafe.html", "About ISAFE"),
-            ("Impact: Pooled trial", "results/trial/1_impact.html", "Impact: Pooled trial"),
-            ("Local authority LA01", "book/las/LA01.html", "far less precise"),
-            ("Status of this build", "book/status.html", "fingerprint"),
-        ],
-        start=1,
-    ):
-        nav.get_by_role("link", name=link, exact=True).first.click()
-        v.page.wait_for_load_state("load")
-        assert v.page.url.endswith(lands_on), (link, v.page.url)
-        assert says in v.text()
-        v.page.screenshot(path=str(book["shots"] / f"nav_{step}.png"))
-    v.goto((book["html"] / "book/las/LA01.html").as_uri())  # within a part: the LA's next page
-    v.page.locator("a.right-next").click()
-    v.page.wait_for_load_state("load")
-    assert v.page.url.endswith("results/las/LA01/1_impact.html")
     v.check_clean()
+    v.close()
+
+
+def test_navigation_reaches_each_la_from_the_local_authorities_page(chromium, bundled_book):
+    v = Visit(chromium, bundled_book["html"] / "book/local_authorities.html", 1400)
+    links = v.page.locator("main a[href*='las/']")
+    assert links.count() >= 7
+    links.first.click()
+    v.page.wait_for_load_state("load")
+    assert "/book/las/LA01.html" in v.page.url
+    v.check_clean()
+    v.close()

@@ -119,19 +119,31 @@ def read_run(results: Path) -> dict:
 # --------------------------------------------------------------------------
 # Generated pages
 # --------------------------------------------------------------------------
-def html_table(header, rows, code=()) -> str:
+def html_table(header, rows, code=(), caption: str = "", links=None) -> str:
     """A plain HTML table for a Markdown page, every cell escaped (names from ``instrument.yml`` are data).
 
-    Columns whose index is in ``code`` are set as code.
+    Columns whose index is in ``code`` are set as code; ``caption`` (already
+    numbered, e.g. "Table 1. ...") is escaped too; ``links`` gives, per row,
+    a relative URL for the first cell (made by the handbook, never data).
     """
 
     def cell(j, v):
         v = html_text(v)
         return f"<code>{v}</code>" if j in code else v
 
-    head = "".join(f"<th>{html_text(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(j, v)}</td>" for j, v in enumerate(r)) + "</tr>" for r in rows)
-    return f'<div class="isafe-table"><div class="isafe-table-scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div></div>'
+    def first(i, v):
+        return f'<a href="{links[i]}">{html_text(v)}</a>' if links else cell(0, v)
+
+    head = "".join(f'<th scope="col">{html_text(h)}</th>' for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{first(i, v) if j == 0 else cell(j, v)}</td>" for j, v in enumerate(r)) + "</tr>"
+        for i, r in enumerate(rows)
+    )
+    cap = f"<caption>{html_text(caption)}</caption>" if caption else ""
+    return (
+        f'<div class="isafe-table"><div class="isafe-table-scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div></div>"
+    )
 
 
 def data_dictionary_markdown(instrument: C.Instrument = C.DEFAULT_INSTRUMENT) -> str:
@@ -359,28 +371,38 @@ def la_index_markdown(la: str, pages: list[str], headline: str) -> str:
 
 def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
     """The Local authorities page: the caveat and every LA with a link and its headline numbers."""
-    rows = []
+    rows, links = [], []
     for la in las:
+        name = f"{_NAMES[la]} ({la})" if la in _NAMES else la
+        links.append(f"las/{la}.html")
         try:
             v = book.view(f"{la}/headline")
         except KeyError:
-            rows.append(f"| [{scope_label(la)}](las/{la}.md) | not run | | |")
+            rows.append((name, "not run", "", ""))
             continue
         prim = v[v["role"] == "Primary"]
-        n = prim[["n_treatment", "n_control"]].iloc[0] if len(prim) else None
-        eff = (
-            "[c]"
-            if not len(prim) or not math.isfinite(prim["effect"].iloc[0])
-            else f"{number(prim['effect'].iloc[0], 'number', 2)} ({number(prim['lo'].iloc[0], 'number', 2)} to "
-            f"{number(prim['hi'].iloc[0], 'number', 2)})"
-        )
+        if not len(prim):
+            rows.append((name, "", "", ""))
+            continue
+        r = prim.iloc[0]
         staff = (
             "[c]"
-            if n is None or not all(math.isfinite(x) for x in n)
-            else f"{number(n.iloc[0], 'people')}; {number(n.iloc[1], 'people')}"
+            if not (math.isfinite(r["n_treatment"]) and math.isfinite(r["n_control"]))
+            else f"{number(r['n_treatment'], 'people')}; {number(r['n_control'], 'people')}"
         )
-        teams = number(prim["teams"].iloc[0], "units") if len(prim) else ""
-        rows.append(f"| [{scope_label(la)}](las/{la}.md) | {teams} | {staff} | {eff} |")
+        eff = tables.estimate_ci(r["effect"], r["lo"], r["hi"], 2)
+        rows.append((name, number(r["teams"], "units"), staff, "[c]" if eff == "[x]" and staff == "[c]" else eff))
+    table = html_table(
+        (
+            "Local authority",
+            "Teams analysed",
+            "Staff analysed, primary outcome (intervention; control)",
+            "Primary outcome: Hedges' g (95% CI)",
+        ),
+        rows,
+        caption="Table 1. Local authorities and their primary outcome",
+        links=links,
+    )
     return "\n".join(
         [
             "# Local authorities",
@@ -394,10 +416,7 @@ def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
             "LA's numbers describe that LA; they carry no verdict.",
             "```",
             "",
-            "| Local authority | Teams analysed | Staff analysed, primary outcome (intervention; control) | "
-            "Primary outcome, Hedges' g (95% CI) |",
-            "|---|---|---|---|",
-            *rows,
+            table,
             "",
         ]
     )
