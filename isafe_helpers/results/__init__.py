@@ -1,0 +1,1 @@
+"""Results: the one shape every analysis returns (``tidy()``, ``table()``), ``estimates.csv`` and labels."""
