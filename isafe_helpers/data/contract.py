@@ -102,6 +102,11 @@ LA_CODE_PATTERN = r"^[A-Za-z0-9_-]+$"
 SYNTHETIC_MARKER = "synthetic.yml"
 
 
+#: Optional file at the data root: the primary outcome and the planned design
+#: (read and checked by :mod:`isafe_helpers.data.protocol`).
+PROTOCOL_FILE = "protocol.yml"
+
+
 # --------------------------------------------------------------------------
 # The survey instrument
 # --------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A data root holds one folder per LA (named by its LA code) with the files of
 :func:`isafe_helpers.data.contract.file_specs`, as CSV or XLSX, plus an optional
-``instrument.yml``, ``deflators.csv`` and, for synthetic data, the marker
+``instrument.yml``, ``deflators.csv``, ``protocol.yml`` (read by
+:mod:`isafe_helpers.data.protocol`) and, for synthetic data, the marker
 ``synthetic.yml``. :func:`load_root` checks every file against its pandera
 schema and the links between files, and raises one
 :class:`DataValidationError` listing every problem found (file, row, column,
@@ -32,12 +33,13 @@ import yaml
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.contract import Field, FileSpec, Instrument
 from isafe_helpers.data.files import fingerprint_root
+from isafe_helpers.data.protocol import Protocol, read_protocol
 from isafe_helpers.data.scoring import score_scales
 
 SUFFIXES = (".csv", ".xlsx")
 
 
-ROOT_FILES = {"instrument.yml", "deflators.csv", C.SYNTHETIC_MARKER, "README.md", "README.txt"}
+ROOT_FILES = {"instrument.yml", "deflators.csv", C.PROTOCOL_FILE, C.SYNTHETIC_MARKER, "README.md", "README.txt"}
 
 
 _INT_RE = r"^[+-]?\d+(\.0*)?$"
@@ -349,6 +351,7 @@ class TrialData:
     synthetic: dict | None
     fingerprint: str
     warnings: list[str] = field(default_factory=list)
+    protocol: Protocol | None = None  # protocol.yml at the data root, or the default (data.protocol)
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         tables = self.__dict__.get("tables", {})
@@ -376,6 +379,7 @@ class TrialData:
             self.synthetic,
             self.fingerprint,
             self.warnings,
+            self.protocol,
         )
 
 
@@ -423,6 +427,8 @@ def load_root(root: str | Path) -> TrialData:
             instrument = Instrument.from_yaml(root / "instrument.yml")
         except (ValueError, yaml.YAMLError, AttributeError, TypeError) as exc:
             problems.append(Problem("instrument.yml", None, None, None, f"unreadable instrument: {exc}"))
+    protocol, protocol_problems = read_protocol(root, instrument.scale_names)
+    problems += protocol_problems
     synthetic = None
     if (root / C.SYNTHETIC_MARKER).is_file():
         synthetic = yaml.safe_load((root / C.SYNTHETIC_MARKER).read_text(encoding="utf-8"))
@@ -533,7 +539,7 @@ def load_root(root: str | Path) -> TrialData:
     for name in tables:
         tables[name] = tables[name].drop(columns=["src_file", "src_row"])
     tables["survey"] = score_scales(tables["survey"], instrument)
-    return TrialData(root, las, instrument, tables, deflators, synthetic, fingerprint_root(root), notes)
+    return TrialData(root, las, instrument, tables, deflators, synthetic, fingerprint_root(root), notes, protocol)
 
 
 def _link_problems(tables: dict[str, pd.DataFrame]) -> list[Problem]:
