@@ -101,11 +101,15 @@ class Protocol:
     def assumed_primary(self) -> bool:
         return any(a.startswith("primary outcome") for a in self.assumptions)
 
-    def primary_note(self) -> str:
-        """Where the primary outcome comes from, for the estimates' notes."""
+    def primary_source(self) -> str:
+        """Where the primary outcome comes from, in words."""
         if self.assumed_primary:
-            return "primary outcome (assumed: the handbook's default, no protocol.yml naming one)"
-        return f"primary outcome (named by {PROTOCOL_FILE})"
+            return f"assumed: the handbook's default, no {PROTOCOL_FILE} naming one"
+        return f"named by {PROTOCOL_FILE}"
+
+    def primary_note(self) -> str:
+        """``primary outcome (<where it comes from>)``, for the estimates' notes."""
+        return f"primary outcome ({self.primary_source()})"
 
     def statement(self) -> str:
         """One paragraph for the book: the primary outcome, the plan, and what is assumed."""

@@ -314,7 +314,7 @@ STAGE_LABELS = {
 }
 
 
-def trial_flow(data: TrialData, outcome: str = "confidence") -> TrialFlow:
+def trial_flow(data: TrialData, outcome: str | None = None) -> TrialFlow:
     """Teams and staff at each stage of the trial, by arm.
 
     Stages: ``allocated`` (randomised teams and their staff at baseline);
@@ -322,8 +322,13 @@ def trial_flow(data: TrialData, outcome: str = "confidence") -> TrialFlow:
     one); ``lost_to_follow_up`` (staff without one); ``analysed`` (staff with
     the ``outcome`` scored at both waves, and their teams, the primary
     analysis sample); ``excluded_from_analysis`` (followed up but not analysed:
-    a score missing at either wave).
+    a score missing at either wave). ``outcome`` defaults to the protocol's
+    primary outcome when it is a survey scale, else the instrument's first
+    scale (the flow follows the survey).
     """
+    if outcome is None:
+        primary = protocol_of(data).primary_outcome
+        outcome = primary if primary in data.instrument.scale_names else data.instrument.scale_names[0]
     teams = data.teams[["team_id", "arm"]].drop_duplicates("team_id")
     parts = data.participants[["participant_id", "team_id"]].merge(teams, on="team_id")
     fu_ids = set(data.survey.loc[data.survey["wave"] == "followup", "participant_id"])

@@ -146,7 +146,7 @@ def la_heterogeneity(data: TrialData, pooled: list, mods: ModeratorResults) -> L
         groups = {la: idx for la, idx in frame.groupby("la", sort=False).indices.items()}
         for la in data.las:
             sub = frame.iloc[groups.get(la, np.array([], dtype=int))].reset_index(drop=True)
-            fitted[(la, scale)] = fit_primary(sub, scale)
+            fitted[(la, scale)] = fit_primary(sub, scale, effect_sizes=False)
     recs = []
     for la in data.las:
         for r in (fitted[(la, s)] for s in data.instrument.scale_names):

@@ -35,7 +35,7 @@ import pandas as pd
 from isafe_helpers.data.contract import CASEFILE_OUTCOME
 from isafe_helpers.data.frames import analysis_frame
 from isafe_helpers.data.loading import TrialData
-from isafe_helpers.data.protocol import Protocol, protocol_of
+from isafe_helpers.data.protocol import Protocol, default_protocol, protocol_of
 from isafe_helpers.impact.casefiles import CasefileResult, casefile
 from isafe_helpers.impact.design import ARM_TERM, NOT_ESTIMABLE, estimable
 from isafe_helpers.results.estimates import est_row
@@ -198,10 +198,13 @@ class PrimaryResult(ArmEffect, Result):
         ]
 
 
-def fit_primary(df: pd.DataFrame, outcome: str) -> PrimaryResult:
+def fit_primary(df: pd.DataFrame, outcome: str, effect_sizes: bool = True) -> PrimaryResult:
     """The primary model (module docstring) on an analysis frame (:func:`~isafe_helpers.data.frames.analysis_frame`).
 
-    The LA term enters when the frame holds more than one LA.
+    The LA term enters when the frame holds more than one LA. With
+    ``effect_sizes=False`` the unconditional model is not fitted, so ``g``,
+    ``icc`` and the unconditional variances stay empty (the per-LA
+    heterogeneity fits need only the treatment effect).
     """
     res = PrimaryResult(outcome, len(df), df["team_id"].nunique())
     if not estimable(df):
@@ -211,7 +214,7 @@ def fit_primary(df: pd.DataFrame, outcome: str) -> PrimaryResult:
     df = df.rename(columns={"treated": ARM_TERM})
     try:
         cond = fit_formula_free(df, "followup", covs, "team_id")
-        uncond = fit_formula_free(df, "followup", [], "team_id")
+        uncond = fit_formula_free(df, "followup", [], "team_id") if effect_sizes else None
         kr = cond.kenward_roger()
     except (ValueError, np.linalg.LinAlgError) as exc:
         res.note = f"not estimable: {exc}"
@@ -222,19 +225,19 @@ def fit_primary(df: pd.DataFrame, outcome: str) -> PrimaryResult:
     res.ci_low, res.ci_high, res.p_value = astuple(interval(res.estimate, res.se, res.df))
     res.sat_se, res.sat_df = float(cond.se[k]), float(cond.df[k])
     res.sat_ci_low, res.sat_ci_high, res.sat_p_value = astuple(interval(res.estimate, res.sat_se, res.sat_df))
-    res.g = standardised_effect(
-        res.estimate, res.se, res.ci_low, res.ci_high, uncond.team_variance, uncond.residual_variance
-    )
+    res.team_variance, res.residual_variance = cond.team_variance, cond.residual_variance
     res.g_conditional = standardised_effect(
         res.estimate, res.se, res.ci_low, res.ci_high, cond.team_variance, cond.residual_variance
     )
-    res.icc = uncond.icc
-    res.team_variance, res.residual_variance = cond.team_variance, cond.residual_variance
-    res.team_variance_unconditional = uncond.team_variance
-    res.residual_variance_unconditional = uncond.residual_variance
-    bad = [
-        f"{name} model: {f.message}" for name, f in (("primary", cond), ("unconditional", uncond)) if not f.converged
-    ]
+    if uncond is not None:
+        res.g = standardised_effect(
+            res.estimate, res.se, res.ci_low, res.ci_high, uncond.team_variance, uncond.residual_variance
+        )
+        res.icc = uncond.icc
+        res.team_variance_unconditional = uncond.team_variance
+        res.residual_variance_unconditional = uncond.residual_variance
+    fits = (("primary", cond), ("unconditional", uncond))
+    bad = [f"{name} model: {f.message}" for name, f in fits if f is not None and not f.converged]
     res.converged = not bad
     if bad:
         res.note = f"{NOT_CONVERGED}: " + "; ".join(bad)
@@ -319,8 +322,7 @@ class PrimaryAnalysis(ResultSet):
     def __init__(self, results: list, casefile: CasefileResult | None = None, protocol: Protocol | None = None):
         super().__init__(results)
         self.casefile = casefile
-        outcomes = [r.outcome for r in self.results] + ([CASEFILE_OUTCOME] if casefile is not None else [])
-        self.protocol = protocol if protocol is not None else protocol_of(None)
+        self.protocol = protocol if protocol is not None else default_protocol([r.outcome for r in self.results])
         for r in self.results:
             if not r.role:
                 _set_role(r, self.protocol)
@@ -343,7 +345,6 @@ class PrimaryAnalysis(ResultSet):
         fam["p_holm"] = np.nan
         fam.loc[sec, "p_holm"] = holm(fam.loc[sec, "p_value"].to_numpy(float))
         self.family = fam
-        self.outcomes = outcomes
 
     @property
     def primary_outcome(self) -> str:
@@ -418,9 +419,10 @@ class PrimaryAnalysis(ResultSet):
             "Hedges' g: the effect over the standard deviation of the unconditional model (no covariates, same "
             "staff); its 95% CI is the effect's CI over the same SD, so it agrees with the p-value.",
             "ICC: of the unconditional model. Team and residual variance: of the primary model, after adjustment.",
-            f"{label(self.primary_outcome)} is the primary outcome ({self.protocol.primary_note()}). The other "
+            f"{label(self.primary_outcome)} is the primary outcome ({self.protocol.primary_source()}). The other "
             f"outcomes are secondary; their p-values are also shown Holm-adjusted across the {self._family_size()} "
-            "secondary outcomes with a p-value, the case-file outcome included.",
+            "secondary outcomes with a p-value, the case-file outcome included. The primary outcome's p is not "
+            "adjusted: [x] in its Holm column.",
         ]
         fam = self.family.set_index("outcome")
         if CASEFILE_OUTCOME in fam.index and fam.loc[CASEFILE_OUTCOME, "role"] == "secondary":
