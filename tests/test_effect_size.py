@@ -1,102 +1,57 @@
-"""Tests for isafe_helpers.effect_size.hedges_g_total (Hedges 2007, methods.md)."""
+"""The standardised effect size g = beta / sqrt(s2_B + s2_W) and its interval (methods.md).
+
+Hand-computed cases and the property that defines the interval: it is the
+model's interval for beta over the same SD, so it excludes 0 exactly when the
+model's test rejects at 5%. The g of the primary model on the bundled data is
+pinned to lme4/lmerTest in ``test_impact_kr_reference.py``.
+"""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from isafe_helpers.stats.effect_size import HedgesG, hedges_g_total
+from isafe_helpers.stats.effect_size import StandardisedEffect, standardised_effect
+from isafe_helpers.stats.inference import interval
 
 
 def test_hand_computed_case():
-    # treatment teams of 2 and 3, control teams of 4, 1 and 3;
-    # beta = 0.5, s2_B = 0.2, s2_W = 0.8  ->  s2_T = 1, rho = 0.2
-    beta, s2b, s2w = 0.5, 0.2, 0.8
-    res = hedges_g_total(beta, s2b, s2w, [2, 3], [4, 1, 3])
-
-    s2t = 0.2 + 0.8
-    rho = 0.2 / 1.0
-    NT, NC, N = 5, 8, 13
-    mT, mC = 2, 3
-    S2T, S2C = 2**2 + 3**2, 4**2 + 1**2 + 3**2  # 13, 26
-    S3T, S3C = 2**3 + 3**3, 4**3 + 1**3 + 3**3  # 35, 92
-    nUT = (NT**2 - S2T) / (NT * (mT - 1))  # 12/5 = 2.4
-    nUC = (NC**2 - S2C) / (NC * (mC - 1))  # 38/16 = 2.375
-    assert nUT == pytest.approx(2.4) and nUC == pytest.approx(2.375)
-    inner = (N - nUT * mT - nUC * mC) + nUT + nUC - 2  # 3.85
-    assert inner == pytest.approx(3.85)
-    g = (beta / math.sqrt(s2t)) * math.sqrt(1 - rho * inner / (N - 2))  # 0.5 sqrt(0.93)
-    assert g == pytest.approx(0.5 * math.sqrt(0.93))
-    nS = NC * S2T / (NT * N) + NT * S2C / (NC * N)  # 1.6 + 1.25 = 2.85
-    assert nS == pytest.approx(2.85)
-    B = nUT * (mT - 1) + nUC * (mC - 1)  # 7.15
-    A = (NT**2 * S2T + S2T**2 - 2 * NT * S3T) / NT**2 + (
-        NC**2 * S2C + S2C**2 - 2 * NC * S3C
-    ) / NC**2  # 144/25 + 868/64 = 19.3225
-    assert B == pytest.approx(7.15) and A == pytest.approx(19.3225)
-    var = (N / (NT * NC)) * (1 + (nS - 1) * rho) + g**2 * (
-        (N - 2) * (1 - rho) ** 2 + A * rho**2 + 2 * B * rho * (1 - rho)
-    ) / (2 * (N - 2) * ((N - 2) - rho * (N - 2 - B)))
-    # = 0.325 * 1.37 + 0.2325 * 10.1009 / 225.06
-    assert var == pytest.approx(0.44525 + 0.2325 * 10.1009 / 225.06, rel=1e-12)
-    se = math.sqrt(var)
-
-    assert isinstance(res, HedgesG)
-    assert res.estimate == pytest.approx(g, rel=1e-14)
-    assert res.se == pytest.approx(se, rel=1e-14)
-    assert res.ci_low == pytest.approx(g - 1.96 * se, rel=1e-14)
-    assert res.ci_high == pytest.approx(g + 1.96 * se, rel=1e-14)
+    # beta 0.3, SE 0.1, CI (0.1, 0.5); s2_B 0.05 + s2_W 0.2 = 0.25 -> SD 0.5
+    g = standardised_effect(0.3, 0.1, 0.1, 0.5, 0.05, 0.2)
+    assert isinstance(g, StandardisedEffect)
+    assert (g.estimate, g.se, g.ci_low, g.ci_high, g.sd) == pytest.approx((0.6, 0.2, 0.2, 1.0, 0.5), rel=1e-15)
 
 
-def _hedges_equal(b, s2b, s2w, n, mT, mC):
-    """Hedges (2007) expressions for equal team sizes n."""
-    s2t = s2b + s2w
-    rho = s2b / s2t
-    NT, NC = mT * n, mC * n
-    N = NT + NC
-    g = (b / math.sqrt(s2t)) * math.sqrt(1 - 2 * (n - 1) * rho / (N - 2))
-    v = ((NT + NC) / (NT * NC)) * (1 + (n - 1) * rho) + g**2 * (
-        (N - 2) * (1 - rho) ** 2 + n * (N - 2 * n) * rho**2 + 2 * (N - 2 * n) * rho * (1 - rho)
-    ) / (2 * (N - 2) * ((N - 2) - 2 * (n - 1) * rho))
-    return g, v
+def test_no_bias_factor_and_no_separate_variance():
+    """Unlike Hedges (2007), g does not shrink with the team sizes and its SE is the model's SE over the SD."""
+    g = standardised_effect(0.25, 0.08, 0.09, 0.41, 0.1, 0.9)
+    assert g.estimate == 0.25  # SD = 1: g is beta itself
+    assert g.se == 0.08 and (g.ci_low, g.ci_high) == (0.09, 0.41)
 
 
-@pytest.mark.parametrize(
-    "b,s2b,s2w,n,mT,mC",
-    [
-        (0.3, 0.1, 0.9, 8, 31, 32),
-        (-0.25, 0.05, 1.2, 5, 10, 12),
-        (1.0, 2.0, 0.5, 3, 2, 2),
-        (0.2, 0.0, 1.0, 10, 4, 7),
-        (0.4, 0.3, 0.0001, 20, 6, 3),
-        (0.15, 0.12, 1.0, 1, 30, 30),
-    ],
-)
-def test_reduces_to_equal_size_formulas(b, s2b, s2w, n, mT, mC):
-    res = hedges_g_total(b, s2b, s2w, [n] * mT, [n] * mC)
-    g, v = _hedges_equal(b, s2b, s2w, n, mT, mC)
-    assert abs(res.estimate - g) <= 1e-12 * max(1.0, abs(g))
-    assert abs(res.se**2 - v) <= 1e-12 * max(1.0, v)
-    assert res.ci_low == pytest.approx(g - 1.96 * math.sqrt(v), rel=1e-12)
+@pytest.mark.parametrize("seed", range(20))
+def test_the_g_interval_agrees_with_the_models_test(seed):
+    rng = np.random.default_rng(seed)
+    beta, se, df = rng.normal(0, 0.2), rng.uniform(0.02, 0.2), rng.uniform(3, 80)
+    s2b, s2w = rng.uniform(0, 0.3), rng.uniform(0.2, 1.5)
+    ci = interval(beta, se, df)
+    g = standardised_effect(beta, se, ci.ci_low, ci.ci_high, s2b, s2w)
+    sd = math.sqrt(s2b + s2w)
+    assert g.ci_low == pytest.approx(ci.ci_low / sd, rel=1e-14) and g.ci_high == pytest.approx(ci.ci_high / sd)
+    assert (g.ci_low > 0 or g.ci_high < 0) == (ci.p_value < 0.05)
+    assert interval(g.estimate, g.se, df).p_value == pytest.approx(ci.p_value, rel=1e-12)
 
 
-def test_no_clustering_is_standardised_difference():
-    # rho = 0: g = b / s_T and Var = N/(N_T N_C) + g^2 / (2 (N - 2))
-    res = hedges_g_total(0.4, 0.0, 4.0, [3, 5, 7], [2, 9])
-    NT, NC, N = 15, 11, 26
-    g = 0.4 / 2.0
-    assert res.estimate == pytest.approx(g, rel=1e-14)
-    assert res.se**2 == pytest.approx(N / (NT * NC) + g**2 / (2 * (N - 2)), rel=1e-13)
+def test_sign_and_zero_team_variance():
+    pos = standardised_effect(0.3, 0.1, 0.1, 0.5, 0.0, 4.0)
+    neg = standardised_effect(-0.3, 0.1, -0.5, -0.1, 0.0, 4.0)
+    assert neg.estimate == -pos.estimate and (neg.ci_low, neg.ci_high) == (-pos.ci_high, -pos.ci_low)
+    assert pos.sd == 2.0
 
 
-def test_sign_and_validation():
-    pos = hedges_g_total(0.3, 0.1, 0.9, [4, 6, 8], [5, 5])
-    neg = hedges_g_total(-0.3, 0.1, 0.9, [4, 6, 8], [5, 5])
-    assert neg.estimate == pytest.approx(-pos.estimate) and neg.se == pytest.approx(pos.se)
-    with pytest.raises(ValueError):
-        hedges_g_total(0.3, 0.1, 0.9, [4], [5, 5])
-    with pytest.raises(ValueError):
-        hedges_g_total(0.3, 0.1, 0.9, [4, 0], [5, 5])
-    with pytest.raises(ValueError):
-        hedges_g_total(0.3, -0.1, 0.9, [4, 3], [5, 5])
+@pytest.mark.parametrize("s2b, s2w", [(-0.1, 1.0), (0.0, 0.0), (np.inf, 1.0), (np.nan, 1.0)])
+def test_bad_variances_are_refused(s2b, s2w):
+    with pytest.raises(ValueError, match="variances must be finite and non-negative"):
+        standardised_effect(0.3, 0.1, 0.1, 0.5, s2b, s2w)

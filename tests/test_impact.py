@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -26,6 +27,8 @@ CONTRACT = {
     "icc",
     "team_variance",
     "residual_variance",
+    "team_variance_unconditional",
+    "residual_variance_unconditional",
 }
 
 
@@ -38,13 +41,13 @@ def _all_rows(data):
     fig.experience_moderation(mods.curves)
     fig.effect_sizes(primary)
     rows = (
-        [r for p in primary for r in p.rows()]
+        primary.rows()
         + impact.casefile(data).rows()
         + impact.attrition(data).rows()
         + impact_flow.baseline_equivalence(data).rows()
         + flow.rows()
         + rob.rows()
-        + [r for p in primary for r in impact_cace.cace(data, p).rows()]
+        + impact_cace.cace_all(data, primary).rows()
         + mods.rows()
     )
     return pd.DataFrame(rows), primary
@@ -74,6 +77,9 @@ def test_contract_rows_for_trial_and_la(trial):
             "subgroup_age",
             "subgroup_experience",
             "baseline_equivalence",
+            "secondary",
+            "sensitivity_satterthwaite",
+            "sensitivity_cace_one_session",
         ):
             assert a in set(rows["analysis"]), a
         assert ("subgroup_la" in set(rows["analysis"])) == (scope == "trial")
@@ -97,14 +103,44 @@ def test_non_convergence_is_never_silent(trial, monkeypatch):
     real = primary_mod.fit_formula_free
 
     def unconverged(*a, **k):
-        return dataclasses.replace(real(*a, **k), converged=False, message="NOT converged: test")
+        fit = real(*a, **k)  # keeps what Kenward-Roger needs (dataclasses.replace would drop it)
+        object.__setattr__(fit, "converged", False)
+        object.__setattr__(fit, "message", "NOT converged: test")
+        return fit
 
     monkeypatch.setattr(primary_mod, "fit_formula_free", unconverged)
     r = impact.primary(trial, "confidence")
-    assert not r.converged and "did not converge" in r.note
-    assert all("did not converge" in row["note"] for row in r.rows())
-    assert primary_mod.PrimaryAnalysis([r]).table().data["note"].str.contains("did not converge").all()
-    assert "confidence" in impact.convergence_message([r])
+    assert not r.converged and r.withheld and "did not converge" in r.note
+    rows = pd.DataFrame(r.rows())
+    assert rows["note"].str.contains("did not converge").all()
+    assert rows["estimate"].notna().all()  # estimates.csv keeps the numbers, with the note
+    shown = primary_mod.PrimaryAnalysis([r]).table().data
+    assert shown["note"].str.startswith("not available: did not converge").all()
+    number_cols = ["effect", "ci_low", "ci_high", "p_value", "hedges_g", "g_ci_low", "g_ci_high", "icc"]
+    assert shown[number_cols].isna().all().all()  # the table withholds them
+    assert "Confidence in engaging fathers (did not converge" in impact.convergence_message([r])
+
+
+def test_a_withheld_estimate_leaves_the_holm_family_and_the_robustness_table(trial, monkeypatch):
+    real = primary_mod.fit_formula_free
+
+    def unconverged(*a, **k):
+        fit = real(*a, **k)  # keeps what Kenward-Roger needs (dataclasses.replace would drop it)
+        object.__setattr__(fit, "converged", False)
+        object.__setattr__(fit, "message", "NOT converged: test")
+        return fit
+
+    good = impact.primary_all(trial)
+    monkeypatch.setattr(primary_mod, "fit_formula_free", unconverged)
+    bad = impact.primary(trial, "competence")
+    pa = primary_mod.PrimaryAnalysis([good[0], bad, *good.results[2:]], good.casefile, good.protocol)
+    fam = pa.family.set_index("outcome")
+    assert np.isnan(fam.loc["competence", "p_holm"])
+    holm = pa.tidy().query("quantity == 'p_holm'").set_index("outcome")
+    assert "no p-value to adjust (did not converge" in holm.loc["competence", "note"]
+    rob = impact_robust.Robustness([], [], [], primary=pa).table().data
+    comp = rob[rob["outcome"] == "Competence in engaging fathers"]
+    assert comp["estimate"].isna().all() and comp["note"].str.startswith("not available").all()
 
 
 def test_a_gee_that_did_not_converge_says_so_in_the_casefile_note(trial, monkeypatch):
@@ -117,3 +153,19 @@ def test_a_gee_that_did_not_converge_says_so_in_the_casefile_note(trial, monkeyp
     c = impact.casefile(trial)
     assert not c.converged and c.note.startswith("did not converge: estimating equations not solved: test")
     assert all(r["note"].startswith("did not converge") for r in c.rows())
+    assert all(np.isfinite(r["estimate"]) for r in c.rows())  # kept in estimates.csv
+    shown = c.table().data
+    assert shown[["estimate", "ci_low", "ci_high", "p_value"]].isna().all().all()
+    assert shown["note"].str.startswith("not available: did not converge").all()
+
+
+def test_the_diverging_la06_case_file_model_is_withheld_and_says_why():
+    """LA06 of the bundled data: the exchangeable GEE diverges (geepack too: coefficients to 1e15)."""
+    from isafe_helpers.resources import BUNDLED_DATA
+
+    c = impact.casefile(load_root(BUNDLED_DATA).for_scope("LA06"))
+    assert not c.converged
+    assert c.note.startswith("did not converge: the iterations diverged")
+    assert c.table().data["estimate"].isna().all()
+    pa = primary_mod.PrimaryAnalysis([], c)
+    assert np.isnan(pa.family.set_index("outcome").loc["father_contact_recorded", "p_value"])

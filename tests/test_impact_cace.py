@@ -9,6 +9,7 @@ import pytest
 from tiny import standard_root
 
 from isafe_helpers import impact
+from isafe_helpers.data import frames
 from isafe_helpers.data.loading import load_root
 from isafe_helpers.impact import compliance as C
 from isafe_helpers.stats.iv import tsls_cr2
@@ -39,15 +40,39 @@ def test_tsls_without_covariates_is_the_wald_ratio():
 
 
 def test_cace_is_standardised_like_the_itt_g(small_root):
+    """g_CACE = CACE / SD of the unconditional model, its CI the CACE's CI over the same SD."""
     data = load_root(small_root)
     pr = impact.primary(data, "confidence")
     r = C.cace(data, pr)
-    if r.note:
-        pytest.skip(r.note)
-    assert r.g / r.estimate == pytest.approx(pr.g.estimate / pr.estimate)
+    assert r.note == ""
+    sd = (pr.team_variance_unconditional + pr.residual_variance_unconditional) ** 0.5
+    assert (r.g, r.g_ci_low, r.g_ci_high) == pytest.approx((r.estimate / sd, r.ci_low / sd, r.ci_high / sd), rel=1e-14)
+    assert (r.g_ci_low > 0 or r.g_ci_high < 0) == (r.p_value < 0.05)
     assert r.compliance_control_pct == 0.0 or r.compliance_control_pct < r.compliance_treatment_pct
     rows = pd.DataFrame(r.rows())
-    assert set(rows["quantity"]) >= {"treatment_effect", "hedges_g_total"}
+    assert set(rows["quantity"]) >= {"treatment_effect", "hedges_g_total"} and set(rows["analysis"]) == {"cace"}
+
+
+def test_one_session_compliance_sensitivity_is_labelled_and_counted_by_hand(small_root):
+    data = load_root(small_root)
+    pr = impact.primary(data, "confidence")
+    main, sens = C.cace(data, pr), C.cace(data, pr, "one")
+    frame = frames.analysis_frame(data, "confidence")
+    dose = frame["participant_id"].map(frames.practice_dose(data))
+    treated = frame["arm"] == "treatment"
+    assert sens.compliance_treatment_pct == pytest.approx(100 * (dose[treated] > 0).mean())
+    assert main.compliance_treatment_pct == pytest.approx(100 * (dose[treated] == 2).mean())
+    assert sens.compliance_treatment_pct >= main.compliance_treatment_pct
+    rows = pd.DataFrame(sens.rows())
+    assert set(rows["analysis"]) == {"sensitivity_cace_one_session"}
+    assert rows["note"].str.contains("at least one of the two practice-pathway sessions").all()
+    assert rows["note"].str.contains("sensitivity").all()
+    both = C.cace_all(data, impact.primary_all(data))
+    t = both.table().data
+    assert t["definition"].tolist()[:2] == ["Both sessions (main)", "At least one session (sensitivity)"]
+    assert len(t) == 2 * len(data.instrument.scale_names)
+    with pytest.raises(ValueError, match="compliance must be one of"):
+        C.cace(data, pr, "all")
 
 
 def test_cace_not_estimable_without_a_first_stage(small_root):

@@ -42,26 +42,52 @@ def het(trial):
     return heterogeneity.la_heterogeneity(trial, impact.primary_all(trial), M.moderators(trial))
 
 
-def test_wald_f_with_one_interaction_is_its_t_squared(trial, het):
-    """Two LAs: one arm x LA term, so F(1, J - 4) equals the square of its t statistic."""
+def test_kr_f_with_one_interaction_is_its_kr_t_squared(trial, het):
+    """Two LAs: one arm x LA term, so the KR F(1, m) is the square of its KR t and m its KR df."""
     t = M.moderators(trial).frame
     for scale in trial.instrument.scale_names:
         inter = t[(t["outcome"] == scale) & (t["moderator"] == "la") & (t["kind"] == "interaction")].iloc[0]
         row = het.tests.set_index("outcome").loc[scale]
-        assert row["wald_df1"] == 1 and row["wald_df2"] == trial.teams["team_id"].nunique() - 4
-        assert row["wald_f"] == pytest.approx((inter["estimate"] / inter["se"]) ** 2, rel=1e-10)
-        assert row["p_wald"] == pytest.approx(stats.f.sf(row["wald_f"], 1, row["wald_df2"]), rel=1e-10)
+        assert row["wald_df1"] == 1 and row["wald_df2"] == pytest.approx(inter["df"], rel=1e-9)
+        assert row["wald_f"] == pytest.approx((inter["estimate"] / inter["se"]) ** 2, rel=1e-9)
+        assert row["p_wald"] == pytest.approx(inter["p_value"], rel=1e-9)
 
 
-def test_per_la_effects_are_each_las_own_primary_model(trial, het):
+def test_per_la_effects_are_each_las_own_primary_model_to_the_last_bit(trial, het):
+    """One grouping pass gives exactly the fits of primary() on each LA's own data."""
     per = het.per_la.set_index(["outcome", "la"])
     for la in trial.las:
-        r = impact.primary(trial.for_scope(la), "confidence")
-        assert per.loc[("confidence", la), "estimate"] == pytest.approx(r.estimate, rel=1e-12)
+        for scale in trial.instrument.scale_names:
+            r = impact.primary(trial.for_scope(la), scale)
+            got = per.loc[(scale, la)]
+            for a, b in (("fit_estimate", "estimate"), ("fit_se", "se"), ("fit_p_value", "p_value")):
+                assert got[a] == getattr(r, b) or (np.isnan(got[a]) and np.isnan(getattr(r, b)))
     rows = pd.DataFrame(het.rows())
     assert {"per_la", "heterogeneity_la"} == set(rows["analysis"])
     assert {"wald_f_arm_x_la", "cochran_q", "i_squared_pct"} <= set(rows["quantity"])
     fig.la_forest(het)
+
+
+def test_a_per_la_fit_that_did_not_converge_is_kept_in_the_rows_and_not_shown(trial, monkeypatch):
+    from isafe_helpers.impact import primary_model
+
+    real = primary_model.fit_formula_free
+
+    def unconverged(*a, **k):
+        fit = real(*a, **k)
+        object.__setattr__(fit, "converged", False)
+        object.__setattr__(fit, "message", "NOT converged: test")
+        return fit
+
+    pooled, mods = impact.primary_all(trial), M.moderators(trial)
+    monkeypatch.setattr(primary_model, "fit_formula_free", unconverged)
+    h = heterogeneity.la_heterogeneity(trial, pooled, mods)
+    local = h.per_la[h.per_la["la"] != "pooled"]
+    assert local["estimate"].isna().all() and local["fit_estimate"].notna().all()
+    rows = pd.DataFrame(h.rows())
+    per = rows[rows["analysis"] == "per_la"]
+    assert per["estimate"].notna().all() and per["note"].str.startswith("did not converge").all()
+    assert h.tests["n_las"].eq(0).all()  # nothing shown, nothing pooled into Cochran's Q
 
 
 def test_small_las_are_withheld_and_one_la_has_no_comparison(trial, monkeypatch):
@@ -91,9 +117,9 @@ def test_change_summary_is_summaries_only_and_its_figure_withholds_under_thresho
 
 
 def test_casefile_uses_t_on_teams_minus_coefficients(trial):
-    data = trial.for_scope("LA01")
-    c = impact.casefile(data)
-    dfree = c.n_clusters - 3  # const, arm, baseline proportion
+    c = impact.casefile(trial)
+    assert c.converged
+    dfree = c.n_clusters - 4  # const, arm, baseline proportion, one LA dummy
     assert f"t on {dfree} df" in c.note
     est, se_log, lo, hi, p = c.odds_ratio
     q = stats.t.ppf(0.975, dfree)
@@ -103,6 +129,8 @@ def test_casefile_uses_t_on_teams_minus_coefficients(trial):
 
 def test_la_caveat_says_plainly_when_the_arms_cannot_be_compared(small_root):
     data = load_root(small_root).for_scope("LA01")
-    assert "t with Satterthwaite" in impact.scope_caveat(data) and "not the trial's result" in impact.scope_caveat(data)
+    text = impact.scope_caveat(data)
+    assert "Kenward-Roger" in text and "not the trial's result" in text
+    assert not any(w in text.lower() for w in ("improved", "worsened"))
     data.tables["teams"] = data.teams.assign(arm="treatment")
     assert "cannot be compared" in impact.scope_caveat(data)

@@ -64,3 +64,24 @@ def test_level_in_one_arm_only_is_left_out_with_a_note(small_root):
     t = M.moderators(data).frame
     age = t[t["moderator"] == "age"]
     assert age["note"].str.contains("under_30").all() or age["note"].str.startswith("not estimable").all()
+
+
+def test_a_moderator_model_that_did_not_converge_is_kept_in_the_rows_and_not_shown(_small_root_template, monkeypatch):
+    real = M.fit_random_intercept
+
+    def unconverged(*a, **k):
+        fit = real(*a, **k)
+        object.__setattr__(fit, "converged", False)
+        object.__setattr__(fit, "message", "NOT converged: test")
+        return fit
+
+    monkeypatch.setattr(M, "fit_random_intercept", unconverged)
+    res = M.moderators(load_root(_small_root_template))
+    fitted = res.frame[res.frame["estimate"].notna()]
+    assert len(fitted) and fitted["note"].str.startswith("did not converge").all()
+    assert fitted["p_holm"].isna().all()  # out of the Holm family
+    rows = pd.DataFrame(res.rows())
+    assert rows.loc[rows["estimate"].notna(), "note"].str.startswith("did not converge").all()
+    shown = res.table().data
+    assert shown["estimate"].isna().all() and shown["p_value"].isna().all()
+    assert res.curves.empty

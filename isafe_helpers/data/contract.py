@@ -149,6 +149,10 @@ MAX_PART_BYTES = 256 * 1024 * 1024
 #: Problems shown per file and rule in a report (every one goes to ``validate --report``).
 REPORT_LINES = 20
 
+#: Optional file at the data root: the primary outcome and the planned design
+#: (read and checked by :mod:`isafe_helpers.data.protocol`).
+PROTOCOL_FILE = "protocol.yml"
+
 
 # --------------------------------------------------------------------------
 # The survey instrument

@@ -13,6 +13,15 @@ cell either meets its rule or is reported. How files are found and read
 rules in words are the contract's ``READING_RULES``, ``VALUE_RULES`` and
 ``CROSS_FILE_RULES``.
 
+:func:`isafe_helpers.data.contract.file_specs`, as CSV or XLSX, plus an optional
+``instrument.yml``, ``deflators.csv``, ``protocol.yml`` (read by
+:mod:`isafe_helpers.data.protocol`) and, for synthetic data, the marker
+``synthetic.yml``. :func:`load_root` checks every file against its pandera
+schema and the links between files, and raises one
+:class:`DataValidationError` listing every problem found (file, row, column,
+value, rule). Nothing is fixed silently: a cell either meets its rule or is
+reported.
+
 Validation runs in two pandera passes per file: the first checks the raw
 text of every cell (presence, blanks, vocabularies, that numbers, dates and
 booleans parse, and that numbers are finite and within their rule or
@@ -41,6 +50,7 @@ from isafe_helpers.data.contract import Field, FileSpec, Instrument
 from isafe_helpers.data.files import fingerprint_root, is_ignored, scan
 from isafe_helpers.data.la_info import FILENAME as LA_INFO
 from isafe_helpers.data.la_info import read_la_yml
+from isafe_helpers.data.protocol import Protocol, read_protocol
 from isafe_helpers.data.readers import Problem, RawTable, Unreadable, Workbook, read_text
 from isafe_helpers.data.scoring import score_scales
 from isafe_helpers.outputs import neutralise
@@ -59,7 +69,7 @@ OTHER_FORMATS = {
 }
 
 
-ROOT_FILES = {"instrument.yml", "deflators.csv", C.SYNTHETIC_MARKER, "README.md", "README.txt"}
+ROOT_FILES = {"instrument.yml", "deflators.csv", C.PROTOCOL_FILE, C.SYNTHETIC_MARKER, "README.md", "README.txt"}
 
 
 _INT_RE = r"[+-]?[0-9]+(\.0*)?"
@@ -417,6 +427,7 @@ class TrialData:
     notes: list[str] = field(default_factory=list)
     #: LA names from each LA folder's optional ``la.yml`` (:mod:`isafe_helpers.data.la_info`)
     la_names: dict[str, str] = field(default_factory=dict)
+    protocol: Protocol | None = None  # protocol.yml at the data root, or the default (data.protocol)
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         tables = self.__dict__.get("tables", {})
@@ -446,6 +457,7 @@ class TrialData:
             self.warnings,
             self.notes,
             {k: v for k, v in self.la_names.items() if k == scope},
+            self.protocol,
         )
 
 
@@ -595,6 +607,8 @@ def load_root(root: str | Path) -> TrialData:
             instrument = Instrument.from_yaml(root / "instrument.yml")
         except (ValueError, yaml.YAMLError, AttributeError, TypeError) as exc:
             problems.append(Problem("instrument.yml", None, None, None, f"unreadable instrument: {exc}"))
+    protocol, protocol_problems = read_protocol(root, instrument.scale_names)
+    problems += protocol_problems
     synthetic = None
     if (root / C.SYNTHETIC_MARKER).is_file():
         synthetic = yaml.safe_load((root / C.SYNTHETIC_MARKER).read_text(encoding="utf-8"))
@@ -752,6 +766,7 @@ def load_root(root: str | Path) -> TrialData:
         notes,
         [summary, *reading],
         la_names,
+        protocol,
     )
 
 

@@ -1,4 +1,9 @@
-"""Impact strand: fathers' contact details recorded in case files (the case-file outcome)."""
+"""Impact strand: fathers' contact details recorded in case files (the case-file outcome).
+
+A fit that did not converge keeps its numbers (where there are any) and its
+note in ``estimates.csv``; its table withholds them: shown as not available,
+with the reason.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import pandas as pd
 from isafe_helpers.data.contract import CASEFILE_OUTCOME
 from isafe_helpers.data.frames import casefile_frame
 from isafe_helpers.data.loading import TrialData
+from isafe_helpers.data.protocol import protocol_of
 from isafe_helpers.impact.design import NOT_ESTIMABLE, estimable
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.protocol import Result
@@ -28,27 +34,37 @@ class CasefileResult(Result):
     alpha: float = np.nan  # working exchangeable correlation
     converged: bool = False
     note: str = ""
+    role: str = "secondary"  # primary or secondary outcome (the protocol's)
+
+    @property
+    def withheld(self) -> bool:
+        """True when the fit did not converge: its numbers stay in the rows and are never displayed."""
+        return self.note.startswith("did not converge")
 
     def rows(self) -> list[dict]:
-        c = dict(n=self.n, n_clusters=self.n_clusters, note=self.note)
+        c = dict(
+            n=self.n, n_clusters=self.n_clusters, note="; ".join(p for p in (self.note, f"{self.role} outcome") if p)
+        )
         return [
             est_row("primary", CASEFILE_OUTCOME, "odds_ratio", *self.odds_ratio, **c),
             est_row("primary", CASEFILE_OUTCOME, "risk_difference", *self.risk_difference, **c),
         ]
 
     def table(self) -> Table:
-        """The odds ratio and the risk difference, each with its 95% CI and p."""
+        """The odds ratio and the risk difference, each with its 95% CI and p (withheld when not converged)."""
         t = self.tidy()
+        hide = self.withheld
+        num = {
+            k: (np.full(len(t), np.nan) if hide else t[k].to_numpy())
+            for k in ("estimate", "ci_low", "ci_high", "p_value")
+        }
         out = pd.DataFrame(
             {
                 "measure": ["Odds ratio", "Risk difference"],
-                "estimate": t["estimate"].to_numpy(),
-                "ci_low": t["ci_low"].to_numpy(),
-                "ci_high": t["ci_high"].to_numpy(),
-                "p_value": t["p_value"].to_numpy(),
+                **num,
                 "files_of": t["n"].to_numpy(),
                 "teams": t["n_clusters"].to_numpy(),
-                "note": t["note"].to_numpy(),
+                "note": [f"not available: {self.note}" if hide else self.note] * len(t),
             }
         )
         return Table(
@@ -64,6 +80,12 @@ class CasefileResult(Result):
                 Col("note", "Note", "text"),
             ],
             caption="Fathers' contact details recorded in case files",
+            notes=[
+                f"{self.role.capitalize()} outcome. Binomial GEE (logit link, exchangeable correlation within team) "
+                "on every audited file, adjusted for the baseline share recorded and (pooled trial) LA; "
+                "Mancl-DeRouen bias-reduced standard errors, Student's t on teams minus coefficients. "
+                "Risk difference: marginally standardised, in proportion points."
+            ],
         )
 
 
@@ -81,10 +103,11 @@ def casefile(data: TrialData) -> CasefileResult:
     small with few teams (a single LA has about 9). A fit that did not
     converge says so in its note and ``converged`` is False.
     """
+    role = protocol_of(data).role(CASEFILE_OUTCOME)
     d = casefile_frame(data)
     if d is None:
-        return CasefileResult(0, 0, note="not estimable: audits at both waves are needed")
-    res = CasefileResult(len(d), d["team_id"].nunique())
+        return CasefileResult(0, 0, note="not estimable: audits at both waves are needed", role=role)
+    res = CasefileResult(len(d), d["team_id"].nunique(), role=role)
     if not estimable(d):
         res.note = NOT_ESTIMABLE
         return res

@@ -4,14 +4,17 @@
   analysed, by arm, from the data (drawn by
   :func:`isafe_helpers.publish.figures.impact.consort`).
 - :func:`attrition`: overall and differential attrition of teams and staff,
-  judged against the What Works Clearinghouse boundary.
+  for every analysed outcome, judged by the What Works Clearinghouse table.
 - :func:`baseline_equivalence`: standardised differences of the analysed arms
-  at baseline (WWC), for every outcome and covariate, flagged at 0.05 and 0.25.
+  at baseline (WWC): judged for the outcome-domain baselines, described for
+  the other characteristics.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -19,137 +22,245 @@ import pandas as pd
 from isafe_helpers.data.contract import AGE_BANDS, CASEFILE_OUTCOME
 from isafe_helpers.data.frames import analysis_frame, casefile_frame, with_arm
 from isafe_helpers.data.loading import TrialData
+from isafe_helpers.data.protocol import protocol_of
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
 from isafe_helpers.results.table import Col, Table
 
-#: Points of the What Works Clearinghouse cautious attrition boundary (methods.md):
-#: overall attrition (%) -> largest differential attrition (percentage points)
-#: still "low". Between the points the boundary is interpolated linearly; the
-#: WWC handbook tabulates every whole percent, and that full table is not
-#: reproduced here: this is the documented approximation. From 50% the boundary falls linearly to 0 at
-#: :data:`WWC_MAX_OVERALL`, at and above which attrition is high whatever the
-#: differential.
-WWC_CAUTIOUS_POINTS = ((0.0, 5.7), (10.0, 6.3), (20.0, 5.4), (30.0, 4.1), (40.0, 2.6), (50.0, 1.0))
+#: What Works Clearinghouse attrition boundaries (Standards Handbook v4.0, Table II.1; the same in v4.1 and
+#: v5.0; methods.md): overall attrition (whole %) -> largest differential attrition (percentage points) that
+#: is still "low", (cautious, optimistic). Above 57% overall, attrition is high whatever the differential.
+WWC_BOUNDARIES: dict[int, tuple[float, float]] = {
+    0: (5.7, 10.0), 1: (5.8, 10.1), 2: (5.9, 10.2), 3: (5.9, 10.3), 4: (6.0, 10.4),
+    5: (6.1, 10.5), 6: (6.2, 10.7), 7: (6.3, 10.8), 8: (6.3, 10.9), 9: (6.3, 10.9),
+    10: (6.3, 10.9), 11: (6.2, 10.9), 12: (6.2, 10.9), 13: (6.1, 10.9), 14: (6.0, 10.8),
+    15: (5.9, 10.8), 16: (5.9, 10.7), 17: (5.8, 10.6), 18: (5.7, 10.5), 19: (5.5, 10.3),
+    20: (5.4, 10.2), 21: (5.3, 10.0), 22: (5.2, 9.9), 23: (5.1, 9.7), 24: (4.9, 9.5),
+    25: (4.8, 9.4), 26: (4.7, 9.2), 27: (4.5, 9.0), 28: (4.4, 8.8), 29: (4.3, 8.6),
+    30: (4.1, 8.4), 31: (4.0, 8.2), 32: (3.8, 8.0), 33: (3.6, 7.8), 34: (3.5, 7.6),
+    35: (3.3, 7.4), 36: (3.2, 7.2), 37: (3.1, 7.0), 38: (2.9, 6.7), 39: (2.8, 6.5),
+    40: (2.6, 6.3), 41: (2.5, 6.0), 42: (2.3, 5.8), 43: (2.1, 5.6), 44: (2.0, 5.3),
+    45: (1.8, 5.1), 46: (1.6, 4.9), 47: (1.5, 4.6), 48: (1.3, 4.4), 49: (1.2, 4.2),
+    50: (1.0, 3.9), 51: (0.9, 3.7), 52: (0.7, 3.5), 53: (0.6, 3.2), 54: (0.4, 3.0),
+    55: (0.3, 2.8), 56: (0.2, 2.6), 57: (0.0, 2.3),
+}  # fmt: skip
 
 
-WWC_MAX_OVERALL = 58.0
+#: Largest overall attrition (whole %, after rounding) with a boundary; above it attrition is high.
+WWC_MAX_OVERALL = 57
+
+#: Precision at which percentages are compared (float noise such as 12.4999999999 for 12.5 is removed).
+_PCT_DECIMALS = 9
+
+Boundary = Literal["cautious", "optimistic"]
 
 
-def wwc_boundary(overall_pct: float) -> float:
-    """Largest differential attrition (pp) that is "low" at ``overall_pct`` (cautious boundary).
+def round_half_up(pct: float) -> int:
+    """``pct`` rounded to the nearest whole percent, halves up (after removing float noise below 1e-9).
 
-    Linear interpolation between :data:`WWC_CAUTIOUS_POINTS`, then down to 0 at
-    58%; ``-inf`` (nothing is low) at 58% and above.
+    >>> round_half_up(12.5), round_half_up(12.4999999999), round_half_up(12.49), round_half_up(0.5)
+    (13, 13, 12, 1)
+    """
+    return int(Decimal(repr(round(float(pct), _PCT_DECIMALS))).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
-    >>> wwc_boundary(10.0), wwc_boundary(15.0), wwc_boundary(60.0)
-    (6.3, 5.85, -inf)
+
+def wwc_boundary(overall_pct: float, boundary: Boundary = "cautious") -> float:
+    """Largest differential attrition (pp) that is "low" at ``overall_pct``: the WWC table's row of the
+    overall attrition rounded to a whole percent (halves up); ``-inf`` (nothing is low) above 57%.
+
+    >>> wwc_boundary(10.0), wwc_boundary(14.5), wwc_boundary(14.49, "optimistic"), wwc_boundary(57.5)
+    (6.3, 5.9, 10.8, -inf)
     """
     x = float(overall_pct)
     if not 0.0 <= x <= 100.0:
         raise ValueError(f"overall attrition must be a percentage in 0-100, got {overall_pct}")
-    if x >= WWC_MAX_OVERALL:
+    if boundary not in ("cautious", "optimistic"):
+        raise ValueError(f"boundary must be 'cautious' or 'optimistic', got {boundary!r}")
+    row = round_half_up(x)
+    if row > WWC_MAX_OVERALL:
         return -np.inf
-    xs = [p[0] for p in WWC_CAUTIOUS_POINTS] + [WWC_MAX_OVERALL]
-    ys = [p[1] for p in WWC_CAUTIOUS_POINTS] + [0.0]
-    return round(float(np.interp(x, xs, ys)), 10)
+    return WWC_BOUNDARIES[row][0 if boundary == "cautious" else 1]
 
 
-def wwc_judgement(overall_pct: float, differential_pct: float) -> str:
-    """``"low"`` or ``"high"`` attrition against the WWC cautious boundary (:func:`wwc_boundary`)."""
+def wwc_judgement(overall_pct: float, differential_pct: float, boundary: Boundary = "cautious") -> str:
+    """``"low"`` or ``"high"`` attrition by the WWC lookup rule (methods.md).
+
+    Differential attrition at or below the boundary of the rounded overall
+    attrition is low; above it, or with overall attrition above 57%, high.
+    The differential is compared unrounded (to 1e-9 pp).
+
+    >>> wwc_judgement(10.4, 6.3), wwc_judgement(10.4, 6.31), wwc_judgement(57.6, 0.0), wwc_judgement(57.4, 0.0)
+    ('low', 'high', 'high', 'low')
+    """
     if not (np.isfinite(overall_pct) and np.isfinite(differential_pct)):
         return "not assessable"
-    return "low" if differential_pct <= wwc_boundary(overall_pct) else "high"
+    return "low" if round(float(differential_pct), _PCT_DECIMALS) <= wwc_boundary(overall_pct, boundary) else "high"
+
+
+def _verdict_text(overall: float, diff: float) -> str:
+    """``low (cautious boundary 6.3 pp); optimistic boundary 10.9 pp: low``, or why there is none."""
+    if not (np.isfinite(overall) and np.isfinite(diff)):
+        return "not assessable"
+    c, o = wwc_judgement(overall, diff), wwc_judgement(overall, diff, "optimistic")
+    if round_half_up(overall) > WWC_MAX_OVERALL:
+        return f"high (overall attrition above {WWC_MAX_OVERALL}%)"
+    bc, bo = wwc_boundary(overall), wwc_boundary(overall, "optimistic")
+    return f"{c} (cautious boundary {bc:.1f} pp); optimistic boundary {bo:.1f} pp: {o}"
+
+
+UNITS = ("teams", "participants")
 
 
 @dataclass
 class AttritionResult(Result):
-    """Overall and differential attrition of teams and participants, judged against the WWC."""
+    """Overall and differential attrition of teams and staff for every analysed outcome, judged by the WWC.
+
+    ``frame``: one row per outcome and unit (``teams``, ``participants``).
+    ``primary``: the primary outcome, whose rows are also written under the
+    contract's names (outcome ``teams`` and ``participants``).
+    """
 
     frame: pd.DataFrame
-    estimates: list[dict] = field(default_factory=list)
+    primary: str = ""
 
     def rows(self) -> list[dict]:
-        return self.estimates
+        out = []
+        f = self.frame
+        first = [(r, r.unit) for r in f[f["outcome"] == self.primary].itertuples()]
+        every = [(r, f"{r.outcome}:{r.unit}") for r in f.itertuples()]
+        for r, name in first + every:
+            note = f"analysed sample of {r.outcome}" + (" (the primary outcome)" if r.outcome == self.primary else "")
+            c = dict(n=r.randomised, note=note)
+            out += [
+                est_row("attrition", name, "overall_attrition_pct", r.overall_attrition_pct, **c),
+                est_row("attrition", name, "differential_attrition_pct", r.differential_attrition_pct, **c),
+            ]
+            for which in ("cautious", "optimistic"):
+                b = getattr(r, f"wwc_{which}_boundary_pct")
+                v = getattr(r, f"wwc_{which}")
+                why = " (overall attrition above 57%)" if not np.isfinite(b) and v == "high" else ""
+                out.append(
+                    est_row(
+                        "attrition",
+                        name,
+                        f"wwc_{which}_boundary_pct",
+                        b if np.isfinite(b) else None,
+                        n=r.randomised,
+                        note=f"WWC {which} boundary: {v} attrition{why}; {note}",
+                    )
+                )
+        return out
 
     def table(self) -> Table:
-        """One row per unit (teams, staff): randomised, analysed, attrition overall and by arm, the WWC verdict."""
-        t = self.frame.assign(unit=[label(u) for u in self.frame["unit"]])
-        return Table(
-            t,
-            [
-                Col("unit", "Unit", "text"),
-                Col("randomised", "Randomised", "people"),
-                Col("analysed", "Analysed", "people"),
-                Col("overall_attrition_pct", "Overall attrition (%)", "pct", 1, base="randomised"),
-                Col("treatment_attrition_pct", "Intervention attrition (%)", "pct", 1, base="randomised"),
-                Col("control_attrition_pct", "Control attrition (%)", "pct", 1, base="randomised"),
-                Col(
-                    "differential_attrition_pct",
-                    "Differential attrition (percentage points)",
-                    "pct",
-                    1,
-                    base="randomised",
-                ),
-                Col("wwc_boundary_pct", "WWC cautious boundary (percentage points)", "number", 1),
-                Col("wwc_attrition", "WWC attrition", "text"),
-            ],
-            caption="Attrition from randomisation to the analysed sample",
-        )
-
-
-def attrition(data: TrialData, outcome: str = "confidence") -> AttritionResult:
-    """Share of randomised teams and participants not in the analysed sample.
-
-    The analysed sample is the primary model's for ``outcome`` (both waves
-    scored). Differential attrition is the absolute difference between the
-    arms' attrition rates, in percentage points. Each pair is judged against
-    the WWC cautious boundary (:func:`wwc_judgement`): the row
-    ``wwc_cautious_boundary_pct`` holds the boundary at the observed overall
-    attrition and its note the judgement.
-    """
-    analysed = analysis_frame(data, outcome)
-    parts = with_arm(data)
-    recs, rows = [], []
-    for unit, rand, kept in (
-        ("teams", data.teams[["team_id", "arm"]].drop_duplicates(), set(analysed["team_id"])),
-        ("participants", parts[["participant_id", "arm"]], set(analysed["participant_id"])),
-    ):
-        key = rand.columns[0]
-        lost = ~rand[key].isin(kept)
-        overall = 100 * lost.mean() if len(rand) else np.nan
-        by_arm = lost.groupby(rand["arm"]).mean() * 100
-        diff = abs(by_arm.get("treatment", np.nan) - by_arm.get("control", np.nan))
-        note = f"analysed sample of the {outcome} model"
-        verdict = wwc_judgement(overall, diff)
-        bound = wwc_boundary(overall) if np.isfinite(overall) else np.nan
-        rows += [
-            est_row("attrition", unit, "overall_attrition_pct", overall, n=len(rand), note=note),
-            est_row("attrition", unit, "differential_attrition_pct", diff, n=len(rand), note=note),
-            est_row(
-                "attrition",
-                unit,
-                "wwc_cautious_boundary_pct",
-                bound if np.isfinite(bound) else 0.0,
-                n=len(rand),
-                note=f"WWC cautious boundary: {verdict} attrition",
-            ),
-        ]
-        recs.append(
+        """One row per analysed outcome: attrition of teams and of staff, overall and differential, WWC verdicts."""
+        f = self.frame
+        t = f[f["unit"] == "teams"].set_index("outcome")
+        p = f[f["unit"] == "participants"].set_index("outcome")
+        order = list(dict.fromkeys(f["outcome"]))
+        data = pd.DataFrame(
             {
-                "unit": unit,
-                "randomised": len(rand),
-                "analysed": int((~lost).sum()),
-                "overall_attrition_pct": overall,
-                "treatment_attrition_pct": by_arm.get("treatment", np.nan),
-                "control_attrition_pct": by_arm.get("control", np.nan),
-                "differential_attrition_pct": diff,
-                "wwc_boundary_pct": bound if np.isfinite(bound) else 0.0,
-                "wwc_attrition": verdict,
+                "outcome": [label(o) + (" (primary)" if o == self.primary else "") for o in order],
+                "teams_randomised": t.loc[order, "randomised"].to_numpy(),
+                "teams_analysed": t.loc[order, "analysed"].to_numpy(),
+                "teams_overall": t.loc[order, "overall_attrition_pct"].to_numpy(),
+                "teams_differential": t.loc[order, "differential_attrition_pct"].to_numpy(),
+                "teams_wwc": t.loc[order, "verdict"].to_numpy(),
+                "staff_randomised": p.loc[order, "randomised"].to_numpy(),
+                "staff_analysed": p.loc[order, "analysed"].to_numpy(),
+                "staff_overall": p.loc[order, "overall_attrition_pct"].to_numpy(),
+                "staff_differential": p.loc[order, "differential_attrition_pct"].to_numpy(),
+                "staff_wwc": p.loc[order, "verdict"].to_numpy(),
             }
         )
-    return AttritionResult(pd.DataFrame(recs), rows)
+        return Table(
+            data,
+            [
+                Col("outcome", "Outcome (analysed sample)", "text"),
+                Col("teams_randomised", "Teams randomised", "units"),
+                Col("teams_analysed", "Teams analysed", "units"),
+                Col("teams_overall", "Team attrition (%)", "number", 1),
+                Col("teams_differential", "Team differential attrition (percentage points)", "number", 1),
+                Col("teams_wwc", "Team attrition, WWC", "text"),
+                Col("staff_randomised", "Staff randomised", "people"),
+                Col("staff_analysed", "Staff analysed", "people"),
+                Col("staff_overall", "Staff attrition (%)", "pct", 1, base="staff_randomised"),
+                Col(
+                    "staff_differential",
+                    "Staff differential attrition (percentage points)",
+                    "pct",
+                    1,
+                    base="staff_randomised",
+                ),
+                Col("staff_wwc", "Staff attrition, WWC", "text"),
+            ],
+            caption="Attrition from randomisation to each analysed sample",
+            notes=[
+                "Attrition: the share of randomised teams or staff not in the outcome's analysed sample (survey "
+                "scales: both waves scored; case files: files audited at both waves). Differential: the absolute "
+                "difference between the arms' attrition, in percentage points.",
+                "WWC: What Works Clearinghouse Standards Handbook v4.0, Table II.1. Overall attrition is rounded to "
+                "the nearest whole percent (halves up) and the boundary read in that row; differential attrition "
+                "at or below it is low, above it (or overall attrition above 57%) high. The cautious boundary "
+                "is the verdict; the optimistic one is shown beside it.",
+            ],
+        )
+
+
+def _analysed_ids(data: TrialData, outcome: str) -> pd.DataFrame:
+    """participant_id and team_id of the analysed sample of ``outcome`` (a scale, or the case-file outcome)."""
+    if outcome == CASEFILE_OUTCOME:
+        cf = casefile_frame(data)
+        return (
+            cf[["participant_id", "team_id"]] if cf is not None else pd.DataFrame(columns=["participant_id", "team_id"])
+        )
+    return analysis_frame(data, outcome)[["participant_id", "team_id"]]
+
+
+def attrition(data: TrialData, outcomes: list[str] | None = None) -> AttritionResult:
+    """Share of randomised teams and staff not in the analysed sample of each outcome, judged by the WWC.
+
+    ``outcomes``: default every scale of the instrument and the case-file
+    outcome. Overall attrition is the share of randomised units not analysed;
+    differential attrition the absolute difference between the arms' rates
+    in percentage points; each pair is judged by :func:`wwc_judgement`
+    against the cautious boundary (the verdict) and the optimistic one
+    (shown beside it). A team is analysed when at least one of its staff is.
+    """
+    outcomes = list(outcomes) if outcomes is not None else [*data.instrument.scale_names, CASEFILE_OUTCOME]
+    parts = with_arm(data)
+    teams = data.teams[["team_id", "arm"]].drop_duplicates("team_id")
+    recs = []
+    for outcome in outcomes:
+        ids = _analysed_ids(data, outcome)
+        for unit, rand, kept in (
+            ("teams", teams, set(ids["team_id"])),
+            ("participants", parts[["participant_id", "arm"]], set(ids["participant_id"])),
+        ):
+            key = rand.columns[0]
+            lost = ~rand[key].isin(kept)
+            overall = 100 * lost.mean() if len(rand) else np.nan
+            by_arm = lost.groupby(rand["arm"]).mean() * 100
+            diff = abs(by_arm.get("treatment", np.nan) - by_arm.get("control", np.nan))
+            ok = np.isfinite(overall) and np.isfinite(diff)
+            recs.append(
+                {
+                    "outcome": outcome,
+                    "unit": unit,
+                    "randomised": len(rand),
+                    "analysed": int((~lost).sum()),
+                    "overall_attrition_pct": overall,
+                    "treatment_attrition_pct": by_arm.get("treatment", np.nan),
+                    "control_attrition_pct": by_arm.get("control", np.nan),
+                    "differential_attrition_pct": diff,
+                    "wwc_cautious_boundary_pct": wwc_boundary(overall) if ok else np.nan,
+                    "wwc_optimistic_boundary_pct": wwc_boundary(overall, "optimistic") if ok else np.nan,
+                    "wwc_cautious": wwc_judgement(overall, diff),
+                    "wwc_optimistic": wwc_judgement(overall, diff, "optimistic"),
+                    "verdict": _verdict_text(overall, diff),
+                }
+            )
+    return AttritionResult(pd.DataFrame(recs), protocol_of(data).primary_outcome)
 
 
 ARMS = ("treatment", "control")
@@ -203,7 +314,7 @@ STAGE_LABELS = {
 }
 
 
-def trial_flow(data: TrialData, outcome: str = "confidence") -> TrialFlow:
+def trial_flow(data: TrialData, outcome: str | None = None) -> TrialFlow:
     """Teams and staff at each stage of the trial, by arm.
 
     Stages: ``allocated`` (randomised teams and their staff at baseline);
@@ -211,8 +322,13 @@ def trial_flow(data: TrialData, outcome: str = "confidence") -> TrialFlow:
     one); ``lost_to_follow_up`` (staff without one); ``analysed`` (staff with
     the ``outcome`` scored at both waves, and their teams, the primary
     analysis sample); ``excluded_from_analysis`` (followed up but not analysed:
-    a score missing at either wave).
+    a score missing at either wave). ``outcome`` defaults to the protocol's
+    primary outcome when it is a survey scale, else the instrument's first
+    scale (the flow follows the survey).
     """
+    if outcome is None:
+        primary = protocol_of(data).primary_outcome
+        outcome = primary if primary in data.instrument.scale_names else data.instrument.scale_names[0]
     teams = data.teams[["team_id", "arm"]].drop_duplicates("team_id")
     parts = data.participants[["participant_id", "team_id"]].merge(teams, on="team_id")
     fu_ids = set(data.survey.loc[data.survey["wave"] == "followup", "participant_id"])
@@ -272,6 +388,10 @@ def _cox(xt: np.ndarray, xc: np.ndarray) -> float:
     return (1 - 3 / (4 * (nt + nc) - 9)) * (np.log(pt / (1 - pt)) - np.log(pc / (1 - pc))) / 1.65
 
 
+#: What the verdict column says for a characteristic that is described, not judged.
+DESCRIBED = "described (not an outcome-domain baseline: no WWC verdict)"
+
+
 def verdict(d: float, adjusted: bool) -> str:
     """WWC baseline equivalence of a standardised difference ``d`` (methods.md)."""
     if not np.isfinite(d):
@@ -304,7 +424,8 @@ class BaselineEquivalence(Result):
         ]
 
     def table(self) -> Table:
-        """One row per analysed sample and variable: the standardised difference and the WWC verdict."""
+        """One row per analysed sample and variable: the standardised difference, and the WWC verdict
+        for the outcome-domain baselines (the other characteristics are described)."""
         t = self.frame.assign(
             sample=[label(s) for s in self.frame["sample"]], variable=[label(v) for v in self.frame["variable"]]
         )
@@ -318,6 +439,13 @@ class BaselineEquivalence(Result):
                 Col("verdict", "WWC baseline equivalence", "text"),
             ],
             caption="Baseline equivalence of the analysed arms",
+            notes=[
+                "Standardised difference: intervention minus control at baseline, Hedges' g on the pooled SD "
+                "(continuous) or the Cox index (binary: an age band), in the outcome's analysed sample.",
+                "WWC verdict for the outcome-domain baselines (each outcome's own baseline, adjusted for in its "
+                "model): up to 0.05 satisfied; over 0.05 to 0.25 satisfied when adjusted for; over 0.25 not "
+                "satisfied. Other characteristics are described, not judged.",
+            ],
         )
 
 
@@ -325,24 +453,33 @@ def baseline_equivalence(data: TrialData) -> BaselineEquivalence:
     """Standardised differences (treatment minus control) at baseline in each analysed sample.
 
     For every scale's analysed sample (the primary model's): the scale's
-    baseline score (adjusted for in the model), years qualified and each age
-    band (not adjusted). For the case-file sample: the baseline proportion of
-    files with the father's contact details (adjusted). Continuous variables:
-    WWC Hedges' g on the pooled SD; binary (an age band): the Cox index.
-    Verdicts: up to 0.05 satisfied; over 0.05 to 0.25 satisfied only if
-    adjusted for; over 0.25 not satisfied.
+    baseline score (the outcome domain, adjusted for in the model), years
+    qualified and each age band. For the case-file sample: the baseline
+    proportion of files with the father's contact details (the outcome domain,
+    adjusted). Continuous variables: WWC Hedges' g on the pooled SD; binary
+    (an age band): the Cox index. The outcome-domain baselines get the WWC
+    verdict (:func:`verdict`: up to 0.05 satisfied; over 0.05 to 0.25
+    satisfied only if adjusted for; over 0.25 not satisfied); years qualified
+    and the age bands are described (:data:`DESCRIBED`), not judged.
     """
     recs = []
     for scale in data.instrument.scale_names:
         df = analysis_frame(data, scale)
         t, c = df["arm"] == "treatment", df["arm"] == "control"
 
-        def add(var, x, kind, adjusted, mask=None, scale=scale, t=t, c=c):
+        def add(var, x, kind, domain, mask=None, scale=scale, t=t, c=c):
             m = np.ones(len(x), bool) if mask is None else mask
             xt, xc = x[t.to_numpy() & m], x[c.to_numpy() & m]
             d = _hedges(xt, xc) if kind == "continuous" else _cox(xt, xc)
             recs.append(
-                dict(sample=scale, variable=var, kind=kind, n=int(m.sum()), difference=d, verdict=verdict(d, adjusted))
+                dict(
+                    sample=scale,
+                    variable=var,
+                    kind=kind,
+                    n=int(m.sum()),
+                    difference=d,
+                    verdict=verdict(d, adjusted=True) if domain else DESCRIBED,
+                )
             )
 
         add(f"{scale}_baseline", df["baseline"].to_numpy(float), "continuous", True)

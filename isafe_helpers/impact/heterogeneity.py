@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from isafe_helpers.config import threshold
+from isafe_helpers.data.frames import analysis_frame
 from isafe_helpers.data.loading import TrialData
-from isafe_helpers.impact.primary_model import primary
+from isafe_helpers.impact.primary_model import fit_primary
 from isafe_helpers.impact.subgroups import ModeratorResults
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
@@ -23,12 +24,15 @@ class LAHeterogeneity(Result):
     """Per-LA arm effects beside the pooled one, and the tests of heterogeneity across LAs.
 
     ``per_la``: one row per scale and LA (the primary model fitted within the
-    LA, no LA term; Satterthwaite CI), plus ``la == "pooled"`` rows (the pooled
-    primary model). ``tests``: one row per scale with the joint Wald F test of
-    the arm-by-LA interaction (from :func:`moderators`, the one place that
-    model is fitted), Cochran's Q with its p and I^2 over the estimable per-LA
-    estimates. An LA estimate resting on fewer people than the disclosure
-    threshold is withheld (``withheld`` True, numbers NaN).
+    LA, no LA term; Kenward-Roger SE, CI and p), plus ``la == "pooled"`` rows
+    (the pooled primary model). ``tests``: one row per scale with the joint
+    Kenward-Roger F test of the arm-by-LA interaction (from :func:`moderators`,
+    the one place that model is fitted; columns ``wald_*``), Cochran's Q with
+    its p and I^2 over the shown per-LA estimates. An LA estimate resting on
+    fewer people than the disclosure threshold is withheld (``withheld`` True,
+    numbers NaN, here and in the rows). An estimate whose fit did not converge
+    is not shown (``converged`` False, numbers NaN) but its rows keep the
+    fitted numbers (columns ``fit_*``) and the note.
     """
 
     per_la: pd.DataFrame
@@ -50,14 +54,14 @@ class LAHeterogeneity(Result):
                     "per_la",
                     r.outcome,
                     f"treatment_effect_{r.la}",
-                    r.estimate,
-                    r.se,
-                    r.ci_low,
-                    r.ci_high,
-                    r.p_value,
+                    r.fit_estimate,
+                    r.fit_se,
+                    r.fit_ci_low,
+                    r.fit_ci_high,
+                    r.fit_p_value,
                     n=r.n,
                     n_clusters=r.n_clusters,
-                    note=r.note or "primary model fitted within the LA (no LA term)",
+                    note=r.note or "primary model fitted within the LA (no LA term); Kenward-Roger SE and df",
                 )
             )
         for r in self.tests.itertuples():
@@ -69,7 +73,7 @@ class LAHeterogeneity(Result):
                     "wald_f_arm_x_la",
                     r.wald_f,
                     p_value=r.p_wald,
-                    note=f"F({r.wald_df1:g}, {r.wald_df2:g}); arm x LA interaction in the pooled model",
+                    note=f"Kenward-Roger F({r.wald_df1:g}, {r.wald_df2:.2f}); arm x LA interaction in the pooled model",
                     **c,
                 ),
                 est_row(
@@ -89,14 +93,14 @@ class LAHeterogeneity(Result):
         """One row per scale: the joint F test of arm by LA, Cochran's Q and I-squared."""
         t = self.tests.assign(
             outcome=[label(o) for o in self.tests["outcome"]],
-            wald_df=[f"{a:g}, {b:g}" for a, b in zip(self.tests["wald_df1"], self.tests["wald_df2"])],
+            wald_df=[f"{a:g}, {b:.1f}" for a, b in zip(self.tests["wald_df1"], self.tests["wald_df2"])],
         )
         return Table(
             t[["outcome", "n_las", "wald_f", "wald_df", "p_wald", "q", "q_df", "p_q", "i2"]],
             [
                 Col("outcome", "Outcome", "text"),
                 Col("n_las", "LAs with an estimate", "units"),
-                Col("wald_f", "F (arm by LA)", "number", 2),
+                Col("wald_f", "Kenward-Roger F (arm by LA)", "number", 2),
                 Col("wald_df", "F degrees of freedom", "text"),
                 Col("p_wald", "p (F test)", "p"),
                 Col("q", "Cochran's Q", "number", 2),
@@ -105,17 +109,26 @@ class LAHeterogeneity(Result):
                 Col("i2", "I-squared (%)", "number", 0),
             ],
             caption="Does the effect differ between LAs? Tests of heterogeneity",
+            notes=[
+                "Exploratory: the trial was not powered to compare LAs; the tests describe and do not judge.",
+                "F: Kenward-Roger F test that every arm-by-LA term of the pooled model is zero. Cochran's Q "
+                "(chi-squared on the LAs with an estimate minus one) and I-squared over the per-LA estimates.",
+            ],
         )
 
 
 def la_heterogeneity(data: TrialData, pooled: list, mods: ModeratorResults) -> LAHeterogeneity:
     """Per-LA arm effects, each LA's own primary model, beside ``pooled`` (the scope's primary results).
 
-    Each LA's model is fitted here from the scope's data (``data.for_scope(la)``),
-    so the pooled page does not depend on any other scope's results. The
-    heterogeneity tests are the joint Wald F test of arm x LA from ``mods``
-    (:func:`moderators`) and Cochran's Q / I^2 across the per-LA estimates
-    (independent samples; inverse-variance weights from the per-LA SEs).
+    Each LA's model is fitted here from the scope's data, so the pooled page
+    does not depend on any other scope's results: one analysis frame per scale
+    (:func:`~isafe_helpers.data.frames.analysis_frame`), split by LA in one
+    grouping pass (each LA's rows in the order ``data.for_scope(la)`` gives
+    them, so the fits are those of :func:`~isafe_helpers.impact.primary_model.primary`
+    on the LA's own data, to the last bit). The heterogeneity tests are the
+    joint Kenward-Roger F test of arm x LA from ``mods`` (:func:`moderators`)
+    and Cochran's Q / I^2 across the per-LA estimates (independent samples;
+    inverse-variance weights from the per-LA Kenward-Roger SEs).
     """
     if len(data.las) < 2:
         return LAHeterogeneity(
@@ -127,12 +140,19 @@ def la_heterogeneity(data: TrialData, pooled: list, mods: ModeratorResults) -> L
             ),
         )
     thr = threshold()
+    fitted: dict[tuple[str, str], object] = {}
+    for scale in data.instrument.scale_names:
+        frame = analysis_frame(data, scale)
+        groups = {la: idx for la, idx in frame.groupby("la", sort=False).indices.items()}
+        for la in data.las:
+            sub = frame.iloc[groups.get(la, np.array([], dtype=int))].reset_index(drop=True)
+            fitted[(la, scale)] = fit_primary(sub, scale, effect_sizes=False)
     recs = []
     for la in data.las:
-        sub = data.for_scope(la)
-        for r in (primary(sub, s) for s in data.instrument.scale_names):
+        for r in (fitted[(la, s)] for s in data.instrument.scale_names):
             withheld = r.n < thr
-            ok = np.isfinite(r.estimate) and not withheld
+            ok = np.isfinite(r.estimate) and not withheld and not r.withheld
+            keep = not withheld
             recs.append(
                 dict(
                     outcome=r.outcome,
@@ -145,22 +165,30 @@ def la_heterogeneity(data: TrialData, pooled: list, mods: ModeratorResults) -> L
                     ci_high=r.ci_high if ok else np.nan,
                     p_value=r.p_value if ok else np.nan,
                     withheld=withheld,
+                    converged=r.converged,
+                    fit_estimate=r.estimate if keep else np.nan,
+                    fit_se=r.se if keep else np.nan,
+                    fit_ci_low=r.ci_low if keep else np.nan,
+                    fit_ci_high=r.ci_high if keep else np.nan,
+                    fit_p_value=r.p_value if keep else np.nan,
                     note=(f"withheld: fewer than {thr} analysed people" if withheld else r.note),
                 )
             )
     for r in pooled:
+        show = not r.withheld
         recs.append(
             dict(
                 outcome=r.outcome,
                 la="pooled",
                 n=r.n,
                 n_clusters=r.n_clusters,
-                estimate=r.estimate,
-                se=r.se,
-                ci_low=r.ci_low,
-                ci_high=r.ci_high,
-                p_value=r.p_value,
+                estimate=r.estimate if show else np.nan,
+                se=r.se if show else np.nan,
+                ci_low=r.ci_low if show else np.nan,
+                ci_high=r.ci_high if show else np.nan,
+                p_value=r.p_value if show else np.nan,
                 withheld=False,
+                converged=r.converged,
                 note=r.note,
             )
         )
@@ -191,8 +219,9 @@ def la_heterogeneity(data: TrialData, pooled: list, mods: ModeratorResults) -> L
         pd.DataFrame(tests),
         message=(
             "Each LA's effect comes from the primary model fitted within that LA (no LA term); the pooled effect is "
-            "the primary model's. Heterogeneity: the joint Wald F test of the arm-by-LA interaction in the pooled "
-            "model (denominator df: teams minus team-level coefficients) and, descriptively, Cochran's Q and I\u00b2 "
-            "over the per-LA estimates. Exploratory: the trial was not powered to compare LAs."
+            "the primary model's; every interval uses Kenward-Roger standard errors and degrees of freedom. "
+            "Heterogeneity: the joint Kenward-Roger F test of the arm-by-LA interaction in the pooled model and, "
+            "descriptively, Cochran's Q and I\u00b2 over the per-LA estimates. Exploratory: the trial was not "
+            "powered to compare LAs, and the per-LA estimates describe each LA; they do not judge it."
         ),
     )

@@ -33,10 +33,14 @@ model's analysed sample (participants with both waves scored):
   covariates: the design formula has no blocking term. Counting them would
   remove ``K - 1`` degrees of freedom (``K`` LAs) and could raise ``R2_B``.
 
-The protocol's plan (:data:`PROTOCOL`): 48 teams in 8 LAs of about 10 staff
-each, ``P = 0.5``, with the same ``rho``, ``R2_B``, ``R2_W`` and ``g`` as the
-achieved sample of the same scale. The row with outcome ``protocol_plan`` uses
-the means of those parameters across the scales.
+The protocol's plan comes from ``protocol.yml`` at the data root, or the
+documented default (the ISAFE protocol: 48 teams in 8 LAs of about 10 staff
+each, ``P = 0.5``), stated as an assumption (:mod:`isafe_helpers.data.protocol`).
+Its MDES uses the plan's ``J``, ``n`` and ``P`` with the same ``rho``, ``R2_B``,
+``R2_W`` and ``g`` as the achieved sample of the same scale. The row with
+outcome ``protocol_plan`` uses the means of those parameters across the
+scales; when the protocol states its own planned MDES, the row
+``protocol_plan`` / ``mdes_planned`` carries it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ import pandas as pd
 
 from isafe_helpers.data.frames import analysis_frame
 from isafe_helpers.data.loading import TrialData
+from isafe_helpers.data.protocol import PlannedDesign, Protocol, protocol_of
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
@@ -61,10 +66,6 @@ TeamSize = Literal["harmonic", "mean"]
 
 #: How the achieved team size ``n`` is summarised.
 TEAM_SIZE: TeamSize = "harmonic"
-
-
-#: The protocol's plan: teams, LAs, staff per team, share of teams treated.
-PROTOCOL = dict(teams=48, las=8, staff_per_team=10, p_treated=0.5)
 
 
 #: Covariates counted in the degrees of freedom (the baseline score).
@@ -100,6 +101,24 @@ class PowerResult(Result):
     frame: pd.DataFrame
     plan: MDES | None
     team_size: TeamSize
+    protocol: Protocol | None = None
+
+    @property
+    def design(self) -> PlannedDesign:
+        """The planned design the plan's MDES uses."""
+        return protocol_of(None).design if self.protocol is None else self.protocol.design
+
+    def _source(self) -> str:
+        """Where the plan comes from: protocol.yml, or the documented assumption."""
+        given = self.protocol is not None and not any(a.startswith("planned design") for a in self.protocol.assumptions)
+        return "protocol.yml" if given else "assumed: the ISAFE protocol's plan, no protocol.yml"
+
+    def _plan_note(self, what: str) -> str:
+        p = self.design
+        return (
+            f"protocol plan ({self._source()}): J={p.teams} teams in {p.las} LAs, n={p.team_size:g}, "
+            f"P={p.share_treated:g}; {what}; df={p.teams - 2 - N_COVARIATES}; 80% power, 5% two-sided"
+        )
 
     def rows(self) -> list[dict]:
         out = []
@@ -130,7 +149,7 @@ class PowerResult(Result):
                     r.outcome,
                     "mdes_protocol_plan",
                     r.mdes_protocol,
-                    note=_plan_note("same ICC and R2 as this scale"),
+                    note=self._plan_note("same ICC and R2 as this scale"),
                 )
             )
         if self.plan is not None:
@@ -141,9 +160,19 @@ class PowerResult(Result):
                     "protocol_plan",
                     "mdes",
                     p.mdes,
-                    note=_plan_note(
+                    note=self._plan_note(
                         f"ICC={p.icc:.3f}, R2_B={p.r2_between:.3f}, R2_W={p.r2_within:.3f} (means over the scales)"
                     ),
+                )
+            )
+        if self.design.mdes is not None:
+            out.append(
+                est_row(
+                    "power",
+                    "protocol_plan",
+                    "mdes_planned",
+                    self.design.mdes,
+                    note="planned MDES stated in protocol.yml",
                 )
             )
         return out
@@ -181,21 +210,21 @@ class PowerResult(Result):
                 Col("note", "Note", "text"),
             ],
             caption="Minimum detectable effect size: achieved and planned",
+            notes=[
+                "MDES: the smallest true effect (in SD units) the design detects with 80% power at 5% two-sided, "
+                "t multiplier on teams minus 3 degrees of freedom; ICC and R-squared from the unconditional and "
+                "baseline-adjusted REML models of each outcome's analysed sample.",
+                f"Planned: {self.design.describe()} ({self._source()}), with each scale's ICC and R-squared.",
+            ],
         )
-
-
-def _plan_note(what: str) -> str:
-    p = PROTOCOL
-    return (
-        f"protocol plan: J={p['teams']} teams in {p['las']} LAs, n={p['staff_per_team']}, "
-        f"P={p['p_treated']}; {what}; df={p['teams'] - 2 - N_COVARIATES}; 80% power, 5% two-sided"
-    )
 
 
 def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerResult:
     """MDES of every scale's achieved sample beside the protocol's plan (module docstring)."""
     if team_size not in ("harmonic", "mean"):
         raise ValueError(f"team_size must be 'harmonic' or 'mean', got {team_size!r}")
+    protocol = protocol_of(data)
+    plan_design = protocol.design
     recs = []
     for scale in data.instrument.scale_names:
         df = analysis_frame(data, scale)
@@ -229,12 +258,12 @@ def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerRes
         n_bar = harmonic_mean(sizes) if team_size == "harmonic" else float(sizes.mean())
         a = mdes(len(sizes), n_bar, vs["icc"], vs["r2_between"], vs["r2_within"], float(teams.mean()))
         plan = mdes(
-            PROTOCOL["teams"],
-            PROTOCOL["staff_per_team"],
+            plan_design.teams,
+            plan_design.team_size,
             vs["icc"],
             vs["r2_between"],
             vs["r2_within"],
-            PROTOCOL["p_treated"],
+            plan_design.share_treated,
         )
         rec.update(
             team_size=n_bar,
@@ -254,11 +283,11 @@ def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerRes
     plan = None
     if len(ok):
         plan = mdes(
-            PROTOCOL["teams"],
-            PROTOCOL["staff_per_team"],
+            plan_design.teams,
+            plan_design.team_size,
             float(ok["icc"].mean()),
             float(ok["r2_between"].mean()),
             float(ok["r2_within"].mean()),
-            PROTOCOL["p_treated"],
+            plan_design.share_treated,
         )
-    return PowerResult(t, plan, team_size)
+    return PowerResult(t, plan, team_size, protocol)

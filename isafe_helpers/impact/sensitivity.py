@@ -28,6 +28,7 @@ from isafe_helpers.data.loading import TrialData
 from isafe_helpers.impact.design import NOT_ESTIMABLE, design, estimable
 from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis
 from isafe_helpers.results.estimates import est_row
+from isafe_helpers.results.labels import ANALYSES as LABELS_OF
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
 from isafe_helpers.results.table import Col, Table
@@ -228,7 +229,9 @@ def cluster_robust(data: TrialData, outcome: str) -> CR2Result:
     return res
 
 
-METHODS = {"mi": "Multiple imputation", "ri": "Randomisation inference", "cr2": "OLS, CR2 cluster-robust"}
+METHODS = {k: LABELS_OF[a] for a, k in (("sensitivity_mi", "mi"), ("sensitivity_ri", "ri"), ("sensitivity_cr2", "cr2"))}
+#: The primary model's own rows shown first: Kenward-Roger (the primary analysis), then Satterthwaite (sensitivity).
+PRIMARY_METHODS = {a: LABELS_OF[a] for a in ("primary", "sensitivity_satterthwaite")}
 ANALYSES = {"sensitivity_mi": "mi", "sensitivity_ri": "ri", "sensitivity_cr2": "cr2"}
 
 
@@ -252,7 +255,12 @@ class Robustness(Result):
         t["note"] = t["note"].where(keep_note, "")
         if self.primary is not None:
             p = self.primary.tidy()
-            p = p[p["quantity"] == "treatment_effect"].assign(method="Primary (REML, Satterthwaite)")
+            p = p[(p["quantity"] == "treatment_effect") & p["analysis"].isin(list(PRIMARY_METHODS))]
+            p = p.assign(method=p["analysis"].map(PRIMARY_METHODS))
+            p["note"] = p["note"].where(p["note"].str.startswith(("not estimable", "did not converge")), "")
+            withheld = p["note"].str.startswith("did not converge")
+            p.loc[withheld, ["estimate", "ci_low", "ci_high", "p_value"]] = np.nan
+            p.loc[withheld, "note"] = "not available: " + p.loc[withheld, "note"]
             t = pd.concat([p, t], ignore_index=True)
         order = {o: i for i, o in enumerate(dict.fromkeys(t["outcome"]))}
         t = t.sort_values("outcome", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
@@ -269,6 +277,14 @@ class Robustness(Result):
                 Col("note", "Note", "text"),
             ],
             caption="Robustness of the primary analysis",
+            notes=[
+                "Primary: REML with Kenward-Roger standard errors and degrees of freedom. Satterthwaite: the same "
+                "fit with the conventional standard error and Satterthwaite degrees of freedom. Multiple "
+                "imputation: Rubin's rules with Barnard-Rubin degrees of freedom. Randomisation inference: teams "
+                "re-randomised within LA, CI by test inversion. CR2: OLS with team-clustered CR2 standard errors "
+                "and Satterthwaite degrees of freedom. Every interval uses Student's t or the randomisation "
+                "distribution; none uses the normal approximation."
+            ],
         )
 
 

@@ -2,8 +2,7 @@
 
 For every scale, three models, one per moderator, each the primary model
 (follow-up on arm, baseline, LA fixed effects, random intercept for team;
-REML, Satterthwaite df) plus the moderator's main effect and its interaction
-with arm:
+REML) plus the moderator's main effect and its interaction with arm:
 
 - ``age``: age band (reference: the first band present in both arms);
 - ``experience``: years qualified, centred at :data:`YEARS_CENTRE` years, linear;
@@ -16,8 +15,12 @@ interaction coefficients (difference of the arm effect from the reference
 level, or per extra year qualified) form one family over all moderators and
 scales of the scope, and their p-values are Holm-adjusted across it. Each
 model is also refitted with arm nested in the moderator's levels, which gives
-the arm effect within each level (same model, reparameterised). All of this is
-exploratory: the trial was not powered for it.
+the arm effect within each level (same model, reparameterised). Every term's
+SE, CI and p-value are Kenward-Roger's (t on the KR df), as in the primary
+model; the joint test that the arm effect is the same in every LA is the
+Kenward-Roger F test of all arm-by-LA terms (``pbkrtest::KRmodcomp``). All of
+this is exploratory: the trial was not powered for it, and the results
+describe; they do not judge.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
 from isafe_helpers.results.table import Col, Table
-from isafe_helpers.stats.inference import holm, interval, joint_wald
+from isafe_helpers.stats.inference import holm, interval
+from isafe_helpers.stats.kenward_roger import kenward_roger_test
 from isafe_helpers.stats.mixed import fit_random_intercept
 
 Moderator = Literal["age", "experience", "la"]
@@ -60,9 +64,11 @@ EXPLORATORY = "exploratory"
 
 
 def _tidy(fit, keep: list[int]) -> list[dict]:
+    """Estimate, Kenward-Roger SE and df, t-based CI and p of the coefficients ``keep``."""
+    kr = fit.kenward_roger()
     recs = []
     for k in keep:
-        b, se, d = float(fit.beta[k]), float(fit.se[k]), float(fit.df[k])
+        b, se, d = float(fit.beta[k]), float(kr.se_adj[k]), float(kr.df[k])
         ci = interval(b, se, d)
         recs.append(
             dict(term=fit.names[k], estimate=b, se=se, df=d, ci_low=ci.ci_low, ci_high=ci.ci_high, p_value=ci.p_value)
@@ -81,13 +87,18 @@ class ModeratorResults(Result):
         out = []
         for r in self.frame.itertuples():
             p = r.p_holm if r.kind == "interaction" else r.p_value
-            what = {
-                "interaction": "p Holm-adjusted across the family",
-                "joint": f"joint Wald F test of every arm x LA term, denominator df {r.df:g} (between teams)",
-            }.get(r.kind, "unadjusted p")
-            note = (
-                r.note if r.note.startswith("not estimable") else "; ".join(s for s in (EXPLORATORY, what, r.note) if s)
+            if r.kind == "interaction":
+                what = "p Holm-adjusted across the family; Kenward-Roger SE and df"
+            elif r.kind == "joint":
+                what = f"joint Kenward-Roger F test of every arm x LA term, F({r.ndf:g}, {r.df:.2f})"
+            else:
+                what = "unadjusted p; Kenward-Roger SE and df"
+            if r.kind != "joint" and np.isfinite(r.estimate) and not np.isfinite(r.df):
+                what += "; normal approximation (the KR df are not finite)"
+            parts = (
+                (r.note, EXPLORATORY, what) if r.note.startswith("did not converge") else (EXPLORATORY, what, r.note)
             )
+            note = r.note if r.note.startswith("not estimable") else "; ".join(s for s in parts if s)
             out.append(
                 est_row(
                     ANALYSIS[r.moderator],
@@ -112,6 +123,9 @@ class ModeratorResults(Result):
             moderator=[MODERATOR_LABELS[m] for m in self.frame["moderator"]],
             term=[term_label(q) for q in self.frame["quantity"]],
         )
+        hide = t["note"].str.startswith("did not converge").to_numpy()
+        t.loc[hide, ["estimate", "ci_low", "ci_high", "p_value", "p_holm"]] = np.nan
+        t.loc[hide, "note"] = "not available: " + t.loc[hide, "note"]
         return Table(
             t[["outcome", "moderator", "term", "n", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "note"]],
             [
@@ -127,6 +141,13 @@ class ModeratorResults(Result):
                 Col("note", "Note", "text"),
             ],
             caption="Moderators of the effect (exploratory)",
+            notes=[
+                "Exploratory: the trial was not powered to detect differences in the effect between groups; "
+                "the estimates describe and do not judge.",
+                "Estimates in scale points, 95% CIs and p-values with Kenward-Roger standard errors and degrees of "
+                "freedom. Differences in effect (interactions) also carry p-values Holm-adjusted across every "
+                "interaction of the page; the joint test of LAs is a Kenward-Roger F test.",
+            ],
         )
 
 
@@ -205,6 +226,7 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
         if moderator == "experience":
             yq = df["yq"].to_numpy(float)
             fit = fit_random_intercept(y, np.column_stack([X, yq, t * yq]), teams, names + ["yq", "treated:yq"])
+            fits = [fit]
             k_int, k_t = len(names) + 1, 1
             for r, q in zip(_tidy(fit, [k_int, k_t]), ("interaction_per_year", f"effect_at_{YEARS_CENTRE:g}_years")):
                 recs.append(
@@ -214,8 +236,10 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
             c = np.zeros((grid.size, len(fit.beta)))
             c[:, k_t], c[:, k_int] = 1.0, grid - YEARS_CENTRE
             est = c @ fit.beta
-            se = np.sqrt(np.einsum("ij,jk,ik->i", c, fit.cov_beta, c))
-            band = interval(est, se, fit.df[k_t])
+            kr = fit.kenward_roger()
+            se = np.sqrt(np.einsum("ij,jk,ik->i", c, kr.cov_beta_adj, c))
+            dfs = np.array([kenward_roger_test(kr, ci).ddf for ci in c])
+            band = interval(est, se, dfs)
             curve = pd.DataFrame(
                 dict(outcome=outcome, n=len(df), years=grid, effect=est, ci_low=band.ci_low, ci_high=band.ci_high)
             )
@@ -236,13 +260,19 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
                     dict(base, **r, quantity=f"interaction_{lev}_vs_{levels[0]}", kind="interaction", note=note)
                 )
             if moderator == "la":
-                idx = list(range(p0, p0 + len(levels) - 1))
+                L = np.zeros((len(levels) - 1, fit.beta.size))
+                L[np.arange(len(levels) - 1), np.arange(p0, p0 + len(levels) - 1)] = 1.0
+                test = kenward_roger_test(fit.kenward_roger(), L)
                 recs.append(
                     dict(
                         base,
-                        **joint_wald(
-                            fit.beta[idx], fit.cov_beta[np.ix_(idx, idx)], df["team_id"].nunique() - 2 * len(levels)
-                        ),
+                        estimate=test.f_stat,
+                        se=np.nan,
+                        df=test.ddf,
+                        ndf=float(test.ndf),
+                        ci_low=np.nan,
+                        ci_high=np.nan,
+                        p_value=test.p_value,
                         quantity="wald_f_arm_x_la",
                         kind="joint",
                         note=note,
@@ -251,6 +281,7 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
             # arm nested in levels: the arm effect within each level
             Xn = np.column_stack([np.delete(Xm, 1, axis=1), t[:, None] * D])
             fit2 = fit_random_intercept(y, Xn, teams)
+            fits = [fit, fit2]
             p1 = Xm.shape[1] - 1
             for lev, r in zip(levels, _tidy(fit2, list(range(p1, p1 + len(levels))))):
                 nlev = int((v == lev).sum())
@@ -265,6 +296,11 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
                         "n_clusters": int(df.loc[v == lev, "team_id"].nunique()),
                     }
                 )
+        bad = [f.message for f in fits if not f.converged]
+        if bad:  # kept in the rows with the reason, withheld from the table
+            for rec in recs:
+                rec["note"] = "; ".join(s for s in (f"did not converge: {bad[0]}", rec["note"]) if s)
+            curve = pd.DataFrame()
     except (ValueError, np.linalg.LinAlgError) as exc:
         return [
             dict(
@@ -294,10 +330,10 @@ def moderators(data: TrialData) -> ModeratorResults:
             recs += r
             curves.append(c)
     t = pd.DataFrame(recs)
-    inter = (t["kind"] == "interaction").to_numpy()
+    t["note"] = t["note"].fillna("")
+    inter = ((t["kind"] == "interaction") & ~t["note"].str.startswith("did not converge")).to_numpy()
     t["p_holm"] = np.nan
     t.loc[inter, "p_holm"] = holm(t.loc[inter, "p_value"].to_numpy())
-    t["note"] = t["note"].fillna("")
     cv = (
         pd.concat([c for c in curves if len(c)], ignore_index=True)
         if any(len(c) for c in curves)

@@ -72,6 +72,22 @@ GROUPS = {
     "experience": "Years qualified",
     "all": "All",
 }
+#: The analyses of the arm effect, as a robustness or comparison table names them (``analysis`` in estimates.csv).
+ANALYSES = {
+    "primary": "Primary (REML, Kenward-Roger)",
+    "sensitivity_satterthwaite": "Primary model, Satterthwaite df (sensitivity)",
+    "sensitivity_mi": "Multiple imputation",
+    "sensitivity_ri": "Randomisation inference",
+    "sensitivity_cr2": "OLS, CR2 cluster-robust",
+    "cace": "CACE, both sessions (main)",
+    "sensitivity_cace_one_session": "CACE, at least one session (sensitivity)",
+}
+#: An outcome's role in the protocol.
+ROLES = {"primary": "Primary", "secondary": "Secondary"}
+#: The compliance definitions of the CACE.
+COMPLIANCE = {"both": "Both sessions (main)", "one": "At least one session (sensitivity)"}
+#: What Works Clearinghouse attrition boundaries.
+BOUNDARIES = {"cautious": "Cautious boundary", "optimistic": "Optimistic boundary"}
 REGISTRY = {**GROUPS, **COMPONENTS, **OUTCOMES}
 
 

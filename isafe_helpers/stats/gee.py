@@ -76,6 +76,10 @@ or NaN where not computable, for diagnosis):
    about 13 per iteration and stalls at rounding level (about 1e-12), so 1e-8
    is reached in about 11 iterations with a safe margin; parameters are then
    stable to about 1e-12.
+   When the iterations diverge (coefficients or ``alpha`` no longer finite,
+   as geepack also does on LA06 of the bundled data: clusters of up to 84
+   files, alpha drifting towards 0.5 and the coefficients to 1e15), the
+   reason says so alone, without the symptoms that follow from it.
 2. statsmodels raised no exception and issued no ``ConvergenceWarning``
    (singular matrix in an update or in the covariance) and the starting GLM
    no ``PerfectSeparationWarning``.
@@ -372,6 +376,11 @@ def gee_binary(
                     f"bias-reduced sandwich undefined: a cluster has leverage {max_lev:.10g} (I - H_ii singular)"
                 )
     reasons = list(dict.fromkeys(reasons))
+    if fit is not None and not (np.all(np.isfinite(b)) and np.isfinite(alpha)):
+        # the iterations diverged: every other symptom (covariances, norm) follows from that
+        reasons = [
+            f"the iterations diverged: coefficients or working correlation not finite after {iterations} iterations"
+        ] + [r for r in reasons if r.startswith(("separation", "fit failed"))]
 
     w = m / m.sum()  # the risk difference is standardised over files
     orr, rd = _effects(b, V, k, Xa, w, df)

@@ -34,9 +34,13 @@ def interval(estimate: float, se: float, df: float | None = None, level: float =
     >>> round(interval(1.0, 0.5, df=10).p_value, 4)
     0.0734
     """
-    ref = stats.norm if df is None else stats.t(df)
-    q = ref.ppf(0.5 + level / 2)
-    lo, hi, p = estimate - q * se, estimate + q * se, 2 * ref.sf(np.abs(estimate / se))
+    if df is None:
+        q = stats.norm.ppf(0.5 + level / 2)
+        p = 2 * stats.norm.sf(np.abs(estimate / se))
+    else:  # not stats.t(df): freezing a distribution costs milliseconds (it builds a docstring)
+        q = stats.t.ppf(0.5 + level / 2, df)
+        p = 2 * stats.t.sf(np.abs(estimate / se), df)
+    lo, hi = estimate - q * se, estimate + q * se
     if np.ndim(p) == 0:
         return Interval(float(lo), float(hi), float(p))
     return Interval(lo, hi, p)
@@ -54,19 +58,3 @@ def holm(p) -> np.ndarray:
     if ok.any():
         out[ok] = multipletests(p[ok], method="holm")[1]
     return out
-
-
-def joint_wald(beta, cov, df2: float) -> dict:
-    """Joint Wald F test that the coefficients ``beta`` (covariance ``cov``) are all zero.
-
-    ``F = b' V^-1 b / q`` referred to ``F(q, df2)``. Returns ``estimate`` (F),
-    ``df`` (df2), ``p_value`` and NaN ``se``, ``ci_low``, ``ci_high``.
-
-    >>> round(joint_wald([1.0, 2.0], np.diag([1.0, 4.0]), 10)["estimate"], 6)  # (1/1 + 4/4) / 2
-    1.0
-    """
-    b = np.asarray(beta, float)
-    V = np.asarray(cov, float)
-    F = float(b @ np.linalg.solve(V, b)) / b.size
-    p = float(stats.f.sf(F, b.size, df2)) if df2 >= 1 else np.nan
-    return dict(estimate=F, se=np.nan, df=float(df2), ci_low=np.nan, ci_high=np.nan, p_value=p)
