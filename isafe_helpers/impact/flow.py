@@ -12,17 +12,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from isafe_helpers.config import threshold
 from isafe_helpers.data.contract import AGE_BANDS, CASEFILE_OUTCOME
-from isafe_helpers.data.frames import analysis_frame, casefile_frame, with_arm
+from isafe_helpers.data.frames import analysis_frame, casefile_frame, treatment_participants, with_arm
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.data.protocol import protocol_of
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
@@ -269,48 +271,110 @@ ARMS = ("treatment", "control")
 @dataclass
 class TrialFlow(Result):
     """Counts of the CONSORT diagram. ``frame``: one row per stage and arm, columns
-    ``stage``, ``arm``, ``teams`` and ``staff``."""
+    ``stage``, ``arm``, ``teams`` and ``staff``; ``las`` the scope's LAs."""
 
     frame: pd.DataFrame
     n_las: int
     outcome: str
+    las: list[str] = field(default_factory=list)
 
     def count(self, stage: str, arm: str, unit: str) -> int:
         t = self.frame
         return int(t.loc[(t["stage"] == stage) & (t["arm"] == arm), unit].iloc[0])
 
+    def merged(self) -> bool:
+        """True when a "lost" category is under the disclosure threshold (but not zero) in either arm.
+
+        Then the two are shown merged, as staff randomised but not analysed, and
+        the followed-up count (which would give them back) is not shown: the
+        analysed number per arm is never hidden (CONSORT 13a).
+        """
+        limit = threshold()
+        small = self.frame[self.frame["stage"].isin(["lost_to_follow_up", "excluded_from_analysis"])]["staff"]
+        return bool(((small > 0) & (small < limit)).any())
+
     def table(self) -> Table:
-        """Every stage of the flow with its teams and staff in each arm."""
-        wide = self.frame.pivot(index="stage", columns="arm", values=["teams", "staff"]).reindex(list(STAGES))
-        t = pd.DataFrame(
-            {
-                "stage": [STAGE_LABELS[s] for s in STAGES],
-                **{f"{u}_{a}": wide[(u, a)].to_numpy() for a in ARMS for u in ("teams", "staff")},
+        """Every box of the flow with its teams and staff in each arm (CONSORT; the trial flow table)."""
+        wide = self.frame.pivot(index="stage", columns="arm", values=["teams", "staff"])
+        stages = ["allocated", "received", "not_analysed", "analysed"] if self.merged() else list(STAGES)
+        if "received" not in wide.index:
+            stages = [st for st in stages if st != "received"]
+        t = pd.DataFrame({"stage": [STAGE_LABELS[st] for st in stages]})
+        for a in ARMS:
+            for u in ("teams", "staff"):
+                col = []
+                for st in stages:
+                    if st == "not_analysed":
+                        col.append(wide.loc["allocated", (u, a)] - wide.loc["analysed", (u, a)])
+                    else:
+                        col.append(wide.loc[st, (u, a)] if st in wide.index else np.nan)
+                t[f"{u}_{a}"] = col
+        keys, exempt, relations = {}, set(), []
+        for a in ARMS:
+            ks = {
+                st: (
+                    K.staff(self.las, a)
+                    if st == "allocated"
+                    else K.reached(self.las)
+                    if st == "received"
+                    else K.analysed(self.las, self.outcome, a)
+                    if st == "analysed"
+                    else K.stage(self.las, st, a)
+                )
+                for st in stages
             }
-        )
+            keys[f"staff_{a}"] = [ks[st] if not (st == "received" and a == "control") else None for st in stages]
+            exempt |= {ks[st] for st in stages if st != "received"}
+            parts = ("analysed", "not_analysed") if "not_analysed" in ks else ("followed_up", "lost_to_follow_up")
+            relations.append((ks["allocated"], tuple(ks[p] for p in parts), "sum"))
+            if "excluded_from_analysis" in ks:
+                relations.append((ks["followed_up"], (ks["analysed"], ks["excluded_from_analysis"]), "sum"))
         cols = [Col("stage", "Stage", "text")]
         for a in ARMS:
             cols += [
                 Col(f"teams_{a}", f"{label(a)}: teams", "units"),
                 Col(f"staff_{a}", f"{label(a)}: staff", "people"),
             ]
-        return Table(t, cols, caption="Trial flow: teams and staff at each stage, by arm", sums={})
+        notes = [
+            f"Analysed: staff with {label(self.outcome).lower()} scored at both waves (the primary analysis). Counts "
+            "of teams are not counts of people and are published in full; the flow's counts of staff are published "
+            "per arm as CONSORT asks."
+        ]
+        if self.merged():
+            notes.append(
+                "A category of staff lost to follow-up or not analysed was too small to publish on its own, "
+                "so the two are shown together as staff randomised but not analysed."
+            )
+        if "received" in stages:
+            notes.append("Received: intervention-team staff who attended at least one practice-pathway session.")
+        return Table(
+            t,
+            cols,
+            caption="Trial flow: teams and staff at each stage, by arm",
+            notes=notes,
+            keys=keys,
+            relations=relations,
+            exempt=exempt,
+        )
 
     def rows(self) -> list[dict]:
         return [
             est_row("trial_flow", f"{r.stage}_{r.arm}", unit, getattr(r, unit), note="count")
             for r in self.frame.itertuples()
             for unit in ("teams", "staff")
+            if r.stage != "received"
         ]
 
 
-STAGES = ("allocated", "followed_up", "lost_to_follow_up", "analysed", "excluded_from_analysis")
+STAGES = ("allocated", "received", "followed_up", "lost_to_follow_up", "analysed", "excluded_from_analysis")
 STAGE_LABELS = {
     "allocated": "Randomised and allocated",
+    "received": "Received the programme",
     "followed_up": "Followed up (returned the follow-up survey)",
     "lost_to_follow_up": "Lost to follow-up",
     "analysed": "Analysed",
     "excluded_from_analysis": "Followed up, not analysed (a score missing)",
+    "not_analysed": "Randomised, not analysed (lost to follow-up or a score missing)",
 }
 
 
@@ -356,7 +420,12 @@ def trial_flow(data: TrialData, outcome: str | None = None) -> TrialFlow:
                 staff=len(fu) - len(a),
             ),
         ]
-    return TrialFlow(pd.DataFrame(recs), len(data.las), outcome)
+    reached = set(treatment_participants(data).query("reached")["participant_id"])
+    t_parts = parts[parts["arm"] == "treatment"]
+    got = t_parts[t_parts["participant_id"].isin(reached)]
+    recs.append(dict(stage="received", arm="treatment", teams=got["team_id"].nunique(), staff=len(got)))
+    recs.append(dict(stage="received", arm="control", teams=np.nan, staff=np.nan))
+    return TrialFlow(pd.DataFrame(recs), len(data.las), outcome, list(data.las))
 
 
 #: WWC thresholds of the absolute standardised baseline difference.

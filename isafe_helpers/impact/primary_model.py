@@ -27,7 +27,7 @@ and withheld from the display table (and from the Holm family).
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from isafe_helpers.data.loading import TrialData
 from isafe_helpers.data.protocol import Protocol, default_protocol, protocol_of
 from isafe_helpers.impact.casefiles import CasefileResult, casefile
 from isafe_helpers.impact.design import ARM_TERM, NOT_ESTIMABLE, estimable
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import ROLES, label
 from isafe_helpers.results.protocol import Result, ResultSet
@@ -98,6 +99,8 @@ class PrimaryResult(ArmEffect, Result):
     sat_p_value: float = np.nan
     role: str = ""
     role_note: str = ""
+    n_arm: dict = field(default_factory=dict)  # analysed staff per arm
+    teams_arm: dict = field(default_factory=dict)  # analysed teams per arm
 
     @property
     def withheld(self) -> bool:
@@ -173,6 +176,22 @@ class PrimaryResult(ArmEffect, Result):
             ),
         ]
 
+    def arm_rows(self) -> list[dict]:
+        """Staff and teams analysed in each arm (rows ``analysed_treatment``, ``analysed_control``)."""
+        return [
+            est_row(
+                "primary",
+                self.outcome,
+                f"analysed_{a}",
+                self.n_arm.get(a),
+                n=self.n_arm.get(a),
+                n_clusters=self.teams_arm.get(a),
+                note="staff analysed in the arm (n_clusters: its teams)",
+            )
+            for a in ("treatment", "control")
+            if a in self.n_arm
+        ]
+
     def sensitivity_rows(self) -> list[dict]:
         """The ``sensitivity_satterthwaite`` row: the same coefficient, conventional SE, Satterthwaite df."""
         how = (
@@ -207,6 +226,8 @@ def fit_primary(df: pd.DataFrame, outcome: str, effect_sizes: bool = True) -> Pr
     heterogeneity fits need only the treatment effect).
     """
     res = PrimaryResult(outcome, len(df), df["team_id"].nunique())
+    res.n_arm = {a: int((df["arm"] == a).sum()) for a in ("treatment", "control")}
+    res.teams_arm = {a: int(df.loc[df["arm"] == a, "team_id"].nunique()) for a in ("treatment", "control")}
     if not estimable(df):
         res.note = NOT_ESTIMABLE
         return res
@@ -264,7 +285,9 @@ def primary_all(data: TrialData) -> PrimaryAnalysis:
     ``casefile``.
     """
     protocol = protocol_of(data)
-    return PrimaryAnalysis([primary(data, s) for s in data.instrument.scale_names], casefile(data), protocol)
+    out = PrimaryAnalysis([primary(data, s) for s in data.instrument.scale_names], casefile(data), protocol)
+    out.las = list(data.las)
+    return out
 
 
 def scope_caveat(data: TrialData) -> str:
@@ -381,6 +404,7 @@ class PrimaryAnalysis(ResultSet):
                 )
             )
         out += [row for r in self.results for row in r.sensitivity_rows()]
+        out += [row for r in self.results for row in r.arm_rows()]
         return out
 
     def protocol_rows(self) -> list[dict]:
@@ -437,10 +461,11 @@ class PrimaryAnalysis(ResultSet):
         return notes
 
     def table(self) -> Table:
-        """One row per scale: role, effect (95% CI, p, Holm p), Hedges' g (95% CI), ICC and variances.
+        """One row per scale: role, staff and teams, the effect (95% CI), p, Holm p, Hedges' g (95% CI), ICC.
 
         Estimates of a fit that did not converge are withheld (shown as not
-        available, with the reason in the note).
+        available, with the reason in a note). The variance components are in
+        :meth:`variance_table`.
         """
         fam = self.family.set_index("outcome")
         recs = []
@@ -466,33 +491,63 @@ class PrimaryAnalysis(ResultSet):
                     g_ci_low=g.ci_low if g else np.nan,
                     g_ci_high=g.ci_high if g else np.nan,
                     icc=v(r.icc),
-                    team_variance=v(r.team_variance),
-                    residual_variance=v(r.residual_variance),
-                    note=(f"not available: {r.note}" if r.withheld else r.note),
                 )
             )
+        las = getattr(self, "las", None)
+        keys = {"participants": [K.analysed(las, r.outcome) for r in self.results]} if las else {}
+        stat = dict(base="participants")
         return Table(
             pd.DataFrame(recs),
             [
                 Col("outcome", "Outcome", "text"),
-                Col("role", "Outcome role", "text"),
+                Col("role", "Role", "text"),
                 Col("participants", "Staff analysed", "people"),
                 Col("teams", "Teams", "units"),
-                Col("effect", "Effect (scale points)", "number", 3),
-                Col("ci_low", "95% CI low", "number", 3),
-                Col("ci_high", "95% CI high", "number", 3),
-                Col("p_value", "p", "p"),
-                Col("p_holm", "p, Holm-adjusted (secondary outcomes)", "p"),
-                Col("hedges_g", "Hedges' g", "number", 2),
-                Col("g_ci_low", "g 95% CI low", "number", 2),
-                Col("g_ci_high", "g 95% CI high", "number", 2),
-                Col("icc", "ICC (unconditional model)", "number", 3),
-                Col("team_variance", "Team variance (primary model)", "number", 3),
-                Col("residual_variance", "Residual variance (primary model)", "number", 3),
-                Col("note", "Note", "text"),
+                Col("effect", "Effect, scale points (95% CI)", "ci", 2, parts=("ci_low", "ci_high"), **stat),
+                Col("p_value", "p", "p", **stat),
+                Col("p_holm", "Holm p (secondary)", "p", **stat),
+                Col("hedges_g", "Hedges' g (95% CI)", "ci", 2, parts=("g_ci_low", "g_ci_high"), **stat),
+                Col("icc", "ICC (model without covariates)", "number", 2, **stat),
             ],
-            caption="Primary analysis of the survey scales",
+            caption="Primary analysis of the survey outcomes",
             notes=self._notes(),
+            keys=keys,
+        )
+
+    def variance_table(self) -> Table:
+        """The variance components of each scale's models: the primary model's and the model without covariates'."""
+        recs = [
+            dict(
+                outcome=label(r.outcome),
+                n=r.n,
+                tv=r.team_variance,
+                rv=r.residual_variance,
+                tvu=r.team_variance_unconditional,
+                rvu=r.residual_variance_unconditional,
+                icc=r.icc,
+            )
+            for r in self.results
+            if not r.withheld
+        ]
+        las = getattr(self, "las", None)
+        stat = dict(kind="number", digits=3, base="n")
+        return Table(
+            pd.DataFrame(recs, columns=["outcome", "n", "tv", "rv", "tvu", "rvu", "icc"]),
+            [
+                Col("outcome", "Outcome", "text"),
+                Col("n", "Staff analysed", "people"),
+                Col("tv", "Team variance, primary model", **stat),
+                Col("rv", "Residual variance, primary model", **stat),
+                Col("tvu", "Team variance, model without covariates", **stat),
+                Col("rvu", "Residual variance, model without covariates", **stat),
+                Col("icc", "ICC, model without covariates", **stat),
+            ],
+            caption="Variance components of the primary analysis",
+            notes=[
+                "The ICC is the team share of the variance of the model without covariates (intercept and team "
+                "only, same sample); Hedges' g divides by that model's total standard deviation."
+            ],
+            keys={"n": [K.analysed(las, r.outcome) for r in self.results if not r.withheld]} if las else {},
         )
 
     def outcomes_table(self) -> Table:
@@ -544,11 +599,9 @@ class PrimaryAnalysis(ResultSet):
                 Col("role", "Outcome role", "text"),
                 Col("measure", "Measure", "text"),
                 Col("n", "Staff analysed", "people"),
-                Col("estimate", "Estimate", "number", 3),
-                Col("ci_low", "95% CI low", "number", 3),
-                Col("ci_high", "95% CI high", "number", 3),
-                Col("p_value", "p", "p"),
-                Col("p_holm", "p, Holm-adjusted (secondary outcomes)", "p"),
+                Col("estimate", "Estimate (95% CI)", "ci", 2, base="n", parts=("ci_low", "ci_high")),
+                Col("p_value", "p", "p", base="n"),
+                Col("p_holm", "Holm p (secondary)", "p", base="n"),
                 Col("note", "Note", "text"),
             ],
             caption="Primary and secondary outcomes",

@@ -398,6 +398,12 @@ def reached_profile(data: TrialData) -> ProcessResult:
                 (t.loc[i, "_key_total"], (t.loc[i, "_key_reached"], t.loc[i, "_key_not_reached"]), "breakdown")
                 for i in range(len(t))
             ]
+            # each characteristic's groups add up to every intervention-team member
+            + [
+                (t.loc[whole, col].iloc[0], tuple(t.loc[t["characteristic"] == c, col]), "sum")
+                for c in t.loc[~whole, "characteristic"].unique()
+                for col in ("_key_total", "_key_reached", "_key_not_reached")
+            ]
         },
     )
 

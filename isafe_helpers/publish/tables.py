@@ -66,6 +66,10 @@ def _half_up(v: float, digits: int) -> Decimal:
     return Decimal(repr(v)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
 
 
+#: LA names to show beside LA codes in tables (``{"LA01": "Ashvale"}``), set for the page or book being rendered.
+LA_NAMES: dict[str, str] = {}
+
+
 def protected(
     table: Table, plan: Plan | None = None, keys: dict | None = None, limit: int | None = None
 ) -> pd.DataFrame:
@@ -75,7 +79,8 @@ def protected(
     registered in (the book's, or the page's); without them the table is protected on its own.
     A count is withheld when the plan suppresses it. A statistic is withheld when its ``base``
     count is under the threshold, suppressed or missing, or when the count it ``reveals`` is
-    suppressed; one that declares neither is withheld in any row with a suppressed count. Last, a
+    suppressed; one that does not declare what it reveals is withheld in any row with a suppressed
+    count. Last, a
     shown number from which a suppressed count of its row follows by one product or quotient with
     another shown number is withheld too.
     """
@@ -100,6 +105,8 @@ def protected(
                     withheld = bk is None or plan.small(bk) or plan.hidden(bk)
                 if c.reveals:
                     withheld = withheld or plan.hidden(keys.get((i, c.reveals)))
+                else:  # what it gives back is not declared: any suppressed count of its row may follow from it
+                    withheld = withheld or bool(row_hit[i])
             else:
                 withheld = bool(row_hit[i])
             hidden.loc[i, c.key] = hidden.loc[i, c.key] or withheld
@@ -110,9 +117,14 @@ def protected(
             out[c.key] = [
                 "" if (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))) else str(v) for v in vals
             ]
+            if c.key == "la":  # an LA is shown by its name where its la.yml gives one
+                out[c.key] = [f"{LA_NAMES[v]} ({v})" if v in LA_NAMES else v for v in out[c.key]]
+        elif c.kind == "ci":
+            lo, hi = (src[k] for k in c.parts)
+            out[c.key] = [estimate_ci(e, a, b, c.digits) for e, a, b in zip(vals, lo, hi)]
         else:
             out[c.key] = [number(v, c.kind, c.digits) for v in vals]
-    numeric = [c.key for c in table.columns if c.kind != "text"]
+    numeric = [c.key for c in table.columns if c.kind not in ("text", "ci")]
     marked = out.copy().astype(object)
     marked[hidden] = disclosure.SUPPRESSED
     disclosure.withhold_derived(src[numeric], marked[numeric], table.people, hidden[table.people])
