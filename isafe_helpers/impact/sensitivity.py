@@ -51,6 +51,8 @@ N_IMPUTATIONS = 20
 
 
 N_CYCLES = 5
+#: Follow-up scores that must be observed before missing ones are imputed (a model needs data to draw from).
+MIN_OBSERVED = 10
 
 
 def _rows_effect(analysis: str, outcome: str, est, se, lo, hi, p, n, g, note: str) -> list[dict]:
@@ -102,7 +104,7 @@ def multiple_imputation(
     res = MIResult(outcome, len(df), df["team_id"].nunique(), n_imputations=n_imputations)
     miss_f, miss_b = df["followup"].isna().to_numpy(), df["baseline"].isna().to_numpy()
     res.n_missing_followup, res.n_missing_baseline = int(miss_f.sum()), int(miss_b.sum())
-    if not estimable(df) or (~miss_f).sum() < 10:
+    if not estimable(df) or (~miss_f).sum() < MIN_OBSERVED:
         res.note = NOT_ESTIMABLE
         return res
     F, _ = design(df, covariates=())  # intercept, arm, LA dummies

@@ -3,7 +3,7 @@
 The rule (methods reference, *Disclosure control*):
 
 1. **Primary suppression.** A count of people under the threshold
-   (:func:`threshold`, 10 unless configured) is shown as ``c``.
+   (:func:`threshold`, set by ``ISAFE_DISCLOSURE_THRESHOLD``) is withheld.
 2. **Secondary suppression.** Where published cells add up to a published
    total (a total row such as ``all``, or a column that is the sum of other
    columns), a suppressed cell could be recovered by subtraction. More cells
