@@ -169,3 +169,19 @@ def test_the_diverging_la06_case_file_model_is_withheld_and_says_why():
     assert c.table().data["estimate"].isna().all()
     pa = primary_mod.PrimaryAnalysis([], c)
     assert np.isnan(pa.family.set_index("outcome").loc["father_contact_recorded", "p_value"])
+
+
+def test_a_randomisation_test_whose_null_model_did_not_converge_is_not_shown(trial, monkeypatch):
+    real = impact_robust.fit_random_intercept
+
+    def unconverged(*a, **k):
+        fit = real(*a, **k)
+        object.__setattr__(fit, "converged", False)
+        object.__setattr__(fit, "message", "NOT converged: test")
+        return fit
+
+    monkeypatch.setattr(impact_robust, "fit_random_intercept", unconverged)
+    ri = impact_robust.randomisation_inference(trial, "confidence", n_perm=50)
+    assert np.isfinite(ri.estimate) and ri.rows()[0]["note"].startswith("did not converge: null model")
+    shown = impact_robust.Robustness([], [ri], []).table().data
+    assert shown["estimate"].isna().all() and shown["note"].str.startswith("not available").all()

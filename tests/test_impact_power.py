@@ -105,3 +105,22 @@ def test_not_estimable_is_a_note(small_root):
     assert rows["estimate"].isna().all() and rows["note"].str.startswith("not estimable").all()
     with pytest.raises(ValueError):
         P.power_analysis(data, team_size="median")
+
+
+def test_variance_models_that_did_not_converge_are_kept_in_the_rows_and_not_shown(trial, monkeypatch):
+    real = P.fit_formula_free
+
+    def unconverged(*a, **k):
+        fit = real(*a, **k)
+        object.__setattr__(fit, "converged", False)
+        object.__setattr__(fit, "message", "NOT converged: test")
+        return fit
+
+    monkeypatch.setattr(P, "fit_formula_free", unconverged)
+    res = P.power_analysis(trial)
+    rows = pd.DataFrame(res.rows())
+    mdes = rows[(rows["quantity"] == "mdes") & (rows["outcome"] != "protocol_plan")]
+    assert mdes["estimate"].notna().all()
+    assert mdes["note"].str.startswith("did not converge: unconditional model: NOT converged: test").all()
+    shown = res.table().data
+    assert shown["mdes_achieved"].isna().all() and shown["note"].str.startswith("not available").all()

@@ -76,7 +76,7 @@ def variance_shares(df: pd.DataFrame) -> dict:
     """ICC and R2 at each level from the unconditional and the baseline-only REML models.
 
     Returns ``icc``, ``r2_between``, ``r2_within`` and the four variance components
-    (``s2b_u``, ``s2w_u``, ``s2b_c``, ``s2w_c``) and ``converged``.
+    (``s2b_u``, ``s2w_u``, ``s2b_c``, ``s2w_c``), ``converged`` and ``message`` (why not, if not).
     """
     u = fit_formula_free(df, "followup", [], "team_id")
     c = fit_formula_free(df, "followup", ["baseline"], "team_id")
@@ -91,6 +91,9 @@ def variance_shares(df: pd.DataFrame) -> dict:
         s2b_c=c.team_variance,
         s2w_c=c.residual_variance,
         converged=u.converged and c.converged,
+        message="; ".join(
+            f"{name} model: {f.message}" for name, f in (("unconditional", u), ("baseline-only", c)) if not f.converged
+        ),
     )
 
 
@@ -140,7 +143,7 @@ class PowerResult(Result):
                     r.mdes_achieved,
                     n=r.n,
                     n_clusters=r.teams,
-                    note="; ".join(s for s in (note, r.note) if s),
+                    note="; ".join(s for s in (r.note, note) if s),
                 )
             )
             out.append(
@@ -178,8 +181,16 @@ class PowerResult(Result):
         return out
 
     def table(self) -> Table:
-        """One row per scale: the design parameters and the MDES achieved beside the protocol's plan."""
+        """One row per scale: the design parameters and the MDES achieved beside the protocol's plan.
+
+        A scale whose variance models did not converge keeps its rows and is
+        not shown (not available, with the reason).
+        """
         t = self.frame.assign(outcome=[label(o) for o in self.frame["outcome"]])
+        hide = t["note"].str.startswith("did not converge").to_numpy()
+        cols = ["icc", "r2_between", "r2_within", "mdes_achieved", "mdes_protocol"]
+        t.loc[hide, cols] = np.nan
+        t.loc[hide, "note"] = "not available: " + t.loc[hide, "note"]
         return Table(
             t[
                 [
@@ -275,7 +286,7 @@ def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerRes
             multiplier=a.multiplier,
             mdes_achieved=a.mdes,
             mdes_protocol=plan.mdes,
-            note="" if vs["converged"] else "did not converge: a variance model",
+            note="" if vs["converged"] else f"did not converge: {vs['message']}",
         )
         recs.append(rec)
     t = pd.DataFrame(recs)

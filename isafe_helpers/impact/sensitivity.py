@@ -186,7 +186,9 @@ def randomisation_inference(data: TrialData, outcome: str, n_perm: int = N_PERMU
     res.permuted = test["permuted"]
     res.estimate, res.theta, res.n_permutations, res.exact = test["estimate"], float(theta), len(T), exact
     res.p_value, res.ci_low, res.ci_high = test["p_value"], test["ci_low"], test["ci_high"]
-    if exact and len(T) < 40:
+    if not null.converged:  # theta comes from this fit: kept in the rows, withheld from the table
+        res.note = f"did not converge: null model: {null.message}"
+    elif exact and len(T) < 40:
         res.note = (
             f"teams re-randomised within LA; all {len(T)} allocations: too few to reach p < 0.05; CI by test inversion"
         )
@@ -253,17 +255,17 @@ class Robustness(Result):
         """One row per scale and method (the primary first): estimate, 95% CI, p."""
         t = self.tidy()
         t = t.assign(method=t["analysis"].map(lambda a: METHODS[ANALYSES[a]]))
-        keep_note = t["note"].str.startswith("not estimable") | t["note"].str.contains("too few")
+        keep_note = t["note"].str.startswith(("not estimable", "did not converge")) | t["note"].str.contains("too few")
         t["note"] = t["note"].where(keep_note, "")
         if self.primary is not None:
             p = self.primary.tidy()
             p = p[(p["quantity"] == "treatment_effect") & p["analysis"].isin(list(PRIMARY_METHODS))]
             p = p.assign(method=p["analysis"].map(PRIMARY_METHODS))
             p["note"] = p["note"].where(p["note"].str.startswith(("not estimable", "did not converge")), "")
-            withheld = p["note"].str.startswith("did not converge")
-            p.loc[withheld, ["estimate", "ci_low", "ci_high", "p_value"]] = np.nan
-            p.loc[withheld, "note"] = "not available: " + p.loc[withheld, "note"]
             t = pd.concat([p, t], ignore_index=True)
+        withheld = t["note"].str.startswith("did not converge")  # kept in the rows, not shown
+        t.loc[withheld, ["estimate", "ci_low", "ci_high", "p_value"]] = np.nan
+        t.loc[withheld, "note"] = "not available: " + t.loc[withheld, "note"]
         order = {o: i for i, o in enumerate(dict.fromkeys(t["outcome"]))}
         t = t.sort_values("outcome", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
         t["outcome"] = [label(o) for o in t["outcome"]]
