@@ -3,9 +3,10 @@
 A data root is laced with a list of payloads (HTML tags and event handlers,
 Markdown links, MyST roles, directives and substitutions, backticks, maths,
 spreadsheet formulas) in every route data-derived text takes to a page: cost
-items, survey scale and item names (``instrument.yml``), feedback themes (the
-fixed list in ``instrument.yml``), team types, LA names (``la.yml``) and the
-data root's own folder name. The book built from it is opened page by page in
+items, survey scale names (``instrument.yml``), team types, LA names
+(``la.yml``) and the data root's own folder name. Feedback themes are codes
+(letters, digits, ``_`` and ``-``) from a fixed list, so a payload there is
+refused by validation (checked here too). The book built from it is opened page by page in
 Debian's Chromium: no dialog fires, and no payload appears raw in any HTML
 file.
 """
@@ -44,8 +45,7 @@ def laced(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("laced")
     root = tmp / "root<img src=x onerror=alert(7)>"
     assert cli("synth", "--out", root, "--las", 2, "--teams-per-la", 2, "--staff-per-team", 6).returncode == 0
-    themes = [f"theme {p}" for p in PAYLOADS]
-    inst = {"themes": themes, "scales": {}}
+    inst = {"scales": {}}
     for name, prefix, k, rev in (
         ("confidence", "conf", 6, []),
         ("competence", "comp", 6, ["comp_6"]),
@@ -63,9 +63,6 @@ def laced(tmp_path_factory):
         teams = pd.read_csv(la_dir / "teams.csv", dtype=str, keep_default_na=False)
         teams["team_type"] = PAYLOADS[2]
         teams.to_csv(la_dir / "teams.csv", index=False)
-        fb = pd.read_csv(la_dir / "feedback.csv", dtype=str, keep_default_na=False)
-        fb["theme"] = [themes[i % len(themes)] for i in range(len(fb))]
-        fb.to_csv(la_dir / "feedback.csv", index=False)
         (la_dir / "la.yml").write_text(yaml.safe_dump({"name": f"Shire {PAYLOADS[1]}"}), encoding="utf-8")
     out, build = tmp / "out", tmp / "build"
     res = cli("run", "--data", root, "--out", out, "--build", build, "--jobs", 2)
@@ -118,3 +115,16 @@ def test_the_payload_route_text_is_shown_as_text(laced):
     cost = (laced["html"] / "results/trial/3_cost.html").read_text(encoding="utf-8")
     assert "&lt;img src=x onerror=alert(1)&gt;" in cost or "&#60;img" in cost
     assert Path(laced["html"] / "book/status.html").is_file()
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_a_theme_that_is_not_a_code_is_refused(tmp_path, payload):
+    from isafe_helpers.data.contract import Instrument
+
+    path = tmp_path / "instrument.yml"
+    path.write_text(
+        yaml.safe_dump({"scales": {"s": {"items": ["a", "b"]}}, "themes": ["practical", f"theme {payload}"]}),
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError, match="must be codes"):
+        Instrument.from_yaml(path)

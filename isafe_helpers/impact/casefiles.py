@@ -7,7 +7,7 @@ with the reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from isafe_helpers.data.frames import casefile_frame
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.data.protocol import protocol_of
 from isafe_helpers.impact.design import NOT_ESTIMABLE, estimable
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.protocol import Result
 from isafe_helpers.results.table import Col, Table
@@ -35,6 +36,7 @@ class CasefileResult(Result):
     converged: bool = False
     note: str = ""
     role: str = "secondary"  # primary or secondary outcome (the protocol's)
+    las: list[str] = field(default_factory=list)  # the scope's LAs (ledger keys)
 
     @property
     def withheld(self) -> bool:
@@ -80,6 +82,7 @@ class CasefileResult(Result):
                 Col("note", "Note", "text"),
             ],
             caption="Fathers' contact details recorded in case files",
+            keys={"files_of": [K.analysed(self.las, CASEFILE_OUTCOME)] * len(out)} if self.las else {},
             notes=[
                 f"{self.role.capitalize()} outcome. Binomial GEE (logit link, exchangeable correlation within team) "
                 "on every audited file, adjusted for the baseline share recorded and (pooled trial) LA; "
@@ -106,8 +109,10 @@ def casefile(data: TrialData) -> CasefileResult:
     role = protocol_of(data).role(CASEFILE_OUTCOME)
     d = casefile_frame(data)
     if d is None:
-        return CasefileResult(0, 0, note="not estimable: audits at both waves are needed", role=role)
-    res = CasefileResult(len(d), d["team_id"].nunique(), role=role)
+        return CasefileResult(
+            0, 0, note="not estimable: audits at both waves are needed", role=role, las=list(data.las)
+        )
+    res = CasefileResult(len(d), d["team_id"].nunique(), role=role, las=list(data.las))
     if not estimable(d):
         res.note = NOT_ESTIMABLE
         return res

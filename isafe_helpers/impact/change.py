@@ -41,4 +41,6 @@ def change_summary(data: TrialData) -> pd.DataFrame:
                     p_high=q[4],
                 )
             )
-    return pd.DataFrame(recs)
+    out = pd.DataFrame(recs)
+    out.attrs["las"] = list(data.las)  # the scope's LAs: the table's ledger keys
+    return out

@@ -125,6 +125,7 @@ class AttritionResult(Result):
 
     frame: pd.DataFrame
     primary: str = ""
+    las: list[str] = field(default_factory=list)  # the scope's LAs (ledger keys)
 
     def rows(self) -> list[dict]:
         out = []
@@ -197,6 +198,12 @@ class AttritionResult(Result):
                 Col("staff_wwc", "Staff attrition, WWC", "text"),
             ],
             caption="Attrition from randomisation to each analysed sample",
+            keys={
+                "staff_randomised": [K.staff(self.las)] * len(order),
+                "staff_analysed": [K.analysed(self.las, o) for o in order],
+            }
+            if self.las
+            else {},
             notes=[
                 "Attrition: the share of randomised teams or staff not in the outcome's analysed sample (survey "
                 "scales: both waves scored; case files: files audited at both waves). Differential: the absolute "
@@ -262,7 +269,7 @@ def attrition(data: TrialData, outcomes: list[str] | None = None) -> AttritionRe
                     "verdict": _verdict_text(overall, diff),
                 }
             )
-    return AttritionResult(pd.DataFrame(recs), protocol_of(data).primary_outcome)
+    return AttritionResult(pd.DataFrame(recs), protocol_of(data).primary_outcome, list(data.las))
 
 
 ARMS = ("treatment", "control")

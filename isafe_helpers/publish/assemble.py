@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from isafe_helpers.data.contract import TRIAL_SCOPE
 from isafe_helpers.publish import tables
 from isafe_helpers.publish.ledger import Ledger, Plan
 from isafe_helpers.publish.report import SPECS, Spec, render_spec
@@ -100,25 +101,36 @@ class BookDisclosure:
         return out
 
     def published(self, scope: str) -> pd.DataFrame:
-        """Every number the scope's pages publish in their tables, as printed (after disclosure control)."""
-        rows = []
+        """Every number the scope's tables publish, as printed (after disclosure control).
+
+        The scope's pages, then the tables the build adds for it: the
+        executive summary's for the pooled trial, the index page's for an LA.
+        """
+        rows: list[dict] = []
         for page in (p for p in self.pages if p.scope == scope):
             for spec in page.specs:
                 for t, keys in zip(spec.tables, page.keys[spec.id]):
-                    cells = tables.protected(t, self.plan, keys)
-                    label_col = t.columns[0].key if t.columns and t.columns[0].kind == "text" else None
-                    for i in range(len(cells)):
-                        for c in t.columns:
-                            if c.kind == "text":
-                                continue
-                            rows.append(
-                                {
-                                    "page": page.strand,
-                                    "output": f"{spec.kind} {spec.number}" if spec.number else spec.kind,
-                                    "caption": spec.caption or t.caption,
-                                    "row": cells.loc[i, label_col] if label_col else str(i + 1),
-                                    "column": c.label,
-                                    "value": cells.loc[i, c.key],
-                                }
-                            )
+                    output = f"{spec.kind} {spec.number}" if spec.number else spec.kind
+                    rows += self._cells(page.strand, output, spec.caption or t.caption, t, keys)
+        prefix = "summary/" if scope == TRIAL_SCOPE else f"{scope}/"
+        for where, (t, keys) in self.extra.items():
+            if where.startswith(prefix):
+                rows += self._cells("summary" if scope == TRIAL_SCOPE else "index", "table", t.caption, t, keys)
         return pd.DataFrame(rows, columns=["page", "output", "caption", "row", "column", "value"])
+
+    def _cells(self, page: str, output: str, caption: str, t: Table, keys: dict) -> list[dict]:
+        cells = tables.protected(t, self.plan, keys)
+        label_col = t.columns[0].key if t.columns and t.columns[0].kind == "text" else None
+        return [
+            {
+                "page": page,
+                "output": output,
+                "caption": caption,
+                "row": cells.loc[i, label_col] if label_col else str(i + 1),
+                "column": c.label,
+                "value": cells.loc[i, c.key],
+            }
+            for i in range(len(cells))
+            for c in t.columns
+            if c.kind != "text"
+        ]

@@ -40,6 +40,7 @@ import pandas as pd
 import yaml
 
 from isafe_helpers.data import contract as C
+from isafe_helpers.outputs import neutralise_frame
 from isafe_helpers.publish import disclosure, tables
 from isafe_helpers.publish import summary as S
 from isafe_helpers.publish.assemble import BookDisclosure, load_pages
@@ -608,7 +609,7 @@ def stage(results: Path, stage_dir: Path) -> dict:
                 page = by_page.get((scope, strand))
                 _stage_notebook(nb, dst_dir / f"{name}.ipynb", scope, strand, book.outputs(page) if page else {})
                 pages.append(name)
-        book.published(scope).to_csv(downloads / f"{scope}-published-numbers.csv", index=False)
+        neutralise_frame(book.published(scope)).to_csv(downloads / f"{scope}-published-numbers.csv", index=False)
         if scope == C.TRIAL_SCOPE or pages:  # the Trial part always has its three pages
             for strand in C.STRANDS:
                 name = STAGED_NAME[strand]

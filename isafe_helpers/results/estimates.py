@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 import pandas as pd
 from isafe_helpers.data.contract import STRANDS
+from isafe_helpers.outputs import neutralise_frame
 
 COLUMNS = [
     "scope",
@@ -131,7 +132,9 @@ def write_estimates(df: pd.DataFrame, out_dir: str | Path) -> Path:
     Earlier rows of the same scope and strand are replaced; rows of other
     strands are kept. Rows are ordered by strand (impact, process, cost) and
     then as produced, so the file's bytes do not depend on which strand
-    finished first.
+    finished first. Text cells go through
+    :func:`~isafe_helpers.outputs.neutralise` (a note or label from a return
+    that starts like a spreadsheet formula is written as text).
     """
     path = Path(out_dir) / FILENAME
     strands = set(df["strand"])
@@ -143,7 +146,7 @@ def write_estimates(df: pd.DataFrame, out_dir: str | Path) -> Path:
             df = pd.concat([old[COLUMNS], df[COLUMNS]], ignore_index=True) if len(old) else df
         order = {s: i for i, s in enumerate(STRANDS)}
         df = df.assign(_o=df["strand"].map(order)).sort_values("_o", kind="stable").drop(columns="_o")
-        atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
+        atomic_write_text(path, neutralise_frame(df).to_csv(index=False, lineterminator="\n"))
     return path
 
 

@@ -15,6 +15,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from isafe_helpers.impact.flow import STAGE_LABELS
 from isafe_helpers.publish.figures import BLUE, VERMILION, WIDTH, finish, num, text
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.table import Col, Table
 
@@ -121,6 +122,8 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
 # ---------------------------------------------------------------------------
 def change_table(summary: pd.DataFrame) -> Table:
     """The change-from-baseline summaries (:func:`isafe_helpers.impact.change.change_summary`) as a table."""
+    las = summary.attrs.get("las")
+    keys = {"n": [K.analysed(las, o, a) for o, a in zip(summary["outcome"], summary["arm"])]} if las else {}
     t = summary.assign(outcome=[label(o) for o in summary["outcome"]], arm=[label(a) for a in summary["arm"]])
     stat = dict(kind="number", digits=2, base="n")
     return Table(
@@ -137,6 +140,7 @@ def change_table(summary: pd.DataFrame) -> Table:
             Col("mean", "Mean", **stat),
         ],
         caption="Change from baseline (follow-up minus baseline, scale points) by arm",
+        keys=keys,
     )
 
 
@@ -239,6 +243,8 @@ def experience_moderation(views) -> tuple[plt.Figure, str]:
 def per_la_table(het) -> Table:
     """Each LA's arm effect and the pooled one (:class:`~isafe_helpers.impact.heterogeneity.LAHeterogeneity`)."""
     p = het.per_la
+    las = sorted(set(p["la"]) - {"pooled"})
+    keys = {"n": [K.analysed(las if la == "pooled" else [la], o) for o, la in zip(p["outcome"], p["la"])]}
     t = p.assign(outcome=[label(o) for o in p["outcome"]], la=["Pooled" if la == "pooled" else la for la in p["la"]])
     stat = dict(kind="number", digits=3, base="n")
     return Table(
@@ -252,6 +258,7 @@ def per_la_table(het) -> Table:
             Col("ci_high", "95% CI high", **stat),
         ],
         caption="Arm effect within each LA and pooled",
+        keys=keys,
     )
 
 
