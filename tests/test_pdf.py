@@ -443,6 +443,20 @@ def test_every_footer_numbers_its_page(printed, which):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_the_contents_give_the_page_each_part_starts_on(printed, which):
+    path, pages = printed["made"][which]
+    res = subprocess.run(["pdftotext", "-layout", "-f", "2", "-l", "2", str(path), "-"], capture_output=True, text=True)
+    entries = re.findall(r"^\s*(\S.*?)\s{2,}(\d+)$", res.stdout, re.MULTILINE)
+    doc = pdf.documents(path.parent.parent / "html")[which]
+    assert [title for title, _ in entries] == [p.title for p in doc.pages]
+    tops = _pdftotext(path, "-x", "0", "-y", "50", "-W", "596", "-H", "60")  # a title may take two lines
+    numbers = [int(n) for _, n in entries]
+    assert numbers == sorted(numbers) and 2 < numbers[0] and numbers[-1] <= pages
+    assert [tops[n - 1].startswith(title) for (title, _), n in zip(entries, numbers)] == [True] * len(entries)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
 def test_tables_and_figures_are_numbered_in_sequence_in_the_printed_text(printed, which):
     path, _ = printed["made"][which]
     soup = BeautifulSoup(path.with_suffix(".html").read_text(encoding="utf-8"), "html.parser")

@@ -297,7 +297,7 @@ blockquote { margin: 0.6em 0; padding: 0.4em 0.8em; border-left: 4px solid #b1b4
 body table { border-collapse: collapse; width: 100%; font-size: 8.5pt; font-variant-numeric: tabular-nums;
              margin: 0.4em 0; }
 body table th, body table td { padding: 2px 4px; border-bottom: 1px solid #b1b4b6; vertical-align: top;
-                               overflow-wrap: break-word; hyphens: auto; }
+                               overflow-wrap: break-word; }
 body table thead th { border-bottom: 2px solid #0b0c0c; vertical-align: bottom; }
 body thead { display: table-header-group; }
 body tr { break-inside: avoid; }
@@ -325,6 +325,8 @@ mjx-container[display="true"] { overflow: visible; }
 .print-contents ul { list-style: none; padding-left: 0; margin: 0.2em 0; }
 .print-contents ul ul { padding-left: 1.5em; }
 .print-contents li { margin: 0.15em 0; }
+.toc-entry { display: flex; justify-content: space-between; align-items: baseline; gap: 1em; }
+.toc-page { min-width: 3em; text-align: right; font-variant-numeric: tabular-nums; }
 .print-squeeze { table-layout: fixed; }
 .print-squeeze th, .print-squeeze td { overflow-wrap: anywhere; white-space: normal !important; }
 """
@@ -514,7 +516,10 @@ def _contents(doc: PrintDocument, anchors: dict[str, str]) -> str:
         else:
             out.append("</li>" + "</ul></li>" * (depth - level))
         depth = level
-        out.append(f'<li><a href="#{anchors[p.path]}">{html.escape(p.title)}</a>')
+        out.append(
+            f'<li><div class="toc-entry"><a href="#{anchors[p.path]}">{html.escape(p.title)}</a>'
+            f'<span class="toc-page" data-target="{anchors[p.path]}"></span></div>'
+        )
     out.append("</li></ul>" * depth)
     out.append("</section>")
     return "".join(out)
@@ -656,8 +661,7 @@ def print_pdf(browser, html_path: Path, pdf_path: Path, header: str, footer: str
                 [f"asked the network for {', '.join(sorted(set(remote)))} (blocked)"] if remote else []
             ) + errors
             raise PdfError(f"{html_path.name}: " + "; ".join(problems))
-        page.pdf(
-            path=str(pdf_path),
+        options = dict(
             format=PAPER,
             margin={k: f"{v}mm" for k, v in MARGIN_MM.items()},
             display_header_footer=True,
@@ -667,9 +671,76 @@ def print_pdf(browser, html_path: Path, pdf_path: Path, header: str, footer: str
             outline=True,
             tagged=True,
         )
+        data = page.pdf(**options)
+        # the contents' page numbers: read where each page landed, write them in, print again
+        targets = page.evaluate("() => Array.from(document.querySelectorAll('.toc-page')).map(s => s.dataset.target)")
+        where = named_pages(data)
+        layout["contents_numbered"] = bool(targets) and all(t in where for t in targets)
+        if layout["contents_numbered"]:
+            page.evaluate(
+                "(where) => document.querySelectorAll('.toc-page').forEach(s => { s.textContent = where[s.dataset.target]; })",
+                where,
+            )
+            data = page.pdf(**options)
+            moved = {t for t in targets if named_pages(data).get(t) != where[t]}
+            if moved:  # numbering the contents moved pages: print without the numbers rather than wrong ones
+                page.evaluate("() => document.querySelectorAll('.toc-page').forEach(s => { s.textContent = ''; })")
+                data = page.pdf(**options)
+                layout["contents_numbered"] = False
+        pdf_path.write_bytes(data)
     finally:
         page.close()
     return layout
+
+
+def _objects(data: bytes) -> dict[int, bytes]:
+    """The dictionary objects of a PDF written without object streams (as Chromium's Skia writes them)."""
+    return {
+        int(m.group(1)): m.group(2)
+        for m in re.finditer(rb"(?m)^(\d+) 0 obj\s*(<<.*?>>)\s*endobj", data, re.DOTALL)
+        if b"stream" not in m.group(2)
+    }
+
+
+def named_pages(data: bytes) -> dict[str, int]:
+    r"""The page number (from 1) of each named destination of a PDF printed by Chromium.
+
+    Chromium writes a destination for every element a link points to (here
+    each page's ``page-N`` anchor) in the catalog's ``/Dests`` dictionary.
+    Returns an empty dict when the PDF is not laid out so (the contents then
+    go without page numbers).
+
+    >>> pdf = (b"1 0 obj\n<</Type /Catalog /Pages 2 0 R /Dests 9 0 R>>\nendobj\n"
+    ...        b"2 0 obj\n<</Type /Pages /Count 3 /Kids [3 0 R 4 0 R]>>\nendobj\n"
+    ...        b"3 0 obj\n<</Type /Pages /Count 2 /Kids [5 0 R 6 0 R] /Parent 2 0 R>>\nendobj\n"
+    ...        b"9 0 obj\n<</page-1 [5 0 R /XYZ 0 842 0]\n/page-2 [4 0 R /XYZ 0 842 0]>>\nendobj\n")
+    >>> named_pages(pdf)
+    {'page-1': 1, 'page-2': 3}
+    """
+    objs = _objects(data)
+    root = next((n for n, d in objs.items() if re.search(rb"/Type\s*/Pages\b", d) and b"/Parent" not in d), None)
+    catalog = next((d for d in objs.values() if re.search(rb"/Type\s*/Catalog\b", d)), b"")
+    dests = re.search(rb"/Dests\s+(\d+)\s+0\s+R", catalog)
+    if root is None or dests is None or int(dests.group(1)) not in objs:
+        return {}
+    order: list[int] = []
+
+    def walk(n: int, depth: int = 0) -> None:
+        body = objs.get(n, b"")
+        kids = re.search(rb"/Kids\s*\[([^\]]*)\]", body)
+        if kids and re.search(rb"/Type\s*/Pages\b", body) and depth < 50:
+            for k in re.findall(rb"(\d+)\s+0\s+R", kids.group(1)):
+                walk(int(k), depth + 1)
+        else:
+            order.append(n)
+
+    walk(root)
+    index = {n: i for i, n in enumerate(order, start=1)}
+    return {
+        name.decode("latin-1"): index[int(page)]
+        for name, page in re.findall(rb"/([^\s/\[\]<>()]+)\s*\[\s*(\d+)\s+0\s+R", objs[int(dests.group(1))])
+        if int(page) in index
+    }
 
 
 def page_count(pdf: str | Path) -> int:
@@ -701,7 +772,7 @@ def page_count(pdf: str | Path) -> int:
 def _launch(playwright, executable: str):
     try:
         return playwright.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
-    except Exception as err:  # noqa: BLE001 (any launch failure means the same to the caller)
+    except Exception as err:  # any failure to launch means the same to the caller
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ChromiumMissing(f"Chromium at {executable} would not start ({first}): {HOW_TO_GET_CHROMIUM}") from err
 
@@ -780,6 +851,7 @@ def build_pdfs(html_dir: Path, results_dir: Path, out_dir: Path) -> list[tuple[P
                         "pages": pages,
                         "tables": assembled.tables,
                         "figures": assembled.figures,
+                        "contents_numbered": layout["contents_numbered"],
                         "scaled": layout["tables"],
                         "overflow": layout["overflow"],
                     }
