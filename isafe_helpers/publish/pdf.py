@@ -30,10 +30,17 @@ Choices, stated once:
 - **Tables whole.** Tables and figures avoid page breaks inside them (a table
   longer than a page breaks between rows and repeats its header row). A
   table still wider than the text column after its cells wrap is scaled
-  down to fit (CSS ``zoom``, no smaller than :data:`MIN_ZOOM`); none is cut.
+  down to fit (CSS ``zoom``, no smaller than :data:`MIN_ZOOM`; below that its
+  words may break anywhere); none is cut. Only that table is scaled: were
+  anything left wider than the page, Chromium would shrink the whole
+  document, so what is left is logged (:data:`LAYOUT_LOG`).
 - **Paper.** A4 portrait, with a header on every page (the synthetic-data
   notice when the data are synthetic, and the document's title) and a
-  footer "Page N of M".
+  footer "Page N of M". Page 1 is a cover (title, scope, data, dates, the
+  synthetic-data notice); page 2 the contents, under the book's part
+  headings, with each page's number (read from where the first print put
+  each page's anchor, then printed again) and links; the PDF has bookmarks
+  from the headings and is tagged.
 - **Offline.** The print document loads nothing from the network: styles are
   inline, images embedded, and MathJax (only when a page has maths) comes
   from the built book's ``_static``. Every request is watched; one that is
@@ -298,7 +305,7 @@ body table { border-collapse: collapse; width: 100%; font-size: 8.5pt; font-vari
              margin: 0.4em 0; }
 body table th, body table td { padding: 2px 4px; border-bottom: 1px solid #b1b4b6; vertical-align: top;
                                overflow-wrap: break-word; }
-body table thead th { border-bottom: 2px solid #0b0c0c; vertical-align: bottom; }
+body table thead th { border-bottom: 2px solid #0b0c0c; vertical-align: bottom; text-align: left; }
 body thead { display: table-header-group; }
 body tr { break-inside: avoid; }
 body td p, body th p { margin: 0; }
