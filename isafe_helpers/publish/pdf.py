@@ -373,8 +373,8 @@ FIT_TABLES_JS = """
 
 
 def _drop_interactive(article: Tag) -> None:
-    for selector in _DROP:
-        for el in article.select(selector):
+    for el in article.select(", ".join(_DROP)):
+        if el.parent is not None:  # not already gone with an ancestor
             el.decompose()
     for details in article.find_all("details"):
         details["open"] = ""
@@ -484,7 +484,11 @@ def _renumber_references(article: Tag, mapping: dict[str, dict[int, int]]) -> No
 
 
 def _article(html_dir: Path, page: str) -> Tag:
-    soup = BeautifulSoup((html_dir / page).read_text(encoding="utf-8"), "html.parser")
+    text = (html_dir / page).read_text(encoding="utf-8")
+    start, end = text.find('<article class="bd-article"'), text.rfind("</article>")
+    if 0 <= start < end:  # parse the article alone: the page around it is navigation
+        text = text[start : end + len("</article>")]
+    soup = BeautifulSoup(text, "html.parser")
     article = soup.select_one("article.bd-article") or soup.select_one("main")
     if article is None:
         raise PdfError(f"{html_dir / page}: no article (article.bd-article or main) to print")
@@ -675,25 +679,24 @@ def print_pdf(browser, html_path: Path, pdf_path: Path, header: str, footer: str
             header_template=header,
             footer_template=footer,
             print_background=True,
-            outline=True,
-            tagged=True,
         )
-        data = page.pdf(**options)
-        # the contents' page numbers: read where each page landed, write them in, print again
+        final = {**options, "outline": True, "tagged": True}  # bookmarks, and tags for screen readers
+        # the contents' page numbers: print once (plain, quicker) to read where each page landed,
+        # write the numbers in, and print for good; the numbers take no new line, so nothing moves
         targets = page.evaluate("() => Array.from(document.querySelectorAll('.toc-page')).map(s => s.dataset.target)")
-        where = named_pages(data)
+        where = named_pages(page.pdf(**options)) if targets else {}
         layout["contents_numbered"] = bool(targets) and all(t in where for t in targets)
         if layout["contents_numbered"]:
             page.evaluate(
                 "(where) => document.querySelectorAll('.toc-page').forEach(s => { s.textContent = where[s.dataset.target]; })",
                 where,
             )
-            data = page.pdf(**options)
-            moved = {t for t in targets if named_pages(data).get(t) != where[t]}
-            if moved:  # numbering the contents moved pages: print without the numbers rather than wrong ones
-                page.evaluate("() => document.querySelectorAll('.toc-page').forEach(s => { s.textContent = ''; })")
-                data = page.pdf(**options)
-                layout["contents_numbered"] = False
+        data = page.pdf(**final)
+        if layout["contents_numbered"] and any(named_pages(data).get(t) != where[t] for t in targets):
+            # numbering the contents moved a page after all: print without numbers rather than wrong ones
+            page.evaluate("() => document.querySelectorAll('.toc-page').forEach(s => { s.textContent = ''; })")
+            data = page.pdf(**final)
+            layout["contents_numbered"] = False
         pdf_path.write_bytes(data)
     finally:
         page.close()
