@@ -1,0 +1,500 @@
+"""The book as PDFs (:mod:`isafe_helpers.publish.pdf`).
+
+Two kinds of test:
+
+- on a small hand-made book (a few pages shaped like Jupyter Book's output):
+  which pages each PDF takes, what is dropped, how tables and figures are
+  renumbered and links rewritten, the cover, the headers, page counting, and
+  the message when there is no Chromium. These need no browser.
+- marked ``slow``, in Debian's Chromium (skipped with a reason when there is
+  none, or no ``pdftotext``): the pipeline run on the bundled data for the
+  pooled trial and LA01, the book built, the PDFs printed and read back with
+  poppler's ``pdftotext``: page 1 says the data are synthetic, every page's
+  header carries the notice and its footer "Page N of M", the tables and
+  figures are numbered 1, 2, ... in reading order, every table's last column
+  is printed and nothing is printed in the right margin (no cut table).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+from isafe_helpers.publish import pdf
+from isafe_helpers.resources import BUNDLED_DATA
+
+SYNTHETIC_RUN = {"synthetic": {"synthetic": True, "seed": 99}, "finished": "2026-01-02 03:04 UTC", "fingerprint": "ab"}
+REAL_RUN = {"finished": "2026-01-02 03:04 UTC", "fingerprint": "cd"}
+
+NAV = """<nav class="bd-links bd-docs-nav" aria-label="Main"><ul class="nav bd-sidenav bd-sidenav__home-link">
+<li class="toctree-l1 current active"><a class="reference internal" href="{root}">Summary</a></li></ul>
+<p class="caption" role="heading"><span class="caption-text">Overview</span></p><ul class="nav bd-sidenav">
+<li class="toctree-l1"><a class="reference internal" href="{up}book/methods.html">Methods</a></li></ul>
+<p class="caption" role="heading"><span class="caption-text">Trial</span></p><ul class="nav bd-sidenav">
+<li class="toctree-l1"><a class="reference internal" href="{up}results/trial/1_impact.html">Impact: Pooled trial</a></li></ul>
+<p class="caption" role="heading"><span class="caption-text">Local authorities</span></p><ul class="nav bd-sidenav">
+<li class="toctree-l1 has-children"><a class="reference internal" href="{up}book/las/LA01.html">Local authority LA01</a>
+<details><summary>more</summary><ul>
+<li class="toctree-l2"><a class="reference internal" href="{up}results/las/LA01/1_impact.html">Impact: LA01</a></li>
+</ul></details></li>
+<li class="toctree-l1"><a class="reference internal" href="{up}book/las/LA02.html">Local authority LA02</a></li></ul>
+<p class="caption" role="heading"><span class="caption-text">Reference</span></p><ul class="nav bd-sidenav">
+<li class="toctree-l1"><a class="reference internal" href="{up}book/rerun.html">How to rerun</a></li>
+<li class="toctree-l1"><a class="reference internal" href="{up}book/status.html">Status</a></li></ul></nav>"""
+
+
+def _table(n: int, caption: str, last: str) -> str:
+    return (
+        f'<div class="isafe-table"><div class="isafe-table-scroll" tabindex="0" role="region" '
+        f'aria-label="Table {n}. {caption}"><table><caption>Table {n}. {caption}</caption><thead><tr>'
+        f'<th scope="col" class="text">Outcome</th><th scope="col" class="num">{last}</th></tr></thead>'
+        '<tbody><tr><th scope="row" class="text">Confidence</th><td class="num">0.12</td></tr></tbody></table></div></div>'
+    )
+
+
+def _figure(n: int, caption: str) -> str:
+    return (
+        '<figure class="isafe-figure"><img src="data:image/svg+xml;base64,PHN2Zy8+" alt="a chart"/>'
+        f"<figcaption>Figure {n}. {caption}</figcaption></figure>"
+    )
+
+
+PAGES = {
+    "book/index.html": (
+        "Summary",
+        '<p>See <a href="../results/trial/1_impact.html#primary">the primary analysis</a> and '
+        '<a href="rerun.html">how to rerun</a> or <a href="https://example.org/eef">the EEF</a>.</p>'
+        '<figure class="align-default" id="id1"><a class="reference internal image-reference" '
+        'href="../_images/headline.png"><img alt="headline" src="../_images/headline.png"/></a>'
+        '<figcaption><p><span class="caption-number">Fig. 1 </span><span class="caption-text">Headline.</span>'
+        '<a class="headerlink" href="#id1">#</a></p></figcaption></figure>'
+        "<p>As Fig. 1 shows.</p>",
+    ),
+    "book/methods.html": ("Methods", '<p>Maths: <span class="math notranslate nohighlight">\\(g\\)</span>.</p>'),
+    "results/trial/1_impact.html": (
+        "Impact: Pooled trial",
+        '<section id="primary"><h2>Primary<a class="headerlink" href="#primary">#</a></h2>'
+        '<div class="cell tag_remove-input docutils container"><div class="cell_input"><pre>import pandas</pre></div>'
+        '<div class="cell_output">'
+        + _table(1, "Trial flow", "Control (n)")
+        + _table(2, "Primary analysis", "Residual variance")
+        + _figure(1, "Effect sizes")
+        + "</div></div><p>Table 2 and Figure 1 give the effect; Tables 1 and 2 the numbers; Table 9 is elsewhere."
+        '</p><button class="btn">Print</button><script>alert(1)</script><form><input></form>'
+        '<a href="#primary">back up</a></section>',
+    ),
+    "book/las/LA01.html": ("Local authority LA01", "<p>LA01's headline numbers.</p>" + _table(1, "Headline", "p")),
+    "results/las/LA01/1_impact.html": ("Impact: LA01", _table(1, "Trial flow", "Teams") + _figure(1, "Flow")),
+    "book/las/LA02.html": ("Local authority LA02", "<p>No notebook was run for LA02 in this build.</p>"),
+    "book/rerun.html": ("How to rerun", "<p>Analysts only.</p>"),
+    "book/status.html": ("Status", "<p>Data root fingerprint.</p>"),
+}
+
+
+def _html(path: str, title: str, body: str) -> str:
+    up = "../" * path.count("/")
+    root = "#" if path == "book/index.html" else f"{up}book/index.html"
+    return (
+        f'<!DOCTYPE html><html><head><title>{title}</title></head><body><aside class="bd-header-announcement">'
+        f'Synthetic data</aside><div class="bd-sidebar-primary">{NAV.format(up=up, root=root)}</div>'
+        f'<main id="main-content" class="bd-main"><div class="bd-header-article d-print-none"><button>menu</button>'
+        f'</div><article class="bd-article"><section id="top"><h1>{title}<a class="headerlink" href="#top">#</a>'
+        f"</h1>{body}</section></article></main></body></html>"
+    )
+
+
+@pytest.fixture
+def book(tmp_path) -> Path:
+    """A hand-made built book: the root redirect, eight pages, MathJax and one image."""
+    html = tmp_path / "html"
+    for path, (title, body) in PAGES.items():
+        (html / path).parent.mkdir(parents=True, exist_ok=True)
+        (html / path).write_text(_html(path, title, body), encoding="utf-8")
+    (html / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/index.html" />')
+    (html / "_images").mkdir()
+    (html / "_images" / "headline.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (html / "_static" / "mathjax").mkdir(parents=True)
+    (html / "_static" / "mathjax" / "tex-svg.js").write_text("window.MathJax.startup = {promise: Promise.resolve()};")
+    (html / "_static" / "isafe.css").write_text(".isafe-table { margin: 0; }")
+    return html
+
+
+def _assembled(book: Path, which: int = 0, run: dict = SYNTHETIC_RUN) -> tuple[pdf.Assembled, BeautifulSoup]:
+    doc = pdf.documents(book)[which]
+    out = pdf.assemble(doc, book, run, book.parent / "pdf" / f"{doc.name}.html", datetime(2026, 3, 4, tzinfo=UTC))
+    return out, BeautifulSoup(out.html, "html.parser")
+
+
+def _text(soup: BeautifulSoup, selector: str = "body") -> str:
+    return " ".join(soup.select_one(selector).get_text(" ").split())
+
+
+# --------------------------------------------------------------------------
+# Which pages
+# --------------------------------------------------------------------------
+def test_the_whole_report_takes_the_book_in_reading_order_less_the_analyst_pages(book):
+    report = pdf.documents(book)[0]
+    assert report.name == "isafe_report"
+    assert [p.path for p in report.pages] == [
+        "book/index.html",
+        "book/methods.html",
+        "results/trial/1_impact.html",
+        "book/las/LA01.html",
+        "results/las/LA01/1_impact.html",
+        "book/las/LA02.html",
+        "book/status.html",
+    ]
+    assert [p.part for p in report.pages][:3] == ["", "Overview", "Trial"]
+    assert report.pages[4].level == 2
+
+
+def test_an_la_gets_a_pdf_of_its_index_and_pages_only_when_it_has_results_pages(book):
+    docs = pdf.documents(book)
+    assert [d.name for d in docs] == ["isafe_report", "isafe_report_LA01"]
+    la = docs[1]
+    assert [p.path for p in la.pages] == ["book/las/LA01.html", "results/las/LA01/1_impact.html"]
+    assert la.title == "ISAFE evaluation: Local authority LA01"
+    assert "descriptive only" in la.scope
+
+
+def test_a_folder_without_a_built_book_is_refused_with_its_name(tmp_path):
+    with pytest.raises(pdf.PdfError, match=r"holds no built book \(index.html missing\)"):
+        pdf.documents(tmp_path)
+
+
+# --------------------------------------------------------------------------
+# The print document
+# --------------------------------------------------------------------------
+def test_tables_and_figures_are_numbered_through_the_document(book):
+    out, soup = _assembled(book)
+    captions = [" ".join(c.get_text().split()) for c in soup.find_all("caption")]
+    assert captions == [
+        "Table 1. Trial flow",
+        "Table 2. Primary analysis",
+        "Table 3. Headline",
+        "Table 4. Trial flow",
+    ]
+    figures = [" ".join(c.get_text().split()) for c in soup.find_all("figcaption")]
+    assert figures == ["Figure 1. Headline.", "Figure 2. Effect sizes", "Figure 3. Flow"]
+    assert (out.tables, out.figures) == (4, 3)
+
+
+def test_references_to_a_table_or_figure_of_the_same_page_follow_its_new_number(book):
+    _, soup = _assembled(book)
+    impact = _text(soup, '[data-source="results/trial/1_impact.html"]')
+    assert "Table 2 and Figure 2 give the effect; Tables 1 and 2 the numbers" in impact
+    assert "Table 9 is elsewhere" in impact  # no such table on the page: left as written
+    assert "As Figure 1 shows." in _text(soup, '[data-source="book/index.html"]')
+    labels = [d["aria-label"] for d in soup.select(".isafe-table-scroll")]
+    assert labels[:2] == ["Table 1. Trial flow", "Table 2. Primary analysis"]
+
+
+def test_an_la_pdf_numbers_its_own_tables_from_one(book):
+    _, soup = _assembled(book, which=1)
+    assert [c.get_text() for c in soup.find_all("caption")] == ["Table 1. Headline", "Table 2. Trial flow"]
+
+
+def test_navigation_controls_scripts_and_code_are_not_printed(book):
+    _, soup = _assembled(book)
+    body = soup.body
+    for selector in (
+        "nav",
+        "button",
+        "form",
+        "input",
+        "script",
+        ".headerlink",
+        ".cell_input",
+        ".bd-header-announcement",
+    ):
+        assert body.select(selector) == [], selector
+    assert "import pandas" not in body.get_text()
+
+
+def test_links_point_within_the_document_or_become_text_and_images_are_embedded(book):
+    _, soup = _assembled(book)
+    summary = soup.select_one('[data-source="book/index.html"]')
+    hrefs = [a["href"] for a in summary.find_all("a")]
+    assert hrefs == ["#page-3-primary", "https://example.org/eef"]  # rerun.html is not in the report
+    assert "how to rerun" in summary.get_text()
+    assert summary.find("img")["src"].startswith("data:image/png;base64,")
+    impact = soup.select_one('[data-source="results/trial/1_impact.html"]')
+    assert impact.find(id="page-3-primary").name == "section"
+    assert impact.find("a", string="back up")["href"] == "#page-3-primary"
+    ids = [el["id"] for el in soup.find_all(id=True)]
+    assert len(ids) == len(set(ids))
+
+
+def test_mathjax_comes_from_the_books_own_copy_when_a_page_has_maths(book):
+    out, soup = _assembled(book)
+    srcs = [s["src"] for s in soup.head.find_all("script", src=True)]
+    assert srcs == ["../html/_static/mathjax/tex-svg.js"]
+    _, la = _assembled(book, which=1)  # no maths there
+    assert la.head.find_all("script", src=True) == []
+
+
+def test_the_cover_carries_title_scope_date_and_the_synthetic_notice(book):
+    _, soup = _assembled(book)
+    cover = _text(soup, "#cover")
+    assert "ISAFE evaluation report" in cover
+    assert "The pooled trial and each of its 2 local authorities (LA01, LA02)" in cover
+    assert "4 March 2026" in cover
+    assert "Synthetic data: every number in this book comes from a synthetic trial" in cover
+    assert "(seed 99)" in cover
+    contents = [a["href"] for a in soup.select("#contents a")]
+    assert contents == [f"#page-{i}" for i in range(1, 8)]
+
+
+def test_real_data_get_no_synthetic_notice(book):
+    _, soup = _assembled(book, run=REAL_RUN)
+    assert "ynthetic" not in _text(soup, "#cover")
+    doc = pdf.documents(book)[0]
+    assert "ynthetic" not in pdf.header_template(doc, REAL_RUN)
+
+
+def test_the_header_carries_the_notice_and_the_footer_the_page_numbers(book):
+    doc = pdf.documents(book)[1]
+    header = pdf.header_template(doc, SYNTHETIC_RUN)
+    assert "Synthetic data (seed 99): illustrative numbers, not the ISAFE trial&#x27;s" in header
+    assert "ISAFE evaluation: Local authority LA01" in header
+    footer = pdf.footer_template(doc, datetime(2026, 3, 4, tzinfo=UTC))
+    assert 'Page <span class="pageNumber"></span> of <span class="totalPages"></span>' in footer
+
+
+# --------------------------------------------------------------------------
+# Pages and missing tools
+# --------------------------------------------------------------------------
+def test_pages_are_counted_from_the_root_of_a_nested_page_tree(tmp_path):
+    f = tmp_path / "x.pdf"
+    f.write_bytes(
+        b"%PDF-1.4\n3 0 obj\n<</Type /Pages\n/Count 2\n/Kids [5 0 R 6 0 R]\n/Parent 9 0 R>>\nendobj\n"
+        b"9 0 obj\n<</Type /Pages\n/Count 12\n/Kids [3 0 R 4 0 R]>>\nendobj\n"
+        b"5 0 obj\n<</Type /Page\n/Parent 3 0 R\n/Resources <</Font <</F1 7 0 R>>>>>>\nendobj\n"
+    )
+    assert pdf.page_count(f) == 12
+
+
+def test_a_file_with_no_page_tree_is_an_error(tmp_path, monkeypatch):
+    f = tmp_path / "x.pdf"
+    f.write_bytes(b"not a pdf")
+    monkeypatch.setattr(pdf.shutil, "which", lambda name: None)
+    with pytest.raises(pdf.PdfError, match="could not count its pages"):
+        pdf.page_count(f)
+
+
+def test_without_chromium_the_error_says_how_to_get_the_pdfs(book, tmp_path, monkeypatch):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "run.json").write_text(json.dumps(SYNTHETIC_RUN))
+    monkeypatch.setattr(pdf, "find_chromium", lambda: None)
+    with pytest.raises(pdf.ChromiumMissing) as err:
+        pdf.build_pdfs(book, tmp_path / "results", tmp_path / "out")
+    assert "apt-get install chromium" in str(err.value)
+    assert "make browser" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_run_record_is_named(book, tmp_path):
+    with pytest.raises(pdf.PdfError, match=r"holds no run \(run.json missing\)"):
+        pdf.build_pdfs(book, tmp_path, tmp_path / "out")
+
+
+# --------------------------------------------------------------------------
+# In Chromium
+# --------------------------------------------------------------------------
+def _need_tools() -> str:
+    chromium = pdf.find_chromium()
+    if chromium is None:
+        pytest.skip(
+            "PDF test skipped: no Chromium found (looked at ISAFE_CHROMIUM, "
+            f"{', '.join(pdf.CHROMIUM_CANDIDATES)} and PATH); install Debian's chromium, e.g. `make browser` as root"
+        )
+    if shutil.which("pdftotext") is None or shutil.which("pdfinfo") is None:
+        pytest.skip("PDF test skipped: poppler's pdftotext/pdfinfo are missing (apt-get install poppler-utils)")
+    return chromium
+
+
+def _pdftotext(path: Path, *crop: str) -> list[str]:
+    """The text of each page (optionally of a region, ``-x -y -W -H`` in points)."""
+    res = subprocess.run(["pdftotext", *crop, str(path), "-"], capture_output=True, text=True, check=True)
+    pages = res.stdout.split("\f")
+    return [" ".join(p.split()) for p in (pages[:-1] if pages and not pages[-1].strip() else pages)]
+
+
+# A4 in points (pdftotext's default 72 dpi): 595 x 842; margins 16 mm (45 pt) left/right, 20 mm top, 16 mm bottom.
+HEADER = ("-x", "0", "-y", "0", "-W", "596", "-H", "52")
+FOOTER = ("-x", "0", "-y", "800", "-W", "596", "-H", "42")
+BODY = ("-x", "0", "-y", "60", "-W", "596", "-H", "730")
+#: The right edge of the text column in points (A4 width less the 16 mm margin), with half a point of slack.
+COLUMN_RIGHT = 595.92 - 16 / 25.4 * 72 + 0.5
+
+
+def _words(path: Path) -> list[list[tuple[str, float, float, float]]]:
+    """Each page's words with their right edge, top and bottom, in points (``pdftotext -bbox``)."""
+    res = subprocess.run(["pdftotext", "-bbox", str(path), "-"], capture_output=True, text=True, check=True)
+    soup = BeautifulSoup(res.stdout, "html.parser")
+    return [
+        [(w.get_text(), float(w["xmax"]), float(w["ymin"]), float(w["ymax"])) for w in page.find_all("word")]
+        for page in soup.find_all("page")
+    ]
+
+
+def _parts(text: str) -> set[str]:
+    """The words of ``text`` split at hyphens too (a header may break after one)."""
+    return {p for w in text.split() for p in w.split("-") if p}
+
+
+def _beyond_the_column(pages: list[list[tuple[str, float, float, float]]]) -> list[tuple[int, str]]:
+    return [(i, w) for i, page in enumerate(pages, start=1) for w, x, _, _ in page if x > COLUMN_RIGHT]
+
+
+@pytest.mark.slow
+def test_a_page_that_asks_the_network_is_blocked_and_fails(book, tmp_path):
+    _need_tools()
+    page = book / "book" / "status.html"
+    page.write_text(page.read_text().replace("Data root", '<img src="https://example.org/x.png"> Data root'))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "run.json").write_text(json.dumps(SYNTHETIC_RUN))
+    with pytest.raises(pdf.PdfError, match=r"asked the network for https://example.org/x.png \(blocked\)"):
+        pdf.build_pdfs(book, tmp_path / "results", tmp_path / "out")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columns, squeezed", [(12, False), (40, True)], ids=["scaled", "squeezed"])
+def test_a_table_too_wide_for_the_page_is_scaled_to_fit(book, tmp_path, columns, squeezed):
+    _need_tools()
+    wide = "".join(f'<th scope="col" class="num">Column number {i}</th>' for i in range(columns))
+    cells = "".join(f'<td class="num">{i}.5</td>' for i in range(columns))
+    page = book / "book" / "status.html"
+    page.write_text(
+        page.read_text().replace(
+            "<p>Data root fingerprint.</p>",
+            f'<div class="isafe-table"><table><caption>Table 1. Wide</caption><thead><tr>{wide}'
+            f"<th>Last header</th></tr></thead><tbody><tr>{cells}<td>last cell</td></tr></tbody></table></div>",
+        )
+    )
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "run.json").write_text(json.dumps(SYNTHETIC_RUN))
+    made = pdf.build_pdfs(book, tmp_path / "results", tmp_path / "out")
+    layout = json.loads((tmp_path / "out" / pdf.LAYOUT_LOG).read_text())
+    wide_table = next(t for t in layout[0]["scaled"] if t["caption"].endswith("Wide"))
+    assert wide_table["fits"] and wide_table["squeezed"] is squeezed
+    assert pdf.MIN_ZOOM <= wide_table["zoom"] < 1
+    assert layout[0]["overflow"] == []
+    pages = _words(made[0][0])
+    assert _beyond_the_column(pages) == []  # nothing printed past the text column: no column is lost
+    if not squeezed:  # words are whole (a squeezed table may break a word across lines)
+        assert {"Last", "header", "last", "cell", f"{columns - 1}.5"} <= {w for page in pages for w, *_ in page}
+
+
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory):
+    """The pipeline on the bundled data for the pooled trial and LA01, its book, and the PDFs."""
+    _need_tools()
+    tmp = tmp_path_factory.mktemp("pdfbook")
+    out, build = tmp / "results", tmp / "build"
+    res = subprocess.run(
+        [sys.executable, "-m", "isafe_helpers", "run", "--data", BUNDLED_DATA, "--out", out, "--build", build]
+        + ["--scope", "trial", "LA01"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    made = pdf.build_pdfs(build / "html", out, build / "pdf")
+    return {"made": made, "dir": build / "pdf", "run": json.loads((out / "run.json").read_text())}
+
+
+@pytest.mark.slow
+def test_the_whole_report_and_the_la_with_results_are_printed_with_their_page_counts(printed):
+    names = [p.name for p, _ in printed["made"]]
+    assert names == ["isafe_report.pdf", "isafe_report_LA01.pdf"]  # LA02..LA07 were not run: no PDF
+    for path, pages in printed["made"]:
+        info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
+        assert re.search(rf"^Pages:\s+{pages}$", info, re.MULTILINE), (path.name, pages, info)
+        assert pages > 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_page_one_and_every_header_say_the_data_are_synthetic(printed, which):
+    path, pages = printed["made"][which]
+    seed = printed["run"]["synthetic"]["seed"]
+    assert "Synthetic data: every number in this book comes from a synthetic trial" in _pdftotext(path, *BODY)[0]
+    headers = _pdftotext(path, *HEADER)
+    assert len(headers) == pages
+    notice = f"Synthetic data (seed {seed}): illustrative numbers, not the ISAFE trial's"
+    assert [i for i, h in enumerate(headers, start=1) if notice not in h] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_every_footer_numbers_its_page(printed, which):
+    path, pages = printed["made"][which]
+    footers = _pdftotext(path, *FOOTER)
+    assert [f"Page {i} of {pages}" in f for i, f in enumerate(footers, start=1)] == [True] * pages
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_the_contents_give_the_page_each_part_starts_on(printed, which):
+    path, pages = printed["made"][which]
+    res = subprocess.run(["pdftotext", "-layout", "-f", "2", "-l", "2", str(path), "-"], capture_output=True, text=True)
+    entries = re.findall(r"^\s*(\S.*?)\s{2,}(\d+)$", res.stdout, re.MULTILINE)
+    doc = pdf.documents(path.parent.parent / "html")[which]
+    assert [title for title, _ in entries] == [p.title for p in doc.pages]
+    tops = _pdftotext(path, "-x", "0", "-y", "50", "-W", "596", "-H", "60")  # a title may take two lines
+    numbers = [int(n) for _, n in entries]
+    assert numbers == sorted(numbers) and 2 < numbers[0] and numbers[-1] <= pages
+    assert [tops[n - 1].startswith(title) for (title, _), n in zip(entries, numbers)] == [True] * len(entries)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_tables_and_figures_are_numbered_in_sequence_in_the_printed_text(printed, which):
+    path, _ = printed["made"][which]
+    soup = BeautifulSoup(path.with_suffix(".html").read_text(encoding="utf-8"), "html.parser")
+    text = " ".join(_pdftotext(path))
+    for tag, kind in (("caption", "Table"), ("figcaption", "Figure")):
+        captions = [" ".join(c.get_text().split()) for c in soup.find_all(tag)]
+        numbered = [c for c in captions if c.startswith(kind)]
+        assert [int(re.match(rf"{kind} (\d+)\.", c).group(1)) for c in numbered] == list(range(1, len(numbered) + 1))
+        assert len(numbered) >= 5
+        at = 0
+        for caption in numbered:  # each caption is printed, in order
+            found = text.find(caption[:60], at)
+            assert found >= 0, f"{caption!r} is not printed after position {at}"
+            at = found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_no_table_is_cut(printed, which):
+    path, _ = printed["made"][which]
+    soup = BeautifulSoup(path.with_suffix(".html").read_text(encoding="utf-8"), "html.parser")
+    pages = _words(path)
+    texts = [" ".join(w for w, *_ in page) for page in pages]
+    for table in soup.find_all("table"):
+        heads = table.select("thead th")
+        if not heads:
+            continue
+        last = _parts(heads[-1].get_text())
+        caption = table.find("caption")
+        start = " ".join(caption.get_text().split()[:6]) if caption else " ".join(heads[0].get_text().split())
+        where = [i for i, t in enumerate(texts) if start in t]
+        assert where, f"{start!r} is not printed"
+        assert any(last <= _parts(texts[i]) for i in where), f"the last column ({last}) of {start!r} is not printed"
+    assert _beyond_the_column(pages) == []  # nothing printed past the text column
+    # and the document was not shrunk to fit (what Chromium does when anything is wider than the page):
+    # the cover's title is printed at its 26 pt (a DejaVu Sans word box is 1.164 em tall)
+    title = max(b - t for _, _, t, b in pages[0])
+    assert abs(title / 1.164 - 26) < 0.5, f"the title is {title / 1.164:.1f} pt, not 26: the document was shrunk"
+    layout = json.loads((printed["dir"] / pdf.LAYOUT_LOG).read_text())
+    assert layout[which]["overflow"] == []
+    assert all(t["fits"] for t in layout[which]["scaled"])
