@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from isafe_helpers.data import contract as C
@@ -46,11 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(root: Path):
+def _load(root: Path, out: Path | None = None):
+    """The validated data root, or None after printing its problems; with ``out``, reusing its saved validation."""
     from isafe_helpers.data.loading import DataValidationError, load_root
+    from isafe_helpers.run.pipeline import load_validated
 
     try:
-        data = load_root(root)
+        data = load_root(root) if out is None else load_validated(root, out)
     except DataValidationError as err:
         print(err.report(), file=sys.stderr)
         print("Nothing was run. Fix the problems above and run again.", file=sys.stderr)
@@ -110,9 +113,11 @@ def _cmd_run(args) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    data = _load(args.data)
+    clock = time.perf_counter()
+    data = _load(args.data, args.out.resolve())
     if data is None:
         return 2
+    times = {"validation": time.perf_counter() - clock}
     scopes = [C.TRIAL_SCOPE, *data.las]
     if args.scope:
         unknown = [s for s in args.scope if s not in scopes]
@@ -124,9 +129,11 @@ def _cmd_run(args) -> int:
     out = args.out.resolve()
     try:
         with exclusive(out):
+            clock = time.perf_counter()
             outcomes = run_all(
                 data, out, scopes, strands, jobs=args.jobs, notebooks=args.notebooks.resolve(), force=args.force
             )
+            times["notebooks"] = time.perf_counter() - clock
             print(summary_table(outcomes))
             failed = any(o.status == "failed" for o in outcomes)
             if failed:
@@ -135,11 +142,14 @@ def _cmd_run(args) -> int:
                     "the book shows a page saying what failed.",
                     file=sys.stderr,
                 )
+            clock = time.perf_counter()
             book_status = 0 if args.no_book else _build(out, args.build.resolve(), args.force)
+            times["book"] = time.perf_counter() - clock
     except Busy as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"results: {out}")
+    print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
     return 1 if failed or book_status else 0
 
 
