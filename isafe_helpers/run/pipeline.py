@@ -1,8 +1,22 @@
 """Run the strand notebooks for every scope through papermill.
 
-Each (scope, strand) task runs in its own worker process (papermill's working
+Each (scope, strand) task runs in a worker process (papermill's working
 directory is process-wide, so threads would collide), with one progress bar
-for the run.
+for the run. Workers, and the kernels they start, die with the run
+(:mod:`isafe_helpers.run.kernels`: ``prctl(PR_SET_PDEATHSIG)``), so a run
+killed with ``kill -9`` leaves nothing running and the next run starts clean.
+
+Validate once: the run validates the data root once (reusing the results
+folder's saved validation when the data root's bytes and the code are
+unchanged: :func:`load_validated`) and hands the validated data to every
+notebook (:mod:`isafe_helpers.data.validated`); a notebook run by hand
+validates what it reads.
+
+A notebook's fixed cost is kept to its floor: kernels are forked from a
+preloader that has already imported the libraries (identical outputs,
+:mod:`isafe_helpers.run.kernels`), are shut down at once rather than
+gracefully (their outputs are complete when the last cell returns), and
+the executed notebook is saved once, not after every cell.
 
 Nothing complete is ever lost. A task executes into a private temporary
 folder ``<out>/.tmp/<scope>-<strand>/``: the notebook writes its
@@ -14,11 +28,14 @@ task's input manifest is written. A failed, interrupted or killed task
 leaves the previous complete outputs untouched, and the next run redoes it.
 
 Incremental reruns: a task whose inputs are unchanged is not executed
-again. Its inputs are the notebook, the parameters, the data files the scope
-reads (the LA's folder and the root's instrument, deflators and marker;
-every file for ``trial``), the helper package's code and the pinned
-requirements; their SHA-256 is the task's manifest
-(``<out>/<scope>/.<strand>.inputs``).
+again. Its inputs are exactly what its notebook reads: the notebook, its
+parameters, the validated tables and fields of its scope that its strand
+reads (:data:`READS`; a change to one LA's costs touches that LA's cost
+notebook and the pooled one, not its impact and process notebooks), what
+it reads of the whole root whatever its scope (:data:`ROOT_READS`), the
+estimates of another strand it reads (:data:`DEPENDS_ON`), the helper
+package's code and the pinned requirements. Their SHA-256 is the task's
+manifest (``<out>/<scope>/.<strand>.inputs``).
 
 A failure is recorded (``<out>/<scope>/<strand>.error.txt`` and
 ``<out>/run.json``) and never stops the other tasks.
@@ -41,12 +58,15 @@ from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
 from isafe_helpers import config
+from isafe_helpers.cost.costing import report_price_year
 from isafe_helpers.data import contract as C
-from isafe_helpers.data.files import data_files, hash_files
-from isafe_helpers.data.loading import TrialData
+from isafe_helpers.data import validated
+from isafe_helpers.data.files import fingerprint_root, hash_files
+from isafe_helpers.data.loading import TrialData, load_root
 from isafe_helpers.resources import NOTEBOOKS, PACKAGE, SOURCES
 from isafe_helpers.results.estimates import (
     FILENAME,
@@ -65,7 +85,39 @@ TMP = ".tmp"
 DEPENDS_ON: dict[str, str] = {"process": "impact"}
 
 
+#: What each strand's notebook reads of its scope's validated data: tables,
+#: and ``TrialData`` fields. ``tests/test_pipeline_inputs.py`` runs every
+#: notebook on data that records what is read and checks this list covers it.
+READS: dict[str, tuple[str, ...]] = {
+    "impact": ("teams", "participants", "survey", "casefile_audit", "attendance", "instrument", "las", "synthetic"),
+    "process": (
+        "teams",
+        "participants",
+        "survey",
+        "attendance",
+        "feedback",
+        "fidelity",
+        "ipe_targets",
+        "instrument",
+        "las",
+        "synthetic",
+    ),
+    "cost": ("teams", "participants", "attendance", "ipe_targets", "costs", "deflators", "las", "synthetic"),
+}
+
+
+#: What a strand's notebook reads of the whole data root whatever its scope:
+#: each LA's cost page states its costs in the root's price year (the latest).
+ROOT_READS = {"cost": {"report_price_year": report_price_year}}
+
+
 LOCK = ".lock"
+
+
+#: The run's validated data root, in the results folder: reused by the next
+#: run when the data root's bytes and the code are unchanged, and handed to
+#: the notebooks (:mod:`isafe_helpers.data.validated`).
+VALIDATED = ".validated.pickle"
 
 
 @dataclass
@@ -97,16 +149,77 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
-def scope_files(root: Path, scope: str) -> list[Path]:
-    """The data files a scope reads."""
-    if scope == C.TRIAL_SCOPE:
-        return data_files(root)
-    shared = [root / n for n in ("instrument.yml", "deflators.csv", C.SYNTHETIC_MARKER)]
-    return [p for p in shared if p.is_file()] + data_files(root / scope)
+def load_validated(root: Path, out: Path) -> TrialData:
+    """Validate the data root, or reuse ``<out>/.validated.pickle`` when it holds the same bytes validated by the same code.
+
+    Raises :class:`isafe_helpers.data.loading.DataValidationError` as
+    :func:`~isafe_helpers.data.loading.load_root` does. The saved file is
+    keyed by the data root's fingerprint and :func:`code_hash`, and carries
+    the root's file signature for the notebooks' check.
+    """
+    root = Path(root).resolve()
+    sig = validated.signature(root)  # before reading: a file changed meanwhile fails the notebooks' check
+    key = hashlib.sha256(f"{fingerprint_root(root)} {code_hash()}".encode()).hexdigest()
+    path = out / VALIDATED
+    payload = validated.read(path)
+    if payload is not None and payload["key"] == key and payload["root"] == str(root):
+        if payload["signature"] != sig:  # same bytes, touched files: refresh the signature
+            validated.save(payload["data"], path, sig, key)
+        return payload["data"]
+    data = load_root(root)
+    out.mkdir(parents=True, exist_ok=True)
+    validated.save(data, path, sig, key)
+    return data
 
 
-def task_inputs(root: Path, scope: str, strand: str, notebooks: Path, code: str, out: Path) -> str:
-    """SHA-256 of everything a task's outputs depend on."""
+def _frame_digest(df: pd.DataFrame | None) -> str:
+    if df is None:
+        return "none"
+    h = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_digests(data: TrialData) -> dict[str, dict[str, str]]:
+    """SHA-256 of what a notebook can read of each scope: ``{scope: {table or field: digest}}``.
+
+    Tables are hashed row by row (pandas' stable row hashes, in file order)
+    with their columns and types; an LA's digest covers its rows only.
+    """
+    shared = {
+        "instrument": hashlib.sha256(repr(data.instrument).encode()).hexdigest(),
+        "synthetic": hashlib.sha256(json.dumps(data.synthetic, sort_keys=True, default=str).encode()).hexdigest(),
+        "deflators": _frame_digest(data.deflators),
+    }
+    out: dict[str, dict[str, str]] = {
+        s: {**shared, "las": json.dumps(data.las if s == C.TRIAL_SCOPE else [s])} for s in [C.TRIAL_SCOPE, *data.las]
+    }
+    for name, df in data.tables.items():
+        head = json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode()
+        rows = pd.util.hash_pandas_object(df, index=False).to_numpy()
+        out[C.TRIAL_SCOPE][name] = hashlib.sha256(head + rows.tobytes()).hexdigest()
+        where = df.groupby("la", sort=False).indices if len(df) else {}
+        empty = hashlib.sha256(head).hexdigest()
+        for la in data.las:
+            idx = where.get(la)
+            out[la][name] = empty if idx is None else hashlib.sha256(head + rows[idx].tobytes()).hexdigest()
+    root_reads = {
+        f"{strand}.{name}": json.dumps(fn(data), default=str)
+        for strand, fns in ROOT_READS.items()
+        for name, fn in fns.items()
+    }
+    for s in out:
+        out[s].update(root_reads)
+    return out
+
+
+def task_inputs(
+    scope: str, strand: str, notebooks: Path, code: str, out: Path, digests: dict, root: Path | str = ""
+) -> str:
+    """SHA-256 of everything a task's outputs depend on (see the module's docstring)."""
+    mine = digests[scope]
+    reads = {name: mine[name] for name in READS[strand]}
+    reads.update({k: v for k, v in mine.items() if k.startswith(f"{strand}.")})
     h = hashlib.sha256()
     h.update(
         json.dumps(
@@ -117,11 +230,12 @@ def task_inputs(root: Path, scope: str, strand: str, notebooks: Path, code: str,
                 "strand": strand,
                 "code": code,
                 "disclosure_threshold": config.threshold(),
-            }
+                "reads": reads,
+            },
+            sort_keys=True,
         ).encode()
     )
     h.update((notebooks / f"{strand}.ipynb").read_bytes())
-    hash_files(h, scope_files(root, scope), root)
     dep = DEPENDS_ON.get(strand)
     if dep:  # the estimates it reads: its scope's, or every scope's for the trial
         for est in sorted(out.glob(f"*/{FILENAME}")) if scope == C.TRIAL_SCOPE else [out / scope / FILENAME]:
@@ -148,26 +262,42 @@ def is_current(out: Path, scope: str, strand: str, inputs: str) -> bool:
 # --------------------------------------------------------------------------
 # One task, in a worker process
 # --------------------------------------------------------------------------
+def remove_tree(path: Path) -> None:
+    """Delete a folder the pipeline made (a task's working folder, ``<out>/.tmp``), if it exists.
+
+    The one place the pipeline deletes a folder.
+    """
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _worker_init(parent_pid: int, notebooks: str) -> None:
+    """Start a worker: die with the run, keep kernel chatter out of the terminal, start the preloader."""
+    from isafe_helpers.run import kernels
+
+    kernels.die_with_parent(parent_pid)
+    # The kernels inherit this worker's stderr: keep their chatter (transport
+    # notices and the like) out of the run's terminal output.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    kernels.start_preloader(notebooks)
+
+
 def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: str, inputs: str) -> TaskOutcome:
     """Execute one strand notebook for one scope and put its outputs in place."""
     import papermill as pm
 
+    from isafe_helpers.run import kernels
     from isafe_helpers.run.tidy_notebooks import tidy
 
     start = time.perf_counter()
     out_p = Path(out)
     scope_dir = out_p / scope
     work = out_p / TMP / f"{scope}-{strand}"
-    if work.exists():
-        shutil.rmtree(work)
+    remove_tree(work)
     work.mkdir(parents=True)
     (work / RESULTS_ROOT_MARKER).write_text(str(out_p), encoding="utf-8")
     error_file = scope_dir / f"{strand}.error.txt"
-    # The kernel inherits this worker's stderr: keep its chatter (transport
-    # notices and the like) out of the run's terminal output.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
     executed = work / f"{strand}.ipynb"
     try:
         pm.execute_notebook(
@@ -179,6 +309,9 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
             progress_bar=False,
             log_output=False,
             cwd=str(notebooks),
+            request_save_on_cell_execute=False,  # saved once at the end (and on failure)
+            shutdown_kernel="immediate",  # the outputs are complete when the last cell returns
+            kernel_manager_class=kernels.kernel_manager_class(),
         )
         rows = read_estimates(work / FILENAME)
         if set(rows["strand"]) != {strand} or set(rows["scope"]) != {scope}:
@@ -191,7 +324,7 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
         message = f"{ename}: {_first_line(evalue if evalue is not None else exc)}"
         atomic_write_text(error_file, message + "\n")
         _manifest(out_p, scope, strand).unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree(work)
         return TaskOutcome(scope, strand, "failed", message, time.perf_counter() - start)
     tidy(str(executed))
     scope_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +333,7 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
     write_estimates(rows, scope_dir)
     error_file.unlink(missing_ok=True)
     atomic_write_text(_manifest(out_p, scope, strand), inputs + "\n")
-    shutil.rmtree(work, ignore_errors=True)
+    remove_tree(work)
     return TaskOutcome(scope, strand, "done", "", time.perf_counter() - start)
 
 
@@ -238,10 +371,12 @@ def run_all(
 ) -> list[TaskOutcome]:
     """Run every (scope, strand) notebook whose inputs changed, in ``jobs`` worker processes.
 
+    ``data`` is the validated data root (best from :func:`load_validated`,
+    whose saved copy the notebooks then read instead of validating again).
     Writes ``<out>/run.json`` (data root, fingerprint, LAs, task outcomes).
     """
     out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / TMP, ignore_errors=True)  # leftovers of an interrupted run
+    remove_tree(out / TMP)  # leftovers of an interrupted run
     # Kernels are started as `python`: make it this interpreter's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # ... and make their `import isafe_helpers` this very package.
@@ -249,21 +384,40 @@ def run_all(
     # One BLAS thread per kernel: the workers already use the cores, and
     # oversubscribed OpenBLAS threads slow the model fits down several-fold.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # The validated data, for the notebooks (each checks it is for its data root, unchanged).
+    saved, sig = out / VALIDATED, validated.signature(data.root)
+    payload = validated.read(saved)
+    if (
+        payload is None
+        or (payload["root"], payload["signature"]) != (str(data.root), sig)
+        or payload["data"].fingerprint != data.fingerprint
+    ):
+        validated.save(data, saved, sig)
+    os.environ[validated.ENV] = str(saved)
     code = code_hash()
+    digests = data_digests(data)
     tasks = [(scope, strand) for scope in scopes for strand in strands]
     outcomes: list[TaskOutcome] = []
     # Phases: strands nobody depends on or that depend on nothing first; a
     # dependent strand once what it reads is complete.
     phases = [[t for t in tasks if t[1] not in DEPENDS_ON], [t for t in tasks if t[1] in DEPENDS_ON]]
     bar = tqdm(total=len(tasks), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
-    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, jobs),
+        mp_context=get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(), str(notebooks)),
+    )
+    with pool:
         for phase in phases:
-            inputs = {t: task_inputs(data.root, *t, notebooks, code, out) for t in phase}
+            inputs = {t: task_inputs(*t, notebooks, code, out, digests, data.root) for t in phase}
             todo = [t for t in phase if force or not is_current(out, *t, inputs[t])]
             for t in phase:
                 if t not in todo:
                     outcomes.append(TaskOutcome(*t, "unchanged"))
                     bar.update()
+            # the longest first (the pooled notebooks), so no core idles at the end
+            todo.sort(key=lambda t: t[0] != C.TRIAL_SCOPE)
             futures = [
                 pool.submit(
                     run_notebook, str(data.root), scope, strand, str(out), str(notebooks), inputs[(scope, strand)]
@@ -276,7 +430,7 @@ def run_all(
                 bar.set_postfix_str(f"{res.scope}/{res.strand} {res.status}")
                 bar.update()
     bar.close()
-    shutil.rmtree(out / TMP, ignore_errors=True)
+    remove_tree(out / TMP)
     order = {t: i for i, t in enumerate(tasks)}
     outcomes.sort(key=lambda o: order[(o.scope, o.strand)])
     write_run_record(data, out, outcomes)
