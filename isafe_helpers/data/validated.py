@@ -21,15 +21,18 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from isafe_helpers.data.files import data_files
-from isafe_helpers.data.loading import TrialData
+
+if TYPE_CHECKING:  # the validator (pandera) is imported only to validate, or to read the tables
+    from isafe_helpers.data.loading import TrialData
 
 #: Names the saved validated data handed to the notebooks of a run.
 ENV = "ISAFE_VALIDATED_DATA"
 
 #: Bumped when the saved layout changes.
-VERSION = 1
+VERSION = 2
 
 
 def signature(root: Path) -> list[tuple[str, int, int]]:
@@ -42,10 +45,21 @@ def signature(root: Path) -> list[tuple[str, int, int]]:
     return sorted(out)
 
 
-def save(data: TrialData, path: Path, sig: list[tuple[str, int, int]], key: str = "") -> None:
-    """Write ``data`` with its root's signature (taken before it was validated) to ``path``, atomically."""
+def save(data: TrialData, path: Path, sig: list[tuple[str, int, int]], **extra) -> None:
+    """Write ``data`` with its root's signature (taken before it was validated) to ``path``, atomically.
+
+    ``extra`` items are saved beside it and read back by :func:`read`
+    without the tables (which are unpickled, with their classes, only by
+    :func:`tables_of`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"version": VERSION, "root": str(data.root), "signature": sig, "key": key, "data": data}
+    payload = {
+        "version": VERSION,
+        "root": str(data.root),
+        "signature": sig,
+        **extra,
+        "data": pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL),
+    }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -57,7 +71,7 @@ def save(data: TrialData, path: Path, sig: list[tuple[str, int, int]], key: str 
 
 
 def read(path: Path) -> dict | None:
-    """The saved payload (``root``, ``signature``, ``key``, ``data``), or None when absent or unreadable."""
+    """The saved payload (``root``, ``signature``, the extra items and the pickled ``data``), or None."""
     try:
         with open(path, "rb") as fh:
             payload = pickle.load(fh)
@@ -66,6 +80,11 @@ def read(path: Path) -> dict | None:
     if not isinstance(payload, dict) or payload.get("version") != VERSION:
         return None
     return payload
+
+
+def tables_of(payload: dict) -> TrialData:
+    """The :class:`TrialData` saved in ``payload``."""
+    return pickle.loads(payload["data"])
 
 
 def handed_over(data_root: str | Path) -> TrialData | None:
@@ -83,4 +102,4 @@ def handed_over(data_root: str | Path) -> TrialData | None:
         return None
     if payload["signature"] != signature(root):
         return None
-    return payload["data"]
+    return tables_of(payload)

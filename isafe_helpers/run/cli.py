@@ -48,13 +48,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(root: Path, out: Path | None = None):
-    """The validated data root, or None after printing its problems; with ``out``, reusing its saved validation."""
-    from isafe_helpers.data.loading import DataValidationError, load_root
-    from isafe_helpers.run.pipeline import load_validated
+    """The validated data root, or None after printing its problems; with ``out``, reusing its saved validation.
 
+    The validator is imported only when a root must be validated (a rerun on
+    unchanged data reuses the saved validation without it).
+    """
     try:
-        data = load_root(root) if out is None else load_validated(root, out)
-    except DataValidationError as err:
+        if out is None:
+            from isafe_helpers.data.loading import load_root
+
+            data = load_root(root)
+        else:
+            from isafe_helpers.run.pipeline import load_validated
+
+            data = load_validated(root, out)
+    except Exception as err:
+        from isafe_helpers.data.loading import DataValidationError
+
+        if not isinstance(err, DataValidationError):
+            raise
         print(err.report(), file=sys.stderr)
         print("Nothing was run. Fix the problems above and run again.", file=sys.stderr)
         return None
@@ -85,12 +97,13 @@ def check_paths(data: Path, out: Path, build: Path = BUILD) -> str | None:
 
 
 def _build(out: Path, build: Path, force: bool) -> int:
-    from isafe_helpers.publish.build import BookError, build_book
     from isafe_helpers.run.pipeline import book_is_current, mark_book
 
     if not force and book_is_current(out, build):
         print(f"book: unchanged, {build / 'html' / 'index.html'}")
         return 0
+    from isafe_helpers.publish.build import BookError, build_book
+
     try:
         index = build_book(out, build)
     except BookError as err:

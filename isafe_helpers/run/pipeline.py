@@ -43,6 +43,7 @@ A failure is recorded (``<out>/<scope>/<strand>.error.txt`` and
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import hashlib
 import json
@@ -57,16 +58,15 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from tqdm import tqdm
 
 from isafe_helpers import config
-from isafe_helpers.cost.costing import report_price_year
 from isafe_helpers.data import contract as C
 from isafe_helpers.data import validated
 from isafe_helpers.data.files import fingerprint_root, hash_files
-from isafe_helpers.data.loading import TrialData, load_root
 from isafe_helpers.resources import NOTEBOOKS, PACKAGE, SOURCES
 from isafe_helpers.results.estimates import (
     FILENAME,
@@ -75,6 +75,9 @@ from isafe_helpers.results.estimates import (
     read_estimates,
     write_estimates,
 )
+
+if TYPE_CHECKING:  # the validator (pandera) is imported only when a data root must be validated
+    from isafe_helpers.data.loading import TrialData
 
 TMP = ".tmp"
 
@@ -106,9 +109,15 @@ READS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _report_price_year(data: TrialData) -> int | None:
+    from isafe_helpers.cost.costing import report_price_year
+
+    return report_price_year(data)
+
+
 #: What a strand's notebook reads of the whole data root whatever its scope:
 #: each LA's cost page states its costs in the root's price year (the latest).
-ROOT_READS = {"cost": {"report_price_year": report_price_year}}
+ROOT_READS = {"cost": {"report_price_year": _report_price_year}}
 
 
 LOCK = ".lock"
@@ -149,27 +158,68 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
-def load_validated(root: Path, out: Path) -> TrialData:
+@dataclass
+class ValidatedRoot:
+    """A validated data root as the run needs it, the tables left in the saved file.
+
+    ``digests`` are :func:`data_digests`; ``saved`` is the file handed to the
+    notebooks (:mod:`isafe_helpers.data.validated`).
+    """
+
+    root: Path
+    las: list[str]
+    fingerprint: str
+    synthetic: dict | None
+    warnings: list[str]
+    digests: dict[str, dict[str, str]]
+    saved: Path
+
+    @property
+    def is_synthetic(self) -> bool:
+        return bool(self.synthetic and self.synthetic.get("synthetic"))
+
+
+def _validated_root(payload: dict, saved: Path) -> ValidatedRoot:
+    return ValidatedRoot(Path(payload["root"]), saved=saved, **payload["summary"])
+
+
+def save_validated(data: TrialData, out: Path, sig: list | None = None, key: str = "") -> ValidatedRoot:
+    """Save validated ``data`` as ``<out>/.validated.pickle`` for the notebooks (and the next run, by ``key``)."""
+    sig = validated.signature(data.root) if sig is None else sig
+    summary = {
+        "las": list(data.las),
+        "fingerprint": data.fingerprint,
+        "synthetic": data.synthetic,
+        "warnings": list(data.warnings),
+        "digests": data_digests(data),
+    }
+    validated.save(data, out / VALIDATED, sig, key=key, summary=summary)
+    return ValidatedRoot(Path(data.root), saved=out / VALIDATED, **summary)
+
+
+def load_validated(root: Path, out: Path) -> ValidatedRoot:
     """Validate the data root, or reuse ``<out>/.validated.pickle`` when it holds the same bytes validated by the same code.
 
     Raises :class:`isafe_helpers.data.loading.DataValidationError` as
     :func:`~isafe_helpers.data.loading.load_root` does. The saved file is
     keyed by the data root's fingerprint and :func:`code_hash`, and carries
-    the root's file signature for the notebooks' check.
+    the root's file signature for the notebooks' check. Reusing it reads
+    neither the tables nor the validator.
     """
     root = Path(root).resolve()
     sig = validated.signature(root)  # before reading: a file changed meanwhile fails the notebooks' check
     key = hashlib.sha256(f"{fingerprint_root(root)} {code_hash()}".encode()).hexdigest()
-    path = out / VALIDATED
-    payload = validated.read(path)
-    if payload is not None and payload["key"] == key and payload["root"] == str(root):
+    saved = out / VALIDATED
+    payload = validated.read(saved)
+    if payload is not None and payload.get("key") == key and payload["root"] == str(root):
         if payload["signature"] != sig:  # same bytes, touched files: refresh the signature
-            validated.save(payload["data"], path, sig, key)
-        return payload["data"]
+            validated.save(validated.tables_of(payload), saved, sig, key=key, summary=payload["summary"])
+        return _validated_root(payload, saved)
+    from isafe_helpers.data.loading import load_root
+
     data = load_root(root)
     out.mkdir(parents=True, exist_ok=True)
-    validated.save(data, path, sig, key)
-    return data
+    return save_validated(data, out, sig, key)
 
 
 def _frame_digest(df: pd.DataFrame | None) -> str:
@@ -240,9 +290,14 @@ def task_inputs(
     if dep:  # the estimates it reads: its scope's, or every scope's for the trial
         for est in sorted(out.glob(f"*/{FILENAME}")) if scope == C.TRIAL_SCOPE else [out / scope / FILENAME]:
             if est.is_file():
-                rows = read_estimates(est)
-                h.update(est.parent.name.encode() + rows[rows["strand"] == dep].to_csv(index=False).encode())
+                h.update(est.parent.name.encode() + b"\0" + json.dumps(strand_rows(est, dep)).encode())
     return h.hexdigest()
+
+
+def strand_rows(path: Path, strand: str) -> list[list[str]]:
+    """The rows of an ``estimates.csv`` whose strand (second column) is ``strand``, as written (text)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [row for row in csv.reader(fh) if row[1:2] == [strand]]
 
 
 def _manifest(out: Path, scope: str, strand: str) -> Path:
@@ -256,7 +311,7 @@ def is_current(out: Path, scope: str, strand: str, inputs: str) -> bool:
         return False
     if not (out / scope / f"{strand}.ipynb").is_file() or not (out / scope / FILENAME).is_file():
         return False
-    return strand in set(read_estimates(out / scope / FILENAME)["strand"])
+    return bool(strand_rows(out / scope / FILENAME, strand))
 
 
 # --------------------------------------------------------------------------
@@ -360,7 +415,7 @@ def exclusive(out: Path):
 
 
 def run_all(
-    data: TrialData,
+    data: ValidatedRoot | TrialData,
     out: Path,
     scopes: list[str],
     strands: list[str],
@@ -371,8 +426,9 @@ def run_all(
 ) -> list[TaskOutcome]:
     """Run every (scope, strand) notebook whose inputs changed, in ``jobs`` worker processes.
 
-    ``data`` is the validated data root (best from :func:`load_validated`,
-    whose saved copy the notebooks then read instead of validating again).
+    ``data`` is the validated data root: from :func:`load_validated`, or a
+    :class:`TrialData` (then saved for the notebooks first). The notebooks
+    read the saved copy instead of validating again.
     Writes ``<out>/run.json`` (data root, fingerprint, LAs, task outcomes).
     """
     out.mkdir(parents=True, exist_ok=True)
@@ -385,17 +441,11 @@ def run_all(
     # oversubscribed OpenBLAS threads slow the model fits down several-fold.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # The validated data, for the notebooks (each checks it is for its data root, unchanged).
-    saved, sig = out / VALIDATED, validated.signature(data.root)
-    payload = validated.read(saved)
-    if (
-        payload is None
-        or (payload["root"], payload["signature"]) != (str(data.root), sig)
-        or payload["data"].fingerprint != data.fingerprint
-    ):
-        validated.save(data, saved, sig)
-    os.environ[validated.ENV] = str(saved)
+    if not isinstance(data, ValidatedRoot):
+        data = save_validated(data, out)
+    os.environ[validated.ENV] = str(data.saved)
     code = code_hash()
-    digests = data_digests(data)
+    digests = data.digests
     tasks = [(scope, strand) for scope in scopes for strand in strands]
     outcomes: list[TaskOutcome] = []
     # Phases: strands nobody depends on or that depend on nothing first; a
@@ -437,7 +487,7 @@ def run_all(
     return outcomes
 
 
-def write_run_record(data: TrialData, out: Path, outcomes: list[TaskOutcome]) -> None:
+def write_run_record(data: ValidatedRoot, out: Path, outcomes: list[TaskOutcome]) -> None:
     """``<out>/run.json``: what the book needs to say where its numbers came from.
 
     Each task keeps the record of its last execution; ``finished`` is the
