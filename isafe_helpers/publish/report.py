@@ -27,6 +27,7 @@ from IPython.display import HTML, Markdown, display
 
 from isafe_helpers.config import threshold
 from isafe_helpers.data.loading import TrialData, load_root
+from isafe_helpers.data.validated import handed_over
 from isafe_helpers.publish import tables
 from isafe_helpers.publish.escape import md
 from isafe_helpers.publish.ledger import Ledger, Plan
@@ -72,8 +73,14 @@ _PAGE = Page()
 
 
 def load_scope(data_root: str, scope: str) -> TrialData:
-    """Load and validate the data root, then keep the scope's data."""
-    return load_root(data_root).for_scope(scope)
+    """The scope's validated data: as the run validated it, else validated here.
+
+    A run of the pipeline validates the data root once and hands the result
+    to its notebooks (:mod:`isafe_helpers.data.validated`); a notebook run
+    any other way, or whose data root changed since, validates the root itself.
+    """
+    data = handed_over(data_root)
+    return (data if data is not None else load_root(data_root)).for_scope(scope)
 
 
 def notice(data: TrialData, scope: str, strand: str = "") -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from isafe_helpers.data import contract as C
@@ -59,13 +60,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(root: Path, report: Path | None = None):
-    """Load the data root, printing its problems (and writing them to ``report``) or its warnings and notes."""
-    from isafe_helpers.data.loading import DataValidationError, load_root, problems_csv
+def _load(root: Path, out: Path | None = None, report: Path | None = None):
+    """The validated data root, or None after printing its problems (and writing them to ``report``).
 
+    With ``out``, the results folder's saved validation is reused when the data
+    root's bytes and the code are unchanged; warnings and notes are printed.
+
+    The validator is imported only when a root must be validated (a rerun on
+    unchanged data reuses the saved validation without it).
+    """
     try:
-        data = load_root(root)
-    except DataValidationError as err:
+        if out is None:
+            from isafe_helpers.data.loading import load_root
+
+            data = load_root(root)
+        else:
+            from isafe_helpers.run.pipeline import load_validated
+
+            data = load_validated(root, out)
+    except Exception as err:
+        from isafe_helpers.data.loading import DataValidationError
+
+        if not isinstance(err, DataValidationError):
+            raise
+        from isafe_helpers.data.loading import problems_csv
+
         for n in err.notes:
             print(f"note: {n}", file=sys.stderr)
         print(err.report(), file=sys.stderr)
@@ -149,12 +168,13 @@ def check_paths(
 
 
 def _build(out: Path, build: Path, force: bool) -> int:
-    from isafe_helpers.publish.build import BookError, build_book
     from isafe_helpers.run.pipeline import book_is_current, mark_book
 
     if not force and book_is_current(out, build):
         print(f"book: unchanged, {build / 'html' / 'index.html'}")
         return 0
+    from isafe_helpers.publish.build import BookError, build_book
+
     try:
         index = build_book(out, build)
     except BookError as err:
@@ -177,9 +197,11 @@ def _cmd_run(args) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    data = _load(args.data)
+    clock = time.perf_counter()
+    data = _load(args.data, args.out.resolve())
     if data is None:
         return 2
+    times = {"validation": time.perf_counter() - clock}
     scopes = [C.TRIAL_SCOPE, *data.las]
     if args.scope:
         unknown = [s for s in args.scope if s not in scopes]
@@ -191,9 +213,11 @@ def _cmd_run(args) -> int:
     out = args.out.resolve()
     try:
         with exclusive(out):
+            clock = time.perf_counter()
             outcomes = run_all(
                 data, out, scopes, strands, jobs=args.jobs, notebooks=args.notebooks.resolve(), force=args.force
             )
+            times["notebooks"] = time.perf_counter() - clock
             print(summary_table(outcomes))
             failed = any(o.status == "failed" for o in outcomes)
             if failed:
@@ -202,11 +226,14 @@ def _cmd_run(args) -> int:
                     "the book shows a page saying what failed.",
                     file=sys.stderr,
                 )
+            clock = time.perf_counter()
             book_status = 0 if args.no_book else _build(out, args.build.resolve(), args.force)
+            times["book"] = time.perf_counter() - clock
     except (Busy, NotOurs) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"results: {out}")
+    print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
     return 1 if failed or book_status else 0
 
 
@@ -245,7 +272,7 @@ def _cmd_validate(args) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 2
-    data = _load(args.data, args.report)
+    data = _load(args.data, report=args.report)
     if data is None:
         return 2
     print(f"{data.root}: {len(data.las)} LAs, {len(data.teams)} teams, {len(data.participants)} participants: valid")

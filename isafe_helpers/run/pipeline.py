@@ -1,8 +1,22 @@
 """Run the strand notebooks for every scope through papermill.
 
-Each (scope, strand) task runs in its own worker process (papermill's working
+Each (scope, strand) task runs in a worker process (papermill's working
 directory is process-wide, so threads would collide), with one progress bar
-for the run.
+for the run. Workers, and the kernels they start, die with the run
+(:mod:`isafe_helpers.run.kernels`: ``prctl(PR_SET_PDEATHSIG)``), so a run
+killed with ``kill -9`` leaves nothing running and the next run starts clean.
+
+Validate once: the run validates the data root once (reusing the results
+folder's saved validation when the data root's bytes and the code are
+unchanged: :func:`load_validated`) and hands the validated data to every
+notebook (:mod:`isafe_helpers.data.validated`); a notebook run by hand
+validates what it reads.
+
+A notebook's fixed cost is kept to its floor: kernels are forked from a
+preloader that has already imported the libraries (identical outputs,
+:mod:`isafe_helpers.run.kernels`), are shut down at once rather than
+gracefully (their outputs are complete when the last cell returns), and
+the executed notebook is saved once, not after every cell.
 
 Nothing complete is ever lost, and nothing the handbook did not make is
 deleted (:mod:`isafe_helpers.outputs`). A task executes into a private
@@ -17,11 +31,14 @@ task's input manifest is written. A failed, interrupted or killed task
 leaves the previous complete outputs untouched, and the next run redoes it.
 
 Incremental reruns: a task whose inputs are unchanged is not executed
-again. Its inputs are the notebook, the parameters, the data files the scope
-reads (the LA's folder and the root's instrument, deflators and marker;
-every file for ``trial``), the helper package's code and the pinned
-requirements; their SHA-256 is the task's manifest
-(``<out>/<scope>/.<strand>.inputs``).
+again. Its inputs are exactly what its notebook reads: the notebook, its
+parameters, the validated tables and fields of its scope that its strand
+reads (:data:`READS`; a change to one LA's costs touches that LA's cost
+notebook and the pooled one, not its impact and process notebooks), what
+it reads of the whole root whatever its scope (:data:`ROOT_READS`), the
+estimates of another strand it reads (:data:`DEPENDS_ON`), the helper
+package's code and the pinned requirements. Their SHA-256 is the task's
+manifest (``<out>/<scope>/.<strand>.inputs``).
 
 A failure is recorded (``<out>/<scope>/<strand>.error.txt`` and
 ``<out>/run.json``) and never stops the other tasks.
@@ -29,6 +46,7 @@ A failure is recorded (``<out>/<scope>/<strand>.error.txt`` and
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import hashlib
 import json
@@ -42,13 +60,15 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pandas as pd
 from tqdm import tqdm
 
 from isafe_helpers import config
 from isafe_helpers.data import contract as C
-from isafe_helpers.data.files import data_files, hash_files
-from isafe_helpers.data.loading import TrialData
+from isafe_helpers.data import validated
+from isafe_helpers.data.files import fingerprint_root, hash_files
 from isafe_helpers.outputs import NotOurs, claim, make_working, remove_ours, remove_stale
 from isafe_helpers.publish.report import SPECS
 from isafe_helpers.resources import NOTEBOOKS, PACKAGE, SOURCES
@@ -60,6 +80,9 @@ from isafe_helpers.results.estimates import (
     write_estimates,
 )
 
+if TYPE_CHECKING:  # the validator (pandera) is imported only when a data root must be validated
+    from isafe_helpers.data.loading import TrialData
+
 TMP = ".tmp"
 
 
@@ -69,7 +92,45 @@ TMP = ".tmp"
 DEPENDS_ON: dict[str, str] = {"process": "impact"}
 
 
+#: What each strand's notebook reads of its scope's validated data: tables,
+#: and ``TrialData`` fields. ``tests/test_pipeline_inputs.py`` runs every
+#: notebook on data that records what is read and checks this list covers it.
+READS: dict[str, tuple[str, ...]] = {
+    "impact": ("teams", "participants", "survey", "casefile_audit", "attendance", "instrument", "las", "synthetic"),
+    "process": (
+        "teams",
+        "participants",
+        "survey",
+        "attendance",
+        "feedback",
+        "fidelity",
+        "ipe_targets",
+        "instrument",
+        "las",
+        "synthetic",
+    ),
+    "cost": ("teams", "participants", "attendance", "ipe_targets", "costs", "deflators", "las", "synthetic"),
+}
+
+
+def _report_price_year(data: TrialData) -> int | None:
+    from isafe_helpers.cost.costing import report_price_year
+
+    return report_price_year(data)
+
+
+#: What a strand's notebook reads of the whole data root whatever its scope:
+#: each LA's cost page states its costs in the root's price year (the latest).
+ROOT_READS = {"cost": {"report_price_year": _report_price_year}}
+
+
 LOCK = ".lock"
+
+
+#: The run's validated data root, in the results folder: reused by the next
+#: run when the data root's bytes and the code are unchanged, and handed to
+#: the notebooks (:mod:`isafe_helpers.data.validated`).
+VALIDATED = ".validated.pickle"
 
 
 @dataclass
@@ -101,16 +162,118 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
-def scope_files(root: Path, scope: str) -> list[Path]:
-    """The data files a scope reads."""
-    if scope == C.TRIAL_SCOPE:
-        return data_files(root)
-    shared = [root / n for n in ("instrument.yml", "deflators.csv", C.SYNTHETIC_MARKER)]
-    return [p for p in shared if p.is_file()] + data_files(root / scope)
+@dataclass
+class ValidatedRoot:
+    """A validated data root as the run needs it, the tables left in the saved file.
+
+    ``digests`` are :func:`data_digests`; ``saved`` is the file handed to the
+    notebooks (:mod:`isafe_helpers.data.validated`).
+    """
+
+    root: Path
+    las: list[str]
+    fingerprint: str
+    synthetic: dict | None
+    warnings: list[str]
+    digests: dict[str, dict[str, str]]
+    saved: Path
+
+    @property
+    def is_synthetic(self) -> bool:
+        return bool(self.synthetic and self.synthetic.get("synthetic"))
 
 
-def task_inputs(root: Path, scope: str, strand: str, notebooks: Path, code: str, out: Path) -> str:
-    """SHA-256 of everything a task's outputs depend on."""
+def _validated_root(payload: dict, saved: Path) -> ValidatedRoot:
+    return ValidatedRoot(Path(payload["root"]), saved=saved, **payload["summary"])
+
+
+def save_validated(data: TrialData, out: Path, sig: list | None = None, key: str = "") -> ValidatedRoot:
+    """Save validated ``data`` as ``<out>/.validated.pickle`` for the notebooks (and the next run, by ``key``)."""
+    sig = validated.signature(data.root) if sig is None else sig
+    summary = {
+        "las": list(data.las),
+        "fingerprint": data.fingerprint,
+        "synthetic": data.synthetic,
+        "warnings": list(data.warnings),
+        "digests": data_digests(data),
+    }
+    validated.save(data, out / VALIDATED, sig, key=key, summary=summary)
+    return ValidatedRoot(Path(data.root), saved=out / VALIDATED, **summary)
+
+
+def load_validated(root: Path, out: Path) -> ValidatedRoot:
+    """Validate the data root, or reuse ``<out>/.validated.pickle`` when it holds the same bytes validated by the same code.
+
+    Raises :class:`isafe_helpers.data.loading.DataValidationError` as
+    :func:`~isafe_helpers.data.loading.load_root` does. The saved file is
+    keyed by the data root's fingerprint and :func:`code_hash`, and carries
+    the root's file signature for the notebooks' check. Reusing it reads
+    neither the tables nor the validator.
+    """
+    root = Path(root).resolve()
+    sig = validated.signature(root)  # before reading: a file changed meanwhile fails the notebooks' check
+    key = hashlib.sha256(f"{fingerprint_root(root)} {code_hash()}".encode()).hexdigest()
+    saved = out / VALIDATED
+    payload = validated.read(saved)
+    if payload is not None and payload.get("key") == key and payload["root"] == str(root):
+        if payload["signature"] != sig:  # same bytes, touched files: refresh the signature
+            validated.save(validated.tables_of(payload), saved, sig, key=key, summary=payload["summary"])
+        return _validated_root(payload, saved)
+    from isafe_helpers.data.loading import load_root
+
+    data = load_root(root)
+    claim(out)  # the results folder is the handbook's before anything is saved in it
+    return save_validated(data, out, sig, key)
+
+
+def _frame_digest(df: pd.DataFrame | None) -> str:
+    if df is None:
+        return "none"
+    h = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_digests(data: TrialData) -> dict[str, dict[str, str]]:
+    """SHA-256 of what a notebook can read of each scope: ``{scope: {table or field: digest}}``.
+
+    Tables are hashed row by row (pandas' stable row hashes, in file order)
+    with their columns and types; an LA's digest covers its rows only.
+    """
+    shared = {
+        "instrument": hashlib.sha256(repr(data.instrument).encode()).hexdigest(),
+        "synthetic": hashlib.sha256(json.dumps(data.synthetic, sort_keys=True, default=str).encode()).hexdigest(),
+        "deflators": _frame_digest(data.deflators),
+    }
+    out: dict[str, dict[str, str]] = {
+        s: {**shared, "las": json.dumps(data.las if s == C.TRIAL_SCOPE else [s])} for s in [C.TRIAL_SCOPE, *data.las]
+    }
+    for name, df in data.tables.items():
+        head = json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode()
+        rows = pd.util.hash_pandas_object(df, index=False).to_numpy()
+        out[C.TRIAL_SCOPE][name] = hashlib.sha256(head + rows.tobytes()).hexdigest()
+        where = df.groupby("la", sort=False).indices if len(df) else {}
+        empty = hashlib.sha256(head).hexdigest()
+        for la in data.las:
+            idx = where.get(la)
+            out[la][name] = empty if idx is None else hashlib.sha256(head + rows[idx].tobytes()).hexdigest()
+    root_reads = {
+        f"{strand}.{name}": json.dumps(fn(data), default=str)
+        for strand, fns in ROOT_READS.items()
+        for name, fn in fns.items()
+    }
+    for s in out:
+        out[s].update(root_reads)
+    return out
+
+
+def task_inputs(
+    scope: str, strand: str, notebooks: Path, code: str, out: Path, digests: dict, root: Path | str = ""
+) -> str:
+    """SHA-256 of everything a task's outputs depend on (see the module's docstring)."""
+    mine = digests[scope]
+    reads = {name: mine[name] for name in READS[strand]}
+    reads.update({k: v for k, v in mine.items() if k.startswith(f"{strand}.")})
     h = hashlib.sha256()
     h.update(
         json.dumps(
@@ -121,18 +284,24 @@ def task_inputs(root: Path, scope: str, strand: str, notebooks: Path, code: str,
                 "strand": strand,
                 "code": code,
                 "disclosure_threshold": config.threshold(),
-            }
+                "reads": reads,
+            },
+            sort_keys=True,
         ).encode()
     )
     h.update((notebooks / f"{strand}.ipynb").read_bytes())
-    hash_files(h, scope_files(root, scope), root)
     dep = DEPENDS_ON.get(strand)
     if dep:  # the estimates it reads: its scope's, or every scope's for the trial
         for est in sorted(out.glob(f"*/{FILENAME}")) if scope == C.TRIAL_SCOPE else [out / scope / FILENAME]:
             if est.is_file():
-                rows = read_estimates(est)
-                h.update(est.parent.name.encode() + rows[rows["strand"] == dep].to_csv(index=False).encode())
+                h.update(est.parent.name.encode() + b"\0" + json.dumps(strand_rows(est, dep)).encode())
     return h.hexdigest()
+
+
+def strand_rows(path: Path, strand: str) -> list[list[str]]:
+    """The rows of an ``estimates.csv`` whose strand (second column) is ``strand``, as written (text)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [row for row in csv.reader(fh) if row[1:2] == [strand]]
 
 
 def _manifest(out: Path, scope: str, strand: str) -> Path:
@@ -147,16 +316,30 @@ def is_current(out: Path, scope: str, strand: str, inputs: str) -> bool:
     for name in (f"{strand}.ipynb", FILENAME, SPECS.format(strand=strand)):
         if not (out / scope / name).is_file():
             return False
-    return strand in set(read_estimates(out / scope / FILENAME)["strand"])
+    return bool(strand_rows(out / scope / FILENAME, strand))
 
 
 # --------------------------------------------------------------------------
 # One task, in a worker process
 # --------------------------------------------------------------------------
+def _worker_init(parent_pid: int, notebooks: str) -> None:
+    """Start a worker: die with the run, keep kernel chatter out of the terminal, start the preloader."""
+    from isafe_helpers.run import kernels
+
+    kernels.die_with_parent(parent_pid)
+    # The kernels inherit this worker's stderr: keep their chatter (transport
+    # notices and the like) out of the run's terminal output.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    kernels.start_preloader(notebooks)
+
+
 def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: str, inputs: str) -> TaskOutcome:
     """Execute one strand notebook for one scope and put its outputs in place."""
     import papermill as pm
 
+    from isafe_helpers.run import kernels
     from isafe_helpers.run.tidy_notebooks import tidy
 
     start = time.perf_counter()
@@ -168,11 +351,6 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
         return TaskOutcome(scope, strand, "failed", f"NotOurs: {exc}", time.perf_counter() - start)
     (work / RESULTS_ROOT_MARKER).write_text(str(out_p), encoding="utf-8")
     error_file = scope_dir / f"{strand}.error.txt"
-    # The kernel inherits this worker's stderr: keep its chatter (transport
-    # notices and the like) out of the run's terminal output.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
     executed = work / f"{strand}.ipynb"
     try:
         pm.execute_notebook(
@@ -184,6 +362,9 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
             progress_bar=False,
             log_output=False,
             cwd=str(notebooks),
+            request_save_on_cell_execute=False,  # saved once at the end (and on failure)
+            shutdown_kernel="immediate",  # the outputs are complete when the last cell returns
+            kernel_manager_class=kernels.kernel_manager_class(),
         )
         rows = read_estimates(work / FILENAME)
         if set(rows["strand"]) != {strand} or set(rows["scope"]) != {scope}:
@@ -238,7 +419,7 @@ def exclusive(out: Path):
 
 
 def run_all(
-    data: TrialData,
+    data: ValidatedRoot | TrialData,
     out: Path,
     scopes: list[str],
     strands: list[str],
@@ -249,6 +430,9 @@ def run_all(
 ) -> list[TaskOutcome]:
     """Run every (scope, strand) notebook whose inputs changed, in ``jobs`` worker processes.
 
+    ``data`` is the validated data root: from :func:`load_validated`, or a
+    :class:`TrialData` (then saved for the notebooks first). The notebooks
+    read the saved copy instead of validating again.
     Writes ``<out>/run.json`` (data root, fingerprint, LAs, task outcomes).
     """
     claim(out)
@@ -260,21 +444,34 @@ def run_all(
     # One BLAS thread per kernel: the workers already use the cores, and
     # oversubscribed OpenBLAS threads slow the model fits down several-fold.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # The validated data, for the notebooks (each checks it is for its data root, unchanged).
+    if not isinstance(data, ValidatedRoot):
+        data = save_validated(data, out)
+    os.environ[validated.ENV] = str(data.saved)
     code = code_hash()
+    digests = data.digests
     tasks = [(scope, strand) for scope in scopes for strand in strands]
     outcomes: list[TaskOutcome] = []
     # Phases: strands nobody depends on or that depend on nothing first; a
     # dependent strand once what it reads is complete.
     phases = [[t for t in tasks if t[1] not in DEPENDS_ON], [t for t in tasks if t[1] in DEPENDS_ON]]
     bar = tqdm(total=len(tasks), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
-    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, jobs),
+        mp_context=get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(), str(notebooks)),
+    )
+    with pool:
         for phase in phases:
-            inputs = {t: task_inputs(data.root, *t, notebooks, code, out) for t in phase}
+            inputs = {t: task_inputs(*t, notebooks, code, out, digests, data.root) for t in phase}
             todo = [t for t in phase if force or not is_current(out, *t, inputs[t])]
             for t in phase:
                 if t not in todo:
                     outcomes.append(TaskOutcome(*t, "unchanged"))
                     bar.update()
+            # the longest first (the pooled notebooks), so no core idles at the end
+            todo.sort(key=lambda t: t[0] != C.TRIAL_SCOPE)
             futures = [
                 pool.submit(
                     run_notebook, str(data.root), scope, strand, str(out), str(notebooks), inputs[(scope, strand)]
@@ -294,7 +491,7 @@ def run_all(
     return outcomes
 
 
-def write_run_record(data: TrialData, out: Path, outcomes: list[TaskOutcome]) -> None:
+def write_run_record(data: ValidatedRoot, out: Path, outcomes: list[TaskOutcome]) -> None:
     """``<out>/run.json``: what the book needs to say where its numbers came from.
 
     Each task keeps the record of its last execution; ``finished`` is the

@@ -1,0 +1,338 @@
+"""Kernels for the pipeline's workers: preloaded, forked, and dying with their parent.
+
+A fresh IPython kernel spends most of a short notebook's fixed cost starting
+Python and importing what the notebooks use (numpy, pandas, scipy,
+statsmodels, matplotlib, seaborn, IPython and this package): over a second
+of CPU per notebook, paid 453 times for 150 LAs. So each worker keeps one
+*preloader*: a process started once, the way a kernel is started (``python
+-m`` with the kernel's environment and working folder, the working folder
+taken off ``sys.path`` as ``ipykernel_launcher`` does), which imports those
+modules and waits. For each notebook it forks a child that becomes the
+kernel exactly as ``ipykernel_launcher`` starts one (same arguments,
+environment, working folder, new session); papermill and nbclient drive it
+over the usual connection file. The notebook's imports then find their
+modules already loaded.
+
+What the preloader must not do before forking, it does not do: it never
+loads the inline matplotlib backend (which wires itself into IPython only
+when it is first loaded inside a running kernel; the preloader sets
+``MPLBACKEND`` as the kernel would, so pyplot picks the same backend later),
+and it starts no thread and no ZeroMQ context. ``tests/test_pipeline_kernels.py``
+runs the notebooks both ways and compares every output byte; set
+``ISAFE_FRESH_KERNELS=1`` to start a fresh kernel for every notebook instead.
+A preloader that cannot start, or dies, also means fresh kernels: slower,
+never different.
+
+Every process dies with its parent (Linux ``prctl(PR_SET_PDEATHSIG,
+SIGKILL)``, set in the child and checked against a parent that died first):
+a worker with the run, a preloader with its worker, a kernel with its
+preloader (fresh kernels stop themselves when their worker goes, through
+ipykernel's parent poller). Killing the run with ``kill -9`` leaves nothing
+running, and the next run starts clean.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+#: Set to 1 to start a fresh kernel for every notebook (no preloader).
+FRESH_ENV = "ISAFE_FRESH_KERNELS"
+
+#: What the notebooks import (their first cell), and what that pulls in.
+PRELOAD = (
+    "isafe_helpers.impact",
+    "isafe_helpers.process",
+    "isafe_helpers.cost",
+    "isafe_helpers.publish.figures",
+    "isafe_helpers.publish.report",
+    "isafe_helpers.publish.prose",
+    "ipykernel.kernelapp",
+)
+
+#: The kernel sets this before a notebook can import matplotlib (IPKernelApp.init_gui_pylab).
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+_PR_SET_PDEATHSIG = 1
+
+
+# --------------------------------------------------------------------------
+# Dying with the parent
+# --------------------------------------------------------------------------
+def die_with_parent(parent_pid: int) -> None:
+    """Have this process killed when its parent dies; exit now if it already has.
+
+    Linux only (``prctl``); elsewhere a no-op (the worker pool and
+    ipykernel's parent poller still end the processes of a run that ends
+    normally).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+# --------------------------------------------------------------------------
+# Messages between a worker and its preloader: length-prefixed pickles
+# --------------------------------------------------------------------------
+def _send(sock: socket.socket, obj) -> None:
+    data = pickle.dumps(obj)
+    sock.sendall(struct.pack("!I", len(data)) + data)
+
+
+def _recv(sock: socket.socket):
+    def exactly(n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError("the other end closed the connection")
+            buf += chunk
+        return buf
+
+    (size,) = struct.unpack("!I", exactly(4))
+    return pickle.loads(exactly(size))
+
+
+# --------------------------------------------------------------------------
+# The preloader (a process of its own) and the kernels it forks
+# --------------------------------------------------------------------------
+def _reap(signum, frame) -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _kernel(sock: socket.socket, argv: list[str], env: dict[str, str], cwd: str) -> None:
+    """In the forked child: become the kernel, as ``python -m ipykernel_launcher <argv>`` would."""
+    try:
+        sock.close()
+        die_with_parent(int(env.get("JPY_PARENT_PID") or os.getppid()))
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()  # as jupyter_client's launch_kernel (start_new_session)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        import ipykernel_launcher
+        from ipykernel import kernelapp
+
+        sys.argv = [ipykernel_launcher.__file__, *argv]
+        kernelapp.launch_new_instance(argv=argv)
+    finally:
+        os._exit(0)
+
+
+def preloader_main(fd: int, parent_pid: int) -> None:
+    """The preloader: import :data:`PRELOAD`, then fork one kernel per request until the socket closes."""
+    die_with_parent(parent_pid)
+    sock = socket.socket(fileno=fd)
+    if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
+        del sys.path[0]  # as ipykernel_launcher does; IPKernelApp puts it back
+    # Read at import time (IPKernelApp.parent_handle): the kernels' parent is this process.
+    os.environ["JPY_PARENT_PID"] = str(os.getpid())
+    try:
+        own_backend = "MPLBACKEND" not in os.environ
+        os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
+        for name in PRELOAD:
+            importlib.import_module(name)
+        if "matplotlib_inline.backend_inline" in sys.modules:
+            raise RuntimeError("the inline matplotlib backend was loaded outside a kernel")
+        if own_backend:
+            del os.environ["MPLBACKEND"]  # each kernel gets the environment it is given
+    except BaseException as exc:  # noqa: BLE001 - reported to the worker, which starts fresh kernels
+        _send(sock, {"error": f"{type(exc).__name__}: {exc}"})
+        os._exit(1)
+    signal.signal(signal.SIGCHLD, _reap)
+    _send(sock, {"pid": os.getpid()})
+    while True:
+        try:
+            req = _recv(sock)
+        except (EOFError, OSError):
+            os._exit(0)
+        pid = os.fork()
+        if pid == 0:
+            env = dict(req["env"])
+            env["JPY_PARENT_PID"] = str(os.getppid())
+            _kernel(sock, req["argv"], env, req["cwd"])
+        _send(sock, {"pid": pid})
+
+
+class Preloader:
+    """A worker's handle on its preloader process."""
+
+    def __init__(self, cwd: str | Path, env: dict[str, str] | None = None, timeout: float = 300):
+        ours, theirs = socket.socketpair()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "isafe_helpers.run.kernels", str(theirs.fileno()), str(os.getpid())],
+            pass_fds=(theirs.fileno(),),
+            cwd=str(cwd),
+            env=env if env is not None else dict(os.environ),
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self.sock = ours
+        self.sock.settimeout(timeout)
+        reply = _recv(self.sock)
+        if "error" in reply:
+            self.close()
+            raise RuntimeError(f"the kernel preloader did not start: {reply['error']}")
+
+    def fork_kernel(self, argv: list[str], env: dict[str, str], cwd: str) -> int:
+        """Fork a kernel running ``ipykernel_launcher <argv>``; return its process id."""
+        _send(self.sock, {"argv": list(argv), "env": dict(env), "cwd": str(cwd)})
+        return int(_recv(self.sock)["pid"])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# --------------------------------------------------------------------------
+# jupyter_client's side: a kernel manager whose kernels come from the preloader
+# --------------------------------------------------------------------------
+class _Forked:
+    """The little of :class:`subprocess.Popen` that jupyter_client uses, for a kernel another process forked."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.pid = pid
+        self.returncode: int | None = None
+        try:
+            self._proc = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            self._proc = None
+            self.returncode = 0
+
+    def poll(self) -> int | None:
+        import psutil
+
+        if self.returncode is None:
+            try:
+                gone = not self._proc.is_running() or self._proc.status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                gone = True
+            if gone:
+                self.returncode = 0
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import time
+
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired("kernel", timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+#: The worker's preloader, when it has one (set by :func:`start_preloader`).
+_PRELOADER: Preloader | None = None
+
+
+def start_preloader(cwd: str | Path) -> Preloader | None:
+    """Start this worker's preloader, unless ``ISAFE_FRESH_KERNELS`` is set; None when it cannot start."""
+    global _PRELOADER
+    if os.environ.get(FRESH_ENV, "") not in ("", "0"):
+        return None
+    try:
+        _PRELOADER = Preloader(cwd)
+    except (RuntimeError, OSError, EOFError):
+        _PRELOADER = None
+        return None
+    # A pool's worker ends with os._exit, skipping atexit: multiprocessing's finalizers still run.
+    from multiprocessing.util import Finalize
+
+    Finalize(_PRELOADER, _PRELOADER.close, exitpriority=10)
+    return _PRELOADER
+
+
+@functools.cache
+def _manager_class():
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.provisioning import LocalProvisioner
+
+    class PreloadedProvisioner(LocalProvisioner):
+        """Launch the kernel by forking the worker's preloader; a fresh kernel if that fails."""
+
+        async def launch_kernel(self, cmd: list[str], **kwargs):
+            pre = _PRELOADER
+            if pre is not None and "ipykernel_launcher" in cmd and pre.alive():
+                try:
+                    cwd = kwargs.get("cwd") or os.getcwd()
+                    pid = pre.fork_kernel(cmd[cmd.index("ipykernel_launcher") + 1 :], kwargs["env"], cwd)
+                except (OSError, EOFError, KeyError):
+                    pid = None
+                if pid:
+                    self.process = _Forked(pid)
+                    self.pid, self.pgid = pid, None  # signal the kernel alone, never the preloader's group
+                    self.cwd = cwd
+                    return self.connection_info
+            return await super().launch_kernel(cmd, **kwargs)
+
+    class PreloadedKernelManager(AsyncKernelManager):
+        """nbclient's kernel manager, with kernels forked from the worker's preloader."""
+
+        async def _async_pre_start_kernel(self, **kw):
+            if self.provisioner is None:
+                self.kernel_id = self.kernel_id or kw.pop("kernel_id", None) or str(uuid.uuid4())
+                self.provisioner = PreloadedProvisioner(
+                    kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
+                )
+            return await super()._async_pre_start_kernel(**kw)
+
+    return PreloadedKernelManager
+
+
+def kernel_manager_class():
+    """The kernel manager class for nbclient (``kernel_manager_class=``): preloaded kernels when available."""
+    if _PRELOADER is None:
+        from jupyter_client.manager import AsyncKernelManager
+
+        return AsyncKernelManager
+    return _manager_class()
+
+
+if __name__ == "__main__":
+    preloader_main(int(sys.argv[1]), int(sys.argv[2]))
