@@ -19,8 +19,8 @@ $(STAMP): requirements.txt pyproject.toml
 
 env: $(STAMP) ## make the virtual environment (.venv) if it is missing or stale
 
-book: env ## run every strand for every LA and the pooled trial on the bundled data, then build the book
-	$(PY) -m isafe_helpers run
+book: env ## run every strand for every LA and the pooled trial on the bundled data, then build the book and its PDFs
+	$(PY) -m isafe_helpers run --pdf
 
 browser: ## install Debian's headless Chromium for the browser test if it is missing (needs root)
 	@if command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium; then :; \

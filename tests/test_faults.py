@@ -1,5 +1,5 @@
-"""Faults (issue 7, items 3-5): a failing notebook is isolated, a killed run
-loses nothing complete, and output folders are checked."""
+"""Faults (issue 7, items 3-5; issue 16, item 2): a failing notebook is isolated, a killed run
+loses nothing complete and leaves nothing running, and output folders are checked."""
 
 from __future__ import annotations
 
@@ -141,3 +141,74 @@ def test_a_second_run_on_the_same_results_folder_is_refused(tiny_root, tmp_path,
         code = main(["run", "--data", str(tiny_root), "--out", str(out), "--no-book"])
     assert code == 2
     assert "another run is using" in capsys.readouterr().err
+
+
+def _kernels(procs) -> list:
+    """The kernels among ``procs``: fresh ones, or ones forked from a preloader (whose parent runs the same command)."""
+    import psutil
+
+    out = []
+    for p in procs:
+        try:
+            cmd = " ".join(p.cmdline())
+            if "ipykernel_launcher" in cmd or (
+                "isafe_helpers.run.kernels" in cmd and "isafe_helpers.run.kernels" in " ".join(p.parent().cmdline())
+            ):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _running(procs) -> list:
+    import psutil
+
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fresh", [False, True], ids=["preloaded-kernels", "fresh-kernels"])
+def test_kill_9_of_the_run_alone_ends_its_workers_and_kernels_and_a_rerun_succeeds(tiny_root, tmp_path, fresh):
+    """Only the run's own process is killed (not its group): its workers, preloaders and kernels die with it."""
+    import psutil
+
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("ISAFE_FRESH_KERNELS", "ISAFE_VALIDATED_DATA")}
+    if fresh:
+        env["ISAFE_FRESH_KERNELS"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "isafe_helpers", "run", "--data", tiny_root, "--out", out, "--no-book"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    run = psutil.Process(proc.pid)
+    deadline = time.time() + 300
+    family: list = []
+    while time.time() < deadline and proc.poll() is None:
+        family = run.children(recursive=True)
+        if len(_kernels(family)) >= 2:  # both workers are running a notebook
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None and _kernels(family), "no kernel was seen running before the run ended"
+    family = run.children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while (alive := _running(family)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not alive, [p.pid for p in alive]
+
+    res = cli("run", "--data", tiny_root, "--out", out, "--no-book")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sum(ln.split()[2:3] in (["done"], ["unchanged"]) for ln in res.stdout.splitlines()) == 9
+    assert len(snapshot(out)) == 9 + 3
+    assert not (out / ".tmp").exists()

@@ -108,6 +108,39 @@ def test_the_la06_subtraction_across_two_pages_is_closed():
     assert not any("reached" in k for k in alone.solve().suppressed)
 
 
+def test_withheld_las_do_not_take_the_pooled_headline_with_them():
+    """Every LA has a few intervention staff not reached (1-5), so each LA's reached count goes
+    (its staff total is a published flow count). The pooled page publishes the pooled dose table
+    and reached (the unit cost's denominator): 26 not reached is no small count, and the pooled
+    reached (322 - 26) is a headline a reader must see. Withholding two LAs' reached counts
+    together closes the pooled sum; nothing pooled need go."""
+    doses = {"LA01": (5, 15, 28), "LA02": (4, 12, 30), "LA03": (5, 11, 8), "LA04": (12, 20, 20)}
+    las = list(doses)
+    ledger = Ledger(LIMIT)
+    for la, (none, one, both) in doses.items():
+        ledger.register(dose_table(la, none, one, both), f"{la}/process")
+        ledger.register(cost_table(la, one + both, none + one + both), f"{la}/cost")
+    pooled = [sum(d[i] for d in doses.values()) for i in range(3)]
+
+    def pool(k: str) -> str:
+        return k.replace("X|", "+".join(las) + "|")
+
+    for la_page in (dose_table, cost_table):  # the pooled pages use the pooled keys
+        args = pooled if la_page is dose_table else (pooled[1] + pooled[2], sum(pooled))
+        t = la_page("X", *args)
+        t.keys = {c: [pool(k) for k in ks] for c, ks in t.keys.items()}
+        t.relations = [(pool(a), tuple(map(pool, b)), kind) for a, b, kind in t.relations]
+        ledger.register(t, f"trial/{la_page.__name__}")
+    for la in las:
+        ledger.exempt.add(key([la], "staff", arm="treatment"))
+    ledger.exempt.add(key(las, "staff", arm="treatment"))
+    plan = ledger.solve()
+    assert key(las, "staff", arm="treatment", reached="yes") not in plan.suppressed
+    assert key(las, "staff", arm="treatment", dose="none") not in plan.suppressed
+    assert key(["LA01"], "staff", arm="treatment", reached="yes") in plan.suppressed
+    assert recoverable(ledger, plan) == []
+
+
 def test_a_pooled_count_is_the_sum_of_its_las_and_cannot_give_one_back():
     ledger = Ledger(LIMIT)
     las = ["LA01", "LA02", "LA03"]

@@ -1,4 +1,6 @@
-"""A small Sphinx extension for the book: pages that open cleanly offline.
+"""A small Sphinx extension for the book: pages that open cleanly offline, and builds that scale.
+
+Pages:
 
 - Each page's scripts are de-duplicated: sphinx-thebe registers its inline
   configuration once per read of the sources, and a page that declares
@@ -6,13 +8,57 @@
 - The print header's page title is escaped: sphinx-book-theme writes it raw.
 - The theme's colour mode defaults to ``light``: without a stored choice the
   pydata theme reads an empty mode, and logs an error before falling back.
+- The download menu keeps "print to PDF" only: the HTML carries no copy of
+  the page sources (``html_copy_source: false`` in ``_config.yml``), so
+  their links would lead nowhere.
 
-Listed in ``_config.yml`` under ``sphinx.extra_extensions``.
+Builds (:mod:`isafe_helpers.publish.build` runs Sphinx incrementally, in
+parallel):
+
+- Parallel reading and writing are declared safe for three extensions
+  that do not declare it, and keep no state per document:
+  ``sphinx-mathjax-offline`` (it only copies MathJax into ``_static`` when
+  the build has finished), ``sphinx_jupyterbook_latex`` (its transforms
+  change each document's own doctree; its environment state is set for
+  LaTeX builds only) and ``sphinx_multitoc_numbering`` (loaded by Jupyter
+  Book when a ``_toc.yml`` numbers its chapters; it replaces the section
+  numbering that Sphinx runs once, in the main process, after every
+  document has been read). Left undeclared, Sphinx warns under ``-j``, and
+  ``-W`` makes that an error.
+- The executive summary's numbers are MyST substitutions in the
+  configuration (``myst_substitutions``, written at staging). Sphinx would
+  reread every page when any configuration value of its ``env`` kind
+  changes, so one new number would rebuild 600 pages. This extension
+  records which substitutions each page uses and, when their values
+  change, has Sphinx reread exactly the pages that use a changed one.
+- Every page carries the navigation (titles and the table of contents of
+  the whole book). When a rebuild changes any title or the table of
+  contents, every page is rewritten, so an incremental build equals a clean
+  one; otherwise only the pages that changed are written.
+- MathJax and myst-nb's stylesheet, which their extensions copy only when
+  the build has finished, are copied before any page is written: a page
+  links an asset with its checksum (``?v=...``) only when the asset is
+  already in the output, so without this a page written by a clean build
+  and the same page written by an incremental one would differ.
+- Search terms left with no page by an incremental build (Sphinx drops
+  the rewritten pages from the loaded index, not the words only they had)
+  are dropped before the index is written, as a clean build never has them.
+- Images no page uses any more (figures of a page since rewritten) are
+  deleted from ``_images`` after a build, as a clean build would not have them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
+import re
+from pathlib import Path
+
+#: A MyST substitution reference: ``{{ name }}`` (optionally with a filter after the name).
+_SUBSTITUTION = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+_SUBSTITUTIONS = "myst_substitutions"
 
 
 def _clean_page(app, pagename, templatename, context, doctree) -> None:
@@ -36,8 +82,141 @@ def _clean_page(app, pagename, templatename, context, doctree) -> None:
     # name) must be escaped there like everywhere else
     if context.get("pagetitle"):
         context["pagetitle"] = html.escape(context["pagetitle"], quote=False)
+    for group in context.get("header_buttons") or []:
+        if group.get("label") == "download-buttons":
+            group["buttons"] = [
+                b
+                for b in group.get("buttons", [])
+                if b.get("label") not in ("download-source-button", "download-notebook-button")
+            ]
+
+
+# --------------------------------------------------------------------------
+# Parallel reading
+# --------------------------------------------------------------------------
+#: Extensions that keep no state per document but do not say they are parallel-safe (see above).
+PARALLEL_SAFE = ("sphinx-mathjax-offline", "sphinx_jupyterbook_latex", "sphinx_multitoc_numbering")
+
+
+def _declare_parallel_safe(app, env, docnames) -> None:
+    for name in PARALLEL_SAFE:
+        ext = app.extensions.get(name)
+        if ext is not None:
+            ext.parallel_read_safe = ext.parallel_write_safe = True
+
+
+# --------------------------------------------------------------------------
+# Substitutions: reread the pages that use a changed one, not every page
+# --------------------------------------------------------------------------
+def _substitutions_do_not_rebuild_all(app, config) -> None:
+    """Take ``myst_substitutions`` out of the values whose change makes Sphinx reread every page."""
+    from sphinx.config import _Opt
+
+    opt = config._options.get(_SUBSTITUTIONS)
+    if isinstance(opt, _Opt) and opt.rebuild == "env":
+        config._options[_SUBSTITUTIONS] = _Opt(opt.default, "", opt.valid_types, opt.description)
+
+
+def _note_substitutions(app, docname, source) -> None:
+    used = set(_SUBSTITUTION.findall(source[0])) if source else set()
+    uses = app.env.__dict__.setdefault("isafe_substitutions_used", {})
+    if used:
+        uses[docname] = used
+    else:
+        uses.pop(docname, None)
+
+
+def _purge(app, env, docname) -> None:
+    env.__dict__.setdefault("isafe_substitutions_used", {}).pop(docname, None)
+
+
+def _merge(app, env, docnames, other) -> None:
+    mine = env.__dict__.setdefault("isafe_substitutions_used", {})
+    theirs = other.__dict__.get("isafe_substitutions_used", {})
+    mine.update({d: theirs[d] for d in docnames if d in theirs})
+
+
+def _outdated_by_substitutions(app, env, added, changed, removed) -> list[str]:
+    new = dict(getattr(app.config, _SUBSTITUTIONS, None) or {})
+    old = env.__dict__.get("isafe_substitution_values")
+    env.isafe_substitution_values = new
+    if old is None:
+        return []
+    changed_keys = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    uses = env.__dict__.get("isafe_substitutions_used", {})
+    return sorted(d for d, keys in uses.items() if keys & changed_keys and d in env.found_docs)
+
+
+# --------------------------------------------------------------------------
+# Navigation: rewrite every page when it changes
+# --------------------------------------------------------------------------
+def _navigation(env) -> str:
+    titles = {d: env.titles[d].astext() for d in sorted(env.titles) if d in env.found_docs}
+    tree = {d: list(v) for d, v in sorted(env.toctree_includes.items())}
+    numbers = {d: sorted(map(str, v.items())) for d, v in sorted(env.toc_secnumbers.items())}
+    text = json.dumps([titles, tree, numbers, sorted(env.found_docs)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _rewrite_all_if_navigation_changed(app, env) -> list[str]:
+    nav = _navigation(env)
+    old = env.__dict__.get("isafe_navigation")
+    env.isafe_navigation = nav
+    return sorted(env.found_docs) if old is not None and old != nav else []
+
+
+# --------------------------------------------------------------------------
+# Assets copied at the end by their extensions: copy them before the pages
+# --------------------------------------------------------------------------
+def _late_assets_first(app, env) -> None:
+    if app.builder.format != "html":
+        return
+    ext = app.extensions.get("sphinx-mathjax-offline")
+    if ext is not None and hasattr(ext.module, "copy_mathjax_files"):
+        ext.module.copy_mathjax_files(app, None)
+    if "myst_nb" in app.extensions:
+        from myst_nb.sphinx_ext import add_global_html_resources
+
+        add_global_html_resources(app, None)
+
+
+# --------------------------------------------------------------------------
+# Search terms with no page left
+# --------------------------------------------------------------------------
+def _drop_empty_search_terms(app) -> list:
+    indexer = getattr(app.builder, "indexer", None)
+    for name in ("_mapping", "_title_mapping"):
+        mapping = getattr(indexer, name, None)
+        if isinstance(mapping, dict):
+            for word in [w for w, docs in mapping.items() if not docs]:
+                del mapping[word]
+    return []  # an html-collect-pages handler: no pages of its own
+
+
+# --------------------------------------------------------------------------
+# Images no page uses any more
+# --------------------------------------------------------------------------
+def _drop_unused_images(app, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    used = {name for _, name in app.env.images.values()}
+    folder = Path(app.outdir) / "_images"
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.is_file() and p.name not in used:
+                p.unlink()
 
 
 def setup(app):
+    app.connect("config-inited", _substitutions_do_not_rebuild_all)
+    app.connect("source-read", _note_substitutions)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    app.connect("env-before-read-docs", _declare_parallel_safe)
+    app.connect("env-get-outdated", _outdated_by_substitutions)
+    app.connect("env-get-updated", _rewrite_all_if_navigation_changed)
+    app.connect("env-updated", _late_assets_first)
     app.connect("html-page-context", _clean_page, priority=900)
+    app.connect("html-collect-pages", _drop_empty_search_terms)
+    app.connect("build-finished", _drop_unused_images)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

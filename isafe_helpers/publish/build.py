@@ -1,20 +1,36 @@
 """Build the book's HTML from a staged source folder (:func:`isafe_helpers.publish.book.stage`).
 
-Jupyter Book 1.x runs with warnings as errors and notebook execution off
-(papermill already executed them). The HTML is built in a temporary folder
-and moved to ``<build>/html`` only when complete, so a failed build never
-destroys the previous book.
+Jupyter Book 1.x's Sphinx build runs with warnings as errors and notebook
+execution off (papermill already executed them), in parallel
+(``sphinx-build -j``, one process per core) and incrementally:
+
+- The sources are staged afresh into ``<build>/.source-new`` and copied
+  into ``<build>/.source`` only where their bytes changed, so an unchanged
+  page keeps its modification time and Sphinx does not read it again.
+- Sphinx keeps its output and doctrees between builds in
+  ``<build>/.sphinx``, so it writes only the pages that changed (and every
+  page when a title or the table of contents changed, or the pages that use
+  a summary number that changed: :mod:`isafe_helpers.publish.book_ext`).
+  ``tests/test_pipeline_book.py`` checks an incremental build equals a
+  clean one, file for file.
+- A build that fails, or a source page that disappears, makes the next
+  build a clean one (Sphinx would keep a warning it saw once only for that
+  build, and the pages of a removed source).
+
+The HTML is then copied to a temporary folder and moved to ``<build>/html``
+only when complete, so a failed build never destroys the previous book.
 
 The build folder is the handbook's (:mod:`isafe_helpers.outputs`): new,
-empty, or marked by an earlier build. Its ``.source``, ``.html-tmp``,
-``.html-old`` and ``html`` are marked when made, and only marked ones are
-ever deleted or replaced.
+empty, or marked by an earlier build. Its ``.source``, ``.source-new``,
+``.sphinx``, ``.html-tmp``, ``.html-old`` and ``html`` are marked when made,
+and only marked ones are ever deleted or replaced.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +39,57 @@ from isafe_helpers.outputs import NotOurs, claim, is_ours, mark, remove_ours
 from isafe_helpers.publish.book import BookError, stage  # noqa: F401 (BookError re-exported)
 from isafe_helpers.resources import BUILD, DEFAULT_OUT
 
-_JUPYTER_BOOK = "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
+#: Sphinx's output and doctrees, kept between builds.
+WORK = ".sphinx"
+#: Written into WORK when its last build succeeded.
+CLEAN_MARK = ".complete"
 
 
-def build_book(results: str | Path = DEFAULT_OUT, build: str | Path = BUILD, verbose: bool = False) -> Path:
+def sync_tree(src: Path, dst: Path) -> tuple[int, int]:
+    """Make ``dst`` hold exactly ``src``'s files, copying only those whose bytes differ.
+
+    Returns (files written, files removed). Unchanged files keep their
+    modification time, which is how Sphinx knows they are unchanged.
+    """
+    written = removed = 0
+    want = {p.relative_to(src) for p in src.rglob("*") if p.is_file()}
+    if dst.exists():
+        for p in sorted(dst.rglob("*"), reverse=True):
+            rel = p.relative_to(dst)
+            if p.is_file() and rel not in want:
+                p.unlink()
+                removed += 1
+            elif p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+    for rel in sorted(want):
+        a, b = src / rel, dst / rel
+        if b.is_file() and b.stat().st_size == a.stat().st_size and b.read_bytes() == a.read_bytes():
+            continue
+        b.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(a, b)
+        written += 1
+    return written, removed
+
+
+def jobs_default() -> int:
+    """Sphinx processes: one per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def build_book(
+    results: str | Path = DEFAULT_OUT,
+    build: str | Path = BUILD,
+    verbose: bool = False,
+    jobs: int | None = None,
+    clean: bool = False,
+) -> Path:
     """Build the HTML book from ``results``; return the path of ``index.html``.
+
+    ``jobs`` Sphinx processes (default: one per core); ``clean`` forgets the
+    previous build's state and builds every page.
 
     Raises
     ------
@@ -42,44 +104,81 @@ def build_book(results: str | Path = DEFAULT_OUT, build: str | Path = BUILD, ver
             "(pip install 'isafe-helpers[docs]'), or run with --no-book"
         )
     try:
-        return _build(Path(results).resolve(), Path(build).resolve(), verbose)
+        return _build(Path(results).resolve(), Path(build).resolve(), verbose, jobs, clean)
     except NotOurs as err:
         raise BookError(f"{err}; the book was not built") from None
 
 
-def _build(results: Path, build: Path, verbose: bool) -> Path:
+def _made(folder: Path) -> Path:
+    """Make ``folder`` (absent: its marked predecessor was removed) and mark it as the handbook's."""
+    folder.mkdir(parents=True)
+    mark(folder)
+    return folder
+
+
+def _build(results: Path, build: Path, verbose: bool, jobs: int | None, clean: bool) -> Path:
     claim(build)
-    stage_dir = build / ".source"
-    remove_ours(stage_dir)
+    source, fresh = build / ".source", build / ".source-new"
+    remove_ours(fresh)
     try:
-        stage(results, stage_dir)
+        stage(results, fresh)
     finally:
-        if stage_dir.is_dir():  # made by stage() just now
-            mark(stage_dir)
-    tmp_out = build / ".html-tmp"
-    remove_ours(tmp_out)
-    tmp_out.mkdir()
-    mark(tmp_out)
-    # Jupyter Book's command, run by this interpreter: found whatever the install layout (a --user install
-    # puts the jupyter-book script elsewhere than sys.executable's folder).
-    cmd = [sys.executable, "-c", _JUPYTER_BOOK, "build", str(stage_dir), "--path-output", str(tmp_out)]
-    cmd += ["-W", "--keep-going", "--all"]
+        if fresh.is_dir():  # made by stage() just now
+            mark(fresh)
+    if source.exists() and not is_ours(source):
+        raise NotOurs(f"{source} was not made by the handbook: it is left as it is")
+    _, removed = sync_tree(fresh, source)  # the marker is among the staged files
+    remove_ours(fresh)
+    work = build / WORK
+    if clean or removed or not (work / CLEAN_MARK).is_file():
+        remove_ours(work)
+    if not work.exists():
+        _made(work)
+    (work / CLEAN_MARK).unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "isafe_helpers.publish.build", str(source), str(work), str(jobs or jobs_default())]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, capture_output=not verbose, text=True, env=env)
-    html = tmp_out / "_build" / "html"
+    html = work / "html"
     if proc.returncode != 0 or not (html / "index.html").is_file():
+        remove_ours(work)  # the next build starts clean
         log = (proc.stdout or "") + (proc.stderr or "")
         tail = "\n".join(log.strip().splitlines()[-30:])
         raise BookError(f"jupyter-book build failed (exit {proc.returncode}); the previous book is kept.\n{tail}")
-    mark(html)
-    final = build / "html"
-    old = build / ".html-old"
+    (work / CLEAN_MARK).write_text("")
+    tmp_out, final, old = build / ".html-tmp", build / "html", build / ".html-old"
+    remove_ours(tmp_out)
+    shutil.copytree(html, tmp_out)
+    mark(tmp_out)
     remove_ours(old)
     if final.exists() and not is_ours(final):
         raise NotOurs(f"{final} was not made by the handbook: it is left as it is")
     if final.exists():
         final.rename(old)
-    html.rename(final)
+    tmp_out.rename(final)
     remove_ours(old)
-    remove_ours(tmp_out)
     return final / "index.html"
+
+
+def _sphinx(source: str, work: str, jobs: str) -> int:
+    """Run Jupyter Book's Sphinx build as ``jupyter-book build --path-output work -W --keep-going`` would, with ``-j``."""
+    from jupyter_book.sphinx import build_sphinx
+
+    src = Path(source)
+    result = build_sphinx(
+        src,
+        Path(work) / "html",
+        use_external_toc=True,
+        noconfig=True,
+        path_config=str(src / "_config.yml"),
+        confoverrides={"external_toc_path": (src / "_toc.yml").as_posix(), "latex_individualpages": False},
+        doctreedir=Path(work) / "doctrees",
+        builder="html",
+        warningiserror=True,
+        keep_going=True,
+        jobs=int(jobs),
+    )
+    return result if isinstance(result, int) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_sphinx(*sys.argv[1:4]))

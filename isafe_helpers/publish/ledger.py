@@ -21,7 +21,13 @@ cannot be recovered from another.
    combination of the relations: no relation holds exactly one suppressed
    count; a null-space test finds no suppressed count fixed by the
    relations together; and linear programming (counts are not negative)
-   finds none pinned to within one person.
+   finds none pinned to within one person. Which count goes next is a
+   choice of cost: a count published in one place goes before one that
+   several pages use (a headline count, such as the staff reached), and a
+   smaller one before a larger; for a count the relations fix, the cheapest
+   one count, or failing that two counts near it, whose suppression leaves
+   it unfixed (a pooled sum gives back one LA's count, not two). The choice
+   is greedy, not the fewest cells possible.
 3. **Exempt counts** (the trial-flow counts CONSORT requires) are never
    suppressed; relations among only exempt counts are left as they are, and
    the trial flow merges small categories instead (see
@@ -91,6 +97,7 @@ class Ledger:
         self.where: dict[str, str] = {}
         self.relations: list[Relation] = []
         self.exempt: set[str] = set()
+        self.uses: dict[str, int] = defaultdict(int)
         self._rel_seen: set[tuple] = set()
 
     # ------------------------------------------------------------------ input
@@ -102,6 +109,7 @@ class Ledger:
             raise LedgerError(f"population {key!r} is {old:g} in {self.where[key]} but {v:g} in {where}")
         if old is None:
             self.values[key], self.where[key] = v, where
+        self.uses[key] += 1
         if exempt:
             self.exempt.add(key)
 
@@ -215,14 +223,16 @@ class Ledger:
                 continue
             for comp in self._components(rels, supp):
                 for k in self._exposed(comp, supp):
-                    # another count in a relation of the exposed one; failing that, anywhere in its component
-                    for r in sorted(comp, key=lambda r: k not in r.cells):
-                        pick = self._second(r, supp)
-                        if pick is not None:
-                            supp.add(pick)
-                            changed = True
-                            break
-                    if changed:
+                    picks = self._breaker(comp, supp, k)
+                    if not picks:  # another count in a relation of the exposed one; failing that, anywhere
+                        for r in sorted(comp, key=lambda r: k not in r.cells):
+                            pick = self._second(r, supp)
+                            if pick is not None:
+                                picks = [pick]
+                                break
+                    if picks:
+                        supp.update(picks)
+                        changed = True
                         break
                     unprotectable += [r for r in comp if k in r.cells and r not in unprotectable]
                 if changed:
@@ -232,11 +242,64 @@ class Ledger:
         return Plan(supp, self.limit, dict(self.values), unprotectable)
 
     def _second(self, r: Relation, supp: set[str]) -> str | None:
-        """The cell to suppress next in ``r``: the smallest free part, else the total (never an exempt count)."""
+        """The cell to suppress next in ``r``: the smallest free part, else the total (never an exempt count).
+
+        A count published in one place goes before one published in several.
+        """
         free = [c for c in r.parts if c not in supp and c not in self.exempt]
         if not free and r.total not in supp and r.total not in self.exempt:
             free = [r.total]
-        return min(free, key=lambda c: (self.values[c], c)) if free else None
+        return min(free, key=lambda c: (self.uses[c] > 1, self.values[c], c)) if free else None
+
+    def _cost(self, c: str) -> tuple:
+        """What suppressing a count costs: one published in several places (a headline count) first, then its size."""
+        return (self.uses[c] > 1, self.values[c], c)
+
+    def _breaker(self, comp: list[Relation], supp: set[str], k: str, pairs_of: int = 30) -> list[str]:
+        """The cheapest one or two published counts whose suppression leaves ``k`` undetermined.
+
+        One count is tried first, cheapest first (:meth:`_cost`); failing that,
+        pairs among the ``pairs_of`` cheapest counts nearest ``k`` (a pooled
+        sum may give back one LA's count, so two LAs' counts go together).
+        Empty when none does it, or when ``k`` is pinned within one person
+        rather than determined (the caller falls back to its neighbours).
+        """
+        if k not in self._determined(comp, supp):
+            return []
+        free = sorted({c for r in comp for c in r.cells if c not in supp and c not in self.exempt}, key=self._cost)
+        for c in free:
+            if k not in self._determined(comp, supp | {c}):
+                return [c]
+        near, frontier = set(), {k}
+        for _ in range(3):  # counts within three relations of k
+            rels = [r for r in comp if frontier & set(r.cells)]
+            frontier = {c for r in rels for c in r.cells} - near
+            near |= frontier
+        near_free = [c for c in free if c in near][:pairs_of]
+        best = None
+        for i, a in enumerate(near_free):
+            for b in near_free[i + 1 :]:
+                cost = sorted([self._cost(a), self._cost(b)], reverse=True)
+                if (best is None or cost < best[0]) and k not in self._determined(comp, supp | {a, b}):
+                    best = (cost, [a, b])
+        return best[1] if best else []
+
+    def _determined(self, comp: list[Relation], supp: set[str]) -> set[str]:
+        """The suppressed counts of a component that the published counts determine exactly."""
+        unknown = sorted({c for r in comp for c in r.cells if c in supp})
+        index = {k: i for i, k in enumerate(unknown)}
+        rows = []
+        for r in comp:
+            row = np.zeros(len(unknown))
+            for c, sign in [(r.total, -1.0), *((p, 1.0) for p in r.parts)]:
+                if c in index:
+                    row[index[c]] += sign
+            if row.any():
+                rows.append(row)
+        if not rows:
+            return set()
+        basis = null_space(np.array(rows))
+        return {k for k, i in index.items() if basis.shape[1] == 0 or np.allclose(basis[i], 0.0, atol=1e-9)}
 
     @staticmethod
     def _components(rels: list[Relation], supp: set[str]) -> list[list[Relation]]:

@@ -97,7 +97,7 @@ TIMEOUT_MS = 120_000
 
 HOW_TO_GET_CHROMIUM = (
     "install Debian's Chromium (`apt-get install chromium`, or `make browser` as root) and build the book "
-    "again (`python -m isafe_helpers book --force`); another Chromium binary can be named with ISAFE_CHROMIUM"
+    "again (`python -m isafe_helpers book --pdf`); another Chromium binary can be named with ISAFE_CHROMIUM"
 )
 
 _LA_INDEX = re.compile(r"^book/las/(?P<la>[^/]+)\.html$")
@@ -208,8 +208,46 @@ def _resolve(page: str, href: str) -> tuple[str | None, str]:
     return target, parts.fragment
 
 
+def _nav_links(nav: Tag, page: str, html_dir: Path, part: str = "") -> list[BookPage]:
+    """The internal links of a navigation (or a branch of it) in order."""
+    out = []
+    for el in nav.find_all(["a", "p"]):
+        if el.name == "p":
+            if "caption" in el.get("class", []):
+                part = " ".join(el.get_text().split())
+            continue
+        if not {"reference", "internal"} <= set(el.get("class", [])):
+            continue
+        target, _ = _resolve(page, el.get("href", ""))
+        if target is None or not (html_dir / target).is_file():
+            continue
+        li = el.find_parent("li")
+        classes = " ".join(li.get("class", [])) if li else ""
+        hit = re.search(r"\btoctree-l(\d+)\b", classes)
+        level = int(hit.group(1)) if hit else 1
+        out.append(BookPage(target, " ".join(el.get_text().split()), level, part))
+    return out
+
+
+def _nav_of(path: Path) -> Tag | None:
+    """A page's navigation (``nav.bd-docs-nav``), parsed alone: the rest of the page is not read."""
+    text = path.read_text(encoding="utf-8")
+    start = text.find('<nav class="bd-docs-nav')
+    if start < 0:
+        start = text.find("bd-docs-nav")
+        start = text.rfind("<nav", 0, start) if start >= 0 else -1
+    if start < 0:
+        return None
+    end = text.find("</nav>", start)
+    return BeautifulSoup(text[start : end + 6], "html.parser").nav
+
+
 def book_pages(html_dir: str | Path) -> list[BookPage]:
-    """Every page of the built book in reading order, read from its root page's navigation.
+    """Every page of the built book in reading order, read from the navigation.
+
+    The root page's navigation gives the top level; a collapsed navigation
+    (``collapse_navbar``) shows a page's children only on that page, so each
+    page's own navigation is read for them in turn.
 
     Raises
     ------
@@ -222,23 +260,22 @@ def book_pages(html_dir: str | Path) -> list[BookPage]:
     nav = soup.select_one("nav.bd-docs-nav")
     if nav is None:
         raise PdfError(f"{html_dir / root} has no navigation (nav.bd-docs-nav): is it a Jupyter Book page?")
-    pages, seen, part = [], set(), ""
-    for el in nav.find_all(["a", "p"]):
-        if el.name == "p":
-            if "caption" in el.get("class", []):
-                part = " ".join(el.get_text().split())
-            continue
-        if not {"reference", "internal"} <= set(el.get("class", [])):
-            continue
-        a = el
-        target, _ = _resolve(root, a.get("href", ""))
-        if target is None or target in seen or not (html_dir / target).is_file():
-            continue
-        seen.add(target)
-        li = a.find_parent("li")
-        hit = re.search(r"\btoctree-l(\d+)\b", " ".join(li.get("class", [])) if li else "")
-        level = int(hit.group(1)) if hit else 1
-        pages.append(BookPage(target, " ".join(a.get_text().split()), level, part))
+    pages: list[BookPage] = []
+    seen: set[str] = set()
+
+    def visit(entries: list[BookPage]) -> None:
+        for page in entries:
+            if page.path in seen:
+                continue
+            seen.add(page.path)
+            pages.append(page)
+            own = _nav_of(html_dir / page.path)
+            here = own.select_one("a.current[href='#']") if own is not None else None
+            branch = here.find_parent("li").find("ul") if here is not None and here.find_parent("li") else None
+            if branch is not None:
+                visit([BookPage(p.path, p.title, p.level, page.part) for p in _nav_links(branch, page.path, html_dir)])
+
+    visit(_nav_links(nav, root, html_dir))
     return pages
 
 

@@ -16,6 +16,11 @@ from isafe_helpers.data import contract as C
 from isafe_helpers.outputs import NotOurs, foreign, inside
 from isafe_helpers.resources import BUILD, BUNDLED_DATA, DEFAULT_OUT, NOTEBOOKS, SOURCES
 
+PDF_HELP = (
+    "also print the book to PDF (the whole report and one per LA, into <build>/pdf) "
+    "with Debian's Chromium; without Chromium the HTML book is still built and the message says how to get it"
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="isafe", description=__doc__.split("\n")[0])
@@ -30,12 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-book", action="store_true", help="do not build the book afterwards")
     run.add_argument("--build", type=Path, default=BUILD, help="book build folder (default: _build/)")
     run.add_argument("--force", action="store_true", help="rerun every notebook even if its inputs are unchanged")
+    run.add_argument("--pdf", action="store_true", help=PDF_HELP)
     run.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help=argparse.SUPPRESS)
 
     book = sub.add_parser("book", help="build the book from a results folder")
     book.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: results/)")
     book.add_argument("--build", type=Path, default=BUILD, help="build folder (default: _build/)")
     book.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
+    book.add_argument("--pdf", action="store_true", help=PDF_HELP)
 
     synth = sub.add_parser("synth", help="write a synthetic ISAFE trial data root")
     synth.add_argument("--out", type=Path, required=True, help="new folder to write")
@@ -167,10 +174,10 @@ def check_paths(
     return None
 
 
-def _build(out: Path, build: Path, force: bool) -> int:
+def _build(out: Path, build: Path, force: bool, pdf: bool = False) -> int:
     from isafe_helpers.run.pipeline import book_is_current, mark_book
 
-    if not force and book_is_current(out, build):
+    if not force and book_is_current(out, build) and not (pdf and not (build / PDF_DIR).is_dir()):
         print(f"book: unchanged, {build / 'html' / 'index.html'}")
         return 0
     from isafe_helpers.publish.build import BookError, build_book
@@ -182,6 +189,33 @@ def _build(out: Path, build: Path, force: bool) -> int:
         return 1
     mark_book(out, build)
     print(f"book: {index}")
+    return _pdfs(out, build) if pdf else 0
+
+
+PDF_DIR = "pdf"
+
+
+def _pdfs(out: Path, build: Path) -> int:
+    """Print the built book to PDF into ``<build>/pdf``; without Chromium, say how to get the PDFs (exit 0)."""
+    from isafe_helpers.outputs import is_ours, mark
+    from isafe_helpers.publish.pdf import ChromiumMissing, PdfError, build_pdfs
+
+    folder = build / PDF_DIR
+    if folder.exists() and not is_ours(folder):
+        print(f"error: {NotOurs.__name__}: {folder} was not made by the handbook: no PDF was printed", file=sys.stderr)
+        return 1
+    folder.mkdir(exist_ok=True)
+    mark(folder)
+    try:
+        made = build_pdfs(build / "html", out, folder)
+    except ChromiumMissing as err:
+        print(f"PDF: not printed: {err}", file=sys.stderr)
+        return 0
+    except PdfError as err:
+        print(f"error: PDF: {err}", file=sys.stderr)
+        return 1
+    for path, pages in made:
+        print(f"pdf: {path} ({pages} pages)")
     return 0
 
 
@@ -227,7 +261,7 @@ def _cmd_run(args) -> int:
                     file=sys.stderr,
                 )
             clock = time.perf_counter()
-            book_status = 0 if args.no_book else _build(out, args.build.resolve(), args.force)
+            book_status = 0 if args.no_book else _build(out, args.build.resolve(), args.force, args.pdf)
             times["book"] = time.perf_counter() - clock
     except (Busy, NotOurs) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -249,7 +283,7 @@ def _cmd_book(args) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    return _build(args.out.resolve(), args.build.resolve(), args.force)
+    return _build(args.out.resolve(), args.build.resolve(), args.force, args.pdf)
 
 
 def _cmd_synth(args) -> int:

@@ -56,7 +56,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
@@ -177,6 +177,8 @@ class ValidatedRoot:
     warnings: list[str]
     digests: dict[str, dict[str, str]]
     saved: Path
+    notes: list[str] = field(default_factory=list)
+    la_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_synthetic(self) -> bool:
@@ -195,6 +197,8 @@ def save_validated(data: TrialData, out: Path, sig: list | None = None, key: str
         "fingerprint": data.fingerprint,
         "synthetic": data.synthetic,
         "warnings": list(data.warnings),
+        "notes": list(getattr(data, "notes", [])),
+        "la_names": dict(data.la_names),
         "digests": data_digests(data),
     }
     validated.save(data, out / VALIDATED, sig, key=key, summary=summary)

@@ -153,7 +153,8 @@ def tornado(views, share: float, price_year: int | None = None) -> tuple[plt.Fig
     ax.set_yticks(y, [text(n) for n in names])
     ax.set_ylim(len(names) - 0.5, -0.5)
     ax.set_xlabel(f"Cost per participant reached, {price_label(price_year)}")
-    ax.legend(loc="lower right", fontsize=11)
+    if np.isfinite(base):
+        ax.legend(loc="lower right", fontsize=11)
     parts = [f"{text(n)} £{num(a, 0)} to £{num(b, 0)}" for n, a, b in zip(names, lo, hi)]
     alt = (
         f"Tornado chart of the unit cost when each of the {len(names)} largest cost items moves by {share:.0%} "
