@@ -15,7 +15,13 @@ It prints a Markdown table and writes it to ``bench/RESULTS.md``:
     alone next to lme4 on the same data when ``Rscript`` with lme4 is
     present (and the largest differences between the two); randomisation
     inference with 5,000 permutations;
-(e) growth: the pooled impact strand and the model fit at three sizes.
+(e) growth: the pooled impact strand and the model fit at three sizes;
+(f) the whole handbook at national scale (150 LAs of 10 teams of 10 staff:
+    453 notebooks and a book of over 600 pages) with ``--jobs 2``: a cold
+    run, the same run with nothing changed, and a rerun after one cost value
+    of one LA changes (which notebooks rerun, and the incremental book).
+
+    .venv/bin/python bench/run_bench.py --national   # (f) only
 
 Nothing here asserts a time: the numbers are measured and printed.
 """
@@ -87,10 +93,9 @@ def cli(*args: str) -> list[str]:
 def fit_timing(root: Path) -> dict:
     """Time the primary model fit alone (median of 5) on the pooled confidence frame."""
     sys.path.insert(0, str(REPO))
-    from isafe_helpers.loading import load_root
-    from isafe_helpers.mixed import fit_formula_free
-
-    from isafe_helpers.impact import analysis_frame
+    from isafe_helpers.data.frames import analysis_frame
+    from isafe_helpers.data.loading import load_root
+    from isafe_helpers.stats.mixed import fit_formula_free
 
     data = load_root(root)
     df = analysis_frame(data, "confidence")
@@ -146,7 +151,7 @@ def lme4_timing(df, workdir: Path) -> dict | None:
 
 
 def ri_timing(data) -> tuple[float, int]:
-    from isafe_helpers.impact_robust import randomisation_inference
+    from isafe_helpers.impact.sensitivity import randomisation_inference
 
     t0 = time.perf_counter()
     res = randomisation_inference(data, "confidence", n_perm=5000)
@@ -155,11 +160,16 @@ def ri_timing(data) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="skip the national-scale parts (d) and (e)")
+    ap.add_argument("--quick", action="store_true", help="skip the national-scale parts (d), (e) and (f)")
+    ap.add_argument("--national", action="store_true", help="only (f), the whole handbook at national scale")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="isafe-bench-"))
     rows: list[tuple[str, str, str, str]] = []
+    growth: list = []
     try:
+        if args.national:
+            rows += national(tmp)
+            return write(rows, growth, "RESULTS-national.md")
         out, build = tmp / "out", tmp / "build"
         w, m, c = measure(cli("run", "--out", str(out), "--build", str(build)))
         rows.append(("(a) cold full run, bundled data (24 notebooks + book)", hm(w), f"{m:,.0f} MB", f"exit {c}"))
@@ -177,7 +187,6 @@ def main() -> None:
             rows.append((f"(c) notebooks only, --jobs {jobs}", hm(w), f"{m:,.0f} MB", f"exit {c}"))
         rows.append(("(c) speed-up of --jobs 2 over --jobs 1", f"{j[1] / j[2]:.2f}x", "", ""))
 
-        growth = []
         if not args.quick:
             for las in (15, 50, 150):
                 root = tmp / f"nat{las}"
@@ -250,9 +259,62 @@ def main() -> None:
                         rows.append(("(d) lme4 on the same data", "R/lme4 not found", "", ""))
                     ri_s, n_perm = ri_timing(ft["data"])
                     rows.append((f"(d) randomisation inference, {n_perm:,} permutations", f"{ri_s:.2f} s", "", ""))
+            rows += national(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    write(rows, growth, "RESULTS.md")
 
+
+def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
+    """(f): the whole handbook for ``las`` LAs, cold, unchanged, and after one cost value changes."""
+    root, out, build = tmp / "national", tmp / "national-out", tmp / "national-build"
+    subprocess.run(
+        cli("synth", "--out", str(root), "--las", str(las), "--teams-per-la", "10", "--staff-per-team", "10"),
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    run = cli("run", "--data", str(root), "--out", str(out), "--build", str(build), "--jobs", "2")
+    rows = []
+
+    def statuses() -> str:
+        tasks = json.loads((out / "run.json").read_text())["tasks"]
+        counts: dict[str, int] = {}
+        for t in tasks:
+            counts[t["status"]] = counts.get(t["status"], 0) + 1
+        return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+    w, m, c = measure(run)
+    pages = len(list((build / "html").rglob("*.html")))
+    rows.append(
+        (
+            f"(f) whole handbook, {las} LAs ({3 * (las + 1)} notebooks + book of {pages} HTML pages), cold, --jobs 2",
+            hm(w),
+            f"{m:,.0f} MB",
+            f"exit {c}; {statuses()}",
+        )
+    )
+    w, m, c = measure(run)
+    rows.append(("(f) the same again, nothing changed", hm(w), f"{m:,.0f} MB", f"exit {c}; {statuses()}"))
+    costs = root / "LA01" / "costs.csv"
+    lines = costs.read_text(encoding="utf-8").splitlines()
+    head, first = lines[0].split(","), lines[1].split(",")
+    col = head.index("amount_gbp") if "amount_gbp" in head else next(i for i, h in enumerate(head) if "gbp" in h)
+    first[col] = str(float(first[col]) + 100)
+    costs.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n", encoding="utf-8")
+    w, m, c = measure(run)
+    rows.append(
+        (
+            "(f) after one cost value of LA01 changes (notebooks rerun, book rebuilt incrementally)",
+            hm(w),
+            f"{m:,.0f} MB",
+            f"exit {c}; {statuses()}",
+        )
+    )
+    return rows
+
+
+def write(rows: list, growth: list, name: str) -> None:
     cpu = platform.processor() or platform.machine()
     lines = [
         f"Machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, {cpu}, "
@@ -273,8 +335,9 @@ def main() -> None:
         ]
     text = "\n".join(lines) + "\n"
     print(text)
-    (REPO / "bench" / "RESULTS.md").write_text(text)
-    (REPO / "bench" / "results.json").write_text(json.dumps({"rows": rows, "growth": growth}, indent=1) + "\n")
+    (REPO / "bench" / name).write_text(text)
+    stem = name.removesuffix(".md").lower()
+    (REPO / "bench" / f"{stem}.json").write_text(json.dumps({"rows": rows, "growth": growth}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -473,7 +473,7 @@ def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
         size += f", with {number(staff, 'people') if staff >= limit else '[c]'} staff at baseline,"
     glue = {"s_size_sentence": md(f"{size} were randomised within LA to ISAFE or to business as usual.")}
     if math.isfinite(plan_teams) and math.isfinite(plan_las):
-        glue["s_size_sentence"] += md(f" The protocol planned {plan_teams:.0f} teams in {plan_las:.0f} LAs.")
+        glue["s_size_sentence"] += " " + md(f"The protocol planned {plan_teams:.0f} teams in {plan_las:.0f} LAs.")
     mdes = look.value("impact", "power", primary, "mdes")
     plan = look.value("impact", "power", primary, "mdes_protocol_plan")
     glue["s_mdes_sentence"] = md(

@@ -8,6 +8,8 @@ its alt text.
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -86,32 +88,44 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
     total_teams = sum(t.loc["allocated", f"teams_{a}"] for a in ("treatment", "control"))
     box(5, 9.35, f"Randomised within {n_las} LA(s): {total_teams:,.0f} teams", w=6, fc="0.93")
     rows = [r for r in ("allocated", "followed_up", "analysed") if r in t.index]
-    ys = dict(zip(rows, [7.6, 5.1, 2.2][: len(rows)]))
+    ys = dict(zip(rows, [7.7, 4.9, 2.0][: len(rows)]))
     side = [r for r in t.index if r not in rows]
     parts = []
     for x, arm in ((2.5, "treatment"), (7.5, "control")):
-        arrow(5, 8.8, x, 8.2)
+        arrow(5, 8.75, x, 8.5)
         prev = None
         for stage in rows:
             lab = t.loc[stage, "stage"]
-            box(x, ys[stage], f"{label(arm)}: {lab}\n{teams(stage, arm)}{staff(stage, arm)} staff")
+            box(
+                x,
+                ys[stage],
+                textwrap.fill(f"{label(arm)}: {lab}", 36) + f"\n{teams(stage, arm)}{staff(stage, arm)} staff",
+                h=1.5,
+            )
             if prev is not None:
-                arrow(x, ys[prev] - 0.65, x, ys[stage] + 0.65)
+                arrow(x, ys[prev] - 0.8, x, ys[stage] + 0.8)
             prev = stage
             parts.append(f"{label(arm)} {lab.lower()}: {teams(stage, arm)}{staff(stage, arm)} staff")
-        for j, stage in enumerate(side):
-            lab = t.loc[stage, "stage"]
-            ax.text(
-                x,
-                3.65 - 0.55 * j if len(rows) > 2 else 6.3,
-                f"{lab}: {staff(stage, arm)} staff",
-                ha="center",
-                va="center",
-                fontsize=10,
-                color="0.2",
-                bbox=dict(fc="white", ec="none"),
-            )
-            parts.append(f"{label(arm)} {lab.lower()}: {staff(stage, arm)} staff")
+        # stages beside the flow: receiving the programme and loss to follow-up between allocation and
+        # follow-up, the rest between follow-up and analysis; each label wrapped to stay within its arm
+        upper = [s for s in side if s in ("received", "lost_to_follow_up")]
+        lower = [s for s in side if s not in upper]
+        for stages, top in ((upper, 6.6), (lower, 3.45)):
+            for j, stage in enumerate(stages):
+                if stage == "received" and arm == "control":
+                    continue  # the control arm is not offered the programme
+                lab = t.loc[stage, "stage"]
+                ax.text(
+                    x,
+                    top - 0.6 * j if len(rows) > 2 else 6.3 - 0.62 * j,
+                    textwrap.fill(f"{lab}: {staff(stage, arm)} staff", 34),
+                    ha="center",
+                    va="center",
+                    fontsize=10,
+                    color="0.2",
+                    bbox=dict(fc="white", ec="none", pad=0.5),
+                )
+                parts.append(f"{label(arm)} {lab.lower()}: {staff(stage, arm)} staff")
     alt = (
         f"Trial flow diagram for the {text(label(outcome)).lower()} analysis: {total_teams:,.0f} teams randomised "
         f"within {n_las} LA(s). " + "; ".join(parts) + "."
