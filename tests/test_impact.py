@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from isafe_helpers import impact
+from isafe_helpers.config import threshold
 from isafe_helpers.data.loading import load_root
 from isafe_helpers.impact import casefiles
 from isafe_helpers.impact import compliance as impact_cace
@@ -17,7 +18,10 @@ from isafe_helpers.impact import flow as impact_flow
 from isafe_helpers.impact import primary_model as primary_mod
 from isafe_helpers.impact import sensitivity as impact_robust
 from isafe_helpers.impact import subgroups as impact_moderators
+from isafe_helpers.publish import report
 from isafe_helpers.publish.figures import impact as fig
+from isafe_helpers.publish.ledger import Ledger
+from isafe_helpers.results.labels import label
 from isafe_helpers.stats import gee
 
 CONTRACT = {
@@ -32,14 +36,22 @@ CONTRACT = {
 }
 
 
+def published(*tabs):
+    """The tables' views as a page publishes them (:func:`report.views` under a fresh ledger)."""
+    ledger = Ledger(threshold())
+    keys = [ledger.register(t, f"test/figure/{j}") for j, t in enumerate(tabs)]
+    return report.views(report.Spec("figure-1", "figure", 1, list(tabs)), ledger.solve(), keys)
+
+
 def _all_rows(data):
     primary = impact.primary_all(data)
     rob = impact_robust.robustness(data, n_perm=200, n_imputations=2)
     mods = impact_moderators.moderators(data)
     flow = impact_flow.trial_flow(data)
-    fig.consort(flow)
-    fig.experience_moderation(mods.curves)
-    fig.effect_sizes(primary)
+    # each figure drawn as a page draws it: from its tables' published views, withheld values NaN
+    fig.consort(published(flow.table()), n_las=flow.n_las, outcome=flow.outcome)
+    fig.experience_moderation(published(fig.curve_table(mods.curves)))
+    fig.effect_sizes(published(primary.table()))
     rows = (
         primary.rows()
         + impact.casefile(data).rows()
@@ -95,7 +107,9 @@ def test_an_la_with_every_team_in_one_arm_is_reported_not_crashed(small_root):
         & rows["estimate"].isna()
     ]
     assert len(est) and est["note"].str.startswith("not estimable").all()
-    assert primary.table().data["note"].str.startswith("not estimable").all()
+    shown = primary.table()  # compact: no note column; each outcome's reason is among the table's notes
+    assert shown.data[["effect", "hedges_g"]].isna().all().all()
+    assert all(f"{label(p.outcome)}: {p.note}." in shown.notes and p.note.startswith("not estimable") for p in primary)
     assert "not estimable" in impact.convergence_message(primary)
 
 
@@ -114,8 +128,10 @@ def test_non_convergence_is_never_silent(trial, monkeypatch):
     rows = pd.DataFrame(r.rows())
     assert rows["note"].str.contains("did not converge").all()
     assert rows["estimate"].notna().all()  # estimates.csv keeps the numbers, with the note
-    shown = primary_mod.PrimaryAnalysis([r]).table().data
-    assert shown["note"].str.startswith("not available: did not converge").all()
+    table = primary_mod.PrimaryAnalysis([r]).table()
+    shown = table.data
+    # the compact table has no note column: the reason is among its notes
+    assert f"{label(r.outcome)}: not available: {r.note}." in table.notes and r.note.startswith("did not converge")
     number_cols = ["effect", "ci_low", "ci_high", "p_value", "hedges_g", "g_ci_low", "g_ci_high", "icc"]
     assert shown[number_cols].isna().all().all()  # the table withholds them
     assert "Confidence in engaging fathers (did not converge" in impact.convergence_message([r])

@@ -10,10 +10,13 @@ import pytest
 from tiny import standard_root
 
 from isafe_helpers import impact
+from isafe_helpers.config import threshold
 from isafe_helpers.data import frames
 from isafe_helpers.data.loading import load_root
 from isafe_helpers.impact import flow as F
+from isafe_helpers.publish import report
 from isafe_helpers.publish.figures import impact as fig
+from isafe_helpers.publish.ledger import Ledger
 
 #: WWC Standards Handbook v4.0, Table II.1, as printed (overall attrition %: cautious / optimistic boundary).
 WWC_TABLE = """
@@ -146,7 +149,11 @@ def test_flow_counts_lost_participants(small_root):
     assert t["lost_to_follow_up"] >= 3
     assert t["followed_up"] + t["lost_to_follow_up"] == t["allocated"]
     assert t["analysed"] + t["excluded_from_analysis"] == t["followed_up"]
-    assert fig.consort(flow) is not None  # draws offline without error
+    # drawn as the page draws it, from the flow table's published view (withheld counts NaN)
+    table, ledger = flow.table(), Ledger(threshold())
+    keys = [ledger.register(table, "test/consort/0")]
+    views = report.views(report.Spec("figure-1", "figure", 1, [table]), ledger.solve(), keys)
+    assert fig.consort(views, n_las=flow.n_las, outcome=flow.outcome) is not None  # draws offline without error
 
 
 def test_hedges_and_cox_by_hand():

@@ -9,12 +9,22 @@ import pytest
 from scipy import stats
 
 from isafe_helpers import impact
+from isafe_helpers.config import threshold
 from isafe_helpers.data import frames
 from isafe_helpers.data.loading import load_root
 from isafe_helpers.impact import heterogeneity
 from isafe_helpers.impact import subgroups as M
+from isafe_helpers.publish import report
 from isafe_helpers.publish.figures import impact as fig
+from isafe_helpers.publish.ledger import Ledger
 from isafe_helpers.stats import meta
+
+
+def published(*tabs, las=None):
+    """The tables' views as a page publishes them (:func:`report.views` under a fresh ledger)."""
+    ledger = Ledger(threshold())
+    keys = [ledger.register(t, f"test/figure/{j}", las) for j, t in enumerate(tabs)]
+    return report.views(report.Spec("figure-1", "figure", 1, list(tabs)), ledger.solve(), keys)
 
 
 def test_cochran_q_by_hand_and_against_statsmodels():
@@ -65,7 +75,7 @@ def test_per_la_effects_are_each_las_own_primary_model_to_the_last_bit(trial, he
     rows = pd.DataFrame(het.rows())
     assert {"per_la", "heterogeneity_la"} == set(rows["analysis"])
     assert {"wald_f_arm_x_la", "cochran_q", "i_squared_pct"} <= set(rows["quantity"])
-    fig.la_forest(het)
+    fig.la_forest(published(fig.per_la_table(het), las=trial.las))
 
 
 def test_a_per_la_fit_that_did_not_converge_is_kept_in_the_rows_and_not_shown(trial, monkeypatch):
@@ -95,7 +105,7 @@ def test_small_las_are_withheld_and_one_la_has_no_comparison(trial, monkeypatch)
     h = heterogeneity.la_heterogeneity(trial, impact.primary_all(trial), M.moderators(trial))
     local = h.per_la[h.per_la["la"] != "pooled"]
     assert local["withheld"].all() and local["estimate"].isna().all()
-    fig.la_forest(h)
+    fig.la_forest(published(fig.per_la_table(h), las=trial.las))
     one = heterogeneity.la_heterogeneity(trial.for_scope("LA01"), [], M.moderators(trial.for_scope("LA01")))
     assert not one.estimable and one.rows() == [] and "one LA" in one.message
 
@@ -108,9 +118,10 @@ def test_change_summary_is_summaries_only_and_its_figure_withholds_under_thresho
     assert r["n"] == len(ch) and r["mean"] == pytest.approx(ch.mean())
     assert [r["p_low"], r["median"], r["p_high"]] == pytest.approx(list(np.percentile(ch, [10, 50, 90])))
     assert {"min", "max", "values"}.isdisjoint(s.columns)
-    fig.change_distributions(s)
+    fig.change_distributions(published(fig.change_table(s), las=trial.las))
     monkeypatch.setenv("ISAFE_DISCLOSURE_THRESHOLD", str(len(ch) + 1000))
-    f = fig.change_distributions(s)
+    f, alt = fig.change_distributions(published(fig.change_table(s), las=trial.las))
+    assert "median" not in alt and "withheld" in alt
     texts = [t.get_text() for ax in f.axes for t in ax.texts]
     assert texts and all("withheld" in t for t in texts)
     assert not any(ax.patches or ax.lines[1:] for ax in f.axes if ax.get_visible() and ax.texts)

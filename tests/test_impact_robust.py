@@ -167,7 +167,14 @@ def test_rubin_rules_by_hand():
 
 
 def test_mi_without_missing_data_equals_complete_case(small_root):
-    """No missing score: every imputation is the data, so MI returns the primary estimate."""
+    """No missing score: nothing is imputed, every completed data set is the data, so MI is the complete-case fit.
+
+    No imputation model is built and no team variance is drawn (the draws happen only for a wave with missing
+    scores), so MI pools identical fits: the primary model's estimate with the *conventional* REML SE of that
+    same fit. MI pools model-based variances with the Satterthwaite complete-data df, whereas the primary
+    result's ``se`` is Kenward-Roger, so the comparison is with ``sat_se`` / ``sat_df``; with no between-
+    imputation variance the df is Barnard-Rubin's at lambda = 0, ``(nu + 1) / (nu + 3) * nu``.
+    """
     data = load_root(small_root).for_scope("trial")
     d = R.mi_frame(data, "confidence")
     keep = d.dropna(subset=["baseline", "followup"])["participant_id"]
@@ -176,7 +183,10 @@ def test_mi_without_missing_data_equals_complete_case(small_root):
     pr = impact.primary(data, "confidence")
     assert mi.n_missing_followup == 0 and mi.n_missing_baseline == 0
     assert mi.estimate == pytest.approx(pr.estimate, rel=1e-8)
-    assert mi.se == pytest.approx(pr.se, rel=1e-8)
+    assert mi.se == pytest.approx(pr.sat_se, rel=1e-8)
+    assert mi.fmi == 0
+    nu = pr.sat_df
+    assert mi.df == pytest.approx((nu + 1) / (nu + 3) * nu, rel=1e-8)
 
 
 def test_mi_recovers_complete_data_estimate_under_mcar():

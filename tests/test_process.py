@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import stats
 from tiny import COSTS_HEAD, TARGETS, make_root, standard_root
 
 from isafe_helpers import process
-from isafe_helpers.data.loading import load_root
+from isafe_helpers.data.loading import DataValidationError, load_root
 from isafe_helpers.stats import proportions
 
 COSTS = COSTS_HEAD + "t,trainer_fees,delivery,developer,1,item,10,2023\n"
@@ -68,10 +70,33 @@ def test_places_filled_is_named_so_and_sums_every_component(data):
     assert not [k for k in rows if k[1] == "all" and k[2] == "reach_pct"]
 
 
-def test_places_filled_is_not_computed_when_a_component_has_attendees_but_no_audience(tmp_path):
+NO_TARGET_RULE = "is offered in attendance but has no row in the LA's ipe_targets: give its intended_n"
+
+
+def _without_target(data, la, component):
+    """``data`` with the ipe_targets row of (``la``, ``component``) taken out after validation:
+    the loader refuses such a root, so this is how reach's own guard is reached."""
+    tgt = data.ipe_targets
+    keep = ~((tgt["la"] == la) & (tgt["component"] == component))
+    return dataclasses.replace(data, tables={**data.tables, "ipe_targets": tgt[keep].reset_index(drop=True)})
+
+
+def test_attendees_without_an_intended_audience_are_refused_by_the_validator(tmp_path):
     att = "person_id,component,attended\nLA01-P1,father_engagement,true\nLA01-M1,champion,true\n"
     targets = "component,intended_n\nfather_engagement,2\nmotivational_interviewing,4\n"
-    res = process.reach(load_root(make_root(tmp_path, "LA01", att, targets, None, None, COSTS)))
+    with pytest.raises(DataValidationError) as err:
+        load_root(make_root(tmp_path, "LA01", att, targets, None, None, COSTS))
+    assert [(p.file, p.row, p.column, p.value, p.rule) for p in err.value.problems] == [
+        ("LA01/attendance.csv", 3, "component", "champion", NO_TARGET_RULE)
+    ]
+    assert NO_TARGET_RULE in str(err.value)
+
+
+def test_places_filled_is_not_computed_when_a_component_has_attendees_but_no_audience(tmp_path):
+    att = "person_id,component,attended\nLA01-P1,father_engagement,true\nLA01-M1,champion,true\n"
+    targets = "component,intended_n\nfather_engagement,2\nmotivational_interviewing,4\nchampion,1\n"
+    data = _without_target(load_root(make_root(tmp_path, "LA01", att, targets, None, None, COSTS)), "LA01", "champion")
+    res = process.reach(data)
     t = res.frame.set_index("component")
     assert t.loc["champion", "flag"] == "no intended audience given" and np.isnan(t.loc["champion", "reach_pct"])
     assert np.isnan(t.loc["places_filled", "reach_pct"])
@@ -79,12 +104,23 @@ def test_places_filled_is_not_computed_when_a_component_has_attendees_but_no_aud
     assert t.loc["father_engagement", "reach_pct"] == pytest.approx(50.0)
 
 
-def test_pooled_reach_flags_an_la_with_attendees_but_no_audience(tmp_path):
+def test_pooled_attendees_without_an_intended_audience_are_refused_by_the_validator(tmp_path):
     att = "person_id,component,attended\n{la}-M1,champion,true\n"
     make_root(tmp_path, "LA01", att.format(la="LA01"), TARGETS, None, None, COSTS)
     no_champion = TARGETS.replace("champion,1\n", "")
     root = make_root(tmp_path, "LA02", att.format(la="LA02"), no_champion, None, None, COSTS)
-    t = process.reach(load_root(root)).frame.set_index("component")
+    with pytest.raises(DataValidationError) as err:
+        load_root(root)
+    assert [(p.file, p.row, p.column, p.value, p.rule) for p in err.value.problems] == [
+        ("LA02/attendance.csv", 2, "component", "champion", NO_TARGET_RULE)
+    ]
+
+
+def test_pooled_reach_flags_an_la_with_attendees_but_no_audience(tmp_path):
+    att = "person_id,component,attended\n{la}-M1,champion,true\n"
+    make_root(tmp_path, "LA01", att.format(la="LA01"), TARGETS, None, None, COSTS)
+    root = make_root(tmp_path, "LA02", att.format(la="LA02"), TARGETS, None, None, COSTS)
+    t = process.reach(_without_target(load_root(root), "LA02", "champion")).frame.set_index("component")
     assert t.loc["champion", "flag"].startswith("LA02: attendees but no intended audience")
     assert t.loc["champion", "reach_pct"] == pytest.approx(200.0)  # 2 attendees over LA01's 1: as the contract sums
     assert np.isnan(t.loc["places_filled", "reach_pct"]) and "champion" in t.loc["places_filled", "flag"]
@@ -198,8 +234,11 @@ def test_reach_table_labels_say_what_each_row_counts(data):
     assert t.data["component"].iloc[-1].startswith("All components: places filled")
     assert any("not a share of people" in n for n in t.notes)
     kinds = {c.key: c.kind for c in t.columns}
-    assert kinds["attendees"] == kinds["intended_n"] == "people"
-    assert all(t.col(k).base == "intended_n" for k in ("reach_pct", "ci_low", "ci_high"))
+    # attendees are people; the intended audience is a count of places, not of people
+    assert kinds["attendees"] == "people" and kinds["intended_n"] == "int"
+    assert "places" in t.col("intended_n").label.lower()
+    # a reach percentage gives back its attendee count (places are no people base)
+    assert all(t.col(k).reveals == "attendees" for k in ("reach_pct", "ci_low", "ci_high"))
 
 
 # --------------------------------------------------------------------------
@@ -289,7 +328,19 @@ def feedback_root(tmp_path):
         "LA01-X9,father_engagement,3,,,\n"
         "LA01-P3,motivational_interviewing,5,,,\nLA01-P3,motivational_interviewing,3,,,\n"
     )
-    return make_root(tmp_path, "LA01", "person_id,component,attended\n", TARGETS, fb, None, COSTS)
+    # the same people attended what they rated (an LA with treatment teams returns attendance rows)
+    att = "person_id,component,attended\n" + "".join(
+        f"LA01-{p},{c},true\n"
+        for p, c in (
+            ("P1", "father_engagement"),
+            ("P1", "motivational_interviewing"),
+            ("P2", "father_engagement"),
+            ("P2", "motivational_interviewing"),
+            ("X9", "father_engagement"),
+            ("P3", "motivational_interviewing"),
+        )
+    )
+    return make_root(tmp_path, "LA01", att, TARGETS, fb, None, COSTS)
 
 
 def test_satisfaction_per_component_is_over_distinct_respondents(feedback_root):
@@ -421,7 +472,11 @@ def test_themes_are_counts_only_when_coded(tmp_path, data):
         FB_HEAD.strip() + ",theme\n" + "LA01-P1,father_engagement,5,,,secret words,practical\n"
         "LA01-P2,father_engagement,4,,,,practical\nLA01-P2,motivational_interviewing,4,,,,too_long\n"
     )
-    r2 = make_root(tmp_path / "b", "LA01", "person_id,component,attended\n", TARGETS, fb, None, COSTS)
+    att = (
+        "person_id,component,attended\n"
+        "LA01-P1,father_engagement,true\nLA01-P2,father_engagement,true\nLA01-P2,motivational_interviewing,true\n"
+    )
+    r2 = make_root(tmp_path / "b", "LA01", att, TARGETS, fb, None, COSTS)
     res = process.themes(load_root(r2))
     t = res.frame.set_index(["theme", "component"])
     assert t.loc[("practical", "father_engagement"), "count"] == 2

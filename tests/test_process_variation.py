@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from tiny import COSTS_HEAD, TARGETS, make_root, standard_root
 
@@ -73,22 +74,45 @@ def test_reach_vs_impact_finds_the_run_through_the_pipeline_marker(three, tmp_pa
     assert cmp.found == ["LA02"] and cmp.rows() == []  # one LA: no correlation
 
 
+def _views(*tabs):
+    """The tables' views as :func:`isafe_helpers.publish.report.views` gives them when nothing is withheld:
+    the declared columns, numbers as floats."""
+    out = []
+    for t in tabs:
+        declared = [c.key for c in t.columns] + [p for c in t.columns if c.kind == "ci" for p in c.parts]
+        data = t.data.reset_index(drop=True)[list(dict.fromkeys(declared))].copy()
+        for c in t.columns:
+            if c.kind != "text":
+                for col in (c.key, *(c.parts or ())):
+                    data[col] = pd.to_numeric(data[col], errors="coerce").astype(float)
+        out.append(data)
+    return out
+
+
 def test_figures_build_for_la_and_pooled_scopes(three, tmp_path):
     std = load_root(standard_root(tmp_path))
     for d in (three, std):
         r = process.reach(d)
         sat = process.satisfaction(d)
         fid = process.fidelity(d)
-        uc = cost.unit_cost(d)
-        sens = cost.sensitivity(d)
+        year = cost.report_price_year(d)
+        uc = cost.unit_cost(d, price_year=year)
+        sens = cost.sensitivity(d, price_year=year)
+        by_la = [r.table("by_la")] if len(d.las) > 1 else []
+        pooled = [uc.table()] if len(d.las) > 1 else []
         figs = [
-            figures.process.reach(r.frame, r.frames["by_la"]),
-            figures.process.satisfaction_diverging(sat.frames["distribution"]),
-            figures.process.dose_outcome(process_variation.dose_outcome(d).frame),
-            figures.cost.cost_by_la(uc.category_by_la, uc.price_year),
-            figures.cost.unit_cost_bands(uc.by_la, sens.base_cost, uc.price_year),
-            figures.cost.tornado(sens.frame, sens.base_cost, uc.price_year),
+            figures.process.reach(_views(r.table(), *by_la)),
+            figures.process.dose_outcome(_views(process_variation.dose_outcome(d).table())),
+            figures.cost.cost_by_la(_views(figures.cost.category_table(uc.category_by_la, year)), price_year=year),
+            figures.cost.unit_cost_bands(_views(uc.la_table(), *pooled), price_year=year),
+            figures.cost.tornado(
+                _views(figures.cost.tornado_table(sens), uc.table()), share=cost.SENSITIVITY_SHARE, price_year=year
+            ),
         ]
+        if not d.feedback.empty:
+            dist = figures.process.distribution_table(sat.frames["distribution"])
+            figs.append(figures.process.satisfaction_diverging(_views(dist)))
         if len(fid.frames["sessions"]):
-            figs.append(figures.process.fidelity_heatmap(fid.frames["by_la"]))
-        assert all(isinstance(f, plt.Figure) for f in figs)
+            figs.append(figures.process.fidelity_heatmap(_views(figures.process.fidelity_table(fid.frames["by_la"]))))
+        assert all(isinstance(f, plt.Figure) for f, _ in figs)
+        assert all(isinstance(alt, str) and alt.strip() for _, alt in figs)

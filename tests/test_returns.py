@@ -204,16 +204,22 @@ def test_ignored_files_take_one_line(small_root, capsys):
 
 
 def test_a_linked_la_folder_is_fingerprinted(small_root):
-    from isafe_helpers.run.pipeline import task_inputs
+    from isafe_helpers.run.pipeline import data_digests, task_inputs
 
     linked_la(small_root)
-    before = load_root(small_root).fingerprint
-    args = (small_root, "trial", "cost", REPO / "notebooks", "code", small_root.parent / "out")
-    inputs = task_inputs(*args)
-    target = small_root.parent / "elsewhere" / "LA02" / "costs.csv"
-    target.write_text(target.read_text().replace("2023", "2023", 1) + "\n")
-    assert load_root(small_root).fingerprint != before
-    assert task_inputs(*args) != inputs  # the pooled scope reruns
+    before = load_root(small_root)
+    args = ("trial", "cost", REPO / "notebooks", "code", small_root.parent / "out")
+    inputs = task_inputs(*args, data_digests(before), small_root)
+    la01 = ("LA01", *args[1:])
+    la01_inputs = task_inputs(*la01, data_digests(before), small_root)
+    # change one cost in the folder the link points to (task inputs follow the data read, not the bytes)
+    costs = read(small_root.parent / "elsewhere", "LA02/costs.csv")
+    costs.loc[0, "unit_cost_gbp"] = str(float(costs.loc[0, "unit_cost_gbp"]) + 1)
+    write(small_root.parent / "elsewhere", "LA02/costs.csv", costs)
+    after = load_root(small_root)
+    assert after.fingerprint != before.fingerprint
+    assert task_inputs(*args, data_digests(after), small_root) != inputs  # the pooled scope reruns
+    assert task_inputs(*la01, data_digests(after), small_root) == la01_inputs  # LA01's pages do not
 
 
 # --------------------------------------------------------------------------
@@ -783,13 +789,15 @@ def test_template_carries_the_instruments_items_and_themes(tmp_path, capsys):
 
 def test_data_dictionary_describes_every_rule():
     from isafe_helpers.publish.book import data_dictionary_markdown
+    from isafe_helpers.publish.escape import html_text
 
     page = data_dictionary_markdown()
     for rule in (*C.READING_RULES, *C.VALUE_RULES, *C.CROSS_FILE_RULES, *C.REPORT_RULES):
         assert rule in page
+    # each file's columns are an HTML table whose cells are escaped (so ">= 0" reads "&gt;= 0" in the source)
     for spec in SPECS.values():
         for f in spec.fields:
-            assert f.rule() in page
+            assert html_text(f.rule()) in page
     assert ", ".join(f"`{t}`" for t in C.DEFAULT_THEMES) in page
     assert "template --out returns.xlsx" in page
 

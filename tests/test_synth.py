@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from isafe_helpers.data.la_info import FILENAME as LA_INFO
+from isafe_helpers.data.la_info import la_names
 from isafe_helpers.data.synth import NOTE, SURVEY_ITEMS, generate
 
 FILES = {
@@ -88,7 +90,10 @@ def test_default_design(default_root, tables):
     las = _la_dirs(default_root)
     assert [p.name for p in las] == [f"LA{i:02d}" for i in range(1, 8)]
     for la in las:
-        assert sorted(p.name for p in la.iterdir()) == sorted(f"{n}.csv" for n in FILES)
+        # the data files, and the LA's la.yml naming it (an invented name: isafe_helpers.data.la_info)
+        assert sorted(p.name for p in la.iterdir()) == sorted([*(f"{n}.csv" for n in FILES), LA_INFO])
+    names = la_names(default_root, [la.name for la in las])
+    assert sorted(names) == [la.name for la in las] and len(set(names.values())) == len(las)
     teams = tables["teams"]
     assert len(teams) == 63
     assert teams["arm"].value_counts().to_dict() == {"control": 32, "treatment": 31}

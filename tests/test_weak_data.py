@@ -50,7 +50,10 @@ def test_weak_data_run_goes_on_and_says_why(weak_root, tmp_path, capsys):
     assert te["note"].str.contains("not estimable").all()
     trial = read_estimates(out / "trial" / "estimates.csv")
     freq = trial[(trial["analysis"] == "primary") & (trial["outcome"] == "strategy_frequency")]
-    assert freq["estimate"].isna().all() and (freq["note"] != "").all()
+    # the per-arm analysed counts are counts, not estimates: nobody answered, so none was analysed
+    counted = freq["quantity"].isin(["analysed_treatment", "analysed_control"])
+    assert counted.sum() == 2 and (freq.loc[counted, "estimate"] == 0).all()
+    assert freq.loc[~counted, "estimate"].isna().all() and (freq["note"] != "").all()
     conf = trial[
         (trial["analysis"] == "primary")
         & (trial["outcome"] == "confidence")

@@ -457,7 +457,13 @@ class PrimaryAnalysis(ResultSet):
                 else f"{label(CASEFILE_OUTCOME)} (secondary): no p-value (see the case-file table)."
             )
         if any(r.withheld for r in self.results):
-            notes.append("[x] where a model did not converge: its estimate is not shown (the note says why).")
+            notes.append(
+                "[x] where a model did not converge: its estimate is not shown (the note on that outcome below says why)."
+            )
+        # the compact table has no note column, so each outcome that could not be reported says why here
+        for r in self.results:
+            if r.note:
+                notes.append(f"{label(r.outcome)}: {'not available: ' if r.withheld else ''}{r.note}.")
         return notes
 
     def table(self) -> Table:

@@ -99,6 +99,15 @@ def multiple_imputation(
     never held fixed. The primary model is fitted to each completed data set
     and the results pooled by Rubin's rules with Barnard-Rubin degrees of
     freedom (complete-data df: the mean Satterthwaite df of the fits).
+
+    With no missing score there is nothing to impute: no imputation model is
+    fitted and nothing is drawn, so every completed data set is the observed
+    data and the result is the complete-case primary model. Its estimate is
+    the primary estimate and its SE that fit's conventional (model-based
+    REML) SE, the primary result's ``sat_se``: MI pools conventional
+    variances, whereas the primary table reports Kenward-Roger inference.
+    The df is Barnard-Rubin's at zero between-imputation variance,
+    ``(nu + 1) / (nu + 3) * nu`` with ``nu`` the Satterthwaite df.
     """
     df = mi_frame(data, outcome)
     res = MIResult(outcome, len(df), df["team_id"].nunique(), n_imputations=n_imputations)

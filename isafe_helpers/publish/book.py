@@ -573,6 +573,22 @@ def stage(results: Path, stage_dir: Path) -> dict:
         ),
         **_design_glue(look, run, limit),
     }
+    # a pooled strand whose notebook failed: the summary says so, and its sentences say why they are empty
+    instead = {
+        "impact": {
+            "s_primary_sentence": "The primary outcome's estimate",
+            "s_secondary_sentence": "The secondary outcomes' estimates",
+        },
+        "process": {"s_reach_sentence": "The reach figure", "s_satisfaction_sentence": "The satisfaction figure"},
+        "cost": {"s_cost_sentence": "The cost per participant"},
+    }
+    notes = []
+    for strand, message in S.failed_strands(run).items():
+        notes.append(f"The pooled {strand} notebook failed in this run, so its results are not shown: {message}")
+        for name, what in instead.get(strand, {}).items():
+            verb = "are" if what.endswith("estimates") else "is"
+            glue[name] = md(f"{what} {verb} not available: the pooled {strand} notebook failed in this run.")
+    glue["s_failed_note"] = md(" ".join(notes))
     glue["s_security_sentence"] = md(
         "The summary page's security table sets out the design, the power achieved against the plan, attrition, "
         "baseline balance and the robustness checks of the primary outcome."

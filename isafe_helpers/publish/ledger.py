@@ -78,6 +78,8 @@ class Plan:
     limit: int
     values: dict[str, float]
     unprotectable: list[Relation] = field(default_factory=list)
+    #: counts published whatever their size (the trial flow CONSORT requires)
+    exempt: set[str] = field(default_factory=set)
 
     def hidden(self, key: str | None) -> bool:
         return key is not None and key in self.suppressed
@@ -239,7 +241,7 @@ class Ledger:
                     break
             if not changed:
                 break
-        return Plan(supp, self.limit, dict(self.values), unprotectable)
+        return Plan(supp, self.limit, dict(self.values), unprotectable, set(self.exempt))
 
     def _second(self, r: Relation, supp: set[str]) -> str | None:
         """The cell to suppress next in ``r``: the smallest free part, else the total (never an exempt count).

@@ -172,7 +172,10 @@ def render(
             v = html.escape(cells.loc[i, c.key])
             tag = "th" if j == 0 and c.kind == "text" else "td"
             scope = ' scope="row"' if tag == "th" else ""
-            tds.append(f'<{tag}{scope} class="{_align(c)}">{v}</{tag}>')
+            cls = _align(c)
+            if c.kind == "people" and plan is not None and (keys or {}).get((i, c.key)) in plan.exempt:
+                cls += " exempt"  # a trial-flow count, published whatever its size
+            tds.append(f'<{tag}{scope} class="{cls}">{v}</{tag}>')
         body.append("<tr>" + "".join(tds) + "</tr>")
     caption = html.escape(table.caption)
     if number_ is not None:
@@ -191,5 +194,8 @@ def render(
 
 
 def _align(c: Col) -> str:
-    """The cell's classes: alignment, and ``people`` for a count of people (tests and styles find them)."""
+    """The cell's classes: alignment, and ``people`` for a count of people (tests and styles find them).
+
+    :func:`render` adds ``exempt`` to a count the ledger publishes whatever its size (the trial flow).
+    """
     return "text" if c.kind == "text" else ("num people" if c.kind == "people" else "num")

@@ -74,8 +74,11 @@ def _load(root: Path, out: Path | None = None, report: Path | None = None):
     root's bytes and the code are unchanged; warnings and notes are printed.
 
     The validator is imported only when a root must be validated (a rerun on
-    unchanged data reuses the saved validation without it).
+    unchanged data reuses the saved validation without it). A ``report`` is
+    written whether the root passes or not, so its writer is imported for both.
     """
+    if report is not None:
+        from isafe_helpers.data.loading import problems_csv
     try:
         if out is None:
             from isafe_helpers.data.loading import load_root
@@ -90,8 +93,6 @@ def _load(root: Path, out: Path | None = None, report: Path | None = None):
 
         if not isinstance(err, DataValidationError):
             raise
-        from isafe_helpers.data.loading import problems_csv
-
         for n in err.notes:
             print(f"note: {n}", file=sys.stderr)
         print(err.report(), file=sys.stderr)

@@ -96,7 +96,18 @@ DEPENDS_ON: dict[str, str] = {"process": "impact"}
 #: and ``TrialData`` fields. ``tests/test_pipeline_inputs.py`` runs every
 #: notebook on data that records what is read and checks this list covers it.
 READS: dict[str, tuple[str, ...]] = {
-    "impact": ("teams", "participants", "survey", "casefile_audit", "attendance", "instrument", "las", "synthetic"),
+    "impact": (
+        "teams",
+        "participants",
+        "survey",
+        "casefile_audit",
+        "attendance",
+        "instrument",
+        "protocol",
+        "las",
+        "la_names",
+        "synthetic",
+    ),
     "process": (
         "teams",
         "participants",
@@ -107,9 +118,20 @@ READS: dict[str, tuple[str, ...]] = {
         "ipe_targets",
         "instrument",
         "las",
+        "la_names",
         "synthetic",
     ),
-    "cost": ("teams", "participants", "attendance", "ipe_targets", "costs", "deflators", "las", "synthetic"),
+    "cost": (
+        "teams",
+        "participants",
+        "attendance",
+        "ipe_targets",
+        "costs",
+        "deflators",
+        "las",
+        "la_names",
+        "synthetic",
+    ),
 }
 
 
@@ -246,11 +268,19 @@ def data_digests(data: TrialData) -> dict[str, dict[str, str]]:
     """
     shared = {
         "instrument": hashlib.sha256(repr(data.instrument).encode()).hexdigest(),
+        "protocol": hashlib.sha256(repr(getattr(data, "protocol", None)).encode()).hexdigest(),
         "synthetic": hashlib.sha256(json.dumps(data.synthetic, sort_keys=True, default=str).encode()).hexdigest(),
         "deflators": _frame_digest(data.deflators),
     }
+    names = dict(getattr(data, "la_names", {}) or {})
     out: dict[str, dict[str, str]] = {
-        s: {**shared, "las": json.dumps(data.las if s == C.TRIAL_SCOPE else [s])} for s in [C.TRIAL_SCOPE, *data.las]
+        s: {
+            **shared,
+            "las": json.dumps(data.las if s == C.TRIAL_SCOPE else [s]),
+            # an LA's name appears on its pages and, for every LA, in the pooled pages' tables
+            "la_names": json.dumps(names if s == C.TRIAL_SCOPE else {s: names.get(s)}, sort_keys=True),
+        }
+        for s in [C.TRIAL_SCOPE, *data.las]
     }
     for name, df in data.tables.items():
         head = json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode()
