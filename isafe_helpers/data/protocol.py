@@ -264,7 +264,7 @@ def read_protocol(root: str | Path, outcomes) -> tuple[Protocol, list]:
         for k in d:
             if str(k) not in _DESIGN_KEYS:
                 bad(f"design.{k}", None, f"unknown key: allowed keys under design are {', '.join(_DESIGN_KEYS)}")
-        vals: dict[str, float | None] = {}
+        vals: dict[str, float] = {}
         for k in _DESIGN_KEYS:
             if k not in d:
                 continue
@@ -279,7 +279,7 @@ def read_protocol(root: str | Path, outcomes) -> tuple[Protocol, list]:
                 "share_treated": lambda x: 0 < x < 1,
                 "mdes": lambda x: x > 0,
             }[k](x)
-            if ok:
+            if ok and x is not None:
                 vals[k] = x
             else:
                 bad(f"design.{k}", v, f"must be {DESIGN_RULES[k]}")

@@ -539,11 +539,13 @@ class Workbook:
         hidden_cols: list[tuple[int, int]] = []
         rows: dict[int, dict[int, str]] = {}
         hidden_rows: set[int] = set()
-        problems: list[tuple[int | None, str | None, str | None, str]] = []
+        problems: list[tuple[int, int, str, str]] = []  # row, column number, value, rule
         formulas: list[tuple[str, str, str]] = []
         n_cells = 0
         row_no = 0
         epoch = CALENDAR_MAC_1904 if self.date1904 else CALENDAR_WINDOWS_1900
+        if sheet.part is None:
+            raise Unreadable(f"sheet {sheet.name} is a chart sheet: it holds no cells")
         with self._open(sheet.part) as fh:
             parser = ET.iterparse(fh, events=("start", "end"))
             sheet_data = None
@@ -595,6 +597,8 @@ class Workbook:
                                     )
                                     continue
                                 formulas.append((where, formula, text))
+                            if text is None:  # not reached: a cell without a value was skipped above
+                                continue
                             cells[col_no] = text
                             n_cells += 1
                             if n_cells > MAX_CELLS:
@@ -658,7 +662,7 @@ class Workbook:
         def col_hidden(col: int) -> bool:
             return any(lo <= col <= hi for lo, hi in hidden_cols)
 
-        found = []
+        found: list[tuple[int | None, str | None, str | None, str]] = []
         header_row = min(rows) if rows else None
         header: list[str] = []
         if header_row is not None:

@@ -10,7 +10,7 @@ import pandas as pd
 from isafe_helpers.config import threshold
 from isafe_helpers.data.frames import analysis_frame
 from isafe_helpers.data.loading import TrialData
-from isafe_helpers.impact.primary_model import fit_primary
+from isafe_helpers.impact.primary_model import PrimaryResult, fit_primary
 from isafe_helpers.impact.subgroups import ModeratorResults
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
@@ -140,7 +140,7 @@ def la_heterogeneity(data: TrialData, pooled: list, mods: ModeratorResults) -> L
             ),
         )
     thr = threshold()
-    fitted: dict[tuple[str, str], object] = {}
+    fitted: dict[tuple[str, str], PrimaryResult] = {}
     for scale in data.instrument.scale_names:
         frame = analysis_frame(data, scale)
         groups = {la: idx for la, idx in frame.groupby("la", sort=False).indices.items()}

@@ -27,6 +27,8 @@ session of the component is counted apart, never in the rate.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -227,7 +229,7 @@ def usefulness(data: TrialData) -> ProcessResult:
     rows, recs = [], []
     for comp in (*COMPONENTS, "all"):
         sub = fb if comp == "all" else fb[fb["component"] == comp]
-        per = {"person_level": False, "within_la": "person_id"} if comp == "all" else {}
+        per: dict[str, Any] = {"person_level": False, "within_la": "person_id"} if comp == "all" else {}
         use, rec = _rated(sub, "usefulness"), _rated(sub, "would_recommend")
         u = share(_per_response(use, use["usefulness"] >= 4), **per)
         w = share(_per_response(rec, rec["would_recommend"].astype(bool)), **per)
@@ -291,7 +293,7 @@ def response_rate(data: TrialData) -> ProcessResult:
     for comp in (*COMPONENTS, "all"):
         units = returned if comp == "all" else returned[returned["component"] == comp]
         m = merged if comp == "all" else merged[merged["component"] == comp]
-        per = {"person_level": False, "within_la": "person_id"} if comp == "all" else {}
+        per: dict[str, Any] = {"person_level": False, "within_la": "person_id"} if comp == "all" else {}
         s = share(units, **per)
         outside = int((~m["att"]).sum())
         note = "no feedback returned" if data.feedback.empty else ("" if s.n else "no attendees")

@@ -193,7 +193,7 @@ def data_dictionary_markdown(instrument: C.Instrument = C.DEFAULT_INSTRUMENT) ->
         if spec.unique:
             out += [f"Unique key within the file: {', '.join(f'`{u}`' for u in spec.unique)}.", ""]
         out += [*(f"- {n}" for n in spec.notes), ""] if spec.notes else []
-        rows = [(f.name, f.dtype, f.description, f.rule()) for f in spec.fields]
+        rows: list[tuple[str, ...]] = [(f.name, f.dtype, f.description, f.rule()) for f in spec.fields]
         out += [html_table(("column", "type", "meaning", "rule"), rows, code=(0,)), ""]
     out += [
         "## Scales",
@@ -334,6 +334,7 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict
             "reproduces ({doc}`/book/reviewing`).\n```"
         )
     )
+    nb.cells[-1].id = "how-this-page-was-made"  # a fixed id: nbformat's random one would rewrite the page every build
     nbformat.write(nb, dst)
 
 

@@ -190,7 +190,41 @@ def _drop_empty_search_terms(app) -> list:
         if isinstance(mapping, dict):
             for word in [w for w, docs in mapping.items() if not docs]:
                 del mapping[word]
+    _restore_index_entries(app, indexer)
     return []  # an html-collect-pages handler: no pages of its own
+
+
+def _restore_index_entries(app, indexer) -> None:
+    """Give back the index entries (glossary terms) of pages an incremental build did not rewrite.
+
+    Sphinx 7.4 reloads the previous search index's words and titles for the
+    pages it does not write again, but not their index entries, so an
+    incremental build would drop every glossary term from the search. They
+    are read back from the previous ``searchindex.js``; the entries are then
+    ordered by page, as a clean build's are whatever order pages were written in.
+    """
+    entries = getattr(indexer, "_index_entries", None)
+    if not isinstance(entries, dict):
+        return
+    old = Path(app.outdir) / "searchindex.js"
+    if old.is_file():
+        text = old.read_text(encoding="utf-8")
+        try:
+            frozen = json.loads(text[text.index("(") + 1 : text.rindex(")")])
+        except ValueError:
+            frozen = {}
+        names = frozen.get("docnames", [])
+        restored: dict[str, set] = {}
+        for entry, places in (frozen.get("indexentries") or {}).items():
+            for doc, target, main in places:
+                name = names[doc] if 0 <= doc < len(names) else None
+                if name is not None and name not in entries and name in app.env.found_docs:
+                    restored.setdefault(name, set()).add((entry, target, "main" if main else ""))
+        for name, found in restored.items():
+            entries[name] = sorted(found)
+    ordered = sorted(entries.items())
+    entries.clear()
+    entries.update(ordered)
 
 
 # --------------------------------------------------------------------------

@@ -171,13 +171,15 @@ class Ledger:
                 keys[(i, col)] = k
         for total, parts in table.sums.items():  # declared column sums hold row by row
             for i in range(len(data)):
-                cells = [keys.get((i, c)) for c in (total, *parts)]
-                if all(cells):
+                found = [keys.get((i, c)) for c in (total, *parts)]
+                cells = [c for c in found if c]
+                if len(cells) == len(found):
                     self.relate(cells[0], cells[1:])
         for rel in find_relations(data, table.people):
-            cells = [keys.get(c) for c in rel.cells]
+            found = [keys.get(c) for c in rel.cells]
+            cells = [c for c in found if c]
             # a sum found by value with a zero part (12 = 12 + 0) is a coincidence, not arithmetic a reader can use
-            if all(cells) and all(self.values[c] != 0 for c in cells[1:]):
+            if len(cells) == len(found) and all(self.values[c] != 0 for c in cells[1:]):
                 self.relate(cells[0], cells[1:])
         for total, parts, kind in table.relations:
             self.relate(total, parts, kind)
@@ -272,7 +274,8 @@ class Ledger:
         for c in free:
             if k not in self._determined(comp, supp | {c}):
                 return [c]
-        near, frontier = set(), {k}
+        near: set[str] = set()
+        frontier = {k}
         for _ in range(3):  # counts within three relations of k
             rels = [r for r in comp if frontier & set(r.cells)]
             frontier = {c for r in rels for c in r.cells} - near
@@ -340,8 +343,8 @@ class Ledger:
                 b.append(const)
         if not A:
             return []
-        A = np.array(A)
-        basis = null_space(A)
+        matrix = np.array(A)
+        basis = null_space(matrix)
         determined = [k for k, i in index.items() if basis.shape[1] == 0 or np.allclose(basis[i], 0.0, atol=1e-9)]
         if determined:
             return determined
@@ -349,8 +352,8 @@ class Ledger:
         for k, i in index.items():
             obj = np.zeros(len(unknown))
             obj[i] = 1.0
-            lo = linprog(obj, A_eq=A, b_eq=b, bounds=(0, None), method="highs")
-            hi = linprog(-obj, A_eq=A, b_eq=b, bounds=(0, None), method="highs")
+            lo = linprog(obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
+            hi = linprog(-obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
             if lo.status == 0 and hi.status == 0 and (-hi.fun) - lo.fun < 1 - 1e-9:
                 pinned.append(k)
         return pinned

@@ -208,21 +208,27 @@ def _resolve(page: str, href: str) -> tuple[str | None, str]:
     return target, parts.fragment
 
 
+def _attr(el: Tag, name: str) -> str:
+    """An attribute of ``el`` as one string ("" when absent; a multi-valued one joined by spaces)."""
+    value = el.get(name)
+    return " ".join(value) if isinstance(value, list) else str(value or "")
+
+
 def _nav_links(nav: Tag, page: str, html_dir: Path, part: str = "") -> list[BookPage]:
     """The internal links of a navigation (or a branch of it) in order."""
     out = []
     for el in nav.find_all(["a", "p"]):
         if el.name == "p":
-            if "caption" in el.get("class", []):
+            if "caption" in _attr(el, "class").split():
                 part = " ".join(el.get_text().split())
             continue
-        if not {"reference", "internal"} <= set(el.get("class", [])):
+        if not {"reference", "internal"} <= set(_attr(el, "class").split()):
             continue
-        target, _ = _resolve(page, el.get("href", ""))
+        target, _ = _resolve(page, _attr(el, "href"))
         if target is None or not (html_dir / target).is_file():
             continue
         li = el.find_parent("li")
-        classes = " ".join(li.get("class", [])) if li else ""
+        classes = _attr(li, "class") if li else ""
         hit = re.search(r"\btoctree-l(\d+)\b", classes)
         level = int(hit.group(1)) if hit else 1
         out.append(BookPage(target, " ".join(el.get_text().split()), level, part))
@@ -271,7 +277,8 @@ def book_pages(html_dir: str | Path) -> list[BookPage]:
             pages.append(page)
             own = _nav_of(html_dir / page.path)
             here = own.select_one("a.current[href='#']") if own is not None else None
-            branch = here.find_parent("li").find("ul") if here is not None and here.find_parent("li") else None
+            item = here.find_parent("li") if here is not None else None
+            branch = item.find("ul") if item is not None else None
             if branch is not None:
                 visit([BookPage(p.path, p.title, p.level, page.part) for p in _nav_links(branch, page.path, html_dir)])
 
@@ -430,7 +437,7 @@ def _rewrite_links(article: Tag, page: str, key: str, anchors: dict[str, str], h
     for el in article.find_all(id=True):
         el["id"] = f"{key}-{el['id']}"
     for a in article.find_all("a", href=True):
-        target, frag = _resolve(page, a["href"])
+        target, frag = _resolve(page, _attr(a, "href"))
         if target is None:
             continue  # a web link: kept as it is
         if target in anchors:
@@ -438,7 +445,7 @@ def _rewrite_links(article: Tag, page: str, key: str, anchors: dict[str, str], h
         else:
             a.unwrap()  # another page of the book, a download, an image file: not in this PDF
     for img in article.find_all("img", src=True):
-        src = img["src"]
+        src = _attr(img, "src")
         if src.startswith("data:"):
             continue
         target, _ = _resolve(page, src)
@@ -477,7 +484,7 @@ def _number_captions(article: Tag, counters: dict[str, int], log: list, page: st
         else:
             s = _caption_string(cap)
             hit = _LEADING.match(str(s)) if s is not None else None
-            if hit:
+            if hit and s is not None:
                 old = int(hit.group("n"))
                 s.replace_with(NavigableString(f"{hit.group('pre')}{kind} {new}. {s[hit.end() :]}"))
             elif s is not None:
@@ -810,9 +817,9 @@ def page_count(pdf: str | Path) -> int:
         return max(counts)  # the root of the page tree counts every page
     if shutil.which("pdfinfo"):
         res = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True)
-        hit = re.search(r"^Pages:\s+(\d+)", res.stdout, re.MULTILINE)
-        if hit:
-            return int(hit.group(1))
+        pages = re.search(r"^Pages:\s+(\d+)", res.stdout, re.MULTILINE)
+        if pages:
+            return int(pages.group(1))
     raise PdfError(f"{pdf}: could not count its pages (no page tree found, and pdfinfo could not read it)")
 
 

@@ -149,12 +149,12 @@ def prose(renderer: str, *tabs: Table, **kwargs) -> None:
     _show(Spec(f"prose-{n}", "prose", 0, list(tabs), "", f"isafe_helpers.publish.prose.{renderer}", kwargs))
 
 
-def views(spec: Spec, plan: Plan, keys: list[dict]) -> list[pd.DataFrame]:
+def views(spec: Spec, plan: Plan | None, keys: list[dict]) -> list[pd.DataFrame]:
     """The spec's tables as they may be published: their data with every withheld value NaN."""
     out = []
     for t, k in zip(spec.tables, keys):
         shown = tables.protected(t, plan, k)
-        declared = [c.key for c in t.columns] + [p for c in t.columns if c.kind == "ci" for p in c.parts]
+        declared = [c.key for c in t.columns] + [p for c in t.columns if c.kind == "ci" for p in c.parts or ()]
         data = t.data.reset_index(drop=True)[list(dict.fromkeys(declared))].copy()
         for c in t.columns:
             if c.kind != "text":
@@ -170,7 +170,7 @@ def _function(dotted: str):
     return getattr(importlib.import_module(module), name)
 
 
-def render_spec(spec: Spec, plan: Plan, keys: list[dict]) -> str:
+def render_spec(spec: Spec, plan: Plan | None, keys: list[dict]) -> str:
     """The HTML of one spec under ``plan``."""
     if spec.kind == "table":
         return tables.render(spec.tables[0], spec.number, plan, keys[0])

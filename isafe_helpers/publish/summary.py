@@ -21,6 +21,7 @@ never states a number a table withholds.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,7 @@ def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
         eff = look.get("impact", "primary", o, "odds_ratio" if case else "hedges_g_total")
         model = look.get("impact", "primary", o, "odds_ratio" if case else "treatment_effect")
         holm = look.value("impact", "secondary", o, "p_holm")
-        rec = {
+        rec: dict[str, Any] = {
             "outcome": label(o),
             "role": "Primary" if o == primary else "Secondary",
             "n_treatment": look.value("impact", "primary", o, "analysed_treatment"),
@@ -277,7 +278,10 @@ def delivery_table(look: Lookup, las: list[str]) -> Table:
         ),
     ]
     t = pd.DataFrame(rows)
-    keys = {"k": [K.reached(las), None], "n": [K.staff(las, "treatment"), K.respondents(las, "all", answer="any")]}
+    keys: dict[str, list[str | None]] = {
+        "k": [K.reached(las), None],
+        "n": [K.staff(las, "treatment"), K.respondents(las, "all", answer="any")],
+    }
     return Table(
         t,
         [

@@ -120,6 +120,8 @@ def protected(
             if c.key == "la":  # an LA is shown by its name where its la.yml gives one
                 out[c.key] = [f"{LA_NAMES[v]} ({v})" if v in LA_NAMES else v for v in out[c.key]]
         elif c.kind == "ci":
+            if c.parts is None:
+                raise ValueError(f"column {c.key!r} is of kind ci but names no parts (its interval's columns)")
             lo, hi = (src[k] for k in c.parts)
             out[c.key] = [estimate_ci(e, a, b, c.digits) for e, a, b in zip(vals, lo, hi)]
         else:

@@ -26,6 +26,7 @@ Column kinds:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -70,7 +71,7 @@ class Table:
     caption: str
     notes: list[str] = field(default_factory=list)
     sums: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    keys: dict[str, list[str | None]] = field(default_factory=dict)
+    keys: Mapping[str, Sequence[str | None]] = field(default_factory=dict)
     relations: list[tuple[str, tuple[str, ...], str]] = field(default_factory=list)
     exempt: set[str] = field(default_factory=set)
 

@@ -11,10 +11,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from isafe_helpers.data import contract as C
 from isafe_helpers.outputs import NotOurs, foreign, inside
 from isafe_helpers.resources import BUILD, BUNDLED_DATA, DEFAULT_OUT, NOTEBOOKS, SOURCES
+
+if TYPE_CHECKING:  # for annotations only: the validator is imported when a root must be validated
+    from isafe_helpers.data.loading import TrialData
+    from isafe_helpers.run.pipeline import ValidatedRoot
 
 PDF_HELP = (
     "also print the book to PDF (the whole report and one per LA, into <build>/pdf) "
@@ -79,6 +84,7 @@ def _load(root: Path, out: Path | None = None, report: Path | None = None):
     """
     if report is not None:
         from isafe_helpers.data.loading import problems_csv
+    data: TrialData | ValidatedRoot
     try:
         if out is None:
             from isafe_helpers.data.loading import load_root

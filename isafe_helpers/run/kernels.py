@@ -250,11 +250,11 @@ class _Forked:
         import time
 
         end = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
+        while (code := self.poll()) is None:
             if end is not None and time.monotonic() > end:
-                raise subprocess.TimeoutExpired("kernel", timeout)
+                raise subprocess.TimeoutExpired("kernel", timeout or 0.0)
             time.sleep(0.02)
-        return self.returncode
+        return code
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is None:
@@ -305,7 +305,7 @@ def _manager_class():
                 except (OSError, EOFError, KeyError):
                     pid = None
                 if pid:
-                    self.process = _Forked(pid)
+                    self.process = _Forked(pid)  # type: ignore[assignment]  # Popen's interface, not its class
                     self.pid, self.pgid = pid, None  # signal the kernel alone, never the preloader's group
                     self.cwd = cwd
                     return self.connection_info

@@ -96,6 +96,7 @@ about 25 s for the previous implementation on the same machine.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy import sparse, stats
@@ -726,8 +727,11 @@ class TwoLevelImputer:
         widened or moved whenever they no longer meet those conditions.
         """
         M = self.model.M
-        fresh = self._region is None or self._region.shape[0] != M
-        region, bulk = self._coarse_spans() if fresh else (self._region.copy(), self._bulk.copy())
+        kept, kept_bulk = self._region, self._bulk
+        fresh = kept is None or kept_bulk is None or kept.shape[0] != M
+        region, bulk = (
+            self._coarse_spans() if fresh or kept is None or kept_bulk is None else (kept.copy(), kept_bulk.copy())
+        )
         refound = np.full(M, fresh)
         done = np.zeros(M, bool)
         u01 = np.linspace(0.0, 1.0, _TAU_FINE)
@@ -918,7 +922,7 @@ def mi_arm_effect(
     var = np.array([f["var"] for f in fits])
     dfs = np.array([f["df"] for f in fits])
     df_com = float(np.mean(dfs))
-    out = {key: float(v) for key, v in rubin(est, var, df_com).items()}
+    out: dict[str, Any] = {key: float(v) for key, v in rubin(est, var, df_com).items()}
     out.update(
         n_imputations=M,
         n_missing_followup=int(miss_f.sum()),

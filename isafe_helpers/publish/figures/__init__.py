@@ -24,6 +24,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.rcsetup import cycler  # noqa: E402  (matplotlib.cycler, as typed)
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
@@ -50,7 +51,7 @@ plt.rcParams.update(
         "ytick.labelsize": 12,
         "legend.fontsize": 12,
         "figure.titlesize": 12,
-        "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+        "axes.prop_cycle": cycler(color=OKABE_ITO),
         "axes.spines.top": False,
         "axes.spines.right": False,
         "axes.grid": True,

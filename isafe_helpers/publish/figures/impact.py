@@ -9,6 +9,7 @@ its alt text.
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -139,7 +140,7 @@ def change_table(summary: pd.DataFrame) -> Table:
     las = summary.attrs.get("las")
     keys = {"n": [K.analysed(las, o, a) for o, a in zip(summary["outcome"], summary["arm"])]} if las else {}
     t = summary.assign(outcome=[label(o) for o in summary["outcome"]], arm=[label(a) for a in summary["arm"]])
-    stat = dict(kind="number", digits=2, base="n")
+    stat: dict[str, Any] = dict(kind="number", digits=2, base="n")
     return Table(
         t,
         [
@@ -210,7 +211,7 @@ def change_distributions(views) -> tuple[plt.Figure, str]:
 def curve_table(curves: pd.DataFrame) -> Table:
     """The arm effect by years qualified (the experience moderator), as a table."""
     t = curves.assign(outcome=[label(o) for o in curves["outcome"]])
-    stat = dict(kind="number", digits=3, base="n")
+    stat: dict[str, Any] = dict(kind="number", digits=3, base="n")
     return Table(
         t,
         [
@@ -260,7 +261,7 @@ def per_la_table(het) -> Table:
     las = sorted(set(p["la"]) - {"pooled"})
     keys = {"n": [K.analysed(las if la == "pooled" else [la], o) for o, la in zip(p["outcome"], p["la"])]}
     t = p.assign(outcome=[label(o) for o in p["outcome"]], la=["Pooled" if la == "pooled" else la for la in p["la"]])
-    stat = dict(kind="number", digits=3, base="n")
+    stat: dict[str, Any] = dict(kind="number", digits=3, base="n")
     return Table(
         t[["outcome", "la", "n", "estimate", "ci_low", "ci_high"]],
         [
