@@ -39,6 +39,7 @@ from isafe_helpers.data.protocol import Protocol, default_protocol, protocol_of
 from isafe_helpers.impact.casefiles import CasefileResult, casefile
 from isafe_helpers.impact.design import ARM_TERM, NOT_ESTIMABLE, estimable
 from isafe_helpers.results import keys as K
+from isafe_helpers.results.escape import md
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import ROLES, label
 from isafe_helpers.results.protocol import Result, ResultSet
@@ -318,7 +319,7 @@ def scope_caveat(data: TrialData) -> str:
 
 def convergence_message(results) -> str:
     """One sentence for the page: every fit converged, or which did not and why."""
-    bad = [f"{label(r.outcome)} ({r.note})" for r in results if r.note]
+    bad = [f"{md(label(r.outcome))} ({md(r.note)})" for r in results if r.note]  # scale names are data
     if not bad:
         return "Every REML fit (primary and unconditional model, each scale) converged."
     return "Not every analysis could be reported as usual: " + "; ".join(bad) + "."
