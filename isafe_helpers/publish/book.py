@@ -382,7 +382,7 @@ def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
         except KeyError:
             rows.append((name, "not run", "", ""))
             continue
-        prim = v[v["role"] == "Primary"]
+        prim = S.primary_rows(v)
         if not len(prim):
             rows.append((name, "", "", ""))
             continue
@@ -393,7 +393,9 @@ def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
             else f"{number(r['n_treatment'], 'people')}; {number(r['n_control'], 'people')}"
         )
         eff = tables.estimate_ci(r["effect"], r["lo"], r["hi"], 2)
-        rows.append((name, number(r["teams"], "units"), staff, "[c]" if eff == "[x]" and staff == "[c]" else eff))
+        # teams are not people: read from the table's own data (the published view holds its columns only)
+        teams = book.extra[f"{la}/headline"][0].data.reset_index(drop=True).loc[prim.index[0], "teams"]
+        rows.append((name, number(teams, "units"), staff, "[c]" if eff == "[x]" and staff == "[c]" else eff))
     table = html_table(
         (
             "Local authority",

@@ -98,12 +98,12 @@ def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
         model = look.get("impact", "primary", o, "odds_ratio" if case else "treatment_effect")
         holm = look.value("impact", "secondary", o, "p_holm")
         rec: dict[str, Any] = {
-            "outcome": label(o),
+            "outcome": label(o) + (PRIMARY_MARK if o == primary else ""),
             "role": "Primary" if o == primary else "Secondary",
             "n_treatment": look.value("impact", "primary", o, "analysed_treatment"),
             "n_control": look.value("impact", "primary", o, "analysed_control"),
             "teams": np.nan if model is None else float(model["n_clusters"]),
-            "measure": "Odds ratio" if case else "Hedges' g",
+            "measure": "odds ratio" if case else "g",
             "effect": np.nan if eff is None else float(eff["estimate"]),
             "lo": np.nan if eff is None else float(eff["ci_low"]),
             "hi": np.nan if eff is None else float(eff["ci_high"]),
@@ -124,20 +124,31 @@ def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
     t = pd.DataFrame(recs)
     cols = [
         Col("outcome", "Outcome", "text"),
-        Col("role", "Primary or secondary", "text"),
-        Col("n_treatment", "Staff analysed, intervention", "people"),
-        Col("n_control", "Staff analysed, control", "people"),
-        Col("teams", "Teams analysed", "units"),
+        Col("n_treatment", "Staff analysed: intervention", "people"),
+        Col("n_control", "Staff analysed: control", "people"),
         Col("measure", "Effect size", "text"),
         Col("effect", "Estimate (95% CI)", "ci", 2, base="n_treatment", parts=("lo", "hi")),
         Col("p", "p", "p", base="n_treatment"),
-        Col("p_holm", "Holm-adjusted p (secondary)", "p", base="n_treatment"),
+        Col("p_holm", "Holm p", "p", base="n_treatment"),
     ]
+    teams = sorted({f"{v:,.0f}" for v in t["teams"] if math.isfinite(v)}) if len(t) else []
     if pooled:
         cols.append(Col("finding", "Finding", "text"))
     notes = [
-        "Effect sizes: Hedges' g (the adjusted difference over the outcome's total SD; above 0 favours ISAFE) and, "
-        "for case files, the odds ratio (above 1 favours ISAFE), each with the primary model's own 95% CI.",
+        "Effect sizes: g is Hedges' g (the adjusted difference over the outcome's total SD; above 0 favours ISAFE); "
+        "for case files, the odds ratio (above 1 favours ISAFE); each with the primary model's own 95% CI.",
+        "Holm p: a secondary outcome's p-value adjusted for testing several secondary outcomes (Holm).",
+        *(
+            [
+                f"Teams analysed: {' or '.join(teams)} ("
+                + "; ".join(f"{o}: {v:,.0f}" for o, v in zip(t["outcome"], t["teams"]) if math.isfinite(v))
+                + ")."
+                if len(teams) > 1
+                else f"Teams analysed: {teams[0]} for every outcome."
+            ]
+            if teams
+            else []
+        ),
         "The finding of the primary outcome reads its model's 95% interval; a secondary outcome's reads its "
         "Holm-adjusted p-value across the secondary outcomes."
         if pooled
@@ -298,14 +309,22 @@ def delivery_table(look: Lookup, las: list[str]) -> Table:
 # ---------------------------------------------------------------------------
 # sentences, from the published views
 # ---------------------------------------------------------------------------
+#: Marks the primary outcome's row of the headline table (its own column would not fit the page).
+PRIMARY_MARK = " (primary)"
+
+
+def primary_rows(view: pd.DataFrame) -> pd.DataFrame:
+    """The primary outcome's row of a headline table's view."""
+    return view[view["outcome"].astype(str).str.endswith(PRIMARY_MARK)]
+
+
 def effect_phrase(r) -> str:
     """``g 0.17 (95% CI 0.04 to 0.31)`` from a headline view row."""
     text = estimate_ci(r["effect"], r["lo"], r["hi"], 2)
     if text in ("[x]", "[c]"):
         return "not published"
     a, _, b = text.partition(" (")
-    short = "g" if r["measure"] == "Hedges' g" else "odds ratio"
-    return f"{short} {a} (95% CI {b}"
+    return f"{r['measure']} {a} (95% CI {b}"
 
 
 def sentences(
@@ -330,7 +349,7 @@ def sentences(
                 f"satisfied with every component they rated (95% CI {number(r['lo'], 'pct', 0)}% to "
                 f"{number(r['hi'], 'pct', 0)}%)."
             )
-    p = view[view["role"] == "Primary"]
+    p = primary_rows(view)
     if len(p) and math.isfinite(p["effect"].iloc[0]):
         r = p.iloc[0]
         verdict = r.get("finding", "") if "finding" in view else ""
@@ -344,7 +363,7 @@ def sentences(
         )
     else:
         glue["s_primary_sentence"] = md(f"The primary outcome, {label(primary).lower()}, has no published estimate.")
-    sec = view[view["role"] == "Secondary"]
+    sec = view.drop(primary_rows(view).index)
     parts = []
     for r in sec.itertuples():
         if not math.isfinite(r.effect):

@@ -175,6 +175,9 @@ def render(
             tag = "th" if j == 0 and c.kind == "text" else "td"
             scope = ' scope="row"' if tag == "th" else ""
             cls = _align(c)
+            if c.kind == "ci":  # the estimate and its interval may wrap apart; the interval stays whole
+                cls += " ci"
+                v = v.replace(" to ", "\u00a0to\u00a0")
             if c.kind == "people" and plan is not None and (keys or {}).get((i, c.key)) in plan.exempt:
                 cls += " exempt"  # a trial-flow count, published whatever its size
             tds.append(f'<{tag}{scope} class="{cls}">{v}</{tag}>')
