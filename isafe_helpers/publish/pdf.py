@@ -472,7 +472,10 @@ def _number_captions(article: Tag, counters: dict[str, int], log: list, page: st
         kind = "Table" if cap.name == "caption" else "Figure"
         if kind == "Figure" and cap.find_parent("figure") is None:
             continue
-        counters[kind] += 1
+        # a wide table shown in parts (publish.tables) keeps one number: "(part 2 of 2)" does not count again
+        later_part = kind == "Table" and re.search(r"\(part ([2-9]|\d\d+) of \d+\)", cap.get_text()) is not None
+        if not later_part:
+            counters[kind] += 1
         new = counters[kind]
         old = None
         number_span = cap.select_one("span.caption-number")
@@ -497,7 +500,9 @@ def _number_captions(article: Tag, counters: dict[str, int], log: list, page: st
             box["aria-label"] = new_caption
         # mark the caption so the text pass leaves its (already new) number alone
         cap["data-isafe-numbered"] = ""
-        if old is not None:
+        if old is not None and later_part:
+            log.append((page, f"{kind} {old}", f"{kind} {new}"))
+        elif old is not None:
             if old in mapping[kind] or old in clash[kind]:
                 clash[kind].add(old)
                 mapping[kind].pop(old, None)

@@ -166,36 +166,69 @@ def render(
     limit = (plan.limit if plan is not None else disclosure.threshold()) if limit is None else limit
     cells = protected(table, plan, keys, limit)
     cols: list[Col] = [c for c in table.columns if not (c.kind == "text" and (cells[c.key] == "").all())]
-    head = "".join(f'<th scope="col" class="{_align(c)}">{html.escape(c.label)}</th>' for c in cols)
-    body = []
-    for i in range(len(cells)):
-        tds = []
-        for j, c in enumerate(cols):
-            v = html.escape(cells.loc[i, c.key])
-            tag = "th" if j == 0 and c.kind == "text" else "td"
-            scope = ' scope="row"' if tag == "th" else ""
-            cls = _align(c)
-            if c.kind == "ci":  # the estimate and its interval may wrap apart; the interval stays whole
-                cls += " ci"
-                v = v.replace(" to ", "\u00a0to\u00a0")
-            if c.kind == "people" and plan is not None and (keys or {}).get((i, c.key)) in plan.exempt:
-                cls += " exempt"  # a trial-flow count, published whatever its size
-            tds.append(f'<{tag}{scope} class="{cls}">{v}</{tag}>')
-        body.append("<tr>" + "".join(tds) + "</tr>")
     caption = html.escape(table.caption)
     if number_ is not None:
         caption = f"Table {number_}. {caption}"
+    parts = _parts(cols)
+    blocks = []
+    for n, part in enumerate(parts, 1):
+        head = "".join(f'<th scope="col" class="{_align(c)}">{html.escape(c.label)}</th>' for c in part)
+        body = []
+        for i in range(len(cells)):
+            tds = []
+            for j, c in enumerate(part):
+                v = html.escape(cells.loc[i, c.key])
+                tag = "th" if j == 0 and c.kind == "text" else "td"
+                scope = ' scope="row"' if tag == "th" else ""
+                cls = _align(c)
+                if c.kind == "ci":  # the estimate and its interval may wrap apart; the interval stays whole
+                    cls += " ci"
+                    v = v.replace(" to ", "\u00a0to\u00a0")
+                if c.kind == "people" and plan is not None and (keys or {}).get((i, c.key)) in plan.exempt:
+                    cls += " exempt"  # a trial-flow count, published whatever its size
+                tds.append(f'<{tag}{scope} class="{cls}">{v}</{tag}>')
+            body.append("<tr>" + "".join(tds) + "</tr>")
+        title = caption if len(parts) == 1 else f"{caption} (part {n} of {len(parts)})"
+        blocks.append(
+            f'<div class="isafe-table-scroll" tabindex="0" role="region" aria-label="{title}"><table>'
+            f"<caption>{title}</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+        )
     notes = list(table.notes)
     used = {s for c in cols for s in (CONFIDENTIAL, NOT_AVAILABLE) if (cells[c.key] == s).any()}
     notes += [SYMBOL_NOTES[s].format(limit=limit) for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in used]
     note_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     return (
-        f'<div class="isafe-table"><div class="isafe-table-scroll" tabindex="0" role="region" '
-        f'aria-label="{caption}"><table><caption>{caption}</caption><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
+        '<div class="isafe-table">'
+        + "".join(blocks)
         + (f'<div class="isafe-table-notes">{note_html}</div>' if note_html else "")
         + "</div>"
     )
+
+
+#: The most value columns one printed table carries beside its label columns: more would not fit the
+#: text column at 1400 px (nor an A4 page), so a wider table is shown in parts, each repeating its labels.
+MAX_VALUE_COLUMNS = 7
+
+
+def _parts(cols: list[Col]) -> list[list[Col]]:
+    """The table's columns in parts that fit the page: the leading text columns, then the values split evenly.
+
+    >>> cols = [Col("o", "Outcome", "text")] + [Col(f"v{i}", f"V{i}", "number") for i in range(10)]
+    >>> [[c.key for c in p] for p in _parts(cols)]
+    [['o', 'v0', 'v1', 'v2', 'v3', 'v4'], ['o', 'v5', 'v6', 'v7', 'v8', 'v9']]
+    >>> len(_parts(cols[:8]))
+    1
+    """
+    lead = 0
+    while lead < len(cols) and cols[lead].kind == "text":
+        lead += 1
+    labels, values = cols[:lead], cols[lead:]
+    budget = MAX_VALUE_COLUMNS - max(0, lead - 1)  # a second label column takes a value column's place
+    if len(values) <= budget:
+        return [cols]
+    n = -(-len(values) // budget)
+    size = -(-len(values) // n)
+    return [labels + values[k : k + size] for k in range(0, len(values), size)]
 
 
 def _align(c: Col) -> str:
