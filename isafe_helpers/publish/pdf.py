@@ -587,7 +587,7 @@ def _contents(doc: PrintDocument, anchors: dict[str, str]) -> str:
 
 def _cover(doc: PrintDocument, run: dict, built: datetime) -> str:
     """The first page: title, scope, the synthetic-data notice (when synthetic) and where the numbers come from."""
-    notice = synthetic_notice(run) if run.get("synthetic") else ""
+    notice = synthetic_notice(run) if run.get("synthetic") else ""  # already escaped for HTML
     facts = [
         ("Scope", doc.scope),
         ("Data", "synthetic (illustrative numbers)" if run.get("synthetic") else "the trial's returns"),
@@ -603,7 +603,7 @@ def _cover(doc: PrintDocument, run: dict, built: datetime) -> str:
         f"<h1>{html.escape(doc.title)}</h1>"
         '<p class="cover-subtitle">A cluster randomised trial of social-work teams, with its implementation '
         "and process and cost strands.</p>"
-        + (f'<p class="cover-notice" role="note">{html.escape(notice)}</p>' if notice else "")
+        + (f'<p class="cover-notice" role="note">{notice}</p>' if notice else "")
         + "<dl>"
         + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)
         + "</dl></section>"
