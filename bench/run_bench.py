@@ -47,12 +47,11 @@ REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
-    """Run ``cmd``; return (wall seconds, peak tree RSS in MB, exit code)."""
+def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) -> tuple[float, float, int]:
+    """Run ``cmd``; return (wall seconds, peak tree RSS in MB, exit code). ``log`` keeps its standard output."""
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}
-    )
+    out = open(log, "w", encoding="utf-8") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     peak = 0
     done = threading.Event()
 
@@ -77,6 +76,8 @@ def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]
     t.start()
     code = proc.wait()
     wall = time.perf_counter() - start
+    if log is not None:
+        out.close()  # type: ignore[union-attr]
     done.set()
     t.join()
     return wall, peak / 2**20, code
@@ -277,14 +278,18 @@ def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
     run = cli("run", "--data", str(root), "--out", str(out), "--build", str(build), "--jobs", "2")
     rows = []
 
+    log = tmp / "national.log"
+
     def statuses() -> str:
+        """The notebooks' outcomes and the run's own split of its time (its last line ``time: ...``)."""
         tasks = json.loads((out / "run.json").read_text())["tasks"]
         counts: dict[str, int] = {}
         for t in tasks:
             counts[t["status"]] = counts.get(t["status"], 0) + 1
-        return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        split = [ln[len("time: ") :] for ln in log.read_text(encoding="utf-8").splitlines() if ln.startswith("time: ")]
+        return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + (f"; {split[-1]}" if split else "")
 
-    w, m, c = measure(run)
+    w, m, c = measure(run, log=log)
     pages = len(list((build / "html").rglob("*.html")))
     rows.append(
         (
@@ -294,7 +299,7 @@ def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
             f"exit {c}; {statuses()}",
         )
     )
-    w, m, c = measure(run)
+    w, m, c = measure(run, log=log)
     rows.append(("(f) the same again, nothing changed", hm(w), f"{m:,.0f} MB", f"exit {c}; {statuses()}"))
     costs = root / "LA01" / "costs.csv"
     lines = costs.read_text(encoding="utf-8").splitlines()
@@ -302,7 +307,7 @@ def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
     col = head.index("amount_gbp") if "amount_gbp" in head else next(i for i, h in enumerate(head) if "gbp" in h)
     first[col] = str(float(first[col]) + 100)
     costs.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n", encoding="utf-8")
-    w, m, c = measure(run)
+    w, m, c = measure(run, log=log)
     rows.append(
         (
             "(f) after one cost value of LA01 changes (notebooks rerun, book rebuilt incrementally)",
