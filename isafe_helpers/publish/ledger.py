@@ -289,21 +289,29 @@ class Ledger:
                     best = (cost, [a, b])
         return best[1] if best else []
 
-    def _determined(self, comp: list[Relation], supp: set[str]) -> set[str]:
-        """The suppressed counts of a component that the published counts determine exactly."""
+    def _system(self, comp: list[Relation], supp: set[str]) -> tuple[dict[str, int], np.ndarray, list[float]]:
+        """The component's relations as ``A x = b`` over its suppressed counts ``x`` (index: count -> column)."""
         unknown = sorted({c for r in comp for c in r.cells if c in supp})
         index = {k: i for i, k in enumerate(unknown)}
-        rows = []
+        rows, b = [], []
         for r in comp:
-            row = np.zeros(len(unknown))
+            row, const = np.zeros(len(unknown)), 0.0
             for c, sign in [(r.total, -1.0), *((p, 1.0) for p in r.parts)]:
                 if c in index:
                     row[index[c]] += sign
+                else:
+                    const -= sign * self.values[c]
             if row.any():
                 rows.append(row)
-        if not rows:
+                b.append(const)
+        return index, np.array(rows).reshape(len(rows), len(unknown)), b
+
+    def _determined(self, comp: list[Relation], supp: set[str]) -> set[str]:
+        """The suppressed counts of a component that the published counts determine exactly (null-space test)."""
+        index, matrix, _ = self._system(comp, supp)
+        if not len(matrix):
             return set()
-        basis = null_space(np.array(rows))
+        basis = null_space(matrix)
         return {k for k, i in index.items() if basis.shape[1] == 0 or np.allclose(basis[i], 0.0, atol=1e-9)}
 
     @staticmethod
@@ -328,29 +336,15 @@ class Ledger:
 
     def _exposed(self, comp: list[Relation], supp: set[str]) -> list[str]:
         """Suppressed counts of a component that the published counts determine, or pin within one person."""
-        unknown = sorted({c for r in comp for c in r.cells if c in supp})
-        index = {k: i for i, k in enumerate(unknown)}
-        A, b = [], []
-        for r in comp:
-            row, const = np.zeros(len(unknown)), 0.0
-            for c, sign in [(r.total, -1.0), *((p, 1.0) for p in r.parts)]:
-                if c in index:
-                    row[index[c]] += sign
-                else:
-                    const -= sign * self.values[c]
-            if row.any():
-                A.append(row)
-                b.append(const)
-        if not A:
+        index, matrix, b = self._system(comp, supp)
+        if not len(matrix):
             return []
-        matrix = np.array(A)
-        basis = null_space(matrix)
-        determined = [k for k, i in index.items() if basis.shape[1] == 0 or np.allclose(basis[i], 0.0, atol=1e-9)]
+        determined = sorted(self._determined(comp, supp))
         if determined:
             return determined
         pinned = []
         for k, i in index.items():
-            obj = np.zeros(len(unknown))
+            obj = np.zeros(len(index))
             obj[i] = 1.0
             lo = linprog(obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
             hi = linprog(-obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
