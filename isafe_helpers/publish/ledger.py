@@ -259,11 +259,14 @@ class Ledger:
         """What suppressing a count costs: one published in several places (a headline count) first, then its size."""
         return (self.uses[c] > 1, self.values[c], c)
 
-    def _breaker(self, comp: list[Relation], supp: set[str], k: str, pairs_of: int = 30) -> list[str]:
+    def _breaker(
+        self, comp: list[Relation], supp: set[str], k: str, singles_of: int = 40, pairs_of: int = 12
+    ) -> list[str]:
         """The cheapest one or two published counts whose suppression leaves ``k`` undetermined.
 
-        One count is tried first, cheapest first (:meth:`_cost`); failing that,
-        pairs among the ``pairs_of`` cheapest counts nearest ``k`` (a pooled
+        One count is tried first (the ``singles_of`` cheapest, those within three
+        relations of ``k`` first; :meth:`_cost`); failing that, pairs among the
+        ``pairs_of`` cheapest counts nearest ``k`` (a pooled
         sum may give back one LA's count, so two LAs' counts go together).
         Empty when none does it, or when ``k`` is pinned within one person
         rather than determined (the caller falls back to its neighbours).
@@ -271,15 +274,17 @@ class Ledger:
         if k not in self._determined(comp, supp):
             return []
         free = sorted({c for r in comp for c in r.cells if c not in supp and c not in self.exempt}, key=self._cost)
-        for c in free:
-            if k not in self._determined(comp, supp | {c}):
-                return [c]
         near: set[str] = set()
         frontier = {k}
         for _ in range(3):  # counts within three relations of k
             rels = [r for r in comp if frontier & set(r.cells)]
             frontier = {c for r in rels for c in r.cells} - near
             near |= frontier
+        # the nearest first, and a bounded number of trials: each is a null-space test of the whole component
+        singles = ([c for c in free if c in near] + [c for c in free if c not in near])[:singles_of]
+        for c in singles:
+            if k not in self._determined(comp, supp | {c}):
+                return [c]
         near_free = [c for c in free if c in near][:pairs_of]
         best = None
         for i, a in enumerate(near_free):
