@@ -44,7 +44,8 @@ def built(tmp_path_factory):
         df.to_csv(fb, index=False)
         comments += df["comment"].tolist()
     res = cli("run", "--data", root, "--out", out, "--no-book", "--jobs", 2)
-    assert res.returncode == 0, res.stdout + res.stderr
+    errors = "".join(f"\n{p}: {p.read_text()}" for p in sorted(out.glob("*/*.error.txt")))
+    assert res.returncode == 0, res.stdout + res.stderr + errors  # a notebook's error, if one failed
     run = json.loads((out / "run.json").read_text())
     for t in run["tasks"]:
         if (t["scope"], t["strand"]) == ("trial", "cost"):
