@@ -314,10 +314,7 @@ class Ledger:
     def _determined(self, comp: list[Relation], supp: set[str]) -> set[str]:
         """The suppressed counts of a component that the published counts determine exactly (null-space test)."""
         index, matrix, _ = self._system(comp, supp)
-        if not len(matrix):
-            return set()
-        basis = null_space(matrix)
-        return {k for k, i in index.items() if basis.shape[1] == 0 or np.allclose(basis[i], 0.0, atol=1e-9)}
+        return _fixed(index, matrix)
 
     @staticmethod
     def _components(rels: list[Relation], supp: set[str]) -> list[list[Relation]]:
@@ -344,7 +341,7 @@ class Ledger:
         index, matrix, b = self._system(comp, supp)
         if not len(matrix):
             return []
-        determined = sorted(self._determined(comp, supp))
+        determined = sorted(_fixed(index, matrix))  # the system just built, not built again
         if determined:
             return determined
         pinned = []
@@ -356,3 +353,11 @@ class Ledger:
             if lo.status == 0 and hi.status == 0 and (-hi.fun) - lo.fun < 1 - 1e-9:
                 pinned.append(k)
         return pinned
+
+
+def _fixed(index: dict[str, int], matrix: np.ndarray) -> set[str]:
+    """The unknowns of ``matrix x = b`` that the system fixes whatever ``b`` (their null-space rows are zero)."""
+    if not len(matrix):
+        return set()
+    basis = null_space(matrix)
+    return {k for k, i in index.items() if basis.shape[1] == 0 or np.allclose(basis[i], 0.0, atol=1e-9)}
