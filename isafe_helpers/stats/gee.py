@@ -183,6 +183,8 @@ def _effects(b: np.ndarray, V: np.ndarray, k: int, Xu: np.ndarray, w: np.ndarray
     """Odds ratio and marginally standardised risk difference of coefficient ``k`` under covariance ``V``."""
     if not np.all(np.isfinite(V)) or not np.all(np.isfinite(b)):
         return _NAN_EFFECT, _NAN_EFFECT
+    if not V[k, k] > 0:  # a zero variance (flagged by the caller) has no interval and no test
+        return _NAN_EFFECT, _NAN_EFFECT
     se = float(np.sqrt(V[k, k]))
     log_or = interval(float(b[k]), se, df)
     with np.errstate(over="ignore"):  # a diverged fit (flagged) may give an infinite odds ratio
@@ -195,6 +197,8 @@ def _effects(b: np.ndarray, V: np.ndarray, k: int, Xu: np.ndarray, w: np.ndarray
     rd = float(w @ (p1 - p0))
     grad = w @ (X1 * (p1 * (1 - p1))[:, None]) - w @ (X0 * (p0 * (1 - p0))[:, None])
     rd_se = float(np.sqrt(grad @ V @ grad))
+    if not rd_se > 0:
+        return odds, _NAN_EFFECT
     return odds, Effect(rd, rd_se, *astuple(interval(rd, rd_se, df)))
 
 
