@@ -245,3 +245,36 @@ def test_random_books_of_dose_and_cost_pages_never_let_a_withheld_count_be_recov
 def test_keys_are_stable_names():
     assert key(["LA02", "LA01"], "staff", arm="control") == "LA01+LA02|staff|arm=control"
     assert list(itertools.islice(iter(key(["LA01"], "x").split("|")), 2)) == ["LA01", "x"]
+
+
+def test_one_decomposition_answers_every_trial_as_solving_again_would():
+    """The breaker's trials (does suppressing these counts unfix k?) from one SVD agree with the null-space test
+    of each enlarged system, on random systems of sums with repeated, dependent and cancelling relations."""
+    from scipy.linalg import null_space
+
+    from isafe_helpers.publish.ledger import _Decomposition, _Unfixing
+
+    def fixed(m: np.ndarray, k: int) -> bool:
+        basis = null_space(m)
+        return basis.shape[1] == 0 or bool(np.allclose(basis[k], 0.0, atol=1e-9))
+
+    checked, unfixed = 0, 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        n_rel, n_unknown, n_free = int(rng.integers(2, 12)), int(rng.integers(1, 9)), 6
+        matrix = rng.choice([-1.0, 0.0, 0.0, 1.0], size=(n_rel, n_unknown + n_free))
+        if seed % 3 == 0:  # a repeated relation and a sum of two (rank-deficient systems)
+            matrix[-1] = matrix[0]
+            matrix[-2] = matrix[0] + matrix[1] if n_rel > 2 else matrix[-2]
+        base, extra = matrix[:, :n_unknown], matrix[:, n_unknown:]
+        for k in range(n_unknown):
+            test = _Unfixing(_Decomposition(base), k)
+            assert test.determined == fixed(base, k)
+            if not test.determined:
+                continue
+            for a in range(n_free):
+                for cols in [[a], *([a, b] for b in range(a + 1, n_free))]:
+                    want = not fixed(np.column_stack([base, *(extra[:, c] for c in cols)]), k)
+                    assert test.unfixed_by([extra[:, c] for c in cols]) == want, (seed, k, cols)
+                    checked, unfixed = checked + 1, unfixed + want
+    assert checked > 500 and 0.1 < unfixed / checked < 0.9  # both answers are exercised

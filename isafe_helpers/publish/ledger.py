@@ -46,7 +46,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import null_space
 from scipy.optimize import linprog
 
 from isafe_helpers.results.keys import SEP, key, split
@@ -211,6 +210,9 @@ class Ledger:
                 if len(nonzero) == 1 and len(r.parts) > 1:
                     supp |= {p for p in r.parts if p not in self.exempt}
         unprotectable: list[Relation] = []
+        # what _exposed found for a component, by its relations and suppressed counts: the answer
+        # depends on nothing else, and most components are unchanged from one pass to the next
+        exposed: dict[tuple[frozenset, frozenset], list[str]] = {}
         for _ in range(len(self.values) + 1):
             changed = False
             for r in rels:  # no relation may hold exactly one suppressed count
@@ -226,7 +228,10 @@ class Ledger:
             if changed:
                 continue
             for comp in self._components(rels, supp):
-                for k in self._exposed(comp, supp):
+                sig = (frozenset(comp), frozenset(c for r in comp for c in r.cells if c in supp))
+                if sig not in exposed:
+                    exposed[sig] = self._exposed(comp, supp)
+                for k in exposed[sig]:
                     picks = self._breaker(comp, supp, k)
                     if not picks:  # another count in a relation of the exposed one; failing that, anywhere
                         for r in sorted(comp, key=lambda r: k not in r.cells):
@@ -270,8 +275,14 @@ class Ledger:
         sum may give back one LA's count, so two LAs' counts go together).
         Empty when none does it, or when ``k`` is pinned within one person
         rather than determined (the caller falls back to its neighbours).
+        Every trial is answered from one decomposition of the component's
+        system (:class:`_Unfixing`), not by solving it again.
         """
-        if k not in self._determined(comp, supp):
+        index, matrix, _ = self._system(comp, supp)
+        # every relation of a component holds a suppressed count: one row each, in order (as _column)
+        assert matrix.shape[0] == len(comp)
+        test = _Unfixing(self._decomposed(matrix), index[k])
+        if not test.determined:
             return []
         free = sorted({c for r in comp for c in r.cells if c not in supp and c not in self.exempt}, key=self._cost)
         near: set[str] = set()
@@ -280,17 +291,17 @@ class Ledger:
             rels = [r for r in comp if frontier & set(r.cells)]
             frontier = {c for r in rels for c in r.cells} - near
             near |= frontier
-        # the nearest first, and a bounded number of trials: each is a null-space test of the whole component
         singles = ([c for c in free if c in near] + [c for c in free if c not in near])[:singles_of]
+        cols = {c: _column(comp, c) for c in singles}
         for c in singles:
-            if k not in self._determined(comp, supp | {c}):
+            if test.unfixed_by([cols[c]]):
                 return [c]
         near_free = [c for c in free if c in near][:pairs_of]
         best = None
         for i, a in enumerate(near_free):
             for b in near_free[i + 1 :]:
                 cost = sorted([self._cost(a), self._cost(b)], reverse=True)
-                if (best is None or cost < best[0]) and k not in self._determined(comp, supp | {a, b}):
+                if (best is None or cost < best[0]) and test.unfixed_by([cols[a], cols[b]]):
                     best = (cost, [a, b])
         return best[1] if best else []
 
@@ -314,7 +325,14 @@ class Ledger:
     def _determined(self, comp: list[Relation], supp: set[str]) -> set[str]:
         """The suppressed counts of a component that the published counts determine exactly (null-space test)."""
         index, matrix, _ = self._system(comp, supp)
-        return _fixed(index, matrix)
+        return _fixed(index, self._decomposed(matrix))
+
+    def _decomposed(self, matrix: np.ndarray) -> _Decomposition:
+        """``matrix``'s decomposition; the last one is kept (the breaker reads the system :meth:`_exposed` just read)."""
+        last = getattr(self, "_last", None)
+        if last is None or last.matrix.shape != matrix.shape or not np.array_equal(last.matrix, matrix):
+            last = self._last = _Decomposition(matrix)
+        return last
 
     @staticmethod
     def _components(rels: list[Relation], supp: set[str]) -> list[list[Relation]]:
@@ -341,11 +359,15 @@ class Ledger:
         index, matrix, b = self._system(comp, supp)
         if not len(matrix):
             return []
-        determined = sorted(_fixed(index, matrix))  # the system just built, not built again
+        dec = self._decomposed(matrix)
+        determined = sorted(_fixed(index, dec))
         if determined:
             return determined
         pinned = []
+        moves = _moves(np.array([self.values[k] for k in index]), dec, np.asarray(b))
         for k, i in index.items():
+            if moves[i] >= 1 + 1e-6:  # two solutions a person or more apart: not pinned, no LP needed
+                continue
             obj = np.zeros(len(index))
             obj[i] = 1.0
             lo = linprog(obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
@@ -355,9 +377,87 @@ class Ledger:
         return pinned
 
 
-def _fixed(index: dict[str, int], matrix: np.ndarray) -> set[str]:
+class _Decomposition:
+    """A system matrix's singular value decomposition: its rank, column space and null space.
+
+    As :func:`scipy.linalg.null_space` computes them (full SVD, relative
+    tolerance ``max(shape) * eps``), computed once per system.
+    """
+
+    def __init__(self, matrix: np.ndarray):
+        self.matrix = matrix
+        u, sv, vt = np.linalg.svd(matrix, full_matrices=True)
+        tol = (sv.max() if len(sv) else 0.0) * max(matrix.shape) * np.finfo(float).eps
+        rank = int(np.sum(sv > tol))
+        self.u, self.sv, self.vt = u[:, :rank], sv[:rank], vt[:rank]
+        self.basis = vt[rank:].T  # the null space
+
+
+def _fixed(index: dict[str, int], dec: _Decomposition) -> set[str]:
     """The unknowns of ``matrix x = b`` that the system fixes whatever ``b`` (their null-space rows are zero)."""
-    if not len(matrix):
+    if not len(dec.matrix):
         return set()
-    basis = null_space(matrix)
-    return {k for k, i in index.items() if basis.shape[1] == 0 or np.allclose(basis[i], 0.0, atol=1e-9)}
+    if dec.basis.shape[1] == 0:
+        return set(index)
+    zero = np.abs(dec.basis).max(axis=1) <= 1e-9  # np.allclose(row, 0, atol=1e-9), every row at once
+    return {k for k, i in index.items() if zero[i]}
+
+
+def _column(comp: list[Relation], c: str) -> np.ndarray:
+    """Count ``c``'s coefficients in the component's relations (``sum(parts) - total = 0``), one per relation."""
+    return np.array([(-1.0 if r.total == c else 0.0) + sum(1.0 for p in r.parts if p == c) for r in comp])
+
+
+class _Unfixing:
+    """Does suppressing more counts leave unknown ``k`` of ``matrix x = b`` undetermined?
+
+    ``k`` is determined when every null-space vector of ``matrix`` is zero at
+    ``k``. Suppressing counts adds their columns ``C``; the new null space
+    holds ``(x, s)`` with ``matrix x + C s = 0``, which needs ``C s`` in the
+    column space of ``matrix`` (``P C s = 0``, ``P`` the projection on its
+    complement) and then has ``x_k = -(pinv(matrix) C s)_k``, whatever part of
+    the old null space is added (zero at ``k``). So ``k`` becomes undetermined
+    exactly when some ``s`` in the null space of ``P C`` has
+    ``(pinv(matrix) C s)_k != 0``: one singular value decomposition of
+    ``matrix`` answers every trial, where solving each enlarged system again
+    cost one each. Tolerances are those of :func:`_fixed`.
+    """
+
+    def __init__(self, dec: _Decomposition, k: int):
+        self.u = dec.u
+        self.row = dec.vt[:, k] / dec.sv  # (pinv(matrix) y)_k = row . (u^T y)
+        self.determined = bool(_fixed({"k": k}, dec))
+
+    def unfixed_by(self, cols: list[np.ndarray]) -> bool:
+        c = np.column_stack(cols)
+        proj = self.u.T @ c
+        resid = c - self.u @ proj  # P C
+        scale = max(1.0, float(np.abs(c).max()))
+        q = self.row @ proj  # (pinv(matrix) C)_k, one per column
+        if len(cols) == 1:
+            return bool(np.linalg.norm(resid) <= 1e-9 * scale and abs(q[0]) > 1e-9)
+        _, rs, rvt = np.linalg.svd(resid, full_matrices=False)
+        ranks = int(np.sum(rs > 1e-9 * scale))
+        s = rvt[ranks:]  # each row an s with P C s = 0
+        return bool(len(s) and np.any(np.abs(s @ q) > 1e-9))
+
+
+def _moves(x0: np.ndarray, dec: _Decomposition, b: np.ndarray) -> np.ndarray:
+    """For each unknown, a range its value can take among the solutions of ``matrix x = b, x >= 0`` (a lower bound).
+
+    ``x0`` (the true counts) is one solution; along each null-space vector
+    ``d`` the counts stay non-negative for ``t`` in an interval, so unknown
+    ``i`` takes every value in ``x0_i + d_i t`` over it. A range of one
+    person or more is a certificate that the count is not pinned, found
+    without linear programming; a smaller one proves nothing (zeros). Zeros
+    too when ``x0`` does not solve the system (then the LP decides).
+    """
+    out = np.zeros(len(x0))
+    if not np.allclose(dec.matrix @ x0, b, atol=1e-6):
+        return out
+    for d in dec.basis.T:
+        d = np.where(np.abs(d) < 1e-12, 0.0, d)
+        up = np.min(x0[d < 0] / -d[d < 0]) if np.any(d < 0) else np.inf
+        down = np.min(x0[d > 0] / d[d > 0]) if np.any(d > 0) else np.inf
+        out = np.maximum(out, np.where(d != 0, np.abs(d) * (up + down), 0.0))  # inf: unbounded
+    return out
