@@ -121,16 +121,10 @@ class BookDisclosure:
     def _cells(self, page: str, output: str, caption: str, t: Table, keys: dict) -> list[dict]:
         cells = tables.protected(t, self.plan, keys)
         label_col = t.columns[0].key if t.columns and t.columns[0].kind == "text" else None
+        labels = cells[label_col].tolist() if label_col else [str(i + 1) for i in range(len(cells))]
+        shown = [(c.label, cells[c.key].tolist()) for c in t.columns if c.kind != "text"]
         return [
-            {
-                "page": page,
-                "output": output,
-                "caption": caption,
-                "row": cells.loc[i, label_col] if label_col else str(i + 1),
-                "column": c.label,
-                "value": cells.loc[i, c.key],
-            }
+            {"page": page, "output": output, "caption": caption, "row": labels[i], "column": label, "value": vals[i]}
             for i in range(len(cells))
-            for c in t.columns
-            if c.kind != "text"
+            for label, vals in shown
         ]

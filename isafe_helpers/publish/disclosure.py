@@ -354,14 +354,16 @@ def withhold_derived(src: pd.DataFrame, out: pd.DataFrame, counts: Sequence[str]
     numeric = [
         c for c in src.columns if pd.api.types.is_numeric_dtype(src[c]) and not pd.api.types.is_bool_dtype(src[c])
     ]
+    masked = {c: mask[c].to_numpy(bool) for c in counts}
+    values = {c: src[c].tolist() for c in set(numeric) | set(counts)}
     for r in range(len(src)):
-        hidden = [float(src.loc[r, c]) for c in counts if mask.loc[r, c]]
+        hidden = [float(values[c][r]) for c in counts if masked[c][r]]
         hidden = [k for k in hidden if not math.isnan(k) and k > 0]
         if not hidden:
             continue
         for _ in range(len(numeric) + 1):
-            shown = [c for c in numeric if out.loc[r, c] not in (SUPPRESSED, "")]
-            vals = {c: float(src.loc[r, c]) for c in shown}
+            shown = [c for c in numeric if out.at[r, c] not in (SUPPRESSED, "")]
+            vals = {c: float(values[c][r]) for c in shown}
             hit = None
             for a in shown:
                 for b in shown:
@@ -381,7 +383,7 @@ def withhold_derived(src: pd.DataFrame, out: pd.DataFrame, counts: Sequence[str]
                     break
             if hit is None:
                 break
-            out.loc[r, hit] = SUPPRESSED
+            out.at[r, hit] = SUPPRESSED
 
 
 def safe_count(n, limit: int | None = None) -> str:
