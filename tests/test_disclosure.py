@@ -176,3 +176,23 @@ def test_suppressed_cells_that_must_sum_to_zero_take_a_published_total_with_them
     for cell in map(tuple, np.argwhere(mask)):
         lo, hi = cell_range(table, mask, cell)
         assert hi - lo >= 1
+
+
+def test_a_number_that_gives_back_a_suppressed_count_by_division_is_withheld_in_the_printed_table():
+    """Row a: 5 staff (suppressed) had 15 sessions, shown beside 3.00 sessions per person (declared on
+    another base): 15 / 3.00 gives the 5 back, so the rate is withheld too. The check once marked a copy
+    of the printed table and its marks were lost (the rate was printed)."""
+    from isafe_helpers.publish import tables
+    from isafe_helpers.results.table import Col, Table
+
+    data = pd.DataFrame({"group": ["a", "b"], "n": [5, 40], "sessions": [15, 120], "m": [30, 30], "rate": [3.0, 3.0]})
+    cols = [
+        Col("group", "Group", "text"),
+        Col("n", "Staff", "people"),
+        Col("sessions", "Sessions", "int"),
+        Col("m", "Staff offered", "people"),
+        Col("rate", "Sessions per person", "number", base="m", reveals="m"),
+    ]
+    out = tables.protected(Table(data, cols, "Sessions"), limit=10)
+    assert out.loc[0, "n"] == tables.CONFIDENTIAL and out.loc[0, "rate"] == tables.CONFIDENTIAL
+    assert out.loc[1].tolist() == ["b", "40", "120", "30", "3.00"]

@@ -113,9 +113,9 @@ def protected(
                 withheld = bool(row_hit[i])
             hid[i, pos[c.key]] = hid[i, pos[c.key]] or withheld
     hidden = pd.DataFrame(hid, index=src.index, columns=src.columns)
-    out = pd.DataFrame(index=src.index)
+    out: dict[str, list] = {}
     for c in table.columns:
-        vals = src[c.key]
+        vals = src[c.key].tolist()
         if c.kind == "text":
             out[c.key] = [
                 "" if (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))) else str(v) for v in vals
@@ -125,20 +125,24 @@ def protected(
         elif c.kind == "ci":
             if c.parts is None:
                 raise ValueError(f"column {c.key!r} is of kind ci but names no parts (its interval's columns)")
-            lo, hi = (src[k] for k in c.parts)
+            lo, hi = (src[k].tolist() for k in c.parts)
             out[c.key] = [estimate_ci(e, a, b, c.digits) for e, a, b in zip(vals, lo, hi)]
         else:
             out[c.key] = [number(v, c.kind, c.digits) for v in vals]
     numeric = [c.key for c in table.columns if c.kind not in ("text", "ci")]
-    marked = out.copy().astype(object)
-    marked[hidden] = disclosure.SUPPRESSED
-    disclosure.withhold_derived(src[numeric], marked[numeric], table.people, hidden[table.people])
-    for col in numeric:
-        out.loc[(marked[col] == disclosure.SUPPRESSED).to_numpy(bool), col] = CONFIDENTIAL
+    marked = pd.DataFrame(
+        {k: [disclosure.SUPPRESSED if hid[i, pos[k]] else v for i, v in enumerate(out[k])] for k in numeric},
+        index=src.index,
+        dtype=object,
+    )
+    # the derived-number check marks ``marked`` itself (a column selection would be a copy, and its marks lost)
+    disclosure.withhold_derived(src[numeric], marked, table.people, hidden[table.people])
+    for k in numeric:
+        out[k] = [CONFIDENTIAL if m == disclosure.SUPPRESSED else v for m, v in zip(marked[k].tolist(), out[k])]
     for c in table.columns:
         if c.kind == "ci":
-            out.loc[hidden[c.key].to_numpy(bool), c.key] = CONFIDENTIAL
-    return out
+            out[c.key] = [CONFIDENTIAL if hid[i, pos[c.key]] else v for i, v in enumerate(out[c.key])]
+    return pd.DataFrame(out, index=src.index)
 
 
 def estimate_ci(est, lo, hi, digits: int = 2) -> str:
