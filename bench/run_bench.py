@@ -266,6 +266,12 @@ def main() -> None:
     write(rows, growth, "RESULTS.md")
 
 
+def _add(rows: list, row: tuple) -> None:
+    """Keep a measurement and print it at once (a later step that fails does not lose it)."""
+    rows.append(row)
+    print("| " + " | ".join(row) + " |", flush=True)
+
+
 def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
     """(f): the whole handbook for ``las`` LAs, cold, unchanged, and after one cost value changes."""
     root, out, build = tmp / "national", tmp / "national-out", tmp / "national-build"
@@ -291,30 +297,33 @@ def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
 
     w, m, c = measure(run, log=log)
     pages = len(list((build / "html").rglob("*.html")))
-    rows.append(
+    _add(
+        rows,
         (
             f"(f) whole handbook, {las} LAs ({3 * (las + 1)} notebooks + book of {pages} HTML pages), cold, --jobs 2",
             hm(w),
             f"{m:,.0f} MB",
             f"exit {c}; {statuses()}",
-        )
+        ),
     )
     w, m, c = measure(run, log=log)
-    rows.append(("(f) the same again, nothing changed", hm(w), f"{m:,.0f} MB", f"exit {c}; {statuses()}"))
-    costs = root / "LA01" / "costs.csv"
+    _add(rows, ("(f) the same again, nothing changed", hm(w), f"{m:,.0f} MB", f"exit {c}; {statuses()}"))
+    first = sorted(p.name for p in root.iterdir() if (p / "costs.csv").is_file())[0]  # LA001 at 150 LAs
+    costs = root / first / "costs.csv"
     lines = costs.read_text(encoding="utf-8").splitlines()
-    head, first = lines[0].split(","), lines[1].split(",")
+    head, row = lines[0].split(","), lines[1].split(",")
     col = head.index("amount_gbp") if "amount_gbp" in head else next(i for i, h in enumerate(head) if "gbp" in h)
-    first[col] = str(float(first[col]) + 100)
-    costs.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n", encoding="utf-8")
+    row[col] = str(float(row[col]) + 100)
+    costs.write_text("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n", encoding="utf-8")
     w, m, c = measure(run, log=log)
-    rows.append(
+    _add(
+        rows,
         (
-            "(f) after one cost value of LA01 changes (notebooks rerun, book rebuilt incrementally)",
+            f"(f) after one cost value of {first} changes (notebooks rerun, book rebuilt incrementally)",
             hm(w),
             f"{m:,.0f} MB",
             f"exit {c}; {statuses()}",
-        )
+        ),
     )
     return rows
 
