@@ -181,6 +181,34 @@ def check_paths(
     return None
 
 
+#: What building the book imports (the figures and prose renderers included): a few seconds of a bundled run.
+BOOK_MODULES = (
+    "isafe_helpers.publish.build",
+    "isafe_helpers.publish.figures",
+    "isafe_helpers.publish.prose",
+    "markdown_it",
+)
+
+
+def _warm_book_imports() -> None:
+    """Import the book's modules in a background thread while the notebooks run (this process only waits then).
+
+    Importing changes nothing the book computes; an import that fails here
+    fails again, and is reported, when the book is built.
+    """
+    import importlib
+    import threading
+
+    def load() -> None:
+        for name in BOOK_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - reported by the book build itself
+                return
+
+    threading.Thread(target=load, name="isafe-book-imports", daemon=True).start()
+
+
 def _build(out: Path, build: Path, force: bool, pdf: bool = False) -> int:
     from isafe_helpers.run.pipeline import book_is_current, mark_book
 
@@ -254,6 +282,8 @@ def _cmd_run(args) -> int:
     out = args.out.resolve()
     try:
         with exclusive(out):
+            if not args.no_book:
+                _warm_book_imports()
             clock = time.perf_counter()
             outcomes = run_all(
                 data, out, scopes, strands, jobs=args.jobs, notebooks=args.notebooks.resolve(), force=args.force
