@@ -95,7 +95,9 @@ def protected(
     hid = np.zeros((len(src), len(pos)), dtype=bool)  # cell by cell in numpy: a national book has 70,000 counts
     for (i, col), k in keys.items():
         hid[i, pos[col]] = plan.hidden(k)
-    row_hit = hid[:, [pos[c] for c in table.people]].any(axis=1) if table.people else np.zeros(len(src), bool)
+    row_hit: np.ndarray = (
+        np.asarray(hid[:, [pos[c] for c in table.people]].any(axis=1)) if table.people else np.zeros(len(src), bool)
+    )
     for c in table.columns:
         if c.kind in ("text", "people", "units", "int") and not (c.base or c.reveals):
             continue
