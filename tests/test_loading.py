@@ -181,3 +181,38 @@ def test_error_report_groups_by_file():
     text = err.report()
     assert "2 problem(s)" in text
     assert "  LA01/teams.csv\n    row 2, column arm, value 'x': must be one of treatment, control" in text
+
+
+def _same_tables(a, b) -> None:
+    assert a.las == b.las and a.notes == b.notes and a.warnings == b.warnings and a.fingerprint == b.fingerprint
+    for name in a.tables:
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
+
+
+def test_a_file_cache_reuses_unchanged_files_and_rereads_changed_ones(small_root):
+    """Validation with the last run's per-file results gives what a fresh validation gives: unchanged files
+    are taken from the cache, a changed file is read and validated again (its new values and its problems)."""
+    from isafe_helpers.data.loading import FileCache
+
+    first = FileCache()
+    _same_tables(load_root(small_root, first), load_root(small_root))
+    assert first.hits == 0 and len(first.new) >= 16
+    again = FileCache(old=first.new)
+    _same_tables(load_root(small_root, again), load_root(small_root))
+    assert again.hits == len(first.new)
+
+    costs = read(small_root, "LA02/costs.csv")
+    costs.loc[0, "unit_cost_gbp"] = str(float(costs.loc[0, "unit_cost_gbp"]) + 100)
+    write(small_root, "LA02/costs.csv", costs)
+    changed = FileCache(old=again.new)
+    data = load_root(small_root, changed)
+    _same_tables(data, load_root(small_root))
+    assert changed.hits == len(first.new) - 1
+    assert data.costs.loc[data.costs["la"] == "LA02", "unit_cost_gbp"].iloc[0] == float(costs.loc[0, "unit_cost_gbp"])
+
+    costs.loc[1, "unit_cost_gbp"] = "-5"  # a problem in the changed file is reported, not hidden by the cache
+    write(small_root, "LA02/costs.csv", costs)
+    with pytest.raises(DataValidationError) as bad:
+        load_root(small_root, FileCache(old=changed.new))
+    fresh = problems_of(small_root)
+    assert bad.value.problems == fresh and any(p.column == "unit_cost_gbp" for p in fresh)

@@ -34,6 +34,7 @@ file has been read.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import re
@@ -570,13 +571,40 @@ def _read(src: Source, name: str, spec: FileSpec) -> RawTable:
     return table
 
 
-def load_root(root: str | Path) -> TrialData:
+@dataclass
+class FileCache:
+    """What reading and validating each LA file gave, for the next validation of the same root.
+
+    ``old`` holds a previous validation's entries (given by the caller, who
+    keeps them only for the same code); ``new`` receives this one's. An
+    entry is keyed by the file's label, path, sheet and SHA-256 of its bytes
+    and by the contract it was read under, so a file whose bytes or contract
+    changed is read and validated again. Only the per-file steps are reused:
+    the rules across files, the scale scores and the problems report always
+    run on the whole root.
+    """
+
+    old: dict = field(default_factory=dict)
+    new: dict = field(default_factory=dict)
+    hits: int = 0
+
+
+def _file_key(src: Source, name: str, spec) -> tuple:
+    digest = hashlib.sha256(Path(src.path).read_bytes()).hexdigest()
+    return (src.label, str(src.path), src.sheet, digest, name, repr(spec))
+
+
+def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
     """Read, validate and score a data root.
 
     Parameters
     ----------
     root : path
         Folder with one subfolder per LA.
+    cache : FileCache, optional
+        Per-file results of an earlier validation by the same code, reused
+        for files whose bytes are unchanged (the pipeline keeps them in its
+        results folder); filled with this validation's.
 
     Returns
     -------
@@ -660,18 +688,48 @@ def load_root(root: str | Path) -> TrialData:
                         )
                     )
                 continue
-            try:
-                raw = _read(src, name, spec)
-            except Unreadable as exc:
-                problems += exc.problems(src.label)
-                continue
+            fkey = _file_key(src, name, spec) if cache is not None else None
+            if cache is not None and fkey in cache.old:
+                entry = cache.old[fkey]
+                cache.hits += 1
+            else:
+                try:
+                    raw = _read(src, name, spec)
+                except Unreadable as exc:
+                    problems += exc.problems(src.label)
+                    continue
+                typed, file_problems, file_notes = validate_frame(raw.frame, spec, src.label)
+                entry = (
+                    raw.default,
+                    raw.how,
+                    list(raw.warnings),
+                    list(raw.problems),
+                    raw.frame.empty,
+                    list(raw.frame.columns),
+                    typed,
+                    file_problems,
+                    file_notes,
+                )
+            if cache is not None:
+                cache.new[fkey] = entry
+            (
+                raw_default,
+                raw_how,
+                raw_warnings,
+                raw_problems,
+                raw_empty,
+                raw_columns,
+                typed,
+                file_problems,
+                file_notes,
+            ) = entry
+            file_problems = list(file_problems)  # the entry is kept for the next run: never changed here
             n_read += 1
-            if not raw.default:
-                reading.append(f"{src.label}: read as {raw.how}")
-            notes += [f"{src.label}: {w}" for w in raw.warnings]
-            problems += [replace(p, file=src.label) for p in raw.problems]
-            typed, file_problems, file_notes = validate_frame(raw.frame, spec, src.label)
-            if spec.needs_rows == "treatment" and has_treatment and raw.frame.empty:
+            if not raw_default:
+                reading.append(f"{src.label}: read as {raw_how}")
+            notes += [f"{src.label}: {w}" for w in raw_warnings]
+            problems += [replace(p, file=src.label) for p in raw_problems]
+            if spec.needs_rows == "treatment" and has_treatment and raw_empty:
                 file_problems.append(
                     Problem(
                         src.label,
@@ -686,7 +744,7 @@ def load_root(root: str | Path) -> TrialData:
             notes += file_notes
             if any(p.rule.startswith("column appears more than once") for p in file_problems):
                 continue
-            headers[src.label] = match_headers(list(raw.frame.columns), spec)[0]
+            headers[src.label] = match_headers(list(raw_columns), spec)[0]
             read_in[name].add(la)
             typed = typed.copy()
             typed["la"] = la

@@ -51,6 +51,7 @@ import fcntl
 import hashlib
 import json
 import os
+import pickle
 import platform
 import sys
 import time
@@ -153,6 +154,8 @@ LOCK = ".lock"
 #: run when the data root's bytes and the code are unchanged, and handed to
 #: the notebooks (:mod:`isafe_helpers.data.validated`).
 VALIDATED = ".validated.pickle"
+#: Per-file validation results of the last run (:class:`isafe_helpers.data.loading.FileCache`), by code hash.
+VALIDATED_FILES = ".validated-files.pickle"
 
 
 @dataclass
@@ -245,11 +248,33 @@ def load_validated(root: Path, out: Path) -> ValidatedRoot:
         if payload["signature"] != sig:  # same bytes, touched files: refresh the signature
             validated.save(validated.tables_of(payload), saved, sig, key=key, summary=payload["summary"])
         return _validated_root(payload, saved)
-    from isafe_helpers.data.loading import load_root
+    from isafe_helpers.data.loading import FileCache, load_root
 
-    data = load_root(root)
+    code = code_hash()
+    cache = FileCache(old=_read_file_cache(out / VALIDATED_FILES, code))
+    data = load_root(root, cache)
     claim(out)  # the results folder is the handbook's before anything is saved in it
+    _write_file_cache(out / VALIDATED_FILES, code, cache.new)
     return save_validated(data, out, sig, key)
+
+
+def _read_file_cache(path: Path, code: str) -> dict:
+    """The last run's per-file validation results, if that run used the same code (else none)."""
+    try:
+        with open(path, "rb") as fh:
+            saved = pickle.load(fh)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
+        return {}
+    if not isinstance(saved, dict) or saved.get("code") != code or not isinstance(saved.get("files"), dict):
+        return {}
+    return saved["files"]
+
+
+def _write_file_cache(path: Path, code: str, files: dict) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump({"code": code, "files": files}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
 
 
 def _frame_digest(df: pd.DataFrame | None) -> str:
