@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 
 from isafe_helpers.data.synth import generate
 from isafe_helpers.publish import book
-from isafe_helpers.publish.build import WORK, build_book
+from isafe_helpers.publish.build import STAGE_CACHE, WORK, build_book
 from isafe_helpers.resources import SOURCES as REPO
 
 pytestmark = pytest.mark.slow
@@ -58,6 +59,7 @@ def books(tmp_path_factory):
     try:
         build_book(out, build, jobs=2)
         first = _files(build / "html")
+        staged_first = _staged(build)
         pages = build / WORK / "html"
         stamps = {p: p.stat().st_mtime_ns for p in pages.rglob("*.html")}
 
@@ -67,6 +69,7 @@ def books(tmp_path_factory):
         res = cli("run", "--data", root, "--out", out, "--no-book")
         assert res.returncode == 0, res.stdout + res.stderr
         build_book(out, build, jobs=2)
+        staged_again = _staged(build)
         rewritten = {p.relative_to(pages).as_posix() for p, t in stamps.items() if p.stat().st_mtime_ns != t}
         clean = tmp / "clean"
         build_book(out, clean, jobs=2, clean=True)
@@ -77,6 +80,7 @@ def books(tmp_path_factory):
         "incremental": _files(build / "html"),
         "clean": _files(clean / "html"),
         "rewritten": rewritten,
+        "staged": (staged_first, staged_again),
         "html": build / "html",
         "out": out,
     }
@@ -88,6 +92,19 @@ def test_an_incremental_build_equals_a_clean_build_file_for_file(books):
     differ = [name for name in inc if inc[name] != clean[name]]
     assert differ == []
     assert inc != books["first"]  # the change reached the book
+
+
+def _staged(build: Path) -> set:
+    """The keys of the pages the stage cache holds after a build."""
+    return set(pickle.loads((build / STAGE_CACHE).read_bytes())["pages"])
+
+
+def test_the_incremental_build_stages_again_only_the_pages_whose_inputs_changed(books):
+    """9 results pages (3 scopes x 3 strands); the cost change reruns LA01's and the pooled cost notebooks:
+    their 2 pages are staged again, the other 7 are copied from the cache (and the build equals a clean one)."""
+    first, again = books["staged"]
+    assert len(first) == len(again) == 9
+    assert len(first & again) == 7
 
 
 def test_an_incremental_build_rewrites_the_changed_pages_only(books):

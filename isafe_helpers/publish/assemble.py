@@ -15,6 +15,7 @@ pages publish after disclosure control, for the reader's download.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ class PageSpecs:
     specs: list[Spec]
     las: list[str] = field(default_factory=list)
     keys: dict[str, list[dict]] = field(default_factory=dict)
+    #: SHA-256 of the page's recorded specs and its executed notebook (what staging it reads)
+    digest: str = ""
 
 
 def load_pages(results: Path, scopes: list[str], strands: list[str], skip: set[tuple[str, str]]) -> list[PageSpecs]:
@@ -47,9 +50,12 @@ def load_pages(results: Path, scopes: list[str], strands: list[str], skip: set[t
             path = results / scope / SPECS.format(strand=strand)
             if (scope, strand) in skip or not path.is_file():
                 continue
-            with open(path, "rb") as fh:
-                rec = pickle.load(fh)
-            pages.append(PageSpecs(scope, strand, rec["specs"], list(rec.get("las", []))))
+            raw = path.read_bytes()
+            rec = pickle.loads(raw)
+            h = hashlib.sha256(raw)
+            nb = results / scope / f"{strand}.ipynb"
+            h.update(nb.read_bytes() if nb.is_file() else b"")
+            pages.append(PageSpecs(scope, strand, rec["specs"], list(rec.get("las", [])), digest=h.hexdigest()))
     return pages
 
 
@@ -100,18 +106,30 @@ class BookDisclosure:
             out[spec.id] = render_spec(spec, self.plan, keys)
         return out
 
-    def published(self, scope: str) -> pd.DataFrame:
+    def withheld_on(self, page: PageSpecs) -> list[str]:
+        """The page's counts the plan suppresses: with the page's digest, all its staged output depends on."""
+        assert self.plan is not None
+        return sorted({k for maps in page.keys.values() for m in maps for k in m.values() if self.plan.hidden(k)})
+
+    def page_cells(self, page: PageSpecs) -> list[dict]:
+        """Every number the page's tables publish, as printed (rows of :meth:`published`)."""
+        rows: list[dict] = []
+        for spec in page.specs:
+            for t, keys in zip(spec.tables, page.keys[spec.id]):
+                output = f"{spec.kind} {spec.number}" if spec.number else spec.kind
+                rows += self._cells(page.strand, output, spec.caption or t.caption, t, keys)
+        return rows
+
+    def published(self, scope: str, cells: dict[str, list[dict]] | None = None) -> pd.DataFrame:
         """Every number the scope's tables publish, as printed (after disclosure control).
 
-        The scope's pages, then the tables the build adds for it: the
-        executive summary's for the pooled trial, the index page's for an LA.
+        The scope's pages (their rows from ``cells`` by strand where given,
+        else computed), then the tables the build adds for it: the executive
+        summary's for the pooled trial, the index page's for an LA.
         """
         rows: list[dict] = []
         for page in (p for p in self.pages if p.scope == scope):
-            for spec in page.specs:
-                for t, keys in zip(spec.tables, page.keys[spec.id]):
-                    output = f"{spec.kind} {spec.number}" if spec.number else spec.kind
-                    rows += self._cells(page.strand, output, spec.caption or t.caption, t, keys)
+            rows += cells[page.strand] if cells is not None and page.strand in cells else self.page_cells(page)
         prefix = "summary/" if scope == TRIAL_SCOPE else f"{scope}/"
         for where, (t, keys) in self.extra.items():
             if where.startswith(prefix):

@@ -28,8 +28,10 @@ network.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import pickle
 import shutil
 from datetime import UTC, datetime
 from importlib import metadata
@@ -40,6 +42,7 @@ import pandas as pd
 import yaml
 
 from isafe_helpers.data import contract as C
+from isafe_helpers.data.files import hash_files
 from isafe_helpers.outputs import neutralise_frame
 from isafe_helpers.publish import disclosure, tables
 from isafe_helpers.publish import summary as S
@@ -535,13 +538,41 @@ def _headline_markdown(book: BookDisclosure, where: str, pooled: bool) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def stage(results: Path, stage_dir: Path) -> dict:
+def _code_digest() -> str:
+    """SHA-256 of the helper package's code: a staged page is reused only by the code that staged it."""
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parent.parent
+    hash_files(h, [p for p in package.rglob("*.py") if "__pycache__" not in p.parts], package)
+    return h.hexdigest()
+
+
+def _read_stage_cache(path: Path | None, salt: str) -> dict:
+    if path is None:
+        return {}
+    try:
+        saved = pickle.loads(path.read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
+        return {}
+    return saved["pages"] if isinstance(saved, dict) and saved.get("salt") == salt else {}
+
+
+def stage(results: Path, stage_dir: Path, cache: Path | None = None) -> dict:
     """Lay out the book's sources in ``stage_dir``; return the run record.
 
     Every page's recorded tables, figures and prose, and the summary's and LA
     index pages' tables, go into one disclosure ledger, solved once
     (:mod:`isafe_helpers.publish.assemble`); everything the book shows is
     rendered under that plan.
+
+    ``cache`` (a file in the build folder) keeps each staged results page and
+    the numbers it publishes, keyed by the page's digest (its recorded specs
+    and executed notebook), the counts the plan withholds on it, the
+    threshold, the LA names and the package's code. A page whose key is
+    unchanged is copied from it instead of rendered again: what a page shows
+    depends on nothing else, so the book is the same as a clean build's (a
+    test compares them), and a rerun after one LA's data change renders that
+    LA's and the pooled pages only. The ledger is always solved for the
+    whole book.
     """
     run = read_run(results)
     _NAMES.clear()
@@ -566,6 +597,8 @@ def stage(results: Path, stage_dir: Path) -> dict:
     book = BookDisclosure(load_pages(results, scopes, list(C.STRANDS), set(failed)), limit)
     looks = _summary_tables(book, results, run, failed)
     book.solve()
+    salt = json.dumps([_code_digest(), limit, sorted(_NAMES.items())])
+    old_pages, new_pages = _read_stage_cache(cache, salt), {}
 
     # the executive summary: headline tables and sentences from their published views
     look = looks[C.TRIAL_SCOPE]
@@ -612,6 +645,7 @@ def stage(results: Path, stage_dir: Path) -> dict:
     downloads.mkdir(parents=True, exist_ok=True)
     la_sections: dict[str, list[str]] = {}
     for scope in scopes:
+        cells: dict[str, list[dict]] = {}
         sdir = results / scope
         dst_dir = stage_dir / "results" / ("trial" if scope == C.TRIAL_SCOPE else f"las/{scope}")
         dst_dir.mkdir(parents=True, exist_ok=True)
@@ -626,9 +660,26 @@ def stage(results: Path, stage_dir: Path) -> dict:
                 pages.append(name)
             elif nb.is_file():
                 page = by_page.get((scope, strand))
-                _stage_notebook(nb, dst_dir / f"{name}.ipynb", scope, strand, book.outputs(page) if page else {})
+                dst = dst_dir / f"{name}.ipynb"
+                key = (
+                    hashlib.sha256(
+                        json.dumps([scope, strand, page.digest, book.withheld_on(page)]).encode()
+                    ).hexdigest()
+                    if page
+                    else None
+                )
+                if key is not None and key in old_pages:
+                    text, cells[strand] = old_pages[key]
+                    dst.write_text(text, encoding="utf-8")
+                else:
+                    _stage_notebook(nb, dst, scope, strand, book.outputs(page) if page else {})
+                    if page is not None:
+                        cells[strand] = book.page_cells(page)
+                if key is not None:
+                    new_pages[key] = (dst.read_text(encoding="utf-8"), cells[strand])
                 pages.append(name)
-        neutralise_frame(book.published(scope)).to_csv(downloads / f"{scope}-published-numbers.csv", index=False)
+        published = book.published(scope, cells)
+        neutralise_frame(published).to_csv(downloads / f"{scope}-published-numbers.csv", index=False)
         if scope == C.TRIAL_SCOPE or pages:  # the Trial part always has its three pages
             for strand in C.STRANDS:
                 name = STAGED_NAME[strand]
@@ -647,4 +698,8 @@ def stage(results: Path, stage_dir: Path) -> dict:
     )
     toc = yaml.safe_load((SOURCES / "_toc.yml").read_text(encoding="utf-8"))
     (stage_dir / "_toc.yml").write_text(yaml.safe_dump(expand_toc(toc, la_sections), sort_keys=False), encoding="utf-8")
+    if cache is not None:
+        tmp = cache.with_name(f"{cache.name}.tmp")
+        tmp.write_bytes(pickle.dumps({"salt": salt, "pages": new_pages}, protocol=pickle.HIGHEST_PROTOCOL))
+        tmp.replace(cache)
     return run

@@ -43,6 +43,8 @@ from isafe_helpers.resources import BUILD, DEFAULT_OUT
 WORK = ".sphinx"
 #: Written into WORK when its last build succeeded.
 CLEAN_MARK = ".complete"
+#: Staged pages of the last build, reused where nothing they show changed (:func:`~isafe_helpers.publish.book.stage`).
+STAGE_CACHE = ".stage-cache.pickle"
 
 
 def sync_tree(src: Path, dst: Path) -> tuple[int, int]:
@@ -120,8 +122,10 @@ def _build(results: Path, build: Path, verbose: bool, jobs: int | None, clean: b
     claim(build)
     source, fresh = build / ".source", build / ".source-new"
     remove_ours(fresh)
+    if clean:
+        (build / STAGE_CACHE).unlink(missing_ok=True)
     try:
-        stage(results, fresh)
+        stage(results, fresh, build / STAGE_CACHE)
     finally:
         if fresh.is_dir():  # made by stage() just now
             mark(fresh)
