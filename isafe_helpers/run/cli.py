@@ -193,6 +193,8 @@ BOOK_MODULES = (
 def _warm_book_imports() -> None:
     """Import the book's modules in a background thread while the notebooks run (this process only waits then).
 
+    Only when some notebook runs: a rerun with nothing changed builds no book, and importing would slow it.
+
     Importing changes nothing the book computes; an import that fails here
     fails again, and is reported, when the book is built.
     """
@@ -282,11 +284,16 @@ def _cmd_run(args) -> int:
     out = args.out.resolve()
     try:
         with exclusive(out):
-            if not args.no_book:
-                _warm_book_imports()
             clock = time.perf_counter()
             outcomes = run_all(
-                data, out, scopes, strands, jobs=args.jobs, notebooks=args.notebooks.resolve(), force=args.force
+                data,
+                out,
+                scopes,
+                strands,
+                jobs=args.jobs,
+                notebooks=args.notebooks.resolve(),
+                force=args.force,
+                on_work=None if args.no_book else _warm_book_imports,  # not when nothing reruns
             )
             times["notebooks"] = time.perf_counter() - clock
             print(summary_table(outcomes))

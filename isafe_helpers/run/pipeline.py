@@ -486,8 +486,12 @@ def run_all(
     progress: bool = True,
     notebooks: Path = NOTEBOOKS,
     force: bool = False,
+    on_work=None,
 ) -> list[TaskOutcome]:
     """Run every (scope, strand) notebook whose inputs changed, in ``jobs`` worker processes.
+
+    ``on_work`` is called once, when the first notebook is about to run
+    (never when every task is unchanged).
 
     ``data`` is the validated data root: from :func:`load_validated`, or a
     :class:`TrialData` (then saved for the notebooks first). The notebooks
@@ -529,6 +533,9 @@ def run_all(
                 if t not in todo:
                     outcomes.append(TaskOutcome(*t, "unchanged"))
                     bar.update()
+            if todo and on_work is not None:
+                on_work()
+                on_work = None
             # the longest first (the pooled notebooks), so no core idles at the end
             todo.sort(key=lambda t: t[0] != C.TRIAL_SCOPE)
             futures = [
