@@ -278,3 +278,25 @@ def test_one_decomposition_answers_every_trial_as_solving_again_would():
                     assert test.unfixed_by([extra[:, c] for c in cols]) == want, (seed, k, cols)
                     checked, unfixed = checked + 1, unfixed + want
     assert checked > 500 and 0.1 < unfixed / checked < 0.9  # both answers are exercised
+
+
+def test_the_certificate_of_movement_is_silent_and_sound_on_one_signed_directions():
+    """A null-space direction of one sign with zeros (an unknown free in every relation: 0 * inf inside) must
+    give no warning (a notebook would print it on its page) and only ranges the LP confirms."""
+    import warnings
+
+    from isafe_helpers.publish.ledger import _Decomposition, _moves
+
+    matrix = np.array([[0.0, 1.0, 0.0, -1.0, 0.0], [1.0, 0.0, -1.0, 1.0, 0.0]])
+    x0 = np.array([16.0, 3.0, 1.0, 17.0, 0.0])
+    b = matrix @ x0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        moves = _moves(x0, _Decomposition(matrix), b)
+    for i in range(5):
+        obj = np.zeros(5)
+        obj[i] = 1
+        lo = linprog(obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
+        hi = linprog(-obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
+        span = np.inf if hi.status == 3 else -hi.fun - lo.fun
+        assert moves[i] <= span + 1e-9

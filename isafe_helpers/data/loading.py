@@ -710,8 +710,8 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
                     file_problems,
                     file_notes,
                 )
-            if cache is not None:
-                cache.new[fkey] = entry
+            if cache is not None and (fkey in cache.old or _file_key(src, name, spec) == fkey):
+                cache.new[fkey] = entry  # not when the file changed while it was read: its bytes are not fkey's
             (
                 raw_default,
                 raw_how,

@@ -106,10 +106,15 @@ class BookDisclosure:
             out[spec.id] = render_spec(spec, self.plan, keys)
         return out
 
-    def withheld_on(self, page: PageSpecs) -> list[str]:
-        """The page's counts the plan suppresses: with the page's digest, all its staged output depends on."""
+    def withheld_on(self, page: PageSpecs) -> list[list[str]]:
+        """The page's counts the plan suppresses, and those it marks exempt (the trial flow).
+
+        With the page's digest, all that its staged output takes from the
+        book's plan (a count can be made exempt, or withheld, by another page).
+        """
         assert self.plan is not None
-        return sorted({k for maps in page.keys.values() for m in maps for k in m.values() if self.plan.hidden(k)})
+        keys = {k for maps in page.keys.values() for m in maps for k in m.values()}
+        return [sorted(k for k in keys if self.plan.hidden(k)), sorted(keys & self.plan.exempt)]
 
     def page_cells(self, page: PageSpecs) -> list[dict]:
         """Every number the page's tables publish, as printed (rows of :meth:`published`)."""

@@ -539,11 +539,22 @@ def _headline_markdown(book: BookDisclosure, where: str, pooled: bool) -> str:
 
 
 def _code_digest() -> str:
-    """SHA-256 of the helper package's code: a staged page is reused only by the code that staged it."""
+    """SHA-256 of the helper package's code and the pinned libraries: a page is reused only by what staged it."""
     h = hashlib.sha256()
     package = Path(__file__).resolve().parent.parent
     hash_files(h, [p for p in package.rglob("*.py") if "__pycache__" not in p.parts], package)
+    req = SOURCES / "requirements.txt"
+    h.update(req.read_bytes() if req.is_file() else b"")
+    for name in ("nbformat", "matplotlib", "markdown-it-py", "pandas", "numpy"):  # installed, pinned or not
+        h.update(f"{name}={_version(name)}".encode())
     return h.hexdigest()
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return ""
 
 
 def _read_stage_cache(path: Path | None, salt: str) -> dict:
@@ -597,7 +608,8 @@ def stage(results: Path, stage_dir: Path, cache: Path | None = None) -> dict:
     book = BookDisclosure(load_pages(results, scopes, list(C.STRANDS), set(failed)), limit)
     looks = _summary_tables(book, results, run, failed)
     book.solve()
-    salt = json.dumps([_code_digest(), limit, sorted(_NAMES.items())])
+    # the threshold in the environment too: the prose renderers read it (it should equal the run's)
+    salt = json.dumps([_code_digest(), limit, disclosure.threshold(), sorted(_NAMES.items())])
     old_pages, new_pages = _read_stage_cache(cache, salt), {}
 
     # the executive summary: headline tables and sentences from their published views

@@ -453,11 +453,12 @@ def _moves(x0: np.ndarray, dec: _Decomposition, b: np.ndarray) -> np.ndarray:
     too when ``x0`` does not solve the system (then the LP decides).
     """
     out = np.zeros(len(x0))
-    if not np.allclose(dec.matrix @ x0, b, atol=1e-6):
+    if not np.allclose(dec.matrix @ x0, b, rtol=0.0, atol=1e-6):  # absolute: counts of 100,000 too
         return out
     for d in dec.basis.T:
-        d = np.where(np.abs(d) < 1e-12, 0.0, d)
+        d = np.where(np.abs(d) <= 1e-9, 0.0, d)  # zero as _fixed counts it: noise neither moves nor blocks
         up = np.min(x0[d < 0] / -d[d < 0]) if np.any(d < 0) else np.inf
         down = np.min(x0[d > 0] / d[d > 0]) if np.any(d > 0) else np.inf
-        out = np.maximum(out, np.where(d != 0, np.abs(d) * (up + down), 0.0))  # inf: unbounded
+        with np.errstate(invalid="ignore"):  # 0 * inf where d is zero, discarded (a warning would reach the page)
+            out = np.maximum(out, np.where(d != 0, np.abs(d) * (up + down), 0.0))  # inf: unbounded
     return out
