@@ -22,15 +22,16 @@ env: $(STAMP) ## make the virtual environment (.venv) if it is missing or stale
 book: env ## run every strand for every LA and the pooled trial on the bundled data, then build the book and its PDFs
 	$(PY) -m isafe_helpers run --pdf
 
-browser: ## install Debian's headless Chromium for the browser test if it is missing (needs root)
-	@if command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium; then :; \
+browser: ## install Debian's headless Chromium and poppler-utils (the browser and PDF tests) if missing (needs root)
+	@if { command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium; } && command -v pdftotext >/dev/null 2>&1 \
+	  && command -v pdfinfo >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian's chromium for the browser test"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver \
-	  || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; } \
-	  || echo "could not install chromium: the browser test (tests/test_browser.py) will be skipped"; \
-	else echo "chromium is missing and this user cannot apt-get install it (not root, or no apt-get):" \
-	  "the browser test (tests/test_browser.py) will be skipped; install Debian's chromium to run it"; fi
+	  echo "installing Debian's chromium and poppler-utils for the browser and PDF tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver poppler-utils \
+	  || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver poppler-utils; } \
+	  || echo "could not install chromium/poppler-utils: the browser and PDF tests (tests/test_browser.py, tests/test_pdf.py) will be skipped"; \
+	else echo "chromium or poppler-utils is missing and this user cannot apt-get install them (not root, or no apt-get):" \
+	  "the browser and PDF tests will be skipped; install Debian's chromium and poppler-utils to run them"; fi
 
 test: env browser ## run the whole test suite (pytest, doctests, nbval, ruff, the browser test)
 	$(PY) -m pytest
