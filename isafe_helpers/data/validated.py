@@ -70,13 +70,18 @@ def save(data: TrialData, path: Path, sig: list[tuple[str, int, int]], **extra) 
         raise
 
 
-def read(path: Path) -> dict | None:
-    """The saved payload (``root``, ``signature``, the extra items and the pickled ``data``), or None."""
+def load_saved(path: Path) -> object | None:
+    """What the handbook pickled into ``path`` (a file of its own output folders), or None if it is missing or unreadable."""
     try:
         with open(path, "rb") as fh:
-            payload = pickle.load(fh)
+            return pickle.load(fh)
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
         return None
+
+
+def read(path: Path) -> dict | None:
+    """The saved payload (``root``, ``signature``, the extra items and the pickled ``data``), or None."""
+    payload = load_saved(path)
     if not isinstance(payload, dict) or payload.get("version") != VERSION:
         return None
     return payload

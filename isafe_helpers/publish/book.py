@@ -43,6 +43,7 @@ import yaml
 
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.files import hash_files
+from isafe_helpers.data.validated import load_saved
 from isafe_helpers.outputs import neutralise_frame
 from isafe_helpers.publish import disclosure, tables
 from isafe_helpers.publish import summary as S
@@ -558,12 +559,7 @@ def _version(name: str) -> str:
 
 
 def _read_stage_cache(path: Path | None, salt: str) -> dict:
-    if path is None:
-        return {}
-    try:
-        saved = pickle.loads(path.read_bytes())
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
-        return {}
+    saved = load_saved(path) if path is not None else None
     return saved["pages"] if isinstance(saved, dict) and saved.get("salt") == salt else {}
 
 

@@ -260,11 +260,7 @@ def load_validated(root: Path, out: Path) -> ValidatedRoot:
 
 def _read_file_cache(path: Path, code: str) -> dict:
     """The last run's per-file validation results, if that run used the same code (else none)."""
-    try:
-        with open(path, "rb") as fh:
-            saved = pickle.load(fh)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
-        return {}
+    saved = validated.load_saved(path)
     if not isinstance(saved, dict) or saved.get("code") != code or not isinstance(saved.get("files"), dict):
         return {}
     return saved["files"]
