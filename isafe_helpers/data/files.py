@@ -20,6 +20,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from isafe_helpers.resources import PACKAGE, SOURCES
+
 #: Folder names ignored wherever they are (besides hidden names).
 IGNORED_FOLDERS = ("__MACOSX",)
 
@@ -90,6 +92,16 @@ def hash_files(h, files: list[Path], base: Path) -> None:
     for p in sorted(files):
         h.update(p.relative_to(base).as_posix().encode() + b"\0")
         h.update(p.read_bytes() + b"\0")
+
+
+def code_hash() -> str:
+    """SHA-256 of the helper package's code and the pinned requirements."""
+    h = hashlib.sha256()
+    hash_files(h, [p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts], PACKAGE)
+    req = SOURCES / "requirements.txt"
+    if req.is_file():
+        h.update(req.read_bytes())
+    return h.hexdigest()
 
 
 def fingerprint_root(root: Path, files: list[Path] | None = None) -> str:

@@ -60,10 +60,15 @@ def save(data: TrialData, path: Path, sig: list[tuple[str, int, int]], **extra) 
         **extra,
         "data": pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL),
     }
+    write_saved(path, payload)
+
+
+def write_saved(path: Path, obj: object) -> None:
+    """Pickle ``obj`` into ``path`` atomically (a reader sees the old file or the new, never half of one)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import pickle
 import shutil
 from datetime import UTC, datetime
 from importlib import metadata
@@ -42,8 +41,8 @@ import pandas as pd
 import yaml
 
 from isafe_helpers.data import contract as C
-from isafe_helpers.data.files import hash_files
-from isafe_helpers.data.validated import load_saved
+from isafe_helpers.data.files import code_hash
+from isafe_helpers.data.validated import load_saved, write_saved
 from isafe_helpers.outputs import neutralise_frame
 from isafe_helpers.publish import disclosure, tables
 from isafe_helpers.publish import summary as S
@@ -540,12 +539,8 @@ def _headline_markdown(book: BookDisclosure, where: str, pooled: bool) -> str:
 
 
 def _code_digest() -> str:
-    """SHA-256 of the helper package's code and the pinned libraries: a page is reused only by what staged it."""
-    h = hashlib.sha256()
-    package = Path(__file__).resolve().parent.parent
-    hash_files(h, [p for p in package.rglob("*.py") if "__pycache__" not in p.parts], package)
-    req = SOURCES / "requirements.txt"
-    h.update(req.read_bytes() if req.is_file() else b"")
+    """SHA-256 of the helper package's code and the libraries that render a page: a page is reused only by what staged it."""
+    h = hashlib.sha256(code_hash().encode())
     for name in ("nbformat", "matplotlib", "markdown-it-py", "pandas", "numpy"):  # installed, pinned or not
         h.update(f"{name}={_version(name)}".encode())
     return h.hexdigest()
@@ -707,7 +702,5 @@ def stage(results: Path, stage_dir: Path, cache: Path | None = None) -> dict:
     toc = yaml.safe_load((SOURCES / "_toc.yml").read_text(encoding="utf-8"))
     (stage_dir / "_toc.yml").write_text(yaml.safe_dump(expand_toc(toc, la_sections), sort_keys=False), encoding="utf-8")
     if cache is not None:
-        tmp = cache.with_name(f"{cache.name}.tmp")
-        tmp.write_bytes(pickle.dumps({"salt": salt, "pages": new_pages}, protocol=pickle.HIGHEST_PROTOCOL))
-        tmp.replace(cache)
+        write_saved(cache, {"salt": salt, "pages": new_pages})
     return run

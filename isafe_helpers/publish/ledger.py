@@ -322,11 +322,6 @@ class Ledger:
                 b.append(const)
         return index, np.array(rows).reshape(len(rows), len(unknown)), b
 
-    def _determined(self, comp: list[Relation], supp: set[str]) -> set[str]:
-        """The suppressed counts of a component that the published counts determine exactly (null-space test)."""
-        index, matrix, _ = self._system(comp, supp)
-        return _fixed(index, self._decomposed(matrix))
-
     def _decomposed(self, matrix: np.ndarray) -> _Decomposition:
         """``matrix``'s decomposition; the last one is kept (the breaker reads the system :meth:`_exposed` just read)."""
         last = getattr(self, "_last", None)

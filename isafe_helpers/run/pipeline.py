@@ -51,7 +51,6 @@ import fcntl
 import hashlib
 import json
 import os
-import pickle
 import platform
 import sys
 import time
@@ -69,7 +68,7 @@ from tqdm import tqdm
 from isafe_helpers import config
 from isafe_helpers.data import contract as C
 from isafe_helpers.data import validated
-from isafe_helpers.data.files import fingerprint_root, hash_files
+from isafe_helpers.data.files import code_hash, fingerprint_root, hash_files
 from isafe_helpers.outputs import NotOurs, claim, make_working, remove_ours, remove_stale
 from isafe_helpers.publish.report import SPECS
 from isafe_helpers.resources import NOTEBOOKS, PACKAGE, SOURCES
@@ -177,16 +176,6 @@ def _first_line(text: str) -> str:
 # --------------------------------------------------------------------------
 # Inputs of a task
 # --------------------------------------------------------------------------
-def code_hash() -> str:
-    """SHA-256 of the helper package's code and the pinned requirements."""
-    h = hashlib.sha256()
-    hash_files(h, [p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts], PACKAGE)
-    req = SOURCES / "requirements.txt"
-    if req.is_file():
-        h.update(req.read_bytes())
-    return h.hexdigest()
-
-
 @dataclass
 class ValidatedRoot:
     """A validated data root as the run needs it, the tables left in the saved file.
@@ -241,7 +230,8 @@ def load_validated(root: Path, out: Path) -> ValidatedRoot:
     """
     root = Path(root).resolve()
     sig = validated.signature(root)  # before reading: a file changed meanwhile fails the notebooks' check
-    key = hashlib.sha256(f"{fingerprint_root(root)} {code_hash()}".encode()).hexdigest()
+    code = code_hash()
+    key = hashlib.sha256(f"{fingerprint_root(root)} {code}".encode()).hexdigest()
     saved = out / VALIDATED
     payload = validated.read(saved)
     if payload is not None and payload.get("key") == key and payload["root"] == str(root):
@@ -250,11 +240,10 @@ def load_validated(root: Path, out: Path) -> ValidatedRoot:
         return _validated_root(payload, saved)
     from isafe_helpers.data.loading import FileCache, load_root
 
-    code = code_hash()
     cache = FileCache(old=_read_file_cache(out / VALIDATED_FILES, code))
     data = load_root(root, cache)
     claim(out)  # the results folder is the handbook's before anything is saved in it
-    _write_file_cache(out / VALIDATED_FILES, code, cache.new)
+    validated.write_saved(out / VALIDATED_FILES, {"code": code, "files": cache.new})
     return save_validated(data, out, sig, key)
 
 
@@ -264,13 +253,6 @@ def _read_file_cache(path: Path, code: str) -> dict:
     if not isinstance(saved, dict) or saved.get("code") != code or not isinstance(saved.get("files"), dict):
         return {}
     return saved["files"]
-
-
-def _write_file_cache(path: Path, code: str, files: dict) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump({"code": code, "files": files}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
 
 
 def _frame_digest(df: pd.DataFrame | None) -> str:

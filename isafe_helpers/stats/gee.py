@@ -181,9 +181,8 @@ class GEEBinaryResult:
 
 def _effects(b: np.ndarray, V: np.ndarray, k: int, Xu: np.ndarray, w: np.ndarray, df: float) -> tuple[Effect, Effect]:
     """Odds ratio and marginally standardised risk difference of coefficient ``k`` under covariance ``V``."""
-    if not np.all(np.isfinite(V)) or not np.all(np.isfinite(b)):
-        return _NAN_EFFECT, _NAN_EFFECT
-    if not V[k, k] > 0:  # a zero variance (flagged by the caller) has no interval and no test
+    # a non-finite fit, or a zero variance (both flagged by the caller), has no interval and no test
+    if not (np.all(np.isfinite(V)) and np.all(np.isfinite(b)) and V[k, k] > 0):
         return _NAN_EFFECT, _NAN_EFFECT
     se = float(np.sqrt(V[k, k]))
     log_or = interval(float(b[k]), se, df)
