@@ -266,7 +266,11 @@ def suppress(
             continue
         exposed = determined_cells(mask(), relations) or pinned_cells(vals, mask(), relations)
         for cell in exposed:
-            for rel in (rel for rel in relations if cell in rel.cells):
+            # a relation of the exposed cell first; when all of theirs are suppressed already, any relation
+            # holding a suppressed cell (as the book's ledger does: the cell can be pinned from further off)
+            m = mask()
+            touched = [rel for rel in relations if any(bool(m.loc[r, c]) for r, c in rel.cells)]
+            for rel in sorted(touched, key=lambda rel: cell not in rel.cells):
                 if suppress_one(rel.parts) or suppress_one([rel.total]):
                     changed = True
                     break
