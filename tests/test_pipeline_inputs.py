@@ -242,3 +242,19 @@ def test_one_la_cost_change_reruns_its_cost_notebook_and_the_pooled_one_only(roo
     assert _outputs(out) == _outputs(fresh)
     run = json.loads((out / "run.json").read_text())
     assert {(t["scope"], t["strand"]) for t in run["tasks"]} == set(status)
+
+
+def test_a_task_waits_for_the_estimates_it_reads_and_no_more():
+    from isafe_helpers.run.pipeline import _priority, _waits_for
+
+    tasks = [(s, st) for s in ("trial", "LA01", "LA02") for st in ("impact", "process", "cost")]
+    assert _waits_for(("LA01", "process"), tasks) == {("LA01", "impact")}
+    assert _waits_for(("trial", "process"), tasks) == {("trial", "impact"), ("LA01", "impact"), ("LA02", "impact")}
+    assert _waits_for(("LA02", "cost"), tasks) == set()
+    assert _waits_for(("trial", "impact"), tasks) == set()
+    # only tasks of this run are waited for (a run of LA01 alone does not wait for LA02)
+    assert _waits_for(("trial", "process"), [("trial", "process"), ("LA01", "impact")]) == {("LA01", "impact")}
+    # what others read first, then what waits, then the rest; the pooled notebook first within each
+    order = sorted(tasks, key=_priority)
+    assert order[:3] == [("trial", "impact"), ("LA01", "impact"), ("LA02", "impact")]
+    assert order[3] == ("trial", "process") and order[-3] == ("trial", "cost")

@@ -258,7 +258,7 @@ def _pdfs(out: Path, build: Path) -> int:
 
 def _cmd_run(args) -> int:
     from isafe_helpers.config import threshold
-    from isafe_helpers.run.pipeline import Busy, exclusive, run_all, summary_table
+    from isafe_helpers.run.pipeline import start_workers, stop_workers
 
     problem = check_paths(args.data, args.out, args.build, book=not args.no_book)
     try:
@@ -269,6 +269,21 @@ def _cmd_run(args) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     clock = time.perf_counter()
+    # A first run into a results folder runs every notebook: start the workers
+    # (and their kernels' preloaders) now, so they start while the data are validated.
+    first = not (args.out / "run.json").is_file()
+    pool = start_workers(args.jobs, args.notebooks.resolve(), warm=True) if first or args.force else None
+    try:
+        return _run(args, pool, clock)
+    finally:
+        if pool is not None:
+            stop_workers(pool)  # already ended unless the run stopped before its notebooks
+
+
+def _run(args, pool, clock: float) -> int:
+    """``isafe run`` once its arguments are checked: validate, run the notebooks in ``pool``, build the book."""
+    from isafe_helpers.run.pipeline import Busy, exclusive, run_all, summary_table
+
     data = _load(args.data, args.out.resolve())
     if data is None:
         return 2
@@ -294,6 +309,7 @@ def _cmd_run(args) -> int:
                 notebooks=args.notebooks.resolve(),
                 force=args.force,
                 on_work=None if args.no_book else _warm_book_imports,  # not when nothing reruns
+                pool=pool,
             )
             times["notebooks"] = time.perf_counter() - clock
             print(summary_table(outcomes))

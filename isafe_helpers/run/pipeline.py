@@ -54,7 +54,7 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -79,6 +79,7 @@ from isafe_helpers.results.estimates import (
     read_estimates,
     write_estimates,
 )
+from isafe_helpers.run import kernels
 
 if TYPE_CHECKING:  # the validator (pandera) is imported only when a data root must be validated
     from isafe_helpers.data.loading import TrialData
@@ -359,24 +360,17 @@ def is_current(out: Path, scope: str, strand: str, inputs: str) -> bool:
 # --------------------------------------------------------------------------
 # One task, in a worker process
 # --------------------------------------------------------------------------
-def _worker_init(parent_pid: int, notebooks: str) -> None:
-    """Start a worker: die with the run, keep kernel chatter out of the terminal, start the preloader."""
-    from isafe_helpers.run import kernels
+def run_notebook(
+    data_root: str, scope: str, strand: str, out: str, notebooks: str, inputs: str, saved: str = ""
+) -> TaskOutcome:
+    """Execute one strand notebook for one scope and put its outputs in place.
 
-    kernels.die_with_parent(parent_pid)
-    # The kernels inherit this worker's stderr: keep their chatter (transport
-    # notices and the like) out of the run's terminal output.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    kernels.start_preloader(notebooks)
-
-
-def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: str, inputs: str) -> TaskOutcome:
-    """Execute one strand notebook for one scope and put its outputs in place."""
+    ``saved`` is the run's validated data (:mod:`isafe_helpers.data.validated`),
+    handed to the kernel in its environment: the worker may have been started
+    before the data were validated.
+    """
     import papermill as pm
 
-    from isafe_helpers.run import kernels
     from isafe_helpers.run.tidy_notebooks import tidy
 
     start = time.perf_counter()
@@ -389,6 +383,8 @@ def run_notebook(data_root: str, scope: str, strand: str, out: str, notebooks: s
     (work / RESULTS_ROOT_MARKER).write_text(str(out_p), encoding="utf-8")
     error_file = scope_dir / f"{strand}.error.txt"
     executed = work / f"{strand}.ipynb"
+    if saved:
+        os.environ[validated.ENV] = saved  # the kernel's environment is the worker's
     try:
         pm.execute_notebook(
             str(Path(notebooks) / f"{strand}.ipynb"),
@@ -455,6 +451,75 @@ def exclusive(out: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _kernel_environment() -> None:
+    """What every kernel inherits from the workers (which take it when they start)."""
+    bindir = str(Path(sys.executable).parent)
+    # Kernels are started as `python`: make it this interpreter's.
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+    # ... and make their `import isafe_helpers` this very package.
+    package = str(PACKAGE.parent)
+    if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != package:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [package, os.environ.get("PYTHONPATH")]))
+    # One BLAS thread per kernel: the workers already use the cores, and
+    # oversubscribed OpenBLAS threads slow the model fits down several-fold.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def start_workers(jobs: int, notebooks: Path = NOTEBOOKS, warm: bool = False) -> ProcessPoolExecutor:
+    """The worker processes that run the notebooks, for :func:`run_all`.
+
+    With ``warm``, the workers and their kernel preloaders start now, in the
+    background, instead of when the first notebook is submitted: a run that
+    knows it will execute notebooks (a first run into a results folder) starts
+    them before validating the data, so the two overlap. Give the pool to
+    :func:`run_all`, or end it with :func:`stop_workers`.
+    """
+    _kernel_environment()
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, jobs),
+        mp_context=get_context("spawn"),
+        initializer=kernels.worker_init,  # in a light module: the preloader starts sooner
+        initargs=(os.getpid(), str(notebooks)),
+    )
+    if warm:
+        for _ in range(max(1, jobs)):
+            pool.submit(os.getpid)  # one task per worker: each starts (and starts its preloader)
+    return pool
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End a pool that will run nothing more, at once (its preloaders and kernels die with their workers)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    pool.shutdown(wait=True)
+
+
+def _priority(task: tuple[str, str]) -> tuple[int, bool]:
+    """Which ready task a free worker takes first (smaller first).
+
+    The strands others read first (impact), so what waits on them can start
+    early; then the strands that wait (process); then the rest (cost, the
+    shortest, which fill the cores at the end). Within each, the pooled
+    notebook (the longest) first.
+    """
+    scope, strand = task
+    rank = 0 if strand in DEPENDS_ON.values() else 1 if strand in DEPENDS_ON else 2
+    return rank, scope != C.TRIAL_SCOPE
+
+
+def _waits_for(task: tuple[str, str], tasks: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The tasks of this run whose estimates ``task`` reads: its scope's, or every scope's for the trial."""
+    scope, strand = task
+    dep = DEPENDS_ON.get(strand)
+    if not dep:
+        return set()
+    return {t for t in tasks if t[1] == dep and (scope == C.TRIAL_SCOPE or t[0] == scope)}
+
+
 def run_all(
     data: ValidatedRoot | TrialData,
     out: Path,
@@ -465,11 +530,17 @@ def run_all(
     notebooks: Path = NOTEBOOKS,
     force: bool = False,
     on_work=None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> list[TaskOutcome]:
     """Run every (scope, strand) notebook whose inputs changed, in ``jobs`` worker processes.
 
     ``on_work`` is called once, when the first notebook is about to run
-    (never when every task is unchanged).
+    (never when every task is unchanged). ``pool`` is the workers from
+    :func:`start_workers` (started here if not given); the run ends it.
+
+    A task that reads another strand's estimates (:data:`DEPENDS_ON`) starts
+    once those tasks have finished (its inputs include their rows); tasks are
+    started as workers free up, in the order of :func:`_priority`.
 
     ``data`` is the validated data root: from :func:`load_validated`, or a
     :class:`TrialData` (then saved for the notebooks first). The notebooks
@@ -478,13 +549,7 @@ def run_all(
     """
     claim(out)
     remove_stale(out / TMP)  # leftovers of an interrupted run whose processes have all ended
-    # Kernels are started as `python`: make it this interpreter's.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    # ... and make their `import isafe_helpers` this very package.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")]))
-    # One BLAS thread per kernel: the workers already use the cores, and
-    # oversubscribed OpenBLAS threads slow the model fits down several-fold.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    _kernel_environment()
     # The validated data, for the notebooks (each checks it is for its data root, unchanged).
     if not isinstance(data, ValidatedRoot):
         data = save_validated(data, out)
@@ -493,40 +558,53 @@ def run_all(
     digests = data.digests
     tasks = [(scope, strand) for scope in scopes for strand in strands]
     outcomes: list[TaskOutcome] = []
-    # Phases: strands nobody depends on or that depend on nothing first; a
-    # dependent strand once what it reads is complete.
-    phases = [[t for t in tasks if t[1] not in DEPENDS_ON], [t for t in tasks if t[1] in DEPENDS_ON]]
     bar = tqdm(total=len(tasks), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
-    pool = ProcessPoolExecutor(
-        max_workers=max(1, jobs),
-        mp_context=get_context("spawn"),
-        initializer=_worker_init,
-        initargs=(os.getpid(), str(notebooks)),
-    )
+    if pool is None:
+        pool = start_workers(jobs, notebooks)
+    waiting = {t: _waits_for(t, tasks) for t in tasks}
+    ready: list[tuple[str, str]] = []  # inputs known, not current: to run
+    running: dict[Future, tuple[str, str]] = {}
+    inputs: dict[tuple[str, str], str] = {}
+
+    def finished(outcome: TaskOutcome) -> None:
+        """Record an outcome; the tasks that waited for it and now wait for nothing become ready."""
+        outcomes.append(outcome)
+        bar.set_postfix_str(f"{outcome.scope}/{outcome.strand} {outcome.status}")
+        bar.update()
+        done = (outcome.scope, outcome.strand)
+        for t, deps in waiting.items():
+            if done in deps:
+                deps.discard(done)
+                if not deps:
+                    consider(t)
+
+    def consider(t: tuple[str, str]) -> None:
+        """A task whose inputs are final: unchanged, or ready to run."""
+        inputs[t] = task_inputs(*t, notebooks, code, out, digests, data.root)
+        if force or not is_current(out, *t, inputs[t]):
+            ready.append(t)
+        else:
+            finished(TaskOutcome(*t, "unchanged"))
+
     with pool:
-        for phase in phases:
-            inputs = {t: task_inputs(*t, notebooks, code, out, digests, data.root) for t in phase}
-            todo = [t for t in phase if force or not is_current(out, *t, inputs[t])]
-            for t in phase:
-                if t not in todo:
-                    outcomes.append(TaskOutcome(*t, "unchanged"))
-                    bar.update()
-            if todo and on_work is not None:
-                on_work()
-                on_work = None
-            # the longest first (the pooled notebooks), so no core idles at the end
-            todo.sort(key=lambda t: t[0] != C.TRIAL_SCOPE)
-            futures = [
-                pool.submit(
-                    run_notebook, str(data.root), scope, strand, str(out), str(notebooks), inputs[(scope, strand)]
+        for t in tasks:
+            if not waiting[t]:
+                consider(t)
+        while ready or running:
+            while ready and len(running) < max(1, jobs):
+                ready.sort(key=_priority)
+                scope, strand = t = ready.pop(0)
+                if on_work is not None:
+                    on_work()
+                    on_work = None
+                fut = pool.submit(
+                    run_notebook, str(data.root), scope, strand, str(out), str(notebooks), inputs[t], str(data.saved)
                 )
-                for scope, strand in todo
-            ]
-            for fut in as_completed(futures):
-                res = fut.result()
-                outcomes.append(res)
-                bar.set_postfix_str(f"{res.scope}/{res.strand} {res.status}")
-                bar.update()
+                running[fut] = t
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                running.pop(fut)
+                finished(fut.result())
     bar.close()
     remove_stale(out / TMP)
     order = {t: i for i, t in enumerate(tasks)}
