@@ -139,7 +139,15 @@ def _build(results: Path, build: Path, verbose: bool, jobs: int | None, clean: b
     if not work.exists():
         _made(work)
     (work / CLEAN_MARK).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "isafe_helpers.publish.build", str(source), str(work), str(jobs or jobs_default())]
+    # a module of its own: the Sphinx process imports Sphinx, not the handbook's staging (pandas and all)
+    cmd = [
+        sys.executable,
+        "-m",
+        "isafe_helpers.publish.sphinx_build",
+        str(source),
+        str(work),
+        str(jobs or jobs_default()),
+    ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, capture_output=not verbose, text=True, env=env)
     html = work / "html"
@@ -161,28 +169,3 @@ def _build(results: Path, build: Path, verbose: bool, jobs: int | None, clean: b
     tmp_out.rename(final)
     remove_ours(old)
     return final / "index.html"
-
-
-def _sphinx(source: str, work: str, jobs: str) -> int:
-    """Run Jupyter Book's Sphinx build as ``jupyter-book build --path-output work -W --keep-going`` would, with ``-j``."""
-    from jupyter_book.sphinx import build_sphinx
-
-    src = Path(source)
-    result = build_sphinx(
-        src,
-        Path(work) / "html",
-        use_external_toc=True,
-        noconfig=True,
-        path_config=str(src / "_config.yml"),
-        confoverrides={"external_toc_path": (src / "_toc.yml").as_posix(), "latex_individualpages": False},
-        doctreedir=Path(work) / "doctrees",
-        builder="html",
-        warningiserror=True,
-        keep_going=True,
-        jobs=int(jobs),
-    )
-    return result if isinstance(result, int) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(_sphinx(*sys.argv[1:4]))
