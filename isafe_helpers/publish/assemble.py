@@ -6,8 +6,9 @@ the tables the build adds itself (the summary's, each LA's index page), in
 one :class:`~isafe_helpers.publish.ledger.Ledger`, solves it, and renders
 each table, figure and prose output again under the book's plan: a count
 suppressed on any page is suppressed on every page, and no suppressed count
-follows from what the whole book publishes. A figure is drawn again only
-when its values differ from those its page drew.
+follows from what the whole book publishes. A table or figure is rendered
+again only when its cells differ from those its page showed (the page's
+output is kept as it is otherwise).
 
 :meth:`BookDisclosure.published` is the table of every number a scope's
 pages publish after disclosure control, for the reader's download.
@@ -95,13 +96,22 @@ class BookDisclosure:
         return views(Spec(where, "table", 0, [table]), self.plan, [keys])[0]
 
     def outputs(self, page: PageSpecs) -> dict[str, str]:
-        """The page's outputs under the book's plan, by spec id (figures only where their values changed)."""
+        """The page's outputs under the book's plan, by spec id: the tables and figures whose cells changed.
+
+        A table or figure is rendered from its cells alone (a table's, too,
+        from which counts are exempt): when the book's plan gives the cells
+        the page's own ledger gave, the page's output stands as it is.
+        Prose is always written again.
+        """
         out = {}
         for spec in page.specs:
             keys = page.keys[spec.id]
-            if spec.kind == "figure":
+            if spec.kind in ("figure", "table"):
                 now = [tables.protected(t, self.plan, k) for t, k in zip(spec.tables, keys)]
-                if len(now) == len(spec.shown) and all(a.equals(b) for a, b in zip(now, spec.shown)):
+                same = len(now) == len(spec.shown) and all(a.equals(b) for a, b in zip(now, spec.shown))
+                if same and spec.kind == "table":
+                    same = getattr(spec, "exempt", None) == [tables.exempt_cells(self.plan, k) for k in keys]
+                if same:
                     continue
             out[spec.id] = render_spec(spec, self.plan, keys)
         return out

@@ -304,7 +304,8 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict
     Code is hidden (``remove-input``); the parameter cells and the cells
     tagged ``analyst-only`` (the estimates receipt) are removed; every table,
     figure and prose output is replaced by its rendering under the book's
-    disclosure plan (``outputs``, by spec id); and a last cell says which
+    disclosure plan (``outputs``, by spec id; an output not there is the
+    same under that plan, and keeps its HTML); and a last cell says which
     notebook made the page and where to rerun it.
     """
     nb = nbformat.read(src, as_version=4)
@@ -319,8 +320,9 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict
             cell.metadata["tags"] = [*tags, "remove-input"]
             for out in cell.get("outputs", []):
                 spec = out.get("metadata", {}).get("isafe", {}).get("spec")
-                if spec in outputs:
-                    out["data"] = {"text/html": outputs[spec]}
+                html = outputs[spec] if spec in outputs else out.get("data", {}).get("text/html")
+                if spec is not None and html is not None:  # rendered again, or the page's own output as it is
+                    out["data"] = {"text/html": html}
         kept.append(cell)
     nb.cells = kept
     for cell in nb.cells:
@@ -576,6 +578,11 @@ def stage(results: Path, stage_dir: Path, cache: Path | None = None) -> dict:
     LA's and the pooled pages only. The ledger is always solved for the
     whole book.
     """
+    with tables.remembered():  # each table's cells worked out once under the book's plan
+        return _stage(results, stage_dir, cache)
+
+
+def _stage(results: Path, stage_dir: Path, cache: Path | None) -> dict:
     run = read_run(results)
     _NAMES.clear()
     _NAMES.update(run.get("la_names") or {})

@@ -45,8 +45,9 @@ class Spec:
     ``renderer`` is the dotted name of a function ``f(views, **kwargs)`` for
     figures and prose (``views``: the ``tables`` as they may be published:
     withheld values NaN); tables render with :func:`tables.render`.
-    ``shown`` keeps the protected cells the page rendered, so that a build
-    redraws a figure only when the book's ledger withholds more.
+    ``shown`` keeps the protected cells the page rendered, and ``exempt``
+    the cells its ledger published whatever their size, so that a build
+    renders an output again only when the book's ledger changes either.
     """
 
     id: str
@@ -57,6 +58,7 @@ class Spec:
     renderer: str = ""
     kwargs: dict = field(default_factory=dict)
     shown: list[pd.DataFrame] = field(default_factory=list)
+    exempt: list[list[tuple[int, str]]] | None = None
 
 
 @dataclass
@@ -119,6 +121,7 @@ def _show(spec: Spec) -> None:
     plan, keys = _register(spec)
     html = render_spec(spec, plan, keys)
     spec.shown = [tables.protected(t, plan, k) for t, k in zip(spec.tables, keys)]
+    spec.exempt = [tables.exempt_cells(plan, k) for k in keys]
     _PAGE.specs.append(spec)
     display(HTML(html), metadata={"isafe": {"spec": spec.id, "kind": spec.kind}})
 

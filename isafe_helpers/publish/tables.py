@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
@@ -71,6 +72,26 @@ def _half_up(v: float, digits: int) -> Decimal:
 LA_NAMES: dict[str, str] = {}
 
 
+#: Within :func:`remembered`: each (table, plan, keys) protected once (by identity; the objects kept alive here).
+_MEMO: dict[tuple[int, int, int], tuple[Table, Plan, dict, pd.DataFrame]] | None = None
+
+
+@contextmanager
+def remembered():
+    """Within the block, :func:`protected` works out each table's cells under a given plan once.
+
+    The book stage asks for the same table's cells for its page output, its
+    figure's values and the published-numbers download; a plan is not
+    changed once solved, so the answer is the same each time.
+    """
+    global _MEMO
+    outer, _MEMO = _MEMO, {} if _MEMO is None else _MEMO
+    try:
+        yield
+    finally:
+        _MEMO = outer
+
+
 def protected(
     table: Table, plan: Plan | None = None, keys: dict | None = None, limit: int | None = None
 ) -> pd.DataFrame:
@@ -89,7 +110,17 @@ def protected(
         ledger = Ledger(disclosure.threshold() if limit is None else limit)
         keys = ledger.register(table, "table")
         plan = ledger.solve()
-    keys = keys or {}
+    elif _MEMO is not None and keys is not None:
+        seen = _MEMO.get((id(table), id(plan), id(keys)))
+        if seen is not None and seen[0] is table and seen[1] is plan and seen[2] is keys:
+            return seen[3].copy()
+        cells = _protected(table, plan, keys)
+        _MEMO[(id(table), id(plan), id(keys))] = (table, plan, keys, cells)
+        return cells.copy()
+    return _protected(table, plan, keys or {})
+
+
+def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
     src = table.data.reset_index(drop=True)
     pos = {c: j for j, c in enumerate(src.columns)}
     hid = np.zeros((len(src), len(pos)), dtype=bool)  # cell by cell in numpy: a national book has 70,000 counts
@@ -147,6 +178,13 @@ def protected(
     return pd.DataFrame(out, index=src.index)
 
 
+def exempt_cells(plan: Plan | None, keys: dict | None) -> list[tuple[int, str]]:
+    """The table's cells (row, column) whose counts ``plan`` publishes whatever their size (the trial flow)."""
+    if plan is None or not plan.exempt:
+        return []
+    return sorted(cell for cell, k in (keys or {}).items() if k in plan.exempt)
+
+
 def estimate_ci(est, lo, hi, digits: int = 2) -> str:
     """An estimate with its 95% interval in one cell: ``0.17 (0.04 to 0.31)``; ``[x]`` when missing.
 
@@ -174,26 +212,28 @@ def render(
     """
     limit = (plan.limit if plan is not None else disclosure.threshold()) if limit is None else limit
     cells = protected(table, plan, keys, limit)
+    exempt = set(exempt_cells(plan, keys))
     cols: list[Col] = [c for c in table.columns if not (c.kind == "text" and (cells[c.key] == "").all())]
     caption = html.escape(table.caption)
     if number_ is not None:
         caption = f"Table {number_}. {caption}"
     parts = _parts(cols)
     blocks = []
+    values = {c.key: cells[c.key].tolist() for c in cols}
     for n, part in enumerate(parts, 1):
         head = "".join(f'<th scope="col" class="{_align(c)}">{html.escape(c.label)}</th>' for c in part)
         body = []
         for i in range(len(cells)):
             tds = []
             for j, c in enumerate(part):
-                v = html.escape(cells.loc[i, c.key])
+                v = html.escape(values[c.key][i])
                 tag = "th" if j == 0 and c.kind == "text" else "td"
                 scope = ' scope="row"' if tag == "th" else ""
                 cls = _align(c)
                 if c.kind == "ci":  # the estimate and its interval may wrap apart; the interval stays whole
                     cls += " ci"
                     v = v.replace(" to ", "\u00a0to\u00a0")
-                if c.kind == "people" and plan is not None and (keys or {}).get((i, c.key)) in plan.exempt:
+                if c.kind == "people" and (i, c.key) in exempt:
                     cls += " exempt"  # a trial-flow count, published whatever its size
                 tds.append(f'<{tag}{scope} class="{cls}">{v}</{tag}>')
             body.append("<tr>" + "".join(tds) + "</tr>")
@@ -203,7 +243,7 @@ def render(
             f"<caption>{title}</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
         )
     notes = list(table.notes)
-    used = {s for c in cols for s in (CONFIDENTIAL, NOT_AVAILABLE) if (cells[c.key] == s).any()}
+    used = {s for c in cols for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in values[c.key]}
     notes += [SYMBOL_NOTES[s].format(limit=limit) for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in used]
     note_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     return (
