@@ -10,9 +10,18 @@ Each definition the strands share is written here once:
 - the practice-pathway dose of each participant (0, 1 or 2 of
   :data:`~isafe_helpers.data.contract.PRACTICE_PATHWAY`), from which
   "reached" (at least one session) and "complied" (both sessions) follow.
+
+The survey's wide frames and the analysis sample are reshaped once per
+:class:`~isafe_helpers.data.loading.TrialData` and outcome (an impact
+notebook asks for them some fifty times), and each caller gets its own
+copy; validated data are never changed in place, so the copy equals a
+fresh reshaping.
 """
 
 from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,6 +30,21 @@ from isafe_helpers.data.contract import PRACTICE_PATHWAY
 from isafe_helpers.data.loading import TrialData
 
 WAVES_WIDE = ["baseline", "followup"]
+
+#: Frames already made, by the id of the TrialData they were made from (dropped when it is).
+_MADE: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _once(data: TrialData, key: tuple, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """``make()`` for ``data`` the first time ``key`` is asked for; a copy of that frame each time."""
+    entry = _MADE.get(id(data))
+    if entry is None or entry[0]() is not data:
+        ident = id(data)
+        entry = _MADE[ident] = (weakref.ref(data, lambda _: _MADE.pop(ident, None)), {})
+    frames = entry[1]
+    if key not in frames:
+        frames[key] = make()
+    return frames[key].copy()
 
 
 def with_arm(data: TrialData, columns: list[str] | None = None) -> pd.DataFrame:
@@ -31,8 +55,12 @@ def with_arm(data: TrialData, columns: list[str] | None = None) -> pd.DataFrame:
 
 def survey_wide(data: TrialData, outcome: str) -> pd.DataFrame:
     """Scale score ``outcome`` by participant (index) and wave (columns ``baseline``, ``followup``)."""
-    sv = data.survey.pivot_table(index="participant_id", columns="wave", values=outcome, aggfunc="first")
-    return sv.reindex(columns=WAVES_WIDE)
+
+    def make() -> pd.DataFrame:
+        sv = data.survey.pivot_table(index="participant_id", columns="wave", values=outcome, aggfunc="first")
+        return sv.reindex(columns=WAVES_WIDE)
+
+    return _once(data, ("survey_wide", outcome), make)
 
 
 def _scores(parts: pd.DataFrame, data: TrialData, outcome: str) -> pd.DataFrame:
@@ -52,8 +80,11 @@ def analysis_frame(data: TrialData, outcome: str) -> pd.DataFrame:
     followup, plus age_band and years_qualified. Only participants with both
     waves scored are kept (the analysed sample).
     """
-    df = _scores(with_arm(data), data, outcome)
-    return _typed(df.dropna(subset=WAVES_WIDE).copy())
+    return _once(
+        data,
+        ("analysis_frame", outcome),
+        lambda: _typed(_scores(with_arm(data), data, outcome).dropna(subset=WAVES_WIDE).copy()),
+    )
 
 
 def mi_frame(data: TrialData, outcome: str) -> pd.DataFrame:
