@@ -29,6 +29,7 @@ and only marked ones are ever deleted or replaced.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -118,12 +119,36 @@ def _made(folder: Path) -> Path:
     return folder
 
 
+def _start_sphinx(verbose: bool) -> subprocess.Popen:
+    """The Sphinx process, started before staging: it imports Sphinx and its extensions meanwhile, then waits.
+
+    A module of its own (:mod:`~isafe_helpers.publish.sphinx_build`): it
+    imports Sphinx, not the handbook's staging (pandas and all). It builds
+    when it reads its arguments, and ends doing nothing at end of input.
+    """
+    cmd = [sys.executable, "-m", "isafe_helpers.publish.sphinx_build", "--wait"]
+    out = None if verbose else subprocess.PIPE
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=out, text=True, env=env)
+
+
 def _build(results: Path, build: Path, verbose: bool, jobs: int | None, clean: bool) -> Path:
     claim(build)
     source, fresh = build / ".source", build / ".source-new"
     remove_ours(fresh)
     if clean:
         (build / STAGE_CACHE).unlink(missing_ok=True)
+    sphinx = _start_sphinx(verbose)
+    try:
+        return _stage_and_build(results, build, source, fresh, sphinx, jobs, clean)
+    finally:
+        if sphinx.poll() is None:  # not given its arguments (staging failed): it ends without building
+            sphinx.communicate("")
+
+
+def _stage_and_build(
+    results: Path, build: Path, source: Path, fresh: Path, sphinx: subprocess.Popen, jobs: int | None, clean: bool
+) -> Path:
     try:
         stage(results, fresh, build / STAGE_CACHE)
     finally:
@@ -139,23 +164,13 @@ def _build(results: Path, build: Path, verbose: bool, jobs: int | None, clean: b
     if not work.exists():
         _made(work)
     (work / CLEAN_MARK).unlink(missing_ok=True)
-    # a module of its own: the Sphinx process imports Sphinx, not the handbook's staging (pandas and all)
-    cmd = [
-        sys.executable,
-        "-m",
-        "isafe_helpers.publish.sphinx_build",
-        str(source),
-        str(work),
-        str(jobs or jobs_default()),
-    ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(cmd, capture_output=not verbose, text=True, env=env)
+    stdout, stderr = sphinx.communicate(json.dumps([str(source), str(work), str(jobs or jobs_default())]) + "\n")
     html = work / "html"
-    if proc.returncode != 0 or not (html / "index.html").is_file():
+    if sphinx.returncode != 0 or not (html / "index.html").is_file():
         remove_ours(work)  # the next build starts clean
-        log = (proc.stdout or "") + (proc.stderr or "")
+        log = (stdout or "") + (stderr or "")
         tail = "\n".join(log.strip().splitlines()[-30:])
-        raise BookError(f"jupyter-book build failed (exit {proc.returncode}); the previous book is kept.\n{tail}")
+        raise BookError(f"jupyter-book build failed (exit {sphinx.returncode}); the previous book is kept.\n{tail}")
     (work / CLEAN_MARK).write_text("")
     tmp_out, final, old = build / ".html-tmp", build / "html", build / ".html-old"
     remove_ours(tmp_out)

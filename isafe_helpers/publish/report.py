@@ -28,14 +28,12 @@ from IPython.display import HTML, Markdown, display
 from isafe_helpers.config import threshold
 from isafe_helpers.data.loading import TrialData, load_root
 from isafe_helpers.data.validated import handed_over
-from isafe_helpers.publish import tables
+from isafe_helpers.publish import SPECS, tables
 from isafe_helpers.publish.escape import md
 from isafe_helpers.publish.ledger import Ledger, Plan
 from isafe_helpers.results import estimates as E
 from isafe_helpers.results.protocol import tidy_all
 from isafe_helpers.results.table import Table
-
-SPECS = "{strand}.specs.pkl"
 
 
 @dataclass

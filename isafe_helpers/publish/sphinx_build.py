@@ -1,14 +1,45 @@
 """Run Jupyter Book's Sphinx build in a process of its own (:func:`isafe_helpers.publish.build.build_book` starts it).
 
-``python -m isafe_helpers.publish.sphinx_build SOURCE WORK JOBS``. A module
-apart from :mod:`~isafe_helpers.publish.build`, so the process imports Sphinx
-and nothing of the handbook's staging.
+``python -m isafe_helpers.publish.sphinx_build SOURCE WORK JOBS`` builds at
+once; ``python -m isafe_helpers.publish.sphinx_build --wait`` imports Sphinx
+and the book's extensions, then reads ``[SOURCE, WORK, JOBS]`` (JSON, one
+line) from its input and builds, or ends doing nothing at end of input: the
+book's build starts it before staging, so the imports overlap the staging.
+A module apart from :mod:`~isafe_helpers.publish.build`, so the process
+imports Sphinx and nothing of the handbook's staging.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import sys
 from pathlib import Path
+
+#: What a build imports that ``jupyter_book.sphinx`` does not: imported while waiting.
+EXTENSIONS = (
+    "jupyter_book.sphinx",
+    "myst_nb.sphinx_ext",
+    "pydata_sphinx_theme",
+    "sphinx_book_theme",
+    "sphinx_design",
+    "sphinx.builders.html",
+    "sphinx.search.en",
+)
+
+
+def wait_and_run() -> int:
+    """Import :data:`EXTENSIONS`, then build with the arguments read from standard input (none: do nothing)."""
+    for name in EXTENSIONS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # the build reports what it cannot import
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    source, work, jobs = json.loads(line)
+    return run(source, work, jobs)
 
 
 def run(source: str, work: str, jobs: str) -> int:
@@ -33,4 +64,4 @@ def run(source: str, work: str, jobs: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(*sys.argv[1:4]))
+    sys.exit(wait_and_run() if sys.argv[1:] == ["--wait"] else run(*sys.argv[1:4]))

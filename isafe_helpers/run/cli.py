@@ -258,7 +258,7 @@ def _pdfs(out: Path, build: Path) -> int:
 
 def _cmd_run(args) -> int:
     from isafe_helpers.config import threshold
-    from isafe_helpers.run.pipeline import start_workers, stop_workers
+    from isafe_helpers.run.workers import start_workers, stop_workers
 
     problem = check_paths(args.data, args.out, args.build, book=not args.no_book)
     try:

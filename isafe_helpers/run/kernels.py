@@ -274,27 +274,6 @@ class _Forked:
 _PRELOADER: Preloader | None = None
 
 
-def worker_init(parent_pid: int, notebooks: str) -> None:
-    """Start a run's worker: die with the run, keep kernel chatter out of the terminal, start the preloader.
-
-    Here, not beside the pipeline, so a new worker imports little before its
-    preloader starts importing the notebooks' libraries.
-    """
-    die_with_parent(parent_pid)
-    # The kernels inherit this worker's stderr: keep their chatter (transport
-    # notices and the like) out of the run's terminal output.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    start_preloader(notebooks, meanwhile=_import_worker)
-
-
-def _import_worker() -> None:
-    """What a worker imports to run its first notebook (done while its preloader starts)."""
-    importlib.import_module("papermill")
-    importlib.import_module("isafe_helpers.run.pipeline")
-
-
 def start_preloader(cwd: str | Path, meanwhile=None) -> Preloader | None:
     """Start this worker's preloader, unless ``ISAFE_FRESH_KERNELS`` is set; None when it cannot start.
 

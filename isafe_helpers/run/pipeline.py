@@ -58,7 +58,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,8 +69,8 @@ from isafe_helpers.data import contract as C
 from isafe_helpers.data import validated
 from isafe_helpers.data.files import code_hash, fingerprint_root, hash_files
 from isafe_helpers.outputs import NotOurs, claim, make_working, remove_ours, remove_stale
-from isafe_helpers.publish.report import SPECS
-from isafe_helpers.resources import NOTEBOOKS, PACKAGE, SOURCES
+from isafe_helpers.publish import SPECS
+from isafe_helpers.resources import NOTEBOOKS, SOURCES
 from isafe_helpers.results.estimates import (
     FILENAME,
     RESULTS_ROOT_MARKER,
@@ -79,7 +78,7 @@ from isafe_helpers.results.estimates import (
     read_estimates,
     write_estimates,
 )
-from isafe_helpers.run import kernels
+from isafe_helpers.run import kernels, workers
 
 if TYPE_CHECKING:  # the validator (pandera) is imported only when a data root must be validated
     from isafe_helpers.data.loading import TrialData
@@ -451,53 +450,6 @@ def exclusive(out: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _kernel_environment() -> None:
-    """What every kernel inherits from the workers (which take it when they start)."""
-    bindir = str(Path(sys.executable).parent)
-    # Kernels are started as `python`: make it this interpreter's.
-    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
-        os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
-    # ... and make their `import isafe_helpers` this very package.
-    package = str(PACKAGE.parent)
-    if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != package:
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [package, os.environ.get("PYTHONPATH")]))
-    # One BLAS thread per kernel: the workers already use the cores, and
-    # oversubscribed OpenBLAS threads slow the model fits down several-fold.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-
-def start_workers(jobs: int, notebooks: Path = NOTEBOOKS, warm: bool = False) -> ProcessPoolExecutor:
-    """The worker processes that run the notebooks, for :func:`run_all`.
-
-    With ``warm``, the workers and their kernel preloaders start now, in the
-    background, instead of when the first notebook is submitted: a run that
-    knows it will execute notebooks (a first run into a results folder) starts
-    them before validating the data, so the two overlap. Give the pool to
-    :func:`run_all`, or end it with :func:`stop_workers`.
-    """
-    _kernel_environment()
-    pool = ProcessPoolExecutor(
-        max_workers=max(1, jobs),
-        mp_context=get_context("spawn"),
-        initializer=kernels.worker_init,  # in a light module: the preloader starts sooner
-        initargs=(os.getpid(), str(notebooks)),
-    )
-    if warm:
-        for _ in range(max(1, jobs)):
-            pool.submit(os.getpid)  # one task per worker: each starts (and starts its preloader)
-    return pool
-
-
-def stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End a pool that will run nothing more, at once (its preloaders and kernels die with their workers)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    pool.shutdown(wait=True)
-
-
 def _priority(task: tuple[str, str]) -> tuple[int, bool]:
     """Which ready task a free worker takes first (smaller first).
 
@@ -536,7 +488,7 @@ def run_all(
 
     ``on_work`` is called once, when the first notebook is about to run
     (never when every task is unchanged). ``pool`` is the workers from
-    :func:`start_workers` (started here if not given); the run ends it.
+    :func:`~isafe_helpers.run.workers.start_workers` (started here if not given); the run ends it.
 
     A task that reads another strand's estimates (:data:`DEPENDS_ON`) starts
     once those tasks have finished (its inputs include their rows); tasks are
@@ -549,7 +501,7 @@ def run_all(
     """
     claim(out)
     remove_stale(out / TMP)  # leftovers of an interrupted run whose processes have all ended
-    _kernel_environment()
+    workers.kernel_environment()
     # The validated data, for the notebooks (each checks it is for its data root, unchanged).
     if not isinstance(data, ValidatedRoot):
         data = save_validated(data, out)
@@ -560,7 +512,7 @@ def run_all(
     outcomes: list[TaskOutcome] = []
     bar = tqdm(total=len(tasks), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
     if pool is None:
-        pool = start_workers(jobs, notebooks)
+        pool = workers.start_workers(jobs, notebooks)
     waiting = {t: _waits_for(t, tasks) for t in tasks}
     ready: list[tuple[str, str]] = []  # inputs known, not current: to run
     running: dict[Future, tuple[str, str]] = {}
