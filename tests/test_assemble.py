@@ -92,3 +92,24 @@ def test_protected_within_remembered_is_worked_out_once_and_handed_out_as_copies
     assert len(calls) == 1 and second.loc[0, "n"] == "30"
     tables.protected(t, plan, keys)  # outside the block, worked out again
     assert len(calls) == 2
+
+
+def test_pages_staged_in_two_processes_equal_pages_staged_in_one(bundled_run, tmp_path):
+    from isafe_helpers.publish.book import stage
+
+    stage(bundled_run, tmp_path / "one", None, jobs=1)
+    stage(bundled_run, tmp_path / "two", None, jobs=2)
+    one = {p.relative_to(tmp_path / "one"): p for p in (tmp_path / "one").rglob("*") if p.is_file()}
+    two = {p.relative_to(tmp_path / "two"): p for p in (tmp_path / "two").rglob("*") if p.is_file()}
+    assert sorted(one) == sorted(two) and len(one) > 40
+
+    def text(p):  # the status page says when the book was built
+        return "\n".join(line for line in p.read_text("utf-8").splitlines() if not line.startswith("- Book built:"))
+
+    differ = [
+        rel
+        for rel in one
+        if (text(one[rel]) if rel.suffix == ".md" else one[rel].read_bytes())
+        != (text(two[rel]) if rel.suffix == ".md" else two[rel].read_bytes())
+    ]
+    assert differ == []

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import pandas as pd
@@ -58,6 +60,16 @@ def load_pages(results: Path, scopes: list[str], strands: list[str], skip: set[t
             h.update(nb.read_bytes() if nb.is_file() else b"")
             pages.append(PageSpecs(scope, strand, rec["specs"], list(rec.get("las", [])), digest=h.hexdigest()))
     return pages
+
+
+#: The book a forked staging process renders pages of (set by :meth:`BookDisclosure.render_pages`).
+_RENDERING: BookDisclosure | None = None
+
+
+def _render_share(indices: list[int]) -> dict[tuple[str, str], tuple[dict, list]]:
+    """In a forked staging process: render the book's pages at ``indices``."""
+    assert _RENDERING is not None
+    return _RENDERING._render(indices)
 
 
 class BookDisclosure:
@@ -114,6 +126,40 @@ class BookDisclosure:
                 if same:
                     continue
             out[spec.id] = render_spec(spec, self.plan, keys)
+        return out
+
+    def render_pages(self, pages: list[PageSpecs], jobs: int = 1) -> dict[tuple[str, str], tuple[dict, list]]:
+        """Each page's :meth:`outputs` and :meth:`page_cells`, by (scope, strand), in ``jobs`` processes.
+
+        Rendering is the book stage's work (figures drawn again, tables
+        protected); the plan is solved and no longer changes, so pages can be
+        rendered apart. The pages are dealt out in turn between this process
+        and ``jobs - 1`` forked ones (POSIX; elsewhere, or for one page, all
+        here). What a forked process renders is what this one would: the
+        same code on the same state, and figures are drawn deterministically.
+        """
+        global _RENDERING
+        position = {id(p): i for i, p in enumerate(self.pages)}
+        indices = [position[id(p)] for p in pages]
+        jobs = min(jobs, len(indices))
+        if jobs < 2 or "fork" not in get_all_start_methods():
+            return self._render(indices)
+        _RENDERING = self
+        try:
+            with ProcessPoolExecutor(jobs - 1, mp_context=get_context("fork")) as pool:
+                others = [pool.submit(_render_share, indices[j::jobs]) for j in range(1, jobs)]
+                out = self._render(indices[0::jobs])
+                for fut in others:
+                    out.update(fut.result())
+        finally:
+            _RENDERING = None
+        return out
+
+    def _render(self, indices: list[int]) -> dict[tuple[str, str], tuple[dict, list]]:
+        out = {}
+        for i in indices:
+            page = self.pages[i]
+            out[(page.scope, page.strand)] = (self.outputs(page), self.page_cells(page))
         return out
 
     def withheld_on(self, page: PageSpecs) -> list[list[str]]:

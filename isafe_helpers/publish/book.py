@@ -560,7 +560,7 @@ def _read_stage_cache(path: Path | None, salt: str) -> dict:
     return saved["pages"] if isinstance(saved, dict) and saved.get("salt") == salt else {}
 
 
-def stage(results: Path, stage_dir: Path, cache: Path | None = None) -> dict:
+def stage(results: Path, stage_dir: Path, cache: Path | None = None, jobs: int = 1) -> dict:
     """Lay out the book's sources in ``stage_dir``; return the run record.
 
     Every page's recorded tables, figures and prose, and the summary's and LA
@@ -577,12 +577,15 @@ def stage(results: Path, stage_dir: Path, cache: Path | None = None) -> dict:
     test compares them), and a rerun after one LA's data change renders that
     LA's and the pooled pages only. The ledger is always solved for the
     whole book.
+
+    The pages to render are shared among ``jobs`` processes
+    (:meth:`~isafe_helpers.publish.assemble.BookDisclosure.render_pages`).
     """
     with tables.remembered():  # each table's cells worked out once under the book's plan
-        return _stage(results, stage_dir, cache)
+        return _stage(results, stage_dir, cache, jobs)
 
 
-def _stage(results: Path, stage_dir: Path, cache: Path | None) -> dict:
+def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dict:
     run = read_run(results)
     _NAMES.clear()
     _NAMES.update(run.get("la_names") or {})
@@ -651,6 +654,13 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None) -> dict:
     (stage_dir / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
     by_page = {(p.scope, p.strand): p for p in book.pages}
+    # each page's cache key: its digest and what the plan withholds or exempts on it
+    page_keys = {
+        where: hashlib.sha256(json.dumps([*where, page.digest, book.withheld_on(page)]).encode()).hexdigest()
+        for where, page in by_page.items()
+    }
+    # the pages not in the cache, rendered under the book's plan (in parallel)
+    rendered = book.render_pages([p for w, p in by_page.items() if page_keys[w] not in old_pages], jobs)
     downloads = stage_dir / "book" / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     la_sections: dict[str, list[str]] = {}
@@ -669,22 +679,16 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None) -> dict:
                 )
                 pages.append(name)
             elif nb.is_file():
-                page = by_page.get((scope, strand))
                 dst = dst_dir / f"{name}.ipynb"
-                key = (
-                    hashlib.sha256(
-                        json.dumps([scope, strand, page.digest, book.withheld_on(page)]).encode()
-                    ).hexdigest()
-                    if page
-                    else None
-                )
+                key = page_keys.get((scope, strand))
                 if key is not None and key in old_pages:
                     text, cells[strand] = old_pages[key]
                     dst.write_text(text, encoding="utf-8")
                 else:
-                    _stage_notebook(nb, dst, scope, strand, book.outputs(page) if page else {})
-                    if page is not None:
-                        cells[strand] = book.page_cells(page)
+                    outputs, page_cells = rendered.get((scope, strand), ({}, None))
+                    _stage_notebook(nb, dst, scope, strand, outputs)
+                    if page_cells is not None:
+                        cells[strand] = page_cells
                 if key is not None:
                     new_pages[key] = (dst.read_text(encoding="utf-8"), cells[strand])
                 pages.append(name)

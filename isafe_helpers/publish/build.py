@@ -150,7 +150,7 @@ def _stage_and_build(
     results: Path, build: Path, source: Path, fresh: Path, sphinx: subprocess.Popen, jobs: int | None, clean: bool
 ) -> Path:
     try:
-        stage(results, fresh, build / STAGE_CACHE)
+        stage(results, fresh, build / STAGE_CACHE, jobs or jobs_default())
     finally:
         if fresh.is_dir():  # made by stage() just now
             mark(fresh)
