@@ -40,7 +40,11 @@ def _once(data: TrialData, key: tuple, make: Callable[[], pd.DataFrame]) -> pd.D
     entry = _MADE.get(id(data))
     if entry is None or entry[0]() is not data:
         ident = id(data)
-        entry = _MADE[ident] = (weakref.ref(data, lambda _: _MADE.pop(ident, None)), {})
+        try:
+            ref = weakref.ref(data, lambda _: _MADE.pop(ident, None))
+        except TypeError:  # data that cannot be referred to weakly (a stand-in of a test): not kept
+            return make()
+        entry = _MADE[ident] = (ref, {})
     frames = entry[1]
     if key not in frames:
         frames[key] = make()

@@ -38,6 +38,7 @@ import functools
 import importlib
 import os
 import pickle
+import shutil
 import signal
 import socket
 import struct
@@ -297,13 +298,25 @@ def start_preloader(cwd: str | Path, meanwhile=None) -> Preloader | None:
 
 
 @functools.cache
+def _ipc_dir() -> str:
+    """This worker's folder for its kernels' sockets (private, short: a socket's path has at most 107 bytes)."""
+    import tempfile
+    from multiprocessing.util import Finalize
+
+    base = tempfile.gettempdir()
+    folder = tempfile.mkdtemp(prefix="isafe-kernels-", dir=base if len(base) < 60 else "/tmp")
+    Finalize(None, shutil.rmtree, args=(folder, True), exitpriority=10)  # also at a pool worker's end
+    return folder
+
+
+@functools.cache
 def _manager_class():
     from queue import Empty
 
     from jupyter_client.asynchronous import AsyncKernelClient
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_client.provisioning import LocalProvisioner
-    from traitlets import default
+    from traitlets import CaselessStrEnum, default
 
     class PromptKernelClient(AsyncKernelClient):
         """jupyter_client's client, ready as soon as its kernel answers.
@@ -363,7 +376,21 @@ def _manager_class():
             return await super().launch_kernel(cmd, **kwargs)
 
     class PreloadedKernelManager(AsyncKernelManager):
-        """nbclient's kernel manager, with kernels forked from the worker's preloader, and prompt clients."""
+        """nbclient's kernel manager, with kernels forked from the worker's preloader, and prompt clients.
+
+        Its kernels listen on Unix sockets in a folder of the worker's own
+        (:func:`_ipc_dir`), not on TCP ports: jupyter_client picks a TCP port
+        by binding it and letting it go, and another process may take it
+        before the kernel binds it, so the kernel dies before it starts
+        (seen in the test suite, once in a few hundred kernels, when kernels
+        start close together). A socket file no other process knows of
+        cannot be taken.
+        """
+
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        def _ip_default(self) -> str:
+            return os.path.join(_ipc_dir(), "k") if self.transport == "ipc" else super()._ip_default()
 
         @default("client_factory")
         def _client_factory_default(self):

@@ -501,7 +501,6 @@ def run_all(
     """
     claim(out)
     remove_stale(out / TMP)  # leftovers of an interrupted run whose processes have all ended
-    workers.kernel_environment()
     # The validated data, for the notebooks (each checks it is for its data root, unchanged).
     if not isinstance(data, ValidatedRoot):
         data = save_validated(data, out)

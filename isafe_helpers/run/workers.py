@@ -26,6 +26,7 @@ def worker_init(parent_pid: int, notebooks: str) -> None:
     preloader starts importing the notebooks' libraries.
     """
     kernels.die_with_parent(parent_pid)
+    kernel_environment()  # here, in the worker: the run's own process keeps its environment (and BLAS threads)
     # The kernels inherit this worker's stderr: keep their chatter (transport
     # notices and the like) out of the run's terminal output.
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -41,7 +42,7 @@ def _import_worker() -> None:
 
 
 def kernel_environment() -> None:
-    """What every kernel inherits from the workers (which take it when they start)."""
+    """What every kernel inherits from its worker: set in each worker as it starts."""
     bindir = str(Path(sys.executable).parent)
     # Kernels are started as `python`: make it this interpreter's.
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
@@ -64,7 +65,6 @@ def start_workers(jobs: int, notebooks: Path = NOTEBOOKS, warm: bool = False) ->
     them before validating the data, so the two overlap. Give the pool to
     :func:`run_all`, or end it with :func:`stop_workers`.
     """
-    kernel_environment()
     pool = ProcessPoolExecutor(
         max_workers=max(1, jobs),
         mp_context=get_context("spawn"),
