@@ -205,6 +205,7 @@ def _statuses(stdout: str) -> dict[tuple[str, str], str]:
     for line in stdout.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[1] in ("impact", "process", "cost"):
+            assert (parts[0], parts[1]) not in out, f"{parts[0]}/{parts[1]} was run or counted twice"
             out[(parts[0], parts[1])] = parts[2]
     return out
 

@@ -3,11 +3,12 @@
 A fresh IPython kernel spends most of a short notebook's fixed cost starting
 Python and importing what the notebooks use (numpy, pandas, scipy,
 statsmodels, matplotlib, seaborn, IPython and this package): over a second
-of CPU per notebook, paid 453 times for 150 LAs. So each worker keeps one
-*preloader*: a process started once, the way a kernel is started (``python
--m`` with the kernel's environment and working folder, the working folder
-taken off ``sys.path`` as ``ipykernel_launcher`` does), which imports those
-modules and waits. For each notebook it forks a child that becomes the
+of CPU per notebook, paid 453 times for 150 LAs. So the run keeps one
+*preloader*, shared by its workers: a process started once, the way a
+kernel is started (``python -m`` with the kernel's environment and working
+folder, the working folder taken off ``sys.path`` as ``ipykernel_launcher``
+does), which imports those modules and waits for its workers on a Unix
+socket in a private folder (:func:`serve`). For each notebook it forks a child that becomes the
 kernel exactly as ``ipykernel_launcher`` starts one (same arguments,
 environment, working folder, new session); papermill and nbclient drive it
 over the usual connection file. The notebook's imports then find their
@@ -25,10 +26,11 @@ never different.
 
 Every process dies with its parent (Linux ``prctl(PR_SET_PDEATHSIG,
 SIGKILL)``, set in the child and checked against a parent that died first):
-a worker with the run, a preloader with its worker, a kernel with its
-preloader (fresh kernels stop themselves when their worker goes, through
-ipykernel's parent poller). Killing the run with ``kill -9`` leaves nothing
-running, and the next run starts clean.
+a worker and the preloader with the run, a kernel with the preloader
+(fresh kernels stop themselves when their worker goes, through ipykernel's
+parent poller). Killing the run with ``kill -9`` leaves nothing running,
+and the next run starts clean (its socket folders stay in the temporary
+folder: ``isafe-preloader-*``, ``isafe-kernels-*``).
 """
 
 from __future__ import annotations
@@ -121,10 +123,11 @@ def _reap(signum, frame) -> None:
         pass
 
 
-def _kernel(sock: socket.socket, argv: list[str], env: dict[str, str], cwd: str) -> None:
+def _kernel(sockets: list[socket.socket], argv: list[str], env: dict[str, str], cwd: str) -> None:
     """In the forked child: become the kernel, as ``python -m ipykernel_launcher <argv>`` would."""
     try:
-        sock.close()
+        for sock in sockets:  # the preloader's: the listening socket and its workers' connections
+            sock.close()
         die_with_parent(int(env.get("JPY_PARENT_PID") or os.getppid()))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()  # as jupyter_client's launch_kernel (start_new_session)
@@ -144,13 +147,21 @@ def _kernel(sock: socket.socket, argv: list[str], env: dict[str, str], cwd: str)
 
 
 def preloader_main(fd: int, parent_pid: int) -> None:
-    """The preloader: import :data:`PRELOAD`, then fork one kernel per request until the socket closes."""
+    """The preloader: import :data:`PRELOAD`, then serve the run's workers on the listening socket ``fd``.
+
+    Each worker connects once and is told the preloader is ready (or why it
+    could not start); then each of its requests forks one kernel. The
+    preloader ends with the run (its parent), or when the run stops it.
+    """
+    import selectors
+
     die_with_parent(parent_pid)
-    sock = socket.socket(fileno=fd)
+    listener = socket.socket(fileno=fd)
     if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
         del sys.path[0]  # as ipykernel_launcher does; IPKernelApp puts it back
     # Read at import time (IPKernelApp.parent_handle): the kernels' parent is this process.
     os.environ["JPY_PARENT_PID"] = str(os.getpid())
+    ready: dict = {"pid": os.getpid()}
     try:
         own_backend = "MPLBACKEND" not in os.environ
         os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
@@ -160,63 +171,127 @@ def preloader_main(fd: int, parent_pid: int) -> None:
             raise RuntimeError("the inline matplotlib backend was loaded outside a kernel")
         if own_backend:
             del os.environ["MPLBACKEND"]  # each kernel gets the environment it is given
-    except BaseException as exc:  # noqa: BLE001 - reported to the worker, which starts fresh kernels
-        _send(sock, {"error": f"{type(exc).__name__}: {exc}"})
-        os._exit(1)
+    except BaseException as exc:  # noqa: BLE001 - reported to the workers, which start fresh kernels
+        ready = {"error": f"{type(exc).__name__}: {exc}"}
     signal.signal(signal.SIGCHLD, _reap)
-    _send(sock, {"pid": os.getpid()})
+    workers: list[socket.socket] = []
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ)
     while True:
-        try:
-            req = _recv(sock)
-        except (EOFError, OSError):
-            os._exit(0)
-        pid = os.fork()
-        if pid == 0:
-            env = dict(req["env"])
-            env["JPY_PARENT_PID"] = str(os.getppid())
-            _kernel(sock, req["argv"], env, req["cwd"])
-        _send(sock, {"pid": pid})
+        for key, _ in sel.select():
+            if key.fileobj is listener:
+                conn, _ = listener.accept()
+                _send(conn, ready)
+                if "error" in ready:
+                    conn.close()
+                    continue
+                workers.append(conn)
+                sel.register(conn, selectors.EVENT_READ)
+                continue
+            conn = key.fileobj
+            try:
+                req = _recv(conn)
+            except (EOFError, OSError):  # the worker has ended
+                sel.unregister(conn)
+                workers.remove(conn)
+                conn.close()
+                continue
+            pid = os.fork()
+            if pid == 0:
+                sel.close()
+                env = dict(req["env"])
+                env["JPY_PARENT_PID"] = str(os.getppid())
+                _kernel([listener, *workers], req["argv"], env, req["cwd"])
+            _send(conn, {"pid": pid})
+
+
+class Server:
+    """The run's preloader process and the socket its workers connect to (started by :func:`serve`)."""
+
+    def __init__(self, proc: subprocess.Popen, folder: str):
+        self.proc = proc
+        self.folder = folder
+        self.path = os.path.join(folder, "preloader")
+
+    def stop(self) -> None:
+        """End the preloader (and so any kernel it forked that is still running) and remove its socket."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def serve(cwd: str | Path, env: dict[str, str]) -> Server | None:
+    """Start the run's preloader, unless ``ISAFE_FRESH_KERNELS`` is set; None when it cannot start.
+
+    It is started the way a kernel is (``python -m`` with the kernels'
+    environment and working folder), listening on a Unix socket in a
+    private folder; it imports in the background while the run goes on.
+    """
+    import atexit
+    import tempfile
+
+    if os.environ.get(FRESH_ENV, "") not in ("", "0"):
+        return None
+    base = tempfile.gettempdir()
+    folder = tempfile.mkdtemp(prefix="isafe-preloader-", dir=base if len(base) < 60 else "/tmp")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(os.path.join(folder, "preloader"))
+        listener.listen(64)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "isafe_helpers.run.kernels", str(listener.fileno()), str(os.getpid())],
+            pass_fds=(listener.fileno(),),
+            cwd=str(cwd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # as a worker's kernels: their chatter stays out of the terminal
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    finally:
+        listener.close()  # the preloader holds it
+    server = Server(proc, folder)
+    atexit.register(server.stop)
+    return server
 
 
 class Preloader:
-    """A worker's handle on its preloader process."""
+    """A worker's connection to the run's preloader."""
 
-    def __init__(self, cwd: str | Path, env: dict[str, str] | None = None, timeout: float = 300, meanwhile=None):
-        ours, theirs = socket.socketpair()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "isafe_helpers.run.kernels", str(theirs.fileno()), str(os.getpid())],
-            pass_fds=(theirs.fileno(),),
-            cwd=str(cwd),
-            env=env if env is not None else dict(os.environ),
-            stdin=subprocess.DEVNULL,
-        )
-        theirs.close()
-        self.sock = ours
+    def __init__(self, path: str, timeout: float = 300, meanwhile=None):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        if meanwhile is not None:  # the worker's own work while the preloader imports
-            meanwhile()
-        reply = _recv(self.sock)
+        self.ok = True
+        try:
+            self.sock.connect(path)
+            if meanwhile is not None:  # the worker's own work while the preloader imports
+                meanwhile()
+            reply = _recv(self.sock)
+        except BaseException:
+            self.sock.close()
+            raise
         if "error" in reply:
             self.close()
             raise RuntimeError(f"the kernel preloader did not start: {reply['error']}")
 
     def fork_kernel(self, argv: list[str], env: dict[str, str], cwd: str) -> int:
         """Fork a kernel running ``ipykernel_launcher <argv>``; return its process id."""
-        _send(self.sock, {"argv": list(argv), "env": dict(env), "cwd": str(cwd)})
-        return int(_recv(self.sock)["pid"])
+        try:
+            _send(self.sock, {"argv": list(argv), "env": dict(env), "cwd": str(cwd)})
+            return int(_recv(self.sock)["pid"])
+        except (OSError, EOFError):
+            self.ok = False  # the preloader has gone: fresh kernels from now on
+            raise
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.ok
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        finally:
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.ok = False
+        self.sock.close()
 
 
 # --------------------------------------------------------------------------
@@ -271,22 +346,22 @@ class _Forked:
         self.send_signal(signal.SIGTERM)
 
 
-#: The worker's preloader, when it has one (set by :func:`start_preloader`).
+#: The worker's connection to the run's preloader, when it has one (set by :func:`connect_preloader`).
 _PRELOADER: Preloader | None = None
 
 
-def start_preloader(cwd: str | Path, meanwhile=None) -> Preloader | None:
-    """Start this worker's preloader, unless ``ISAFE_FRESH_KERNELS`` is set; None when it cannot start.
+def connect_preloader(path: str | None, meanwhile=None) -> Preloader | None:
+    """Connect this worker to the run's preloader at ``path`` (from :func:`serve`); None when there is none.
 
     ``meanwhile`` is called while the preloader imports (whether or not it then starts).
     """
     global _PRELOADER
-    if os.environ.get(FRESH_ENV, "") not in ("", "0"):
+    if not path:
         if meanwhile is not None:
             meanwhile()
         return None
     try:
-        _PRELOADER = Preloader(cwd, meanwhile=meanwhile)
+        _PRELOADER = Preloader(path, meanwhile=meanwhile)
     except (RuntimeError, OSError, EOFError):
         _PRELOADER = None
         return None

@@ -501,6 +501,7 @@ def run_all(
     """
     claim(out)
     remove_stale(out / TMP)  # leftovers of an interrupted run whose processes have all ended
+    claim(out / TMP)  # here, before two workers start their first tasks at the same moment
     # The validated data, for the notebooks (each checks it is for its data root, unchanged).
     if not isinstance(data, ValidatedRoot):
         data = save_validated(data, out)
@@ -530,7 +531,9 @@ def run_all(
                     consider(t)
 
     def consider(t: tuple[str, str]) -> None:
-        """A task whose inputs are final: unchanged, or ready to run."""
+        """A task whose inputs are final: unchanged, or ready to run (once: ``inputs`` records it)."""
+        if t in inputs:
+            return
         inputs[t] = task_inputs(*t, notebooks, code, out, digests, data.root)
         if force or not is_current(out, *t, inputs[t]):
             ready.append(t)
@@ -538,9 +541,8 @@ def run_all(
             finished(TaskOutcome(*t, "unchanged"))
 
     with pool:
-        for t in tasks:
-            if not waiting[t]:
-                consider(t)
+        for t in [t for t in tasks if not waiting[t]]:  # those waiting for nothing to begin with
+            consider(t)
         while ready or running:
             while ready and len(running) < max(1, jobs):
                 ready.sort(key=_priority)
