@@ -186,9 +186,9 @@ def preloader_main(fd: int, parent_pid: int) -> None:
                     conn.close()
                     continue
                 workers.append(conn)
-                sel.register(conn, selectors.EVENT_READ)
+                sel.register(conn, selectors.EVENT_READ, conn)
                 continue
-            conn = key.fileobj
+            conn = key.data  # the worker's socket (registered as the key's data)
             try:
                 req = _recv(conn)
             except (EOFError, OSError):  # the worker has ended
