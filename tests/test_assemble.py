@@ -113,3 +113,21 @@ def test_pages_staged_in_two_processes_equal_pages_staged_in_one(bundled_run, tm
         != (text(two[rel]) if rel.suffix == ".md" else two[rel].read_bytes())
     ]
     assert differ == []
+
+
+def _die(indices):
+    """A forked staging process killed before it answers (as by the out-of-memory killer)."""
+    import os
+
+    os._exit(1)
+
+
+def test_pages_of_a_forked_process_that_dies_are_rendered_here(monkeypatch):
+    from isafe_helpers.publish import assemble
+
+    pages = [_page("LA01", "impact", _table("LA01", 4)), _page("LA01", "process", _table("LA01", 4, exempt=True))]
+    book = BookDisclosure(pages, LIMIT)
+    book.solve()
+    expected = book._render([0, 1])
+    monkeypatch.setattr(assemble, "_render_share", _die)
+    assert book.render_pages(pages, jobs=2) == expected

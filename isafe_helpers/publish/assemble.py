@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -147,10 +148,13 @@ class BookDisclosure:
         _RENDERING = self
         try:
             with ProcessPoolExecutor(jobs - 1, mp_context=get_context("fork")) as pool:
-                others = [pool.submit(_render_share, indices[j::jobs]) for j in range(1, jobs)]
+                others = {j: pool.submit(_render_share, indices[j::jobs]) for j in range(1, jobs)}
                 out = self._render(indices[0::jobs])
-                for fut in others:
-                    out.update(fut.result())
+                for j, fut in others.items():
+                    try:
+                        out.update(fut.result())
+                    except BrokenProcessPool:  # a forked process was killed (out of memory): its share here
+                        out.update(self._render(indices[j::jobs]))
         finally:
             _RENDERING = None
         return out
