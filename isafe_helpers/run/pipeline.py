@@ -488,7 +488,8 @@ def run_all(
 
     ``on_work`` is called once, when the first notebook is about to run
     (never when every task is unchanged). ``pool`` is the workers from
-    :func:`~isafe_helpers.run.workers.start_workers` (started here if not given); the run ends it.
+    :func:`~isafe_helpers.run.workers.start_workers` (started here when a
+    notebook is to run, if not given); the run ends it.
 
     A task that reads another strand's estimates (:data:`DEPENDS_ON`) starts
     once those tasks have finished (its inputs include their rows); tasks are
@@ -511,8 +512,6 @@ def run_all(
     tasks = [(scope, strand) for scope in scopes for strand in strands]
     outcomes: list[TaskOutcome] = []
     bar = tqdm(total=len(tasks), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
-    if pool is None:
-        pool = workers.start_workers(jobs, notebooks)
     waiting = {t: _waits_for(t, tasks) for t in tasks}
     ready: list[tuple[str, str]] = []  # inputs known, not current: to run
     running: dict[Future, tuple[str, str]] = {}
@@ -540,7 +539,7 @@ def run_all(
         else:
             finished(TaskOutcome(*t, "unchanged"))
 
-    with pool:
+    try:
         for t in [t for t in tasks if not waiting[t]]:  # those waiting for nothing to begin with
             consider(t)
         while ready or running:
@@ -550,6 +549,8 @@ def run_all(
                 if on_work is not None:
                     on_work()
                     on_work = None
+                if pool is None:  # started when a notebook is to run: never on a rerun with nothing to do
+                    pool = workers.start_workers(jobs, notebooks)
                 fut = pool.submit(
                     run_notebook, str(data.root), scope, strand, str(out), str(notebooks), inputs[t], str(data.saved)
                 )
@@ -558,6 +559,9 @@ def run_all(
             for fut in done:
                 running.pop(fut)
                 finished(fut.result())
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     bar.close()
     remove_stale(out / TMP)
     order = {t: i for i, t in enumerate(tasks)}
