@@ -74,3 +74,30 @@ def test_preloaded_and_fresh_kernels_write_the_same_bytes(tmp_path):
 
     assert len(runs["fresh"]) == 6 + 2
     assert runs["preloaded"] == runs["fresh"]
+
+
+def test_socket_folders_left_by_ended_processes_are_removed(monkeypatch):
+    import tempfile
+
+    from isafe_helpers.run.kernels import socket_folder
+
+    short = Path(tempfile.mkdtemp(prefix="isafe-test-", dir="/tmp"))  # a socket's path must stay short
+    try:
+        monkeypatch.setattr(tempfile, "tempdir", str(short))
+        ended = int(
+            subprocess.run(
+                [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        stale = short / f"isafe-kernels-{ended}-abc"  # left by a run killed with kill -9
+        stale.mkdir()
+        (stale / "k-1").write_text("")
+        alive = short / f"isafe-kernels-{os.getpid()}-def"  # a process that still runs: another run's
+        alive.mkdir()
+        other = short / "isafe-kernels-notapid-x"  # not named as the handbook names them
+        other.mkdir()
+        made = Path(socket_folder("isafe-kernels"))
+        assert not stale.exists() and alive.is_dir() and other.is_dir()
+        assert made.parent == short and made.name.startswith(f"isafe-kernels-{os.getpid()}-")
+    finally:
+        shutil.rmtree(short, ignore_errors=True)

@@ -205,6 +205,31 @@ def preloader_main(fd: int, parent_pid: int) -> None:
             _send(conn, {"pid": pid})
 
 
+def socket_folder(kind: str) -> str:
+    """A new private folder for this process's sockets: ``<tmp>/<kind>-<pid>-<random>``.
+
+    Short (a socket's path has at most 107 bytes). Folders of the same kind
+    left by processes of this user that no longer run (a run killed with
+    ``kill -9`` cannot remove its own) are removed first; a folder whose
+    process still runs, or that is not this user's, is left alone.
+    """
+    import tempfile
+
+    import psutil
+
+    base = tempfile.gettempdir()
+    base = base if len(base) < 60 else "/tmp"
+    for old in Path(base).glob(f"{kind}-*-*"):
+        pid = old.name[len(kind) + 1 :].split("-", 1)[0]
+        try:
+            mine = old.is_dir() and not old.is_symlink() and old.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{kind}-{os.getpid()}-", dir=base)
+
+
 class Server:
     """The run's preloader process and the socket its workers connect to (started by :func:`serve`)."""
 
@@ -229,12 +254,10 @@ def serve(cwd: str | Path, env: dict[str, str]) -> Server | None:
     private folder; it imports in the background while the run goes on.
     """
     import atexit
-    import tempfile
 
     if os.environ.get(FRESH_ENV, "") not in ("", "0"):
         return None
-    base = tempfile.gettempdir()
-    folder = tempfile.mkdtemp(prefix="isafe-preloader-", dir=base if len(base) < 60 else "/tmp")
+    folder = socket_folder("isafe-preloader")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(os.path.join(folder, "preloader"))
@@ -375,11 +398,9 @@ def connect_preloader(path: str | None, meanwhile=None) -> Preloader | None:
 @functools.cache
 def _ipc_dir() -> str:
     """This worker's folder for its kernels' sockets (private, short: a socket's path has at most 107 bytes)."""
-    import tempfile
     from multiprocessing.util import Finalize
 
-    base = tempfile.gettempdir()
-    folder = tempfile.mkdtemp(prefix="isafe-kernels-", dir=base if len(base) < 60 else "/tmp")
+    folder = socket_folder("isafe-kernels")
     Finalize(None, shutil.rmtree, args=(folder, True), exitpriority=10)  # also at a pool worker's end
     return folder
 
