@@ -29,8 +29,8 @@ SIGKILL)``, set in the child and checked against a parent that died first):
 a worker and the preloader with the run, a kernel with the preloader
 (fresh kernels stop themselves when their worker goes, through ipykernel's
 parent poller). Killing the run with ``kill -9`` leaves nothing running,
-and the next run starts clean (its socket folders stay in the temporary
-folder: ``isafe-preloader-*``, ``isafe-kernels-*``).
+and the next run starts clean (and removes the socket folders the killed
+run left in the temporary folder: :func:`socket_folder`).
 """
 
 from __future__ import annotations
