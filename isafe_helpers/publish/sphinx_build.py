@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-#: What a build imports that ``jupyter_book.sphinx`` does not: imported while waiting.
+#: The heaviest of what a build imports (Jupyter Book's Sphinx entry point and the extensions it loads): imported while waiting.
 EXTENSIONS = (
     "jupyter_book.sphinx",
     "myst_nb.sphinx_ext",

@@ -270,7 +270,7 @@ def _cmd_run(args) -> int:
         return 2
     clock = time.perf_counter()
     # A first run into a results folder runs every notebook: start the workers
-    # (and their kernels' preloaders) now, so they start while the data are validated.
+    # (and the kernels' preloader) now, so they start while the data are validated.
     first = not (args.out / "run.json").is_file()
     pool = start_workers(args.jobs, args.notebooks.resolve(), warm=True) if first or args.force else None
     try:

@@ -37,7 +37,7 @@ def worker_init(parent_pid: int, preloader: str | None) -> None:
 
 
 def _import_worker() -> None:
-    """What a worker imports to run its first notebook (done while its preloader starts)."""
+    """What a worker imports to run its first notebook (done while the preloader imports)."""
     importlib.import_module("papermill")
     importlib.import_module("isafe_helpers.run.pipeline")
 
