@@ -618,6 +618,25 @@ CROSS_FILE_RULES: tuple[str, ...] = (
 )
 
 
+#: Before follow-up: what a data root without follow-up rows gives. Markdown.
+FOLLOWUP_RULES: tuple[str, ...] = (
+    "A data root with no `followup` row in any LA's `survey` or `casefile_audit` file has no follow-up yet. "
+    "It is valid: `validate` and `run` give a warning naming what is missing, and the book is the "
+    "**baseline report** (the trial flow to date, baseline characteristics and balance by arm, the ICC at "
+    "baseline, the minimum detectable effect size at randomisation, reach, dose and fidelity so far, and "
+    "costs so far). No outcome is analysed and no effect is estimated until follow-up rows arrive; then the "
+    "same command gives the full report.",
+    "A participant with a baseline row and no follow-up row is normal attrition: counted as lost to "
+    "follow-up, never an error.",
+    "Follow-up rows in some LAs but not others: the pooled trial is the full report, and the staff of an LA "
+    "without follow-up count as lost to follow-up in it (an LA may have withdrawn; the handbook cannot tell "
+    "a late return from a withdrawal). `validate` warns, naming those LAs, and each such LA's own pages are "
+    "its baseline report.",
+    'Follow-up survey rows without follow-up case-file rows (or the reverse) is not "no follow-up yet": '
+    "the outcome without follow-up rows is not estimable and says so.",
+)
+
+
 #: How problems are reported. Markdown.
 REPORT_RULES: tuple[str, ...] = (
     "`validate` and `run` list every problem by file (file, row, column, value, rule) and exit with code 2 "

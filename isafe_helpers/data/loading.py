@@ -49,6 +49,7 @@ import yaml
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.contract import Field, FileSpec, Instrument
 from isafe_helpers.data.files import fingerprint_root, is_ignored, scan
+from isafe_helpers.data.followup import followup_warnings
 from isafe_helpers.data.la_info import FILENAME as LA_INFO
 from isafe_helpers.data.la_info import read_la_yml
 from isafe_helpers.data.protocol import Protocol, read_protocol
@@ -813,6 +814,7 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
     for name in tables:
         tables[name] = tables[name].drop(columns=["src_file", "src_row"])
     tables["survey"] = score_scales(tables["survey"], instrument)
+    notes += followup_warnings(tables, las)  # valid without follow-up: the baseline report (data.followup)
     return TrialData(
         root,
         las,

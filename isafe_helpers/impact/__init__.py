@@ -3,6 +3,13 @@
 The analyses a notebook calls, each returning a result with ``tidy()`` and ``table()``.
 """
 
+from isafe_helpers.impact.baseline import (
+    AWAITING_TEXT,
+    awaiting_text,
+    awaits_followup,
+    baseline_balance,
+    baseline_power,
+)
 from isafe_helpers.impact.casefiles import casefile
 from isafe_helpers.impact.change import change_summary
 from isafe_helpers.impact.compliance import cace, cace_all
@@ -14,6 +21,11 @@ from isafe_helpers.impact.sensitivity import robustness
 from isafe_helpers.impact.subgroups import moderators
 
 __all__ = [
+    "AWAITING_TEXT",
+    "awaiting_text",
+    "awaits_followup",
+    "baseline_balance",
+    "baseline_power",
     "attrition",
     "baseline_equivalence",
     "cace",

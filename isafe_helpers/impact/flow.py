@@ -21,6 +21,7 @@ import pandas as pd
 
 from isafe_helpers.config import threshold
 from isafe_helpers.data.contract import AGE_BANDS, CASEFILE_OUTCOME
+from isafe_helpers.data.followup import has_followup
 from isafe_helpers.data.frames import analysis_frame, casefile_frame, treatment_participants, with_arm
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.data.protocol import protocol_of
@@ -284,6 +285,8 @@ class TrialFlow(Result):
     n_las: int
     outcome: str
     las: list[str] = field(default_factory=list)
+    #: No follow-up yet (:mod:`isafe_helpers.data.followup`): the flow to date, randomisation and delivery only.
+    baseline_only: bool = False
 
     def count(self, stage: str, arm: str, unit: str) -> int:
         t = self.frame
@@ -304,6 +307,8 @@ class TrialFlow(Result):
         """Every box of the flow with its teams and staff in each arm (CONSORT; the trial flow table)."""
         wide = self.frame.pivot(index="stage", columns="arm", values=["teams", "staff"])
         stages = ["allocated", "received", "not_analysed", "analysed"] if self.merged() else list(STAGES)
+        if self.baseline_only:
+            stages = ["allocated", "received"]
         if "received" not in wide.index:
             stages = [st for st in stages if st != "received"]
         t = pd.DataFrame({"stage": [STAGE_LABELS[st] for st in stages]})
@@ -333,7 +338,8 @@ class TrialFlow(Result):
             keys[f"staff_{a}"] = [ks[st] if not (st == "received" and a == "control") else None for st in stages]
             exempt |= {ks[st] for st in stages if st != "received"}
             parts = ("analysed", "not_analysed") if "not_analysed" in ks else ("followed_up", "lost_to_follow_up")
-            relations.append((ks["allocated"], tuple(ks[p] for p in parts), "sum"))
+            if all(p in ks for p in parts):
+                relations.append((ks["allocated"], tuple(ks[p] for p in parts), "sum"))
             if "excluded_from_analysis" in ks:
                 relations.append((ks["followed_up"], (ks["analysed"], ks["excluded_from_analysis"]), "sum"))
         cols = [Col("stage", "Stage", "text")]
@@ -347,6 +353,12 @@ class TrialFlow(Result):
             "of teams are not counts of people and are published in full; the flow's counts of staff are published "
             "per arm as CONSORT asks."
         ]
+        if self.baseline_only:
+            notes = [
+                "The flow to date: follow-up has not been collected yet, so no one is yet followed up, lost to "
+                "follow-up or analysed. Counts of teams are not counts of people and are published in full; the "
+                "flow's counts of staff are published per arm as CONSORT asks."
+            ]
         if self.merged():
             notes.append(
                 "A category of staff lost to follow-up or not analysed was too small to publish on its own, "
@@ -369,7 +381,7 @@ class TrialFlow(Result):
             est_row("trial_flow", f"{r.stage}_{r.arm}", unit, getattr(r, unit), note="count")
             for r in self.frame.itertuples()
             for unit in ("teams", "staff")
-            if r.stage != "received"
+            if r.stage != "received" and not (self.baseline_only and r.stage != "allocated")
         ]
 
 
@@ -432,7 +444,7 @@ def trial_flow(data: TrialData, outcome: str | None = None) -> TrialFlow:
     got = t_parts[t_parts["participant_id"].isin(reached)]
     recs.append(dict(stage="received", arm="treatment", teams=got["team_id"].nunique(), staff=len(got)))
     recs.append(dict(stage="received", arm="control", teams=np.nan, staff=np.nan))
-    return TrialFlow(pd.DataFrame(recs), len(data.las), outcome, list(data.las))
+    return TrialFlow(pd.DataFrame(recs), len(data.las), outcome, list(data.las), not has_followup(data.tables))
 
 
 #: WWC thresholds of the absolute standardised baseline difference.

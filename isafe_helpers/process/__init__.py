@@ -3,6 +3,7 @@
 The analyses a notebook calls, each returning a result with ``tidy()`` and ``table()``.
 """
 
+from isafe_helpers.data.followup import awaits_followup
 from isafe_helpers.process.delivery import FIDELITY_THRESHOLD_PCT, fidelity
 from isafe_helpers.process.feedback import has_themes, response_rate, satisfaction, themes, usefulness
 from isafe_helpers.process.participation import dose, reach, reached_profile
@@ -10,6 +11,7 @@ from isafe_helpers.process.variation import dose_outcome, impact_text, reach_vs_
 
 __all__ = [
     "FIDELITY_THRESHOLD_PCT",
+    "awaits_followup",
     "dose",
     "dose_outcome",
     "fidelity",

@@ -44,6 +44,7 @@ from isafe_helpers.data import contract as C
 from isafe_helpers.data.files import code_hash
 from isafe_helpers.data.validated import load_saved, write_saved
 from isafe_helpers.outputs import neutralise_frame
+from isafe_helpers.publish import baseline as B
 from isafe_helpers.publish import disclosure, tables
 from isafe_helpers.publish import summary as S
 from isafe_helpers.publish.assemble import BookDisclosure, load_pages
@@ -298,7 +299,9 @@ def not_run_markdown(scope: str, strand: str) -> str:
 # --------------------------------------------------------------------------
 # Staging and building
 # --------------------------------------------------------------------------
-def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict[str, str]) -> None:
+def _stage_notebook(
+    src: Path, dst: Path, scope: str, strand: str, outputs: dict[str, str], baseline: bool = False
+) -> None:
     """Copy an executed notebook into the book as a reader's page.
 
     Code is hidden (``remove-input``); the parameter cells and the cells
@@ -306,7 +309,9 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict
     figure and prose output is replaced by its rendering under the book's
     disclosure plan (``outputs``, by spec id; an output not there is the
     same under that plan, and keeps its HTML); and a last cell says which
-    notebook made the page and where to rerun it.
+    notebook made the page and where to rerun it. In a baseline report
+    (``baseline``: no follow-up yet) the cells tagged ``needs-followup`` are
+    removed, else those tagged ``baseline-only`` (:mod:`isafe_helpers.publish.baseline`).
     """
     nb = nbformat.read(src, as_version=4)
     nb.metadata.pop("papermill", None)  # input and output paths of the run
@@ -314,7 +319,9 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict
     for cell in nb.cells:
         tags = list(cell.metadata.get("tags", []))
         if {"parameters", "injected-parameters", "analyst-only"} & set(tags):
-            continue  # parameters show local paths (the status page names the data); the receipt is for analysts
+            continue
+        if (B.NEEDS_FOLLOWUP if baseline else B.BASELINE_ONLY) in tags:
+            continue  # a section of the other report (no follow-up yet, or follow-up in)  # parameters show local paths (the status page names the data); the receipt is for analysts
         cell.metadata.pop("papermill", None)
         if cell.cell_type == "code":
             cell.metadata["tags"] = [*tags, "remove-input"]
@@ -343,7 +350,7 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict
     nbformat.write(nb, dst)
 
 
-def la_index_markdown(la: str, pages: list[str], headline: str) -> str:
+def la_index_markdown(la: str, pages: list[str], headline: str, status: str = "") -> str:
     """The generated index page of one LA's section: caveat, headline tables, its pages and downloads."""
     out = [
         f"# {scope_label(la)}",
@@ -355,6 +362,8 @@ def la_index_markdown(la: str, pages: list[str], headline: str) -> str:
         "```",
         "",
     ]
+    if status:
+        out += [status, ""]
     if not pages:
         out += [f"No notebook was run for {md(la)} in this build; see the status page.", ""]
         return "\n".join(out)
@@ -376,7 +385,7 @@ def la_index_markdown(la: str, pages: list[str], headline: str) -> str:
     return "\n".join(out)
 
 
-def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
+def local_authorities_markdown(las: list[str], book: BookDisclosure, baseline: frozenset[str] = frozenset()) -> str:
     """The Local authorities page: the caveat and every LA with a link and its headline numbers."""
     rows, links = [], []
     for la in las:
@@ -385,7 +394,9 @@ def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
         try:
             v = book.view(f"{la}/headline")
         except KeyError:
-            rows.append((name, "not run", "", ""))
+            rows.append(
+                (name, "not run", "", "") if la not in baseline else (name, "none yet", "none yet", "awaits follow-up")
+            )
             continue
         prim = S.primary_rows(v)
         if not len(prim):
@@ -510,33 +521,39 @@ def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
 
 
 def _summary_tables(book: BookDisclosure, results: Path, run: dict, failed: dict) -> dict:
-    """Register the summary's and each LA index page's tables in the book's ledger (before it is solved)."""
+    """Register the summary's and each LA index page's tables in the book's ledger (before it is solved).
+
+    A scope with no follow-up yet (a baseline report) has no headline results or security table: they rest on
+    outcomes, and are left out rather than shown empty.
+    """
+    baseline = B.baseline_scopes(run)
     las = sorted(run["las"])
     pooled_failed = {st: m for (sc, st), m in failed.items() if sc == C.TRIAL_SCOPE}
     look = _usable(E.read_scope(results, C.TRIAL_SCOPE), pooled_failed)
-    book.add("summary/headline", S.headline_table(look, las, pooled=True))
+    if C.TRIAL_SCOPE not in baseline:
+        book.add("summary/headline", S.headline_table(look, las, pooled=True))
     book.add("summary/cost", S.cost_table(look, las))
     book.add("summary/delivery", S.delivery_table(look, las))
-    book.add("summary/security", S.security_table(look, run))
+    if C.TRIAL_SCOPE not in baseline:
+        book.add("summary/security", S.security_table(look, run))
     looks = {C.TRIAL_SCOPE: look}
     for la in las:
         la_look = _usable(E.read_scope(results, la), {st: m for (sc, st), m in failed.items() if sc == la})
         looks[la] = la_look
-        book.add(f"{la}/headline", S.headline_table(la_look, [la], pooled=False))
+        if la not in baseline:
+            book.add(f"{la}/headline", S.headline_table(la_look, [la], pooled=False))
         book.add(f"{la}/cost", S.cost_table(la_look, [la]))
         book.add(f"{la}/delivery", S.delivery_table(la_look, [la]))
     return looks
 
 
-def _headline_markdown(book: BookDisclosure, where: str, pooled: bool) -> str:
-    """The headline tables of the summary (``summary``) or an LA index page (``<LA>``), as HTML blocks."""
-    parts = [
-        book.render_table(f"{where}/headline", 1),
-        book.render_table(f"{where}/cost", 2),
-        book.render_table(f"{where}/delivery", 3),
-    ]
-    if pooled:
-        parts.append(book.render_table(f"{where}/security", 4))
+def _headline_markdown(book: BookDisclosure, where: str, pooled: bool, baseline: bool = False) -> str:
+    """The headline tables of the summary (``summary``) or an LA index page (``<LA>``), as HTML blocks.
+
+    A baseline report (``baseline``) has no headline results or security table (:func:`_summary_tables`).
+    """
+    names = ["cost", "delivery"] if baseline else ["headline", "cost", "delivery", *(["security"] if pooled else [])]
+    parts = [book.render_table(f"{where}/{name}", i) for i, name in enumerate(names, 1)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -615,11 +632,18 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
 
     # the executive summary: headline tables and sentences from their published views
     look = looks[C.TRIAL_SCOPE]
-    (stage_dir / "book" / "headline.md").write_text(_headline_markdown(book, "summary", True), encoding="utf-8")
+    baseline = frozenset(B.baseline_scopes(run))
+    pooled_baseline = C.TRIAL_SCOPE in baseline
+    (stage_dir / "book" / "headline.md").write_text(
+        _headline_markdown(book, "summary", True, pooled_baseline), encoding="utf-8"
+    )
+    headline_view = (
+        book.view("summary/headline")
+        if not pooled_baseline
+        else pd.DataFrame(columns=["outcome", "effect", "lo", "hi", "p", "p_holm"])
+    )
     glue = {
-        **S.sentences(
-            book.view("summary/headline"), book.view("summary/cost"), book.view("summary/delivery"), look, limit
-        ),
+        **S.sentences(headline_view, book.view("summary/cost"), book.view("summary/delivery"), look, limit),
         **_design_glue(look, run, limit),
     }
     # a pooled strand whose notebook failed: the summary says so, and its sentences say why they are empty
@@ -642,6 +666,9 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
         "The summary page's security table sets out the design, the power achieved against the plan, attrition, "
         "baseline balance and the robustness checks of the primary outcome."
     )
+    if pooled_baseline:  # no follow-up yet: nothing is read from an outcome analysis
+        glue.update(B.baseline_glue(look, run, limit))
+    glue["s_report_status"] = B.front_page_status(run)
 
     config = yaml.safe_load((SOURCES / "_config.yml").read_text(encoding="utf-8"))
     if run.get("synthetic"):
@@ -686,7 +713,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
                     dst.write_text(text, encoding="utf-8")
                 else:
                     outputs, page_cells = rendered.get((scope, strand), ({}, None))
-                    _stage_notebook(nb, dst, scope, strand, outputs)
+                    _stage_notebook(nb, dst, scope, strand, outputs, scope in baseline)
                     if page_cells is not None:
                         cells[strand] = page_cells
                 if key is not None:
@@ -705,10 +732,11 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
             la_sections[scope] = pages
             la_dir = stage_dir / "book" / "las"
             la_dir.mkdir(exist_ok=True)
-            text = la_index_markdown(scope, pages, _headline_markdown(book, scope, False) if pages else "")
+            headline = _headline_markdown(book, scope, False, scope in baseline) if pages else ""
+            text = la_index_markdown(scope, pages, headline, B.la_status(scope, run) if pages else "")
             (la_dir / f"{scope}.md").write_text(text, encoding="utf-8")
     (stage_dir / "book" / "local_authorities.md").write_text(
-        local_authorities_markdown(sorted(run["las"]), book), encoding="utf-8"
+        local_authorities_markdown(sorted(run["las"]), book, baseline), encoding="utf-8"
     )
     toc = yaml.safe_load((SOURCES / "_toc.yml").read_text(encoding="utf-8"))
     (stage_dir / "_toc.yml").write_text(yaml.safe_dump(expand_toc(toc, la_sections), sort_keys=False), encoding="utf-8")

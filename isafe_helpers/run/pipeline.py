@@ -66,7 +66,7 @@ from tqdm import tqdm
 
 from isafe_helpers import config
 from isafe_helpers.data import contract as C
-from isafe_helpers.data import validated
+from isafe_helpers.data import followup, validated
 from isafe_helpers.data.files import code_hash, fingerprint_root, hash_files
 from isafe_helpers.outputs import NotOurs, claim, make_working, remove_ours, remove_stale
 from isafe_helpers.publish import SPECS
@@ -193,6 +193,8 @@ class ValidatedRoot:
     saved: Path
     notes: list[str] = field(default_factory=list)
     la_names: dict[str, str] = field(default_factory=dict)
+    #: ``baseline`` (no follow-up yet) or ``full``, for ``trial`` and each LA (:mod:`isafe_helpers.data.followup`)
+    report_status: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_synthetic(self) -> bool:
@@ -214,6 +216,7 @@ def save_validated(data: TrialData, out: Path, sig: list | None = None, key: str
         "notes": list(getattr(data, "notes", [])),
         "la_names": dict(data.la_names),
         "digests": data_digests(data),
+        "report_status": followup.statuses(data.tables, list(data.las)),
     }
     validated.save(data, out / VALIDATED, sig, key=key, summary=summary)
     return ValidatedRoot(Path(data.root), saved=out / VALIDATED, **summary)
@@ -603,6 +606,7 @@ def write_run_record(data: ValidatedRoot, out: Path, outcomes: list[TaskOutcome]
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC") if executed or not old else old.get("finished"),
         "python": platform.python_version(),
         "data_notes": [*data.notes, *data.warnings],
+        "report_status": dict(data.report_status),
         "tasks": tasks,
     }
     text = json.dumps(record, indent=2) + "\n"

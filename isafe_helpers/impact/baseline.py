@@ -1,0 +1,262 @@
+"""Impact strand before follow-up: the baseline report.
+
+When the scope's data have no follow-up wave yet
+(:mod:`isafe_helpers.data.followup`), the impact page shows what a trial
+publishes before its outcomes: the trial flow to date, the baseline
+characteristics and balance of the randomised arms
+(:func:`baseline_balance`), and the ICC of each scale at baseline with the
+minimum detectable effect size of the design as randomised
+(:func:`baseline_power`). The outcome analyses (primary model, case files,
+robustness, CACE, moderators, heterogeneity, attrition, achieved MDES) wait
+for follow-up: :func:`awaits_followup` gates them, and their reason is
+:data:`~isafe_helpers.data.followup.NO_FOLLOWUP`.
+
+Choices, written down:
+
+- The balance sample is every randomised participant with the variable
+  measured at baseline (the analysed sample is not known before follow-up).
+  Standardised differences are WWC's (Hedges' g on the pooled SD; the Cox
+  index for an age band) and are *described*: the WWC verdict is given on the
+  analysed sample, in the full report.
+- The ICC at baseline is the unconditional REML model's (intercept and team
+  random intercept) on the baseline scores.
+- The MDES at randomisation uses the teams and staff randomised (``J`` teams,
+  the harmonic mean of staff per team, the share of teams treated), the ICC
+  at baseline, and no variance explained by covariates (``R2 = 0``: the
+  baseline score's share is known only once follow-up arrives, so the figure
+  is conservative), with the analysis's degrees of freedom (``J - 2 - 1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from isafe_helpers.data.contract import AGE_BANDS
+from isafe_helpers.data.followup import NO_FOLLOWUP, awaits_followup
+from isafe_helpers.data.frames import with_arm
+from isafe_helpers.data.loading import TrialData
+from isafe_helpers.impact.flow import _cox, _hedges
+from isafe_helpers.results.estimates import est_row
+from isafe_helpers.results.labels import label
+from isafe_helpers.results.protocol import Result
+from isafe_helpers.results.table import Col, Table
+from isafe_helpers.stats.mixed import fit_formula_free
+from isafe_helpers.stats.power import harmonic_mean, mdes
+
+#: Case-file share at baseline: its label in the balance table.
+CASEFILE_BASELINE = "father_contact_recorded_baseline_share"
+
+#: What the impact page says in place of the outcome analyses before follow-up. Markdown.
+AWAITING_TEXT = (
+    "**This is a baseline report: follow-up has not been collected yet.** The page shows the trial flow to date, "
+    "how alike the randomised arms were at baseline, how much scores cluster in teams at baseline, and the "
+    "smallest effect the trial as randomised could detect. The outcome analysis (the effect of ISAFE on each "
+    "outcome, its robustness, and for whom it differed) awaits the follow-up survey and case-file audit: no "
+    "effect is estimated and no finding is drawn until then. When follow-up arrives, the same run gives the "
+    "full report."
+)
+
+
+def awaiting_text(data: TrialData) -> str:
+    """The page's statement that the outcome analysis awaits follow-up (empty once it has arrived)."""
+    return AWAITING_TEXT if awaits_followup(data) else ""
+
+
+def _baseline_scores(data: TrialData) -> pd.DataFrame:
+    """Randomised participants with their arm, team, characteristics and baseline scale scores."""
+    parts = with_arm(data)
+    base = data.survey.loc[data.survey["wave"] == "baseline", ["participant_id", *data.instrument.scale_names]]
+    df = parts.merge(base.drop_duplicates("participant_id"), on="participant_id", how="left")
+    cf = data.casefile_audit
+    cf = cf[(cf["wave"] == "baseline") & (cf["cases_audited"].astype(float) > 0)]
+    share = (cf["father_contact_recorded"].astype(float) / cf["cases_audited"].astype(float)).rename(CASEFILE_BASELINE)
+    df = df.merge(
+        pd.concat([cf["participant_id"], share], axis=1).drop_duplicates("participant_id"),
+        on="participant_id",
+        how="left",
+    )
+    return df
+
+
+@dataclass
+class BaselineBalance(Result):
+    """Baseline characteristics by arm over the randomised staff; ``frame`` one row per variable."""
+
+    frame: pd.DataFrame
+
+    def rows(self) -> list[dict]:
+        out = []
+        for r in self.frame.itertuples():
+            for arm in ("treatment", "control"):
+                if r.kind == "continuous":
+                    out += [
+                        est_row("descriptives", r.variable, f"mean_baseline_{arm}", getattr(r, f"mean_{arm}")),
+                        est_row("descriptives", r.variable, f"sd_baseline_{arm}", getattr(r, f"sd_{arm}")),
+                    ]
+                out.append(est_row("descriptives", r.variable, f"n_baseline_{arm}", getattr(r, f"n_{arm}")))
+            out.append(
+                est_row(
+                    "baseline_balance",
+                    r.variable,
+                    "standardised_difference",
+                    r.difference,
+                    n=r.n_treatment + r.n_control,
+                    note="randomised staff with the variable at baseline; described, no WWC verdict before follow-up",
+                )
+            )
+        return out
+
+    def table(self) -> Table:
+        """Mean (or share), SD and staff of each arm, and the standardised difference, per characteristic."""
+        t = self.frame.assign(
+            variable=[
+                label(v) if v != CASEFILE_BASELINE else "Share of case files with the father's contact details"
+                for v in self.frame["variable"]
+            ]
+        )
+        cols = [Col("variable", "Characteristic at baseline", "text")]
+        for arm in ("treatment", "control"):
+            cols += [
+                Col(f"n_{arm}", f"{label(arm)}: staff", "people"),
+                Col(f"mean_{arm}", f"{label(arm)}: mean or share", "mean", 2, base=f"n_{arm}"),
+                Col(f"sd_{arm}", f"{label(arm)}: SD", "mean", 2, base=f"n_{arm}"),
+            ]
+        cols.append(Col("difference", "Standardised difference", "number", 3))  # withheld with its row's counts
+        return Table(
+            t,
+            cols,
+            caption="Baseline characteristics of the randomised arms",
+            notes=[
+                "Staff: randomised staff with the characteristic measured at baseline, in each arm. Scale scores "
+                "run from 1 to 5; the case-file measure is each person's share of files (0 to 1). An age band's "
+                "share of staff is not shown ([x]): with few staff it would give back a small count; its "
+                "standardised difference describes the balance.",
+                "Standardised difference: intervention minus control, Hedges' g on the pooled SD (continuous) or "
+                "the Cox index (an age band). Described only: the WWC baseline equivalence verdict is judged on "
+                "the analysed sample, which is known once follow-up arrives.",
+            ],
+        )
+
+
+def baseline_balance(data: TrialData) -> BaselineBalance:
+    """Baseline characteristics and standardised differences of the randomised arms (module docstring)."""
+    df = _baseline_scores(data)
+    t = (df["arm"] == "treatment").to_numpy()
+    c = (df["arm"] == "control").to_numpy()
+    recs = []
+
+    def add(var: str, x: np.ndarray, kind: str) -> None:
+        ok = np.isfinite(x)
+        xt, xc = x[t & ok], x[c & ok]
+        rec: dict = dict(variable=var, kind=kind)
+        for arm, v in (("treatment", xt), ("control", xc)):
+            rec[f"n_{arm}"] = len(v)
+            # an age band's share is not published: share times staff would give back a small count
+            rec[f"mean_{arm}"] = float(v.mean()) if len(v) and kind == "continuous" else np.nan
+            rec[f"sd_{arm}"] = float(v.std(ddof=1)) if kind == "continuous" and len(v) > 1 else np.nan
+        rec["difference"] = _hedges(xt, xc) if kind == "continuous" else _cox(xt, xc)
+        recs.append(rec)
+
+    for scale in data.instrument.scale_names:
+        add(scale, df[scale].astype(float).to_numpy(), "continuous")
+    add(CASEFILE_BASELINE, df[CASEFILE_BASELINE].astype(float).to_numpy(), "continuous")
+    add("years_qualified", df["years_qualified"].astype(float).to_numpy(), "continuous")
+    ab = df["age_band"].astype(object).fillna("").to_numpy()
+    for band in AGE_BANDS:
+        x = np.where(ab == "", np.nan, (ab == band).astype(float))
+        add(f"age_{band}", x, "binary")
+    return BaselineBalance(pd.DataFrame(recs))
+
+
+@dataclass
+class BaselinePower(Result):
+    """ICC of each scale at baseline and the MDES of the design as randomised; ``frame`` one row per scale."""
+
+    frame: pd.DataFrame
+
+    def rows(self) -> list[dict]:
+        out = []
+        for r in self.frame.itertuples():
+            out.append(est_row("baseline_icc", r.outcome, "icc", r.icc, n=r.n, n_clusters=r.teams, note=r.note))
+            out.append(
+                est_row(
+                    "power",
+                    r.outcome,
+                    "mdes_randomisation",
+                    r.mdes,
+                    n=r.n,
+                    n_clusters=r.teams,
+                    note=r.note or "teams and staff randomised, ICC at baseline, R2 = 0 (conservative)",
+                )
+            )
+        return out
+
+    def table(self) -> Table:
+        """Per scale: staff and teams at baseline, ICC at baseline and MDES at randomisation."""
+        t = self.frame.assign(
+            outcome=[label(o) for o in self.frame["outcome"]],
+            note=[n or "" for n in self.frame["note"]],
+        )
+        return Table(
+            t[["outcome", "n", "teams", "icc", "mdes", "note"]],
+            [
+                Col("outcome", "Outcome", "text"),
+                Col("n", "Staff with a baseline score", "people"),
+                Col("teams", "Teams", "units"),
+                Col("icc", "ICC at baseline", "number", 3, base="n"),
+                Col("mdes", "MDES at randomisation (SD)", "number", 2),
+                Col("note", "Note", "text"),
+            ],
+            caption="Clustering at baseline and the minimum detectable effect size at randomisation",
+            notes=[
+                "ICC at baseline: the share of the variance of baseline scores between teams, from a model with "
+                "teams as random intercepts (REML).",
+                "MDES: the smallest true effect (in SD units) the trial as randomised detects with 80% power at 5% "
+                "two-sided, from the teams and staff randomised (harmonic mean of staff per team), the ICC at "
+                "baseline and no variance explained by the baseline score (conservative: that share is known once "
+                "follow-up arrives), t multiplier on teams minus 3 degrees of freedom.",
+            ],
+        )
+
+
+def baseline_power(data: TrialData) -> BaselinePower:
+    """ICC at baseline and MDES at randomisation of every scale (module docstring)."""
+    df = _baseline_scores(data)
+    teams = data.teams.drop_duplicates("team_id")
+    staff = df.groupby("team_id").size().reindex(teams["team_id"]).fillna(0).to_numpy(float)
+    staff = staff[staff > 0]
+    p_treated = float((teams["arm"] == "treatment").mean()) if len(teams) else np.nan
+    recs = []
+    for scale in data.instrument.scale_names:
+        sub = df[["team_id", scale]].dropna().rename(columns={scale: "baseline"})
+        rec = dict(outcome=scale, n=len(sub), teams=sub["team_id"].nunique(), icc=np.nan, mdes=np.nan, note="")
+        try:
+            fit = fit_formula_free(sub, "baseline", [], "team_id")
+            if not fit.converged:
+                rec["note"] = f"ICC not estimable: the model did not converge ({fit.message})"
+            else:
+                rec["icc"] = float(np.clip(fit.icc, 0.0, 1.0))
+        except (ValueError, np.linalg.LinAlgError, ZeroDivisionError, KeyError) as exc:
+            rec["note"] = f"ICC not estimable: {exc}"
+        if np.isfinite(rec["icc"]):
+            try:
+                rec["mdes"] = mdes(len(staff), harmonic_mean(staff), rec["icc"], 0.0, 0.0, p_treated).mdes
+            except ValueError as exc:
+                rec["note"] = f"MDES not estimable: {exc}"
+        recs.append(rec)
+    return BaselinePower(pd.DataFrame(recs, columns=["outcome", "n", "teams", "icc", "mdes", "note"]))
+
+
+__all__ = [
+    "AWAITING_TEXT",
+    "NO_FOLLOWUP",
+    "BaselineBalance",
+    "BaselinePower",
+    "awaiting_text",
+    "awaits_followup",
+    "baseline_balance",
+    "baseline_power",
+]
