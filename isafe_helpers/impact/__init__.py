@@ -5,7 +5,6 @@ The analyses a notebook calls, each returning a result with ``tidy()`` and ``tab
 
 from isafe_helpers.impact.baseline import (
     AWAITING_TEXT,
-    awaiting_text,
     awaits_followup,
     baseline_balance,
     baseline_power,
@@ -22,7 +21,6 @@ from isafe_helpers.impact.subgroups import moderators
 
 __all__ = [
     "AWAITING_TEXT",
-    "awaiting_text",
     "awaits_followup",
     "baseline_balance",
     "baseline_power",

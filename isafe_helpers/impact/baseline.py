@@ -60,11 +60,6 @@ AWAITING_TEXT = (
 )
 
 
-def awaiting_text(data: TrialData) -> str:
-    """The page's statement that the outcome analysis awaits follow-up (empty once it has arrived)."""
-    return AWAITING_TEXT if awaits_followup(data) else ""
-
-
 def _baseline_scores(data: TrialData) -> pd.DataFrame:
     """Randomised participants with their arm, team, characteristics and baseline scale scores."""
     parts = with_arm(data)
@@ -255,7 +250,6 @@ __all__ = [
     "NO_FOLLOWUP",
     "BaselineBalance",
     "BaselinePower",
-    "awaiting_text",
     "awaits_followup",
     "baseline_balance",
     "baseline_power",

@@ -52,6 +52,19 @@ def front_page_status(run: dict) -> str:
     return md(text)
 
 
+def waves_sentence(baseline: bool) -> str:
+    """The front page's sentence on when the trial measured its outcomes (Markdown)."""
+    if baseline:
+        return md(
+            "Staff answered a survey at baseline, and case files were audited for fathers' contact details; the "
+            "follow-up survey and audit, about two months later, are still to come."
+        )
+    return md(
+        "Staff answered surveys at baseline and about two months later; case files were audited for fathers' "
+        "contact details."
+    )
+
+
 def la_status(la: str, run: dict) -> str:
     """An LA index page's statement of what its report is (a MyST block, escaped)."""
     if la in baseline_scopes(run):

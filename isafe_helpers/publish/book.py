@@ -186,6 +186,7 @@ def data_dictionary_markdown(instrument: C.Instrument = C.DEFAULT_INSTRUMENT) ->
         ("How files are found and read", C.READING_RULES),
         ("Values", C.VALUE_RULES),
         ("Rules between files", C.CROSS_FILE_RULES),
+        ("Before follow-up: the baseline report", C.FOLLOWUP_RULES),
         ("Problems", C.REPORT_RULES),
     ):
         out += [f"## {title}", "", *(f"- {r}" for r in rules), ""]
@@ -669,6 +670,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     if pooled_baseline:  # no follow-up yet: nothing is read from an outcome analysis
         glue.update(B.baseline_glue(look, run, limit))
     glue["s_report_status"] = B.front_page_status(run)
+    glue["s_waves_sentence"] = B.waves_sentence(pooled_baseline)
 
     config = yaml.safe_load((SOURCES / "_config.yml").read_text(encoding="utf-8"))
     if run.get("synthetic"):

@@ -112,6 +112,7 @@ READS: dict[str, tuple[str, ...]] = {
         "teams",
         "participants",
         "survey",
+        "casefile_audit",  # whether follow-up has arrived (data.followup): the outcome sections wait for it
         "attendance",
         "feedback",
         "fidelity",
