@@ -223,3 +223,20 @@ def test_the_same_command_gives_the_full_report_once_follow_up_arrives(reports):
     est = f["estimates"]
     primary = est[(est["analysis"] == "primary") & (est["quantity"] == "treatment_effect")]
     assert len(primary) and np.isfinite(primary["estimate"].astype(float)).any()
+
+
+def test_the_front_page_of_a_partial_trial_names_the_las_still_without_follow_up():
+    from isafe_helpers.publish import baseline as B
+
+    run = {"report_status": {"trial": "full", "LA01": "full", "LA02": "baseline"}}
+    text_ = B.front_page_status(run)
+    assert text_.startswith("This is the full report") and "LA02" in text_ and "LA01" not in text_
+    assert "Baseline report" in B.la_status("LA02", run) and "Full report" in B.la_status("LA01", run)
+
+
+def test_the_data_dictionary_says_what_counts_as_no_follow_up_yet():
+    from isafe_helpers.publish.book import data_dictionary_markdown
+
+    page = data_dictionary_markdown()
+    assert "## Before follow-up: the baseline report" in page
+    assert "no `followup` row in any LA's `survey` or `casefile_audit` file" in page

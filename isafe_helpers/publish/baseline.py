@@ -53,13 +53,13 @@ def front_page_status(run: dict) -> str:
 
 
 def waves_sentence(baseline: bool) -> str:
-    """The front page's sentence on when the trial measured its outcomes (Markdown)."""
+    """The front page's sentence on when the trial measured its outcomes (Markdown; fixed text, no data)."""
     if baseline:
-        return md(
+        return (
             "Staff answered a survey at baseline, and case files were audited for fathers' contact details; the "
             "follow-up survey and audit, about two months later, are still to come."
         )
-    return md(
+    return (
         "Staff answered surveys at baseline and about two months later; case files were audited for fathers' "
         "contact details."
     )
