@@ -320,9 +320,9 @@ def _stage_notebook(
     for cell in nb.cells:
         tags = list(cell.metadata.get("tags", []))
         if {"parameters", "injected-parameters", "analyst-only"} & set(tags):
-            continue
+            continue  # parameters show local paths (the status page names the data); the receipt is for analysts
         if (B.NEEDS_FOLLOWUP if baseline else B.BASELINE_ONLY) in tags:
-            continue  # a section of the other report (no follow-up yet, or follow-up in)  # parameters show local paths (the status page names the data); the receipt is for analysts
+            continue  # a section of the other report (before follow-up, or once it has arrived)
         cell.metadata.pop("papermill", None)
         if cell.cell_type == "code":
             cell.metadata["tags"] = [*tags, "remove-input"]
