@@ -332,11 +332,14 @@ def match_headers(columns: list[str], spec: FileSpec) -> tuple[dict[str, str], d
     return found, {k: v for k, v in seen.items() if len(v) > 1}
 
 
-def validate_frame(df: pd.DataFrame, spec: FileSpec, file: str) -> tuple[pd.DataFrame, list[Problem], list[str]]:
+def validate_frame(
+    df: pd.DataFrame, spec: FileSpec, file: str, header: list[str] | None = None
+) -> tuple[pd.DataFrame, list[Problem], list[str]]:
     """Validate one file's text frame against its spec.
 
     Headers are matched without regard to case and problems name the
-    header as found.
+    header as found. ``header`` is the file's whole header when the frame
+    holds only some of its columns (the readers keep the contract's).
 
     Returns the typed frame (contract columns only, named as the contract
     names them), the problems and the warnings (headers matched by case,
@@ -344,7 +347,8 @@ def validate_frame(df: pd.DataFrame, spec: FileSpec, file: str) -> tuple[pd.Data
     """
     problems: list[Problem] = []
     notes: list[str] = []
-    found, twice = match_headers(list(df.columns), spec)
+    columns = list(df.columns) if header is None else list(header)
+    found, twice = match_headers(columns, spec)
     if twice:
         return (
             df,
@@ -358,7 +362,7 @@ def validate_frame(df: pd.DataFrame, spec: FileSpec, file: str) -> tuple[pd.Data
     if recased:
         notes.append(f"{file}: header(s) matched without regard to case: {', '.join(recased)}")
     df = df.rename(columns={v: k for k, v in found.items()})
-    extra = [c for c in df.columns if c not in spec.columns]
+    extra = [c for c in columns if c not in found.values()]
     if extra:
         notes.append(f"{file}: unknown column(s) ignored: {', '.join(extra)}")
     if df.empty and spec.needs_rows is True:
@@ -563,7 +567,7 @@ def _read(src: Source, name: str, spec: FileSpec) -> RawTable:
             sheet, notes = next(s for s in wb.visible if s.name == src.sheet), []
         else:
             sheet, notes = wb.pick(name)
-        table = wb.read(sheet)
+        table = wb.read(sheet, spec.columns)
     table.warnings = notes + table.warnings
     if src.sheet is None and sheet.name.strip().lower() != name:
         table.how += f" (the only visible sheet, read as {name})"
@@ -698,14 +702,14 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
                 except Unreadable as exc:
                     problems += exc.problems(src.label)
                     continue
-                typed, file_problems, file_notes = validate_frame(raw.frame, spec, src.label)
+                typed, file_problems, file_notes = validate_frame(raw.frame, spec, src.label, raw.header)
                 entry = (
                     raw.default,
                     raw.how,
                     list(raw.warnings),
                     list(raw.problems),
                     raw.frame.empty,
-                    list(raw.frame.columns),
+                    list(raw.header or []),
                     typed,
                     file_problems,
                     file_notes,
@@ -775,7 +779,7 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
             if not raw.default:
                 reading.append(f"deflators.csv: read as {raw.how}")
             problems += [replace(p, file="deflators.csv") for p in raw.problems]
-            deflators, p, n = validate_frame(raw.frame, C.DEFLATORS_SPEC, "deflators.csv")
+            deflators, p, n = validate_frame(raw.frame, C.DEFLATORS_SPEC, "deflators.csv", raw.header)
             problems += p
             notes += n
         except Unreadable as exc:
