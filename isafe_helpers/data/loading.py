@@ -34,6 +34,7 @@ file has been read.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import math
@@ -671,7 +672,20 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
         notes += n_la
         if (la_dir / LA_INFO).is_file():  # the LA's name for the book
             info, bad, odd = read_la_yml(la_dir / LA_INFO)
-            problems += [Problem(f"{la}/{LA_INFO}", None, "name", None, b) for b in bad]
+            problems += [
+                Problem(f"{la}/{LA_INFO}", None, "code" if b.startswith("code") else "name", None, b) for b in bad
+            ]
+            if info.get("code", la) != la:
+                problems.append(
+                    Problem(
+                        f"{la}/{LA_INFO}",
+                        None,
+                        "code",
+                        info["code"],
+                        f"names LA {info['code']}, but the file is in the folder {la}: are two LA folders swapped "
+                        "or misnamed? Move the files to their LA's folder, or correct la.yml",
+                    )
+                )
             notes += [f"{la}/{LA_INFO}: {w}" for w in odd]
             if "name" in info:
                 la_names[la] = info["name"]
@@ -771,6 +785,7 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
                 tables[name][f.name] = _convert(pd.DataFrame({f.name: [None] * len(tables[name])}), spec)[f.name]
 
     problems += [_as_found(p, headers.get(p.file, {})) for p in _link_problems(tables, read_in)]
+    problems += [_as_found(p, headers.get(p.file, {})) for p in _owner_problems(tables, las)]
 
     deflators = None
     if (root / "deflators.csv").is_file():
@@ -830,6 +845,49 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
         la_names,
         protocol,
     )
+
+
+def id_names_la(value: str, las: list[str]) -> str | None:
+    """The LA an ID names: the longest LA code it starts with, followed by a character not a letter or digit.
+
+    >>> id_names_la("LA02-T01", ["LA01", "LA02"]), id_names_la("LA021", ["LA02"]), id_names_la("T01", ["LA02"])
+    ('LA02', None, None)
+    """
+    m = _la_prefix(tuple(las)).match(value)
+    return m.group(1) if m else None
+
+
+@functools.lru_cache(maxsize=8)
+def _la_prefix(las: tuple[str, ...]) -> re.Pattern:
+    """Any of the codes (longest first) followed by a character that is not a letter or digit."""
+    codes = "|".join(re.escape(la) for la in sorted(las, key=len, reverse=True))
+    return re.compile(rf"({codes})(?=[\W_])") if las else re.compile(r"(?!)")
+
+
+def _owner_problems(tables: dict[str, pd.DataFrame], las: list[str]) -> list[Problem]:
+    """IDs in one LA's folder that name another LA of the data root (two LA folders swapped or misnamed).
+
+    An ID names an LA when it starts with the LA's code and a character that
+    is not a letter or digit (``LA02-T01``, ``LA02_P017``); IDs that name no
+    LA of the root are never questioned.
+    """
+    problems: list[Problem] = []
+    for table, col in (("teams", "team_id"), ("participants", "participant_id")):
+        df = tables[table].dropna(subset=[col])
+        for value, la, f, r in zip(df[col], df["la"], df["src_file"], df["src_row"]):
+            other = id_names_la(str(value), las)
+            if other is not None and other != la:
+                problems.append(
+                    Problem(
+                        f,
+                        int(r),
+                        col,
+                        str(value),
+                        f"starts with the code of {other}, another LA of the data root, but is in the folder {la}: "
+                        "are two LA folders swapped or misnamed? Move the files to their LA's folder",
+                    )
+                )
+    return problems
 
 
 def _link_problems(tables: dict[str, pd.DataFrame], read_in: dict[str, set[str]]) -> list[Problem]:
