@@ -18,7 +18,14 @@ Text files (CSV)
     and cp1125 (measured), where these rules are exact for the files Excel
     writes. The delimiter (``,``, ``;`` or tab) is the one that splits the
     header into the most of the file's expected column names. Both are
-    named in how the file was read.
+    named in how the file was read. Bytes that are not UTF-8 beside UTF-8
+    sequences mean two encodings in one file (two exports pasted together):
+    each cell holding them is a problem, never read as garbled text; so is
+    a byte-order mark inside the file. Lines may end in ``\r\n``, ``\n``
+    or a lone ``\r`` (old Mac Excel), mixed; rows are parsed one at a time
+    by the standard library's ``csv`` module, counted as read (a short row
+    is never padded to the header's width), and only the contract's
+    columns are kept.
 
 Spreadsheets (XLSX)
     The workbook is read by a streaming XML parser (the standard library's
@@ -34,7 +41,19 @@ Spreadsheets (XLSX)
     - the header is the first row holding a value; a cell holding data in a
       column with no header is a problem (the stray cell of the bomb is
       refused this way, in well under a second);
-    - a hidden row or column holding data is a problem, never read;
+    - a hidden row or column holding data is a problem, never read; a row
+      under 1 point high or a column under half a character wide (zero
+      height or width: hidden in all but name) counts as hidden, as do rows
+      or columns the sheet hides by default (``zeroHeight``);
+    - merged cells holding a value are a problem naming the sheet and
+      range (only the first cell holds the value; the others would read as
+      blank); a row or cell written twice in the XML is a problem (one would
+      hide the other);
+    - a damaged archive (a bad CRC, corrupt deflate data, sizes that lie) is
+      refused naming the part, never a ``BadZipFile`` or ``zlib`` traceback;
+    - runs of empty (styled) cells and rows are replaced, on the bytes and
+      in C, by one element that moves the position as the run did, so six
+      million empty cells cost about a second, not 24;
     - a formula is a problem unless the file stores its result, which is
       then read, with a warning; a workbook that asks to be recalculated on
       opening (``fullCalcOnLoad``, written by programs that do not compute
@@ -1014,15 +1033,15 @@ class Workbook:
             if not m:
                 continue
             col, r = column_index_from_string(m.group(1).upper()), int(m.group(2))
-            value = (head if r == header_row else rows.get(r, {})).get(col)
-            if value is None or not m.group(3) or ref.split(":")[0] == ref.split(":")[1]:
+            held = (head if r == header_row else rows.get(r, {})).get(col)
+            if held is None or not m.group(3) or ref.split(":")[0] == ref.split(":")[1]:
                 continue  # an empty merged range, or a range of one cell, hides nothing
             name = header[col - 1] if col <= width and header[col - 1] else f"({letter(col)})"
             found.append(
                 (
                     r,
                     name,
-                    value.strip(),
+                    held.strip(),
                     f"cells {ref} of sheet {sheet.name!r} are merged: the value shows in every cell but only "
                     f"{m.group(1)}{r} holds it, so the others would read as blank: unmerge them and fill each cell",
                 )
