@@ -865,6 +865,8 @@ class Workbook:
                     col_no = column_index_from_string(lm.group(1).upper()) if lm else 0
                 col_no += after + 1
             last_ref, after = None, 0
+            if col_no > _MAX_ROW_CELLS:
+                raise Unreadable(f"is a damaged workbook: row {row_no} has a cell beyond the last column, XFD")
             text, formula, error = self._cell(c, epoch)
             if text is None and formula is None and error is None:
                 continue
