@@ -835,7 +835,7 @@ def test_messy_real_world_root_gives_the_bundled_estimates(tmp_path):
     write(root, "LA04/teams.csv", read(root, "LA04/teams.csv").rename(columns={"team_id": "Team_ID", "arm": "ARM"}))
     (root / "LA04/participants.csv").rename(root / "LA04/participants.CSV")
     mac_and_lock_files(root)
-    elsewhere = tmp_path / "elsewhere" / "LA05"
+    elsewhere = root / ".returns" / "LA05"  # links to folders outside the data root are refused (issue 26)
     elsewhere.parent.mkdir()
     shutil.move(root / "LA05", elsewhere)
     os.symlink(elsewhere, root / "LA05")
