@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import math
 import re
 import zipfile
@@ -223,6 +222,9 @@ _UTF8_SEQ = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0
 
 _BOM = "\ufeff"
 
+#: One line with its ending, whatever it is (the csv module reads quoted line breaks across lines).
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
 
 def count_lines(data: bytes) -> int:
     r"""The lines of a text file, whatever ends them: ``\r\n``, ``\n`` or a lone ``\r`` (old Mac Excel).
@@ -287,8 +289,8 @@ def read_text(path: Path, expected: tuple[str, ...] | list[str] = ()) -> RawTabl
     first = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
     delim = sniff_delimiter(first, expected)
     has_bom = _BOM in text
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=False)
-    del text
+    # lines handed over one at a time: io.StringIO would copy the text at four bytes a character
+    reader = csv.reader((m.group() for m in _LINE.finditer(text)), delimiter=delim, strict=False)
     bad: list[tuple[int | None, str | None, str | None, str]] = []
     odd: list[tuple[int | None, str | None, str | None, str]] = []  # bytes or marks that do not belong
     first_utf8: tuple[int, str] | None = None
