@@ -524,8 +524,12 @@ class _Sparse:
             if self._plain or b"<![CDATA[" in data:
                 self._plain, self._carry = True, b""
                 return data
-            cut = data.rfind(b"<")
-            cut = len(data) if cut < 0 else cut
+            cut = data.rfind(b"<")  # an element cut off by the chunk is kept for the next
+            if cut < 0 or data.find(b">", cut) >= 0:
+                cut = len(data)
+            elif len(data) - cut > 1 << 20:  # no spreadsheet writes a tag this long: read it as it comes
+                self._plain, self._carry = True, b""
+                return data
             self._carry = data[cut:]
             out = _EMPTY_RUN.sub(_one_for_run, data[:cut])
             if out:
