@@ -126,7 +126,8 @@ def mac_and_lock_files(root: Path) -> None:
 
 
 def linked_la(root: Path) -> None:
-    elsewhere = root.parent / "elsewhere" / "LA02"
+    """LA02 links to this quarter's return, kept in a hidden folder of the data root (links outside it are refused)."""
+    elsewhere = root / ".returns" / "LA02"
     elsewhere.parent.mkdir()
     shutil.move(root / "LA02", elsewhere)
     os.symlink(elsewhere, root / "LA02")
@@ -214,9 +215,9 @@ def test_a_linked_la_folder_is_fingerprinted(small_root):
     la01 = ("LA01", *args[1:])
     la01_inputs = task_inputs(*la01, data_digests(before), small_root)
     # change one cost in the folder the link points to (task inputs follow the data read, not the bytes)
-    costs = read(small_root.parent / "elsewhere", "LA02/costs.csv")
+    costs = read(small_root / ".returns", "LA02/costs.csv")
     costs.loc[0, "unit_cost_gbp"] = str(float(costs.loc[0, "unit_cost_gbp"]) + 1)
-    write(small_root.parent / "elsewhere", "LA02/costs.csv", costs)
+    write(small_root / ".returns", "LA02/costs.csv", costs)
     after = load_root(small_root)
     assert after.fingerprint != before.fingerprint
     assert task_inputs(*args, data_digests(after), small_root) != inputs  # the pooled scope reruns
@@ -834,7 +835,7 @@ def test_messy_real_world_root_gives_the_bundled_estimates(tmp_path):
     write(root, "LA04/teams.csv", read(root, "LA04/teams.csv").rename(columns={"team_id": "Team_ID", "arm": "ARM"}))
     (root / "LA04/participants.csv").rename(root / "LA04/participants.CSV")
     mac_and_lock_files(root)
-    elsewhere = tmp_path / "elsewhere" / "LA05"
+    elsewhere = root / ".returns" / "LA05"  # links to folders outside the data root are refused (issue 26)
     elsewhere.parent.mkdir()
     shutil.move(root / "LA05", elsewhere)
     os.symlink(elsewhere, root / "LA05")

@@ -45,6 +45,9 @@ class SheetSpec:
     hidden_cols: tuple[int, ...] = ()
     first_row: int = 1
     extra_cells: list[tuple[str, object]] = field(default_factory=list)  # ("XFD1048576", "x")
+    merged: tuple[str, ...] = ()  # ("B2:B3",)
+    zero_height_rows: tuple[int, ...] = ()  # ht="0", not flagged hidden
+    zero_width_cols: tuple[int, ...] = ()  # width="0", not flagged hidden
 
 
 NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
@@ -106,12 +109,16 @@ def write_workbook(path: Path, sheets: list[SheetSpec], date1904: bool = False, 
             cells = [cell(f"{get_column_letter(c)}{r}", v) for c, v in enumerate(all_rows.get(r, []), start=1)]
             cells += [cell(ref, v) for ref, v in extra.get(r, [])]
             hidden = ' hidden="1"' if r in sh.hidden_rows else ""
+            hidden += ' ht="0" customHeight="1"' if r in sh.zero_height_rows else ""
             rows_xml.append(f'<row r="{r}"{hidden}>{"".join(cells)}</row>')
         cols = "".join(f'<col min="{c}" max="{c}" width="0" hidden="1"/>' for c in sh.hidden_cols)
+        cols += "".join(f'<col min="{c}" max="{c}" width="0" customWidth="1"/>' for c in sh.zero_width_cols)
         cols = f"<cols>{cols}</cols>" if cols else ""
+        merged = "".join(f'<mergeCell ref="{ref}"/>' for ref in sh.merged)
+        merged = f'<mergeCells count="{len(sh.merged)}">{merged}</mergeCells>' if merged else ""
         parts[f"xl/worksheets/sheet{k}.xml"] = (
             f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet {NS} {RNS}>'
-            f"{cols}<sheetData>{''.join(rows_xml)}</sheetData></worksheet>"
+            f"{cols}<sheetData>{''.join(rows_xml)}</sheetData>{merged}</worksheet>"
         )
     sheet_list = "".join(
         f'<sheet name="{escape(sh.name)}" sheetId="{k}"'
@@ -195,3 +202,38 @@ def typed_rows(df: pd.DataFrame, spec: FileSpec) -> list[list]:
                 row.append(str(v))
         out.append(row)
     return out
+
+
+def rewrite_part(path: Path, part: str, fn) -> Path:
+    """Rewrite one part of a workbook in place: ``fn`` takes and returns its bytes (a hand-made or damaged file)."""
+    with zipfile.ZipFile(path) as z:
+        items = [(info, z.read(info.filename)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for info, data in items:
+            z.writestr(info.filename, fn(data) if info.filename == part else data)
+    return path
+
+
+def patch_directory(path: Path, part: str, offset: int, value: bytes) -> Path:
+    """Overwrite ``value`` at ``offset`` of ``part``'s central-directory entry (its CRC at 16, its sizes at 20 and 24)."""
+    data = bytearray(path.read_bytes())
+    name = part.encode()
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        n = int.from_bytes(data[at + 28 : at + 30], "little")
+        if data[at + 46 : at + 46 + n] == name:
+            data[at + offset : at + offset + len(value)] = value
+            path.write_bytes(bytes(data))
+            return path
+        at = data.find(b"PK\x01\x02", at + 46)
+    raise KeyError(part)
+
+
+def data_offset(path: Path, part: str) -> int:
+    """Where ``part``'s compressed bytes start in the archive."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(part)
+    data = path.read_bytes()
+    at = info.header_offset
+    n, extra = int.from_bytes(data[at + 26 : at + 28], "little"), int.from_bytes(data[at + 28 : at + 30], "little")
+    return at + 30 + n + extra

@@ -570,27 +570,45 @@ READING_RULES: tuple[str, ...] = (
     "Hidden files and folders (`.DS_Store`), `__MACOSX` folders and Office lock files (`~$teams.xlsx`) "
     "are ignored at every level, with one line saying so.",
     "Links inside the data root are followed: a linked LA folder is read and its files are part of the "
-    "data root's fingerprint, so changing them reruns every scope that reads them. A broken link, a link "
-    "to a folder that holds it, and anything that is neither a file nor a folder are errors.",
+    "data root's fingerprint, so changing them reruns every scope that reads them. A link to a folder "
+    "outside the data root (a system folder, another drive) is an error and is never walked: copy the "
+    "folder into the data root, or keep it in a hidden folder there (`.returns/LA02`) and link to that. A "
+    "broken link, a link to a folder that holds it, and anything that is neither a file nor a folder are "
+    "errors.",
+    "An LA folder's optional `la.yml` gives the LA's `name` for the book and may give its `code`, which "
+    "must then be the folder's name; an `la.yml` naming another LA is an error (two LA folders swapped or "
+    "misnamed).",
     "CSV files: the encoding is detected (UTF-8 with or without a byte-order mark; UTF-16; else "
     'Windows-1252, the encoding of Excel\'s "CSV" on Windows, or Latin-1 when the bytes are not '
     "Windows-1252), and so is the delimiter (`,`, `;` or tab: the one that splits the header into the "
-    "most column names). The run record (`run.json`) and `validate` name every file read another way than "
+    "most column names). Lines may end in `\\r\\n` (Windows), `\\n` or `\\r` alone (old Mac Excel), even "
+    "mixed in one file. The run record (`run.json`) and `validate` name every file read another way than "
     "UTF-8 with commas, and how.",
+    "A CSV file mixing two encodings (some rows UTF-8, others Windows-1252, as when two exports are pasted "
+    "together) is an error naming each cell whose bytes are not UTF-8, never read as garbled text "
+    "(`CafÃ©`); so is a byte-order mark inside a file (where a second file was pasted in), named at its "
+    "row and column.",
     "Headers are matched without regard to case (`Team_ID` is read as `team_id`, and reported as found). "
     "A column named twice is an error; unknown columns are reported and never used; a column with a blank "
     "header that holds data is an error.",
     "Workbooks (`.xlsx`): the sheet named like the table is read, else the only visible sheet; several "
     "visible sheets with none named like the table is an error naming them. Hidden sheets are never read. "
-    "The header is the first row holding a value. A hidden row or column holding data is an error, as is a "
-    "cell holding data beside the header (in a column with no header).",
+    "The header is the first row holding a value. A hidden row or column holding data is an error (a row "
+    "under 1 point high or a column under half a character wide counts as hidden), as is a cell holding "
+    "data beside the header (in a column with no header). Merged cells holding a value are an error naming "
+    "the sheet and range: only the first cell of a merged range holds the value, so the others would read "
+    "as blank. A damaged archive (a bad checksum, corrupt compressed data, sizes that do not match) is an "
+    "error naming the part, and so is a row or cell written twice in the sheet's XML.",
     "A formula cell is read as the result the workbook stores, with a warning; a formula with no stored "
     "result is an error, and so is every formula of a workbook that asks to be recalculated when opened "
     "(written by a program that does not compute formulas, so its stored results cannot be trusted). An "
     "Excel error value (`#N/A`, `#DIV/0!`) is an error. Date cells are read as `YYYY-MM-DD`.",
     f"Bounds: a file or sheet may hold at most {MAX_CELLS:,} cells with values and {MAX_COLUMNS:,} columns, "
     f"and a CSV file (or a part of a workbook, uncompressed) at most {MAX_PART_BYTES // 2**20} MB; a larger "
-    "one is refused before it is read whole, so no file can exhaust the machine's memory.",
+    "one is refused before it is read whole, so no file can exhaust the machine's memory. Cells are counted "
+    "as they are read, never padded to the header's width: a short row costs what it holds, only the "
+    "contract's columns are kept (unknown columns are named, not held), and empty cells cost next to "
+    "nothing. Each of these bounds holds a file to well under a minute and 1 GB on a 2-core machine.",
 )
 
 
@@ -610,6 +628,9 @@ VALUE_RULES: tuple[str, ...] = (
 #: Rules between files. Markdown.
 CROSS_FILE_RULES: tuple[str, ...] = (
     "`team_id` and `participant_id` are unique across the whole data root.",
+    "An ID that starts with another LA's code and a character that is not a letter or digit (`LA02-T01`, "
+    "`LA02_P017` in the folder `LA01`) is an error: two LA folders swapped or misnamed. IDs that start with "
+    "no LA code of the data root are never questioned.",
     "Participants belong to a team of the same LA; survey and case-file rows to a participant of the "
     "same LA; attendance and feedback never name a participant of another LA.",
     "Every component offered in `attendance` (attended or not) has its row in the LA's `ipe_targets`.",

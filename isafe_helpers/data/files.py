@@ -6,10 +6,13 @@ Ignored at every level, and never fingerprinted: hidden files and folders
 
 Links are followed: a linked LA folder or file is read, and fingerprinted
 under its path in the data root with the bytes of its target, so a change
-behind a link changes the fingerprint. A link that cannot be followed is
+behind a link changes the fingerprint. A linked folder is followed only when
+its target is inside the data root: a link to a folder elsewhere (a system
+folder, a whole drive) is refused unread, since walking it could take
+minutes and read what is not the trial's. A link that cannot be followed is
 refused with a reason (a broken link, a folder linking to a folder that
-holds it), as is anything that is neither a file nor a folder (a pipe or a
-device, which would hang the reader).
+holds it, a folder outside the data root), as is anything that is neither a
+file nor a folder (a pipe or a device, which would hang the reader).
 """
 
 from __future__ import annotations
@@ -68,6 +71,15 @@ def scan(folder: Path) -> Scan:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 real = os.path.realpath(e.path)
+                if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+                    out.refused.append(
+                        (
+                            r,
+                            f"link to a folder outside the data root (to {real}): only links to folders inside "
+                            "the data root are followed; copy the folder into the data root instead",
+                        )
+                    )
+                    continue
                 if real in chain:
                     out.refused.append((r, "link to a folder that holds it (a loop): remove the link"))
                     continue
@@ -77,7 +89,8 @@ def scan(folder: Path) -> Scan:
             else:
                 out.refused.append((r, "neither a file nor a folder (a pipe, socket or device): remove it"))
 
-    walk(folder, "", frozenset({os.path.realpath(folder)}))
+    base = os.path.realpath(folder)
+    walk(folder, "", frozenset({base}))
     out.files.sort()
     return out
 

@@ -1,16 +1,21 @@
 """An LA's own description: the optional ``la.yml`` in its folder (its name for the book).
 
 ``la.yml`` holds a mapping; ``name`` (text, at most 80 characters) names the
-LA wherever the book shows its code ("Northshire (LA01)"). Unknown keys are
-ignored with a warning. The name is data: the book escapes it like every
-other data-derived string.
+LA wherever the book shows its code ("Northshire (LA01)"). ``code``, when
+given, is the LA's code: it must be the name of the folder holding the file,
+so that two LA folders swapped or misnamed are refused rather than published
+under each other's code. Unknown keys are ignored with a warning. The name
+is data: the book escapes it like every other data-derived string.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
+
+from isafe_helpers.data.contract import LA_CODE_PATTERN
 
 FILENAME = "la.yml"
 MAX_NAME = 80
@@ -34,6 +39,12 @@ def read_la_yml(path: Path) -> tuple[dict, list[str], list[str]]:
                 problems.append(f"name is longer than {MAX_NAME} characters")
             else:
                 info["name"] = name
+        elif key == "code":
+            code = "" if value is None else str(value).strip()
+            if not re.fullmatch(LA_CODE_PATTERN, code):
+                problems.append("code must be the LA's code (letters, digits, _ and - only), e.g. `code: LA01`")
+            else:
+                info["code"] = code
         else:
             warnings.append(f"unknown key {key!r} ignored")
     return info, problems, warnings

@@ -34,6 +34,7 @@ file has been read.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import math
@@ -333,11 +334,14 @@ def match_headers(columns: list[str], spec: FileSpec) -> tuple[dict[str, str], d
     return found, {k: v for k, v in seen.items() if len(v) > 1}
 
 
-def validate_frame(df: pd.DataFrame, spec: FileSpec, file: str) -> tuple[pd.DataFrame, list[Problem], list[str]]:
+def validate_frame(
+    df: pd.DataFrame, spec: FileSpec, file: str, header: list[str] | None = None
+) -> tuple[pd.DataFrame, list[Problem], list[str]]:
     """Validate one file's text frame against its spec.
 
     Headers are matched without regard to case and problems name the
-    header as found.
+    header as found. ``header`` is the file's whole header when the frame
+    holds only some of its columns (the readers keep the contract's).
 
     Returns the typed frame (contract columns only, named as the contract
     names them), the problems and the warnings (headers matched by case,
@@ -345,7 +349,8 @@ def validate_frame(df: pd.DataFrame, spec: FileSpec, file: str) -> tuple[pd.Data
     """
     problems: list[Problem] = []
     notes: list[str] = []
-    found, twice = match_headers(list(df.columns), spec)
+    columns = list(df.columns) if header is None else list(header)
+    found, twice = match_headers(columns, spec)
     if twice:
         return (
             df,
@@ -359,7 +364,7 @@ def validate_frame(df: pd.DataFrame, spec: FileSpec, file: str) -> tuple[pd.Data
     if recased:
         notes.append(f"{file}: header(s) matched without regard to case: {', '.join(recased)}")
     df = df.rename(columns={v: k for k, v in found.items()})
-    extra = [c for c in df.columns if c not in spec.columns]
+    extra = [c for c in columns if c not in found.values()]
     if extra:
         notes.append(f"{file}: unknown column(s) ignored: {', '.join(extra)}")
     if df.empty and spec.needs_rows is True:
@@ -564,7 +569,7 @@ def _read(src: Source, name: str, spec: FileSpec) -> RawTable:
             sheet, notes = next(s for s in wb.visible if s.name == src.sheet), []
         else:
             sheet, notes = wb.pick(name)
-        table = wb.read(sheet)
+        table = wb.read(sheet, spec.columns)
     table.warnings = notes + table.warnings
     if src.sheet is None and sheet.name.strip().lower() != name:
         table.how += f" (the only visible sheet, read as {name})"
@@ -668,7 +673,20 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
         notes += n_la
         if (la_dir / LA_INFO).is_file():  # the LA's name for the book
             info, bad, odd = read_la_yml(la_dir / LA_INFO)
-            problems += [Problem(f"{la}/{LA_INFO}", None, "name", None, b) for b in bad]
+            problems += [
+                Problem(f"{la}/{LA_INFO}", None, "code" if b.startswith("code") else "name", None, b) for b in bad
+            ]
+            if info.get("code", la) != la:
+                problems.append(
+                    Problem(
+                        f"{la}/{LA_INFO}",
+                        None,
+                        "code",
+                        info["code"],
+                        f"names LA {info['code']}, but the file is in the folder {la}: are two LA folders swapped "
+                        "or misnamed? Move the files to their LA's folder, or correct la.yml",
+                    )
+                )
             notes += [f"{la}/{LA_INFO}: {w}" for w in odd]
             if "name" in info:
                 la_names[la] = info["name"]
@@ -699,14 +717,14 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
                 except Unreadable as exc:
                     problems += exc.problems(src.label)
                     continue
-                typed, file_problems, file_notes = validate_frame(raw.frame, spec, src.label)
+                typed, file_problems, file_notes = validate_frame(raw.frame, spec, src.label, raw.header)
                 entry = (
                     raw.default,
                     raw.how,
                     list(raw.warnings),
                     list(raw.problems),
                     raw.frame.empty,
-                    list(raw.frame.columns),
+                    list(raw.header or []),
                     typed,
                     file_problems,
                     file_notes,
@@ -768,6 +786,7 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
                 tables[name][f.name] = _convert(pd.DataFrame({f.name: [None] * len(tables[name])}), spec)[f.name]
 
     problems += [_as_found(p, headers.get(p.file, {})) for p in _link_problems(tables, read_in)]
+    problems += [_as_found(p, headers.get(p.file, {})) for p in _owner_problems(tables, las)]
 
     deflators = None
     if (root / "deflators.csv").is_file():
@@ -776,7 +795,7 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
             if not raw.default:
                 reading.append(f"deflators.csv: read as {raw.how}")
             problems += [replace(p, file="deflators.csv") for p in raw.problems]
-            deflators, p, n = validate_frame(raw.frame, C.DEFLATORS_SPEC, "deflators.csv")
+            deflators, p, n = validate_frame(raw.frame, C.DEFLATORS_SPEC, "deflators.csv", raw.header)
             problems += p
             notes += n
         except Unreadable as exc:
@@ -828,6 +847,49 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
         la_names,
         protocol,
     )
+
+
+def id_names_la(value: str, las: list[str]) -> str | None:
+    """The LA an ID names: the longest LA code it starts with, followed by a character not a letter or digit.
+
+    >>> id_names_la("LA02-T01", ["LA01", "LA02"]), id_names_la("LA021", ["LA02"]), id_names_la("T01", ["LA02"])
+    ('LA02', None, None)
+    """
+    m = _la_prefix(tuple(las)).match(value)
+    return m.group(1) if m else None
+
+
+@functools.lru_cache(maxsize=8)
+def _la_prefix(las: tuple[str, ...]) -> re.Pattern:
+    """Any of the codes (longest first) followed by a character that is not a letter or digit."""
+    codes = "|".join(re.escape(la) for la in sorted(las, key=len, reverse=True))
+    return re.compile(rf"({codes})(?=[\W_])") if las else re.compile(r"(?!)")
+
+
+def _owner_problems(tables: dict[str, pd.DataFrame], las: list[str]) -> list[Problem]:
+    """IDs in one LA's folder that name another LA of the data root (two LA folders swapped or misnamed).
+
+    An ID names an LA when it starts with the LA's code and a character that
+    is not a letter or digit (``LA02-T01``, ``LA02_P017``); IDs that name no
+    LA of the root are never questioned.
+    """
+    problems: list[Problem] = []
+    for table, col in (("teams", "team_id"), ("participants", "participant_id")):
+        df = tables[table].dropna(subset=[col])
+        for value, la, f, r in zip(df[col], df["la"], df["src_file"], df["src_row"]):
+            other = id_names_la(str(value), las)
+            if other is not None and other != la:
+                problems.append(
+                    Problem(
+                        f,
+                        int(r),
+                        col,
+                        str(value),
+                        f"starts with the code of {other}, another LA of the data root, but is in the folder {la}: "
+                        "are two LA folders swapped or misnamed? Move the files to their LA's folder",
+                    )
+                )
+    return problems
 
 
 def _link_problems(tables: dict[str, pd.DataFrame], read_in: dict[str, set[str]]) -> list[Problem]:
