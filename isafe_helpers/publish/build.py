@@ -189,7 +189,7 @@ def _stage_and_build(
         remove_ours(work)  # the next build starts clean
         log = (stdout or "") + (stderr or "")
         for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
-            if f"[Errno {code}]" in log:  # Sphinx could not write its output: an OS error, said as one
+            if f"[Errno {code}]" in log or os.strerror(code) in log:  # Sphinx could not write: an OS error
                 raise OSError(code, os.strerror(code), str(work))
         tail = "\n".join(log.strip().splitlines()[-30:])
         raise BookError(f"jupyter-book build failed (exit {sphinx.returncode}); the previous book is kept.\n{tail}")

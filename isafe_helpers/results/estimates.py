@@ -117,7 +117,7 @@ def read_estimates(path: str | Path) -> pd.DataFrame:
     for c in ("n", "n_clusters"):
         df[c] = df[c].astype("Int64")
     for c in TEXT:
-        if c in df.columns and df[c].dtype == object:
+        if c in df.columns and (df[c].dtype == object or str(df[c].dtype) in ("string", "str")):
             df[c] = df[c].map(unneutralise, na_action="ignore")
     return df
 
