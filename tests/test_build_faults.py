@@ -195,7 +195,7 @@ def test_a_full_disk_gives_one_line_naming_the_folder_and_keeps_the_previous_boo
                     fh.write(b"\0" * 65536)
             except OSError:
                 pass
-        (full / "filler").truncate((full / "filler").stat().st_size - 200_000)
+        os.truncate(full / "filler", (full / "filler").stat().st_size - 200_000)
         res = cli("book", "--out", out, "--build", build)
         assert res.returncode == 3, res.stdout[-1000:] + res.stderr[-2000:]
         line = one_line_error(res)
