@@ -495,8 +495,9 @@ def os_error_message(err: OSError, args) -> str:
         place = f"{where[0]} folder {where[1]}"
     elif path is not None:
         place = f"{path}"
-    else:
-        place = "an output folder"
+    else:  # no file named (a write that ran out of space): the folders this command writes
+        writes = [(f, p) for f, p in folders if f == "--build" or (f == "--out" and args.command == "run")]
+        place = " or ".join(f"{f} folder {p}" for f, p in writes) or "an output folder"
     reason = err.strerror or str(err)
     name = errno.errorcode.get(err.errno or 0, "")
     detail = f" (writing {path})" if path is not None and where is not None and path != where[1] else ""
