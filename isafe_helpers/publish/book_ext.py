@@ -284,9 +284,30 @@ def safe_searchtools(text: str) -> str:
     return text
 
 
+def _text_titles() -> None:
+    """Have the search index hold each page's title as text, as it holds section titles (as Sphinx 8.2 does).
+
+    Sphinx 7.4 stores a page's title as HTML (``&lt;`` for ``<``) and its
+    section titles as text; the search script, which now writes text, would
+    show the entities.
+    """
+    from sphinx.search import IndexBuilder
+
+    if getattr(IndexBuilder.feed, "_isafe_text", False):
+        return
+    feed = IndexBuilder.feed
+
+    def text_feed(self, docname, filename, title, doctree):
+        return feed(self, docname, filename, html.unescape(re.sub(r"<[^>]*>", "", title)), doctree)
+
+    text_feed._isafe_text = True  # type: ignore[attr-defined]
+    IndexBuilder.feed = text_feed  # type: ignore[method-assign]
+
+
 def _search_writes_text(app) -> None:
     """Have the builder rewrite ``_static/searchtools.js`` (:func:`safe_searchtools`) right after copying it."""
     builder = app.builder
+    _text_titles()
     if builder.format != "html" or not hasattr(builder, "copy_static_files"):
         return
     copy = builder.copy_static_files
