@@ -2,7 +2,10 @@
 printing its PDFs, two ``book`` commands on one build folder, read-only and full output folders (a small tmpfs,
 mounted as root; skipped with the reason elsewhere), data changed during a run, and a user's file in
 ``<build>/html``. Each says what a user sees: the exit code, a one-line message, no traceback, and the complete
-outputs of earlier runs kept."""
+outputs of earlier runs kept.
+
+About 6 minutes on a shared 2-core machine (a run, then eight book builds and two PDF prints), so the
+module runs with ``make faults`` (``ISAFE_FAULT_TESTS=1``), not in the default suite."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import pytest
 from isafe_helpers.data.synth import generate
 from isafe_helpers.resources import SOURCES as REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]  # run by `make faults` (ISAFE_FAULT_TESTS=1)
 
 
 def cli(*args) -> subprocess.CompletedProcess:
