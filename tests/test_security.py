@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pandas as pd
@@ -125,7 +126,19 @@ def test_the_payload_route_text_is_shown_as_text(laced):
     assert Path(laced["html"] / "book/status.html").is_file()
 
 
-@pytest.mark.parametrize("query", ["Northshire", "onerror", "Shire script", "alert"])
+#: Searches: a word of a hostile LA name; the whole name and a whole section title holding it (Sphinx 7.4 matches
+#: a section title when the query is at least half of it, and wrote it with innerHTML); the hostile cost item.
+SEARCHES = [
+    "Northshire",
+    f"Northshire {PAYLOADS[0]}",
+    f"Northshire {PAYLOADS[0]} (LA01)",
+    PAYLOADS[0],
+    f"Shire {PAYLOADS[1]}",
+    "alert",
+]
+
+
+@pytest.mark.parametrize("query", SEARCHES)
 def test_the_search_page_runs_no_data_derived_text_and_shows_it_as_text(laced, query):
     """Issue 26: result titles (section titles with an LA's name) and summaries are text, not HTML."""
     from test_browser import LAUNCH_ARGS, find_chromium
@@ -141,7 +154,8 @@ def test_the_search_page_runs_no_data_derived_text_and_shows_it_as_text(laced, q
         page = browser.new_page()
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto((laced["html"] / "search.html").as_uri() + "?q=" + query.replace(" ", "+"), wait_until="load")
+        url = (laced["html"] / "search.html").as_uri() + "?" + urllib.parse.urlencode({"q": query})
+        page.goto(url, wait_until="load")
         page.wait_for_function(
             "() => (document.querySelector('#search-results p.search-summary') || {}).textContent", timeout=30000
         )
@@ -153,7 +167,7 @@ def test_the_search_page_runs_no_data_derived_text_and_shows_it_as_text(laced, q
         browser.close()
     assert dialogs == [] and planted == 0, (dialogs, planted)
     assert titles, f"the search for {query!r} found nothing"
-    if query == "Northshire":  # the LA's name is in its pages' titles: shown as the text it is
+    if query.startswith("Northshire"):  # the LA's name is in its pages' titles: shown as the text it is
         assert any(f"Northshire {PAYLOADS[0]}" in t for t in titles), titles
 
 

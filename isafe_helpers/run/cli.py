@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 import time
 from pathlib import Path
@@ -375,6 +376,16 @@ def _run(args, pool, clock: float) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_DATA_CHANGED
+            full = [o for o in outcomes if o.status == "failed" and _os_failure(o.message)]
+            if full:  # the results folder could not be written: the book would only show the failures
+                print(
+                    f"error: --out folder {out}: {_os_failure(full[0].message)} (while {len(full)} notebook(s) "
+                    f"wrote their results: {', '.join(f'{o.scope}/{o.strand}' for o in full[:5])}); free some space "
+                    "or choose a writable folder. Complete outputs of earlier runs are kept "
+                    f"(exit {EXIT_OS_ERROR})",
+                    file=sys.stderr,
+                )
+                return EXIT_OS_ERROR
             failed = any(o.status == "failed" for o in outcomes)
             if failed:
                 print(
@@ -391,6 +402,14 @@ def _run(args, pool, clock: float) -> int:
     print(f"results: {out}")
     print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
     return 1 if failed or book_status else 0
+
+
+def _os_failure(message: str) -> str | None:
+    """The system's reason when a notebook failed because its output could not be written (full, read-only), or None."""
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        if f"[Errno {code}]" in message:
+            return f"{os.strerror(code)} [{errno.errorcode[code]}]"
+    return None
 
 
 def _cmd_book(args) -> int:
@@ -498,7 +517,8 @@ def os_error_message(err: OSError, args) -> str:
     elif path is not None:
         place = f"{path}"
     else:  # no file named (a write that ran out of space): the folders this command writes
-        writes = [(f, p) for f, p in folders if f == "--build" or (f == "--out" and args.command == "run")]
+        book = args.command == "book" or not getattr(args, "no_book", True)
+        writes = [(f, p) for f, p in folders if (f == "--build" and book) or (f == "--out" and args.command == "run")]
         place = " or ".join(f"{f} folder {p}" for f, p in writes) or "an output folder"
     reason = err.strerror or str(err)
     name = errno.errorcode.get(err.errno or 0, "")
