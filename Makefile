@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help env book test lint typecheck hooks wheel notebooks bundled-data bench browser clean
+.PHONY: help env book test faults lint typecheck hooks wheel notebooks bundled-data bench browser clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ browser: ## install Debian's headless Chromium and poppler-utils (the browser an
 
 test: env browser ## run the whole test suite (pytest, doctests, nbval, ruff, the browser test)
 	$(PY) -m pytest
+
+faults: env browser ## the fault matrix (tests/test_build_faults.py: kill -9, two commands, read-only and full folders; about 6 minutes, root for the tmpfs cases)
+	ISAFE_FAULT_TESTS=1 $(PY) -m pytest tests/test_build_faults.py -o addopts="-p no:cacheprovider"
 
 lint: env ## ruff
 	$(PY) -m ruff check isafe_helpers tests

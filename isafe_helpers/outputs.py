@@ -17,11 +17,26 @@ worker) is using, nor one it did not make.
 :func:`neutralise` makes a text cell safe to open in a spreadsheet (OWASP's
 rule against CSV formula injection); every CSV the handbook writes for
 analysts (``estimates.csv``, ``validate --report``) passes its text cells
-through it.
+through it, and :func:`unneutralise` gives the value back exactly when the
+handbook reads such a CSV itself (the book shows ``=Effectiveness``, not
+``'=Effectiveness``).
+
+:func:`folder_lock` is the one lock on an output folder (a results folder
+for ``run``, a build folder for ``book``): a second command on the same
+folder is refused at once with :class:`Busy`, never left to collide.
+
+:func:`make_marked` makes a folder that is marked from the moment it
+exists, so a process killed while filling it (``kill -9`` during staging)
+leaves a folder the next run recognises as the handbook's and deletes.
+
+:func:`write_manifest` and :func:`strangers` record which files the
+handbook wrote in a folder it replaces whole (``<build>/html``), so a file
+someone else put there is found before it could be lost.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -29,6 +44,8 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -39,6 +56,43 @@ MARKER = ".isafe-output"
 
 class NotOurs(Exception):
     """A folder holds files the handbook did not make: nothing is written to it or deleted from it."""
+
+
+class Busy(Exception):
+    """Another command of the handbook is using an output folder."""
+
+
+#: The lock file :func:`folder_lock` holds in an output folder.
+LOCK = ".lock"
+
+
+@contextmanager
+def folder_lock(folder: Path, busy: str | None = None) -> Iterator[Path]:
+    """Claim ``folder`` (:func:`claim`) and hold its lock while the block runs; yield the folder.
+
+    The lock is an advisory ``flock`` on ``<folder>/.lock``, taken without
+    waiting and released by the system when the process ends, however it
+    ends (a ``kill -9`` leaves no stale lock). Its one implementation is
+    here, so it can be swapped for another platform's lock in one place.
+
+    Raises
+    ------
+    Busy
+        Another process holds the lock: the message (``busy``, or a default)
+        names the folder.
+    NotOurs
+        The folder holds files the handbook did not make.
+    """
+    folder = claim(Path(folder))
+    with open(folder / LOCK, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(busy or f"another isafe command is using {folder}; wait for it to finish") from None
+        try:
+            yield folder
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _process_id() -> dict:
@@ -95,6 +149,73 @@ def claim(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         mark(folder)
     return folder
+
+
+def make_marked(path: Path) -> Path:
+    """Make the new folder ``path`` already holding the marker (made beside it, marked, then renamed into place).
+
+    No process ever sees ``path`` unmarked, so if this process is killed
+    while filling it, the next run may delete it (:func:`remove_ours`).
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        mark(fresh)
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(f"{path} exists")
+        os.rename(fresh, path)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    return path
+
+
+#: In a folder the handbook replaces whole: the files it wrote there (:func:`write_manifest`).
+MANIFEST = ".isafe-files"
+
+
+def write_manifest(folder: Path, also: tuple[str, ...] = ()) -> None:
+    """Record every file now in ``folder`` (and the names ``also``, written later) as the handbook's."""
+    folder = Path(folder)
+    names = sorted({p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} | set(also))
+    (folder / MANIFEST).write_text("\n".join(names) + "\n", encoding="utf-8")
+
+
+def strangers(folder: Path) -> list[str]:
+    """Files in ``folder`` the handbook did not write there (by its :func:`write_manifest`), sorted.
+
+    A folder without a manifest (absent, or made by an older version of the
+    handbook) has none that can be told apart: the list is empty.
+    """
+    folder = Path(folder)
+    listed = folder / MANIFEST
+    if not listed.is_file():
+        return []
+    ours = set(listed.read_text(encoding="utf-8").splitlines()) | {MARKER, MANIFEST}
+    return sorted(
+        rel
+        for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink()) and (rel := p.relative_to(folder).as_posix()) not in ours
+    )
+
+
+def replace_refused(folder: Path) -> str | None:
+    """Why ``folder``, which the handbook replaces whole, may not be replaced (it holds :func:`strangers`), or None."""
+    folder = Path(folder)
+    extra = strangers(folder) if is_ours(folder) else []
+    if not extra:
+        return None
+    shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+    return (
+        f"{folder} holds {len(extra)} file(s) the handbook did not write there ({shown}); the build replaces "
+        "that folder whole, so nothing was built: move them out of the build folder and build again"
+    )
 
 
 def make_working(parent: Path, name: str, timeout: float = 1800.0) -> Path:
@@ -220,15 +341,33 @@ def neutralise(cell):
 
     Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
     gets a leading single quote, so the spreadsheet shows it as text instead
-    of running it as a formula (OWASP, CSV injection). Numbers stay numbers:
+    of running it as a formula (OWASP, CSV injection); so does text that
+    already starts with a quote, so that :func:`unneutralise` can tell the
+    two apart and give back the value exactly. Numbers stay numbers:
     non-text cells, and text that is a plain number such as ``-1.5``, are
     returned as they are.
 
     >>> neutralise("=HYPERLINK(\\"http://x\\")"), neutralise("-1.5"), neutralise(-2.0), neutralise("a-b")
     ('\\'=HYPERLINK("http://x")', '-1.5', -2.0, 'a-b')
     """
-    if isinstance(cell, str) and cell.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell):
+    if isinstance(cell, str) and (
+        (cell.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell)) or cell.startswith("'")
+    ):
         return "'" + cell
+    return cell
+
+
+def unneutralise(cell):
+    """The value :func:`neutralise` was given, from what it returned: one leading quote is dropped.
+
+    The pair is exact for every text: :func:`neutralise` also quotes a text
+    that already starts with a quote, so ``unneutralise(neutralise(x)) == x``.
+
+    >>> [unneutralise(neutralise(x)) for x in ("=Effectiveness", "'=x", "'quoted", "-1.5", "a")]
+    ['=Effectiveness', "'=x", "'quoted", '-1.5', 'a']
+    """
+    if isinstance(cell, str) and cell.startswith("'"):
+        return cell[1:]
     return cell
 
 

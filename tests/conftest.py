@@ -3,6 +3,7 @@ to corrupt one file at a time."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -61,3 +62,13 @@ def bundled_run(tmp_path_factory) -> Path:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``faults`` (the fault matrix, about 6 minutes) run only with ``ISAFE_FAULT_TESTS=1`` (``make faults``)."""
+    if os.environ.get("ISAFE_FAULT_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="the fault matrix runs with `make faults` (ISAFE_FAULT_TESTS=1): about 6 minutes")
+    for item in items:
+        if "faults" in item.keywords:
+            item.add_marker(skip)

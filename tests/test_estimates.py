@@ -29,3 +29,21 @@ def test_rewriting_a_strand_replaces_its_rows_and_keeps_numbers_unrounded(tmp_pa
     assert len(out) == 1
     assert out.loc[0, "estimate"] == 1 / 3
     assert math.isnan(out.loc[0, "se"]) and out.loc[0, "note"] == ""
+
+
+def test_names_are_read_back_as_values_not_their_spreadsheet_safe_form(tmp_path):
+    """Issue 26: an outcome named ``=Effectiveness`` is written ``'=Effectiveness`` for spreadsheets,
+    and read back (by the book, the summary, a rerun's merge) as ``=Effectiveness``."""
+    from isafe_helpers.results.estimates import Lookup, read_scope
+
+    names = ["=Effectiveness", "+Reach", "@Team", "'quoted", "''=twice", "-1.5", "plain"]
+    rows = [est_row("primary", name, "treatment_effect", 0.1, note=f"note {name}") for name in names]
+    write_estimates(frame(rows, "LA01", "impact"), tmp_path / "LA01")
+    write_estimates(frame([est_row("reach", "=Champion", "reach_pct", 1.0)], "LA01", "process"), tmp_path / "LA01")
+    text = (tmp_path / "LA01" / "estimates.csv").read_text(encoding="utf-8")
+    assert ",'=Effectiveness," in text and ",'=Champion," in text  # safe to open in a spreadsheet
+    assert "\n=" not in text and ",=" not in text and ",+" not in text
+    est = read_scope(tmp_path, "LA01")
+    assert list(est["outcome"]) == [*names, "=Champion"]
+    assert list(est["note"])[: len(names)] == [f"note {name}" for name in names]
+    assert Lookup(est).value("impact", "primary", "=Effectiveness", "treatment_effect") == 0.1

@@ -212,3 +212,17 @@ def test_kill_9_of_the_run_alone_ends_its_workers_and_kernels_and_a_rerun_succee
     assert sum(ln.split()[2:3] in (["done"], ["unchanged"]) for ln in res.stdout.splitlines()) == 9
     assert len(snapshot(out)) == 9 + 3
     assert not (out / ".tmp").exists()
+
+
+def test_results_that_contradict_each_other_are_a_book_error_not_a_traceback(tmp_path, monkeypatch):
+    """Issue 26: notebooks that read different data (the root changed during a run) give the ledger one
+    population with two sizes; ``book`` reports it in words and keeps the previous book."""
+    from isafe_helpers.publish import build
+    from isafe_helpers.publish.ledger import LedgerError
+
+    def contradicting(*args, **kwargs):
+        raise LedgerError("population 'LA01:staff' is 40 in LA01/impact but 41 in LA01/process")
+
+    monkeypatch.setattr(build, "_build", contradicting)
+    with pytest.raises(build.BookError, match="contradict each other.*data root changes during a run"):
+        build.build_book(tmp_path / "out", tmp_path / "build")

@@ -8,13 +8,17 @@ items, survey scale names (``instrument.yml``), team types, LA names
 (letters, digits, ``_`` and ``-``) from a fixed list, so a payload there is
 refused by validation (checked here too). The book built from it is opened page by page in
 Debian's Chromium: no dialog fires, and no payload appears raw in any HTML
-file.
+file. The search page (Sphinx's ``searchtools.js``, which wrote result
+titles with ``innerHTML``: issue 26) is searched for a hostile LA name, a
+section title holding it and a cost item: no script runs and the text is
+shown as it is.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +60,7 @@ def laced(tmp_path_factory):
         inst["scales"][name] = {"items": [f"{prefix}_{i}" for i in range(1, k + 1)], "reverse": rev}
     inst["scales"][PAYLOADS[0]] = inst["scales"].pop("strategy_frequency")
     (root / "instrument.yml").write_text(yaml.safe_dump(inst), encoding="utf-8")
+    names = {"LA01": f"Northshire {PAYLOADS[0]}"}  # issue 26: the search page ran this name's script
     for la_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         costs = pd.read_csv(la_dir / "costs.csv", dtype=str, keep_default_na=False)
         costs.loc[: len(PAYLOADS) - 1, "item"] = PAYLOADS[: len(costs)]
@@ -63,7 +68,8 @@ def laced(tmp_path_factory):
         teams = pd.read_csv(la_dir / "teams.csv", dtype=str, keep_default_na=False)
         teams["team_type"] = PAYLOADS[2]
         teams.to_csv(la_dir / "teams.csv", index=False)
-        (la_dir / "la.yml").write_text(yaml.safe_dump({"name": f"Shire {PAYLOADS[1]}"}), encoding="utf-8")
+        name = names.get(la_dir.name, f"Shire {PAYLOADS[1]}")
+        (la_dir / "la.yml").write_text(yaml.safe_dump({"name": name}), encoding="utf-8")
     out, build = tmp / "out", tmp / "build"
     res = cli("run", "--data", root, "--out", out, "--build", build, "--jobs", 2)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -118,6 +124,64 @@ def test_the_payload_route_text_is_shown_as_text(laced):
     cost = (laced["html"] / "results/trial/3_cost.html").read_text(encoding="utf-8")
     assert "&lt;img src=x onerror=alert(1)&gt;" in cost or "&#60;img" in cost
     assert Path(laced["html"] / "book/status.html").is_file()
+
+
+#: Searches: a word of a hostile LA name; the whole name and a whole section title holding it (Sphinx 7.4 matches
+#: a section title when the query is at least half of it, and wrote it with innerHTML); the hostile cost item.
+SEARCHES = [
+    "Northshire",
+    f"Northshire {PAYLOADS[0]}",
+    f"Northshire {PAYLOADS[0]} (LA01)",
+    PAYLOADS[0],
+    f"Shire {PAYLOADS[1]}",
+    "alert",
+]
+
+
+@pytest.mark.parametrize("query", SEARCHES)
+def test_the_search_page_runs_no_data_derived_text_and_shows_it_as_text(laced, query):
+    """Issue 26: result titles (section titles with an LA's name) and summaries are text, not HTML."""
+    from test_browser import LAUNCH_ARGS, find_chromium
+
+    path = find_chromium()
+    if path is None:
+        pytest.skip("no Chromium: install Debian's chromium (make browser as root)")
+    from playwright.sync_api import sync_playwright
+
+    dialogs, errors = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, headless=True, args=LAUNCH_ARGS)
+        page = browser.new_page()
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        url = (laced["html"] / "search.html").as_uri() + "?" + urllib.parse.urlencode({"q": query})
+        page.goto(url, wait_until="load")
+        page.wait_for_function(
+            "() => (document.querySelector('#search-results p.search-summary') || {}).textContent", timeout=30000
+        )
+        page.wait_for_timeout(1500)  # summaries of the results are fetched after the titles are shown
+        titles = page.eval_on_selector_all("#search-results li > a", "els => els.map(e => e.textContent)")
+        planted = page.eval_on_selector_all(
+            "#search-results img, #search-results script, #search-results svg, #search-results b", "els => els.length"
+        )
+        browser.close()
+    assert dialogs == [] and planted == 0, (dialogs, planted)
+    assert titles, f"the search for {query!r} found nothing"
+    if query.startswith("Northshire"):  # the LA's name is in its pages' titles: shown as the text it is
+        assert any(f"Northshire {PAYLOADS[0]}" in t for t in titles), titles
+
+
+def test_the_search_script_writes_results_as_text():
+    """The shipped rewrite of Sphinx's search script (issue 26): no result is set with innerHTML."""
+    import sphinx
+
+    from isafe_helpers.publish.book_ext import safe_searchtools
+
+    script = Path(sphinx.__file__).parent / "themes" / "basic" / "static" / "searchtools.js"
+    safe = safe_searchtools(script.read_text(encoding="utf-8"))
+    assert "innerHTML" not in safe and "linkEl.textContent = title;" in safe
+    with pytest.raises(ValueError, match="not reviewed"):
+        safe_searchtools("x.innerHTML = title;\n")
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

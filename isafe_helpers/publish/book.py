@@ -43,7 +43,7 @@ import yaml
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.files import code_hash
 from isafe_helpers.data.validated import load_saved, write_saved
-from isafe_helpers.outputs import neutralise_frame
+from isafe_helpers.outputs import MARKER, neutralise_frame
 from isafe_helpers.publish import baseline as B
 from isafe_helpers.publish import disclosure, tables
 from isafe_helpers.publish import summary as S
@@ -611,9 +611,9 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     tables.LA_NAMES.update(_NAMES)
     # the threshold the notebooks were run with, so pages and summary agree
     limit = int(run.get("disclosure_threshold") or disclosure.threshold())
-    if stage_dir.exists():
+    if stage_dir.exists() and [p.name for p in stage_dir.iterdir()] != [MARKER]:
         shutil.rmtree(stage_dir)
-    stage_dir.mkdir(parents=True)
+    stage_dir.mkdir(parents=True, exist_ok=True)  # or made marked, and empty, by the build
     shutil.copytree(SOURCES / "book", stage_dir / "book")
     instrument = C.DEFAULT_INSTRUMENT
     inst_file = Path(run["data_root"]) / "instrument.yml"

@@ -8,6 +8,19 @@ Pages:
 - The print header's page title is escaped: sphinx-book-theme writes it raw.
 - The theme's colour mode defaults to ``light``: without a stored choice the
   pydata theme reads an empty mode, and logs an error before falling back.
+- The search page writes what it found as text, never as HTML: Sphinx
+  7.4's ``searchtools.js`` sets each result's title (and an object's
+  description) with ``innerHTML``, and a title holds data-derived text (an
+  LA's name from ``la.yml``), so ``<img src=x onerror=...>`` in a name ran
+  script on the search page (Sphinx issue 13355, fixed upstream in 8.2 by
+  escaping them). The script copied into ``_static`` is rewritten to set
+  them with ``textContent`` (:func:`safe_searchtools`), before any page is
+  written (so every page links it with its checksum); a script with any
+  other ``innerHTML`` assignment fails the build rather than shipping
+  unchecked. Rewriting the script rather than escaping the search index
+  keeps the index holding the text as it is (searching for ``&`` or ``<``
+  finds it) and covers every title, whatever its source; the rewrite is
+  two lines, checked on every build against the Sphinx in use.
 - The download menu keeps "print to PDF" only: the HTML carries no copy of
   the page sources (``html_copy_source: false`` in ``_config.yml``), so
   their links would lead nowhere.
@@ -241,7 +254,83 @@ def _drop_unused_images(app, exception) -> None:
                 p.unlink()
 
 
+#: ``searchtools.js``'s writes of a result's title and description as HTML, and their text-node forms.
+_SEARCH_AS_TEXT = (
+    ("linkEl.innerHTML = title;", "linkEl.textContent = title;"),
+    (
+        'listItem.appendChild(document.createElement("span")).innerHTML =',
+        'listItem.appendChild(document.createElement("span")).textContent =',
+    ),
+)
+#: An assignment to ``innerHTML`` whose value is not escaped first.
+_UNSAFE_HTML = re.compile(r"\.innerHTML\s*=(?!\s*_escapeHTML\()")
+
+
+def safe_searchtools(text: str) -> str:
+    """Sphinx's ``searchtools.js`` with every search result written as text (``textContent``), not HTML.
+
+    Raises
+    ------
+    ValueError
+        The script still assigns ``innerHTML`` an unescaped value (a Sphinx
+        whose script this rewrite does not know): the build stops rather than
+        publish a search page that may run a title as HTML.
+    """
+    for unsafe, safe in _SEARCH_AS_TEXT:
+        text = text.replace(unsafe, safe)
+    left = [ln.strip() for ln in text.splitlines() if _UNSAFE_HTML.search(ln)]
+    if left:
+        raise ValueError(f"searchtools.js writes HTML from the search index in a way not reviewed: {left[0]}")
+    return text
+
+
+def _text_titles() -> None:
+    """Have the search index hold each page's title as text, as it holds section titles (as Sphinx 8.2 does).
+
+    Sphinx 7.4 stores a page's title as HTML (``&lt;`` for ``<``) and its
+    section titles as text; the search script, which now writes text, would
+    show the entities.
+    """
+    from sphinx.search import IndexBuilder
+
+    if getattr(IndexBuilder.feed, "_isafe_text", False):
+        return
+    feed = IndexBuilder.feed
+
+    def text_feed(self, docname, filename, title, doctree):
+        return feed(self, docname, filename, html.unescape(re.sub(r"<[^>]*>", "", title)), doctree)
+
+    text_feed._isafe_text = True  # type: ignore[attr-defined]
+    IndexBuilder.feed = text_feed  # type: ignore[method-assign]
+
+
+def _search_writes_text(app) -> None:
+    """Have the builder rewrite ``_static/searchtools.js`` (:func:`safe_searchtools`) right after copying it."""
+    builder = app.builder
+    _text_titles()
+    if builder.format != "html" or not hasattr(builder, "copy_static_files"):
+        return
+    copy = builder.copy_static_files
+
+    def copy_then_rewrite() -> None:
+        copy()
+        path = Path(builder.outdir) / "_static" / "searchtools.js"
+        if path.is_file():
+            from sphinx.errors import ExtensionError
+
+            old = path.read_text(encoding="utf-8")
+            try:
+                new = safe_searchtools(old)
+            except ValueError as err:
+                raise ExtensionError(str(err)) from None
+            if new != old:
+                path.write_text(new, encoding="utf-8")
+
+    builder.copy_static_files = copy_then_rewrite
+
+
 def setup(app):
+    app.connect("builder-inited", _search_writes_text)
     app.connect("config-inited", _substitutions_do_not_rebuild_all)
     app.connect("source-read", _note_substitutions)
     app.connect("env-purge-doc", _purge)

@@ -22,12 +22,27 @@ only when complete, so a failed build never destroys the previous book.
 
 The build folder is the handbook's (:mod:`isafe_helpers.outputs`): new,
 empty, or marked by an earlier build. Its ``.source``, ``.source-new``,
-``.sphinx``, ``.html-tmp``, ``.html-old`` and ``html`` are marked when made,
-and only marked ones are ever deleted or replaced.
+``.sphinx``, ``.html-tmp``, ``.html-old`` and ``html`` are marked from the
+moment they exist (:func:`~isafe_helpers.outputs.make_marked`), so a build
+killed at any point (``kill -9`` while staging, during Sphinx, while the
+HTML is moved) leaves only folders the next build recognises and cleans
+up; only marked ones are ever deleted or replaced. A build killed between
+moving the old ``html`` aside and the new one in has its old book put
+back by the next build. ``html`` lists the files the build wrote there
+(:func:`~isafe_helpers.outputs.write_manifest`); one that someone else put
+there makes the next build stop before it replaces the folder, naming the
+file (:class:`~isafe_helpers.outputs.NotOurs`), so it is never deleted.
+
+Results that contradict each other (notebooks run on data that changed
+during the run: the disclosure ledger finds one population with two
+sizes) are reported as a :class:`BookError`, never a traceback. An output
+folder that cannot be written (read-only, full disk, no permission) raises
+:class:`OSError` naming it; the command line reports it in one line.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -36,7 +51,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from isafe_helpers.outputs import NotOurs, claim, is_ours, mark, remove_ours
+from isafe_helpers.outputs import NotOurs, claim, is_ours, make_marked, remove_ours, replace_refused, write_manifest
 from isafe_helpers.publish.book import BookError, stage  # noqa: F401 (BookError re-exported)
 from isafe_helpers.resources import BUILD, DEFAULT_OUT
 
@@ -106,17 +121,18 @@ def build_book(
             "Jupyter Book is not installed in this environment: install the package with its docs extra "
             "(pip install 'isafe-helpers[docs]'), or run with --no-book"
         )
+    from isafe_helpers.publish.ledger import LedgerError
+
     try:
         return _build(Path(results).resolve(), Path(build).resolve(), verbose, jobs, clean)
     except NotOurs as err:
         raise BookError(f"{err}; the book was not built") from None
-
-
-def _made(folder: Path) -> Path:
-    """Make ``folder`` (absent: its marked predecessor was removed) and mark it as the handbook's."""
-    folder.mkdir(parents=True)
-    mark(folder)
-    return folder
+    except LedgerError as err:
+        raise BookError(
+            f"the results in {results} contradict each other ({err}): their notebooks read different data, as "
+            "when the data root changes during a run. Run `isafe run` again on the data as they are now; the "
+            "previous book is kept"
+        ) from None
 
 
 def _start_sphinx(verbose: bool) -> subprocess.Popen:
@@ -134,6 +150,12 @@ def _start_sphinx(verbose: bool) -> subprocess.Popen:
 
 def _build(results: Path, build: Path, verbose: bool, jobs: int | None, clean: bool) -> Path:
     claim(build)
+    final, old = build / "html", build / ".html-old"
+    if not final.exists() and is_ours(old):  # killed between moving the old book aside and the new one in
+        old.rename(final)
+    reason = replace_refused(build / "html")
+    if reason:
+        raise NotOurs(reason)
     source, fresh = build / ".source", build / ".source-new"
     remove_ours(fresh)
     if clean:
@@ -149,11 +171,8 @@ def _build(results: Path, build: Path, verbose: bool, jobs: int | None, clean: b
 def _stage_and_build(
     results: Path, build: Path, source: Path, fresh: Path, sphinx: subprocess.Popen, jobs: int | None, clean: bool
 ) -> Path:
-    try:
-        stage(results, fresh, build / STAGE_CACHE, jobs or jobs_default())
-    finally:
-        if fresh.is_dir():  # made by stage() just now
-            mark(fresh)
+    make_marked(fresh)  # marked before anything is staged: a killed build's staging is deleted by the next
+    stage(results, fresh, build / STAGE_CACHE, jobs or jobs_default())
     if source.exists() and not is_ours(source):
         raise NotOurs(f"{source} was not made by the handbook: it is left as it is")
     _, removed = sync_tree(fresh, source)  # the marker is among the staged files
@@ -162,21 +181,28 @@ def _stage_and_build(
     if clean or removed or not (work / CLEAN_MARK).is_file():
         remove_ours(work)
     if not work.exists():
-        _made(work)
+        make_marked(work)
     (work / CLEAN_MARK).unlink(missing_ok=True)
     stdout, stderr = sphinx.communicate(json.dumps([str(source), str(work), str(jobs or jobs_default())]) + "\n")
     html = work / "html"
     if sphinx.returncode != 0 or not (html / "index.html").is_file():
         remove_ours(work)  # the next build starts clean
         log = (stdout or "") + (stderr or "")
+        for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+            if f"[Errno {code}]" in log or os.strerror(code) in log:  # Sphinx could not write: an OS error
+                raise OSError(code, os.strerror(code), str(work))
         tail = "\n".join(log.strip().splitlines()[-30:])
         raise BookError(f"jupyter-book build failed (exit {sphinx.returncode}); the previous book is kept.\n{tail}")
     (work / CLEAN_MARK).write_text("")
     tmp_out, final, old = build / ".html-tmp", build / "html", build / ".html-old"
     remove_ours(tmp_out)
-    shutil.copytree(html, tmp_out)
-    mark(tmp_out)
+    make_marked(tmp_out)
+    shutil.copytree(html, tmp_out, dirs_exist_ok=True)
+    write_manifest(tmp_out, also=(".inputs",))  # .inputs: written by the command line when the book is in place
     remove_ours(old)
+    reason = replace_refused(build / "html")  # a file put there during the build
+    if reason:
+        raise NotOurs(reason)
     if final.exists() and not is_ours(final):
         raise NotOurs(f"{final} was not made by the handbook: it is left as it is")
     if final.exists():

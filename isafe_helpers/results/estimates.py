@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 import pandas as pd
 from isafe_helpers.data.contract import STRANDS
-from isafe_helpers.outputs import neutralise_frame
+from isafe_helpers.outputs import neutralise_frame, unneutralise
 
 COLUMNS = [
     "scope",
@@ -104,13 +104,26 @@ def _locked(path: Path):
 
 
 def read_estimates(path: str | Path) -> pd.DataFrame:
-    """Read an ``estimates.csv`` with the contract's types."""
+    """Read an ``estimates.csv`` with the contract's types, its text cells as they were given.
+
+    The file's text cells are formula-neutralised for spreadsheets
+    (:func:`write_estimates`); this gives back the values
+    (:func:`~isafe_helpers.outputs.unneutralise`), so an outcome named
+    ``=Effectiveness`` is read as that name, never as ``'=Effectiveness``.
+    """
     df = pd.read_csv(path, dtype={"scope": str, "note": str}, keep_default_na=False, na_values={
         c: [""] for c in ("estimate", "se", "ci_low", "ci_high", "p_value", "n", "n_clusters")
     })
     for c in ("n", "n_clusters"):
         df[c] = df[c].astype("Int64")
+    for c in TEXT:
+        if c in df.columns and (df[c].dtype == object or str(df[c].dtype) in ("string", "str")):
+            df[c] = df[c].map(unneutralise, na_action="ignore")
     return df
+
+
+#: The text columns of ``estimates.csv`` (formula-neutralised in the file).
+TEXT = ("scope", "strand", "analysis", "outcome", "quantity", "note")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -1,25 +1,45 @@
 """Command line: ``python -m isafe_helpers {run,book,synth,validate,template}``.
 
-Exit codes: 0 success; 1 a notebook or the book failed; 2 the data root
-breaks the data contract (nothing was run), the command line is wrong, or an
-output path is refused (see :func:`check_paths`).
+Exit codes (:data:`EXIT_CODES`): 0 success; 1 a notebook or the book
+failed; 2 the data root breaks the data contract (nothing was run), the
+command line is wrong, an output path is refused (see :func:`check_paths`),
+or another command is using the results or build folder; 3 an output folder
+could not be written (read-only, disk full, no permission: the message
+names the folder and the system's reason); 4 the data root changed while
+the run read it (its fingerprint at the end differs from the start: the
+book is not built). Whatever the code, the complete outputs of earlier
+runs are kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from isafe_helpers.data import contract as C
-from isafe_helpers.outputs import NotOurs, foreign, inside
+from isafe_helpers.outputs import Busy, NotOurs, folder_lock, foreign, inside, replace_refused
 from isafe_helpers.resources import BUILD, BUNDLED_DATA, DEFAULT_OUT, NOTEBOOKS, SOURCES
 
 if TYPE_CHECKING:  # for annotations only: the validator is imported when a root must be validated
     from isafe_helpers.data.loading import TrialData
     from isafe_helpers.run.pipeline import ValidatedRoot
+
+#: What each exit code means (also in the README's "Reliability" section).
+EXIT_CODES = {
+    0: "success",
+    1: "a notebook or the book failed",
+    2: "the data root breaks the data contract, the command line is wrong, an output folder is refused, "
+    "or another command is using it",
+    3: "an output folder could not be written (read-only, disk full, no permission)",
+    4: "the data root changed while the run read it",
+}
+EXIT_OS_ERROR = 3
+EXIT_DATA_CHANGED = 4
 
 PDF_HELP = (
     "also print the book to PDF (the whole report and one per LA, into <build>/pdf) "
@@ -178,6 +198,10 @@ def check_paths(
         reason = foreign(path)
         if reason:
             return f"{flag} {reason}"
+    if book:
+        reason = replace_refused(build / "html")
+        if reason:
+            return f"--build {reason}"
     return None
 
 
@@ -212,37 +236,62 @@ def _warm_book_imports() -> None:
 
 
 def _build(out: Path, build: Path, force: bool, pdf: bool = False) -> int:
+    """Build the book into ``build`` (and its PDFs), holding the build folder's lock."""
+    with folder_lock(build, f"another isafe command is building the book in {build}; wait for it to finish"):
+        return _build_locked(out, build, force, pdf)
+
+
+def _build_locked(out: Path, build: Path, force: bool, pdf: bool) -> int:
     from isafe_helpers.run.pipeline import book_is_current, mark_book
 
-    if not force and book_is_current(out, build) and not (pdf and not (build / PDF_DIR).is_dir()):
+    html_current = not force and book_is_current(out, build)
+    if html_current and not (pdf and not pdfs_current(build)):
         print(f"book: unchanged, {build / 'html' / 'index.html'}")
         return 0
-    from isafe_helpers.publish.build import BookError, build_book
+    if not html_current:
+        from isafe_helpers.publish.build import BookError, build_book
 
-    try:
-        index = build_book(out, build)
-    except BookError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    mark_book(out, build)
-    print(f"book: {index}")
+        try:
+            index = build_book(out, build)
+        except BookError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        mark_book(out, build)
+        print(f"book: {index}")
+    else:
+        print(f"book: unchanged, {build / 'html' / 'index.html'}; its PDFs are not of this HTML: printing them")
     return _pdfs(out, build) if pdf else 0
 
 
 PDF_DIR = "pdf"
+#: In ``<build>/pdf``: the HTML book's inputs (``<build>/html/.inputs``) when its PDFs were all printed from it.
+PDF_OF = ".html-inputs"
+
+
+def pdfs_current(build: Path) -> bool:
+    """True when every PDF in ``<build>/pdf`` was printed from the HTML now in ``<build>/html``.
+
+    The PDFs carry the fingerprint of the HTML they were printed from
+    (:data:`PDF_OF`), written only once all of them are printed; a print
+    that is interrupted, or HTML built since, leaves them not current, and
+    the next ``--pdf`` prints them again.
+    """
+    mine, html = build / PDF_DIR / PDF_OF, build / "html" / ".inputs"
+    return mine.is_file() and html.is_file() and mine.read_text() == html.read_text()
 
 
 def _pdfs(out: Path, build: Path) -> int:
     """Print the built book to PDF into ``<build>/pdf``; without Chromium, say how to get the PDFs (exit 0)."""
-    from isafe_helpers.outputs import is_ours, mark
+    from isafe_helpers.outputs import atomic_write_bytes, is_ours, make_marked
     from isafe_helpers.publish.pdf import ChromiumMissing, PdfError, build_pdfs
 
     folder = build / PDF_DIR
     if folder.exists() and not is_ours(folder):
         print(f"error: {NotOurs.__name__}: {folder} was not made by the handbook: no PDF was printed", file=sys.stderr)
         return 1
-    folder.mkdir(exist_ok=True)
-    mark(folder)
+    if not folder.exists():
+        make_marked(folder)
+    (folder / PDF_OF).unlink(missing_ok=True)  # not current until every PDF is printed from this HTML
     try:
         made = build_pdfs(build / "html", out, folder)
     except ChromiumMissing as err:
@@ -251,6 +300,7 @@ def _pdfs(out: Path, build: Path) -> int:
     except PdfError as err:
         print(f"error: PDF: {err}", file=sys.stderr)
         return 1
+    atomic_write_bytes(folder / PDF_OF, (build / "html" / ".inputs").read_bytes())
     for path, pages in made:
         print(f"pdf: {path} ({pages} pages)")
     return 0
@@ -282,7 +332,8 @@ def _cmd_run(args) -> int:
 
 def _run(args, pool, clock: float) -> int:
     """``isafe run`` once its arguments are checked: validate, run the notebooks in ``pool``, build the book."""
-    from isafe_helpers.run.pipeline import Busy, exclusive, run_all, summary_table
+    from isafe_helpers.data.files import fingerprint_root
+    from isafe_helpers.run.pipeline import exclusive, run_all, summary_table
 
     data = _load(args.data, args.out.resolve())
     if data is None:
@@ -313,6 +364,28 @@ def _run(args, pool, clock: float) -> int:
             )
             times["notebooks"] = time.perf_counter() - clock
             print(summary_table(outcomes))
+            # a notebook that ran may have read data that changed meanwhile (none ran: nothing was read)
+            ran = any(o.status != "unchanged" for o in outcomes)
+            now = fingerprint_root(data.root) if ran else data.fingerprint
+            if now != data.fingerprint:
+                print(
+                    f"error: the data root {data.root} changed while the run was reading it (its fingerprint was "
+                    f"{data.fingerprint[:12]} at the start and is {now[:12]} now), so these results may mix the old "
+                    "and the new data: the book was not built. Run again once the data root has stopped changing "
+                    "(the notebooks whose inputs changed run again).",
+                    file=sys.stderr,
+                )
+                return EXIT_DATA_CHANGED
+            full = [o for o in outcomes if o.status == "failed" and _os_failure(o.message)]
+            if full:  # the results folder could not be written: the book would only show the failures
+                print(
+                    f"error: --out folder {out}: {_os_failure(full[0].message)} (while {len(full)} notebook(s) "
+                    f"wrote their results: {', '.join(f'{o.scope}/{o.strand}' for o in full[:5])}); free some space "
+                    "or choose a writable folder. Complete outputs of earlier runs are kept "
+                    f"(exit {EXIT_OS_ERROR})",
+                    file=sys.stderr,
+                )
+                return EXIT_OS_ERROR
             failed = any(o.status == "failed" for o in outcomes)
             if failed:
                 print(
@@ -331,6 +404,14 @@ def _run(args, pool, clock: float) -> int:
     return 1 if failed or book_status else 0
 
 
+def _os_failure(message: str) -> str | None:
+    """The system's reason when a notebook failed because its output could not be written (full, read-only), or None."""
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        if f"[Errno {code}]" in message:
+            return f"{os.strerror(code)} [{errno.errorcode[code]}]"
+    return None
+
+
 def _cmd_book(args) -> int:
     import json
 
@@ -343,7 +424,11 @@ def _cmd_book(args) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    return _build(args.out.resolve(), args.build.resolve(), args.force, args.pdf)
+    try:
+        return _build(args.out.resolve(), args.build.resolve(), args.force, args.pdf)
+    except (Busy, NotOurs) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 def _cmd_synth(args) -> int:
@@ -417,3 +502,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: complete outputs of earlier runs are untouched", file=sys.stderr)
         return 130
+    except OSError as err:
+        print(f"error: {os_error_message(err, args)}", file=sys.stderr)
+        return EXIT_OS_ERROR
+
+
+def os_error_message(err: OSError, args) -> str:
+    """One line for an OS error: the output folder it hit, the system's reason, and that nothing earlier is lost."""
+    path = Path(err.filename).resolve() if err.filename else None
+    folders = [(f"--{k}", Path(v).resolve()) for k, v in vars(args).items() if k in ("out", "build", "report") and v]
+    where = next(((flag, f) for flag, f in folders if path is not None and inside(path, f)), None)
+    if where is not None:
+        place = f"{where[0]} folder {where[1]}"
+    elif path is not None:
+        place = f"{path}"
+    else:  # no file named (a write that ran out of space): the folders this command writes
+        book = args.command == "book" or not getattr(args, "no_book", True)
+        writes = [(f, p) for f, p in folders if (f == "--build" and book) or (f == "--out" and args.command == "run")]
+        place = " or ".join(f"{f} folder {p}" for f, p in writes) or "an output folder"
+    reason = err.strerror or str(err)
+    name = errno.errorcode.get(err.errno or 0, "")
+    detail = f" (writing {path})" if path is not None and where is not None and path != where[1] else ""
+    hint = {
+        errno.ENOSPC: "free some space or choose another folder",
+        errno.EDQUOT: "free some space or choose another folder",
+        errno.EROFS: "choose a writable folder",
+        errno.EACCES: "choose a folder you may write to",
+        errno.EPERM: "choose a folder you may write to",
+    }.get(err.errno or 0, "check the folder")
+    return (
+        f"{place}: {reason}{f' [{name}]' if name else ''}{detail}; {hint}. "
+        f"Complete outputs of earlier runs are kept (exit {EXIT_OS_ERROR})"
+    )

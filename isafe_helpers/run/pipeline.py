@@ -47,7 +47,6 @@ A failure is recorded (``<out>/<scope>/<strand>.error.txt`` and
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
 import json
 import os
@@ -68,7 +67,7 @@ from isafe_helpers import config
 from isafe_helpers.data import contract as C
 from isafe_helpers.data import followup, validated
 from isafe_helpers.data.files import code_hash, fingerprint_root, hash_files
-from isafe_helpers.outputs import NotOurs, claim, make_working, remove_ours, remove_stale
+from isafe_helpers.outputs import LOCK, Busy, NotOurs, claim, folder_lock, make_working, remove_ours, remove_stale  # noqa: F401 (LOCK, Busy re-exported)
 from isafe_helpers.publish import SPECS
 from isafe_helpers.resources import NOTEBOOKS, SOURCES
 from isafe_helpers.results.estimates import (
@@ -145,9 +144,6 @@ def _report_price_year(data: TrialData) -> int | None:
 #: What a strand's notebook reads of the whole data root whatever its scope:
 #: each LA's cost page states its costs in the root's price year (the latest).
 ROOT_READS = {"cost": {"report_price_year": _report_price_year}}
-
-
-LOCK = ".lock"
 
 
 #: The run's validated data root, in the results folder: reused by the next
@@ -432,26 +428,15 @@ def run_notebook(
 # --------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------
-class Busy(Exception):
-    """Another run is using the results folder."""
-
-
 @contextmanager
 def exclusive(out: Path):
-    """Hold ``<out>/.lock`` for the run: two runs never write one results folder.
+    """Hold the results folder's lock for the run (:func:`isafe_helpers.outputs.folder_lock`): two runs never write one.
 
-    Raises :class:`isafe_helpers.outputs.NotOurs` when ``out`` holds files the handbook did not make.
+    Raises :class:`isafe_helpers.outputs.Busy` when another run holds it, and
+    :class:`isafe_helpers.outputs.NotOurs` when ``out`` holds files the handbook did not make.
     """
-    claim(out)
-    with open(out / LOCK, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy(f"another run is using {out}; wait for it to finish") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with folder_lock(out, f"another run is using {out}; wait for it to finish"):
+        yield
 
 
 def _priority(task: tuple[str, str]) -> tuple[int, bool]:
