@@ -17,6 +17,7 @@ RANK = {
     "config": 0,
     "resources": 0,
     "outputs": 0,
+    "portable": 0,
     "stats": 1,
     "data": 2,
     "results": 3,

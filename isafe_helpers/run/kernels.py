@@ -35,7 +35,6 @@ run left in the temporary folder: :func:`socket_folder`).
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import importlib
 import os
@@ -49,6 +48,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+from isafe_helpers import portable
 
 #: Set to 1 to start a fresh kernel for every notebook (no preloader).
 FRESH_ENV = "ISAFE_FRESH_KERNELS"
@@ -66,28 +67,6 @@ PRELOAD = (
 
 #: The kernel sets this before a notebook can import matplotlib (IPKernelApp.init_gui_pylab).
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
-
-_PR_SET_PDEATHSIG = 1
-
-
-# --------------------------------------------------------------------------
-# Dying with the parent
-# --------------------------------------------------------------------------
-def die_with_parent(parent_pid: int) -> None:
-    """Have this process killed when its parent dies; exit now if it already has.
-
-    Linux only (``prctl``); elsewhere a no-op (the worker pool and
-    ipykernel's parent poller still end the processes of a run that ends
-    normally).
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):
-            return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 # --------------------------------------------------------------------------
@@ -128,7 +107,7 @@ def _kernel(sockets: list[socket.socket], argv: list[str], env: dict[str, str], 
     try:
         for sock in sockets:  # the preloader's: the listening socket and its workers' connections
             sock.close()
-        die_with_parent(int(env.get("JPY_PARENT_PID") or os.getppid()))
+        portable.die_with_parent(int(env.get("JPY_PARENT_PID") or os.getppid()))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()  # as jupyter_client's launch_kernel (start_new_session)
         null = os.open(os.devnull, os.O_RDONLY)
@@ -155,7 +134,8 @@ def preloader_main(fd: int, parent_pid: int) -> None:
     """
     import selectors
 
-    die_with_parent(parent_pid)
+    portable.die_with_parent(parent_pid, thread=False)  # no thread in a process that forks
+    parent_alive = None if portable.has_pdeathsig() else portable.parent_watch(parent_pid)
     listener = socket.socket(fileno=fd)
     if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
         del sys.path[0]  # as ipykernel_launcher does; IPKernelApp puts it back
@@ -178,7 +158,10 @@ def preloader_main(fd: int, parent_pid: int) -> None:
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ)
     while True:
-        for key, _ in sel.select():
+        events = sel.select(None if parent_alive is None else portable.WATCH_INTERVAL)
+        if parent_alive is not None and not parent_alive():
+            os._exit(1)  # the run has ended; each kernel watches this process and ends too
+        for key, _ in events:
             if key.fileobj is listener:
                 conn, _ = listener.accept()
                 _send(conn, ready)
@@ -257,6 +240,8 @@ def serve(cwd: str | Path, env: dict[str, str]) -> Server | None:
 
     if os.environ.get(FRESH_ENV, "") not in ("", "0"):
         return None
+    if not (portable.can_fork() and portable.has_unix_sockets()):
+        return None  # fresh kernels: no fork to make kernels from (Windows, or ISAFE_PORTABLE=1)
     folder = socket_folder("isafe-preloader")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

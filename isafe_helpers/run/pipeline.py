@@ -47,7 +47,6 @@ A failure is recorded (``<out>/<scope>/<strand>.error.txt`` and
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
 import json
 import os
@@ -55,7 +54,7 @@ import platform
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +68,7 @@ from isafe_helpers.data import contract as C
 from isafe_helpers.data import validated
 from isafe_helpers.data.files import code_hash, fingerprint_root, hash_files
 from isafe_helpers.outputs import NotOurs, claim, make_working, remove_ours, remove_stale
+from isafe_helpers.portable import file_lock
 from isafe_helpers.publish import SPECS
 from isafe_helpers.resources import NOTEBOOKS, SOURCES
 from isafe_helpers.results.estimates import (
@@ -439,15 +439,12 @@ def exclusive(out: Path):
     Raises :class:`isafe_helpers.outputs.NotOurs` when ``out`` holds files the handbook did not make.
     """
     claim(out)
-    with open(out / LOCK, "w") as fh:
+    with ExitStack() as held:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(file_lock(out / LOCK, blocking=False))  # fcntl, or filelock (isafe_helpers.portable)
         except BlockingIOError:
             raise Busy(f"another run is using {out}; wait for it to finish") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        yield
 
 
 def _priority(task: tuple[str, str]) -> tuple[int, bool]:

@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+from isafe_helpers import portable
 from isafe_helpers.resources import NOTEBOOKS, PACKAGE
 from isafe_helpers.run import kernels
 
@@ -26,7 +27,7 @@ def worker_init(parent_pid: int, preloader: str | None) -> None:
     what it needs while the preloader (``preloader``: its socket, or None for
     fresh kernels) imports the notebooks' libraries.
     """
-    kernels.die_with_parent(parent_pid)
+    portable.die_with_parent(parent_pid)
     os.environ.update(kernel_environment())  # in the worker: the run's own process keeps its own
     # The kernels inherit this worker's stderr: keep their chatter (transport
     # notices and the like) out of the run's terminal output.
