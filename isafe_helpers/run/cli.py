@@ -235,7 +235,12 @@ PDF_DIR = "pdf"
 def _pdfs(out: Path, build: Path) -> int:
     """Print the built book to PDF into ``<build>/pdf``; without Chromium, say how to get the PDFs (exit 0)."""
     from isafe_helpers.outputs import is_ours, mark
-    from isafe_helpers.publish.pdf import ChromiumMissing, PdfError, build_pdfs
+
+    try:
+        from isafe_helpers.publish.pdf import ChromiumMissing, PdfError, build_pdfs
+    except ImportError as err:  # the `pdf` extra is not installed
+        print(f"PDF: not printed: {err.name} is not installed (pip install 'isafe-helpers[pdf]')", file=sys.stderr)
+        return 0
 
     folder = build / PDF_DIR
     if folder.exists() and not is_ours(folder):
