@@ -277,7 +277,11 @@ def _cmd_run(args) -> int:
     # A first run into a results folder runs every notebook: start the workers
     # (and the kernels' preloader) now, so they start while the data are validated.
     first = not (args.out / "run.json").is_file()
-    pool = start_workers(args.jobs, args.notebooks.resolve(), warm=True) if first or args.force else None
+    pool = (
+        start_workers(args.jobs, args.notebooks.resolve(), warm=True, imports=("isafe_helpers.run.pipeline",))
+        if first or args.force
+        else None
+    )
     try:
         return _run(args, pool, clock)
     finally:

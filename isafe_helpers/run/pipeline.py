@@ -547,7 +547,7 @@ def run_all(
                     on_work()
                     on_work = None
                 if pool is None:  # started when a notebook is to run: never on a rerun with nothing to do
-                    pool = workers.start_workers(jobs, notebooks)
+                    pool = workers.start_workers(jobs, notebooks, imports=(__name__,))
                 fut = pool.submit(
                     run_notebook, str(data.root), scope, strand, str(out), str(notebooks), inputs[t], str(data.saved)
                 )

@@ -20,12 +20,14 @@ from isafe_helpers.resources import NOTEBOOKS, PACKAGE
 from isafe_helpers.run import kernels
 
 
-def worker_init(parent_pid: int, preloader: str | None) -> None:
+def worker_init(parent_pid: int, preloader: str | None, imports: tuple[str, ...] = ()) -> None:
     """Start a run's worker: die with the run, keep kernel chatter out of the terminal, join the preloader.
 
     Here, not beside the pipeline, so a new worker imports little; it imports
-    what it needs while the preloader (``preloader``: its socket, or None for
-    fresh kernels) imports the notebooks' libraries.
+    papermill and ``imports`` (the modules of the tasks it will run: the
+    pipeline names itself, so this module need not import it) while the
+    preloader (``preloader``: its socket, or None for fresh kernels) imports
+    the notebooks' libraries.
     """
     portable.die_with_parent(parent_pid)
     os.environ.update(kernel_environment())  # in the worker: the run's own process keeps its own
@@ -34,13 +36,13 @@ def worker_init(parent_pid: int, preloader: str | None) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    kernels.connect_preloader(preloader, meanwhile=_import_worker)
+    kernels.connect_preloader(preloader, meanwhile=lambda: _import_worker(imports))
 
 
-def _import_worker() -> None:
+def _import_worker(imports: tuple[str, ...]) -> None:
     """What a worker imports to run its first notebook (done while the preloader imports)."""
-    importlib.import_module("papermill")
-    importlib.import_module("isafe_helpers.run.pipeline")
+    for name in ("papermill", *imports):
+        importlib.import_module(name)
 
 
 def kernel_environment() -> dict[str, str]:
@@ -63,13 +65,13 @@ def kernel_environment() -> dict[str, str]:
 class Workers(ProcessPoolExecutor):
     """The run's worker processes and the one preloader they share (ended with the pool)."""
 
-    def __init__(self, jobs: int, notebooks: Path):
+    def __init__(self, jobs: int, notebooks: Path, imports: tuple[str, ...] = ()):
         self.preloader = kernels.serve(notebooks, kernel_environment())
         super().__init__(
             max_workers=max(1, jobs),
             mp_context=get_context("spawn"),
             initializer=worker_init,
-            initargs=(os.getpid(), self.preloader.path if self.preloader else None),
+            initargs=(os.getpid(), self.preloader.path if self.preloader else None, tuple(imports)),
         )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -79,7 +81,7 @@ class Workers(ProcessPoolExecutor):
             self.preloader = None
 
 
-def start_workers(jobs: int, notebooks: Path = NOTEBOOKS, warm: bool = False) -> Workers:
+def start_workers(jobs: int, notebooks: Path = NOTEBOOKS, warm: bool = False, imports: tuple[str, ...] = ()) -> Workers:
     """The worker processes that run the notebooks, for :func:`run_all`.
 
     The run's kernel preloader (:func:`isafe_helpers.run.kernels.serve`)
@@ -87,9 +89,10 @@ def start_workers(jobs: int, notebooks: Path = NOTEBOOKS, warm: bool = False) ->
     of when the first notebook is submitted: a run that
     knows it will execute notebooks (a first run into a results folder) starts
     them before validating the data, so the two overlap. Give the pool to
-    :func:`run_all`, or end it with :func:`stop_workers`.
+    :func:`run_all`, or end it with :func:`stop_workers`. Each worker
+    imports ``imports`` (module names) as it starts.
     """
-    pool = Workers(jobs, notebooks)
+    pool = Workers(jobs, notebooks, imports)
     if warm:
         for _ in range(max(1, jobs)):
             pool.submit(os.getpid)  # one task per worker: each starts now
