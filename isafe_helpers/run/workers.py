@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 from isafe_helpers import portable
@@ -36,7 +36,8 @@ def worker_init(parent_pid: int, preloader: str | None, imports: tuple[str, ...]
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    kernels.connect_preloader(preloader, meanwhile=lambda: _import_worker(imports))
+    kernels.use_preloader(preloader)
+    _import_worker(imports)  # while the preloader imports the notebooks' libraries
 
 
 def _import_worker(imports: tuple[str, ...]) -> None:
@@ -67,6 +68,7 @@ class Workers(ProcessPoolExecutor):
 
     def __init__(self, jobs: int, notebooks: Path, imports: tuple[str, ...] = ()):
         self.preloader = kernels.serve(notebooks, kernel_environment())
+        self.others = set(active_children())  # this process's children before the pool's: not the pool's
         super().__init__(
             max_workers=max(1, jobs),
             mp_context=get_context("spawn"),
@@ -100,8 +102,14 @@ def start_workers(jobs: int, notebooks: Path = NOTEBOOKS, warm: bool = False, im
 
 
 def stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End a pool that will run nothing more, at once, and its preloader (whose kernels die with it)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
+    """End a pool that will run nothing more, at once, and its preloader (whose kernels die with it).
+
+    The pool's processes are this process's children started since the pool
+    was made (``multiprocessing.active_children()``: public API, not the
+    pool's private list).
+    """
+    others: set = getattr(pool, "others", set())
+    processes = [p for p in active_children() if p not in others]
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
         if proc.is_alive():
