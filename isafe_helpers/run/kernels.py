@@ -3,15 +3,25 @@
 A fresh IPython kernel spends most of a short notebook's fixed cost starting
 Python and importing what the notebooks use (numpy, pandas, scipy,
 statsmodels, matplotlib, seaborn, IPython and this package): over a second
-of CPU per notebook, paid 453 times for 150 LAs. So the run keeps one
+of CPU per notebook, paid 453 times for 150 LAs. So, where the platform can
+fork and has Unix sockets (:mod:`isafe_helpers.portable`), the run keeps one
 *preloader*, shared by its workers: a process started once, the way a
 kernel is started (``python -m`` with the kernel's environment and working
 folder, the working folder taken off ``sys.path`` as ``ipykernel_launcher``
-does), which imports those modules and waits for its workers on a Unix
-socket in a private folder (:func:`serve`). For each notebook it forks a child that becomes the
-kernel exactly as ``ipykernel_launcher`` starts one (same arguments,
-environment, working folder, new session); papermill and nbclient drive it
-over the usual connection file. The notebook's imports then find their
+does), which imports those modules and waits on a Unix socket in a private
+folder (:func:`serve`).
+
+Only public APIs reach it. A worker's kernel manager (nbclient's
+``kernel_manager_class``) has a kernel spec manager whose ``python3`` spec
+starts :mod:`isafe_helpers.run.kernel_launcher` where it would start
+``ipykernel_launcher``, with the same arguments; jupyter_client launches,
+signals, waits for and kills that launcher as it would any kernel. The
+launcher asks the preloader for a kernel; the preloader forks a child that
+becomes the kernel exactly as ``ipykernel_launcher`` starts one (same
+arguments, environment, working folder, new session), and the launcher
+stands for it until it ends (passing on interrupts, ending with its exit
+code; killed, its kernel is killed). papermill and nbclient drive the kernel
+over the usual connection file, and the notebook's imports find their
 modules already loaded.
 
 What the preloader must not do before forking, it does not do: it never
@@ -20,17 +30,19 @@ when it is first loaded inside a running kernel; the preloader sets
 ``MPLBACKEND`` as the kernel would, so pyplot picks the same backend later),
 and it starts no thread and no ZeroMQ context. ``tests/test_pipeline_kernels.py``
 runs the notebooks both ways and compares every output byte; set
-``ISAFE_FRESH_KERNELS=1`` to start a fresh kernel for every notebook instead.
-A preloader that cannot start, or dies, also means fresh kernels: slower,
-never different.
+``ISAFE_FRESH_KERNELS=1`` to start a fresh kernel for every notebook instead
+(and ``ISAFE_PORTABLE=1`` to force every portable fallback, which includes
+fresh kernels). A preloader that cannot start, or dies, also means fresh
+kernels: slower, never different.
 
-Every process dies with its parent (Linux ``prctl(PR_SET_PDEATHSIG,
-SIGKILL)``, set in the child and checked against a parent that died first):
-a worker and the preloader with the run, a kernel with the preloader
-(fresh kernels stop themselves when their worker goes, through ipykernel's
-parent poller). Killing the run with ``kill -9`` leaves nothing running,
-and the next run starts clean (and removes the socket folders the killed
-run left in the temporary folder: :func:`socket_folder`).
+Every process dies with its parent (:func:`isafe_helpers.portable.die_with_parent`:
+Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, elsewhere a watchdog that polls
+the parent): a worker and the preloader with the run, a launcher with its
+worker, a kernel with the preloader and with its launcher (fresh kernels
+stop themselves when their worker goes, through ipykernel's parent poller).
+Killing the run with ``kill -9`` leaves nothing running, and the next run
+starts clean (and removes the socket folders the killed run left in the
+temporary folder: :func:`socket_folder`).
 """
 
 from __future__ import annotations
