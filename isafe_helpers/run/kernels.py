@@ -248,7 +248,7 @@ def socket_folder(kind: str) -> str:
 
 
 class Server:
-    """The run's preloader process and the socket its workers connect to (started by :func:`serve`)."""
+    """The run's preloader process and the socket its workers' kernel launchers connect to (started by :func:`serve`)."""
 
     def __init__(self, proc: subprocess.Popen, folder: str):
         self.proc = proc
@@ -264,7 +264,11 @@ class Server:
 
 
 def serve(cwd: str | Path, env: dict[str, str]) -> Server | None:
-    """Start the run's preloader, unless ``ISAFE_FRESH_KERNELS`` is set; None when it cannot start.
+    """Start the run's preloader; None for fresh kernels.
+
+    None when ``ISAFE_FRESH_KERNELS`` is set, when the platform cannot fork
+    or has no Unix sockets (or ``ISAFE_PORTABLE=1`` says to act as if), or
+    when the preloader cannot start.
 
     It is started the way a kernel is (``python -m`` with the kernels'
     environment and working folder), listening on a Unix socket in a
