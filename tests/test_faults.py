@@ -212,3 +212,19 @@ def test_kill_9_of_the_run_alone_ends_its_workers_and_kernels_and_a_rerun_succee
     assert sum(ln.split()[2:3] in (["done"], ["unchanged"]) for ln in res.stdout.splitlines()) == 9
     assert len(snapshot(out)) == 9 + 3
     assert not (out / ".tmp").exists()
+
+
+def test_stop_workers_ends_a_busy_pool_at_once(monkeypatch):
+    """A run that stops before its notebooks (bad data) ends its started workers without waiting for their tasks."""
+    from isafe_helpers.run.workers import start_workers, stop_workers
+
+    monkeypatch.setenv("ISAFE_FRESH_KERNELS", "1")  # no preloader: the pool alone
+    pool = start_workers(1)
+    pid = pool.submit(os.getpid).result()
+    busy = pool.submit(time.sleep, 600)
+    while not busy.running():
+        time.sleep(0.05)
+    stop_workers(pool)
+    import psutil
+
+    assert not psutil.pid_exists(pid)  # ended (and reaped), not left to sleep out its task

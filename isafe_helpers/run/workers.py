@@ -114,4 +114,6 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
     for proc in processes:
         if proc.is_alive():
             proc.terminate()
+    for proc in processes:
+        proc.join(10)  # reaped here: shutdown() after shutdown(wait=False) does not wait for them
     pool.shutdown(wait=True)
