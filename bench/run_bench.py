@@ -9,6 +9,9 @@ It prints a Markdown table and writes it to ``bench/RESULTS.md``:
     wall time and peak memory (the sum of the resident memory of the whole
     process tree, sampled every 0.1 s with psutil);
 (b) the same run again with nothing changed;
+(a) also with each speed-up switched off (:data:`VARIANTS`): fresh kernels
+    (no preloader), and every portable fallback forced (what the run does
+    on Windows: no fork, no Unix sockets, no fcntl, no prctl);
 (c) ``--jobs 1`` against ``--jobs 2`` (notebooks only, every task executed);
 (d) a national-scale synthetic trial (``synth --las 150 --teams-per-la 10
     --staff-per-team 10``): the pooled impact strand; the primary model fit
@@ -18,8 +21,9 @@ It prints a Markdown table and writes it to ``bench/RESULTS.md``:
 (e) growth: the pooled impact strand and the model fit at three sizes;
 (f) the whole handbook at national scale (150 LAs of 10 teams of 10 staff:
     453 notebooks and a book of over 600 pages) with ``--jobs 2``: a cold
-    run, the same run with nothing changed, and a rerun after one cost value
-    of one LA changes (which notebooks rerun, and the incremental book).
+    run (and the same cold run with each of :data:`VARIANTS`), the same run
+    with nothing changed, and a rerun after one cost value of one LA changes
+    (which notebooks rerun, and the incremental book).
 
     .venv/bin/python bench/run_bench.py --national   # (f) only
 
@@ -175,6 +179,7 @@ def main() -> None:
         w, m, c = measure(cli("run", "--out", str(out), "--build", str(build)))
         rows.append(("(a) cold full run, bundled data (24 notebooks + book)", hm(w), f"{m:,.0f} MB", f"exit {c}"))
         cold = w
+        rows += variants(["run"], tmp / "bundled", cold, "(a)")
         w, m, c = measure(cli("run", "--out", str(out), "--build", str(build)))
         rows.append(
             ("(b) same run again, nothing changed", hm(w), f"{m:,.0f} MB", f"exit {c}; {100 * w / cold:.1f}% of cold")
@@ -272,6 +277,31 @@ def _add(rows: list, row: tuple) -> None:
     print("| " + " | ".join(row) + " |", flush=True)
 
 
+#: The run's speed-ups switched off, each measured cold beside the fast path (issue 27): what each one buys.
+VARIANTS = (
+    ("fresh kernels, no preloader (ISAFE_FRESH_KERNELS=1)", {"ISAFE_FRESH_KERNELS": "1"}),
+    ("every portable fallback forced (ISAFE_PORTABLE=1)", {"ISAFE_PORTABLE": "1"}),
+)
+
+
+def variants(args: list[str], where: Path, cold: float, label: str) -> list[tuple[str, str, str, str]]:
+    """The cold run ``args`` again once per :data:`VARIANTS` (fresh folders each), beside the fast path's ``cold``."""
+    rows = []
+    for i, (name, env) in enumerate(VARIANTS):
+        out, build = where / f"variant{i}-out", where / f"variant{i}-build"
+        w, m, c = measure(cli(*args, "--out", str(out), "--build", str(build)), env=env)
+        gain = 100 * (1 - cold / w) if w else float("nan")
+        rows.append(
+            (
+                f"{label} the same cold run, {name}",
+                hm(w),
+                f"{m:,.0f} MB",
+                f"exit {c}; {100 * w / cold:.0f}% of the fast path's (the mechanism buys {gain:.0f}% of this run)",
+            )
+        )
+    return rows
+
+
 def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
     """(f): the whole handbook for ``las`` LAs, cold, unchanged, and after one cost value changes."""
     root, out, build = tmp / "national", tmp / "national-out", tmp / "national-build"
@@ -296,6 +326,7 @@ def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
         return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + (f"; {split[-1]}" if split else "")
 
     w, m, c = measure(run, log=log)
+    cold = w
     pages = len(list((build / "html").rglob("*.html")))
     _add(
         rows,
@@ -306,6 +337,8 @@ def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
             f"exit {c}; {statuses()}",
         ),
     )
+    for row in variants(["run", "--data", str(root), "--jobs", "2"], tmp / "national-variant", cold, "(f)"):
+        _add(rows, row)
     w, m, c = measure(run, log=log)
     _add(rows, ("(f) the same again, nothing changed", hm(w), f"{m:,.0f} MB", f"exit {c}; {statuses()}"))
     first = sorted(p.name for p in root.iterdir() if (p / "costs.csv").is_file())[0]  # LA001 at 150 LAs

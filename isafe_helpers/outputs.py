@@ -36,7 +36,6 @@ someone else put there is found before it could be lost.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -45,10 +44,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psutil
+
+from isafe_helpers.portable import file_lock
 
 #: The file that marks a folder as made by the handbook.
 MARKER = ".isafe-output"
@@ -70,8 +71,9 @@ LOCK = ".lock"
 def folder_lock(folder: Path, busy: str | None = None) -> Iterator[Path]:
     """Claim ``folder`` (:func:`claim`) and hold its lock while the block runs; yield the folder.
 
-    The lock is an advisory ``flock`` on ``<folder>/.lock``, taken without
-    waiting and released by the system when the process ends, however it
+    The lock is the system's lock on ``<folder>/.lock``
+    (:func:`isafe_helpers.portable.file_lock`: ``flock``, or the ``filelock``
+    library where there is none), taken without waiting and released by the system when the process ends, however it
     ends (a ``kill -9`` leaves no stale lock). Its one implementation is
     here, so it can be swapped for another platform's lock in one place.
 
@@ -84,15 +86,12 @@ def folder_lock(folder: Path, busy: str | None = None) -> Iterator[Path]:
         The folder holds files the handbook did not make.
     """
     folder = claim(Path(folder))
-    with open(folder / LOCK, "w") as fh:
+    with ExitStack() as held:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(file_lock(folder / LOCK, blocking=False))  # fcntl, or filelock (isafe_helpers.portable)
         except BlockingIOError:
             raise Busy(busy or f"another isafe command is using {folder}; wait for it to finish") from None
-        try:
-            yield folder
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        yield folder
 
 
 def _process_id() -> dict:

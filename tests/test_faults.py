@@ -173,16 +173,26 @@ def _running(procs) -> list:
     return out
 
 
+#: As on macOS: fork and Unix sockets (the preloader), but no Linux prctl (watchdogs end the orphans).
+NO_PRCTL = "import isafe_helpers.portable as p\np.has_pdeathsig = lambda: False\n"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("fresh", [False, True], ids=["preloaded-kernels", "fresh-kernels"])
-def test_kill_9_of_the_run_alone_ends_its_workers_and_kernels_and_a_rerun_succeeds(tiny_root, tmp_path, fresh):
+@pytest.mark.parametrize(
+    "mode", ["preloaded", "fresh", "preloaded-watchdogs"], ids=["preloaded-kernels", "fresh-kernels", "no-prctl"]
+)
+def test_kill_9_of_the_run_alone_ends_its_workers_and_kernels_and_a_rerun_succeeds(tiny_root, tmp_path, mode):
     """Only the run's own process is killed (not its group): its workers, preloaders and kernels die with it."""
     import psutil
 
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("ISAFE_FRESH_KERNELS", "ISAFE_VALIDATED_DATA")}
-    if fresh:
+    if mode == "fresh":
         env["ISAFE_FRESH_KERNELS"] = "1"
+    if mode == "preloaded-watchdogs":  # every process of the run, kernels too, gets this sitecustomize
+        (tmp_path / "site").mkdir()
+        (tmp_path / "site" / "sitecustomize.py").write_text(NO_PRCTL, encoding="utf-8")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path / "site"), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "isafe_helpers", "run", "--data", tiny_root, "--out", out, "--no-book"],
         cwd=REPO,
@@ -199,6 +209,8 @@ def test_kill_9_of_the_run_alone_ends_its_workers_and_kernels_and_a_rerun_succee
             break
         time.sleep(0.2)
     assert proc.poll() is None and _kernels(family), "no kernel was seen running before the run ended"
+    if mode != "fresh":  # the kernels are the preloader's
+        assert any(p.pid != proc.pid and "isafe_helpers.run.kernels" in " ".join(p.cmdline()) for p in _kernels(family))
     family = run.children(recursive=True)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -226,3 +238,19 @@ def test_results_that_contradict_each_other_are_a_book_error_not_a_traceback(tmp
     monkeypatch.setattr(build, "_build", contradicting)
     with pytest.raises(build.BookError, match="contradict each other.*data root changes during a run"):
         build.build_book(tmp_path / "out", tmp_path / "build")
+
+
+def test_stop_workers_ends_a_busy_pool_at_once(monkeypatch):
+    """A run that stops before its notebooks (bad data) ends its started workers without waiting for their tasks."""
+    from isafe_helpers.run.workers import start_workers, stop_workers
+
+    monkeypatch.setenv("ISAFE_FRESH_KERNELS", "1")  # no preloader: the pool alone
+    pool = start_workers(1)
+    pid = pool.submit(os.getpid).result()
+    busy = pool.submit(time.sleep, 600)
+    while not busy.running():
+        time.sleep(0.05)
+    stop_workers(pool)
+    import psutil
+
+    assert not psutil.pid_exists(pid)  # ended (and reaped), not left to sleep out its task

@@ -273,3 +273,55 @@ def test_notebook_hook_leaves_the_committed_notebooks_unchanged(tmp_path):
         shutil.copy2(nb, copy)
         tidy(str(copy))
         assert copy.read_bytes() == nb.read_bytes(), f"{nb.name} is not tidy: run the tidy-notebooks hook on it"
+
+
+#: Modules imported only for an extra (inside a function of the command line): their imports count as the extra's.
+EXTRA_MODULES = {"publish/pdf.py"}
+
+
+def _imported_libraries() -> tuple[set[str], set[str]]:
+    """The third-party top-level modules the package imports: at module level, and only inside functions."""
+    import ast
+
+    top, lazy = set(), set()
+    stdlib = set(sys.stdlib_module_names)
+    for path in (ROOT / "isafe_helpers").rglob("*.py"):
+        extra = path.relative_to(ROOT / "isafe_helpers").as_posix() in EXTRA_MODULES
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        module_level = {id(n) for n in tree.body} | {
+            id(m) for n in tree.body if isinstance(n, ast.If | ast.Try) for m in ast.walk(n)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            else:
+                continue
+            for name in (n.split(".")[0] for n in names):
+                if name not in stdlib and name != "isafe_helpers":
+                    (top if id(node) in module_level and not extra else lazy).add(name)
+    return top, lazy - top
+
+
+def test_every_library_the_package_imports_is_declared():
+    """Module-level imports are runtime dependencies; those inside functions, runtime or an extra (issue 27)."""
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions()
+    project = PYPROJECT["project"]
+    runtime = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    extras = {
+        canonicalize_name(Requirement(r).name) for reqs in project["optional-dependencies"].values() for r in reqs
+    }
+    top, lazy = _imported_libraries()
+    # Libraries that come with a declared one (ipykernel brings jupyter_client, papermill nbclient, ...).
+    provided = {"jupyter_client", "traitlets", "matplotlib_inline", "IPython", "ipykernel_launcher", "zmq", "nbclient"}
+
+    def declared(module: str, allowed: set[str]) -> bool:
+        return module in provided or any(canonicalize_name(d) in allowed for d in dists.get(module, [module]))
+
+    assert [m for m in sorted(top) if not declared(m, runtime)] == []
+    assert [m for m in sorted(lazy) if not declared(m, runtime | extras)] == []
+    pdf = {canonicalize_name(Requirement(r).name) for r in project["optional-dependencies"]["pdf"]}
+    assert {"playwright", "beautifulsoup4"} <= pdf and "playwright" not in runtime  # `--pdf` only: its own extra

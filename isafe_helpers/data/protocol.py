@@ -24,7 +24,7 @@ outcome) is secondary.
 
 A file that breaks these rules is reported through the loader's
 :class:`~isafe_helpers.data.loading.DataValidationError`, one
-:class:`~isafe_helpers.data.loading.Problem` per broken rule, naming the file,
+:class:`~isafe_helpers.data.readers.Problem` per broken rule, naming the file,
 its line, the key (``design.teams``), the value and the rule.
 """
 
@@ -37,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from isafe_helpers.data.contract import CASEFILE_OUTCOME, PROTOCOL_FILE
+from isafe_helpers.data.readers import Problem
 
 __all__ = [
     "DEFAULT_DESIGN",
@@ -212,11 +213,9 @@ def read_protocol(root: str | Path, outcomes) -> tuple[Protocol, list]:
     (Protocol, problems)
         The protocol (the default where the file is absent, or for the parts
         it does not give) and a list of
-        :class:`~isafe_helpers.data.loading.Problem`, empty when the file is
+        :class:`~isafe_helpers.data.readers.Problem`, empty when the file is
         valid or absent.
     """
-    from isafe_helpers.data.loading import Problem  # the loader imports this module
-
     scales = list(outcomes)
     default = default_protocol(scales)
     path = Path(root) / PROTOCOL_FILE

@@ -21,11 +21,12 @@ import pickle
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_all_start_methods, get_context
+from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
 
+from isafe_helpers import portable
 from isafe_helpers.data.contract import TRIAL_SCOPE
 from isafe_helpers.publish import tables
 from isafe_helpers.publish.ledger import Ledger, Plan
@@ -143,7 +144,7 @@ class BookDisclosure:
         position = {id(p): i for i, p in enumerate(self.pages)}
         indices = [position[id(p)] for p in pages]
         jobs = min(jobs, len(indices))
-        if jobs < 2 or "fork" not in get_all_start_methods():
+        if jobs < 2 or not portable.can_fork():  # POSIX, unless ISAFE_PORTABLE=1
             return self._render(indices)
         _RENDERING = self
         try:

@@ -881,7 +881,8 @@ def build_pdfs(html_dir: Path, results_dir: Path, out_dir: Path) -> list[tuple[P
         from playwright.sync_api import sync_playwright
     except ImportError as err:
         raise ChromiumMissing(
-            "Playwright for Python is not installed (pip install -r requirements.txt): " + HOW_TO_GET_CHROMIUM
+            "Playwright for Python is not installed (pip install 'isafe-helpers[pdf]', or -r requirements.txt): "
+            + HOW_TO_GET_CHROMIUM
         ) from err
     out_dir.mkdir(parents=True, exist_ok=True)
     built = datetime.now(UTC)

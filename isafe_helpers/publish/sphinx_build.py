@@ -46,6 +46,10 @@ def run(source: str, work: str, jobs: str) -> int:
     """Run Jupyter Book's Sphinx build as ``jupyter-book build --path-output work -W --keep-going`` would, with ``-j``."""
     from jupyter_book.sphinx import build_sphinx
 
+    from isafe_helpers import portable
+
+    if not portable.can_fork():
+        jobs = "1"  # Sphinx's parallel build forks; it builds in one process elsewhere, or with ISAFE_PORTABLE=1
     src = Path(source)
     result = build_sphinx(
         src,

@@ -9,7 +9,6 @@ a half-written file.
 """
 
 from __future__ import annotations
-import fcntl
 import math
 import os
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from isafe_helpers.data.contract import STRANDS
 from isafe_helpers.outputs import neutralise_frame, unneutralise
+from isafe_helpers.portable import file_lock
 
 COLUMNS = [
     "scope",
@@ -95,12 +95,8 @@ def frame(rows: list[dict], scope: str, strand: str) -> pd.DataFrame:
 @contextmanager
 def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(path.with_suffix(".lock")):  # fcntl, or filelock where there is none
+        yield
 
 
 def read_estimates(path: str | Path) -> pd.DataFrame:

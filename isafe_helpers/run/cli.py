@@ -283,7 +283,12 @@ def pdfs_current(build: Path) -> bool:
 def _pdfs(out: Path, build: Path) -> int:
     """Print the built book to PDF into ``<build>/pdf``; without Chromium, say how to get the PDFs (exit 0)."""
     from isafe_helpers.outputs import atomic_write_bytes, is_ours, make_marked
-    from isafe_helpers.publish.pdf import ChromiumMissing, PdfError, build_pdfs
+
+    try:
+        from isafe_helpers.publish.pdf import ChromiumMissing, PdfError, build_pdfs
+    except ImportError as err:  # the `pdf` extra is not installed
+        print(f"PDF: not printed: {err.name} is not installed (pip install 'isafe-helpers[pdf]')", file=sys.stderr)
+        return 0
 
     folder = build / PDF_DIR
     if folder.exists() and not is_ours(folder):
@@ -322,7 +327,11 @@ def _cmd_run(args) -> int:
     # A first run into a results folder runs every notebook: start the workers
     # (and the kernels' preloader) now, so they start while the data are validated.
     first = not (args.out / "run.json").is_file()
-    pool = start_workers(args.jobs, args.notebooks.resolve(), warm=True) if first or args.force else None
+    pool = (
+        start_workers(args.jobs, args.notebooks.resolve(), warm=True, imports=("isafe_helpers.run.pipeline",))
+        if first or args.force
+        else None
+    )
     try:
         return _run(args, pool, clock)
     finally:

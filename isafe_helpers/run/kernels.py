@@ -3,15 +3,25 @@
 A fresh IPython kernel spends most of a short notebook's fixed cost starting
 Python and importing what the notebooks use (numpy, pandas, scipy,
 statsmodels, matplotlib, seaborn, IPython and this package): over a second
-of CPU per notebook, paid 453 times for 150 LAs. So the run keeps one
+of CPU per notebook, paid 453 times for 150 LAs. So, where the platform can
+fork and has Unix sockets (:mod:`isafe_helpers.portable`), the run keeps one
 *preloader*, shared by its workers: a process started once, the way a
 kernel is started (``python -m`` with the kernel's environment and working
 folder, the working folder taken off ``sys.path`` as ``ipykernel_launcher``
-does), which imports those modules and waits for its workers on a Unix
-socket in a private folder (:func:`serve`). For each notebook it forks a child that becomes the
-kernel exactly as ``ipykernel_launcher`` starts one (same arguments,
-environment, working folder, new session); papermill and nbclient drive it
-over the usual connection file. The notebook's imports then find their
+does), which imports those modules and waits on a Unix socket in a private
+folder (:func:`serve`).
+
+Only public APIs reach it. A worker's kernel manager (nbclient's
+``kernel_manager_class``) has a kernel spec manager whose ``python3`` spec
+starts :mod:`isafe_helpers.run.kernel_launcher` where it would start
+``ipykernel_launcher``, with the same arguments; jupyter_client launches,
+signals, waits for and kills that launcher as it would any kernel. The
+launcher asks the preloader for a kernel; the preloader forks a child that
+becomes the kernel exactly as ``ipykernel_launcher`` starts one (same
+arguments, environment, working folder, new session), and the launcher
+stands for it until it ends (passing on interrupts, ending with its exit
+code; killed, its kernel is killed). papermill and nbclient drive the kernel
+over the usual connection file, and the notebook's imports find their
 modules already loaded.
 
 What the preloader must not do before forking, it does not do: it never
@@ -20,35 +30,36 @@ when it is first loaded inside a running kernel; the preloader sets
 ``MPLBACKEND`` as the kernel would, so pyplot picks the same backend later),
 and it starts no thread and no ZeroMQ context. ``tests/test_pipeline_kernels.py``
 runs the notebooks both ways and compares every output byte; set
-``ISAFE_FRESH_KERNELS=1`` to start a fresh kernel for every notebook instead.
-A preloader that cannot start, or dies, also means fresh kernels: slower,
-never different.
+``ISAFE_FRESH_KERNELS=1`` to start a fresh kernel for every notebook instead
+(and ``ISAFE_PORTABLE=1`` to force every portable fallback, which includes
+fresh kernels). A preloader that cannot start, or dies, also means fresh
+kernels: slower, never different.
 
-Every process dies with its parent (Linux ``prctl(PR_SET_PDEATHSIG,
-SIGKILL)``, set in the child and checked against a parent that died first):
-a worker and the preloader with the run, a kernel with the preloader
-(fresh kernels stop themselves when their worker goes, through ipykernel's
-parent poller). Killing the run with ``kill -9`` leaves nothing running,
-and the next run starts clean (and removes the socket folders the killed
-run left in the temporary folder: :func:`socket_folder`).
+Every process dies with its parent (:func:`isafe_helpers.portable.die_with_parent`:
+Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, elsewhere a watchdog that polls
+the parent): a worker and the preloader with the run, a launcher with its
+worker, a kernel with the preloader and with its launcher (fresh kernels
+stop themselves when their worker goes, through ipykernel's parent poller).
+Killing the run with ``kill -9`` leaves nothing running, and the next run
+starts clean (and removes the socket folders the killed run left in the
+temporary folder: :func:`socket_folder`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import importlib
 import os
-import pickle
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
+
+from isafe_helpers import portable
+from isafe_helpers.run.kernel_launcher import PRELOADER_ENV, recv, send
 
 #: Set to 1 to start a fresh kernel for every notebook (no preloader).
 FRESH_ENV = "ISAFE_FRESH_KERNELS"
@@ -67,69 +78,18 @@ PRELOAD = (
 #: The kernel sets this before a notebook can import matplotlib (IPKernelApp.init_gui_pylab).
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
-_PR_SET_PDEATHSIG = 1
-
-
-# --------------------------------------------------------------------------
-# Dying with the parent
-# --------------------------------------------------------------------------
-def die_with_parent(parent_pid: int) -> None:
-    """Have this process killed when its parent dies; exit now if it already has.
-
-    Linux only (``prctl``); elsewhere a no-op (the worker pool and
-    ipykernel's parent poller still end the processes of a run that ends
-    normally).
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):
-            return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-# --------------------------------------------------------------------------
-# Messages between a worker and its preloader: length-prefixed pickles
-# --------------------------------------------------------------------------
-def _send(sock: socket.socket, obj) -> None:
-    data = pickle.dumps(obj)
-    sock.sendall(struct.pack("!I", len(data)) + data)
-
-
-def _recv(sock: socket.socket):
-    def exactly(n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError("the other end closed the connection")
-            buf += chunk
-        return buf
-
-    (size,) = struct.unpack("!I", exactly(4))
-    return pickle.loads(exactly(size))
-
 
 # --------------------------------------------------------------------------
 # The preloader (a process of its own) and the kernels it forks
 # --------------------------------------------------------------------------
-def _reap(signum, frame) -> None:
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-    except ChildProcessError:
-        pass
-
-
 def _kernel(sockets: list[socket.socket], argv: list[str], env: dict[str, str], cwd: str) -> None:
     """In the forked child: become the kernel, as ``python -m ipykernel_launcher <argv>`` would."""
     try:
-        for sock in sockets:  # the preloader's: the listening socket and its workers' connections
-            sock.close()
-        die_with_parent(int(env.get("JPY_PARENT_PID") or os.getppid()))
+        signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for sock in sockets:  # the preloader's: its listening socket, wake-up pair and launchers' connections
+            sock.close()
+        portable.die_with_parent(int(env.get("JPY_PARENT_PID") or os.getppid()))
         os.setsid()  # as jupyter_client's launch_kernel (start_new_session)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -147,15 +107,19 @@ def _kernel(sockets: list[socket.socket], argv: list[str], env: dict[str, str], 
 
 
 def preloader_main(fd: int, parent_pid: int) -> None:
-    """The preloader: import :data:`PRELOAD`, then serve the run's workers on the listening socket ``fd``.
+    """The preloader: import :data:`PRELOAD`, then fork a kernel for each launcher that connects to socket ``fd``.
 
-    Each worker connects once and is told the preloader is ready (or why it
-    could not start); then each of its requests forks one kernel. The
-    preloader ends with the run (its parent), or when the run stops it.
+    Each launcher (:mod:`isafe_helpers.run.kernel_launcher`) connects once,
+    is told the preloader is ready (or why it could not start), sends its
+    kernel's arguments, environment and working folder, and is sent the
+    kernel's process id, then its exit code when it ends. A launcher that
+    closes its connection first has been killed: its kernel is killed too.
+    The preloader ends with the run (its parent), or when the run stops it.
     """
     import selectors
 
-    die_with_parent(parent_pid)
+    portable.die_with_parent(parent_pid, thread=False)  # no thread in a process that forks
+    parent_alive = None if portable.has_pdeathsig() else portable.parent_watch(parent_pid)
     listener = socket.socket(fileno=fd)
     if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
         del sys.path[0]  # as ipykernel_launcher does; IPKernelApp puts it back
@@ -171,38 +135,91 @@ def preloader_main(fd: int, parent_pid: int) -> None:
             raise RuntimeError("the inline matplotlib backend was loaded outside a kernel")
         if own_backend:
             del os.environ["MPLBACKEND"]  # each kernel gets the environment it is given
-    except BaseException as exc:  # noqa: BLE001 - reported to the workers, which start fresh kernels
+    except BaseException as exc:  # noqa: BLE001 - reported to the launchers, which start fresh kernels
         ready = {"error": f"{type(exc).__name__}: {exc}"}
-    signal.signal(signal.SIGCHLD, _reap)
-    workers: list[socket.socket] = []
+    # A kernel's end wakes the loop: SIGCHLD writes to a socket pair the selector watches.
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    signal.set_wakeup_fd(wake_w.fileno())
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    launchers: dict[socket.socket, int | None] = {}  # a launcher's connection -> its kernel's process id
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+
+    def drop(conn: socket.socket) -> None:
+        sel.unregister(conn)
+        launchers.pop(conn, None)
+        conn.close()
+
     while True:
-        for key, _ in sel.select():
-            if key.fileobj is listener:
-                conn, _ = listener.accept()
-                _send(conn, ready)
+        events = sel.select(None if parent_alive is None else portable.WATCH_INTERVAL)
+        if parent_alive is not None and not parent_alive():
+            os._exit(1)  # the run has ended; each kernel watches this process and ends too
+        for key, _ in events:
+            conn = key.fileobj
+            if conn is listener:
+                new, _ = listener.accept()
+                new.setblocking(True)
+                send(new, ready)
                 if "error" in ready:
-                    conn.close()
+                    new.close()
                     continue
-                workers.append(conn)
-                sel.register(conn, selectors.EVENT_READ, conn)
-                continue
-            conn = key.data  # the worker's socket (registered as the key's data)
+                launchers[new] = None
+                sel.register(new, selectors.EVENT_READ)
+            elif conn is wake_r:
+                try:
+                    while wake_r.recv(4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                _reap_kernels(launchers, drop)
+            else:
+                assert isinstance(conn, socket.socket)
+                try:
+                    req = recv(conn)
+                except (EOFError, OSError):  # the launcher has ended (killed): so does its kernel
+                    if (pid := launchers.get(conn)) is not None:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                    drop(conn)
+                    continue
+                if launchers.get(conn) is not None:
+                    continue  # one kernel a connection
+                pid = os.fork()
+                if pid == 0:
+                    sel.close()
+                    env = dict(req["env"])
+                    env["JPY_PARENT_PID"] = str(os.getppid())
+                    _kernel([listener, wake_r, wake_w, *launchers], req["argv"], env, req["cwd"])
+                launchers[conn] = pid
+                try:
+                    send(conn, {"pid": pid})
+                except OSError:
+                    pass  # the launcher has gone: the next select sees it
+
+
+def _reap_kernels(launchers: dict[socket.socket, int | None], drop) -> None:
+    """Reap every kernel that has ended; tell its launcher the exit code."""
+    by_pid = {pid: conn for conn, pid in launchers.items() if pid is not None}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = by_pid.get(pid)
+        if conn is not None:
+            code = os.waitstatus_to_exitcode(status)
             try:
-                req = _recv(conn)
-            except (EOFError, OSError):  # the worker has ended
-                sel.unregister(conn)
-                workers.remove(conn)
-                conn.close()
-                continue
-            pid = os.fork()
-            if pid == 0:
-                sel.close()
-                env = dict(req["env"])
-                env["JPY_PARENT_PID"] = str(os.getppid())
-                _kernel([listener, *workers], req["argv"], env, req["cwd"])
-            _send(conn, {"pid": pid})
+                send(conn, {"exit": code if code >= 0 else 1})
+            except OSError:
+                pass
+            drop(conn)
 
 
 def socket_folder(kind: str) -> str:
@@ -231,7 +248,7 @@ def socket_folder(kind: str) -> str:
 
 
 class Server:
-    """The run's preloader process and the socket its workers connect to (started by :func:`serve`)."""
+    """The run's preloader process and the socket its workers' kernel launchers connect to (started by :func:`serve`)."""
 
     def __init__(self, proc: subprocess.Popen, folder: str):
         self.proc = proc
@@ -247,7 +264,11 @@ class Server:
 
 
 def serve(cwd: str | Path, env: dict[str, str]) -> Server | None:
-    """Start the run's preloader, unless ``ISAFE_FRESH_KERNELS`` is set; None when it cannot start.
+    """Start the run's preloader; None for fresh kernels.
+
+    None when ``ISAFE_FRESH_KERNELS`` is set, when the platform cannot fork
+    or has no Unix sockets (or ``ISAFE_PORTABLE=1`` says to act as if), or
+    when the preloader cannot start.
 
     It is started the way a kernel is (``python -m`` with the kernels'
     environment and working folder), listening on a Unix socket in a
@@ -257,6 +278,8 @@ def serve(cwd: str | Path, env: dict[str, str]) -> Server | None:
 
     if os.environ.get(FRESH_ENV, "") not in ("", "0"):
         return None
+    if not (portable.can_fork() and portable.has_unix_sockets()):
+        return None  # fresh kernels: no fork to make kernels from (Windows, or ISAFE_PORTABLE=1)
     folder = socket_folder("isafe-preloader")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -281,118 +304,9 @@ def serve(cwd: str | Path, env: dict[str, str]) -> Server | None:
     return server
 
 
-class Preloader:
-    """A worker's connection to the run's preloader."""
-
-    def __init__(self, path: str, timeout: float = 300, meanwhile=None):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.ok = True
-        try:
-            self.sock.connect(path)
-            if meanwhile is not None:  # the worker's own work while the preloader imports
-                meanwhile()
-            reply = _recv(self.sock)
-        except BaseException:
-            self.sock.close()
-            raise
-        if "error" in reply:
-            self.close()
-            raise RuntimeError(f"the kernel preloader did not start: {reply['error']}")
-
-    def fork_kernel(self, argv: list[str], env: dict[str, str], cwd: str) -> int:
-        """Fork a kernel running ``ipykernel_launcher <argv>``; return its process id."""
-        try:
-            _send(self.sock, {"argv": list(argv), "env": dict(env), "cwd": str(cwd)})
-            return int(_recv(self.sock)["pid"])
-        except (OSError, EOFError):
-            self.ok = False  # the preloader has gone: fresh kernels from now on
-            raise
-
-    def alive(self) -> bool:
-        return self.ok
-
-    def close(self) -> None:
-        self.ok = False
-        self.sock.close()
-
-
 # --------------------------------------------------------------------------
-# jupyter_client's side: a kernel manager whose kernels come from the preloader
+# jupyter_client's side: a kernel spec that starts kernels through the preloader
 # --------------------------------------------------------------------------
-class _Forked:
-    """The little of :class:`subprocess.Popen` that jupyter_client uses, for a kernel another process forked."""
-
-    stdin = stdout = stderr = None
-
-    def __init__(self, pid: int):
-        import psutil
-
-        self.pid = pid
-        self.returncode: int | None = None
-        try:
-            self._proc = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            self._proc = None
-            self.returncode = 0
-
-    def poll(self) -> int | None:
-        import psutil
-
-        if self.returncode is None:
-            try:
-                gone = not self._proc.is_running() or self._proc.status() == psutil.STATUS_ZOMBIE
-            except psutil.NoSuchProcess:
-                gone = True
-            if gone:
-                self.returncode = 0
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        end = None if timeout is None else time.monotonic() + timeout
-        while (code := self.poll()) is None:
-            if end is not None and time.monotonic() > end:
-                raise subprocess.TimeoutExpired("kernel", timeout or 0.0)
-            time.sleep(0.02)
-        return code
-
-    def send_signal(self, signum: int) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, signum)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-
-#: The worker's connection to the run's preloader, when it has one (set by :func:`connect_preloader`).
-_PRELOADER: Preloader | None = None
-
-
-def connect_preloader(path: str | None, meanwhile=None) -> Preloader | None:
-    """Connect this worker to the run's preloader at ``path`` (from :func:`serve`); None when there is none.
-
-    ``meanwhile`` is called while the preloader imports (whether or not it then starts).
-    """
-    global _PRELOADER
-    if not path:
-        if meanwhile is not None:
-            meanwhile()
-        return None
-    try:
-        _PRELOADER = Preloader(path, meanwhile=meanwhile)
-    except (RuntimeError, OSError, EOFError):
-        _PRELOADER = None
-        return None
-    # A pool's worker ends with os._exit, skipping atexit: multiprocessing's finalizers still run.
-    from multiprocessing.util import Finalize
-
-    Finalize(_PRELOADER, _PRELOADER.close, exitpriority=10)
-    return _PRELOADER
-
-
 @functools.cache
 def _ipc_dir() -> str:
     """This worker's folder for its kernels' sockets (private, short: a socket's path has at most 107 bytes)."""
@@ -403,17 +317,23 @@ def _ipc_dir() -> str:
     return folder
 
 
+def use_preloader(path: str | None) -> None:
+    """In a worker: start this process's kernels through the run's preloader at ``path`` (None: fresh kernels)."""
+    if path:
+        os.environ[PRELOADER_ENV] = path  # the kernels' launchers inherit it
+    else:
+        os.environ.pop(PRELOADER_ENV, None)
+
+
 @functools.cache
 def _manager_class():
-    from queue import Empty
-
     from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
-    from jupyter_client.provisioning import LocalProvisioner
     from traitlets import CaselessStrEnum, default
 
     class PromptKernelClient(AsyncKernelClient):
-        """jupyter_client's client, ready as soon as its kernel answers.
+        """jupyter_client's client, ready as soon as its kernel answers (public client API only).
 
         jupyter_client's ``wait_for_ready`` ends by waiting until IOPub has
         been silent for 0.2 s, only to discard the status messages of its
@@ -425,8 +345,12 @@ def _manager_class():
         """
 
         async def wait_for_ready(self, timeout: float | None = None) -> None:
+            from queue import Empty
+
+            from jupyter_client import protocol_version_info
+
             deadline = time.time() + (float("inf") if timeout is None else timeout)
-            while True:  # as jupyter_client's, for a client its kernel manager made
+            while True:
                 self.kernel_info()
                 try:
                     msg = await self.shell_channel.get_msg(timeout=1)
@@ -438,10 +362,12 @@ def _manager_class():
                             await self.iopub_channel.get_msg(timeout=0.2)
                         except Empty:
                             pass
-                        else:
-                            self._handle_kernel_info_reply(msg)
+                        else:  # the protocol version to speak, as jupyter_client's own client sets it
+                            major = int(msg["content"]["protocol_version"].split(".")[0])
+                            if major != protocol_version_info[0]:
+                                self.session.adapt_version = major
                             break
-                if not await self._async_is_alive():
+                if not await self.is_alive():
                     raise RuntimeError("Kernel died before replying to kernel_info")
                 if time.time() > deadline:
                     raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
@@ -451,28 +377,21 @@ def _manager_class():
                 except Empty:
                     break
 
-    class PreloadedProvisioner(LocalProvisioner):
-        """Launch the kernel by forking the worker's preloader; a fresh kernel if that fails."""
+    class PreloadedSpecManager(KernelSpecManager):
+        """The installed kernel specs, with ``ipykernel_launcher`` started through the preloader's launcher."""
 
-        async def launch_kernel(self, cmd: list[str], **kwargs):
-            pre = _PRELOADER
-            if pre is not None and "ipykernel_launcher" in cmd and pre.alive():
-                try:
-                    cwd = kwargs.get("cwd") or os.getcwd()
-                    pid = pre.fork_kernel(cmd[cmd.index("ipykernel_launcher") + 1 :], kwargs["env"], cwd)
-                except (OSError, EOFError, KeyError):
-                    pid = None
-                if pid:
-                    self.process = _Forked(pid)  # type: ignore[assignment]  # Popen's interface, not its class
-                    self.pid, self.pgid = pid, None  # signal the kernel alone, never the preloader's group
-                    self.cwd = cwd
-                    return self.connection_info
-            return await super().launch_kernel(cmd, **kwargs)
+        def get_kernel_spec(self, kernel_name: str):
+            spec = super().get_kernel_spec(kernel_name)
+            if os.environ.get(PRELOADER_ENV) and "ipykernel_launcher" in spec.argv:
+                spec.argv = [LAUNCHER if a == "ipykernel_launcher" else a for a in spec.argv]
+            return spec
 
     class PreloadedKernelManager(AsyncKernelManager):
-        """nbclient's kernel manager, with kernels forked from the worker's preloader, and prompt clients.
+        """nbclient's kernel manager, with kernels started through the preloader, and prompt clients.
 
-        Its kernels listen on Unix sockets in a folder of the worker's own
+        Only public extension points: the kernel spec manager and the
+        client class (traitlets defaults), the transport setting. Its
+        kernels listen on Unix sockets in a folder of the worker's own
         (:func:`_ipc_dir`), not on TCP ports: jupyter_client picks a TCP port
         by binding it and letting it go, and another process may take it
         before the kernel binds it, so the kernel dies before it starts
@@ -483,27 +402,28 @@ def _manager_class():
 
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
-        def _ip_default(self) -> str:
-            return os.path.join(_ipc_dir(), "k") if self.transport == "ipc" else super()._ip_default()
+        @default("ip")
+        def _preloaded_ip_default(self) -> str:
+            return os.path.join(_ipc_dir(), "k") if self.transport == "ipc" else "127.0.0.1"
+
+        @default("kernel_spec_manager")
+        def _preloaded_spec_manager_default(self):
+            return PreloadedSpecManager(data_dir=self.data_dir)
 
         @default("client_factory")
         def _client_factory_default(self):
             return PromptKernelClient
 
-        async def _async_pre_start_kernel(self, **kw):
-            if self.provisioner is None:
-                self.kernel_id = self.kernel_id or kw.pop("kernel_id", None) or str(uuid.uuid4())
-                self.provisioner = PreloadedProvisioner(
-                    kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
-                )
-            return await super()._async_pre_start_kernel(**kw)
-
     return PreloadedKernelManager
+
+
+#: What the kernel spec runs instead of ``ipykernel_launcher`` when there is a preloader.
+LAUNCHER = "isafe_helpers.run.kernel_launcher"
 
 
 def kernel_manager_class():
     """The kernel manager class for nbclient (``kernel_manager_class=``): preloaded kernels when available."""
-    if _PRELOADER is None:
+    if not os.environ.get(PRELOADER_ENV):
         from jupyter_client.manager import AsyncKernelManager
 
         return AsyncKernelManager

@@ -3,8 +3,9 @@
 Each (scope, strand) task runs in a worker process (papermill's working
 directory is process-wide, so threads would collide), with one progress bar
 for the run. Workers, and the kernels they start, die with the run
-(:mod:`isafe_helpers.run.kernels`: ``prctl(PR_SET_PDEATHSIG)``), so a run
-killed with ``kill -9`` leaves nothing running and the next run starts clean.
+(:func:`isafe_helpers.portable.die_with_parent`: ``prctl(PR_SET_PDEATHSIG)`` on
+Linux, a watchdog elsewhere), so a run killed with ``kill -9`` leaves nothing
+running and the next run starts clean.
 
 Validate once: the run validates the data root once (reusing the results
 folder's saved validation when the data root's bytes and the code are
@@ -13,7 +14,7 @@ notebook (:mod:`isafe_helpers.data.validated`); a notebook run by hand
 validates what it reads.
 
 A notebook's fixed cost is kept to its floor: kernels are forked from a
-preloader that has already imported the libraries (identical outputs,
+preloader where the platform can fork (fresh kernels elsewhere) that has already imported the libraries (identical outputs,
 :mod:`isafe_helpers.run.kernels`), are shut down at once rather than
 gracefully (their outputs are complete when the last cell returns), and
 the executed notebook is saved once, not after every cell.
@@ -539,7 +540,7 @@ def run_all(
                     on_work()
                     on_work = None
                 if pool is None:  # started when a notebook is to run: never on a rerun with nothing to do
-                    pool = workers.start_workers(jobs, notebooks)
+                    pool = workers.start_workers(jobs, notebooks, imports=(__name__,))
                 fut = pool.submit(
                     run_notebook, str(data.root), scope, strand, str(out), str(notebooks), inputs[t], str(data.saved)
                 )

@@ -112,8 +112,11 @@ from dataclasses import astuple, dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy.special import expit
+from statsmodels.genmod.cov_struct import Exchangeable
+from statsmodels.genmod.families import Binomial
+from statsmodels.genmod.generalized_estimating_equations import GEE
+from statsmodels.genmod.generalized_linear_model import GLM
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
 from isafe_helpers.stats.inference import interval
@@ -314,10 +317,8 @@ def gee_binary(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            start = sm.GLM(np.column_stack([ev, m - ev]), Xa, family=sm.families.Binomial()).fit()
-            model = sm.GEE(
-                y, Xa[idx], groups=groups, family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable()
-            )
+            start = GLM(np.column_stack([ev, m - ev]), Xa, family=Binomial()).fit()
+            model = GEE(y, Xa[idx], groups=groups, family=Binomial(), cov_struct=Exchangeable())
             try:
                 fit = model.fit(
                     maxiter=maxiter,
