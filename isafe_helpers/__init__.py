@@ -2,6 +2,7 @@
 
 Layers, each importing only from those above it in this list:
 
+- :mod:`~isafe_helpers.portable`: what the platform offers (fork, Unix sockets, file locks), with portable fallbacks;
 - :mod:`~isafe_helpers.config`, :mod:`~isafe_helpers.resources`: settings and where the handbook's files are;
 - :mod:`~isafe_helpers.outputs`: the folders the handbook makes and alone deletes, and spreadsheet-safe cells;
 - :mod:`~isafe_helpers.data`: the data contract, reading and validating a data root, analysis frames, the

@@ -1,6 +1,7 @@
 """The package's layers: each module imports only from the layers below it, and strands not from each other.
 
-Layer order (isafe_helpers/__init__.py): config, resources and outputs; stats (arrays
+Layer order (isafe_helpers/__init__.py): portable (what the platform offers);
+config, resources and outputs; stats (arrays
 in, results out: no trial data); data; results; the strands impact, process
 and cost; publish; run.
 """
@@ -14,10 +15,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "isafe_helpers"
 RANK = {
+    "portable": -1,
     "config": 0,
     "resources": 0,
     "outputs": 0,
-    "portable": 0,
     "stats": 1,
     "data": 2,
     "results": 3,
