@@ -173,7 +173,8 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
     for k in numeric:
         out[k] = [CONFIDENTIAL if m == disclosure.SUPPRESSED else v for m, v in zip(marked[k].tolist(), out[k])]
     for c in table.columns:
-        if c.kind == "ci":
+        # an interval, or a text that reads a statistic (a finding): withheld with the statistic it reads
+        if c.kind == "ci" or (c.kind == "text" and (c.base or c.reveals)):
             out[c.key] = [CONFIDENTIAL if hid[i, pos[c.key]] else v for i, v in enumerate(out[c.key])]
     return pd.DataFrame(out, index=src.index)
 

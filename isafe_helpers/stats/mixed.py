@@ -483,6 +483,9 @@ def fit_random_intercept(y, X, groups, names=None) -> MixedFit:
         raise ValueError("no variance in the outcome (every analysed score is the same)")
     prob = _Problem(y, X, codes, G)
     _check_rank(prob, X, names)
+    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    if not np.any(np.abs(resid) > 1e-10 * max(1.0, float(np.abs(y).max()))):
+        raise ValueError("no residual variance: the model reproduces every score exactly")
     prob.centre_outcome()
     theta, converged, message = _optimise(prob)
     d = prob.details(theta)
