@@ -174,8 +174,11 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
         out[k] = [CONFIDENTIAL if m == disclosure.SUPPRESSED else v for m, v in zip(marked[k].tolist(), out[k])]
     for c in table.columns:
         # an interval, or a text that reads a statistic (a finding): withheld with the statistic it reads
+        # ([x] stays [x]: where there is no number, nothing is withheld and the reader is told why)
         if c.kind == "ci" or (c.kind == "text" and (c.base or c.reveals)):
-            out[c.key] = [CONFIDENTIAL if hid[i, pos[c.key]] else v for i, v in enumerate(out[c.key])]
+            out[c.key] = [
+                CONFIDENTIAL if hid[i, pos[c.key]] and v != NOT_AVAILABLE else v for i, v in enumerate(out[c.key])
+            ]
     return pd.DataFrame(out, index=src.index)
 
 
