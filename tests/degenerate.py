@@ -131,14 +131,25 @@ def make_root(base: Path, spec: Spec) -> Path:
             fb = [[p, c, rng.integers(1, 6), rng.integers(1, 6), "true"] for p, c, a in att if a == "true"]
             _write(d / "feedback.csv", ["person_id", "component", "satisfaction", "usefulness", "would_recommend"], fb)
         if spec.fidelity:
-            fid = [[f"S{j}", COMPONENTS[j % 2], 10, int(rng.integers(0, 11)), int(rng.integers(1, 6))] for j in range(3)]
+            fid = [
+                [f"S{j}", COMPONENTS[j % 2], 10, int(rng.integers(0, 11)), int(rng.integers(1, 6))] for j in range(3)
+            ]
             _write(
                 d / "fidelity.csv",
                 ["session_id", "component", "planned_elements", "delivered_elements", "quality"],
                 fid,
             )
         costs = [
-            [f"item{j}", CATEGORIES[j % len(CATEGORIES)], phase, "developer", int(rng.integers(0, 20)), "hours", 40, 2023]
+            [
+                f"item{j}",
+                CATEGORIES[j % len(CATEGORIES)],
+                phase,
+                "developer",
+                int(rng.integers(0, 20)),
+                "hours",
+                40,
+                2023,
+            ]
             for j, phase in enumerate(("setup", "delivery", "delivery"))
             if phase != spec.no_cost_phase
         ]
@@ -241,3 +252,98 @@ def check(results: list) -> int:
                     if any(v == NOT_AVAILABLE for v in row.to_numpy()):
                         assert str(row["note"]).strip() or t.notes, f"{t.caption}: [x] with no reason: {dict(row)}"
     return n
+
+
+# ---------------------------------------------------------------------------
+# In memory: the same features applied to a loaded root's tables (cheap enough for hundreds of examples)
+def vary(data, spec: Spec):
+    """A copy of validated ``data`` with new answers and case files, and ``spec``'s features applied.
+
+    Only values change (within the contract's rules) and rows or whole optional tables are left
+    out, as :func:`make_root` does on disk; the shape (LAs, teams, arms, staff) is ``data``'s.
+    Scores are computed again by the loader's own scoring.
+    """
+    from isafe_helpers.data.loading import TrialData
+    from isafe_helpers.data.scoring import score_scales
+
+    rng = np.random.default_rng(spec.seed)
+    t = {k: v.copy() for k, v in data.tables.items()}
+    arm = t["participants"]["team_id"].map(t["teams"].set_index("team_id")["arm"])
+    arm_of = dict(zip(t["participants"]["participant_id"], arm))
+    s = t["survey"].drop(columns=list(data.instrument.scale_names))
+    if spec.no_followup_arm:
+        s = s[~((s["wave"] == "followup") & (s["participant_id"].map(arm_of) == spec.no_followup_arm))]
+    n = len(s)
+    if spec.extremes:
+        vals = rng.choice([1.0, 5.0], size=(n, len(ITEMS)))
+    else:
+        vals = np.clip(rng.integers(1, 6, size=(n, 1)) + rng.integers(-1, 2, size=(n, len(ITEMS))), 1, 5).astype(float)
+    if spec.duplicated:
+        vals[:] = vals[0]
+    vals[rng.random(size=vals.shape) < 0.05] = np.nan
+    for j, item in enumerate(ITEMS):
+        s[item] = pd.array(vals[:, j], dtype=s[item].dtype) if str(s[item].dtype) != "object" else vals[:, j]
+    la_codes = sorted(data.las)
+    for item in spec.constant_items:
+        s[item] = s[item] * 0 + 3
+    for scale, la_k, w in spec.constant_scales:
+        m = pd.Series(True, index=s.index)
+        if la_k is not None:
+            m &= s["la"] == la_codes[la_k % len(la_codes)]
+        if w is not None:
+            m &= s["wave"] == w
+        for item in SCALE_ITEMS[scale]:
+            s.loc[m, item] = 3
+    t["survey"] = score_scales(s.reset_index(drop=True), data.instrument)
+    c = t["casefile_audit"]
+    audited = rng.integers(0 if spec.extremes else 1, 9, size=len(c))
+    if spec.separation:
+        treated = (c["participant_id"].map(arm_of) == "treatment").to_numpy()
+        rec = np.where(c["wave"].to_numpy() == "followup", np.where(treated, audited, 0), audited // 2)
+    elif spec.extremes:
+        rec = np.where(rng.random(len(c)) < 0.5, audited, 0)
+    else:
+        rec = (rng.random(len(c)) * (audited + 1)).astype(int)
+    c["cases_audited"] = pd.array(audited, dtype=c["cases_audited"].dtype)
+    c["father_contact_recorded"] = pd.array(rec, dtype=c["father_contact_recorded"].dtype)
+    for k in spec.no_casefiles:
+        c = c[c["la"] != la_codes[k % len(la_codes)]]
+    t["casefile_audit"] = c.reset_index(drop=True)
+    if not spec.feedback:
+        t["feedback"] = t["feedback"].iloc[0:0]
+    if not spec.fidelity:
+        t["fidelity"] = t["fidelity"].iloc[0:0]
+    if spec.no_cost_phase:
+        t["costs"] = t["costs"][t["costs"]["phase"] != spec.no_cost_phase].reset_index(drop=True)
+    return TrialData(
+        data.root, list(data.las), data.instrument, t, data.deflators, data.synthetic, data.fingerprint,
+        list(data.warnings), list(data.notes), dict(data.la_names), data.protocol,
+    )  # fmt: skip
+
+
+def analyse_light(data, scale: str) -> list:
+    """The analyses of one scale, for the pooled trial and its first LA: each model once, cheaply."""
+    from isafe_helpers import cost, impact, process
+    from isafe_helpers.impact import sensitivity
+
+    out: list = []
+    year = cost.report_price_year(data)
+    for scope in ["trial", data.las[0]]:
+        d = data.for_scope(scope)
+        p = impact.primary(d, scale)
+        out += [
+            p,
+            impact.casefile(d),
+            impact.cace(d, p),
+            sensitivity.cluster_robust(d, scale),
+            sensitivity.multiple_imputation(d, scale, n_imputations=2, n_cycles=2),
+            sensitivity.randomisation_inference(d, scale, n_perm=20),
+            impact.attrition(d),
+            impact.baseline_equivalence(d),
+            process.reach(d),
+            process.satisfaction(d),
+            process.fidelity(d),
+            cost.unit_cost(d, price_year=year),
+        ]
+    out.append(impact.power_analysis(data))
+    return out

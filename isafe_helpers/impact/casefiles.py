@@ -106,7 +106,9 @@ def casefile_not_estimable(d: pd.DataFrame) -> str:
         return why
     rec, aud = d.groupby("arm")["recorded"].sum(), d.groupby("arm")["audited"].sum()
     if rec.sum() == 0 or rec.sum() == aud.sum():
-        return "not estimable: no variance in the outcome (no follow-up file, or every one, records the contact details)"
+        return (
+            "not estimable: no variance in the outcome (no follow-up file, or every one, records the contact details)"
+        )
     if ((rec == 0) | (rec == aud)).any():
         return (
             "not estimable: the outcome separates the arms (in one arm no follow-up file, or every one, records "

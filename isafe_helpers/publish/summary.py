@@ -192,11 +192,7 @@ def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
         "Holm-adjusted p-value across the secondary outcomes."
         if pooled
         else "An LA's estimates describe that LA: they rest on few teams and carry no verdict.",
-        *(
-            [f"{X}: not available. " + " ".join(f"{o}: {r}." for o, r in why.items())]
-            if why
-            else []
-        ),
+        *([f"{X}: not available. " + " ".join(f"{o}: {r}." for o, r in why.items())] if why else []),
     ]
     keys = {f"n_{a}": [K.analysed(las, o, a) for o in outcomes(look)] for a in ARMS}
     return Table(t, cols, caption="Headline results: effect of ISAFE on each outcome", notes=notes, keys=keys)
@@ -420,8 +416,7 @@ def sentences(
     else:
         why = _why(look, primary)
         glue["s_primary_sentence"] = md(
-            f"The primary outcome, {label(primary).lower()}, has no published estimate"
-            + (f" ({why})." if why else ".")
+            f"The primary outcome, {label(primary).lower()}, has no published estimate" + (f" ({why})." if why else ".")
         )
     sec = view.drop(primary_rows(view).index)
     parts = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import math
 from contextlib import contextmanager
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 import numpy as np
 import pandas as pd
@@ -65,7 +65,12 @@ def number(x, kind: str = "number", digits: int = 2) -> str:
 
 def _half_up(v: float, digits: int) -> Decimal:
     """``v`` rounded half away from zero at ``digits`` decimals, as written (``2.675`` -> ``2.68``)."""
-    return Decimal(repr(v)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    # precision for every digit a float can have before the point (a fit on 1 df can give 4e184)
+    return Decimal(repr(v)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP, context=_WIDE)
+
+
+#: Enough precision to quantize any finite float (up to 309 digits before the point) at a few decimals.
+_WIDE = Context(prec=400)
 
 
 #: LA names to show beside LA codes in tables (``{"LA01": "Ashvale"}``), set for the page or book being rendered.
