@@ -322,12 +322,12 @@ def vary(data, spec: Spec):
 
 
 def analyse_light(data, scale: str) -> list:
-    """The analyses of one scale, for the pooled trial and its first LA: each model once, cheaply."""
-    from isafe_helpers import cost, impact, process
+    """Every model of one scale, for the pooled trial and its first LA (the descriptive process and cost
+    tables, costly in pandas and not models, are left to :func:`analyse`)."""
+    from isafe_helpers import impact
     from isafe_helpers.impact import sensitivity
 
     out: list = []
-    year = cost.report_price_year(data)
     for scope in ["trial", data.las[0]]:
         d = data.for_scope(scope)
         p = impact.primary(d, scale)
@@ -338,12 +338,6 @@ def analyse_light(data, scale: str) -> list:
             sensitivity.cluster_robust(d, scale),
             sensitivity.multiple_imputation(d, scale, n_imputations=2, n_cycles=2),
             sensitivity.randomisation_inference(d, scale, n_perm=20),
-            impact.attrition(d),
-            impact.baseline_equivalence(d),
-            process.reach(d),
-            process.satisfaction(d),
-            process.fidelity(d),
-            cost.unit_cost(d, price_year=year),
         ]
     out.append(impact.power_analysis(data))
     return out
