@@ -30,6 +30,7 @@ import warnings
 from functools import cache
 from pathlib import Path
 
+import pytest
 from degenerate import ITEMS, SCALE_ITEMS, Spec, analyse, analyse_light, check, make_root, vary
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -88,19 +89,23 @@ def specs(draw, shape=None) -> tuple[Spec, str]:
     return spec, draw(st.sampled_from(SCALES))
 
 
-@cache
-def _base(shape):
-    """The loaded root of a shape (once per session: loading validates every file)."""
-    tmp = Path(tempfile.mkdtemp(prefix="isafe-degenerate-"))
-    return load_root(make_root(tmp, Spec(arms=list(shape[0]), staff=shape[1])))
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    """The loaded root of each shape, made once per module (loading validates every file)."""
+
+    @cache
+    def base(shape):
+        return load_root(make_root(tmp_path_factory.mktemp("shape"), Spec(arms=list(shape[0]), staff=shape[1])))
+
+    return base
 
 
 @settings(settings.get_profile(f"isafe-{PROFILE}"))
 @given(st.data())
-def test_degenerate_tables_give_reasons_not_errors(data):
+def test_degenerate_tables_give_reasons_not_errors(bases, data):
     shape = data.draw(st.sampled_from(SHAPES))
     spec, scale = data.draw(specs(shape))
-    varied = vary(_base(shape), spec)
+    varied = vary(bases(shape), spec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = analyse_light(varied, scale)
@@ -111,7 +116,7 @@ def test_degenerate_tables_give_reasons_not_errors(data):
 @given(specs())
 def test_degenerate_roots_load_and_every_analysis_says_why(drawn):
     spec, _scale = drawn
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # one folder per example, removed after it
         data = load_root(make_root(Path(tmp), spec))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
