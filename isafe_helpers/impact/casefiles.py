@@ -16,7 +16,7 @@ from isafe_helpers.data.contract import CASEFILE_OUTCOME
 from isafe_helpers.data.frames import casefile_frame
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.data.protocol import protocol_of
-from isafe_helpers.impact.design import NOT_ESTIMABLE, estimable
+from isafe_helpers.impact.design import why_not_estimable
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.protocol import Result
@@ -92,6 +92,34 @@ class CasefileResult(Result):
         )
 
 
+def casefile_not_estimable(d: pd.DataFrame) -> str:
+    """Why the case-file comparison cannot be estimated, in plain words (``""`` when it can).
+
+    One arm only or too few teams (:func:`~isafe_helpers.impact.design.why_not_estimable`);
+    no variance in the outcome (no follow-up file, or every one, records the
+    father's contact details); the outcome separates the arms (in an arm no
+    file, or every file, records them: the odds ratio is infinite); no
+    variance in the baseline share.
+    """
+    why = why_not_estimable(d, outcome="", baseline=None)
+    if why:
+        return why
+    rec, aud = d.groupby("arm")["recorded"].sum(), d.groupby("arm")["audited"].sum()
+    if rec.sum() == 0 or rec.sum() == aud.sum():
+        return (
+            "not estimable: no variance in the outcome (no follow-up file, or every one, records the contact details)"
+        )
+    if ((rec == 0) | (rec == aud)).any():
+        return (
+            "not estimable: the outcome separates the arms (in one arm no follow-up file, or every one, records "
+            "the contact details), so the odds ratio is infinite"
+        )
+    base = pd.to_numeric(d["base"], errors="coerce").dropna()
+    if len(base) and base.max() == base.min():
+        return "not estimable: no variance in the baseline share recorded, so the model cannot adjust for it"
+    return ""
+
+
 def casefile(data: TrialData) -> CasefileResult:
     """Fathers' contact details recorded out of files audited at follow-up.
 
@@ -113,8 +141,9 @@ def casefile(data: TrialData) -> CasefileResult:
             0, 0, note="not estimable: audits at both waves are needed", role=role, las=list(data.las)
         )
     res = CasefileResult(len(d), d["team_id"].nunique(), role=role, las=list(data.las))
-    if not estimable(d):
-        res.note = NOT_ESTIMABLE
+    why = casefile_not_estimable(d)
+    if why:
+        res.note = why
         return res
     X = pd.DataFrame({"const": 1.0, "treated": (d["arm"] == "treatment").astype(float), "base": d["base"]})
     if d["la"].nunique() > 1:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from isafe_helpers.data.frames import analysis_frame, complied, practice_dose
 from isafe_helpers.data.loading import TrialData
-from isafe_helpers.impact.design import NOT_ESTIMABLE, design, estimable
+from isafe_helpers.impact.design import design, why_not_estimable
 from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis, PrimaryResult
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import COMPLIANCE, label
@@ -122,8 +122,9 @@ def cace(data: TrialData, primary: PrimaryResult, compliance: Compliance = "both
     pct = df.groupby("arm")["complied"].mean() * 100
     res.compliance_treatment_pct = float(pct.get("treatment", np.nan))
     res.compliance_control_pct = float(pct.get("control", np.nan))
-    if not estimable(df):
-        res.note = NOT_ESTIMABLE
+    why = why_not_estimable(df)
+    if why:
+        res.note = why
         return res
     if abs(res.compliance_treatment_pct - res.compliance_control_pct) < 1e-9:
         res.note = "not estimable: compliance does not differ between the arms (no first stage)"

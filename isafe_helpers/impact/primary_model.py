@@ -37,7 +37,7 @@ from isafe_helpers.data.frames import analysis_frame
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.data.protocol import Protocol, default_protocol, protocol_of
 from isafe_helpers.impact.casefiles import CasefileResult, casefile
-from isafe_helpers.impact.design import ARM_TERM, NOT_ESTIMABLE, estimable
+from isafe_helpers.impact.design import ARM_TERM, why_not_estimable
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.escape import md
 from isafe_helpers.results.estimates import est_row
@@ -229,8 +229,9 @@ def fit_primary(df: pd.DataFrame, outcome: str, effect_sizes: bool = True) -> Pr
     res = PrimaryResult(outcome, len(df), df["team_id"].nunique())
     res.n_arm = {a: int((df["arm"] == a).sum()) for a in ("treatment", "control")}
     res.teams_arm = {a: int(df.loc[df["arm"] == a, "team_id"].nunique()) for a in ("treatment", "control")}
-    if not estimable(df):
-        res.note = NOT_ESTIMABLE
+    why = why_not_estimable(df)
+    if why:
+        res.note = why
         return res
     covs = [ARM_TERM, "baseline"] + (["la"] if df["la"].nunique() > 1 else [])
     df = df.rename(columns={"treated": ARM_TERM})

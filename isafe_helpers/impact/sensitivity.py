@@ -25,7 +25,7 @@ import pandas as pd
 
 from isafe_helpers.data.frames import analysis_frame, mi_frame
 from isafe_helpers.data.loading import TrialData
-from isafe_helpers.impact.design import NOT_ESTIMABLE, design, estimable
+from isafe_helpers.impact.design import NOT_ESTIMABLE, design, why_not_estimable
 from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import ANALYSES as LABELS_OF
@@ -113,8 +113,9 @@ def multiple_imputation(
     res = MIResult(outcome, len(df), df["team_id"].nunique(), n_imputations=n_imputations)
     miss_f, miss_b = df["followup"].isna().to_numpy(), df["baseline"].isna().to_numpy()
     res.n_missing_followup, res.n_missing_baseline = int(miss_f.sum()), int(miss_b.sum())
-    if not estimable(df) or (~miss_f).sum() < MIN_OBSERVED:
-        res.note = NOT_ESTIMABLE
+    why = why_not_estimable(df)
+    if why or (~miss_f).sum() < MIN_OBSERVED:
+        res.note = why or NOT_ESTIMABLE
         return res
     F, _ = design(df, covariates=())  # intercept, arm, LA dummies
     rng = np.random.default_rng(np.random.SeedSequence([seed, sum(map(ord, outcome))]))
@@ -175,8 +176,9 @@ def randomisation_inference(data: TrialData, outcome: str, n_perm: int = N_PERMU
     df = analysis_frame(data, outcome)
     codes, uniq = pd.factorize(df["team_id"])
     res = RIResult(outcome, len(df), len(uniq))
-    if not estimable(df):
-        res.note = NOT_ESTIMABLE
+    why = why_not_estimable(df)
+    if why:
+        res.note = why
         return res
     X, _names = design(df)
     y = df["followup"].to_numpy(float)
@@ -228,8 +230,9 @@ def cluster_robust(data: TrialData, outcome: str) -> CR2Result:
     """OLS of follow-up on arm, baseline and LA with CR2 team-clustered inference (:func:`cr2`)."""
     df = analysis_frame(data, outcome)
     res = CR2Result(outcome, len(df), df["team_id"].nunique())
-    if not estimable(df):
-        res.note = NOT_ESTIMABLE
+    why = why_not_estimable(df)
+    if why:
+        res.note = why
         return res
     X, _ = design(df)
     try:

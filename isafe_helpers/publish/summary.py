@@ -28,6 +28,7 @@ import pandas as pd
 
 from isafe_helpers.data.contract import CASEFILE_OUTCOME, SCALES
 from isafe_helpers.publish.escape import md
+from isafe_helpers.publish.tables import NOT_AVAILABLE as X
 from isafe_helpers.publish.tables import estimate_ci, number
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import Lookup
@@ -88,15 +89,49 @@ def finding(lo: float, hi: float, p: float, holm: float | None, null: float, pri
     return "no clear difference after adjustment for several outcomes"
 
 
+#: Notes that say a row's numbers are not to be shown (not estimable, or kept in the rows but withheld).
+UNAVAILABLE = ("not estimable", "did not converge", "not available")
+
+
+def unavailable(row: pd.Series | None) -> str:
+    """Why a model row's numbers are not shown, in its note's words (``""`` when they are).
+
+    A missing row (the notebook failed or wrote none), a note saying the
+    model was not estimable or did not converge (a fit that did not converge
+    keeps its numbers in the rows; the pages never show them, nor does the
+    summary), or a missing estimate.
+    """
+    if row is None:
+        return "not available: no estimate in this build"
+    note = str(row.get("note", "") or "")
+    if note.startswith(UNAVAILABLE):
+        return note.split("; ")[0]
+    try:
+        ok = math.isfinite(float(row["estimate"]))
+    except (TypeError, ValueError):
+        ok = False
+    return "" if ok else (note.split("; ")[0] if note else "not available: no estimate")
+
+
 def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
-    """The headline table of a scope (module docstring)."""
+    """The headline table of a scope (module docstring).
+
+    An outcome whose model is not estimable, did not converge or is missing
+    shows ``[x]`` (no effect, no p, no finding) and the note under the
+    table says why: never a verdict, nor a number from a fit that failed.
+    """
     primary, _ = primary_outcome(look)
     recs = []
+    why: dict[str, str] = {}
     for o in outcomes(look):
         case = o == CASEFILE_OUTCOME
         eff = look.get("impact", "primary", o, "odds_ratio" if case else "hedges_g_total")
         model = look.get("impact", "primary", o, "odds_ratio" if case else "treatment_effect")
-        holm = look.value("impact", "secondary", o, "p_holm")
+        reason = unavailable(model) or unavailable(eff)
+        if reason:
+            why[label(o)] = reason
+            eff = model = None
+        holm = look.value("impact", "secondary", o, "p_holm") if not reason else np.nan
         rec: dict[str, Any] = {
             "outcome": label(o) + (PRIMARY_MARK if o == primary else ""),
             "role": "Primary" if o == primary else "Secondary",
@@ -109,16 +144,20 @@ def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
             "hi": np.nan if eff is None else float(eff["ci_high"]),
             "p": np.nan if model is None else float(model["p_value"]),
             "p_holm": holm if o != primary else np.nan,
-            "note": "" if eff is None or math.isfinite(float(eff["estimate"])) else str(eff["note"]),
+            "note": reason,
         }
-        if pooled and model is not None:
-            rec["finding"] = finding(
-                float(model["ci_low"]),
-                float(model["ci_high"]),
-                rec["p"],
-                rec["p_holm"],
-                1.0 if case else 0.0,
-                o == primary,
+        if pooled:
+            rec["finding"] = (
+                X
+                if model is None
+                else finding(
+                    float(model["ci_low"]),
+                    float(model["ci_high"]),
+                    rec["p"],
+                    rec["p_holm"],
+                    1.0 if case else 0.0,
+                    o == primary,
+                )
             )
         recs.append(rec)
     t = pd.DataFrame(recs)
@@ -133,7 +172,7 @@ def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
     ]
     teams = sorted({f"{v:,.0f}" for v in t["teams"] if math.isfinite(v)}) if len(t) else []
     if pooled:
-        cols.append(Col("finding", "Finding", "text"))
+        cols.append(Col("finding", "Finding", "text", base="n_treatment"))  # withheld with the effect it reads
     notes = [
         "Effect sizes: g is Hedges' g (the adjusted difference over the outcome's total SD; above 0 favours ISAFE); "
         "for case files, the odds ratio (above 1 favours ISAFE); each with the primary model's own 95% CI.",
@@ -153,6 +192,7 @@ def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
         "Holm-adjusted p-value across the secondary outcomes."
         if pooled
         else "An LA's estimates describe that LA: they rest on few teams and carry no verdict.",
+        *([f"{X}: not available. " + " ".join(f"{o}: {r}." for o, r in why.items())] if why else []),
     ]
     keys = {f"n_{a}": [K.analysed(las, o, a) for o in outcomes(look)] for a in ARMS}
     return Table(t, cols, caption="Headline results: effect of ISAFE on each outcome", notes=notes, keys=keys)
@@ -253,7 +293,7 @@ def security_table(look: Lookup, run: dict) -> Table:
         ("sensitivity_cr2", "cluster-robust regression"),
     ):
         r = look.get("impact", analysis, primary, "treatment_effect")
-        if r is not None and math.isfinite(float(r["ci_low"])):
+        if r is not None and not unavailable(r) and math.isfinite(float(r["ci_low"])):
             checks.append(f"{what} {'excludes' if r['ci_low'] > 0 or r['ci_high'] < 0 else 'includes'} zero")
     rows.append(("Robustness of the primary effect", "; ".join(checks) or "not available"))
     rows.append(("Threats to validity", THREATS))
@@ -327,6 +367,18 @@ def effect_phrase(r) -> str:
     return f"{r['measure']} {a} (95% CI {b}"
 
 
+def _why(look: Lookup, outcome: str) -> str:
+    """Why an outcome's model gives no number (``[x]`` and its reason), or ``""`` (shown, or withheld as ``[c]``).
+
+    ``outcome`` is an outcome's name or its label as the headline view shows it.
+    """
+    names = {label(o): o for o in outcomes(look)}
+    o = names.get(outcome.removesuffix(PRIMARY_MARK), outcome)
+    model = look.get("impact", "primary", o, "odds_ratio" if o == CASEFILE_OUTCOME else "treatment_effect")
+    reason = unavailable(model)
+    return f"{X}: {reason}" if reason else ""
+
+
 def sentences(
     view: pd.DataFrame, cost: pd.DataFrame | None, delivery: pd.DataFrame | None, look: Lookup, limit: int
 ) -> dict[str, str]:
@@ -362,12 +414,16 @@ def sentences(
             .replace("found no clear difference", "found no clear difference:")
         )
     else:
-        glue["s_primary_sentence"] = md(f"The primary outcome, {label(primary).lower()}, has no published estimate.")
+        why = _why(look, primary)
+        glue["s_primary_sentence"] = md(
+            f"The primary outcome, {label(primary).lower()}, has no published estimate" + (f" ({why})." if why else ".")
+        )
     sec = view.drop(primary_rows(view).index)
     parts = []
     for r in sec.itertuples():
         if not math.isfinite(r.effect):
-            parts.append(f"{r.outcome.lower()}: not published")
+            why = _why(look, r.outcome)
+            parts.append(f"{r.outcome.lower()}: not published" + (f" ({why})" if why else ""))
             continue
         parts.append(
             f"{r.outcome.lower()}: {effect_phrase(r._asdict())}, {_p_text(r.p, r.p_holm)}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import math
 from contextlib import contextmanager
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 import numpy as np
 import pandas as pd
@@ -65,7 +65,12 @@ def number(x, kind: str = "number", digits: int = 2) -> str:
 
 def _half_up(v: float, digits: int) -> Decimal:
     """``v`` rounded half away from zero at ``digits`` decimals, as written (``2.675`` -> ``2.68``)."""
-    return Decimal(repr(v)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    # precision for every digit a float can have before the point (a fit on 1 df can give 4e184)
+    return Decimal(repr(v)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP, context=_WIDE)
+
+
+#: Enough precision to quantize any finite float (up to 309 digits before the point) at a few decimals.
+_WIDE = Context(prec=400)
 
 
 #: LA names to show beside LA codes in tables (``{"LA01": "Ashvale"}``), set for the page or book being rendered.
@@ -173,8 +178,12 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
     for k in numeric:
         out[k] = [CONFIDENTIAL if m == disclosure.SUPPRESSED else v for m, v in zip(marked[k].tolist(), out[k])]
     for c in table.columns:
-        if c.kind == "ci":
-            out[c.key] = [CONFIDENTIAL if hid[i, pos[c.key]] else v for i, v in enumerate(out[c.key])]
+        # an interval, or a text that reads a statistic (a finding): withheld with the statistic it reads
+        # ([x] stays [x]: where there is no number, nothing is withheld and the reader is told why)
+        if c.kind == "ci" or (c.kind == "text" and (c.base or c.reveals)):
+            out[c.key] = [
+                CONFIDENTIAL if hid[i, pos[c.key]] and v != NOT_AVAILABLE else v for i, v in enumerate(out[c.key])
+            ]
     return pd.DataFrame(out, index=src.index)
 
 

@@ -30,6 +30,8 @@ def cr2(y: np.ndarray, X: np.ndarray, cluster, df_for=None) -> dict:
     M = np.linalg.inv(X.T @ X)
     beta = M @ (X.T @ y)
     e = y - X @ beta
+    if not np.any(np.abs(e) > 1e-10 * max(1.0, float(np.abs(y).max()))):
+        raise ValueError("no residual variance: the model reproduces every score exactly")
     order = np.argsort(codes, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(codes, minlength=G))))
     AX = np.empty_like(X)  # rows of A_j X_j, in sorted order

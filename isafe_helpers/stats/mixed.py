@@ -426,6 +426,9 @@ def _check_rank(prob: _Problem, X: np.ndarray, names: list[str]) -> None:
         _, _, piv = linalg.qr(X / np.sqrt((X * X).sum(axis=0)), mode="economic", pivoting=True)
         rank = np.linalg.matrix_rank(X / np.sqrt((X * X).sum(axis=0)), tol=None)
         bad = [names[k] for k in piv[rank:]]
+        flat = [names[k] for k in range(1, X.shape[1]) if np.ptp(X[:, k]) == 0 and names[k] != "Intercept"]
+        if flat:
+            raise ValueError(f"no variance in {', '.join(flat)} (every analysed value is the same)")
         raise ValueError(
             f"fixed-effect design matrix is rank deficient (rank {rank} < {X.shape[1]}); aliased column(s): {bad}"
         )
@@ -476,12 +479,19 @@ def fit_random_intercept(y, X, groups, names=None) -> MixedFit:
             "identifiable (number of groups must be < number of observations)"
         )
 
+    if np.ptp(y) == 0:
+        raise ValueError("no variance in the outcome (every analysed score is the same)")
     prob = _Problem(y, X, codes, G)
     _check_rank(prob, X, names)
+    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    if not np.any(np.abs(resid) > 1e-10 * max(1.0, float(np.abs(y).max()))):
+        raise ValueError("no residual variance: the model reproduces every score exactly")
     prob.centre_outcome()
     theta, converged, message = _optimise(prob)
     d = prob.details(theta)
     sigma2 = d["Q"] / (N - p)
+    if not sigma2 > 1e-12 * float(np.var(y)):
+        raise ValueError("no residual variance: the model reproduces every score exactly")
     s2b = theta * sigma2
     cov = sigma2 * d["Ainv"]
     df = _satterthwaite(prob, d, sigma2)
