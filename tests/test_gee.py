@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 from scipy import stats
 from scipy.special import expit
 
@@ -251,3 +252,28 @@ def test_a_zero_variance_is_flagged_and_gives_no_interval():
     assert not out.converged and out.reason.strip()
     for eff in (out.odds_ratio, out.risk_difference):  # the published effects (bias-reduced)
         assert np.isnan(eff.se) and np.isnan(eff.p_value) and np.isnan(eff.ci_low) and np.isnan(eff.ci_high)
+
+
+def test_independence_fallback_is_the_glm_with_a_hand_computed_mancl_derouen_sandwich():
+    """corr="independence": the binomial GLM's coefficients, alpha 0, and the bias-reduced sandwich
+    B^-1 [sum_i X_i' (I - H_ii)^-1 r_i r_i' (I - H_ii)^-T X_i] B^-1 with B = X'AX, H_ii = A_i X_i B^-1 X_i'."""
+    f = _files()
+    res = _fit(f, corr="independence")
+    assert res.converged and res.corr == "independence" and res.alpha == 0
+    X, y = _X(f).to_numpy(float), f["y"].to_numpy(float)
+    glm = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    assert np.allclose(res.params, glm.params, rtol=1e-7, atol=1e-10)
+    mu = glm.predict(X)
+    a = mu * (1 - mu)
+    Bi = np.linalg.inv(X.T @ (a[:, None] * X))
+    meat = np.zeros_like(Bi)
+    for _, idx in f.groupby("team").indices.items():
+        Xi, ri = X[idx], (y - mu)[idx]
+        H = a[idx][:, None] * (Xi @ Bi @ Xi.T)
+        u = Xi.T @ np.linalg.solve(np.eye(len(idx)) - H, ri)
+        meat += np.outer(u, u)
+    V = Bi @ meat @ Bi
+    assert np.allclose(res.cov, V, rtol=1e-6)
+    assert res.odds_ratio.se == pytest.approx(np.sqrt(V[1, 1]), rel=1e-6)
+    with pytest.raises(ValueError, match="corr must be"):
+        _fit(f, corr="unstructured")

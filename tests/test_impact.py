@@ -76,7 +76,7 @@ def test_contract_rows_for_trial_and_la(trial):
         prim = rows[rows["analysis"] == "primary"]
         for scale in trial.instrument.scale_names:
             assert CONTRACT <= set(prim.loc[prim["outcome"] == scale, "quantity"])
-        assert {"odds_ratio", "risk_difference"} <= set(
+        assert {"odds_ratio", "risk_difference", "cox_index"} <= set(
             prim.loc[prim["outcome"] == "father_contact_recorded", "quantity"]
         )
         att = rows[rows["analysis"] == "attrition"]
@@ -175,16 +175,72 @@ def test_a_gee_that_did_not_converge_says_so_in_the_casefile_note(trial, monkeyp
     assert shown["note"].str.startswith("not available: did not converge").all()
 
 
-def test_the_diverging_la06_case_file_model_is_withheld_and_says_why():
-    """LA06 of the bundled data: the exchangeable GEE diverges (geepack too: coefficients to 1e15)."""
+def test_the_diverging_la06_case_file_model_falls_back_to_a_labelled_independence_gee():
+    """LA06 of the bundled data: the exchangeable GEE diverges (geepack too: coefficients to 1e15), so the
+    independence GEE with the same Mancl-DeRouen correction is reported, labelled as such."""
     from isafe_helpers.resources import BUNDLED_DATA
 
     c = impact.casefile(load_root(BUNDLED_DATA).for_scope("LA06"))
-    assert not c.converged
-    assert c.note.startswith("did not converge: the iterations diverged")
-    assert c.table().data["estimate"].isna().all()
+    assert c.converged and c.working == "independence"
+    assert c.note.startswith("independence working correlation (the exchangeable GEE did not converge: the iter")
+    assert all(r["note"].startswith("independence working correlation") for r in c.rows())
+    t = c.table()
+    assert t.data["estimate"].notna().all()
+    assert any("independence working correlation" in n for n in t.notes)
     pa = primary_mod.PrimaryAnalysis([], c)
-    assert np.isnan(pa.family.set_index("outcome").loc["father_contact_recorded", "p_value"])
+    assert np.isfinite(pa.family.set_index("outcome").loc["father_contact_recorded", "p_value"])
+
+
+def _exchangeable_fails(monkeypatch, independence_fails=False):
+    real = gee.gee_binary
+
+    def fit(*a, corr="exchangeable", **k):
+        out = real(*a, corr=corr, **k)
+        if corr == "exchangeable" or independence_fails:
+            return dataclasses.replace(out, converged=False, reason=f"test: {corr} stopped")
+        return out
+
+    monkeypatch.setattr(casefiles, "gee_binary", fit)
+    return real
+
+
+def test_a_failed_exchangeable_gee_gives_the_labelled_independence_fit(trial, monkeypatch):
+    real = _exchangeable_fails(monkeypatch)
+    c = impact.casefile(trial)
+    assert c.converged and c.working == "independence" and c.alpha == 0
+    assert c.note.startswith("independence working correlation (the exchangeable GEE did not converge: test: exch")
+    # the numbers are the independence GEE's, with the Mancl-DeRouen SE on the same df
+    d = casefiles.casefile_frame(trial)
+    X = pd.DataFrame({"const": 1.0, "treated": (d["arm"] == "treatment").astype(float), "base": d["base"]})
+    X = X.join(pd.get_dummies(d["la"].astype(str), prefix="la", drop_first=True, dtype=float))
+    ref = real(d["recorded"], d["audited"], X, d["team_id"], "treated", corr="independence")
+    assert np.allclose(c.odds_ratio, ref.odds_ratio.as_tuple())
+    assert np.allclose(c.risk_difference, ref.risk_difference.as_tuple())
+    t = c.table()
+    assert t.data["estimate"].notna().all() and "independence correlation within team" in t.notes[0]
+    assert any("exchangeable working correlation did not converge" in n for n in t.notes)
+
+
+def test_when_both_working_correlations_fail_the_exchangeable_failure_is_reported(trial, monkeypatch):
+    _exchangeable_fails(monkeypatch, independence_fails=True)
+    c = impact.casefile(trial)
+    assert not c.converged and c.working == "exchangeable"
+    assert c.note.startswith("did not converge: test: exchangeable stopped")
+    assert c.table().data["estimate"].isna().all()
+
+
+def test_cox_index_is_the_log_odds_ratio_over_1_65_beside_the_odds_ratio(trial):
+    c = impact.casefile(trial)
+    rows = pd.DataFrame(c.rows()).set_index("quantity")
+    o, x = rows.loc["odds_ratio"], rows.loc["cox_index"]
+    assert x["estimate"] == pytest.approx(np.log(o["estimate"]) / 1.65, rel=1e-12)
+    assert x["ci_low"] == pytest.approx(np.log(o["ci_low"]) / 1.65, rel=1e-12)
+    assert x["ci_high"] == pytest.approx(np.log(o["ci_high"]) / 1.65, rel=1e-12)
+    assert x["se"] == pytest.approx(o["se"] / 1.65, rel=1e-12) and x["p_value"] == o["p_value"]
+    # by hand from the arm coefficient: ln(OR) is the coefficient itself
+    assert x["estimate"] * 1.65 == pytest.approx(np.log(c.odds_ratio[0]))
+    t = c.table().data.set_index("measure")
+    assert t.loc["Cox index (standardised effect size)", "estimate"] == pytest.approx(x["estimate"])
 
 
 def test_a_randomisation_test_whose_null_model_did_not_converge_is_not_shown(trial, monkeypatch):
@@ -201,3 +257,10 @@ def test_a_randomisation_test_whose_null_model_did_not_converge_is_not_shown(tri
     assert np.isfinite(ri.estimate) and ri.rows()[0]["note"].startswith("did not converge: null model")
     shown = impact_robust.Robustness([], [ri], []).table().data
     assert shown["estimate"].isna().all() and shown["note"].str.startswith("not available").all()
+
+
+def test_cox_index_by_hand_from_a_given_odds_ratio():
+    # OR 2 (1.2 to 3.5), SE(log OR) 0.3: Cox index ln 2 / 1.65 = 0.42009..., CI 0.11049 to 0.75925
+    c = casefiles.CasefileResult(40, 4, odds_ratio=(2.0, 0.3, 1.2, 3.5, 0.01))
+    est, se, lo, hi, p = c.cox_index
+    assert (round(est, 5), round(se, 5), round(lo, 5), round(hi, 5), p) == (0.42009, 0.18182, 0.1105, 0.75925, 0.01)

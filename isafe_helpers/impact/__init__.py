@@ -8,6 +8,7 @@ from isafe_helpers.impact.baseline import (
     awaits_followup,
     baseline_balance,
     baseline_power,
+    descriptives,
 )
 from isafe_helpers.impact.casefiles import casefile
 from isafe_helpers.impact.change import change_summary
@@ -28,6 +29,7 @@ __all__ = [
     "baseline_equivalence",
     "cace",
     "cace_all",
+    "descriptives",
     "casefile",
     "change_summary",
     "convergence_message",

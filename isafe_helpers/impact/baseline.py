@@ -20,6 +20,12 @@ Choices, written down:
   analysed sample, in the full report.
 - The ICC at baseline is the unconditional REML model's (intercept and team
   random intercept) on the baseline scores.
+- Descriptives by arm and wave (:func:`descriptives`, full report): each
+  scale's mean, SD (n - 1) and staff of each arm at each wave, over every
+  randomised member of staff with that wave's score (not only the analysed
+  sample, whose figures are the primary model's). Before follow-up the
+  baseline wave's rows come with the balance table (:func:`baseline_balance`);
+  both use :func:`_arm_stats`.
 - The MDES at randomisation uses the teams and staff randomised (``J`` teams,
   the harmonic mean of staff per team, the share of teams treated), the ICC
   at baseline, and no variance explained by covariates (``R2 = 0``: the
@@ -74,6 +80,90 @@ def _baseline_scores(data: TrialData) -> pd.DataFrame:
         how="left",
     )
     return df
+
+
+#: The two survey waves, in display order.
+WAVES = ("baseline", "followup")
+#: The two arms, in display order.
+ARMS = ("treatment", "control")
+
+
+def _arm_stats(x: np.ndarray, arm: np.ndarray, continuous: bool = True) -> dict:
+    """``n_<arm>``, ``mean_<arm>`` and ``sd_<arm>`` (n - 1) of the finite values of ``x`` in each arm.
+
+    The mean and SD are NaN for a binary variable (``continuous`` False: a
+    share times staff would give back a small count) and the SD for fewer than
+    two values.
+    """
+    ok = np.isfinite(x)
+    rec: dict = {}
+    for a in ARMS:
+        v = x[(arm == a) & ok]
+        rec[f"n_{a}"] = len(v)
+        rec[f"mean_{a}"] = float(v.mean()) if len(v) and continuous else np.nan
+        rec[f"sd_{a}"] = float(v.std(ddof=1)) if continuous and len(v) > 1 else np.nan
+    return rec
+
+
+def _wave_scores(data: TrialData, wave: str) -> pd.DataFrame:
+    """Randomised participants with their arm and their scale scores at ``wave`` (NaN where not scored)."""
+    parts = with_arm(data, ["participant_id", "team_id"])
+    sv = data.survey.loc[data.survey["wave"] == wave, ["participant_id", *data.instrument.scale_names]]
+    return parts.merge(sv.drop_duplicates("participant_id"), on="participant_id", how="left")
+
+
+@dataclass
+class Descriptives(Result):
+    """Unadjusted mean, SD and staff of each scale by arm and wave; ``frame`` one row per scale and wave."""
+
+    frame: pd.DataFrame
+
+    def rows(self) -> list[dict]:
+        out = []
+        for r in self.frame.itertuples():
+            for arm in ARMS:
+                n = getattr(r, f"n_{arm}")
+                for q in ("mean", "sd"):
+                    out.append(est_row("descriptives", r.outcome, f"{q}_{r.wave}_{arm}", getattr(r, f"{q}_{arm}"), n=n))
+                out.append(est_row("descriptives", r.outcome, f"n_{r.wave}_{arm}", n, n=n))
+        return out
+
+    def table(self) -> Table:
+        """Per scale and wave: staff, mean and SD of each arm (means and SDs withheld with small counts)."""
+        t = self.frame.assign(
+            outcome=[label(o) for o in self.frame["outcome"]],
+            wave=[label(w) for w in self.frame["wave"]],
+        )
+        cols = [Col("outcome", "Outcome", "text"), Col("wave", "Wave", "text")]
+        for arm in ARMS:
+            cols += [
+                Col(f"n_{arm}", f"{label(arm)}: staff", "people"),
+                # a mean or SD of a scale gives back no count: it goes only with its own arm's staff
+                Col(f"mean_{arm}", f"{label(arm)}: mean", "mean", 2, base=f"n_{arm}", reveals=f"n_{arm}"),
+                Col(f"sd_{arm}", f"{label(arm)}: SD", "mean", 2, base=f"n_{arm}", reveals=f"n_{arm}"),
+            ]
+        return Table(
+            t,
+            cols,
+            caption="Scale scores by arm and wave (unadjusted)",
+            notes=[
+                "Unadjusted means and standard deviations (n - 1) of each scale (1 to 5), over every randomised "
+                "member of staff with a score at that wave, so the samples differ between waves and from the "
+                "analysed sample (scored at both waves) of the primary analysis.",
+            ],
+        )
+
+
+def descriptives(data: TrialData) -> Descriptives:
+    """Mean, SD and staff of each survey scale by arm at baseline and follow-up (module docstring)."""
+    recs = []
+    for scale in data.instrument.scale_names:
+        for wave in WAVES:
+            df = _wave_scores(data, wave)
+            arm = df["arm"].astype(object).to_numpy()
+            recs.append(dict(outcome=scale, wave=wave, **_arm_stats(df[scale].astype(float).to_numpy(), arm)))
+    cols = ["outcome", "wave", *(f"{q}_{a}" for a in ARMS for q in ("n", "mean", "sd"))]
+    return Descriptives(pd.DataFrame(recs, columns=cols))
 
 
 @dataclass
@@ -139,19 +229,15 @@ class BaselineBalance(Result):
 def baseline_balance(data: TrialData) -> BaselineBalance:
     """Baseline characteristics and standardised differences of the randomised arms (module docstring)."""
     df = _baseline_scores(data)
-    t = (df["arm"] == "treatment").to_numpy()
-    c = (df["arm"] == "control").to_numpy()
+    arm = df["arm"].astype(object).to_numpy()
+    t, c = arm == "treatment", arm == "control"
     recs = []
 
     def add(var: str, x: np.ndarray, kind: str) -> None:
         ok = np.isfinite(x)
         xt, xc = x[t & ok], x[c & ok]
-        rec: dict = dict(variable=var, kind=kind)
-        for arm, v in (("treatment", xt), ("control", xc)):
-            rec[f"n_{arm}"] = len(v)
-            # an age band's share is not published: share times staff would give back a small count
-            rec[f"mean_{arm}"] = float(v.mean()) if len(v) and kind == "continuous" else np.nan
-            rec[f"sd_{arm}"] = float(v.std(ddof=1)) if kind == "continuous" and len(v) > 1 else np.nan
+        # an age band's share is not published: share times staff would give back a small count
+        rec: dict = dict(variable=var, kind=kind, **_arm_stats(x, arm, kind == "continuous"))
         rec["difference"] = _hedges(xt, xc) if kind == "continuous" else _cox(xt, xc)
         recs.append(rec)
 
@@ -250,7 +336,9 @@ __all__ = [
     "NO_FOLLOWUP",
     "BaselineBalance",
     "BaselinePower",
+    "Descriptives",
     "awaits_followup",
     "baseline_balance",
     "baseline_power",
+    "descriptives",
 ]

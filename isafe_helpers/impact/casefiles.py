@@ -3,6 +3,19 @@
 A fit that did not converge keeps its numbers (where there are any) and its
 note in ``estimates.csv``; its table withholds them: shown as not available,
 with the reason.
+
+Choices, written down:
+
+- The standardised effect size is WWC's Cox index, ``ln(OR) / 1.65``, its
+  CI the odds ratio's CI transformed the same way and its p the odds ratio's
+  (:data:`COX_DIVISOR`; WWC Procedures and Standards Handbook 5.0).
+- When the exchangeable GEE does not converge, the same model is fitted with
+  an independence working correlation (the binomial GLM's coefficients) and
+  the same Mancl-DeRouen sandwich and t reference; if that fit converges it is
+  reported, labelled in the note of every row and in the table's notes
+  (``working`` is ``"independence"``). The bias-reduced sandwich keeps the
+  inference valid under clustering; only efficiency is lost. If it does not
+  converge either, the exchangeable fit's failure is reported as before.
 """
 
 from __future__ import annotations
@@ -23,6 +36,11 @@ from isafe_helpers.results.protocol import Result
 from isafe_helpers.results.table import Col, Table
 from isafe_helpers.stats.gee import gee_binary
 
+#: WWC's Cox index divides the log odds ratio by this.
+COX_DIVISOR = 1.65
+#: The note of a result fitted with the independence working correlation (the fallback).
+INDEPENDENCE_NOTE = "independence working correlation (the exchangeable GEE did not converge: {reason})"
+
 
 @dataclass
 class CasefileResult(Result):
@@ -35,6 +53,7 @@ class CasefileResult(Result):
     alpha: float = np.nan  # working exchangeable correlation
     converged: bool = False
     note: str = ""
+    working: str = "exchangeable"  # the working correlation of the reported fit (module docstring)
     role: str = "secondary"  # primary or secondary outcome (the protocol's)
     las: list[str] = field(default_factory=list)  # the scope's LAs (ledger keys)
 
@@ -43,6 +62,14 @@ class CasefileResult(Result):
         """True when the fit did not converge: its numbers stay in the rows and are never displayed."""
         return self.note.startswith("did not converge")
 
+    @property
+    def cox_index(self) -> tuple:
+        """WWC's Cox index ``ln(OR) / 1.65``: (estimate, SE, CI low, CI high, p), the odds ratio's CI and p."""
+        est, se, lo, hi, p = self.odds_ratio
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log(np.asarray([est, lo, hi], float)) / COX_DIVISOR
+        return (float(logs[0]), se / COX_DIVISOR, float(logs[1]), float(logs[2]), p)
+
     def rows(self) -> list[dict]:
         c = dict(
             n=self.n, n_clusters=self.n_clusters, note="; ".join(p for p in (self.note, f"{self.role} outcome") if p)
@@ -50,10 +77,11 @@ class CasefileResult(Result):
         return [
             est_row("primary", CASEFILE_OUTCOME, "odds_ratio", *self.odds_ratio, **c),
             est_row("primary", CASEFILE_OUTCOME, "risk_difference", *self.risk_difference, **c),
+            est_row("primary", CASEFILE_OUTCOME, "cox_index", *self.cox_index, **c),
         ]
 
     def table(self) -> Table:
-        """The odds ratio and the risk difference, each with its 95% CI and p (withheld when not converged)."""
+        """The odds ratio, risk difference and Cox index, each with its 95% CI and p (withheld when not converged)."""
         t = self.tidy()
         hide = self.withheld
         num = {
@@ -62,7 +90,7 @@ class CasefileResult(Result):
         }
         out = pd.DataFrame(
             {
-                "measure": ["Odds ratio", "Risk difference"],
+                "measure": ["Odds ratio", "Risk difference", "Cox index (standardised effect size)"],
                 **num,
                 "files_of": t["n"].to_numpy(),
                 "teams": t["n_clusters"].to_numpy(),
@@ -84,10 +112,21 @@ class CasefileResult(Result):
             caption="Fathers' contact details recorded in case files",
             keys={"files_of": [K.analysed(self.las, CASEFILE_OUTCOME)] * len(out)} if self.las else {},
             notes=[
-                f"{self.role.capitalize()} outcome. Binomial GEE (logit link, exchangeable correlation within team) "
+                f"{self.role.capitalize()} outcome. Binomial GEE (logit link, {self.working} correlation within team) "
                 "on every audited file, adjusted for the baseline share recorded and (pooled trial) LA; "
                 "Mancl-DeRouen bias-reduced standard errors, Student's t on teams minus coefficients. "
-                "Risk difference: marginally standardised, in proportion points."
+                "Risk difference: marginally standardised, in proportion points. Cox index: the log odds ratio "
+                "divided by 1.65, WWC's effect size for a binary outcome, comparable with Hedges' g; its CI is the "
+                "odds ratio's, transformed the same way.",
+                *(
+                    [
+                        "The exchangeable working correlation did not converge for these files, so the model was "
+                        "fitted with an independence working correlation (files within a team treated as "
+                        "uncorrelated in the fit; the bias-reduced standard errors still allow for clustering)."
+                    ]
+                    if self.working == "independence"
+                    else []
+                ),
             ],
         )
 
@@ -152,15 +191,23 @@ def casefile(data: TrialData) -> CasefileResult:
     if dfree < 1:
         res.note = "not estimable: fewer teams than coefficients"
         return res
+    args = (d["recorded"].to_numpy(float), d["audited"].to_numpy(float), X, d["team_id"].to_numpy(), "treated")
     try:
-        out = gee_binary(
-            d["recorded"].to_numpy(float), d["audited"].to_numpy(float), X, d["team_id"].to_numpy(), "treated", df=dfree
-        )
+        out = gee_binary(*args, df=dfree)
     except ValueError as exc:
         res.note = f"not estimable: {exc}"
         return res
-    res.odds_ratio, res.risk_difference = out.odds_ratio.as_tuple(), out.risk_difference.as_tuple()
-    res.alpha, res.converged = out.alpha, out.converged
     how = f"Mancl-DeRouen bias-reduced SE, t on {dfree} df"
-    res.note = how if out.converged else f"did not converge: {out.reason}; {how}"
+    fallback = ""
+    if not out.converged:
+        indep = gee_binary(*args, df=dfree, corr="independence")
+        if indep.converged:
+            fallback = INDEPENDENCE_NOTE.format(reason=out.reason)
+            out = indep
+    res.odds_ratio, res.risk_difference = out.odds_ratio.as_tuple(), out.risk_difference.as_tuple()
+    res.alpha, res.converged, res.working = out.alpha, out.converged, out.corr
+    if not out.converged:
+        res.note = f"did not converge: {out.reason}; {how}"
+    else:
+        res.note = "; ".join(p for p in (fallback, how) if p)
     return res

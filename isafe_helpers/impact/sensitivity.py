@@ -269,6 +269,7 @@ class Robustness(Result):
         t = t.assign(method=t["analysis"].map(lambda a: METHODS[ANALYSES[a]]))
         keep_note = t["note"].str.startswith(("not estimable", "did not converge")) | t["note"].str.contains("too few")
         t["note"] = t["note"].where(keep_note, "")
+        t["note"] = [_unbounded(r.ci_low, r.ci_high, r.note) for r in t.itertuples()]
         if self.primary is not None:
             p = self.primary.tidy()
             p = p[(p["quantity"] == "treatment_effect") & p["analysis"].isin(list(PRIMARY_METHODS))]
@@ -302,6 +303,19 @@ class Robustness(Result):
                 "distribution; none uses the normal approximation."
             ],
         )
+
+
+def _unbounded(lo: float, hi: float, note: str) -> str:
+    """``note``, with what an unbounded 95% CI (a randomisation test's, by test inversion) means, if it is one."""
+    if not (np.isinf(lo) or np.isinf(hi)):
+        return note
+    if np.isinf(lo) and np.isinf(hi):
+        what = "95% CI unbounded: the randomisation test rejects no effect size at the 5% level"
+    elif np.isinf(lo):
+        what = "95% CI unbounded below: the randomisation test rejects no effect smaller than the upper end"
+    else:
+        what = "95% CI unbounded above: the randomisation test rejects no effect larger than the lower end"
+    return "; ".join(x for x in (note, what) if x)
 
 
 def robustness(

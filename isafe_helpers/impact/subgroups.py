@@ -123,6 +123,8 @@ class ModeratorResults(Result):
             moderator=[MODERATOR_LABELS[m] for m in self.frame["moderator"]],
             term=[term_label(q) for q in self.frame["quantity"]],
         )
+        # the joint F test is a test statistic, not an estimate: the heterogeneity table shows it in its own column
+        t = t[~t["quantity"].str.startswith("wald_f")].reset_index(drop=True)
         hide = t["note"].str.startswith("did not converge").to_numpy()
         t.loc[hide, ["estimate", "ci_low", "ci_high", "p_value", "p_holm"]] = np.nan
         t.loc[hide, "note"] = "not available: " + t.loc[hide, "note"]
@@ -146,12 +148,20 @@ class ModeratorResults(Result):
                 "the estimates describe and do not judge.",
                 "Estimates in scale points, 95% CIs and p-values with Kenward-Roger standard errors and degrees of "
                 "freedom. Differences in effect (interactions) also carry p-values Holm-adjusted across every "
-                "interaction of the page; the joint test of LAs is a Kenward-Roger F test.",
+                "interaction of the page. The joint test that the effect differs between LAs (a Kenward-Roger F "
+                "test) is shown with the heterogeneity across LAs.",
             ],
         )
 
 
 MODERATOR_LABELS = {"age": "Age band", "experience": "Years qualified", "la": "Local authority"}
+
+
+def _lower_first(text: str) -> str:
+    """``text`` with its first letter in lower case, unless it starts an acronym or code (``LA01`` stays)."""
+    if len(text) > 1 and text[1].isupper():
+        return text
+    return text[:1].lower() + text[1:]
 
 
 def term_label(quantity: str) -> str:
@@ -164,7 +174,7 @@ def term_label(quantity: str) -> str:
         return "Joint F test: effect differs between LAs"
     if quantity.startswith("interaction_") and "_vs_" in quantity:
         a, b = quantity.removeprefix("interaction_").split("_vs_")
-        return f"Difference in effect: {label(a)} vs {label(b).lower()}"
+        return f"Difference in effect: {label(a)} vs {_lower_first(label(b))}"
     if quantity.startswith("effect_in_"):
         return f"Effect in {label(quantity.removeprefix('effect_in_'))}"
     return label(quantity)

@@ -40,9 +40,11 @@ def robustness(sens) -> str:
         text += f"none that can be published changes the cost rating ({base['cost_rating']:.0f})"
     else:
         which = "; ".join(f"{md(r.scenario.lower())} gives {r.cost_rating:.0f}" for r in moved.itertuples())
-        text += f"{len(moved)} change the cost rating ({base['cost_rating']:.0f}): {which}"
+        verb = "changes" if len(moved) == 1 else "change"
+        text += f"{len(moved)} {verb} the cost rating ({base['cost_rating']:.0f}): {which}"
     withheld = len(rest) - len(shown)
-    return text + (f"; {withheld} are withheld (too few people)." if withheld else ".")
+    verb = "is" if withheld == 1 else "are"
+    return text + (f"; {withheld} {verb} withheld (too few people)." if withheld else ".")
 
 
 def cost_text(views, price_year, empty: bool, notes: list[str]) -> str:

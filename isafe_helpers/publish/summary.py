@@ -86,7 +86,9 @@ def finding(lo: float, hi: float, p: float, holm: float | None, null: float, pri
         return "no clear difference"
     if holm < 0.05:
         return "improved" if lo > null else "worsened"
-    return "no clear difference after adjustment for several outcomes"
+    if math.isfinite(p) and p < 0.05:  # only then did the adjustment change the reading
+        return "no clear difference after adjustment for several outcomes"
+    return "no clear difference"
 
 
 #: Notes that say a row's numbers are not to be shown (not estimable, or kept in the rows but withheld).

@@ -40,6 +40,8 @@ def number(x, kind: str = "number", digits: int = 2) -> str:
     ('0.00', '< 0.001', '0.021', '£1,235')
     >>> number(12.345, "pct", 1), number(float("nan")), number(1500, "int")
     ('12.3', '[x]', '1,500')
+    >>> number(float("-inf")), number(float("inf"))
+    ('minus infinity', 'infinity')
     """
     if x is None or x is pd.NA or isinstance(x, str):
         return NOT_AVAILABLE if x in (None, "") or x is pd.NA else str(x)
@@ -49,8 +51,10 @@ def number(x, kind: str = "number", digits: int = 2) -> str:
         return str(x)
     if math.isnan(v):
         return NOT_AVAILABLE
-    if math.isinf(v):
-        return "infinite"
+    if math.isinf(
+        v
+    ):  # an unbounded interval's end: signed, so a (-inf, inf) interval does not read "infinite infinite"
+        return "infinity" if v > 0 else "minus infinity"
     if kind == "p":
         return "< 0.001" if v < 0.001 else f"{v:.3f}"
     if kind in ("people", "units", "int"):

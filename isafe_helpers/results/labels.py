@@ -71,6 +71,8 @@ GROUPS = {
     "role": "Role",
     "experience": "Years qualified",
     "all": "All",
+    "baseline": "Baseline",
+    "followup": "Follow-up",
 }
 #: The analyses of the arm effect, as a robustness or comparison table names them (``analysis`` in estimates.csv).
 ANALYSES = {

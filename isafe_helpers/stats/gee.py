@@ -14,6 +14,12 @@ residuals of cluster ``i`` are replaced by ``(I - H_ii)^-1 r_i`` in the meat,
 CIs and p-values refer to Student's t on ``G - p`` df (``G`` clusters, ``p``
 coefficients). The plain (Liang-Zeger) sandwich is returned alongside.
 
+``corr="independence"`` fits the same model with an independence working
+correlation (``alpha`` 0; the coefficients are the binomial GLM's) and the same
+Mancl-DeRouen sandwich and t reference: the fallback a caller labels and uses
+when the exchangeable fit does not converge (the sandwich keeps the inference
+valid under clustering; only efficiency is lost).
+
 Route: statsmodels, not a hand-written fit
 -------------------------------------------
 The project's rule is to use a pinned library where it does the job.
@@ -113,7 +119,7 @@ from dataclasses import astuple, dataclass, field
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from statsmodels.genmod.cov_struct import Exchangeable
+from statsmodels.genmod.cov_struct import Exchangeable, Independence
 from statsmodels.genmod.families import Binomial
 from statsmodels.genmod.generalized_estimating_equations import GEE
 from statsmodels.genmod.generalized_linear_model import GLM
@@ -180,6 +186,7 @@ class GEEBinaryResult:
     reason: str = ""  # why not converged (empty when converged)
     max_leverage: float = np.nan  # largest eigenvalue of any cluster's H_ii (1: correction undefined; bound if < 0.5)
     messages: tuple[str, ...] = field(default=())  # every warning issued during the fit
+    corr: str = "exchangeable"  # the working correlation fitted
 
 
 def _effects(b: np.ndarray, V: np.ndarray, k: int, Xu: np.ndarray, w: np.ndarray, df: float) -> tuple[Effect, Effect]:
@@ -239,6 +246,7 @@ def gee_binary(
     names=None,
     ctol: float = CTOL,
     maxiter: int = MAXITER,
+    corr: str = "exchangeable",
 ) -> GEEBinaryResult:
     """File-level binomial GEE (logit, exchangeable within cluster), bias-reduced sandwich, effects of ``term``.
 
@@ -255,6 +263,7 @@ def gee_binary(
     df : t reference df; default ``G - p``.
     names : coefficient names when ``X`` is an array (default ``x0, x1, ...``).
     ctol, maxiter : convergence tolerance and iteration limit (module docstring).
+    corr : working correlation, ``"exchangeable"`` (default) or ``"independence"`` (``alpha`` is then 0).
 
     Returns
     -------
@@ -280,6 +289,8 @@ def gee_binary(
         names = tuple(names) if names is not None else tuple(f"x{j}" for j in range(Xa.shape[1]))
     if len(names) != Xa.shape[1]:
         raise ValueError("names must name every column of X")
+    if corr not in ("exchangeable", "independence"):
+        raise ValueError(f"corr must be 'exchangeable' or 'independence', not {corr!r}")
     k = names.index(term) if isinstance(term, str) else int(term)
     term_name = names[k]
     ev = np.asarray(events, float)
@@ -318,7 +329,13 @@ def gee_binary(
         warnings.simplefilter("always")
         try:
             start = GLM(np.column_stack([ev, m - ev]), Xa, family=Binomial()).fit()
-            model = GEE(y, Xa[idx], groups=groups, family=Binomial(), cov_struct=Exchangeable())
+            model = GEE(
+                y,
+                Xa[idx],
+                groups=groups,
+                family=Binomial(),
+                cov_struct=Exchangeable() if corr == "exchangeable" else Independence(),
+            )
             try:
                 fit = model.fit(
                     maxiter=maxiter,
@@ -348,7 +365,7 @@ def gee_binary(
         Vr = np.asarray(fit.cov_robust, float)
         if fit.cov_robust_bc is not None:
             V = np.asarray(fit.cov_robust_bc, float)
-        alpha = float(fit.cov_struct.dep_params)
+        alpha = float(fit.cov_struct.dep_params) if corr == "exchangeable" else 0.0
         iterations = len(fit.fit_history["params"])
         score_norm = float(fit.score_norm)
         if not fit.converged:
@@ -410,4 +427,5 @@ def gee_binary(
         reason="; ".join(reasons),
         max_leverage=max_lev,
         messages=msgs,
+        corr=corr,
     )
