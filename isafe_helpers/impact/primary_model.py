@@ -43,7 +43,7 @@ from isafe_helpers.results.escape import md
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import ROLES, label
 from isafe_helpers.results.protocol import Result, ResultSet
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 from isafe_helpers.stats.effect_size import StandardisedEffect, standardised_effect
 from isafe_helpers.stats.inference import holm, interval
 from isafe_helpers.stats.mixed import fit_formula_free
@@ -369,6 +369,8 @@ class PrimaryAnalysis(ResultSet):
         fam["p_holm"] = np.nan
         fam.loc[sec, "p_holm"] = holm(fam.loc[sec, "p_value"].to_numpy(float))
         self.family = fam
+        if casefile is not None and casefile.role == "secondary":  # its table shows its Holm p
+            casefile.p_holm = float(fam.loc[fam["outcome"] == CASEFILE_OUTCOME, "p_holm"].iloc[0])
 
     @property
     def primary_outcome(self) -> str:
@@ -519,7 +521,29 @@ class PrimaryAnalysis(ResultSet):
             caption="Primary analysis of the survey outcomes",
             notes=self._notes(),
             keys=keys,
+            facts=self._facts(),
         )
+
+    def _facts(self) -> dict:
+        """The ``estimates.csv`` cell each number of :meth:`table` shows (the primary outcome has no Holm p)."""
+        rows = [("primary", r.outcome, "treatment_effect") for r in self.results]
+        out = facts(
+            "impact",
+            rows,
+            participants="n",
+            teams="n_clusters",
+            effect="estimate",
+            ci_low="ci_low",
+            ci_high="ci_high",
+            p_value="p_value",
+            hedges_g=("primary", "hedges_g_total", "estimate"),
+            g_ci_low=("primary", "hedges_g_total", "ci_low"),
+            g_ci_high=("primary", "hedges_g_total", "ci_high"),
+            icc=("primary", "icc", "estimate"),
+        )
+        secondary = [r if res.role == "secondary" else None for r, res in zip(rows, self.results)]
+        out.update(facts("impact", secondary, p_holm=("secondary", "p_holm", "estimate")))
+        return out
 
     def variance_table(self) -> Table:
         """The variance components of each scale's models: the primary model's and the model without covariates'."""

@@ -45,6 +45,7 @@ from isafe_helpers.data.files import code_hash
 from isafe_helpers.data.validated import load_saved, write_saved
 from isafe_helpers.outputs import neutralise_frame
 from isafe_helpers.publish import disclosure, tables
+from isafe_helpers.publish import facts as F
 from isafe_helpers.publish import summary as S
 from isafe_helpers.publish.assemble import BookDisclosure, load_pages
 from isafe_helpers.publish.escape import html_text, md
@@ -298,6 +299,19 @@ def not_run_markdown(scope: str, strand: str) -> str:
 # --------------------------------------------------------------------------
 # Staging and building
 # --------------------------------------------------------------------------
+def anchored(html: str, spec: str, scope: str, strand: str) -> str:
+    """A table's HTML with its id (:func:`~isafe_helpers.publish.facts.table_id`), so views can link to it.
+
+    >>> anchored('<div class="isafe-table"><table></table></div>', "table-4", "LA01", "impact")
+    '<div class="isafe-table" id="LA01-impact-table-4"><table></table></div>'
+    """
+    kind, _, n = spec.rpartition("-")
+    if kind != "table" or not n.isdigit() or ' id="' in html.split(">", 1)[0]:
+        return html
+    ident = F.table_id(scope, strand, kind, int(n))
+    return html.replace('<div class="isafe-table">', f'<div class="isafe-table" id="{ident}">', 1)
+
+
 def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict[str, str]) -> None:
     """Copy an executed notebook into the book as a reader's page.
 
@@ -322,7 +336,7 @@ def _stage_notebook(src: Path, dst: Path, scope: str, strand: str, outputs: dict
                 spec = out.get("metadata", {}).get("isafe", {}).get("spec")
                 html = outputs[spec] if spec in outputs else out.get("data", {}).get("text/html")
                 if spec is not None and html is not None:  # rendered again, or the page's own output as it is
-                    out["data"] = {"text/html": html}
+                    out["data"] = {"text/html": anchored(html, spec, scope, strand)}
         kept.append(cell)
     nb.cells = kept
     for cell in nb.cells:
@@ -383,7 +397,7 @@ def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
         name = f"{_NAMES[la]} ({la})" if la in _NAMES else la
         links.append(f"las/{la}.html")
         try:
-            v = book.view(f"{la}/headline")
+            v = book.cells(f"{la}/headline")  # as the LA's index page prints it: a view of its results pages
         except KeyError:
             rows.append((name, "not run", "", ""))
             continue
@@ -392,21 +406,16 @@ def local_authorities_markdown(las: list[str], book: BookDisclosure) -> str:
             rows.append((name, "", "", ""))
             continue
         r = prim.iloc[0]
-        staff = (
-            "[c]"
-            if not (math.isfinite(r["n_treatment"]) and math.isfinite(r["n_control"]))
-            else f"{number(r['n_treatment'], 'people')}; {number(r['n_control'], 'people')}"
-        )
-        eff = tables.estimate_ci(r["effect"], r["lo"], r["hi"], 2)
+        staff = f"{r['n_treatment']}; {r['n_control']}"
         # teams are not people: read from the table's own data (the published view holds its columns only)
         teams = book.extra[f"{la}/headline"][0].data.reset_index(drop=True).loc[prim.index[0], "teams"]
-        rows.append((name, number(teams, "units"), staff, "[c]" if eff == "[x]" and staff == "[c]" else eff))
+        rows.append((name, number(teams, "units"), staff, f"{r['measure']} {r['effect']}"))
     table = html_table(
         (
             "Local authority",
             "Teams analysed",
             "Staff analysed, primary outcome (intervention; control)",
-            "Primary outcome: Hedges' g (95% CI)",
+            "Primary outcome: effect size (95% CI)",
         ),
         rows,
         caption="Table 1. Local authorities and their primary outcome",
@@ -509,34 +518,69 @@ def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     return glue
 
 
+#: The tables of the summary and of each LA index page, in the order they are numbered there.
+SUMMARY_TABLES = ("headline", "cost", "delivery", "security")
+
+
+def extra_id(where: str) -> str:
+    """The id of a summary or LA index table (``summary/cost`` -> ``trial-summary-table-2``; ``LA01/cost`` -> ``LA01-index-table-2``)."""
+    scope, _, name = where.partition("/")
+    n = SUMMARY_TABLES.index(name) + 1
+    return f"{C.TRIAL_SCOPE}-summary-table-{n}" if scope == "summary" else f"{scope}-index-table-{n}"
+
+
 def _summary_tables(book: BookDisclosure, results: Path, run: dict, failed: dict) -> dict:
     """Register the summary's and each LA index page's tables in the book's ledger (before it is solved)."""
     las = sorted(run["las"])
     pooled_failed = {st: m for (sc, st), m in failed.items() if sc == C.TRIAL_SCOPE}
     look = _usable(E.read_scope(results, C.TRIAL_SCOPE), pooled_failed)
-    book.add("summary/headline", S.headline_table(look, las, pooled=True))
-    book.add("summary/cost", S.cost_table(look, las))
-    book.add("summary/delivery", S.delivery_table(look, las))
-    book.add("summary/security", S.security_table(look, run))
+
+    def add(where: str, table) -> None:
+        book.add(where, table, extra_id(where))
+
+    add("summary/headline", S.headline_table(look, las, pooled=True))
+    add("summary/cost", S.cost_table(look, las))
+    add("summary/delivery", S.delivery_table(look, las))
+    add("summary/security", S.security_table(look, run))
     looks = {C.TRIAL_SCOPE: look}
     for la in las:
         la_look = _usable(E.read_scope(results, la), {st: m for (sc, st), m in failed.items() if sc == la})
         looks[la] = la_look
-        book.add(f"{la}/headline", S.headline_table(la_look, [la], pooled=False))
-        book.add(f"{la}/cost", S.cost_table(la_look, [la]))
-        book.add(f"{la}/delivery", S.delivery_table(la_look, [la]))
+        add(f"{la}/headline", S.headline_table(la_look, [la], pooled=False))
+        add(f"{la}/cost", S.cost_table(la_look, [la]))
+        add(f"{la}/delivery", S.delivery_table(la_look, [la]))
     return looks
+
+
+def page_address(fact, here: str) -> str:
+    """The address, relative to the generated page ``here`` (``book/index``), of the table a fact is read from."""
+    scope, strand = fact.page
+    folder = "results/trial" if scope == C.TRIAL_SCOPE else f"results/las/{scope}"
+    up = "../" * here.count("/")
+    return f"{up}{folder}/{STAGED_NAME[strand]}.html#{fact.table}"
+
+
+def _fill_headlines(book: BookDisclosure, looks: dict, run: dict) -> None:
+    """Fill the headline tables' views from the solved book's facts (after :meth:`BookDisclosure.solve`)."""
+    facts = book.facts()
+    las = sorted(run["las"])
+    book.refill(
+        "summary/headline",
+        S.headline_table(
+            looks[C.TRIAL_SCOPE], las, True, facts, C.TRIAL_SCOPE, lambda f: page_address(f, "book/index")
+        ),
+    )
+    for la in las:
+        book.refill(
+            f"{la}/headline",
+            S.headline_table(looks[la], [la], False, facts, la, lambda f, la=la: page_address(f, f"book/las/{la}")),
+        )
 
 
 def _headline_markdown(book: BookDisclosure, where: str, pooled: bool) -> str:
     """The headline tables of the summary (``summary``) or an LA index page (``<LA>``), as HTML blocks."""
-    parts = [
-        book.render_table(f"{where}/headline", 1),
-        book.render_table(f"{where}/cost", 2),
-        book.render_table(f"{where}/delivery", 3),
-    ]
-    if pooled:
-        parts.append(book.render_table(f"{where}/security", 4))
+    names = SUMMARY_TABLES if pooled else SUMMARY_TABLES[:3]
+    parts = [book.render_table(f"{where}/{name}", n) for n, name in enumerate(names, 1)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -609,6 +653,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     book = BookDisclosure(load_pages(results, scopes, list(C.STRANDS), set(failed)), limit)
     looks = _summary_tables(book, results, run, failed)
     book.solve()
+    _fill_headlines(book, looks, run)
     # the threshold in the environment too: the prose renderers read it (it should equal the run's)
     salt = json.dumps([_code_digest(), limit, disclosure.threshold(), sorted(_NAMES.items())])
     old_pages, new_pages = _read_stage_cache(cache, salt), {}
@@ -618,7 +663,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     (stage_dir / "book" / "headline.md").write_text(_headline_markdown(book, "summary", True), encoding="utf-8")
     glue = {
         **S.sentences(
-            book.view("summary/headline"), book.view("summary/cost"), book.view("summary/delivery"), look, limit
+            book.cells("summary/headline"), book.view("summary/cost"), book.view("summary/delivery"), look, limit
         ),
         **_design_glue(look, run, limit),
     }

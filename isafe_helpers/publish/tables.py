@@ -130,7 +130,7 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
         np.asarray(hid[:, [pos[c] for c in table.people]].any(axis=1)) if table.people else np.zeros(len(src), bool)
     )
     for c in table.columns:
-        if c.kind in ("text", "people", "units", "int") and not (c.base or c.reveals):
+        if c.kind == "view" or (c.kind in ("text", "people", "units", "int") and not (c.base or c.reveals)):
             continue
         for i in range(len(src)):
             if c.base or c.reveals:
@@ -149,7 +149,7 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
     out: dict[str, list] = {}
     for c in table.columns:
         vals = src[c.key].tolist()
-        if c.kind == "text":
+        if c.kind in ("text", "view"):  # a view is a cell as another table prints it: already protected
             out[c.key] = [
                 "" if (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))) else str(v) for v in vals
             ]
@@ -162,7 +162,7 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
             out[c.key] = [estimate_ci(e, a, b, c.digits) for e, a, b in zip(vals, lo, hi)]
         else:
             out[c.key] = [number(v, c.kind, c.digits) for v in vals]
-    numeric = [c.key for c in table.columns if c.kind not in ("text", "ci")]
+    numeric = [c.key for c in table.columns if c.kind not in ("text", "ci", "view")]
     marked = pd.DataFrame(
         {k: [disclosure.SUPPRESSED if hid[i, pos[k]] else v for i, v in enumerate(out[k])] for k in numeric},
         index=src.index,
@@ -204,11 +204,14 @@ def render(
     plan: Plan | None = None,
     keys: dict | None = None,
     limit: int | None = None,
+    anchor: str | None = None,
 ) -> str:
     """HTML of the table: numbered caption, one header row, escaped cells, notes below.
 
     Numeric columns are right-aligned; the table scrolls inside its own box
     when the screen is narrower than it. ``plan``/``keys`` as in :func:`protected`.
+    ``anchor``: the table's id in the page (a link target). A ``view`` cell links
+    to the table it comes from when ``table.links`` gives its address.
     """
     limit = (plan.limit if plan is not None else disclosure.threshold()) if limit is None else limit
     cells = protected(table, plan, keys, limit)
@@ -220,6 +223,7 @@ def render(
     parts = _parts(cols)
     blocks = []
     values = {c.key: cells[c.key].tolist() for c in cols}
+    links = {c.key: list(getattr(table, "links", {}).get(c.key) or []) for c in cols if c.kind == "view"}
     for n, part in enumerate(parts, 1):
         head = "".join(f'<th scope="col" class="{_align(c)}">{html.escape(c.label)}</th>' for c in part)
         body = []
@@ -230,11 +234,15 @@ def render(
                 tag = "th" if j == 0 and c.kind == "text" else "td"
                 scope = ' scope="row"' if tag == "th" else ""
                 cls = _align(c)
-                if c.kind == "ci":  # the estimate and its interval may wrap apart; the interval stays whole
+                if c.kind == "ci" or (c.kind == "view" and " to " in v):  # the interval stays whole
                     cls += " ci"
                     v = v.replace(" to ", "\u00a0to\u00a0")
                 if c.kind == "people" and (i, c.key) in exempt:
                     cls += " exempt"  # a trial-flow count, published whatever its size
+                href = links[c.key][i] if c.key in links and i < len(links[c.key]) else None
+                if href and v:  # a view links to the table it comes from (an address the build made)
+                    v = f'<a href="{html.escape(href)}">{v}</a>'
+                    cls += " view"
                 tds.append(f'<{tag}{scope} class="{cls}">{v}</{tag}>')
             body.append("<tr>" + "".join(tds) + "</tr>")
         title = caption if len(parts) == 1 else f"{caption} (part {n} of {len(parts)})"
@@ -246,8 +254,9 @@ def render(
     used = {s for c in cols for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in values[c.key]}
     notes += [SYMBOL_NOTES[s].format(limit=limit) for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in used]
     note_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    ident = f' id="{html.escape(anchor)}"' if anchor else ""
     return (
-        '<div class="isafe-table">'
+        f'<div class="isafe-table"{ident}>'
         + "".join(blocks)
         + (f'<div class="isafe-table-notes">{note_html}</div>' if note_html else "")
         + "</div>"
