@@ -234,9 +234,9 @@ class BookDisclosure:
         prefix = "summary/" if scope == TRIAL_SCOPE else f"{scope}/"
         for where, (t, keys) in self.extra.items():
             if where.startswith(prefix):
-                page = "summary" if scope == TRIAL_SCOPE else "index"
+                name = "summary" if scope == TRIAL_SCOPE else "index"
                 ident = self.idents.get(where, where.replace("/", "-"))
-                rows += facts.csv_rows(page, ident, t, tables.protected(t, self.plan, keys), scope)
+                rows += facts.csv_rows(name, ident, t, tables.protected(t, self.plan, keys), scope)
         out = pd.DataFrame(rows, columns=facts.CSV_COLUMNS)
         out["value"] = out["value"].astype(float)  # plain numbers: never text, never neutralised
         return out
