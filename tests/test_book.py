@@ -18,12 +18,12 @@ import pickle
 import pandas as pd
 import pytest
 import yaml
+from published_numbers import joins_estimates
 
 from isafe_helpers.data.contract import CASEFILE_OUTCOME, SCALES
-from isafe_helpers.publish import book, tables
+from isafe_helpers.publish import book
 from isafe_helpers.publish import summary as S
 from isafe_helpers.publish.assemble import BookDisclosure, PageSpecs
-from isafe_helpers.publish.facts import CSV_COLUMNS
 from isafe_helpers.publish.report import Spec
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import COLUMNS, Lookup
@@ -383,35 +383,3 @@ def test_staging_fills_every_page_and_glues_the_numbers(tmp_path):
     values = set(pd.to_numeric(head["value"]))
     assert {1.5, -0.25, 0.04} <= values
     assert joins_estimates(published, pooled()) > 20
-
-
-def joins_estimates(published: pd.DataFrame, est: pd.DataFrame) -> int:
-    """Check every published number that names its estimates.csv cell: it is there, equal at some rounding.
-
-    A symbol has no value; a bound (``< 0.001``) is above the cell; any other value is the cell rounded
-    half away from zero to the decimals it is printed at (0 to 3). Returns how many rows were checked.
-    """
-    assert list(published.columns) == CSV_COLUMNS
-    cells = est.set_index(["scope", "strand", "analysis", "outcome", "quantity"])
-    checked = 0
-    for r in published.itertuples():
-        assert r.symbol in ("", "[c]", "[x]", "[z]"), r
-        value = str(r.value)
-        assert not value.startswith("'"), r  # a plain number, never neutralised text
-        if not r.quantity:
-            continue
-        key = (r.scope, r.strand, r.analysis, r.outcome, r.quantity)
-        assert key in cells.index, f"{key} is not a row of estimates.csv"
-        raw = float(
-            cells.loc[key, r.field].iloc[0] if isinstance(cells.loc[key], pd.DataFrame) else cells.loc[key, r.field]
-        )
-        checked += 1
-        if r.symbol:
-            assert value in ("", "nan"), r
-            continue
-        v = float(value)
-        if r.bound == "<":
-            assert raw < v, r
-            continue
-        assert any(float(tables._half_up(raw, d)) == v for d in range(4)), (r, raw)
-    return checked

@@ -121,7 +121,7 @@ class ModeratorResults(Result):
         t = self.frame.assign(
             outcome=[label(o) for o in self.frame["outcome"]],
             moderator=[MODERATOR_LABELS[m] for m in self.frame["moderator"]],
-            term=[term_label(q) for q in self.frame["quantity"]],
+            term=[term_label(q, m) for q, m in zip(self.frame["quantity"], self.frame["moderator"])],
         )
         hide = t["note"].str.startswith("did not converge").to_numpy()
         t.loc[hide, ["estimate", "ci_low", "ci_high", "p_value", "p_holm"]] = np.nan
@@ -154,8 +154,16 @@ class ModeratorResults(Result):
 MODERATOR_LABELS = {"age": "Age band", "experience": "Years qualified", "la": "Local authority"}
 
 
-def term_label(quantity: str) -> str:
-    """A reader's name for a moderator term (``interaction_40_49_vs_under_30`` -> ``40 to 49 vs under 30``)."""
+def term_label(quantity: str, moderator: str | None = None) -> str:
+    """A reader's name for a moderator term (``interaction_40_49_vs_under_30`` -> ``40 to 49 vs under 30``).
+
+    An effect within a group names the model it comes from (``moderator``): the effect in an LA
+    of the model with an arm-by-LA term is not that LA's own primary model's effect, and the two
+    must never share a label.
+
+    >>> term_label("effect_in_LA01", "la")
+    'Effect in LA01 (moderator model: arm by LA)'
+    """
     if quantity == "interaction_per_year":
         return "Difference in effect per extra year qualified"
     if quantity.startswith("effect_at_"):
@@ -166,7 +174,10 @@ def term_label(quantity: str) -> str:
         a, b = quantity.removeprefix("interaction_").split("_vs_")
         return f"Difference in effect: {label(a)} vs {label(b).lower()}"
     if quantity.startswith("effect_in_"):
-        return f"Effect in {label(quantity.removeprefix('effect_in_'))}"
+        # the moderator model's effect in the group: for an LA, not the LA's own primary model's effect
+        model = {"la": "arm by LA", "age": "arm by age band"}.get(moderator or "")
+        where = label(quantity.removeprefix("effect_in_"))
+        return f"Effect in {where} (moderator model: {model})" if model else f"Effect in {where}"
     return label(quantity)
 
 

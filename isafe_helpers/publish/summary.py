@@ -269,6 +269,14 @@ def cost_table(look: Lookup, las: list[str]) -> Table:
         ],
         caption="Cost and the Foundations cost rating",
         keys={"reached": [K.reached(las)]},
+        facts={
+            col: [("cost", "unit_cost", "total", q, "estimate")]
+            for col, q in (
+                ("reached", "participants_reached"),
+                ("cost", "cost_per_participant_gbp"),
+                ("rating", "cost_rating"),
+            )
+        },
         notes=[
             "Foundations cost ratings: 1 low cost (under £100), 2 medium-low (£100 to £499), 3 medium (£500 to "
             "£999), 4 medium-high (£1,000 to £2,000), 5 high (over £2,000)."
@@ -388,6 +396,20 @@ def delivery_table(look: Lookup, las: list[str]) -> Table:
         ],
         caption="Delivery: reach and satisfaction",
         keys=keys,
+        facts={
+            "k": [("process", "reach", "practice_pathway_one", "attendees", "estimate"), None],
+            "n": [
+                ("process", "reach", "practice_pathway_one", "treatment_participants", "estimate"),
+                ("process", "satisfaction", "all", "respondents", "estimate"),
+            ],
+            **{
+                col: [
+                    ("process", "reach", "practice_pathway_one", "reach_pct", fld),
+                    ("process", "satisfaction", "all", "satisfied_people_pct", fld),
+                ]
+                for col, fld in (("pct", "estimate"), ("lo", "ci_low"), ("hi", "ci_high"))
+            },
+        },
     )
 
 
