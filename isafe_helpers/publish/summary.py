@@ -184,8 +184,9 @@ def headline_table(
             {k: (f[k].key[1:] if f[k] is not None else None) for k in ("effect", "effect_lo", "effect_hi", "p")}
         )
         shown[-1]["p_holm"] = f["p_holm"].key[1:] if f["p_holm"] is not None and o != primary else None
-        for a in ARMS:
-            shown[-1][f"n_{a}"] = ("impact", "primary", o, f"analysed_{a}", "estimate")
+        for a in ARMS:  # the case-file result writes no per-arm counts: those cells show no row ([x])
+            has = look.get("impact", "primary", o, f"analysed_{a}") is not None
+            shown[-1][f"n_{a}"] = ("impact", "primary", o, f"analysed_{a}", "estimate") if has else None
     t = pd.DataFrame(recs)
     cols = [
         Col("outcome", "Outcome", "text"),
