@@ -14,6 +14,7 @@ import html
 import json
 import math
 import pickle
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,6 +23,7 @@ from published_numbers import joins_estimates
 
 from isafe_helpers.data.contract import CASEFILE_OUTCOME, SCALES
 from isafe_helpers.publish import book
+from isafe_helpers.publish import facts as F
 from isafe_helpers.publish import summary as S
 from isafe_helpers.publish.assemble import BookDisclosure, PageSpecs
 from isafe_helpers.publish.report import Spec
@@ -383,3 +385,43 @@ def test_staging_fills_every_page_and_glues_the_numbers(tmp_path):
     values = set(pd.to_numeric(head["value"]))
     assert {1.5, -0.25, 0.04} <= values
     assert joins_estimates(published, pooled()) > 20
+
+
+def _staged_run(tmp_path, est: pd.DataFrame) -> Path:
+    """A results folder with the pooled rows, the pooled impact page's specs and a run record."""
+    results = tmp_path / "results"
+    (results / "trial").mkdir(parents=True)
+    est.to_csv(results / "trial" / "estimates.csv", index=False)
+    page = results_page(est)
+    (results / "trial" / "impact.specs.pkl").write_bytes(
+        pickle.dumps({"scope": "trial", "strand": "impact", "las": LAS, "specs": page.specs})
+    )
+    run = {"data_root": str(tmp_path / "root"), "fingerprint": "abc", "synthetic": None, "las": LAS}
+    run |= {"finished": "2026-01-01 00:00 UTC", "python": "3.11", "tasks": []}
+    (results / "run.json").write_text(json.dumps(run))
+    return results
+
+
+def test_the_book_wide_check_passes_when_every_fact_has_one_face(tmp_path):
+    book.stage(_staged_run(tmp_path, pooled()), tmp_path / "stage")  # the summary repeats the page's facts
+    published = pd.read_csv(tmp_path / "stage/book/downloads/trial-published-numbers.csv", keep_default_na=False)
+    assert F.check(published) > 20  # facts that appear twice (page and summary), each with one face
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        # the summary computes its own effect instead of copying the page's cell
+        ("_effect_cell", lambda f: "9.99 (1.00 to 2.00)" if f["effect"] is not None else "[x]", "hedges_g_total"),
+        # the summary withholds a p-value the page publishes
+        ("_text", lambda f: "[c]" if f is not None else "[x]", "p_value"),
+    ],
+    ids=["own-number", "own-symbol"],
+)
+def test_the_book_wide_check_fails_the_build_on_a_fact_shown_two_ways(tmp_path, monkeypatch, seed):
+    name, fake, quantity_or_field = seed
+    monkeypatch.setattr(S, name, fake)
+    with pytest.raises(book.BookError, match="one fact two ways") as e:
+        book.stage(_staged_run(tmp_path, pooled()), tmp_path / "stage")
+    assert quantity_or_field in str(e.value) and "trial-summary-table-1" in str(e.value)
+    assert "trial-impact-table-" in str(e.value)  # where the page shows the other face

@@ -709,6 +709,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     downloads = stage_dir / "book" / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     la_sections: dict[str, list[str]] = {}
+    every: list[pd.DataFrame] = []  # every scope's published numbers, for the book-wide check
     for scope in scopes:
         cells: dict[str, list[dict]] = {}
         sdir = results / scope
@@ -738,6 +739,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
                     new_pages[key] = (dst.read_text(encoding="utf-8"), cells[strand])
                 pages.append(name)
         published = book.published(scope, cells)
+        every.append(published)
         neutralise_frame(published).to_csv(downloads / f"{scope}-published-numbers.csv", index=False)
         if scope == C.TRIAL_SCOPE or pages:  # the Trial part always has its three pages
             for strand in C.STRANDS:
@@ -752,6 +754,10 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
             la_dir.mkdir(exist_ok=True)
             text = la_index_markdown(scope, pages, _headline_markdown(book, scope, False) if pages else "")
             (la_dir / f"{scope}.md").write_text(text, encoding="utf-8")
+    try:  # one fact, one value and one symbol everywhere it appears
+        F.check(pd.concat(every, ignore_index=True))
+    except F.FactConflict as e:
+        raise BookError(f"the book would show one fact two ways: {e}") from None
     (stage_dir / "book" / "local_authorities.md").write_text(
         local_authorities_markdown(sorted(run["las"]), book), encoding="utf-8"
     )

@@ -210,3 +210,44 @@ def csv_rows(page: str, ident: str, table: Table, cells, scope: str) -> list[dic
             }
         )
     return rows
+
+
+#: The columns of a published-numbers row that name its fact.
+KEY_COLUMNS = ["scope", "strand", "analysis", "outcome", "quantity", "field"]
+
+
+class FactConflict(ValueError):
+    """One fact shown with two values or two symbols: the book is not built."""
+
+
+def check(published, limit: int = 20) -> int:
+    """The book-wide check: every fact that appears more than once appears with one value and one symbol.
+
+    ``published`` holds the published-numbers rows of every scope (:data:`CSV_COLUMNS`). A fact's face
+    is its plain value (at the rounding it is printed at), its symbol and its bound; two faces of one
+    fact raise :class:`FactConflict` naming the fact and where each face appears (the first ``limit``
+    facts, and how many in all). Returns the number of facts that appear more than once.
+    """
+    keyed = published[published["quantity"].astype(str) != ""]
+    problems, repeated = [], 0
+    for key, g in keyed.groupby(KEY_COLUMNS, sort=True):
+        if len(g) < 2:
+            continue
+        repeated += 1
+        faces: dict[tuple, list[str]] = {}
+        for r in g.itertuples(index=False):
+            v = float(r.value)
+            face = ("" if math.isnan(v) else repr(v), r.symbol, r.bound)
+            faces.setdefault(face, []).append(f"{r.page} {r.table}")
+        if len(faces) > 1:
+            shown = "; ".join(
+                f"{(f[2] + f[0]) or f[1]} {'(symbol ' + f[1] + ') ' if f[0] and f[1] else ''}on {', '.join(where[:3])}"
+                for f, where in faces.items()
+            )
+            problems.append(f"{'/'.join(map(str, key))}: {shown}")
+    if problems:
+        more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
+        raise FactConflict(
+            f"{len(problems)} fact(s) shown with more than one value or symbol{more}: " + " | ".join(problems[:limit])
+        )
+    return repeated
