@@ -512,11 +512,12 @@ class PrimaryAnalysis(ResultSet):
                 Col("role", "Role", "text"),
                 Col("participants", "Staff analysed", "people"),
                 Col("teams", "Teams", "units"),
-                Col("effect", "Effect, scale points (95% CI)", "ci", 2, parts=("ci_low", "ci_high"), **stat),
+                # at the book's rounding of an effect in scale points (3 decimals, as the robustness table)
+                Col("effect", "Effect, scale points (95% CI)", "ci", 3, parts=("ci_low", "ci_high"), **stat),
                 Col("p_value", "p", "p", **stat),
                 Col("p_holm", "Holm p (secondary)", "p", **stat),
                 Col("hedges_g", "Hedges' g (95% CI)", "ci", 2, parts=("g_ci_low", "g_ci_high"), **stat),
-                Col("icc", "ICC (model without covariates)", "number", 2, **stat),
+                Col("icc", "ICC (model without covariates)", "number", 3, **stat),  # as the variance table
             ],
             caption="Primary analysis of the survey outcomes",
             notes=self._notes(),
@@ -579,6 +580,16 @@ class PrimaryAnalysis(ResultSet):
                 "only, same sample); Hedges' g divides by that model's total standard deviation."
             ],
             keys={"n": [K.analysed(las, r.outcome) for r in self.results if not r.withheld]} if las else {},
+            facts=facts(
+                "impact",
+                [("primary", r.outcome, "treatment_effect") for r in self.results if not r.withheld],
+                n="n",
+                tv=("primary", "team_variance", "estimate"),
+                rv=("primary", "residual_variance", "estimate"),
+                tvu=("primary", "team_variance_unconditional", "estimate"),
+                rvu=("primary", "residual_variance_unconditional", "estimate"),
+                icc=("primary", "icc", "estimate"),
+            ),
         )
 
     def outcomes_table(self) -> Table:

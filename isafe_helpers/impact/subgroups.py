@@ -38,7 +38,7 @@ from isafe_helpers.impact.design import design
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 from isafe_helpers.stats.inference import holm, interval
 from isafe_helpers.stats.kenward_roger import kenward_roger_test
 from isafe_helpers.stats.mixed import fit_random_intercept
@@ -123,6 +123,12 @@ class ModeratorResults(Result):
             moderator=[MODERATOR_LABELS[m] for m in self.frame["moderator"]],
             term=[term_label(q, m) for q, m in zip(self.frame["quantity"], self.frame["moderator"])],
         )
+        rows = list(zip([ANALYSIS[m] for m in self.frame["moderator"]], self.frame["outcome"], self.frame["quantity"]))
+        inter = (self.frame["kind"] == "interaction").to_numpy()
+        # an interaction's estimates.csv p is its Holm-adjusted one; its unadjusted p is no row of its own
+        shows = facts("impact", rows, n="n", estimate="estimate", ci_low="ci_low", ci_high="ci_high")
+        shows |= facts("impact", [None if i else r for r, i in zip(rows, inter)], p_value="p_value")
+        shows |= facts("impact", [r if i else None for r, i in zip(rows, inter)], p_holm="p_value")
         hide = t["note"].str.startswith("did not converge").to_numpy()
         t.loc[hide, ["estimate", "ci_low", "ci_high", "p_value", "p_holm"]] = np.nan
         t.loc[hide, "note"] = "not available: " + t.loc[hide, "note"]
@@ -141,6 +147,7 @@ class ModeratorResults(Result):
                 Col("note", "Note", "text"),
             ],
             caption="Moderators of the effect (exploratory)",
+            facts=shows,
             notes=[
                 "Exploratory: the trial was not powered to detect differences in the effect between groups; "
                 "the estimates describe and do not judge.",

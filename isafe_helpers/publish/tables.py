@@ -268,14 +268,25 @@ def render(
 MAX_VALUE_COLUMNS = 7
 
 
+def _interval_end(c: Col) -> bool:
+    """Whether a column is the end of the interval of the column before it (it must stay beside it)."""
+    return c.label.startswith("95% CI") or c.key in ("ci_low", "ci_high", "lo", "hi")
+
+
 def _parts(cols: list[Col]) -> list[list[Col]]:
     """The table's columns in parts that fit the page: the leading text columns, then the values split evenly.
+
+    An estimate and its interval's ends (columns ``95% CI low``/``high``) are never split apart.
 
     >>> cols = [Col("o", "Outcome", "text")] + [Col(f"v{i}", f"V{i}", "number") for i in range(10)]
     >>> [[c.key for c in p] for p in _parts(cols)]
     [['o', 'v0', 'v1', 'v2', 'v3', 'v4'], ['o', 'v5', 'v6', 'v7', 'v8', 'v9']]
     >>> len(_parts(cols[:8]))
     1
+    >>> ci = [Col("e", "Estimate"), Col("ci_low", "95% CI low"), Col("ci_high", "95% CI high")]
+    >>> cols = [Col("o", "Outcome", "text"), *[Col(f"v{i}", f"V{i}") for i in range(3)], *ci, Col("p", "p", "p")]
+    >>> [[c.key for c in p] for p in _parts([*cols, Col("z", "Z")])]
+    [['o', 'v0', 'v1', 'v2'], ['o', 'e', 'ci_low', 'ci_high', 'p', 'z']]
     """
     lead = 0
     while lead < len(cols) and cols[lead].kind == "text":
@@ -284,9 +295,32 @@ def _parts(cols: list[Col]) -> list[list[Col]]:
     budget = MAX_VALUE_COLUMNS - max(0, lead - 1)  # a second label column takes a value column's place
     if len(values) <= budget:
         return [cols]
-    n = -(-len(values) // budget)
-    size = -(-len(values) // n)
-    return [labels + values[k : k + size] for k in range(0, len(values), size)]
+    groups: list[list[Col]] = []
+    for c in values:
+        if groups and _interval_end(c):
+            groups[-1].append(c)
+        else:
+            groups.append([c])
+    # the fewest parts, as even as the groups allow, none wider than the budget
+    for n in range(-(-len(values) // budget), len(values) + 1):
+        for size in range(-(-len(values) // n), budget + 1):
+            parts = _pack(groups, size)
+            if len(parts) <= n:
+                return [labels + p for p in parts]
+    return [labels + p for p in _pack(groups, budget)]  # a group wider than the budget: alone in its part
+
+
+def _pack(groups: list[list[Col]], size: int) -> list[list[Col]]:
+    """Groups of columns in order, into parts of at most ``size`` columns (a wider group alone)."""
+    parts: list[list[Col]] = []
+    current: list[Col] = []
+    for g in groups:
+        if current and len(current) + len(g) > size:
+            parts.append(current)
+            current = []
+        current += g
+    parts.append(current)
+    return parts
 
 
 def _align(c: Col) -> str:

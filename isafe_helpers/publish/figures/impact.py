@@ -20,7 +20,7 @@ from isafe_helpers.impact.flow import STAGE_LABELS
 from isafe_helpers.publish.figures import BLUE, VERMILION, WIDTH, finish, num, text
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.labels import label
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 
 
 def _grid(n: int, ncol: int = 3, height: float = 2.8, sharey: bool = True, sharex: bool = False):
@@ -288,6 +288,16 @@ def per_la_table(het) -> Table:
         ],
         caption="Arm effect within each LA (each LA's own primary model) and pooled",
         keys=keys,
+        facts=facts(
+            "impact",
+            [
+                ("primary", o, "treatment_effect") if la == "pooled" else ("per_la", o, f"treatment_effect_{la}")
+                for o, la in zip(p["outcome"], p["la"])
+            ],
+            estimate="estimate",
+            ci_low="ci_low",
+            ci_high="ci_high",
+        ),
     )
 
 
@@ -316,7 +326,9 @@ def la_forest(views) -> tuple[plt.Figure, str]:
         ax.set_ylim(len(las) - 0.5, -0.5)
         pooled_row = d.loc["Pooled"] if "Pooled" in d.index else None
         if pooled_row is not None:
-            parts.append(f"{o}: pooled {_ci(pooled_row['estimate'], pooled_row['ci_low'], pooled_row['ci_high'])}")
+            # at the book's rounding of an effect in scale points, as the primary analysis table prints it
+            pooled_ci = _ci(pooled_row["estimate"], pooled_row["ci_low"], pooled_row["ci_high"], 3)
+            parts.append(f"{o}: pooled {pooled_ci}")
     for ax in axes[-1, :]:
         ax.set_xlabel("Arm effect (points)")
     alt = (
