@@ -143,3 +143,30 @@ def test_no_alt_text_holds_a_number_its_page_does_not_show(book_html):
         ]
     assert seen > 50
     assert not bad, "\n".join(map(str, bad[:20]))
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "isafe_helpers", *map(str, args)], capture_output=True, text=True)
+
+
+def test_a_small_three_la_book_passes_the_book_wide_check(tmp_path):
+    """A 3-LA root with small groups ([c] in every scope): the build's check passes, every keyed number joins."""
+    assert (
+        _cli("synth", "--out", tmp_path / "root", "--las", 3, "--teams-per-la", 6, "--staff-per-team", 8).returncode
+        == 0
+    )
+    res = _cli(
+        "run", "--data", tmp_path / "root", "--out", tmp_path / "out", "--build", tmp_path / "build", "--jobs", 2
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]  # the build runs the book-wide check
+    html = tmp_path / "build" / "html"
+    withheld = 0
+    for f in sorted(html.glob("_downloads/*/*-published-numbers.csv")):
+        published = pd.read_csv(f, keep_default_na=False, dtype={"value": str})
+        scope = f.name.removesuffix("-published-numbers.csv")
+        joins_estimates(published, pd.read_csv(tmp_path / "out" / scope / "estimates.csv"))
+        withheld += int((published["symbol"] == "[c]").sum())
+    assert withheld > 100  # small groups really are withheld
+    for page in html.rglob("*.html"):
+        if "_static" not in page.parts:
+            assert not alt_numbers_absent(page.read_text(encoding="utf-8")), page

@@ -194,8 +194,11 @@ def csv_rows(page: str, ident: str, table: Table, cells, scope: str) -> list[dic
     label_col = table.columns[0].key if table.columns and table.columns[0].kind == "text" else None
     labels = cells[label_col].tolist() if label_col else [str(i + 1) for i in range(len(cells))]
     rows = []
-    for key, i, column, text, _raw, _whole, fld in cell_facts(table, cells, scope, declared_only=False):
+    for key, i, column, text, raw, _whole, fld in cell_facts(table, cells, scope, declared_only=False):
         bound = "<" if text.startswith("<") else ""
+        value = plain(text.lstrip("<").strip()) if bound else plain(text)
+        if text == "infinite":  # an unbounded interval's end (randomisation inference): the plain number is +-inf
+            value = raw
         k = key or ("", "", "", "", "", fld)
         rows.append(
             {
@@ -203,7 +206,7 @@ def csv_rows(page: str, ident: str, table: Table, cells, scope: str) -> list[dic
                 "table": ident,
                 "row": labels[i],
                 "column": column,
-                "value": plain(text.lstrip("<").strip()) if bound else plain(text),
+                "value": value,
                 "symbol": _symbol(text),
                 "bound": bound,
                 **dict(zip(("scope", "strand", "analysis", "outcome", "quantity", "field"), k)),
