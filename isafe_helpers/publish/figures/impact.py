@@ -204,10 +204,9 @@ def change_distributions(views) -> tuple[plt.Figure, str]:
         ax.set_title(text(o), fontsize=11)
     for ax in axes[:, 0]:
         ax.set_ylabel("Change (points)")
-    alt = (
-        "Box plots of the change from baseline to follow-up in each arm (box: middle half; line: median; "
-        "diamond: mean; whiskers: 10th to 90th percentile). " + "; ".join(parts) + "."
-    )
+    drawn = any(p.endswith(": drawn") for p in parts)
+    key = " (box: middle half; line: median; diamond: mean; whiskers: 10th to 90th percentile)" if drawn else ""
+    alt = f"Box plots of the change from baseline to follow-up in each arm{key}. " + "; ".join(parts) + "."
     return finish(fig), alt
 
 
