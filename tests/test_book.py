@@ -13,17 +13,23 @@ from __future__ import annotations
 import html
 import json
 import math
+import pickle
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from published_numbers import joins_estimates
 
 from isafe_helpers.data.contract import CASEFILE_OUTCOME, SCALES
 from isafe_helpers.publish import book
+from isafe_helpers.publish import facts as F
 from isafe_helpers.publish import summary as S
-from isafe_helpers.publish.assemble import BookDisclosure
+from isafe_helpers.publish.assemble import BookDisclosure, PageSpecs
+from isafe_helpers.publish.report import Spec
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import COLUMNS, Lookup
+from isafe_helpers.results.table import Col, Table, facts
 
 LAS = ["LA01", "LA02"]
 
@@ -78,19 +84,86 @@ def pooled(n=200) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def solved(est: pd.DataFrame, limit: int = 10) -> BookDisclosure:
+#: The estimates.csv quantities the hand-made results page shows, and the decimals it prints them at.
+PAGE_QUANTITIES = {"hedges_g_total": 2, "treatment_effect": 2, "odds_ratio": 3, "p_holm": 3}
+
+
+def results_page(est: pd.DataFrame, las=LAS, scope: str = "trial") -> PageSpecs:
+    """A results page of the impact strand showing the frame's model rows, each cell declaring its fact.
+
+    The staff analysed (``n``) are the count each row's statistics rest on, as on the real pages.
+    """
+    rows = est[est["quantity"].isin(list(PAGE_QUANTITIES))].reset_index(drop=True)
+    model = est[est["quantity"].isin(["treatment_effect", "odds_ratio"])].set_index("outcome")["n"]
+    rows["own_n"] = rows["n"].notna()  # a row's own count is a fact; a Holm p's borrowed one is not
+    rows["n"] = rows["n"].fillna(rows["outcome"].map(model))  # a Holm p rests on its model's staff
+    tabs = []
+    for q, digits in PAGE_QUANTITIES.items():
+        r = rows[rows["quantity"] == q].reset_index(drop=True)
+        data = pd.DataFrame(
+            {
+                "label": r["outcome"],
+                "n": r["n"],
+                "estimate": r["estimate"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "p_value": r["p_value"],
+                "teams": r["n_clusters"],
+            }
+        )
+        stat = dict(base="n")
+        tabs.append(
+            Table(
+                data,
+                [
+                    Col("label", "Outcome", "text"),
+                    Col("n", "Staff analysed", "people"),
+                    Col("estimate", "Estimate", "number", digits, **stat),
+                    Col("ci_low", "95% CI low", "number", digits, **stat),
+                    Col("ci_high", "95% CI high", "number", digits, **stat),
+                    Col("p_value", "p", "p", **stat),
+                    Col("teams", "Teams", "units"),
+                ],
+                caption=f"Model rows: {q}",
+                keys={"n": [K.analysed(las, o) for o in r["outcome"]]},
+                facts=facts(
+                    "impact",
+                    [k if own else None for k, own in zip(zip(r["analysis"], r["outcome"], r["quantity"]), r["own_n"])],
+                    n="n",
+                )
+                | facts(
+                    "impact",
+                    list(zip(r["analysis"], r["outcome"], r["quantity"])),
+                    estimate="estimate",
+                    ci_low="ci_low",
+                    ci_high="ci_high",
+                    p_value="p_value",
+                    teams="n_clusters",
+                ),
+            )
+        )
+    specs = [Spec(f"table-{i}", "table", i, [t], t.caption) for i, t in enumerate(tabs, 1)]
+    return PageSpecs(scope, "impact", specs, list(las))
+
+
+def solved(est: pd.DataFrame, limit: int = 10, page: bool = True) -> BookDisclosure:
+    """The book of one results page (the frame's model rows) and the summary's tables, solved and filled."""
     look = Lookup(est)
-    b = BookDisclosure([], limit)
+    b = BookDisclosure([results_page(est)] if page else [], limit)
     b.add("summary/headline", S.headline_table(look, LAS, pooled=True))
     b.add("summary/cost", S.cost_table(look, LAS))
     b.add("summary/delivery", S.delivery_table(look, LAS))
     b.solve()
+    b.refill(
+        "summary/headline",
+        S.headline_table(look, LAS, True, b.facts(), "trial", lambda f: book.page_address(f, "book/index")),
+    )
     return b
 
 
 def glue_of(est: pd.DataFrame, limit: int = 10) -> dict[str, str]:
     b = solved(est, limit)
-    views = (b.view("summary/headline"), b.view("summary/cost"), b.view("summary/delivery"))
+    views = (b.cells("summary/headline"), b.view("summary/cost"), b.view("summary/delivery"))
     return plain(S.sentences(*views, Lookup(est), limit))
 
 
@@ -101,20 +174,32 @@ def plain(glue: dict[str, str]) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------
 def test_headline_table_carries_the_rows_and_names_its_populations():
-    t = S.headline_table(Lookup(pooled()), LAS, pooled=True)
-    d = t.data
-    assert list(d["role"]) == ["Primary"] + ["Secondary"] * len(SCALES)
+    b = solved(pooled())
+    t = b.extra["summary/headline"][0]
+    d = b.cells("summary/headline")
+    assert list(t.data["role"]) == ["Primary"] + ["Secondary"] * len(SCALES)
     assert d.loc[0, "outcome"].endswith(S.PRIMARY_MARK) and not d.loc[1:, "outcome"].str.endswith(S.PRIMARY_MARK).any()
-    assert d.loc[0, "effect"] == pytest.approx(-0.1) and d.loc[0, "lo"] == pytest.approx(-0.25)
-    assert d["n_treatment"].tolist() == [200.0] * (len(SCALES) + 1)
+    # a view of the results page: its printed cells, rounding and symbol
+    assert d.loc[0, "effect"] == "-0.10 (-0.25 to 0.05)" and d.loc[0, "p"] == "0.500"
+    assert d.loc[5, "effect"] == "1.500 (1.200 to 1.900)"  # the page prints odds ratios at 3 decimals
+    assert d["n_treatment"].tolist() == ["200"] * (len(SCALES) + 1)
     assert list(d["measure"]) == ["g"] * len(SCALES) + ["odds ratio"]
-    assert math.isnan(d.loc[0, "p_holm"]) and d.loc[1, "p_holm"] == pytest.approx(1.0)
+    assert d.loc[0, "p_holm"] == "[x]" and d.loc[1, "p_holm"] == "1.000"
     # the analysed staff are the same population as the trial flow's and the attrition table's
     assert t.keys["n_treatment"][0] == K.analysed(LAS, SCALES[0], "treatment")
 
 
+def test_each_headline_cell_links_to_the_table_it_comes_from():
+    b = solved(pooled())
+    out = b.render_table("summary/headline", 1)
+    # the g of the first scale is on the page's first table, the odds ratio on its third
+    assert '<a href="../results/trial/1_impact.html#trial-impact-table-1">-0.10 (-0.25\u00a0to\u00a00.05)</a>' in out
+    assert '<a href="../results/trial/1_impact.html#trial-impact-table-3">1.500 (1.200\u00a0to\u00a01.900)</a>' in out
+    assert '<a href="../results/trial/1_impact.html#trial-impact-table-4">0.040</a>' in out  # its Holm p
+
+
 def test_findings_follow_the_model_interval_for_the_primary_and_holm_for_the_secondaries():
-    d = S.headline_table(Lookup(pooled()), LAS, pooled=True).data.set_index("outcome")["finding"].tolist()
+    d = solved(pooled()).cells("summary/headline")["finding"].tolist()
     # primary: effect -0.1 with model interval -0.18 to -0.02: below zero
     assert d[0] == "worsened"
     # secondaries: Holm p = min(1, 4 x (0.4, 0.3, 0.2, 0.1)) = 1, 1, 0.8, 0.4: none survives adjustment, and
@@ -125,6 +210,44 @@ def test_findings_follow_the_model_interval_for_the_primary_and_holm_for_the_sec
     assert S.finding(0.1, 0.3, 0.01, None, 0.0, True) == "improved"
     assert S.finding(-0.1, 0.3, 0.4, None, 0.0, True) == "no clear difference"
     assert S.finding(math.nan, 0.3, 0.4, None, 0.0, True) == "not available"
+
+
+def casefile_like_the_pipeline(est: pd.DataFrame) -> pd.DataFrame:
+    """The case-file result writes no per-arm counts: only its model rows carry ``n`` (as the real rows)."""
+    return est[~((est["outcome"] == CASEFILE_OUTCOME) & est["quantity"].str.startswith("analysed_"))]
+
+
+def test_the_casefile_outcome_is_published_exactly_as_its_page_publishes_it():
+    est = casefile_like_the_pipeline(pooled())
+    b = solved(est)
+    row = b.cells("summary/headline").iloc[-1]
+    assert row["effect"] == "1.500 (1.200 to 1.900)" and row["p"] == "0.010" and row["p_holm"] == "0.040"
+    assert row["n_treatment"] == "[x]" and row["finding"] == "improved"
+    glue = plain(S.sentences(b.cells("summary/headline"), None, None, Lookup(est), 10))
+    assert "odds ratio 1.500 (95% CI 1.200 to 1.900), p = 0.010; Holm p = 0.040" in glue["s_secondary_sentence"]
+
+
+def test_with_the_casefile_outcome_primary_the_headline_row_shows_its_estimate():
+    est = casefile_like_the_pipeline(pooled())
+    est.loc[est["quantity"] == "primary_outcome", "outcome"] = CASEFILE_OUTCOME
+    b = solved(est)
+    head = b.cells("summary/headline")
+    row = S.primary_rows(head).iloc[0]
+    assert row["effect"] == "1.500 (1.200 to 1.900)" and row["finding"] == "improved"
+    glue = plain(S.sentences(head, None, None, Lookup(est), 10))
+    assert "improvement: odds ratio 1.500 (95% CI 1.200 to 1.900), p = 0.010" in glue["s_primary_sentence"]
+
+
+def test_a_withheld_estimate_gets_no_verdict():
+    est = pooled()
+    few = (est["outcome"] == CASEFILE_OUTCOME) & (est["quantity"] == "odds_ratio")
+    est.loc[few, "n"] = 6  # the page withholds the odds ratio: it rests on 6 staff
+    row = solved(est).cells("summary/headline").iloc[-1]
+    assert row["effect"] == "[c]" and row["p"] == "[c]"
+    assert row["finding"] == "no verdict: the estimate is withheld"  # never "improved" beside withheld cells
+    # with no results page at all, nothing is published and nothing is judged
+    none = solved(pooled(), page=False).cells("summary/headline")
+    assert set(none["effect"]) == {"[x]"} and none["finding"].str.startswith("no verdict").all()
 
 
 def test_an_la_headline_table_carries_no_verdict():
@@ -145,11 +268,11 @@ def test_summary_sentences_state_the_published_numbers():
 
 
 def test_numbers_resting_on_few_people_are_withheld_and_no_sentence_states_them():
-    est = pooled(n=8)  # 8 staff per arm, under a threshold of 10
+    est = pooled(n=4)  # 8 staff analysed per outcome, under a threshold of 10
     est.loc[est["quantity"].isin(["participants_reached", "respondents", "attendees"]), "estimate"] = 6.0
     b = solved(est)
-    head = b.view("summary/headline")
-    assert head["n_treatment"].isna().all() and head["effect"].isna().all()
+    head = b.cells("summary/headline")
+    assert (head["n_treatment"] == "[c]").all() and (head["effect"] == "[c]").all()
     assert "[c]" in b.render_table("summary/headline", 1)
     glue = plain(S.sentences(head, b.view("summary/cost"), b.view("summary/delivery"), Lookup(est), 10))
     assert "no published estimate" in glue["s_primary_sentence"]
@@ -161,7 +284,7 @@ def test_a_failed_strand_is_not_read():
     est = pooled()
     look = book._usable(est, {"cost": "ValueError: deflators.csv missing"})
     assert look.get("cost", "unit_cost", "total", "cost_per_participant_gbp") is None
-    glue = plain(S.sentences(S.headline_table(look, LAS, True).data, S.cost_table(look, LAS).data, None, look, 10))
+    glue = plain(S.sentences(solved(est).cells("summary/headline"), S.cost_table(look, LAS).data, None, look, 10))
     assert (
         glue["s_cost_sentence"]
         == "The cost per participant is withheld: it rests on fewer than 10 participants or would give a withheld count back."
@@ -180,8 +303,11 @@ def test_an_estimate_the_model_could_not_make_says_why():
         math.nan,
         "not estimable: one team per arm",
     ]
-    d = S.headline_table(Lookup(est), LAS, pooled=True).data
-    assert d.loc[1, "note"] == "not estimable: one team per arm"
+    b = solved(est)
+    assert b.cells("summary/headline").loc[1, "effect"] == "[x]"
+    assert "Competence in engaging fathers: not available: not estimable: one team per arm." in html.unescape(
+        b.render_table("summary/headline", 1)
+    )
     assert "competence in engaging fathers: not published" in glue_of(est)["s_secondary_sentence"]
 
 
@@ -217,6 +343,10 @@ def test_staging_fills_every_page_and_glues_the_numbers(tmp_path):
     results = tmp_path / "results"
     (results / "trial").mkdir(parents=True)
     pooled().to_csv(results / "trial" / "estimates.csv", index=False)
+    page = results_page(pooled())  # what the pooled impact notebook recorded: the summary is its view
+    (results / "trial" / "impact.specs.pkl").write_bytes(
+        pickle.dumps({"scope": "trial", "strand": "impact", "las": LAS, "specs": page.specs})
+    )
     run = {
         "data_root": str(tmp_path / "root"),
         "fingerprint": "abc",
@@ -248,6 +378,50 @@ def test_staging_fills_every_page_and_glues_the_numbers(tmp_path):
     la_part = next(p for p in toc["parts"] if p["caption"] == "Local authorities")
     assert [c["file"] for c in la_part["chapters"]] == ["book/local_authorities"]  # the LAs' own index
     assert [s["file"] for s in la_part["chapters"][0]["sections"]] == ["book/las/LA01", "book/las/LA02"]
-    published = pd.read_csv(stage / "book/downloads/trial-published-numbers.csv")
-    # the summary's tables are published numbers of the pooled scope
-    assert "Headline results: effect of ISAFE on each outcome" in set(published["caption"])
+    published = pd.read_csv(stage / "book/downloads/trial-published-numbers.csv", keep_default_na=False)
+    # the summary's tables are published numbers of the pooled scope, each traced to its estimates.csv cell
+    head = published[published["table"] == "trial-summary-table-1"]
+    assert len(head) and ((head["quantity"] != "") | (head["symbol"] != "")).all()  # only a symbol is keyless
+    values = set(pd.to_numeric(head["value"]))
+    assert {1.5, -0.25, 0.04} <= values
+    assert joins_estimates(published, pooled()) > 20
+
+
+def _staged_run(tmp_path, est: pd.DataFrame) -> Path:
+    """A results folder with the pooled rows, the pooled impact page's specs and a run record."""
+    results = tmp_path / "results"
+    (results / "trial").mkdir(parents=True)
+    est.to_csv(results / "trial" / "estimates.csv", index=False)
+    page = results_page(est)
+    (results / "trial" / "impact.specs.pkl").write_bytes(
+        pickle.dumps({"scope": "trial", "strand": "impact", "las": LAS, "specs": page.specs})
+    )
+    run = {"data_root": str(tmp_path / "root"), "fingerprint": "abc", "synthetic": None, "las": LAS}
+    run |= {"finished": "2026-01-01 00:00 UTC", "python": "3.11", "tasks": []}
+    (results / "run.json").write_text(json.dumps(run))
+    return results
+
+
+def test_the_book_wide_check_passes_when_every_fact_has_one_face(tmp_path):
+    book.stage(_staged_run(tmp_path, pooled()), tmp_path / "stage")  # the summary repeats the page's facts
+    published = pd.read_csv(tmp_path / "stage/book/downloads/trial-published-numbers.csv", keep_default_na=False)
+    assert F.check(published) > 20  # facts that appear twice (page and summary), each with one face
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        # the summary computes its own effect instead of copying the page's cell
+        ("_effect_cell", lambda f: "9.99 (1.00 to 2.00)" if f["effect"] is not None else "[x]", "hedges_g_total"),
+        # the summary withholds a p-value the page publishes
+        ("_text", lambda f: "[c]" if f is not None else "[x]", "p_value"),
+    ],
+    ids=["own-number", "own-symbol"],
+)
+def test_the_book_wide_check_fails_the_build_on_a_fact_shown_two_ways(tmp_path, monkeypatch, seed):
+    name, fake, quantity_or_field = seed
+    monkeypatch.setattr(S, name, fake)
+    with pytest.raises(book.BookError, match="one fact two ways") as e:
+        book.stage(_staged_run(tmp_path, pooled()), tmp_path / "stage")
+    assert quantity_or_field in str(e.value) and "trial-summary-table-1" in str(e.value)
+    assert "trial-impact-table-" in str(e.value)  # where the page shows the other face

@@ -37,7 +37,7 @@ from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label as lbl
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 
 #: Foundations cost-rating bands: (rating, lower edge inclusive).
 RATING_BANDS = ((1, 0.0), (2, 100.0), (3, 500.0), (4, 1000.0))
@@ -215,17 +215,20 @@ class CostResult(Result):
             caption="Unit costs and the Foundations cost rating",
             notes=notes,
             keys={"denominator": keys},
+            facts=_unit_facts(list(people["unit cost"])),
         )
 
     def phase_table(self) -> Table:
         """The financial cost by phase and in total."""
         label = price_label(self.price_year)
         t = self.by_phase.reset_index().rename(columns={label: "cost"})
+        shows = facts("cost", [("unit_cost", str(p), "total_cost_gbp") for p in t["phase"]], cost="estimate")
         t["phase"] = [lbl(p) for p in t["phase"]]
         return Table(
             t,
             [Col("phase", "Phase", "text"), Col("cost", f"Financial cost, {label}", "gbp", 0)],
             caption="Financial cost by phase",
+            facts=shows,
         )
 
     def category_table(self) -> Table:
@@ -282,6 +285,27 @@ class CostResult(Result):
             keys={"participants_reached": [K.reached([la]) for la in t["la"]]},
             caption="Unit cost in each LA",
         )
+
+
+#: The ``estimates.csv`` rows of the unit-cost table's rows (by their label): outcome, unit cost, denominator.
+UNIT_ROWS = {
+    "per participant reached (rated)": ("total", "cost_per_participant_gbp", "participants_reached"),
+    "per participant reached, including staff time": ("total_with_staff_time", "cost_per_participant_gbp", None),
+    "per intended participant": ("total", "cost_per_intended_participant_gbp", "intended_participants"),
+}
+
+
+def _unit_facts(labels: list[str]) -> dict:
+    """The facts of the unit-cost table: each row's unit cost, rating and denominator (where a row holds it)."""
+    rows = [UNIT_ROWS.get(u.lower()) for u in labels]
+    out = facts("cost", [("unit_cost", r[0], r[1]) if r else None for r in rows], cost="estimate")
+    out |= facts(
+        "cost",
+        [("unit_cost", r[0], "cost_rating") if r and r[1] == "cost_per_participant_gbp" else None for r in rows],
+        rating="estimate",
+    )
+    out |= facts("cost", [("unit_cost", "total", r[2]) if r and r[2] else None for r in rows], denominator="estimate")
+    return out
 
 
 def _la_summary(data: TrialData, year: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -33,7 +33,7 @@ from isafe_helpers.impact.design import why_not_estimable
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 from isafe_helpers.stats.gee import gee_binary
 
 #: WWC's Cox index divides the log odds ratio by this.
@@ -56,6 +56,9 @@ class CasefileResult(Result):
     working: str = "exchangeable"  # the working correlation of the reported fit (module docstring)
     role: str = "secondary"  # primary or secondary outcome (the protocol's)
     las: list[str] = field(default_factory=list)  # the scope's LAs (ledger keys)
+    #: the odds ratio's p adjusted across the secondary outcomes (Holm); set by the primary analysis, which
+    #: holds the family (:class:`~isafe_helpers.impact.primary_model.PrimaryAnalysis`); NaN when not set
+    p_holm: float = np.nan
 
     @property
     def withheld(self) -> bool:
@@ -88,10 +91,12 @@ class CasefileResult(Result):
             k: (np.full(len(t), np.nan) if hide else t[k].to_numpy())
             for k in ("estimate", "ci_low", "ci_high", "p_value")
         }
+        holm = [np.nan if hide else self.p_holm] + [np.nan] * (len(t) - 1)  # the family adjusts the odds ratio's test
         out = pd.DataFrame(
             {
                 "measure": ["Odds ratio", "Risk difference", "Cox index (standardised effect size)"],
                 **num,
+                "p_holm": holm,
                 "files_of": t["n"].to_numpy(),
                 "teams": t["n_clusters"].to_numpy(),
                 "note": [f"not available: {self.note}" if hide else self.note] * len(t),
@@ -105,19 +110,43 @@ class CasefileResult(Result):
                 Col("ci_low", "95% CI low", "number", 3),
                 Col("ci_high", "95% CI high", "number", 3),
                 Col("p_value", "p", "p"),
+                *([Col("p_holm", "Holm p (secondary)", "p")] if self.role == "secondary" else []),
                 Col("files_of", "Staff whose files were analysed", "people"),
                 Col("teams", "Teams", "units"),
                 Col("note", "Note", "text"),
             ],
             caption="Fathers' contact details recorded in case files",
             keys={"files_of": [K.analysed(self.las, CASEFILE_OUTCOME)] * len(out)} if self.las else {},
+            facts={
+                **facts(
+                    "impact",
+                    [("primary", CASEFILE_OUTCOME, q) for q in ("odds_ratio", "risk_difference", "cox_index")],
+                    estimate="estimate",
+                    ci_low="ci_low",
+                    ci_high="ci_high",
+                    p_value="p_value",
+                    files_of="n",
+                    teams="n_clusters",
+                ),
+                **facts(
+                    "impact",
+                    [("primary", CASEFILE_OUTCOME, "odds_ratio"), None, None],
+                    p_holm=("secondary", "p_holm", "estimate"),
+                ),
+            },
             notes=[
                 f"{self.role.capitalize()} outcome. Binomial GEE (logit link, {self.working} correlation within team) "
                 "on every audited file, adjusted for the baseline share recorded and (pooled trial) LA; "
                 "Mancl-DeRouen bias-reduced standard errors, Student's t on teams minus coefficients. "
                 "Risk difference: marginally standardised, in proportion points. Cox index: the log odds ratio "
                 "divided by 1.65, WWC's effect size for a binary outcome, comparable with Hedges' g; its CI is the "
-                "odds ratio's, transformed the same way.",
+                "odds ratio's, transformed the same way."
+                + (
+                    " Holm p: the odds ratio's p adjusted across the secondary outcomes (Holm), as in the primary "
+                    "analysis table."
+                    if self.role == "secondary"
+                    else ""
+                ),
                 *(
                     [
                         "The exchangeable working correlation did not converge for these files, so the model was "

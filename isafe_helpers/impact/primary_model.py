@@ -43,7 +43,7 @@ from isafe_helpers.results.escape import md
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import ROLES, label
 from isafe_helpers.results.protocol import Result, ResultSet
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 from isafe_helpers.stats.effect_size import StandardisedEffect, standardised_effect
 from isafe_helpers.stats.inference import holm, interval
 from isafe_helpers.stats.mixed import fit_formula_free
@@ -370,6 +370,8 @@ class PrimaryAnalysis(ResultSet):
         fam["p_holm"] = np.nan
         fam.loc[sec, "p_holm"] = holm(fam.loc[sec, "p_value"].to_numpy(float))
         self.family = fam
+        if casefile is not None and casefile.role == "secondary":  # its table shows its Holm p
+            casefile.p_holm = float(fam.loc[fam["outcome"] == CASEFILE_OUTCOME, "p_holm"].iloc[0])
 
     @property
     def primary_outcome(self) -> str:
@@ -511,16 +513,39 @@ class PrimaryAnalysis(ResultSet):
                 Col("role", "Role", "text"),
                 Col("participants", "Staff analysed", "people"),
                 Col("teams", "Teams", "units"),
-                Col("effect", "Effect, scale points (95% CI)", "ci", 2, parts=("ci_low", "ci_high"), **stat),
+                # at the book's rounding of an effect in scale points (3 decimals, as the robustness table)
+                Col("effect", "Effect, scale points (95% CI)", "ci", 3, parts=("ci_low", "ci_high"), **stat),
                 Col("p_value", "p", "p", **stat),
                 Col("p_holm", "Holm p (secondary)", "p", **stat),
                 Col("hedges_g", "Hedges' g (95% CI)", "ci", 2, parts=("g_ci_low", "g_ci_high"), **stat),
-                Col("icc", "ICC (model without covariates)", "number", 2, **stat),
+                Col("icc", "ICC (model without covariates)", "number", 3, **stat),  # as the variance table
             ],
             caption="Primary analysis of the survey outcomes",
             notes=self._notes(),
             keys=keys,
+            facts=self._facts(),
         )
+
+    def _facts(self) -> dict:
+        """The ``estimates.csv`` cell each number of :meth:`table` shows (the primary outcome has no Holm p)."""
+        rows = [("primary", r.outcome, "treatment_effect") for r in self.results]
+        out = facts(
+            "impact",
+            rows,
+            participants="n",
+            teams="n_clusters",
+            effect="estimate",
+            ci_low="ci_low",
+            ci_high="ci_high",
+            p_value="p_value",
+            hedges_g=("primary", "hedges_g_total", "estimate"),
+            g_ci_low=("primary", "hedges_g_total", "ci_low"),
+            g_ci_high=("primary", "hedges_g_total", "ci_high"),
+            icc=("primary", "icc", "estimate"),
+        )
+        secondary = [r if res.role == "secondary" else None for r, res in zip(rows, self.results)]
+        out.update(facts("impact", secondary, p_holm=("secondary", "p_holm", "estimate")))
+        return out
 
     def variance_table(self) -> Table:
         """The variance components of each scale's models: the primary model's and the model without covariates'."""
@@ -556,6 +581,16 @@ class PrimaryAnalysis(ResultSet):
                 "only, same sample); Hedges' g divides by that model's total standard deviation."
             ],
             keys={"n": [K.analysed(las, r.outcome) for r in self.results if not r.withheld]} if las else {},
+            facts=facts(
+                "impact",
+                [("primary", r.outcome, "treatment_effect") for r in self.results if not r.withheld],
+                n="n",
+                tv=("primary", "team_variance", "estimate"),
+                rv=("primary", "residual_variance", "estimate"),
+                tvu=("primary", "team_variance_unconditional", "estimate"),
+                rvu=("primary", "residual_variance_unconditional", "estimate"),
+                icc=("primary", "icc", "estimate"),
+            ),
         )
 
     def outcomes_table(self) -> Table:

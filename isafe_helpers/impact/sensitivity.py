@@ -31,7 +31,7 @@ from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import ANALYSES as LABELS_OF
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 from isafe_helpers.stats.cluster_robust import cr2
 from isafe_helpers.stats.imputation import mi_arm_effect
 from isafe_helpers.stats.inference import interval
@@ -281,6 +281,14 @@ class Robustness(Result):
         t.loc[withheld, "note"] = "not available: " + t.loc[withheld, "note"]
         order = {o: i for i, o in enumerate(dict.fromkeys(t["outcome"]))}
         t = t.sort_values("outcome", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+        shows = facts(
+            "impact",
+            list(zip(t["analysis"], t["outcome"], t["quantity"])),
+            estimate="estimate",
+            ci_low="ci_low",
+            ci_high="ci_high",
+            p_value="p_value",
+        )
         t["outcome"] = [label(o) for o in t["outcome"]]
         return Table(
             t[["outcome", "method", "estimate", "ci_low", "ci_high", "p_value", "note"]],
@@ -294,6 +302,7 @@ class Robustness(Result):
                 Col("note", "Note", "text"),
             ],
             caption="Robustness of the primary analysis",
+            facts=shows,
             notes=[
                 "Primary: REML with Kenward-Roger standard errors and degrees of freedom. Satterthwaite: the same "
                 "fit with the conventional standard error and Satterthwaite degrees of freedom. Multiple "

@@ -38,7 +38,7 @@ from isafe_helpers.impact.design import design
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 from isafe_helpers.stats.inference import holm, interval
 from isafe_helpers.stats.kenward_roger import kenward_roger_test
 from isafe_helpers.stats.mixed import fit_random_intercept
@@ -118,13 +118,19 @@ class ModeratorResults(Result):
 
     def table(self) -> Table:
         """One row per reported term: estimate with 95% CI, unadjusted p and (interactions) Holm-adjusted p."""
-        t = self.frame.assign(
-            outcome=[label(o) for o in self.frame["outcome"]],
-            moderator=[MODERATOR_LABELS[m] for m in self.frame["moderator"]],
-            term=[term_label(q) for q in self.frame["quantity"]],
-        )
         # the joint F test is a test statistic, not an estimate: the heterogeneity table shows it in its own column
-        t = t[~t["quantity"].str.startswith("wald_f")].reset_index(drop=True)
+        frame = self.frame[~self.frame["quantity"].str.startswith("wald_f")].reset_index(drop=True)
+        t = frame.assign(
+            outcome=[label(o) for o in frame["outcome"]],
+            moderator=[MODERATOR_LABELS[m] for m in frame["moderator"]],
+            term=[term_label(q, m) for q, m in zip(frame["quantity"], frame["moderator"])],
+        )
+        rows = list(zip([ANALYSIS[m] for m in frame["moderator"]], frame["outcome"], frame["quantity"]))
+        inter = (frame["kind"] == "interaction").to_numpy()
+        # an interaction's estimates.csv p is its Holm-adjusted one; its unadjusted p is no row of its own
+        shows = facts("impact", rows, n="n", estimate="estimate", ci_low="ci_low", ci_high="ci_high")
+        shows |= facts("impact", [None if i else r for r, i in zip(rows, inter)], p_value="p_value")
+        shows |= facts("impact", [r if i else None for r, i in zip(rows, inter)], p_holm="p_value")
         hide = t["note"].str.startswith("did not converge").to_numpy()
         t.loc[hide, ["estimate", "ci_low", "ci_high", "p_value", "p_holm"]] = np.nan
         t.loc[hide, "note"] = "not available: " + t.loc[hide, "note"]
@@ -143,6 +149,7 @@ class ModeratorResults(Result):
                 Col("note", "Note", "text"),
             ],
             caption="Moderators of the effect (exploratory)",
+            facts=shows,
             notes=[
                 "Exploratory: the trial was not powered to detect differences in the effect between groups; "
                 "the estimates describe and do not judge.",
@@ -164,8 +171,16 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def term_label(quantity: str) -> str:
-    """A reader's name for a moderator term (``interaction_40_49_vs_under_30`` -> ``40 to 49 vs under 30``)."""
+def term_label(quantity: str, moderator: str | None = None) -> str:
+    """A reader's name for a moderator term (``interaction_40_49_vs_under_30`` -> ``40 to 49 vs under 30``).
+
+    An effect within a group names the model it comes from (``moderator``): the effect in an LA
+    of the model with an arm-by-LA term is not that LA's own primary model's effect, and the two
+    must never share a label.
+
+    >>> term_label("effect_in_LA01", "la")
+    'Effect in LA01 (moderator model: arm by LA)'
+    """
     if quantity == "interaction_per_year":
         return "Difference in effect per extra year qualified"
     if quantity.startswith("effect_at_"):
@@ -176,7 +191,10 @@ def term_label(quantity: str) -> str:
         a, b = quantity.removeprefix("interaction_").split("_vs_")
         return f"Difference in effect: {label(a)} vs {_lower_first(label(b))}"
     if quantity.startswith("effect_in_"):
-        return f"Effect in {label(quantity.removeprefix('effect_in_'))}"
+        # the moderator model's effect in the group: for an LA, not the LA's own primary model's effect
+        model = {"la": "arm by LA", "age": "arm by age band"}.get(moderator or "")
+        where = label(quantity.removeprefix("effect_in_"))
+        return f"Effect in {where} (moderator model: {model})" if model else f"Effect in {where}"
     return label(quantity)
 
 

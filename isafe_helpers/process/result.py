@@ -65,6 +65,7 @@ class ProcessResult(Result):
         if "la" in df.columns and not any(c.key == "la" for c in cols):
             cols = [Col("la", "LA", "text"), *cols]
         df = df.copy()
+        shows = self._facts(df, cols) if breakdown is None else {}
         for c in LABELLED:
             if c in df.columns:
                 df[c] = [label(v) for v in df[c]]
@@ -78,4 +79,36 @@ class ProcessResult(Result):
             sums,
             keys=keys,
             relations=list(self.relations.get(breakdown, [])),
+            facts=shows,
         )
+
+    def _facts(self, df: pd.DataFrame, cols: list[Col]) -> dict:
+        """The ``estimates.csv`` cell each number of the scope-level table shows (``Table.facts``).
+
+        A cell is the row of its own analysis whose outcome is the row's
+        (component, group ...) and whose quantity is the column's name, when
+        that row holds the same number; an interval's end (``ci_low``,
+        ``ci_high``) is the field of the row whose interval it is. A cell
+        with no such row names none.
+        """
+        est = pd.DataFrame(self.estimates)
+        name = next((c for c in LABELLED if c in df.columns), None)
+        if est.empty or name is None or "quantity" not in est:
+            return {}
+        est = est[est["analysis"] == self.analysis]
+        out: dict[str, list] = {}
+        for c in cols:
+            if c.kind == "text" or c.key not in df.columns:
+                continue
+            keys: list = []
+            for o, v in zip(df[name], pd.to_numeric(df[c.key], errors="coerce")):
+                mine = est[est["outcome"] == o]
+                fld = c.key if c.key in ("ci_low", "ci_high") else "estimate"
+                hit = mine if fld != "estimate" else mine[mine["quantity"] == c.key]
+                hit = hit[pd.to_numeric(hit[fld], errors="coerce") == v] if pd.notna(v) else hit.iloc[0:0]
+                keys.append(
+                    ("process", self.analysis, str(o), str(hit["quantity"].iloc[0]), fld) if len(hit) == 1 else None
+                )
+            if any(keys):
+                out[c.key] = keys
+        return out

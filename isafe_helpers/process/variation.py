@@ -106,7 +106,7 @@ class ImpactComparison(Result):
                 Col("staff", "Intervention-team staff", "people"),
                 Col("reach_pct", "Staff with at least one practice-pathway session (%)", "pct", 1, base="staff"),
                 Col("outcome", "Outcome", "text"),
-                Col("treatment_effect", "Effect in the LA (scale points)", "number", 3),
+                Col("treatment_effect", "Effect in the LA: its own primary model (scale points)", "number", 3),
                 Col("ci_low", "95% CI low", "number", 3),
                 Col("ci_high", "95% CI high", "number", 3),
             ],

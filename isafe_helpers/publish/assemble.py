@@ -28,7 +28,7 @@ import pandas as pd
 
 from isafe_helpers import portable
 from isafe_helpers.data.contract import TRIAL_SCOPE
-from isafe_helpers.publish import tables
+from isafe_helpers.publish import facts, tables
 from isafe_helpers.publish.ledger import Ledger, Plan
 from isafe_helpers.publish.report import SPECS, Spec, render_spec
 from isafe_helpers.results.table import Table
@@ -81,6 +81,7 @@ class BookDisclosure:
         self.pages = pages
         self.ledger = Ledger(limit)
         self.extra: dict[str, tuple[Table, dict]] = {}
+        self.idents: dict[str, str] = {}
         for page in pages:
             for spec in page.specs:
                 page.keys[spec.id] = [
@@ -88,19 +89,53 @@ class BookDisclosure:
                     for j, t in enumerate(spec.tables)
                 ]
         self.plan: Plan | None = None
+        self._facts: dict | None = None
 
-    def add(self, where: str, table: Table) -> None:
-        """Register a table the build itself publishes (summary, LA index pages), before :meth:`solve`."""
+    def add(self, where: str, table: Table, ident: str | None = None) -> None:
+        """Register a table the build itself publishes (summary, LA index pages), before :meth:`solve`.
+
+        ``ident`` is its id in the page (an anchor) and in the published-numbers CSV.
+        """
         self.extra[where] = (table, self.ledger.register(table, where))
+        if ident:
+            self.idents[where] = ident
 
     def solve(self) -> Plan:
         self.plan = self.ledger.solve()
+        self._facts = None
         return self.plan
+
+    def facts(self) -> dict:
+        """Every fact the results pages' tables publish under the book's plan (:func:`facts.collect`), by key."""
+        assert self.plan is not None, "solve the ledger first"
+        if self._facts is None:
+            self._facts = facts.collect(self.pages, self.plan)  # the module, not this method
+        return self._facts
+
+    def refill(self, where: str, table: Table) -> None:
+        """Put the filled version of a table registered with :meth:`add` in its place (after :meth:`solve`).
+
+        A table whose ``view`` cells read the solved book's facts is
+        registered before the solve with those cells empty; its people cells
+        (what the ledger saw) must be the same in both.
+        """
+        old, keys = self.extra[where]
+        for col in old.people:
+            a = old.data[col].reset_index(drop=True)
+            b = table.data[col].reset_index(drop=True)
+            if not a.equals(b):
+                raise ValueError(f"{where}: the counts of column {col!r} changed after the ledger was solved")
+        self.extra[where] = (table, keys)
+
+    def cells(self, where: str) -> pd.DataFrame:
+        """A table registered with :meth:`add`, as printed (strings, with its symbols)."""
+        table, keys = self.extra[where]
+        return tables.protected(table, self.plan, keys)
 
     def render_table(self, where: str, number: int | None = None) -> str:
         """The HTML of a table registered with :meth:`add`."""
         table, keys = self.extra[where]
-        return tables.render(table, number, self.plan, keys)
+        return tables.render(table, number, self.plan, keys, anchor=self.idents.get(where))
 
     def view(self, where: str) -> pd.DataFrame:
         """A table registered with :meth:`add`, as it may be published (withheld values NaN)."""
@@ -178,20 +213,21 @@ class BookDisclosure:
         return [sorted(k for k in keys if self.plan.hidden(k)), sorted(keys & self.plan.exempt)]
 
     def page_cells(self, page: PageSpecs) -> list[dict]:
-        """Every number the page's tables publish, as printed (rows of :meth:`published`)."""
+        """Every number the page's tables and figures publish, as printed (rows of :meth:`published`)."""
         rows: list[dict] = []
         for spec in page.specs:
+            ident = facts.table_id(page.scope, page.strand, spec.kind, spec.number or int(spec.id.rpartition("-")[2]))
             for t, keys in zip(spec.tables, page.keys[spec.id]):
-                output = f"{spec.kind} {spec.number}" if spec.number else spec.kind
-                rows += self._cells(page.strand, output, spec.caption or t.caption, t, keys)
+                rows += facts.csv_rows(page.strand, ident, t, tables.protected(t, self.plan, keys), page.scope)
         return rows
 
     def published(self, scope: str, cells: dict[str, list[dict]] | None = None) -> pd.DataFrame:
-        """Every number the scope's tables publish, as printed (after disclosure control).
+        """Every number the scope's tables publish, as printed (after disclosure control): the CSV's rows.
 
         The scope's pages (their rows from ``cells`` by strand where given,
         else computed), then the tables the build adds for it: the executive
         summary's for the pooled trial, the index page's for an LA.
+        Columns: :data:`facts.CSV_COLUMNS`.
         """
         rows: list[dict] = []
         for page in (p for p in self.pages if p.scope == scope):
@@ -199,16 +235,9 @@ class BookDisclosure:
         prefix = "summary/" if scope == TRIAL_SCOPE else f"{scope}/"
         for where, (t, keys) in self.extra.items():
             if where.startswith(prefix):
-                rows += self._cells("summary" if scope == TRIAL_SCOPE else "index", "table", t.caption, t, keys)
-        return pd.DataFrame(rows, columns=["page", "output", "caption", "row", "column", "value"])
-
-    def _cells(self, page: str, output: str, caption: str, t: Table, keys: dict) -> list[dict]:
-        cells = tables.protected(t, self.plan, keys)
-        label_col = t.columns[0].key if t.columns and t.columns[0].kind == "text" else None
-        labels = cells[label_col].tolist() if label_col else [str(i + 1) for i in range(len(cells))]
-        shown = [(c.label, cells[c.key].tolist()) for c in t.columns if c.kind != "text"]
-        return [
-            {"page": page, "output": output, "caption": caption, "row": labels[i], "column": label, "value": vals[i]}
-            for i in range(len(cells))
-            for label, vals in shown
-        ]
+                name = "summary" if scope == TRIAL_SCOPE else "index"
+                ident = self.idents.get(where, where.replace("/", "-"))
+                rows += facts.csv_rows(name, ident, t, tables.protected(t, self.plan, keys), scope)
+        out = pd.DataFrame(rows, columns=facts.CSV_COLUMNS)
+        out["value"] = out["value"].astype(float)  # plain numbers: never text, never neutralised
+        return out

@@ -46,6 +46,7 @@ from isafe_helpers.data.validated import load_saved, write_saved
 from isafe_helpers.outputs import MARKER, neutralise_frame
 from isafe_helpers.publish import baseline as B
 from isafe_helpers.publish import disclosure, tables
+from isafe_helpers.publish import facts as F
 from isafe_helpers.publish import summary as S
 from isafe_helpers.publish.assemble import BookDisclosure, load_pages
 from isafe_helpers.publish.escape import html_text, md
@@ -300,6 +301,19 @@ def not_run_markdown(scope: str, strand: str) -> str:
 # --------------------------------------------------------------------------
 # Staging and building
 # --------------------------------------------------------------------------
+def anchored(html: str, spec: str, scope: str, strand: str) -> str:
+    """A table's HTML with its id (:func:`~isafe_helpers.publish.facts.table_id`), so views can link to it.
+
+    >>> anchored('<div class="isafe-table"><table></table></div>', "table-4", "LA01", "impact")
+    '<div class="isafe-table" id="LA01-impact-table-4"><table></table></div>'
+    """
+    kind, _, n = spec.rpartition("-")
+    if kind != "table" or not n.isdigit() or ' id="' in html.split(">", 1)[0]:
+        return html
+    ident = F.table_id(scope, strand, kind, int(n))
+    return html.replace('<div class="isafe-table">', f'<div class="isafe-table" id="{ident}">', 1)
+
+
 def _stage_notebook(
     src: Path, dst: Path, scope: str, strand: str, outputs: dict[str, str], baseline: bool = False
 ) -> None:
@@ -330,7 +344,7 @@ def _stage_notebook(
                 spec = out.get("metadata", {}).get("isafe", {}).get("spec")
                 html = outputs[spec] if spec in outputs else out.get("data", {}).get("text/html")
                 if spec is not None and html is not None:  # rendered again, or the page's own output as it is
-                    out["data"] = {"text/html": html}
+                    out["data"] = {"text/html": anchored(html, spec, scope, strand)}
         kept.append(cell)
     nb.cells = kept
     for cell in nb.cells:
@@ -393,7 +407,7 @@ def local_authorities_markdown(las: list[str], book: BookDisclosure, baseline: f
         name = f"{_NAMES[la]} ({la})" if la in _NAMES else la
         links.append(f"las/{la}.html")
         try:
-            v = book.view(f"{la}/headline")
+            v = book.cells(f"{la}/headline")  # as the LA's index page prints it: a view of its results pages
         except KeyError:
             rows.append(
                 (name, "not run", "", "") if la not in baseline else (name, "none yet", "none yet", "awaits follow-up")
@@ -404,21 +418,16 @@ def local_authorities_markdown(las: list[str], book: BookDisclosure, baseline: f
             rows.append((name, "", "", ""))
             continue
         r = prim.iloc[0]
-        staff = (
-            "[c]"
-            if not (math.isfinite(r["n_treatment"]) and math.isfinite(r["n_control"]))
-            else f"{number(r['n_treatment'], 'people')}; {number(r['n_control'], 'people')}"
-        )
-        eff = tables.estimate_ci(r["effect"], r["lo"], r["hi"], 2)
+        staff = f"{r['n_treatment']}; {r['n_control']}"
         # teams are not people: read from the table's own data (the published view holds its columns only)
         teams = book.extra[f"{la}/headline"][0].data.reset_index(drop=True).loc[prim.index[0], "teams"]
-        rows.append((name, number(teams, "units"), staff, "[c]" if eff == "[x]" and staff == "[c]" else eff))
+        rows.append((name, number(teams, "units"), staff, f"{r['measure']} {r['effect']}"))
     table = html_table(
         (
             "Local authority",
             "Teams analysed",
             "Staff analysed, primary outcome (intervention; control)",
-            "Primary outcome: Hedges' g (95% CI)",
+            "Primary outcome: effect size (95% CI)",
         ),
         rows,
         caption="Table 1. Local authorities and their primary outcome",
@@ -521,6 +530,17 @@ def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     return glue
 
 
+#: The tables of the summary and of each LA index page, in the order they are numbered there.
+SUMMARY_TABLES = ("headline", "cost", "delivery", "security")
+
+
+def extra_id(where: str) -> str:
+    """The id of a summary or LA index table (``summary/cost`` -> ``trial-summary-table-2``; ``LA01/cost`` -> ``LA01-index-table-2``)."""
+    scope, _, name = where.partition("/")
+    n = SUMMARY_TABLES.index(name) + 1
+    return f"{C.TRIAL_SCOPE}-summary-table-{n}" if scope == "summary" else f"{scope}-index-table-{n}"
+
+
 def _summary_tables(book: BookDisclosure, results: Path, run: dict, failed: dict) -> dict:
     """Register the summary's and each LA index page's tables in the book's ledger (before it is solved).
 
@@ -531,30 +551,67 @@ def _summary_tables(book: BookDisclosure, results: Path, run: dict, failed: dict
     las = sorted(run["las"])
     pooled_failed = {st: m for (sc, st), m in failed.items() if sc == C.TRIAL_SCOPE}
     look = _usable(E.read_scope(results, C.TRIAL_SCOPE), pooled_failed)
+
+    def add(where: str, table) -> None:
+        book.add(where, table, extra_id(where))
+
     if C.TRIAL_SCOPE not in baseline:
-        book.add("summary/headline", S.headline_table(look, las, pooled=True))
-    book.add("summary/cost", S.cost_table(look, las))
-    book.add("summary/delivery", S.delivery_table(look, las))
+        add("summary/headline", S.headline_table(look, las, pooled=True))
+    add("summary/cost", S.cost_table(look, las))
+    add("summary/delivery", S.delivery_table(look, las))
     if C.TRIAL_SCOPE not in baseline:
-        book.add("summary/security", S.security_table(look, run))
+        add("summary/security", S.security_table(look, run))
     looks = {C.TRIAL_SCOPE: look}
     for la in las:
         la_look = _usable(E.read_scope(results, la), {st: m for (sc, st), m in failed.items() if sc == la})
         looks[la] = la_look
         if la not in baseline:
-            book.add(f"{la}/headline", S.headline_table(la_look, [la], pooled=False))
-        book.add(f"{la}/cost", S.cost_table(la_look, [la]))
-        book.add(f"{la}/delivery", S.delivery_table(la_look, [la]))
+            add(f"{la}/headline", S.headline_table(la_look, [la], pooled=False))
+        add(f"{la}/cost", S.cost_table(la_look, [la]))
+        add(f"{la}/delivery", S.delivery_table(la_look, [la]))
     return looks
+
+
+def page_address(fact, here: str) -> str:
+    """The address, relative to the generated page ``here`` (``book/index``), of the table a fact is read from."""
+    scope, strand = fact.page
+    folder = "results/trial" if scope == C.TRIAL_SCOPE else f"results/las/{scope}"
+    up = "../" * here.count("/")
+    return f"{up}{folder}/{STAGED_NAME[strand]}.html#{fact.table}"
+
+
+def _fill_headlines(book: BookDisclosure, looks: dict, run: dict) -> None:
+    """Fill the headline tables' views from the solved book's facts (after :meth:`BookDisclosure.solve`).
+
+    A baseline report's scope has no headline table (:func:`_summary_tables`).
+    """
+    facts = book.facts()
+    baseline = B.baseline_scopes(run)
+    las = sorted(run["las"])
+    if C.TRIAL_SCOPE not in baseline:
+        book.refill(
+            "summary/headline",
+            S.headline_table(
+                looks[C.TRIAL_SCOPE], las, True, facts, C.TRIAL_SCOPE, lambda f: page_address(f, "book/index")
+            ),
+        )
+    for la in las:
+        if la in baseline:
+            continue
+        book.refill(
+            f"{la}/headline",
+            S.headline_table(looks[la], [la], False, facts, la, lambda f, la=la: page_address(f, f"book/las/{la}")),
+        )
 
 
 def _headline_markdown(book: BookDisclosure, where: str, pooled: bool, baseline: bool = False) -> str:
     """The headline tables of the summary (``summary``) or an LA index page (``<LA>``), as HTML blocks.
 
-    A baseline report (``baseline``) has no headline results or security table (:func:`_summary_tables`).
+    A baseline report (``baseline``) has no headline results or security table (:func:`_summary_tables`);
+    its tables are numbered as they stand, their ids stay those of :func:`extra_id`.
     """
-    names = ["cost", "delivery"] if baseline else ["headline", "cost", "delivery", *(["security"] if pooled else [])]
-    parts = [book.render_table(f"{where}/{name}", i) for i, name in enumerate(names, 1)]
+    names = [n for n in (SUMMARY_TABLES if pooled else SUMMARY_TABLES[:3]) if not baseline or n in ("cost", "delivery")]
+    parts = [book.render_table(f"{where}/{name}", n) for n, name in enumerate(names, 1)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -627,6 +684,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     book = BookDisclosure(load_pages(results, scopes, list(C.STRANDS), set(failed)), limit)
     looks = _summary_tables(book, results, run, failed)
     book.solve()
+    _fill_headlines(book, looks, run)
     # the threshold in the environment too: the prose renderers read it (it should equal the run's)
     salt = json.dumps([_code_digest(), limit, disclosure.threshold(), sorted(_NAMES.items())])
     old_pages, new_pages = _read_stage_cache(cache, salt), {}
@@ -639,9 +697,9 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
         _headline_markdown(book, "summary", True, pooled_baseline), encoding="utf-8"
     )
     headline_view = (
-        book.view("summary/headline")
+        book.cells("summary/headline")
         if not pooled_baseline
-        else pd.DataFrame(columns=["outcome", "effect", "lo", "hi", "p", "p_holm"])
+        else pd.DataFrame(columns=["outcome", "effect", "p", "p_holm", "finding"])
     )
     glue = {
         **S.sentences(headline_view, book.view("summary/cost"), book.view("summary/delivery"), look, limit),
@@ -693,6 +751,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     downloads = stage_dir / "book" / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     la_sections: dict[str, list[str]] = {}
+    every: list[pd.DataFrame] = []  # every scope's published numbers, for the book-wide check
     for scope in scopes:
         cells: dict[str, list[dict]] = {}
         sdir = results / scope
@@ -722,6 +781,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
                     new_pages[key] = (dst.read_text(encoding="utf-8"), cells[strand])
                 pages.append(name)
         published = book.published(scope, cells)
+        every.append(published)
         neutralise_frame(published).to_csv(downloads / f"{scope}-published-numbers.csv", index=False)
         if scope == C.TRIAL_SCOPE or pages:  # the Trial part always has its three pages
             for strand in C.STRANDS:
@@ -737,6 +797,10 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
             headline = _headline_markdown(book, scope, False, scope in baseline) if pages else ""
             text = la_index_markdown(scope, pages, headline, B.la_status(scope, run) if pages else "")
             (la_dir / f"{scope}.md").write_text(text, encoding="utf-8")
+    try:  # one fact, one value and one symbol everywhere it appears
+        F.check(pd.concat(every, ignore_index=True))
+    except F.FactConflict as e:
+        raise BookError(f"the book would show one fact two ways: {e}") from None
     (stage_dir / "book" / "local_authorities.md").write_text(
         local_authorities_markdown(sorted(run["las"]), book, baseline), encoding="utf-8"
     )

@@ -26,16 +26,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from isafe_helpers.data.contract import CASEFILE_OUTCOME, SCALES
+from isafe_helpers.data.contract import CASEFILE_OUTCOME, SCALES, TRIAL_SCOPE
 from isafe_helpers.publish.escape import md
 from isafe_helpers.publish.tables import NOT_AVAILABLE as X
-from isafe_helpers.publish.tables import estimate_ci, number
+from isafe_helpers.publish.tables import number
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import Lookup
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.table import Col, Table
 
 NOT_AVAILABLE = "not available"
+#: The GSS symbol of a value that is not available.
+NOT_AVAILABLE_SYMBOL = "[x]"
 ARMS = ("treatment", "control")
 #: Foundations' words for its cost ratings.
 RATING_LABELS = {1: "low cost", 2: "medium-low cost", 3: "medium cost", 4: "medium-high cost", 5: "high cost"}
@@ -61,17 +63,6 @@ def primary_outcome(look: Lookup) -> tuple[str, bool]:
         return "confidence", True
     note = str(hit["note"].iloc[0])
     return str(hit["outcome"].iloc[0]), "default" in note or "assum" in note
-
-
-def _p_text(p: float, holm: float | None = None) -> str:
-    if not math.isfinite(p):
-        return ""
-    s = number(p, "p")
-    s = f"p {s}" if s.startswith("<") else f"p = {s}"
-    if holm is not None and math.isfinite(holm):
-        h = number(holm, "p")
-        s += f"; Holm p {h}" if h.startswith("<") else f"; Holm p = {h}"
-    return s
 
 
 def finding(lo: float, hi: float, p: float, holm: float | None, null: float, primary: bool) -> str:
@@ -115,62 +106,122 @@ def unavailable(row: pd.Series | None) -> str:
     return "" if ok else (note.split("; ")[0] if note else "not available: no estimate")
 
 
-def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
-    """The headline table of a scope (module docstring).
+#: The headline's effect size of each kind of outcome: the quantity a results table shows it as, and its name.
+EFFECT = {"scale": ("hedges_g_total", "g"), "casefile": ("odds_ratio", "odds ratio")}
+#: The quantity whose test (p) and interval (the finding) the primary model gives.
+MODEL = {"scale": "treatment_effect", "casefile": "odds_ratio"}
+#: Shown, in the Finding column, for an outcome whose model estimate the book does not publish.
+NO_VERDICT = {"[c]": "no verdict: the estimate is withheld", "[x]": "no verdict: not available"}
 
-    An outcome whose model is not estimable, did not converge or is missing
-    shows ``[x]`` (no effect, no p, no finding) and the note under the
-    table says why: never a verdict, nor a number from a fit that failed.
+
+def _facts_of(facts: dict | None, scope: str, o: str):
+    """The published facts of one outcome's headline row: effect (and its interval's ends), model interval, p, Holm p."""
+    kind = "casefile" if o == CASEFILE_OUTCOME else "scale"
+    effect, model = EFFECT[kind][0], MODEL[kind]
+
+    def get(analysis: str, quantity: str, fld: str):
+        return None if facts is None else facts.get((scope, "impact", analysis, o, quantity, fld))
+
+    return {
+        "effect": get("primary", effect, "estimate"),
+        "effect_lo": get("primary", effect, "ci_low"),
+        "effect_hi": get("primary", effect, "ci_high"),
+        "lo": get("primary", model, "ci_low"),
+        "hi": get("primary", model, "ci_high"),
+        "p": get("primary", model, "p_value"),
+        "p_holm": get("secondary", "p_holm", "estimate"),
+        "teams": get("primary", model, "n_clusters"),
+    }
+
+
+def _text(f) -> str:
+    """A fact's text as its page prints it; ``[x]`` when no page publishes it."""
+    return NOT_AVAILABLE_SYMBOL if f is None else f.text
+
+
+def _effect_cell(f: dict) -> str:
+    """The effect with its interval, as the page prints it (one ``ci`` cell, or three cells joined)."""
+    e = f["effect"]
+    if e is None or not e.published:
+        return _text(e)
+    if e.cell != e.text:  # the page prints the estimate and its interval in one cell
+        return e.cell
+    lo, hi = f["effect_lo"], f["effect_hi"]
+    if lo is None or hi is None or not (lo.published and hi.published):
+        return e.text
+    return f"{e.text} ({lo.text} to {hi.text})"
+
+
+def _verdict(f: dict, null: float, primary: bool) -> str:
+    """The finding from the published facts: none when the model's interval (or Holm p) is not published."""
+    needed = [f["effect"], f["lo"], f["hi"]] + ([] if primary else [f["p_holm"]])
+    for x in needed:
+        if x is None or not x.published:
+            return NO_VERDICT[_text(x)]
+    holm = None if primary else f["p_holm"].raw
+    return finding(f["lo"].raw, f["hi"].raw, f["p"].raw if f["p"] is not None else np.nan, holm, null, primary)
+
+
+def headline_table(
+    look: Lookup,
+    las: list[str],
+    pooled: bool,
+    facts: dict | None = None,
+    scope: str = TRIAL_SCOPE,
+    href=None,
+) -> Table:
+    """The headline table of a scope (module docstring): a view of the results pages' facts.
+
+    The counts of staff analysed per arm are the table's own (registered in
+    the book's ledger). Every other number is a ``view``: the cell of the
+    results page's table that publishes the fact (``facts``, from
+    :func:`isafe_helpers.publish.facts.collect`), as printed there, with a
+    link to it (``href(fact)``, the table's address). Without ``facts`` (the
+    ledger not yet solved) the views are empty; the finding is read from
+    the published facts only: withheld or not available gives no verdict.
     """
     primary, _ = primary_outcome(look)
-    recs = []
-    why: dict[str, str] = {}
+    recs, links, shown = [], [], []
     for o in outcomes(look):
         case = o == CASEFILE_OUTCOME
-        eff = look.get("impact", "primary", o, "odds_ratio" if case else "hedges_g_total")
-        model = look.get("impact", "primary", o, "odds_ratio" if case else "treatment_effect")
-        reason = unavailable(model) or unavailable(eff)
-        if reason:
-            why[label(o)] = reason
-            eff = model = None
-        holm = look.value("impact", "secondary", o, "p_holm") if not reason else np.nan
+        f = _facts_of(facts, scope, o)
+        view = facts is not None
         rec: dict[str, Any] = {
             "outcome": label(o) + (PRIMARY_MARK if o == primary else ""),
             "role": "Primary" if o == primary else "Secondary",
             "n_treatment": look.value("impact", "primary", o, "analysed_treatment"),
             "n_control": look.value("impact", "primary", o, "analysed_control"),
-            "teams": np.nan if model is None else float(model["n_clusters"]),
-            "measure": "odds ratio" if case else "g",
-            "effect": np.nan if eff is None else float(eff["estimate"]),
-            "lo": np.nan if eff is None else float(eff["ci_low"]),
-            "hi": np.nan if eff is None else float(eff["ci_high"]),
-            "p": np.nan if model is None else float(model["p_value"]),
-            "p_holm": holm if o != primary else np.nan,
-            "note": reason,
+            "teams": f["teams"].value if f["teams"] is not None else np.nan,
+            "measure": EFFECT["casefile" if case else "scale"][1],
+            "effect": _effect_cell(f) if view else "",
+            "effect_lo": _text(f["effect_lo"]) if view else "",
+            "effect_hi": _text(f["effect_hi"]) if view else "",
+            "p": _text(f["p"]) if view else "",
+            # the primary outcome's p is not adjusted: [x] as in the primary analysis table
+            "p_holm": (_text(f["p_holm"]) if o != primary else NOT_AVAILABLE_SYMBOL) if view else "",
         }
         if pooled:
-            rec["finding"] = (
-                X
-                if model is None
-                else finding(
-                    float(model["ci_low"]),
-                    float(model["ci_high"]),
-                    rec["p"],
-                    rec["p_holm"],
-                    1.0 if case else 0.0,
-                    o == primary,
-                )
-            )
+            rec["finding"] = _verdict(f, 1.0 if case else 0.0, o == primary) if view else ""
+        # why an estimate is not available: the reason its model's row gives (text, never a number of ours)
+        rec["reason"] = _why(look, o, symbol=False) if view and rec["effect"] == NOT_AVAILABLE_SYMBOL else ""
         recs.append(rec)
+        links.append({k: (href(f[k]) if href and f[k] is not None else None) for k in ("effect", "p", "p_holm")})
+        shown.append(
+            {k: (f[k].key[1:] if f[k] is not None else None) for k in ("effect", "effect_lo", "effect_hi", "p")}
+        )
+        shown[-1]["p_holm"] = f["p_holm"].key[1:] if f["p_holm"] is not None and o != primary else None
+        for a in ARMS:  # the case-file result writes no per-arm counts: those cells show no row ([x])
+            has = look.get("impact", "primary", o, f"analysed_{a}") is not None
+            shown[-1][f"n_{a}"] = ("impact", "primary", o, f"analysed_{a}", "estimate") if has else None
     t = pd.DataFrame(recs)
     cols = [
         Col("outcome", "Outcome", "text"),
         Col("n_treatment", "Staff analysed: intervention", "people"),
         Col("n_control", "Staff analysed: control", "people"),
         Col("measure", "Effect size", "text"),
-        Col("effect", "Estimate (95% CI)", "ci", 2, base="n_treatment", parts=("lo", "hi")),
-        Col("p", "p", "p", base="n_treatment"),
-        Col("p_holm", "Holm p", "p", base="n_treatment"),
+        Col("effect", "Estimate (95% CI)", "view", parts=("effect_lo", "effect_hi")),
+        Col("p", "p", "view"),
+        Col("p_holm", "Holm p", "view"),
     ]
     teams = sorted({f"{v:,.0f}" for v in t["teams"] if math.isfinite(v)}) if len(t) else []
     if pooled:
@@ -179,6 +230,8 @@ def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
         "Effect sizes: g is Hedges' g (the adjusted difference over the outcome's total SD; above 0 favours ISAFE); "
         "for case files, the odds ratio (above 1 favours ISAFE); each with the primary model's own 95% CI.",
         "Holm p: a secondary outcome's p-value adjusted for testing several secondary outcomes (Holm).",
+        "Each estimate, p and Holm p is the cell of the results table it links to, as printed there (with its "
+        "rounding and symbol).",
         *(
             [
                 f"Teams analysed: {' or '.join(teams)} ("
@@ -190,14 +243,31 @@ def headline_table(look: Lookup, las: list[str], pooled: bool) -> Table:
             if teams
             else []
         ),
+        *(
+            [
+                "Staff analysed per arm: the case-file analysis counts the staff whose files were analysed, not per "
+                "arm ([x]); the case-file table gives their number."
+            ]
+            if any(not math.isfinite(v) for v in t["n_treatment"])
+            else []
+        ),
+        *(f"{X} {o}: {r}." for o, r in zip(t["outcome"], t["reason"]) if r),  # r: "not estimable: why", ...
         "The finding of the primary outcome reads its model's 95% interval; a secondary outcome's reads its "
-        "Holm-adjusted p-value across the secondary outcomes."
+        "Holm-adjusted p-value across the secondary outcomes. An outcome whose estimate is withheld or not "
+        "available has no verdict."
         if pooled
         else "An LA's estimates describe that LA: they rest on few teams and carry no verdict.",
-        *([f"{X}: not available. " + " ".join(f"{o}: {r}." for o, r in why.items())] if why else []),
     ]
     keys = {f"n_{a}": [K.analysed(las, o, a) for o in outcomes(look)] for a in ARMS}
-    return Table(t, cols, caption="Headline results: effect of ISAFE on each outcome", notes=notes, keys=keys)
+    return Table(
+        t,
+        cols,
+        caption="Headline results: effect of ISAFE on each outcome",
+        notes=notes,
+        keys=keys,
+        links={k: [r[k] for r in links] for k in ("effect", "p", "p_holm")},
+        facts={k: [r[k] for r in shown] for k in shown[0]} if shown and facts is not None else {},
+    )
 
 
 def cost_table(look: Lookup, las: list[str]) -> Table:
@@ -226,6 +296,14 @@ def cost_table(look: Lookup, las: list[str]) -> Table:
         ],
         caption="Cost and the Foundations cost rating",
         keys={"reached": [K.reached(las)]},
+        facts={
+            col: [("cost", "unit_cost", "total", q, "estimate")]
+            for col, q in (
+                ("reached", "participants_reached"),
+                ("cost", "cost_per_participant_gbp"),
+                ("rating", "cost_rating"),
+            )
+        },
         notes=[
             "Foundations cost ratings: 1 low cost (under £100), 2 medium-low (£100 to £499), 3 medium (£500 to "
             "£999), 4 medium-high (£1,000 to £2,000), 5 high (over £2,000)."
@@ -345,6 +423,20 @@ def delivery_table(look: Lookup, las: list[str]) -> Table:
         ],
         caption="Delivery: reach and satisfaction",
         keys=keys,
+        facts={
+            "k": [("process", "reach", "practice_pathway_one", "attendees", "estimate"), None],
+            "n": [
+                ("process", "reach", "practice_pathway_one", "treatment_participants", "estimate"),
+                ("process", "satisfaction", "all", "respondents", "estimate"),
+            ],
+            **{
+                col: [
+                    ("process", "reach", "practice_pathway_one", "reach_pct", fld),
+                    ("process", "satisfaction", "all", "satisfied_people_pct", fld),
+                ]
+                for col, fld in (("pct", "estimate"), ("lo", "ci_low"), ("hi", "ci_high"))
+            },
+        },
     )
 
 
@@ -361,30 +453,50 @@ def primary_rows(view: pd.DataFrame) -> pd.DataFrame:
 
 
 def effect_phrase(r) -> str:
-    """``g 0.17 (95% CI 0.04 to 0.31)`` from a headline view row."""
-    text = estimate_ci(r["effect"], r["lo"], r["hi"], 2)
-    if text in ("[x]", "[c]"):
+    """``g 0.17 (95% CI 0.04 to 0.31)`` from a headline row as printed; ``not published`` for a symbol."""
+    text = str(r["effect"])
+    if text in ("[x]", "[c]", ""):
         return "not published"
     a, _, b = text.partition(" (")
-    return f"{r['measure']} {a} (95% CI {b}"
+    return f"{r['measure']} {a} (95% CI {b}" if b else f"{r['measure']} {a}"
 
 
-def _why(look: Lookup, outcome: str) -> str:
+def _p_cell(p: str, holm: str | None = None) -> str:
+    """``p = 0.795; Holm p = 0.795`` from printed cells; nothing for a symbol."""
+    if p in ("[x]", "[c]", ""):
+        return ""
+    out = f"p {p}" if p.startswith("<") else f"p = {p}"
+    if holm and holm not in ("[x]", "[c]"):
+        out += f"; Holm p {holm}" if holm.startswith("<") else f"; Holm p = {holm}"
+    return out
+
+
+def _why(look: Lookup, outcome: str, symbol: bool = True) -> str:
     """Why an outcome's model gives no number (``[x]`` and its reason), or ``""`` (shown, or withheld as ``[c]``).
 
-    ``outcome`` is an outcome's name or its label as the headline view shows it.
+    ``outcome`` is an outcome's name or its label as the headline view shows it; ``symbol=False`` gives the
+    reason alone.
     """
     names = {label(o): o for o in outcomes(look)}
     o = names.get(outcome.removesuffix(PRIMARY_MARK), outcome)
-    model = look.get("impact", "primary", o, "odds_ratio" if o == CASEFILE_OUTCOME else "treatment_effect")
+    model = look.get("impact", "primary", o, MODEL["casefile" if o == CASEFILE_OUTCOME else "scale"])
     reason = unavailable(model)
-    return f"{X}: {reason}" if reason else ""
+    if not reason:
+        eff = look.get("impact", "primary", o, EFFECT["casefile" if o == CASEFILE_OUTCOME else "scale"][0])
+        reason = unavailable(eff)
+    if not reason:
+        return ""
+    return f"{X}: {reason}" if symbol else reason
 
 
 def sentences(
     view: pd.DataFrame, cost: pd.DataFrame | None, delivery: pd.DataFrame | None, look: Lookup, limit: int
 ) -> dict[str, str]:
-    """The summary's glued sentences, each from a published view (withheld values are never read)."""
+    """The summary's glued sentences, each from a published view (withheld values are never read).
+
+    ``view`` is the headline table as printed (:meth:`~isafe_helpers.publish.assemble.BookDisclosure.cells`):
+    the sentences quote its cells, so they say what the table says.
+    """
     primary, assumed = primary_outcome(look)
     glue: dict[str, str] = {"s_primary_outcome": md(label(primary))}
     for key, row, what in (("s_reach_sentence", 0, "reach"), ("s_satisfaction_sentence", 1, "satisfaction")):
@@ -404,12 +516,14 @@ def sentences(
                 f"{number(r['hi'], 'pct', 0)}%)."
             )
     p = primary_rows(view)
-    if len(p) and math.isfinite(p["effect"].iloc[0]):
+    if len(p) and effect_phrase(p.iloc[0]) != "not published":
         r = p.iloc[0]
-        verdict = r.get("finding", "") if "finding" in view else ""
+        verdict = str(r.get("finding", "")) if "finding" in view else ""
+        verdict = "" if verdict.startswith("no verdict") else verdict
+        p_text = _p_cell(str(r["p"]))
         glue["s_primary_sentence"] = md(
             f"On the primary outcome, {label(primary).lower()}{' (an assumption: the protocol names none)' if assumed else ''}, "
-            f"the trial found {verdict or 'an effect of'} {effect_phrase(r)}, {_p_text(r['p'])}.".replace(
+            f"the trial found {verdict or 'an effect of'} {effect_phrase(r)}{', ' + p_text if p_text else ''}.".replace(
                 "found improved", "found an improvement:"
             )
             .replace("found worsened", "found a worsening:")
@@ -422,14 +536,16 @@ def sentences(
         )
     sec = view.drop(primary_rows(view).index)
     parts = []
-    for r in sec.itertuples():
-        if not math.isfinite(r.effect):
-            why = _why(look, r.outcome)
-            parts.append(f"{r.outcome.lower()}: not published" + (f" ({why})" if why else ""))
+    for _, r in sec.iterrows():
+        if effect_phrase(r) == "not published":
+            why = _why(look, str(r["outcome"]))
+            parts.append(f"{str(r['outcome']).lower()}: not published" + (f" ({why})" if why else ""))
             continue
+        p_text = _p_cell(str(r["p"]), str(r["p_holm"]))
         parts.append(
-            f"{r.outcome.lower()}: {effect_phrase(r._asdict())}, {_p_text(r.p, r.p_holm)}"
-            + (f" ({r.finding})" if "finding" in view else "")
+            f"{str(r['outcome']).lower()}: {effect_phrase(r)}"
+            + (f", {p_text}" if p_text else "")
+            + (f" ({r['finding']})" if "finding" in view and not str(r["finding"]).startswith("no verdict") else "")
         )
     glue["s_secondary_sentence"] = md(
         "Secondary outcomes, with p-values adjusted for testing several (Holm): " + "; ".join(parts) + "."

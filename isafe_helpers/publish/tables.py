@@ -139,7 +139,7 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
         np.asarray(hid[:, [pos[c] for c in table.people]].any(axis=1)) if table.people else np.zeros(len(src), bool)
     )
     for c in table.columns:
-        if c.kind in ("text", "people", "units", "int") and not (c.base or c.reveals):
+        if c.kind == "view" or (c.kind in ("text", "people", "units", "int") and not (c.base or c.reveals)):
             continue
         for i in range(len(src)):
             if c.base or c.reveals:
@@ -158,7 +158,7 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
     out: dict[str, list] = {}
     for c in table.columns:
         vals = src[c.key].tolist()
-        if c.kind == "text":
+        if c.kind in ("text", "view"):  # a view is a cell as another table prints it: already protected
             out[c.key] = [
                 "" if (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))) else str(v) for v in vals
             ]
@@ -171,7 +171,7 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
             out[c.key] = [estimate_ci(e, a, b, c.digits) for e, a, b in zip(vals, lo, hi)]
         else:
             out[c.key] = [number(v, c.kind, c.digits) for v in vals]
-    numeric = [c.key for c in table.columns if c.kind not in ("text", "ci")]
+    numeric = [c.key for c in table.columns if c.kind not in ("text", "ci", "view")]
     marked = pd.DataFrame(
         {k: [disclosure.SUPPRESSED if hid[i, pos[k]] else v for i, v in enumerate(out[k])] for k in numeric},
         index=src.index,
@@ -217,11 +217,14 @@ def render(
     plan: Plan | None = None,
     keys: dict | None = None,
     limit: int | None = None,
+    anchor: str | None = None,
 ) -> str:
     """HTML of the table: numbered caption, one header row, escaped cells, notes below.
 
     Numeric columns are right-aligned; the table scrolls inside its own box
     when the screen is narrower than it. ``plan``/``keys`` as in :func:`protected`.
+    ``anchor``: the table's id in the page (a link target). A ``view`` cell links
+    to the table it comes from when ``table.links`` gives its address.
     """
     limit = (plan.limit if plan is not None else disclosure.threshold()) if limit is None else limit
     cells = protected(table, plan, keys, limit)
@@ -233,6 +236,7 @@ def render(
     parts = _parts(cols)
     blocks = []
     values = {c.key: cells[c.key].tolist() for c in cols}
+    links = {c.key: list(getattr(table, "links", {}).get(c.key) or []) for c in cols if c.kind == "view"}
     for n, part in enumerate(parts, 1):
         head = "".join(f'<th scope="col" class="{_align(c)}">{html.escape(c.label)}</th>' for c in part)
         body = []
@@ -243,11 +247,15 @@ def render(
                 tag = "th" if j == 0 and c.kind == "text" else "td"
                 scope = ' scope="row"' if tag == "th" else ""
                 cls = _align(c)
-                if c.kind == "ci":  # the estimate and its interval may wrap apart; the interval stays whole
+                if c.kind == "ci" or (c.kind == "view" and " to " in v):  # the interval stays whole
                     cls += " ci"
                     v = v.replace(" to ", "\u00a0to\u00a0")
                 if c.kind == "people" and (i, c.key) in exempt:
                     cls += " exempt"  # a trial-flow count, published whatever its size
+                href = links[c.key][i] if c.key in links and i < len(links[c.key]) else None
+                if href and v:  # a view links to the table it comes from (an address the build made)
+                    v = f'<a href="{html.escape(href)}">{v}</a>'
+                    cls += " view"
                 tds.append(f'<{tag}{scope} class="{cls}">{v}</{tag}>')
             body.append("<tr>" + "".join(tds) + "</tr>")
         title = caption if len(parts) == 1 else f"{caption} (part {n} of {len(parts)})"
@@ -259,8 +267,9 @@ def render(
     used = {s for c in cols for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in values[c.key]}
     notes += [SYMBOL_NOTES[s].format(limit=limit) for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in used]
     note_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    ident = f' id="{html.escape(anchor)}"' if anchor else ""
     return (
-        '<div class="isafe-table">'
+        f'<div class="isafe-table"{ident}>'
         + "".join(blocks)
         + (f'<div class="isafe-table-notes">{note_html}</div>' if note_html else "")
         + "</div>"
@@ -272,14 +281,25 @@ def render(
 MAX_VALUE_COLUMNS = 7
 
 
+def _interval_end(c: Col) -> bool:
+    """Whether a column is the end of the interval of the column before it (it must stay beside it)."""
+    return c.label.startswith("95% CI") or c.key in ("ci_low", "ci_high", "lo", "hi")
+
+
 def _parts(cols: list[Col]) -> list[list[Col]]:
     """The table's columns in parts that fit the page: the leading text columns, then the values split evenly.
+
+    An estimate and its interval's ends (columns ``95% CI low``/``high``) are never split apart.
 
     >>> cols = [Col("o", "Outcome", "text")] + [Col(f"v{i}", f"V{i}", "number") for i in range(10)]
     >>> [[c.key for c in p] for p in _parts(cols)]
     [['o', 'v0', 'v1', 'v2', 'v3', 'v4'], ['o', 'v5', 'v6', 'v7', 'v8', 'v9']]
     >>> len(_parts(cols[:8]))
     1
+    >>> ci = [Col("e", "Estimate"), Col("ci_low", "95% CI low"), Col("ci_high", "95% CI high")]
+    >>> cols = [Col("o", "Outcome", "text"), *[Col(f"v{i}", f"V{i}") for i in range(3)], *ci, Col("p", "p", "p")]
+    >>> [[c.key for c in p] for p in _parts([*cols, Col("z", "Z")])]
+    [['o', 'v0', 'v1', 'v2'], ['o', 'e', 'ci_low', 'ci_high', 'p', 'z']]
     """
     lead = 0
     while lead < len(cols) and cols[lead].kind == "text":
@@ -288,9 +308,32 @@ def _parts(cols: list[Col]) -> list[list[Col]]:
     budget = MAX_VALUE_COLUMNS - max(0, lead - 1)  # a second label column takes a value column's place
     if len(values) <= budget:
         return [cols]
-    n = -(-len(values) // budget)
-    size = -(-len(values) // n)
-    return [labels + values[k : k + size] for k in range(0, len(values), size)]
+    groups: list[list[Col]] = []
+    for c in values:
+        if groups and _interval_end(c):
+            groups[-1].append(c)
+        else:
+            groups.append([c])
+    # the fewest parts, as even as the groups allow, none wider than the budget
+    for n in range(-(-len(values) // budget), len(values) + 1):
+        for size in range(-(-len(values) // n), budget + 1):
+            parts = _pack(groups, size)
+            if len(parts) <= n:
+                return [labels + p for p in parts]
+    return [labels + p for p in _pack(groups, budget)]  # a group wider than the budget: alone in its part
+
+
+def _pack(groups: list[list[Col]], size: int) -> list[list[Col]]:
+    """Groups of columns in order, into parts of at most ``size`` columns (a wider group alone)."""
+    parts: list[list[Col]] = []
+    current: list[Col] = []
+    for g in groups:
+        if current and len(current) + len(g) > size:
+            parts.append(current)
+            current = []
+        current += g
+    parts.append(current)
+    return parts
 
 
 def _align(c: Col) -> str:

@@ -21,7 +21,16 @@ Column kinds:
 - ``p``: a p-value (``< 0.001`` below 0.001);
 - ``ci``: an estimate with its interval in one cell, ``0.17 (0.04 to 0.31)``:
   ``key`` holds the estimate and ``parts`` the columns of the interval's ends;
-- ``gbp``: money, pounds with thousands separators.
+- ``gbp``: money, pounds with thousands separators;
+- ``view``: a cell another table already publishes, copied as it is printed
+  there (text, never protected or formatted again): the summary's and LA
+  index pages' headline cells are views of the results pages' cells.
+
+``facts`` names, cell by cell, the ``estimates.csv`` cell a column shows:
+``(strand, analysis, outcome, quantity, field)``, the scope being the page's
+(:func:`facts`). The book reads every published fact through it
+(:mod:`isafe_helpers.publish.facts`): the summary's views, the
+published-numbers download and the book-wide check.
 """
 
 from __future__ import annotations
@@ -32,7 +41,12 @@ from typing import Literal
 
 import pandas as pd
 
-Kind = Literal["text", "people", "units", "pct", "mean", "number", "p", "gbp", "int", "ci"]
+Kind = Literal["text", "people", "units", "pct", "mean", "number", "p", "gbp", "int", "ci", "view"]
+
+#: An ``estimates.csv`` cell within a scope: (strand, analysis, outcome, quantity, field).
+FactKey = tuple[str, str, str, str, str]
+#: The fields of an ``estimates.csv`` row a table can show.
+FIELDS = ("estimate", "se", "ci_low", "ci_high", "p_value", "n", "n_clusters")
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,10 @@ class Table:
     keys: Mapping[str, Sequence[str | None]] = field(default_factory=dict)
     relations: list[tuple[str, tuple[str, ...], str]] = field(default_factory=list)
     exempt: set[str] = field(default_factory=set)
+    #: per data column, per row, the ``estimates.csv`` cell shown (:func:`facts`); None where none
+    facts: Mapping[str, Sequence[FactKey | None]] = field(default_factory=dict)
+    #: per ``view`` column, per row, the address of the table the cell comes from (None: no link)
+    links: Mapping[str, Sequence[str | None]] = field(default_factory=dict)
 
     def col(self, key: str) -> Col:
         for c in self.columns:
@@ -93,3 +111,37 @@ class Table:
         """The ledger key of a people cell, when the table names its population."""
         keys = self.keys.get(column)
         return None if keys is None else keys[row]
+
+
+def facts(
+    strand: str, rows: Sequence[tuple[str, str, str] | None], **columns: str | tuple[str, str, str]
+) -> dict[str, list[FactKey | None]]:
+    """The ``facts`` of a table: per data column, per row, the ``estimates.csv`` cell it shows.
+
+    ``rows`` gives each row's (analysis, outcome, quantity), or None for a row
+    that shows no estimates row; ``columns`` maps a data column to the field
+    of that row it shows, or to (analysis, quantity, field) when it shows
+    another row of the same outcome (a Holm-adjusted p beside the model's).
+
+    >>> facts("impact", [("primary", "confidence", "treatment_effect"), None], effect="estimate")
+    {'effect': [('impact', 'primary', 'confidence', 'treatment_effect', 'estimate'), None]}
+    >>> facts("impact", [("primary", "x", "odds_ratio")], holm=("secondary", "p_holm", "estimate"))["holm"]
+    [('impact', 'secondary', 'x', 'p_holm', 'estimate')]
+    """
+    out: dict[str, list[FactKey | None]] = {}
+    for col, what in columns.items():
+        keys: list[FactKey | None] = []
+        for r in rows:
+            if r is None:
+                keys.append(None)
+                continue
+            analysis, outcome, quantity = r
+            if isinstance(what, tuple):
+                analysis, quantity, fld = what
+            else:
+                fld = what
+            if fld not in FIELDS:
+                raise ValueError(f"column {col!r}: {fld!r} is not a field of estimates.csv ({', '.join(FIELDS)})")
+            keys.append((strand, analysis, outcome, quantity, fld))
+        out[col] = keys
+    return out

@@ -9,6 +9,7 @@ import pandas as pd
 from isafe_helpers.cost.costing import RATING_BANDS, TOP_EDGE, price_label
 from isafe_helpers.data.contract import COST_CATEGORIES, PHASES
 from isafe_helpers.publish.figures import BLUE, OKABE_ITO, ORANGE, VERMILION, WIDTH, finish, num, text
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.table import Col, Table
 
@@ -47,7 +48,7 @@ def cost_by_la(views, price_year: int | None = None) -> tuple[plt.Figure, str]:
                 las, m[c], left=left, color=OKABE_ITO[j % 8], hatch=hatches[j % 8], edgecolor="white", label=text(c)
             )
             left += m[c].to_numpy()
-        totals.append((label(phase), float(left.sum())))
+        totals.append((label(phase), int((m.sum(axis=0) > 0).sum())))
         ax.set_title(label(phase), fontsize=12)
         ax.set_xlabel(f"Cost, {price_label(price_year)}")
     axes[0].invert_yaxis()
@@ -57,8 +58,8 @@ def cost_by_la(views, price_year: int | None = None) -> tuple[plt.Figure, str]:
     fig.subplots_adjust(bottom=0.25)
     alt = (
         f"Stacked bar charts of the financial cost of each of {len(las)} LA(s) by category, set-up and delivery; "
-        + "; ".join(f"{p} £{num(v, 0)} in all" for p, v in totals)
-        + f" ({price_label(price_year)})."
+        + "; ".join(f"{p}: {k} categories" for p, k in totals)
+        + f" ({price_label(price_year)}); the totals by phase are in the page's table of financial cost by phase."
     )
     return finish(fig), alt
 
@@ -126,6 +127,8 @@ def tornado_table(sens) -> Table:
             ),
         ],
         caption="Unit cost when each of the largest items moves",
+        # an item scenario divides by the participants reached: withheld on a page where that count is
+        keys={"denominator": [K.reached(sens.las)] * len(t)} if getattr(sens, "las", None) else {},
     )
 
 
@@ -155,9 +158,17 @@ def tornado(views, share: float, price_year: int | None = None) -> tuple[plt.Fig
     ax.set_xlabel(f"Cost per participant reached, {price_label(price_year)}")
     if np.isfinite(base):
         ax.legend(loc="lower right", fontsize=11)
-    parts = [f"{text(n)} £{num(a, 0)} to £{num(b, 0)}" for n, a, b in zip(names, lo, hi)]
-    alt = (
-        f"Tornado chart of the unit cost when each of the {len(names)} largest cost items moves by {share:.0%} "
-        f"either way, around £{num(base, 0)}: " + "; ".join(parts) + "."
-    )
+    if np.isfinite(base):
+        parts = [f"{text(n)} £{num(a, 0)} to £{num(b, 0)}" for n, a, b in zip(names, lo, hi)]
+        alt = (
+            f"Tornado chart of the unit cost when each of the {len(names)} largest cost items moves by {share:.0%} "
+            f"either way, around £{num(base, 0)}: " + "; ".join(parts) + "."
+        )
+    else:  # no range around a withheld value: with the published total it would give the withheld count back
+        alt = (
+            f"Tornado chart of the unit cost when each of the {len(names)} largest cost items moves by {share:.0%} "
+            "either way: the unit cost is withheld, so the chart shows no values. Items: "
+            + "; ".join(text(n) for n in names)
+            + "."
+        )
     return finish(fig), alt

@@ -20,7 +20,7 @@ from isafe_helpers.impact.flow import STAGE_LABELS
 from isafe_helpers.publish.figures import BLUE, VERMILION, WIDTH, finish, num, text
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.labels import label
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 
 
 def _grid(n: int, ncol: int = 3, height: float = 2.8, sharey: bool = True, sharex: bool = False):
@@ -187,7 +187,8 @@ def change_distributions(views) -> tuple[plt.Figure, str]:
                 )
             )
             pos.append(i + 1)
-            parts.append(f"{o}, {r['arm']}: median {num(r['median'])}, middle half {num(r['q1'])} to {num(r['q3'])}")
+            # no quantile of individuals in words: the page does not print them (the chart draws them)
+            parts.append(f"{o}, {r['arm']}: drawn")
         if stats_:
             ax.bxp(
                 stats_,
@@ -203,7 +204,9 @@ def change_distributions(views) -> tuple[plt.Figure, str]:
         ax.set_title(text(o), fontsize=11)
     for ax in axes[:, 0]:
         ax.set_ylabel("Change (points)")
-    alt = "Box plots of the change from baseline to follow-up in each arm. " + "; ".join(parts) + "."
+    drawn = any(p.endswith(": drawn") for p in parts)
+    key = " (box: middle half; line: median; diamond: mean; whiskers: 10th to 90th percentile)" if drawn else ""
+    alt = f"Box plots of the change from baseline to follow-up in each arm{key}. " + "; ".join(parts) + "."
     return finish(fig), alt
 
 
@@ -237,11 +240,21 @@ def experience_moderation(views) -> tuple[plt.Figure, str]:
         if c["effect"].notna().any():
             ax.fill_between(c["years"], c["ci_low"], c["ci_high"], color=BLUE, alpha=0.2, lw=0)
             ax.plot(c["years"], c["effect"], color=BLUE)
+            # in words, no number: the curve's ends sit at the least and most experienced person's years
             first, last = c.iloc[0], c.iloc[-1]
-            parts.append(
-                f"{o}: {num(first['effect'])} at {num(first['years'], 0)} years to "
-                f"{num(last['effect'])} at {num(last['years'], 0)} years"
+            trend = (
+                "rises"
+                if last["effect"] > first["effect"]
+                else "falls"
+                if last["effect"] < first["effect"]
+                else "is flat"
             )
+            band = (
+                "its 95% band includes zero throughout"
+                if ((c["ci_low"] <= 0) & (c["ci_high"] >= 0)).all()
+                else "its 95% band excludes zero over part of the range"
+            )
+            parts.append(f"{o}: the effect {trend} with years qualified; {band}")
         else:
             ax.text(0.5, 0.5, "withheld", transform=ax.transAxes, ha="center", color="0.35")
             parts.append(f"{o}: withheld")
@@ -268,12 +281,22 @@ def per_la_table(het) -> Table:
             Col("outcome", "Outcome", "text"),
             Col("la", "LA", "text"),
             Col("n", "Staff analysed", "people"),
-            Col("estimate", "Arm effect (points)", **stat),
+            Col("estimate", "Arm effect (points): the LA's own primary model, or the pooled one", **stat),
             Col("ci_low", "95% CI low", **stat),
             Col("ci_high", "95% CI high", **stat),
         ],
-        caption="Arm effect within each LA and pooled",
+        caption="Arm effect within each LA (each LA's own primary model) and pooled",
         keys=keys,
+        facts=facts(
+            "impact",
+            [
+                ("primary", o, "treatment_effect") if la == "pooled" else ("per_la", o, f"treatment_effect_{la}")
+                for o, la in zip(p["outcome"], p["la"])
+            ],
+            estimate="estimate",
+            ci_low="ci_low",
+            ci_high="ci_high",
+        ),
     )
 
 
@@ -302,11 +325,14 @@ def la_forest(views) -> tuple[plt.Figure, str]:
         ax.set_ylim(len(las) - 0.5, -0.5)
         pooled_row = d.loc["Pooled"] if "Pooled" in d.index else None
         if pooled_row is not None:
-            parts.append(f"{o}: pooled {_ci(pooled_row['estimate'], pooled_row['ci_low'], pooled_row['ci_high'])}")
+            # at the book's rounding of an effect in scale points, as the primary analysis table prints it
+            pooled_ci = _ci(pooled_row["estimate"], pooled_row["ci_low"], pooled_row["ci_high"], 3)
+            parts.append(f"{o}: pooled {pooled_ci}")
     for ax in axes[-1, :]:
         ax.set_xlabel("Arm effect (points)")
     alt = (
-        f"Forest plots of the arm effect with 95% confidence intervals in each of {len(las) - 1} LAs and pooled, "
+        f"Forest plots of the arm effect with 95% confidence intervals in each of {len(las) - 1} LAs (each LA's own "
+        "primary model) and pooled, "
         "one panel per outcome. " + "; ".join(parts) + "."
     )
     return finish(fig), alt

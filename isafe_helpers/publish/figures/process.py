@@ -66,7 +66,7 @@ def reach(views) -> tuple[plt.Figure, str]:
             colour = ORANGE if v > 100 else ("0.35" if g == "Pooled" else BLUE)
             ax.barh(i, v, color=colour)
             if g in ("scope", "Pooled"):
-                parts.append(f"{c}: {num(v, 0)}%")
+                parts.append(f"{c}: {num(v, 1)}%")  # as the reach table prints it
         ax.axvline(100, color=VERMILION, ls="--", lw=1)
         ax.set_yticks(range(len(keys)), [text(g) for g, _ in keys] if len(groups) > 1 else [text(c) for c in cs])
         ax.set_ylim(len(keys) - 0.5, -0.5)
@@ -110,7 +110,8 @@ def satisfaction_diverging(views) -> tuple[plt.Figure, str]:
                 i, share[k], left=left, color=LIKERT_COLOURS[k], edgecolor="white", hatch="//" if k in "12" else None
             )
             left += share[k]
-        parts.append(f"{r['component']}: {num(share['4'] + share['5'], 0)}% fairly or very satisfied")
+        # at the satisfaction table's rounding (one decimal), so the alt text says what the table says
+        parts.append(f"{r['component']}: {num(share['4'] + share['5'], 1)}% fairly or very satisfied")
     ax.axvline(0, color="0.2", lw=0.8)
     ax.set_yticks(range(len(t)), [text(c) for c in t["component"]])
     ax.set_ylim(len(t) - 0.5, -0.5)
@@ -171,8 +172,9 @@ def fidelity_heatmap(views) -> tuple[plt.Figure, str]:
     overall = t[t["component"] == label("all")]["delivered_pct"]
     alt = (
         f"Heat map of the share of planned session elements delivered, {len(m)} LA(s) by {len(cols)} components; "
-        f"overall by LA from {num(overall.min(), 0)}% to {num(overall.max(), 0)}%."
-        if overall.notna().any()
+        f"overall {num(overall.iloc[0], 1)}%."
+        if len(overall) == 1 and overall.notna().all()  # one LA: its overall share, as its fidelity table prints it
+        # several LAs: no extremes in words (the page prints the pooled share, not each LA's)
         else f"Heat map of the share of planned session elements delivered, {len(m)} LA(s) by {len(cols)} components."
     )
     return finish(fig), alt
