@@ -48,6 +48,7 @@ def test_the_joint_f_test_is_not_shown_as_an_estimate_in_the_moderators_table():
             "outcome": ["confidence"] * 2,
             "moderator": ["la", "la"],
             "quantity": ["interaction_LA02_vs_LA01", "wald_f_arm_x_la"],
+            "kind": ["interaction", "joint"],
             "n": [60, 60],
             "estimate": [0.1, 3.2],
             "ci_low": [-0.2, np.nan],

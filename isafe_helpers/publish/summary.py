@@ -225,7 +225,8 @@ def headline_table(
     ]
     teams = sorted({f"{v:,.0f}" for v in t["teams"] if math.isfinite(v)}) if len(t) else []
     if pooled:
-        cols.append(Col("finding", "Finding", "text", base="n_treatment"))  # withheld with the effect it reads
+        # the finding reads published facts only (_verdict): a withheld or missing one gives no verdict
+        cols.append(Col("finding", "Finding", "text"))
     notes = [
         "Effect sizes: g is Hedges' g (the adjusted difference over the outcome's total SD; above 0 favours ISAFE); "
         "for case files, the odds ratio (above 1 favours ISAFE); each with the primary model's own 95% CI.",
@@ -251,7 +252,11 @@ def headline_table(
             if any(not math.isfinite(v) for v in t["n_treatment"])
             else []
         ),
-        *(f"{X} {o}: {r}." for o, r in zip(t["outcome"], t["reason"]) if r),  # r: "not estimable: why", ...
+        *(
+            f"{o}: {r}." if r.startswith("not available") else f"{o}: not available: {r}."
+            for o, r in zip(t["outcome"], t["reason"])
+            if r
+        ),
         "The finding of the primary outcome reads its model's 95% interval; a secondary outcome's reads its "
         "Holm-adjusted p-value across the secondary outcomes. An outcome whose estimate is withheld or not "
         "available has no verdict."
