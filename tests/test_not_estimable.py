@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from test_book import pooled, plain, solved
+from test_book import plain, pooled, solved
 
 from isafe_helpers.data.contract import CASEFILE_OUTCOME, SCALES
 from isafe_helpers.publish import summary as S
