@@ -496,14 +496,19 @@ def _la_sources(
     notes: list[str] = []
     excused: set[str] = set()
     own = sorted(p for p in files if p.parent == la_dir)
-    for p in sorted({p.relative_to(la_dir).parts[0] for p in files if p.parent != la_dir}):
-        notes.append(f"{la}/{p}/: folder in an LA folder ignored")
+    for sub in sorted({p.relative_to(la_dir).parts[0] for p in files if p.parent != la_dir}):
+        notes.append(f"{la}/{sub}/: folder in an LA folder ignored")
     sheets: dict[str, str] = {}
     workbooks = [p for p in own if p.name.lower() == C.RETURNS_WORKBOOK]
     if len(workbooks) > 1:
-        given = ", ".join(p.name for p in workbooks)
         problems.append(
-            Problem(f"{la}/{C.RETURNS_WORKBOOK}", None, None, given, "workbook given more than once: keep one")
+            Problem(
+                f"{la}/{C.RETURNS_WORKBOOK}",
+                None,
+                None,
+                ", ".join(p.name for p in workbooks),
+                "workbook given more than once: keep one",
+            )
         )
         excused |= set(names)
     if len(workbooks) == 1:
@@ -564,9 +569,10 @@ def _read(src: Source, name: str, spec: FileSpec) -> RawTable:
     """One table's cells as text (raises Unreadable)."""
     if src.path.suffix.lower() == ".csv":
         return read_text(src.path, spec.columns)
+    notes: list[str] = []
     with Workbook(src.path) as wb:
         if src.sheet is not None:
-            sheet, notes = next(s for s in wb.visible if s.name == src.sheet), []
+            sheet = next(s for s in wb.visible if s.name == src.sheet)
         else:
             sheet, notes = wb.pick(name)
         table = wb.read(sheet, spec.columns)
@@ -795,8 +801,8 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
             if not raw.default:
                 reading.append(f"deflators.csv: read as {raw.how}")
             problems += [replace(p, file="deflators.csv") for p in raw.problems]
-            deflators, p, n = validate_frame(raw.frame, C.DEFLATORS_SPEC, "deflators.csv", raw.header)
-            problems += p
+            deflators, deflator_problems, n = validate_frame(raw.frame, C.DEFLATORS_SPEC, "deflators.csv", raw.header)
+            problems += deflator_problems
             notes += n
         except Unreadable as exc:
             problems += exc.problems("deflators.csv")
