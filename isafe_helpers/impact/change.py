@@ -18,6 +18,16 @@ from isafe_helpers.results.table import Col, Table
 #: Percentiles drawn as the whiskers of the change box plots (never the extremes, which are one person's value).
 CHANGE_WHISKERS = (10, 90)
 
+#: The summary statistics of a row of :class:`ChangeSummary`, in the table's order, with their labels.
+SUMMARY_LABELS = {
+    "p_low": "10th percentile",
+    "q1": "25th percentile",
+    "median": "Median",
+    "q3": "75th percentile",
+    "p_high": "90th percentile",
+    "mean": "Mean",
+}
+
 
 @dataclass
 class ChangeSummary(Result):
@@ -46,12 +56,7 @@ class ChangeSummary(Result):
                 Col("outcome", "Outcome", "text"),
                 Col("arm", "Arm", "text"),
                 Col("n", "Staff analysed", "people"),
-                Col("p_low", "10th percentile", **stat),
-                Col("q1", "25th percentile", **stat),
-                Col("median", "Median", **stat),
-                Col("q3", "75th percentile", **stat),
-                Col("p_high", "90th percentile", **stat),
-                Col("mean", "Mean", **stat),
+                *[Col(key, name, **stat) for key, name in SUMMARY_LABELS.items()],
             ],
             caption="Change from baseline (follow-up minus baseline, scale points) by arm",
             keys=keys,
