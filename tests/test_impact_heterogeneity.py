@@ -111,16 +111,17 @@ def test_small_las_are_withheld_and_one_la_has_no_comparison(trial, monkeypatch)
 
 
 def test_change_summary_is_summaries_only_and_its_figure_withholds_under_threshold(trial, monkeypatch):
-    s = impact.change_summary(trial)
+    result = impact.change_summary(trial)
+    s = result.summary
     df = frames.analysis_frame(trial, "confidence")
     ch = (df["followup"] - df["baseline"])[df["arm"] == "control"].to_numpy()
     r = s[(s["outcome"] == "confidence") & (s["arm"] == "control")].iloc[0]
     assert r["n"] == len(ch) and r["mean"] == pytest.approx(ch.mean())
     assert [r["p_low"], r["median"], r["p_high"]] == pytest.approx(list(np.percentile(ch, [10, 50, 90])))
     assert {"min", "max", "values"}.isdisjoint(s.columns)
-    fig.change_distributions(published(fig.change_table(s), las=trial.las))
+    fig.change_distributions(published(result.table(), las=trial.las))
     monkeypatch.setenv("ISAFE_DISCLOSURE_THRESHOLD", str(len(ch) + 1000))
-    f, alt = fig.change_distributions(published(fig.change_table(s), las=trial.las))
+    f, alt = fig.change_distributions(published(result.table(), las=trial.las))
     assert "median" not in alt and "withheld" in alt
     texts = [t.get_text() for ax in f.axes for t in ax.texts]
     assert texts and all("withheld" in t for t in texts)

@@ -42,6 +42,7 @@ import re
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
@@ -49,7 +50,7 @@ import yaml
 
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.contract import Field, FileSpec, Instrument
-from isafe_helpers.data.files import fingerprint_root, is_ignored, scan
+from isafe_helpers.data.files import Scan, fingerprint_root, is_ignored, scan
 from isafe_helpers.data.followup import followup_warnings
 from isafe_helpers.data.la_info import FILENAME as LA_INFO
 from isafe_helpers.data.la_info import read_la_yml
@@ -496,14 +497,19 @@ def _la_sources(
     notes: list[str] = []
     excused: set[str] = set()
     own = sorted(p for p in files if p.parent == la_dir)
-    for p in sorted({p.relative_to(la_dir).parts[0] for p in files if p.parent != la_dir}):
-        notes.append(f"{la}/{p}/: folder in an LA folder ignored")
+    for sub in sorted({p.relative_to(la_dir).parts[0] for p in files if p.parent != la_dir}):
+        notes.append(f"{la}/{sub}/: folder in an LA folder ignored")
     sheets: dict[str, str] = {}
     workbooks = [p for p in own if p.name.lower() == C.RETURNS_WORKBOOK]
     if len(workbooks) > 1:
-        given = ", ".join(p.name for p in workbooks)
         problems.append(
-            Problem(f"{la}/{C.RETURNS_WORKBOOK}", None, None, given, "workbook given more than once: keep one")
+            Problem(
+                f"{la}/{C.RETURNS_WORKBOOK}",
+                None,
+                None,
+                ", ".join(p.name for p in workbooks),
+                "workbook given more than once: keep one",
+            )
         )
         excused |= set(names)
     if len(workbooks) == 1:
@@ -564,9 +570,10 @@ def _read(src: Source, name: str, spec: FileSpec) -> RawTable:
     """One table's cells as text (raises Unreadable)."""
     if src.path.suffix.lower() == ".csv":
         return read_text(src.path, spec.columns)
+    notes: list[str] = []
     with Workbook(src.path) as wb:
         if src.sheet is not None:
-            sheet, notes = next(s for s in wb.visible if s.name == src.sheet), []
+            sheet = next(s for s in wb.visible if s.name == src.sheet)
         else:
             sheet, notes = wb.pick(name)
         table = wb.read(sheet, spec.columns)
@@ -600,8 +607,24 @@ def _file_key(src: Source, name: str, spec) -> tuple:
     return (src.label, str(src.path), src.sheet, digest, name, repr(spec))
 
 
+@dataclass
+class _Findings:
+    """What validating a root has found so far: problems, notes, how files were read, how many were read."""
+
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    reading: list[str] = field(default_factory=list)
+    files_read: int = 0
+
+
 def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
     """Read, validate and score a data root.
+
+    The steps, in order: find the files (:func:`scan`); read the root's own
+    files (instrument, protocol, synthetic marker); check the LA folders; read
+    and validate each LA's tables, file by file (:func:`_la_tables`); check the
+    rules across files (links, owners, price years against ``deflators.csv``);
+    if nothing is wrong, build :class:`TrialData` with the scale scores.
 
     Parameters
     ----------
@@ -625,69 +648,105 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
     root = Path(root).resolve()
     if not root.is_dir():
         raise DataValidationError([Problem(str(root), None, None, None, "data root folder not found")])
-    problems: list[Problem] = []
-    notes: list[str] = []
-    reading: list[str] = []
+    out = _Findings()
 
     found = scan(root)
     refused = {rel for rel, _ in found.refused}
-    problems += [Problem(rel, None, None, None, reason) for rel, reason in found.refused]
+    out.problems += [Problem(rel, None, None, None, reason) for rel, reason in found.refused]
     if found.ignored:
-        notes.append(f"ignored (hidden, __MACOSX and Office lock files): {', '.join(found.ignored)}")
+        out.notes.append(f"ignored (hidden, __MACOSX and Office lock files): {', '.join(found.ignored)}")
+    instrument, protocol, synthetic = _root_files(root, out)
+    specs = C.file_specs(instrument)
+    las = _check_las(root, found, refused, out)
 
+    tables, headers, read_in, la_names = _la_tables(root, found, refused, las, specs, cache, out)
+    out.problems += [_as_found(p, headers.get(p.file, {})) for p in _link_problems(tables, read_in)]
+    out.problems += [_as_found(p, headers.get(p.file, {})) for p in _owner_problems(tables, las)]
+    deflators = _read_deflators(root, out)
+    out.problems += _price_year_problems(tables["costs"], deflators)
+
+    summary = f"{out.files_read} file(s) read; CSV files are UTF-8 with ',' as delimiter unless listed"
+    if out.problems:
+        raise DataValidationError(out.problems, [*out.notes, summary, *out.reading])
+
+    for name in tables:
+        tables[name] = tables[name].drop(columns=["src_file", "src_row"])
+    tables["survey"] = score_scales(tables["survey"], instrument)
+    out.notes += followup_warnings(tables, las)  # valid without follow-up: the baseline report (data.followup)
+    return TrialData(
+        root,
+        las,
+        instrument,
+        tables,
+        deflators,
+        synthetic,
+        fingerprint_root(root, found.files),
+        out.notes,
+        [summary, *out.reading],
+        la_names,
+        protocol,
+    )
+
+
+def _root_files(root: Path, out: _Findings) -> tuple[Instrument, Protocol, Any]:
+    """The root's instrument (the default if none), protocol and synthetic marker (None if none)."""
     instrument = C.DEFAULT_INSTRUMENT
     if (root / "instrument.yml").is_file():
         try:
             instrument = Instrument.from_yaml(root / "instrument.yml")
         except (ValueError, yaml.YAMLError, AttributeError, TypeError) as exc:
-            problems.append(Problem("instrument.yml", None, None, None, f"unreadable instrument: {exc}"))
+            out.problems.append(Problem("instrument.yml", None, None, None, f"unreadable instrument: {exc}"))
     protocol, protocol_problems = read_protocol(root, instrument.scale_names)
-    problems += protocol_problems
+    out.problems += protocol_problems
     synthetic = None
     if (root / C.SYNTHETIC_MARKER).is_file():
         synthetic = yaml.safe_load((root / C.SYNTHETIC_MARKER).read_text(encoding="utf-8"))
-    specs = C.file_specs(instrument)
+    return instrument, protocol, synthetic
 
+
+def _check_las(root: Path, found: Scan, refused: set[str], out: _Findings) -> list[str]:
+    """The LA folders (their names checked), and a note for each unknown file at the root."""
     las = [la for la in find_las(root) if la not in refused]
     if not las:
-        problems.append(Problem(".", None, None, None, "no LA folders found in the data root"))
+        out.problems.append(Problem(".", None, None, None, "no LA folders found in the data root"))
     for la in las:
         if not re.match(C.LA_CODE_PATTERN, la) or la == C.TRIAL_SCOPE:
-            problems.append(
+            out.problems.append(
                 Problem(la, None, None, la, "LA folder name must use letters, digits, _ and - only, and not be 'trial'")
             )
     for p in found.files:
         if p.parent == root and p.name not in ROOT_FILES:
-            notes.append(f"{p.name}: unknown file at the data root ignored")
+            out.notes.append(f"{p.name}: unknown file at the data root ignored")
+    return las
 
+
+def _la_tables(
+    root: Path,
+    found: Scan,
+    refused: set[str],
+    las: list[str],
+    specs: dict[str, FileSpec],
+    cache: FileCache | None,
+    out: _Findings,
+) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, str]], dict[str, set[str]], dict[str, str]]:
+    """Every LA's tables, read and validated file by file, stacked into one table per name.
+
+    Returns the tables (with ``la``, ``src_file`` and ``src_row``; every optional column present), the headers
+    as found (file label -> contract column -> header), the LAs whose table was read (name -> LAs), and the
+    LAs' names from their ``la.yml``.
+    """
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in specs}
     headers: dict[str, dict[str, str]] = {}  # file label -> contract column -> header as found
     read_in: dict[str, set[str]] = {name: set() for name in specs}  # LAs whose table was read
-    n_read = 0
     la_names: dict[str, str] = {}
     for la in las:
         la_dir = root / la
         la_files = [p for p in found.files if la_dir in p.parents]
         sources, p_la, n_la, excused = _la_sources(la, la_dir, list(specs), la_files, refused)
-        problems += p_la
-        notes += n_la
+        out.problems += p_la
+        out.notes += n_la
         if (la_dir / LA_INFO).is_file():  # the LA's name for the book
-            info, bad, odd = read_la_yml(la_dir / LA_INFO)
-            problems += [
-                Problem(f"{la}/{LA_INFO}", None, "code" if b.startswith("code") else "name", None, b) for b in bad
-            ]
-            if info.get("code", la) != la:
-                problems.append(
-                    Problem(
-                        f"{la}/{LA_INFO}",
-                        None,
-                        "code",
-                        info["code"],
-                        f"names LA {info['code']}, but the file is in the folder {la}: are two LA folders swapped "
-                        "or misnamed? Move the files to their LA's folder, or correct la.yml",
-                    )
-                )
-            notes += [f"{la}/{LA_INFO}: {w}" for w in odd]
+            info = _la_info(la, la_dir, out)
             if "name" in info:
                 la_names[la] = info["name"]
         has_treatment = None
@@ -696,7 +755,7 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
             if src is None:
                 need = spec.required == "always" or (spec.required == "treatment" and has_treatment)
                 if need and name not in excused:
-                    problems.append(
+                    out.problems.append(
                         Problem(
                             f"{la}/{name}.csv",
                             None,
@@ -707,72 +766,109 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
                         )
                     )
                 continue
-            fkey = _file_key(src, name, spec) if cache is not None else None
-            if cache is not None and fkey in cache.old:
-                entry = cache.old[fkey]
-                cache.hits += 1
-            else:
-                try:
-                    raw = _read(src, name, spec)
-                except Unreadable as exc:
-                    problems += exc.problems(src.label)
-                    continue
-                typed, file_problems, file_notes = validate_frame(raw.frame, spec, src.label, raw.header)
-                entry = (
-                    raw.default,
-                    raw.how,
-                    list(raw.warnings),
-                    list(raw.problems),
-                    raw.frame.empty,
-                    list(raw.header or []),
-                    typed,
-                    file_problems,
-                    file_notes,
-                )
-            if cache is not None and (fkey in cache.old or _file_key(src, name, spec) == fkey):
-                cache.new[fkey] = entry  # not when the file changed while it was read: its bytes are not fkey's
-            (
-                raw_default,
-                raw_how,
-                raw_warnings,
-                raw_problems,
-                raw_empty,
-                raw_columns,
-                typed,
-                file_problems,
-                file_notes,
-            ) = entry
-            file_problems = list(file_problems)  # the entry is kept for the next run: never changed here
-            n_read += 1
-            if not raw_default:
-                reading.append(f"{src.label}: read as {raw_how}")
-            notes += [f"{src.label}: {w}" for w in raw_warnings]
-            problems += [replace(p, file=src.label) for p in raw_problems]
-            if spec.needs_rows == "treatment" and has_treatment and raw_empty:
-                file_problems.append(
-                    Problem(
-                        src.label,
-                        None,
-                        None,
-                        None,
-                        "file has a header but no data rows, and the LA has treatment teams: give one row per "
-                        "person per session offered",
-                    )
-                )
-            problems += file_problems
-            notes += file_notes
-            if any(p.rule.startswith("column appears more than once") for p in file_problems):
+            read = _la_table(la, name, spec, src, cache, bool(has_treatment), out)
+            if read is None:
                 continue
-            headers[src.label] = match_headers(list(raw_columns), spec)[0]
+            typed, header = read
+            headers[src.label] = header
             read_in[name].add(la)
-            typed = typed.copy()
-            typed["la"] = la
-            typed["src_file"] = src.label
-            typed["src_row"] = typed.index
-            frames[name].append(typed.reset_index(drop=True))
+            frames[name].append(typed)
             if name == "teams" and "arm" in typed:
                 has_treatment = bool((typed["arm"] == "treatment").any())
+    return _stack(frames, specs), headers, read_in, la_names
 
+
+def _la_info(la: str, la_dir: Path, out: _Findings) -> dict:
+    """The LA's ``la.yml`` as read (its ``name`` is the LA's name for the book); its problems and notes into
+    ``out``."""
+    info, bad, odd = read_la_yml(la_dir / LA_INFO)
+    out.problems += [Problem(f"{la}/{LA_INFO}", None, "code" if b.startswith("code") else "name", None, b) for b in bad]
+    if info.get("code", la) != la:
+        out.problems.append(
+            Problem(
+                f"{la}/{LA_INFO}",
+                None,
+                "code",
+                info["code"],
+                f"names LA {info['code']}, but the file is in the folder {la}: are two LA folders swapped "
+                "or misnamed? Move the files to their LA's folder, or correct la.yml",
+            )
+        )
+    out.notes += [f"{la}/{LA_INFO}: {w}" for w in odd]
+    return info
+
+
+def _la_table(
+    la: str, name: str, spec: FileSpec, src: Source, cache: FileCache | None, has_treatment: bool, out: _Findings
+) -> tuple[pd.DataFrame, dict[str, str]] | None:
+    """One LA table read and validated (from ``cache`` when its bytes are unchanged): the typed rows with
+    ``la``, ``src_file`` and ``src_row``, and its headers as found; None when it cannot be used."""
+    fkey = _file_key(src, name, spec) if cache is not None else None
+    if cache is not None and fkey in cache.old:
+        entry = cache.old[fkey]
+        cache.hits += 1
+    else:
+        try:
+            raw = _read(src, name, spec)
+        except Unreadable as exc:
+            out.problems += exc.problems(src.label)
+            return None
+        typed, file_problems, file_notes = validate_frame(raw.frame, spec, src.label, raw.header)
+        entry = (
+            raw.default,
+            raw.how,
+            list(raw.warnings),
+            list(raw.problems),
+            raw.frame.empty,
+            list(raw.header or []),
+            typed,
+            file_problems,
+            file_notes,
+        )
+    if cache is not None and (fkey in cache.old or _file_key(src, name, spec) == fkey):
+        cache.new[fkey] = entry  # not when the file changed while it was read: its bytes are not fkey's
+    (
+        raw_default,
+        raw_how,
+        raw_warnings,
+        raw_problems,
+        raw_empty,
+        raw_columns,
+        typed,
+        file_problems,
+        file_notes,
+    ) = entry
+    file_problems = list(file_problems)  # the entry is kept for the next run: never changed here
+    out.files_read += 1
+    if not raw_default:
+        out.reading.append(f"{src.label}: read as {raw_how}")
+    out.notes += [f"{src.label}: {w}" for w in raw_warnings]
+    out.problems += [replace(p, file=src.label) for p in raw_problems]
+    if spec.needs_rows == "treatment" and has_treatment and raw_empty:
+        file_problems.append(
+            Problem(
+                src.label,
+                None,
+                None,
+                None,
+                "file has a header but no data rows, and the LA has treatment teams: give one row per "
+                "person per session offered",
+            )
+        )
+    out.problems += file_problems
+    out.notes += file_notes
+    if any(p.rule.startswith("column appears more than once") for p in file_problems):
+        return None
+    typed = typed.copy()
+    typed["la"] = la
+    typed["src_file"] = src.label
+    typed["src_row"] = typed.index
+    return typed.reset_index(drop=True), match_headers(list(raw_columns), spec)[0]
+
+
+def _stack(frames: dict[str, list[pd.DataFrame]], specs: dict[str, FileSpec]) -> dict[str, pd.DataFrame]:
+    """One table per name from the LAs' frames (an empty typed table when no LA gave one), every optional
+    column present."""
     tables = {}
     for name, spec in specs.items():
         if frames[name]:
@@ -784,69 +880,54 @@ def load_root(root: str | Path, cache: FileCache | None = None) -> TrialData:
         for f in spec.fields:
             if f.name not in tables[name]:
                 tables[name][f.name] = _convert(pd.DataFrame({f.name: [None] * len(tables[name])}), spec)[f.name]
+    return tables
 
-    problems += [_as_found(p, headers.get(p.file, {})) for p in _link_problems(tables, read_in)]
-    problems += [_as_found(p, headers.get(p.file, {})) for p in _owner_problems(tables, las)]
 
+def _read_deflators(root: Path, out: _Findings) -> pd.DataFrame | None:
+    """The root's ``deflators.csv`` validated (None if it has none)."""
     deflators = None
     if (root / "deflators.csv").is_file():
         try:
             raw = read_text(root / "deflators.csv", C.DEFLATORS_SPEC.columns)
             if not raw.default:
-                reading.append(f"deflators.csv: read as {raw.how}")
-            problems += [replace(p, file="deflators.csv") for p in raw.problems]
-            deflators, p, n = validate_frame(raw.frame, C.DEFLATORS_SPEC, "deflators.csv", raw.header)
-            problems += p
-            notes += n
+                out.reading.append(f"deflators.csv: read as {raw.how}")
+            out.problems += [replace(p, file="deflators.csv") for p in raw.problems]
+            deflators, deflator_problems, n = validate_frame(raw.frame, C.DEFLATORS_SPEC, "deflators.csv", raw.header)
+            out.problems += deflator_problems
+            out.notes += n
         except Unreadable as exc:
-            problems += exc.problems("deflators.csv")
-    costs = tables["costs"]
+            out.problems += exc.problems("deflators.csv")
+    return deflators
+
+
+def _price_year_problems(costs: pd.DataFrame, deflators: pd.DataFrame | None) -> list[Problem]:
+    """Costs in several price years need ``deflators.csv`` with an index for each."""
     years = sorted(int(y) for y in costs["price_year"].dropna().unique())
-    if len(years) > 1:
-        if deflators is None:
-            problems.append(
-                Problem(
-                    "costs",
-                    None,
-                    "price_year",
-                    ", ".join(map(str, years)),
-                    "costs carry several price years: deflators.csv (year, index) is needed at the data root",
-                )
+    if len(years) <= 1:
+        return []
+    if deflators is None:
+        return [
+            Problem(
+                "costs",
+                None,
+                "price_year",
+                ", ".join(map(str, years)),
+                "costs carry several price years: deflators.csv (year, index) is needed at the data root",
             )
-        elif "year" in deflators:
-            missing = sorted(set(years) - set(deflators["year"].dropna().astype(int)))
-            if missing:
-                problems.append(
-                    Problem(
-                        "deflators.csv",
-                        None,
-                        "year",
-                        ", ".join(map(str, missing)),
-                        "price year(s) used in costs have no index",
-                    )
+        ]
+    if "year" in deflators:
+        missing = sorted(set(years) - set(deflators["year"].dropna().astype(int)))
+        if missing:
+            return [
+                Problem(
+                    "deflators.csv",
+                    None,
+                    "year",
+                    ", ".join(map(str, missing)),
+                    "price year(s) used in costs have no index",
                 )
-
-    summary = f"{n_read} file(s) read; CSV files are UTF-8 with ',' as delimiter unless listed"
-    if problems:
-        raise DataValidationError(problems, [*notes, summary, *reading])
-
-    for name in tables:
-        tables[name] = tables[name].drop(columns=["src_file", "src_row"])
-    tables["survey"] = score_scales(tables["survey"], instrument)
-    notes += followup_warnings(tables, las)  # valid without follow-up: the baseline report (data.followup)
-    return TrialData(
-        root,
-        las,
-        instrument,
-        tables,
-        deflators,
-        synthetic,
-        fingerprint_root(root, found.files),
-        notes,
-        [summary, *reading],
-        la_names,
-        protocol,
-    )
+            ]
+    return []
 
 
 def id_names_la(value: str, las: list[str]) -> str | None:

@@ -21,6 +21,7 @@ Choices, written down:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,7 @@ class CasefileResult(Result):
         return (float(logs[0]), se / COX_DIVISOR, float(logs[1]), float(logs[2]), p)
 
     def rows(self) -> list[dict]:
-        c = dict(
+        c: dict[str, Any] = dict(
             n=self.n, n_clusters=self.n_clusters, note="; ".join(p for p in (self.note, f"{self.role} outcome") if p)
         )
         return [

@@ -2,17 +2,68 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from isafe_helpers.data.frames import analysis_frame
 from isafe_helpers.data.loading import TrialData
+from isafe_helpers.results import keys as K
+from isafe_helpers.results.labels import label
+from isafe_helpers.results.protocol import Result
+from isafe_helpers.results.table import Col, Table
 
 #: Percentiles drawn as the whiskers of the change box plots (never the extremes, which are one person's value).
 CHANGE_WHISKERS = (10, 90)
 
+#: The summary statistics of a row of :class:`ChangeSummary`, in the table's order, with their labels.
+SUMMARY_LABELS = {
+    "p_low": "10th percentile",
+    "q1": "25th percentile",
+    "median": "Median",
+    "q3": "75th percentile",
+    "p_high": "90th percentile",
+    "mean": "Mean",
+}
 
-def change_summary(data: TrialData) -> pd.DataFrame:
+
+@dataclass
+class ChangeSummary(Result):
+    """The change-from-baseline summaries of :func:`change_summary`.
+
+    ``summary``: one row per scale and arm (``outcome``, ``arm``, ``n``, ``mean``, ``p_low``, ``q1``,
+    ``median``, ``q3``, ``p_high``); ``las``: the scope's LAs (the table's ledger keys). It writes no
+    ``estimates.csv`` rows (``tidy()`` is empty): the summaries are descriptive, drawn in a figure.
+    """
+
+    summary: pd.DataFrame
+    las: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[dict]:
+        return []
+
+    def table(self) -> Table:
+        """The summaries as a table (the figure's values and the published numbers)."""
+        s = self.summary
+        keys = {"n": [K.analysed(self.las, o, a) for o, a in zip(s["outcome"], s["arm"])]} if self.las else {}
+        t = s.assign(outcome=[label(o) for o in s["outcome"]], arm=[label(a) for a in s["arm"]])
+        stat: dict[str, Any] = dict(kind="number", digits=2, base="n")
+        return Table(
+            t,
+            [
+                Col("outcome", "Outcome", "text"),
+                Col("arm", "Arm", "text"),
+                Col("n", "Staff analysed", "people"),
+                *[Col(key, name, **stat) for key, name in SUMMARY_LABELS.items()],
+            ],
+            caption="Change from baseline (follow-up minus baseline, scale points) by arm",
+            keys=keys,
+        )
+
+
+def change_summary(data: TrialData) -> ChangeSummary:
     """Distribution of change (follow-up minus baseline) by scale and arm, as summary statistics only.
 
     One row per scale and arm of the analysed sample (both waves scored): ``n``,
@@ -41,6 +92,4 @@ def change_summary(data: TrialData) -> pd.DataFrame:
                     p_high=q[4],
                 )
             )
-    out = pd.DataFrame(recs)
-    out.attrs["las"] = list(data.las)  # the scope's LAs: the table's ledger keys
-    return out
+    return ChangeSummary(pd.DataFrame(recs), list(data.las))

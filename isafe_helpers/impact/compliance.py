@@ -43,7 +43,7 @@ from isafe_helpers.stats.iv import tsls_cr2
 Compliance = Literal["both", "one"]
 
 #: What each compliance definition means, and the analysis name of its rows.
-COMPLIANCE_LABELS = {
+COMPLIANCE_LABELS: dict[Compliance, str] = {
     "both": "attended both practice-pathway sessions (father engagement, motivational interviewing)",
     "one": "attended at least one of the two practice-pathway sessions",
 }

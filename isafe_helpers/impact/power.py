@@ -268,7 +268,7 @@ def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerRes
             continue
         n_bar = harmonic_mean(sizes) if team_size == "harmonic" else float(sizes.mean())
         a = mdes(len(sizes), n_bar, vs["icc"], vs["r2_between"], vs["r2_within"], float(teams.mean()))
-        plan = mdes(
+        la_plan = mdes(
             plan_design.teams,
             plan_design.team_size,
             vs["icc"],
@@ -285,7 +285,7 @@ def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerRes
             df=a.df,
             multiplier=a.multiplier,
             mdes_achieved=a.mdes,
-            mdes_protocol=plan.mdes,
+            mdes_protocol=la_plan.mdes,
             note="" if vs["converged"] else f"did not converge: {vs['message']}",
         )
         recs.append(rec)

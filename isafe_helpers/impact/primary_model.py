@@ -28,6 +28,7 @@ and withheld from the display table (and from the Holm family).
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -112,7 +113,7 @@ class PrimaryResult(ArmEffect, Result):
         return "; ".join(p for p in (self.note, self.role_note, *parts) if p)
 
     def rows(self) -> list[dict]:
-        c = dict(n=self.n, n_clusters=self.n_clusters)
+        c: dict[str, Any] = dict(n=self.n, n_clusters=self.n_clusters)
         g, gc = self.g, self.g_conditional
         fitted = np.isfinite(self.estimate)
         how = ""
@@ -124,7 +125,7 @@ class PrimaryResult(ArmEffect, Result):
             )
 
         def g_row(q, e: StandardisedEffect | None, model: str):
-            vals = (e.estimate, e.se, e.ci_low, e.ci_high) if e else (None,) * 4
+            vals: tuple[Any, Any, Any, Any] = (e.estimate, e.se, e.ci_low, e.ci_high) if e else (None,) * 4
             what = (
                 f"beta over the SD of the {model} ({e.sd:.4g}); CI = the Kenward-Roger CI of beta over that SD"
                 if e
@@ -344,6 +345,8 @@ class PrimaryAnalysis(ResultSet):
     family and says why).
     """
 
+    las: list[str]  # the scope's LAs, set by :func:`primary_all`
+
     def __init__(self, results: list, casefile: CasefileResult | None = None, protocol: Protocol | None = None):
         super().__init__(results)
         self.casefile = casefile
@@ -505,7 +508,7 @@ class PrimaryAnalysis(ResultSet):
             )
         las = getattr(self, "las", None)
         keys = {"participants": [K.analysed(las, r.outcome) for r in self.results]} if las else {}
-        stat = dict(base="participants")
+        stat: dict[str, Any] = dict(base="participants")
         return Table(
             pd.DataFrame(recs),
             [
@@ -563,7 +566,7 @@ class PrimaryAnalysis(ResultSet):
             if not r.withheld
         ]
         las = getattr(self, "las", None)
-        stat = dict(kind="number", digits=3, base="n")
+        stat: dict[str, Any] = dict(kind="number", digits=3, base="n")
         return Table(
             pd.DataFrame(recs, columns=["outcome", "n", "tv", "rv", "tvu", "rvu", "icc"]),
             [

@@ -145,7 +145,7 @@ class RIResult(ArmEffect, Result):
     n_permutations: int = 0
     exact: bool = False  # every possible allocation enumerated
     theta: float = np.nan
-    permuted: np.ndarray = field(default=None, repr=False)  # the statistic under each allocation
+    permuted: np.ndarray | None = field(default=None, repr=False)  # the statistic under each allocation
 
     def rows(self) -> list[dict]:
         how = ("all {} allocations" if self.exact else "{} seeded permutations").format(self.n_permutations)
@@ -261,7 +261,8 @@ class Robustness(Result):
     primary: PrimaryAnalysis | None = None
 
     def rows(self) -> list[dict]:
-        return [r for res in (*self.mi, *self.ri, *self.cr2) for r in res.rows()]
+        parts: list[Result] = [*self.mi, *self.ri, *self.cr2]
+        return [r for res in parts for r in res.rows()]
 
     def table(self) -> Table:
         """One row per scale and method (the primary first): estimate, 95% CI, p."""

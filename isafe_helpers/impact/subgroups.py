@@ -213,7 +213,7 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
     if moderator == "experience":
         df = df[df["years_qualified"].notna()].copy()
         df["yq"] = df["years_qualified"].astype(float) - YEARS_CENTRE
-        levels = []
+        levels: list[str] = []
     else:
         col = "age_band" if moderator == "age" else "la"
         df = df[df[col].notna()].copy()

@@ -24,6 +24,8 @@ is named for what it counts:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -418,9 +420,9 @@ def dose(data: TrialData) -> ProcessResult:
     recs = []
     for la in [*data.las, "all"]:
         sub = tp if la == "all" else tp[tp["la"] == la]
-        rec = {"la": la, "participants": len(sub)}
-        for d, label in DOSE_LABELS.items():
-            rec[label] = int((sub["dose"] == d).sum())
+        rec: dict[str, Any] = {"la": la, "participants": len(sub)}
+        for code, label in DOSE_LABELS.items():
+            rec[label] = int((sub["dose"] == code).sum())
         for label in DOSE_LABELS.values():
             rec[f"{label}_pct"] = 100 * rec[label] / len(sub) if len(sub) else np.nan
         recs.append(rec)

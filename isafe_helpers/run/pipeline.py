@@ -59,7 +59,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm import tqdm
@@ -166,7 +166,7 @@ class TaskOutcome:
     seconds: float = 0.0
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: object) -> str:
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
     return lines[0][:300] if lines else ""
 
@@ -206,7 +206,7 @@ def _validated_root(payload: dict, saved: Path) -> ValidatedRoot:
 def save_validated(data: TrialData, out: Path, sig: list | None = None, key: str = "") -> ValidatedRoot:
     """Save validated ``data`` as ``<out>/.validated.pickle`` for the notebooks (and the next run, by ``key``)."""
     sig = validated.signature(data.root) if sig is None else sig
-    summary = {
+    summary: dict[str, Any] = {
         "las": list(data.las),
         "fingerprint": data.fingerprint,
         "synthetic": data.synthetic,

@@ -22,7 +22,9 @@ class Interval:
     p_value: float
 
 
-def interval(estimate: float, se: float, df: float | None = None, level: float = 0.95) -> Interval:
+def interval(
+    estimate: float | np.ndarray, se: float | np.ndarray, df: float | np.ndarray | None = None, level: float = 0.95
+) -> Interval:
     """``estimate +/- q * se`` and ``2 P(T > |estimate / se|)`` (scalars, or arrays of the same shape).
 
     ``T`` is Student's t on ``df`` degrees of freedom, or the standard normal

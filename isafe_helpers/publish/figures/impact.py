@@ -135,30 +135,6 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
 
 
 # ---------------------------------------------------------------------------
-def change_table(summary: pd.DataFrame) -> Table:
-    """The change-from-baseline summaries (:func:`isafe_helpers.impact.change.change_summary`) as a table."""
-    las = summary.attrs.get("las")
-    keys = {"n": [K.analysed(las, o, a) for o, a in zip(summary["outcome"], summary["arm"])]} if las else {}
-    t = summary.assign(outcome=[label(o) for o in summary["outcome"]], arm=[label(a) for a in summary["arm"]])
-    stat: dict[str, Any] = dict(kind="number", digits=2, base="n")
-    return Table(
-        t,
-        [
-            Col("outcome", "Outcome", "text"),
-            Col("arm", "Arm", "text"),
-            Col("n", "Staff analysed", "people"),
-            Col("p_low", "10th percentile", **stat),
-            Col("q1", "25th percentile", **stat),
-            Col("median", "Median", **stat),
-            Col("q3", "75th percentile", **stat),
-            Col("p_high", "90th percentile", **stat),
-            Col("mean", "Mean", **stat),
-        ],
-        caption="Change from baseline (follow-up minus baseline, scale points) by arm",
-        keys=keys,
-    )
-
-
 def change_distributions(views) -> tuple[plt.Figure, str]:
     """Box plots of change by arm, one panel per outcome: box quartiles, line median, diamond mean,
     whiskers 10th and 90th percentiles; an arm whose statistics are withheld is labelled, not drawn."""
@@ -340,7 +316,6 @@ def la_forest(views) -> tuple[plt.Figure, str]:
 
 __all__ = [
     "change_distributions",
-    "change_table",
     "consort",
     "curve_table",
     "effect_sizes",
