@@ -164,7 +164,8 @@ def cace(data: TrialData, primary: PrimaryResult, compliance: Compliance = "both
         ar = anderson_rubin_set(
             lambda b: _itt_p(df, y - b * d_, outcome), res.estimate, f["se"], _limit_p(df, d_, outcome)
         )
-    except (ValueError, np.linalg.LinAlgError) as exc:
+    except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+        res.estimate, res.p_value, res.df = np.nan, np.nan, np.nan
         res.note = f"not estimable: Anderson-Rubin set: {exc}"
         return res
     res.ci_low, res.ci_high, res.ar_set, res.ar_kind = ar["ci_low"], ar["ci_high"], ar["text"], ar["kind"]
