@@ -1,4 +1,10 @@
-"""Just-identified two-stage least squares with CR2 cluster-robust inference.
+"""Just-identified two-stage least squares with CR2 cluster-robust inference, and Anderson-Rubin sets.
+
+The impact strand publishes the 2SLS coefficient (the IV ratio) but not its
+CR2 Wald test: its CACE inference is the reduced form's, with the
+Anderson-Rubin set of :func:`anderson_rubin_set` (test inversion of the
+primary model; see :mod:`isafe_helpers.impact.compliance`). The CR2
+machinery below is kept as a checked reference (``tests/test_iv.py``).
 
 The complier average causal effect (CACE) is the 2SLS coefficient of
 compliance ``D`` with random assignment ``Z_excl`` as its instrument and the
