@@ -146,3 +146,40 @@ def test_la_caveat_says_plainly_when_the_arms_cannot_be_compared(small_root):
     assert not any(w in text.lower() for w in ("improved", "worsened"))
     data.tables["teams"] = data.teams.assign(arm="treatment")
     assert "cannot be compared" in impact.scope_caveat(data)
+
+
+def _spread_frame(name):
+    from pathlib import Path
+
+    d = pd.read_csv(Path(__file__).parent / "fixtures" / "random_slope" / "data.csv")
+    d = d[d["dataset"] == name].reset_index(drop=True)
+    return d.rename(columns={"y": "followup", "team": "team_id"}).assign(
+        treated=d["arm"].astype(float), arm=np.where(d["arm"] == 1, "treatment", "control")
+    )
+
+
+@pytest.mark.parametrize("name", ["spread", "boundary"])
+def test_tau2_and_prediction_interval_against_lme4_and_by_hand(name):
+    """tau2_arm_x_la is lme4's arm-slope variance (tests/fixtures/random_slope, 1e-4 relative); the prediction
+    interval is beta +/- t(k - 2) sqrt(tau2 + SE^2) with lme4's beta and SE (1e-5 relative)."""
+    from pathlib import Path
+
+    ref = pd.read_csv(Path(__file__).parent / "fixtures" / "random_slope" / "ref.csv")
+    ref = ref[ref["dataset"] == name].set_index("quantity")["value"]
+    frame = _spread_frame(name)
+    s = heterogeneity.between_la_spread(frame)
+    k = frame["la"].nunique()
+    assert s["spread_note"] == "" and s["k_las"] == k
+    assert s["tau2"] == pytest.approx(ref["slope_variance"], rel=1e-4, abs=1e-8)
+    half = stats.t.ppf(0.975, k - 2) * np.sqrt(ref["slope_variance"] + ref["se_arm"] ** 2)
+    assert s["pi_estimate"] == pytest.approx(ref["beta_arm"], rel=1e-5)
+    assert (s["pi_low"], s["pi_high"]) == pytest.approx((ref["beta_arm"] - half, ref["beta_arm"] + half), rel=1e-5)
+
+
+def test_prediction_interval_needs_three_las(trial, het):
+    """The two-LA trial: no prediction interval (t on k - 2 = 0 df), said in the rows; the rows exist."""
+    rows = pd.DataFrame(het.rows())
+    pi = rows[rows["quantity"] == "prediction_interval"]
+    tau = rows[rows["quantity"] == "tau2_arm_x_la"]
+    assert len(pi) == len(tau) == len(trial.instrument.scale_names)
+    assert pi["estimate"].isna().all() and pi["note"].str.contains("at least three LAs").all()

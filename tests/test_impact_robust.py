@@ -170,10 +170,9 @@ def test_mi_without_missing_data_equals_complete_case(small_root):
     """No missing score: nothing is imputed, every completed data set is the data, so MI is the complete-case fit.
 
     No imputation model is built and no team variance is drawn (the draws happen only for a wave with missing
-    scores), so MI pools identical fits: the primary model's estimate with the *conventional* REML SE of that
-    same fit. MI pools model-based variances with the Satterthwaite complete-data df, whereas the primary
-    result's ``se`` is Kenward-Roger, so the comparison is with ``sat_se`` / ``sat_df``; with no between-
-    imputation variance the df is Barnard-Rubin's at lambda = 0, ``(nu + 1) / (nu + 3) * nu``.
+    scores), so MI pools identical fits: the primary model's estimate with its Kenward-Roger SE; with no
+    between-imputation variance the df is Barnard-Rubin's at lambda = 0, ``(nu + 1) / (nu + 3) * nu`` with
+    ``nu`` the primary model's KR df.
     """
     data = load_root(small_root).for_scope("trial")
     d = R.mi_frame(data, "confidence")
@@ -183,10 +182,31 @@ def test_mi_without_missing_data_equals_complete_case(small_root):
     pr = impact.primary(data, "confidence")
     assert mi.n_missing_followup == 0 and mi.n_missing_baseline == 0
     assert mi.estimate == pytest.approx(pr.estimate, rel=1e-8)
-    assert mi.se == pytest.approx(pr.sat_se, rel=1e-8)
+    assert mi.se == pytest.approx(pr.se, rel=1e-8)
     assert mi.fmi == 0
-    nu = pr.sat_df
+    nu = pr.df
     assert mi.df == pytest.approx((nu + 1) / (nu + 3) * nu, rel=1e-8)
+
+
+def test_mi_df_no_larger_than_kenward_roger_df_where_team_variance_is_zero(small_root):
+    """Issue 24: an LA whose primary model has zero team variance gets MI df no larger than its KR df.
+
+    Before, MI pooled with Satterthwaite's complete-data df, N - p at the boundary (10-16 here, against
+    KR's 0.7-2.4)."""
+    root = load_root(small_root)
+    seen = 0
+    for scope in ("LA01", "LA02"):
+        data = root.for_scope(scope)
+        for scale in ("confidence", "org_practice", "strategy_effectiveness"):
+            pr = impact.primary(data, scale)
+            if pr.team_variance != 0:
+                continue
+            mi = R.multiple_imputation(data, scale, n_imputations=5)
+            assert mi.n_missing_followup > 0
+            assert mi.df <= pr.df + 1e-12, (scope, scale, mi.df, pr.df)
+            assert mi.df < pr.sat_df / 2
+            seen += 1
+    assert seen >= 2
 
 
 def test_mi_recovers_complete_data_estimate_under_mcar():

@@ -17,6 +17,7 @@ has Monte Carlo SE ~1.8 points, the interval asked for is [0.90, 0.99].
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,6 +95,16 @@ def test_rubin_rules_by_hand():
     assert r["p_value"] == pytest.approx(2 * stats.t.sf(1.025 / math.sqrt(T), nu))
     # numbers worked by hand: W = 0.04625, B = 0.0291667, T = 0.0827083
     assert W == pytest.approx(0.04625) and B == pytest.approx(0.0291666667) and T == pytest.approx(0.0827083333)
+
+
+def test_rubin_df_cap():
+    """``df_max`` caps the Barnard-Rubin df (and the interval and p follow it); above the df it changes nothing."""
+    q, u = [1.0, 1.2, 0.8, 1.1], [0.04, 0.05, 0.045, 0.05]
+    free = I.rubin(q, u, 30.0)
+    assert I.rubin(q, u, 30.0, df_max=free["df"] + 1) == free
+    capped = I.rubin(q, u, 30.0, df_max=2.5)
+    assert capped["df"] == 2.5 and capped["se"] == free["se"]
+    assert capped["ci_high"] == pytest.approx(1.025 + stats.t.ppf(0.975, 2.5) * free["se"])
 
 
 def test_rubin_without_between_imputation_variance():
@@ -253,13 +264,50 @@ def test_mi_is_deterministic_given_the_seed():
     assert a["n_missing_followup"] == mf.sum() and a["n_missing_baseline"] == mb.sum()
 
 
-def test_mi_without_missing_data_is_the_complete_data_fit():
+def test_mi_without_missing_data_is_the_complete_data_kenward_roger_fit():
+    """No missing score: the pooled estimate, SE and complete-data df are the primary model's KR ones."""
     F, codes, yf, yb, _, _ = _trial(np.random.default_rng(9), n_la=3)
     ref = fit_random_intercept(yf, np.column_stack([F, yb]), codes)
+    kr = ref.kenward_roger()
     res = I.mi_arm_effect(yf, yb, F, codes, n_imputations=3, rng=1)
     assert res["estimate"] == pytest.approx(ref.beta[1], rel=1e-8)
-    assert res["se"] == pytest.approx(ref.se[1], rel=1e-8)
-    assert abs(res["fmi"]) < 1e-12 and res["df_complete"] == pytest.approx(ref.df[1], rel=1e-6)
+    assert res["se"] == pytest.approx(kr.se_adj[1], rel=1e-8)
+    assert abs(res["fmi"]) < 1e-12 and res["df_complete"] == pytest.approx(kr.df[1], rel=1e-6)
+    nu = kr.df[1]
+    assert res["df"] == pytest.approx((nu + 1) / (nu + 3) * nu, rel=1e-6)
+
+
+def _mi_kr_data():
+    import pandas as pd
+
+    here = Path(__file__).parent / "fixtures" / "mi_kr"
+    d = pd.read_csv(here / "data.csv")
+    ref = pd.read_csv(here / "ref.csv").set_index(["dataset", "quantity"])["value"]
+    F = np.column_stack([np.ones(len(d)), d["arm"].to_numpy(float)])
+    return d, ref, F
+
+
+def test_mi_complete_data_df_match_r_kenward_roger_at_zero_team_variance():
+    """R reference (tests/fixtures/mi_kr, lmerTest/pbkrtest): one LA of 9 teams whose REML team
+    variance is 0. With nothing missing, MI's complete-data df and SE are R's KR ones (relative
+    1e-6), not Satterthwaite's N - p = 79."""
+    d, ref, F = _mi_kr_data()
+    res = I.mi_arm_effect(d["y"], d["baseline"], F, d["team"].to_numpy(), n_imputations=2, rng=1)
+    assert res["df_complete"] == pytest.approx(ref["complete", "kr_df"], rel=1e-6)
+    assert res["se"] == pytest.approx(ref["complete", "kr_se"], rel=1e-6)
+    assert res["estimate"] == pytest.approx(ref["complete", "estimate"], rel=1e-6)
+    assert ref["complete", "sat_df"] > 70
+
+
+def test_mi_df_never_exceed_the_kenward_roger_df_at_zero_team_variance():
+    """The issue's check: an LA with zero team variance gets MI df no larger than its KR df (R's
+    KR df of the complete-case primary model, 6.9; Satterthwaite's are 45)."""
+    d, ref, F = _mi_kr_data()
+    res = I.mi_arm_effect(d["y_obs"], d["baseline_obs"], F, d["team"].to_numpy(), n_imputations=20, rng=5)
+    assert res["fmi"] > 0
+    assert res["df"] <= res["df_complete"]
+    assert res["df"] <= ref["complete_cases", "kr_df"]
+    assert np.all(res["dfs"] < 10)
 
 
 def test_mi_close_to_complete_data_estimate_under_mcar():

@@ -75,3 +75,41 @@ def test_an_instrument_collinear_with_the_covariates_is_refused():
     d, W = _cont()
     with pytest.raises(ValueError, match="rank deficient"):
         tsls_cr2(d["y"], d["complied"], W[:, 2], W, d["team"])
+
+
+# ---------------------------------------------------------------------------
+# Anderson-Rubin set by test inversion: hand-checkable (Fieller) cases
+# ---------------------------------------------------------------------------
+
+
+def _fieller(a, c, va, vc, vac):
+    """Reduced form a (ITT on y), first stage c (ITT on D), normal test: the AR set solves a quadratic."""
+
+    def p(b):
+        return 2 * stats.norm.sf(abs(a - b * c) / np.sqrt(va - 2 * b * vac + b * b * vc))
+
+    z2 = stats.norm.ppf(0.975) ** 2
+    roots = np.roots([c * c - z2 * vc, -2 * (a * c - z2 * vac), a * a - z2 * va])
+    return p, 2 * stats.norm.sf(abs(c) / np.sqrt(vc)), np.sort(roots.real) if np.isreal(roots).all() else None
+
+
+def test_anderson_rubin_bounded_two_rays_and_whole_line_by_hand():
+    """The three shapes of the AR set against the roots of (a - bc)^2 = z^2 (va - 2b vac + b^2 vc),
+    to 1e-8: strong first stage -> an interval; weak -> two rays; weak and no effect -> the whole line."""
+    from isafe_helpers.stats.iv import anderson_rubin_set
+
+    p, pl, roots = _fieller(0.35, 0.7, 0.01, 0.004, 0.001)
+    r = anderson_rubin_set(p, 0.5, 0.1, pl)
+    assert r["kind"] == "bounded" and (r["ci_low"], r["ci_high"]) == pytest.approx(tuple(roots), rel=1e-8)
+    assert r["text"] == f"[{roots[0]:.3f}, {roots[1]:.3f}]"
+    p, pl, roots = _fieller(0.35, 0.1, 0.01, 0.004, 0.001)
+    r = anderson_rubin_set(p, 3.5, 0.3, pl)
+    assert r["kind"] == "two rays" and np.isnan(r["ci_low"]) and np.isnan(r["ci_high"])
+    (lo1, hi1), (lo2, hi2) = r["intervals"]
+    assert lo1 == -np.inf and hi2 == np.inf
+    assert (hi1, lo2) == pytest.approx(tuple(roots), rel=1e-8)
+    assert r["text"].startswith("(-infinity, ") and r["text"].endswith(", infinity)")
+    p, pl, roots = _fieller(0.05, 0.1, 0.01, 0.004, 0.001)
+    assert roots is None
+    r = anderson_rubin_set(p, 0.5, 0.3, pl)
+    assert r["kind"] == "whole line" and r["text"] == "(-infinity, infinity)"

@@ -10,12 +10,21 @@ sessions as compliance: about a fifth of treatment-team staff attended one,
 and with the main definition their gain (if any) is attributed to the
 exclusion restriction's "no effect without compliance".
 
-The CACE is estimated by two-stage least squares with random assignment as
-the instrument for compliance, on the primary analysis sample, with the
-primary model's covariates (baseline score, LA fixed effects). Standard errors
-are team-clustered CR2 (Bell-McCaffrey) with Satterthwaite degrees of freedom,
-as ``clubSandwich::coef_test(vcov = "CR2")`` on an ``AER::ivreg`` fit
-(:func:`isafe_helpers.stats.iv.tsls_cr2`). The effect size divides the
+The CACE is the instrumental-variable ratio, estimated by two-stage least
+squares with random assignment as the instrument for compliance, on the
+primary analysis sample, with the primary model's covariates (baseline score,
+LA fixed effects) (:func:`isafe_helpers.stats.iv.tsls_cr2`). Its inference is
+the reduced form's, never the 2SLS Wald test (which can call the CACE
+significant when the ITT is not, and is unreliable with a weak first stage):
+the p-value of zero is the primary (ITT) model's Kenward-Roger p, and the 95%
+set is Anderson-Rubin's, the values ``b`` for which the primary model of
+``y - b D`` has p >= .05 (:func:`isafe_helpers.stats.iv.anderson_rubin_set`,
+test inversion on a grid refined by root finding). It may be unbounded, or
+two rays, when assignment moves compliance too little; then the CI ends are
+blank and the note writes the set out. No SE is reported for the CACE (the
+set is not estimate +/- t SE). The exclusion restriction (no effect of
+assignment without attendance) is doubtful: the system pathway reaches staff
+who never attended (the table note says so). The effect size divides the
 CACE and its CI by the same standardiser as the intention-to-treat
 ``hedges_g_total``: the total SD of the unconditional model on the analysed
 sample (:mod:`isafe_helpers.stats.effect_size`), so the CACE's g and its
@@ -33,12 +42,12 @@ import pandas as pd
 from isafe_helpers.data.frames import analysis_frame, complied, practice_dose
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.impact.design import design, why_not_estimable
-from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis, PrimaryResult
+from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis, PrimaryResult, fit_primary
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import COMPLIANCE, label
 from isafe_helpers.results.protocol import Result, ResultSet
 from isafe_helpers.results.table import Col, Table
-from isafe_helpers.stats.iv import tsls_cr2
+from isafe_helpers.stats.iv import anderson_rubin_set, tsls_cr2
 
 Compliance = Literal["both", "one"]
 
@@ -49,6 +58,7 @@ COMPLIANCE_LABELS: dict[Compliance, str] = {
 }
 ANALYSIS = {"both": "cace", "one": "sensitivity_cace_one_session"}
 COMPLIANCE_LABEL = COMPLIANCE_LABELS["both"]
+AR_UNBOUNDED = " (unbounded: assignment moves compliance too little to rule out any large effect)"
 
 
 @dataclass
@@ -61,6 +71,8 @@ class CACEResult(ArmEffect, Result):
     g_ci_low: float = np.nan
     g_ci_high: float = np.nan
     compliance: Compliance = "both"
+    ar_set: str = ""  # the 95% Anderson-Rubin set written out
+    ar_kind: str = ""  # bounded, ray, two rays, whole line, ...
 
     def rows(self) -> list[dict]:
         c = dict(n=self.n, n_clusters=self.n_clusters)
@@ -68,14 +80,17 @@ class CACEResult(ArmEffect, Result):
         what = (
             "sensitivity: " if self.compliance != "both" else ""
         ) + f"compliance: {COMPLIANCE_LABELS[self.compliance]}"
-        note = self.note or f"2SLS, assignment as instrument, CR2 SE, Satterthwaite df; {what}"
+        note = self.note or (
+            f"IV ratio (2SLS, assignment as instrument); test of zero = the ITT's (Kenward-Roger); "
+            f"95% Anderson-Rubin set {self.ar_set}{AR_UNBOUNDED if self.ar_kind not in ('bounded', '') else ''}; {what}"
+        )
         return [
             est_row(
                 a,
                 self.outcome,
                 "treatment_effect",
                 self.estimate,
-                self.se,
+                None,
                 self.ci_low,
                 self.ci_high,
                 self.p_value,
@@ -141,12 +156,39 @@ def cace(data: TrialData, primary: PrimaryResult, compliance: Compliance = "both
     except (ValueError, np.linalg.LinAlgError) as exc:
         res.note = f"not estimable: {exc}"
         return res
-    res.estimate, res.se, res.df = f["beta"], f["se"], f["df"]
-    (res.ci_low, res.ci_high), res.p_value = f["ci"], f["p"]
+    res.estimate = f["beta"]
+    # the test of zero is the ITT's (the reduced form), its 95% set Anderson-Rubin (module docstring)
+    res.p_value, res.df = primary.p_value, primary.df
+    y, d_ = df["followup"].to_numpy(float), df["complied"].to_numpy(float)
+    try:
+        ar = anderson_rubin_set(
+            lambda b: _itt_p(df, y - b * d_, outcome), res.estimate, f["se"], _limit_p(df, d_, outcome)
+        )
+    except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+        res.estimate, res.p_value, res.df = np.nan, np.nan, np.nan
+        res.note = f"not estimable: Anderson-Rubin set: {exc}"
+        return res
+    res.ci_low, res.ci_high, res.ar_set, res.ar_kind = ar["ci_low"], ar["ci_high"], ar["text"], ar["kind"]
     if primary.g is not None:
         sd = primary.g.sd
         res.g, res.g_ci_low, res.g_ci_high = res.estimate / sd, res.ci_low / sd, res.ci_high / sd
     return res
+
+
+def _limit_p(df: pd.DataFrame, d: np.ndarray, outcome: str) -> float:
+    """The ITT model's p for compliance itself (the Anderson-Rubin p as ``|b|`` grows); 0 when compliance is
+    the arm exactly (everyone in one arm complied, no one in the other: a perfect first stage)."""
+    if pd.Series(d).groupby(df["arm"].to_numpy()).nunique().max() == 1:
+        return 0.0
+    return _itt_p(df, d, outcome)
+
+
+def _itt_p(df: pd.DataFrame, y: np.ndarray, outcome: str) -> float:
+    """Kenward-Roger p of the arm in the primary (ITT) model with outcome ``y`` on the frame ``df``."""
+    r = fit_primary(df.assign(followup=y), outcome, effect_sizes=False)
+    if not np.isfinite(r.p_value):
+        raise ValueError(r.note or "the ITT model has no p-value")
+    return float(r.p_value)
 
 
 class CACEAnalysis(ResultSet):
@@ -170,7 +212,8 @@ class CACEAnalysis(ResultSet):
                     hedges_g=r.g,
                     g_ci_low=r.g_ci_low,
                     g_ci_high=r.g_ci_high,
-                    note=r.note,
+                    note=r.note
+                    or (f"95% Anderson-Rubin set {r.ar_set}{AR_UNBOUNDED}" if r.ar_kind not in ("bounded", "") else ""),
                 )
                 for r in sorted(self.results, key=lambda r: _order(self.results, r))
             ]
@@ -194,10 +237,21 @@ class CACEAnalysis(ResultSet):
             ],
             caption="Complier average causal effect of attending the practice-pathway sessions",
             notes=[
-                "CACE: two-stage least squares with random assignment as the instrument for compliance, adjusted "
-                "for the baseline score and (pooled trial) LA; CR2 cluster-robust standard errors with "
-                "Satterthwaite degrees of freedom. Hedges' g: the CACE and its CI over the SD of the unconditional "
-                "model, as for the main effect.",
+                "CACE: the instrumental-variable ratio (two-stage least squares with random assignment as the "
+                "instrument for compliance, adjusted for the baseline score and, pooled, LA). Its p is the main "
+                "(intention-to-treat) model's: the CACE is zero exactly when assignment has no effect. Its 95% CI "
+                "is the Anderson-Rubin set: every value b for which the main model of the score minus b times "
+                "compliance shows no effect of assignment (p >= .05); it can be unbounded, or two rays, when "
+                "assignment moves compliance too little, and the note then says so (blank CI ends). Hedges' g: "
+                "the CACE and its CI over the SD of the unconditional model, as for the main effect.",
+                "The CACE assumes the exclusion restriction: assignment changes scores only through attending the "
+                "sessions. That is doubtful here: the system pathway (case-file audit, champions among middle "
+                "managers, a webinar for senior leaders) reaches staff of intervention teams who never attended, so "
+                "part of the main effect may "
+                "arise without attendance, and the CACE then misattributes it to attending (overstating the effect "
+                "of attending when both work in the same direction). Read it beside the main effect, not as a "
+                "separate finding; its test is the main "
+                "effect's.",
                 "Compliance, main analysis: attended both practice-pathway sessions. Sensitivity analysis: "
                 "attended at least one of them.",
             ],

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from isafe_helpers.config import threshold
 from isafe_helpers.data.frames import analysis_frame
 from isafe_helpers.data.loading import TrialData
+from isafe_helpers.impact.design import design, why_not_estimable
 from isafe_helpers.impact.primary_model import PrimaryResult, fit_primary
 from isafe_helpers.impact.subgroups import ModeratorResults
 from isafe_helpers.results.estimates import est_row
@@ -17,6 +19,45 @@ from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
 from isafe_helpers.results.table import Col, Table
 from isafe_helpers.stats.meta import cochran_q
+from isafe_helpers.stats.random_slope import fit_team_and_slope
+
+#: How the between-LA variance and the prediction interval are made (rows' note and the table's).
+SPREAD_NOTE = (
+    "REML fit of y ~ arm + baseline + LA + (1 | team) + (0 + arm | LA): tau2 is the variance of the arm effect "
+    "across LAs; 95% prediction interval for the effect in a new LA = beta +/- t(k - 2) sqrt(tau2 + SE(beta)^2), "
+    "k LAs, SE model-based (Higgins, Thompson & Spiegelhalter 2009; IntHout et al. 2016)"
+)
+
+
+def between_la_spread(frame: pd.DataFrame) -> dict:
+    """tau2 of a random arm-by-LA effect and the 95% prediction interval, from one pooled analysis frame.
+
+    Returns ``tau2, pi_estimate, pi_low, pi_high, k_las, spread_note`` (the note says why a number is
+    missing: fewer than three LAs, not estimable, or a fit that did not converge, whose numbers are then
+    not shown).
+    """
+    k = int(frame["la"].nunique())
+    out = dict(tau2=np.nan, pi_estimate=np.nan, pi_low=np.nan, pi_high=np.nan, k_las=k, spread_note="")
+    why = why_not_estimable(frame)
+    if why:
+        out["spread_note"] = why
+        return out
+    if k < 3:
+        out["spread_note"] = "not estimable: a prediction interval needs at least three LAs (t on k - 2 df)"
+        return out
+    X, _ = design(frame)
+    try:
+        f = fit_team_and_slope(frame["followup"], X, frame["team_id"], frame["la"], frame["treated"])
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        out["spread_note"] = f"not estimable: {exc}"
+        return out
+    if not f["converged"]:
+        out["spread_note"] = f"did not converge: {f['message']}"
+        return out
+    beta, se2 = float(f["beta"][1]), float(f["cov_beta"][1, 1])
+    half = float(stats.t.ppf(0.975, k - 2)) * np.sqrt(f["slope_variance"] + se2)
+    out.update(tau2=float(f["slope_variance"]), pi_estimate=beta, pi_low=float(beta - half), pi_high=float(beta + half))
+    return out
 
 
 @dataclass
@@ -86,6 +127,25 @@ class LAHeterogeneity(Result):
                     **c,
                 ),
                 est_row("heterogeneity_la", r.outcome, "i_squared_pct", r.i2, **c),
+                est_row(
+                    "heterogeneity_la",
+                    r.outcome,
+                    "tau2_arm_x_la",
+                    r.tau2,
+                    note=r.spread_note or SPREAD_NOTE,
+                    n_clusters=r.k_las,
+                ),
+                est_row(
+                    "heterogeneity_la",
+                    r.outcome,
+                    "prediction_interval",
+                    r.pi_estimate,
+                    None,
+                    r.pi_low,
+                    r.pi_high,
+                    note=r.spread_note or SPREAD_NOTE,
+                    n_clusters=r.k_las,
+                ),
             ]
         return out
 
@@ -96,7 +156,22 @@ class LAHeterogeneity(Result):
             wald_df=[f"{a:g}, {b:.1f}" for a, b in zip(self.tests["wald_df1"], self.tests["wald_df2"])],
         )
         return Table(
-            t[["outcome", "n_las", "wald_f", "wald_df", "p_wald", "q", "q_df", "p_q", "i2"]],
+            t[
+                [
+                    "outcome",
+                    "n_las",
+                    "wald_f",
+                    "wald_df",
+                    "p_wald",
+                    "q",
+                    "q_df",
+                    "p_q",
+                    "i2",
+                    "tau2",
+                    "pi_low",
+                    "pi_high",
+                ]
+            ],
             [
                 Col("outcome", "Outcome", "text"),
                 Col("n_las", "LAs with an estimate", "units"),
@@ -107,12 +182,19 @@ class LAHeterogeneity(Result):
                 Col("q_df", "Q degrees of freedom", "int"),
                 Col("p_q", "p (Q)", "p"),
                 Col("i2", "I-squared (%)", "number", 0),
+                Col("tau2", "Between-LA variance of the effect (tau-squared)", "number", 3),
+                Col("pi_low", "95% prediction interval, low", "number", 3),
+                Col("pi_high", "95% prediction interval, high", "number", 3),
             ],
             caption="Does the effect differ between LAs? Tests of heterogeneity",
             notes=[
                 "Exploratory: the trial was not powered to compare LAs; the tests describe and do not judge.",
                 "F: Kenward-Roger F test that every arm-by-LA term of the pooled model is zero. Cochran's Q "
                 "(chi-squared on the LAs with an estimate minus one) and I-squared over the per-LA estimates.",
+                "Tau-squared: the variance of the effect across LAs, from the pooled model with a random arm effect "
+                "per LA (and a random team intercept), REML. Prediction interval: where the effect in a new LA "
+                "like these would lie, pooled estimate +/- t on (LAs - 2) df times the square root of "
+                "tau-squared plus the squared SE of the pooled estimate; blank with fewer than three LAs.",
             ],
         )
 
@@ -141,8 +223,10 @@ def la_heterogeneity(data: TrialData, pooled: list, mods: ModeratorResults) -> L
         )
     thr = threshold()
     fitted: dict[tuple[str, str], PrimaryResult] = {}
+    spread: dict[str, dict] = {}
     for scale in data.instrument.scale_names:
         frame = analysis_frame(data, scale)
+        spread[scale] = between_la_spread(frame)
         groups = {la: idx for la, idx in frame.groupby("la", sort=False).indices.items()}
         for la in data.las:
             sub = frame.iloc[groups.get(la, np.array([], dtype=int))].reset_index(drop=True)
@@ -212,6 +296,7 @@ def la_heterogeneity(data: TrialData, pooled: list, mods: ModeratorResults) -> L
                 q_df=cq["df"],
                 p_q=cq["p_value"],
                 i2=cq["i2"],
+                **spread[scale],
             )
         )
     return LAHeterogeneity(

@@ -6,7 +6,8 @@ Three checks of the primary model of each scale (:func:`isafe_helpers.impact.pri
   follow-up scores imputed by chained equations from two-level (team random
   intercept) normal models that carry arm, LA and team information; the
   primary model fitted to every completed data set and pooled by Rubin's rules
-  with the Barnard-Rubin degrees of freedom.
+  (Kenward-Roger variances) with the Barnard-Rubin degrees of freedom on the
+  Kenward-Roger complete-data df, so MI's df never exceed the primary model's.
 - :func:`randomisation_inference` (``sensitivity_ri``): teams re-randomised
   within LA exactly as the trial did (the number of treatment teams of each LA
   kept), at least 5,000 seeded permutations, or every allocation when there
@@ -26,7 +27,7 @@ import pandas as pd
 from isafe_helpers.data.frames import analysis_frame, mi_frame
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.impact.design import NOT_ESTIMABLE, design, why_not_estimable
-from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis
+from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis, fit_primary
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import ANALYSES as LABELS_OF
 from isafe_helpers.results.labels import label
@@ -69,7 +70,10 @@ class MIResult(ArmEffect, Result):
     fmi: float = np.nan  # fraction of missing information
 
     def rows(self) -> list[dict]:
-        note = self.note or f"{self.n_imputations} imputations, Rubin's rules"
+        note = (
+            self.note
+            or f"{self.n_imputations} imputations, Rubin's rules; Barnard-Rubin df on Kenward-Roger complete-data df"
+        )
         return _rows_effect(
             "sensitivity_mi",
             self.outcome,
@@ -98,16 +102,23 @@ def multiple_imputation(
     posterior with a half-Cauchy prior on the ratio of standard deviations),
     never held fixed. The primary model is fitted to each completed data set
     and the results pooled by Rubin's rules with Barnard-Rubin degrees of
-    freedom (complete-data df: the mean Satterthwaite df of the fits).
+    freedom. Within-imputation variances are each fit's Kenward-Roger
+    adjusted variance and the complete-data df ``nu_com`` the mean of the
+    fits' Kenward-Roger df (the primary model's inference, so "KR
+    everywhere"); Barnard-Rubin's df never exceed ``nu_com``, and they are
+    capped at the Kenward-Roger df of the complete-case primary model (the
+    completed data sets have more rows, so their KR df can be a little above
+    the primary model's; MI does not create information, and an LA's MI df
+    are never larger than its primary KR df). Satterthwaite's
+    df would jump to N - p wherever a fit's team variance is 0 (in an LA of 9
+    teams, 40-50 df where KR gives 6-7).
 
     With no missing score there is nothing to impute: no imputation model is
     fitted and nothing is drawn, so every completed data set is the observed
-    data and the result is the complete-case primary model. Its estimate is
-    the primary estimate and its SE that fit's conventional (model-based
-    REML) SE, the primary result's ``sat_se``: MI pools conventional
-    variances, whereas the primary table reports Kenward-Roger inference.
-    The df is Barnard-Rubin's at zero between-imputation variance,
-    ``(nu + 1) / (nu + 3) * nu`` with ``nu`` the Satterthwaite df.
+    data and the result is the complete-case primary model: the primary
+    estimate and its Kenward-Roger SE. The df is Barnard-Rubin's at zero
+    between-imputation variance, ``(nu + 1) / (nu + 3) * nu`` with ``nu`` the
+    primary model's Kenward-Roger df (slightly below it).
     """
     df = mi_frame(data, outcome)
     res = MIResult(outcome, len(df), df["team_id"].nunique(), n_imputations=n_imputations)
@@ -118,6 +129,8 @@ def multiple_imputation(
         res.note = why or NOT_ESTIMABLE
         return res
     F, _ = design(df, covariates=())  # intercept, arm, LA dummies
+    # the complete-case primary model's KR df cap MI's df (docstring)
+    cc_df = fit_primary(analysis_frame(data, outcome), outcome, effect_sizes=False).df
     rng = np.random.default_rng(np.random.SeedSequence([seed, sum(map(ord, outcome))]))
     try:
         out = mi_arm_effect(
@@ -129,6 +142,7 @@ def multiple_imputation(
             n_imputations=n_imputations,
             n_cycles=n_cycles,
             rng=rng,
+            df_max=cc_df if np.isfinite(cc_df) else None,
         )
     except (ValueError, np.linalg.LinAlgError) as exc:
         res.note = f"not estimable: {exc}"
@@ -307,7 +321,8 @@ class Robustness(Result):
             notes=[
                 "Primary: REML with Kenward-Roger standard errors and degrees of freedom. Satterthwaite: the same "
                 "fit with the conventional standard error and Satterthwaite degrees of freedom. Multiple "
-                "imputation: Rubin's rules with Barnard-Rubin degrees of freedom. Randomisation inference: teams "
+                "imputation: Rubin's rules on Kenward-Roger variances, Barnard-Rubin degrees of freedom on the "
+                "Kenward-Roger complete-data degrees of freedom. Randomisation inference: teams "
                 "re-randomised within LA, CI by test inversion. CR2: OLS with team-clustered CR2 standard errors "
                 "and Satterthwaite degrees of freedom. Every interval uses Student's t or the randomisation "
                 "distribution; none uses the normal approximation."

@@ -11,10 +11,13 @@ Imputation of Missing Data*, 2nd ed., ch. 4 and 7), each wave from a
 two-level normal model on the other wave's current score and the fixed
 columns ``F`` (intercept, arm, LA dummies) with a random intercept for team
 (:class:`TwoLevelImputer`). The analysis model (follow-up on ``F`` and
-baseline, random team intercept, REML, Satterthwaite df as lmerTest) is
-fitted to every completed data set (:func:`fit_team_model`) and the arm
-effects pooled by Rubin's rules with the Barnard-Rubin (1999) df
-(:func:`rubin`).
+baseline, random team intercept, REML) is fitted to every completed data set
+(:func:`fit_team_model`'s batch fit), its arm coefficient given the
+Kenward-Roger adjusted variance and df (pbkrtest, as the primary model), and
+the arm effects pooled by Rubin's rules with the Barnard-Rubin (1999) df
+(:func:`rubin`) whose complete-data df ``nu_com`` are the mean KR df. The
+Satterthwaite df of lmerTest are not used there: at a zero team variance they
+jump to N - p, and MI would claim far more df than the primary model.
 
 The imputation draw: variance components are drawn, never held fixed
 --------------------------------------------------------------------
@@ -101,6 +104,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse, stats
 
+from isafe_helpers.stats.kenward_roger import TeamSums, kenward_roger_from_sums
+
 __all__ = ["TwoLevelImputer", "fit_team_model", "mi_arm_effect", "rubin", "PRIOR_SCALE"]
 
 #: Scale of the half-Cauchy prior on tau = s_B / s_W (module docstring).
@@ -124,12 +129,14 @@ _EIG_TOL = 1e-8  # lmerTest's tolerance for "positive" Hessian eigenvalues
 # ---------------------------------------------------------------------------
 
 
-def rubin(estimates, variances, df_complete: float) -> dict:
+def rubin(estimates, variances, df_complete: float, df_max: float | None = None) -> dict:
     """Pool estimates by Rubin's rules with Barnard-Rubin (1999) degrees of freedom.
 
     ``T = W + (1 + 1/m) B``; ``lambda = (1 + 1/m) B / T``;
     ``nu_old = (m - 1) / lambda^2``; ``nu_obs = (nu_com + 1)/(nu_com + 3) nu_com (1 - lambda)``;
-    ``nu = 1 / (1/nu_old + 1/nu_obs)``.
+    ``nu = 1 / (1/nu_old + 1/nu_obs)`` (always below ``nu_com``). ``df_max``, when
+    given, caps ``nu`` (the impact strand passes the complete-case model's
+    Kenward-Roger df, so MI never claims more df than the primary model).
 
     >>> r = rubin([1.0, 1.2], [0.04, 0.04], 30.0)
     >>> round(float(r["estimate"]), 6), round(r["se"] ** 2, 6)
@@ -145,6 +152,8 @@ def rubin(estimates, variances, df_complete: float) -> dict:
     nu_com = float(df_complete)
     nu_obs = (nu_com + 1) / (nu_com + 3) * nu_com * (1 - lam)
     nu = nu_obs if lam == 0 else 1 / ((lam**2) / (m - 1) + 1 / nu_obs)
+    if df_max is not None and np.isfinite(df_max):
+        nu = min(nu, float(df_max))
     se = math.sqrt(t)
     tq = stats.t.ppf(0.975, nu)
     return dict(
@@ -836,6 +845,36 @@ class TwoLevelImputer:
         return out[0] if single else out
 
 
+def _kenward_roger_fits(
+    F: np.ndarray, codes: np.ndarray, G: int, Yb: np.ndarray, fits: list[dict], coef: int
+) -> np.ndarray:
+    """Kenward-Roger variance and df of coefficient ``coef`` of ``[F, z]`` for each completed data set.
+
+    ``Yb`` (M, N): the completed baseline scores (the analysis model's one
+    participant-level column ``z``); ``fits``: the REML fits of :func:`_fit`
+    (their variance components). ``F`` is constant within team, so its
+    within-team cross products vanish and its team sums are ``n_j F_j``: the
+    team statistics of ``X = [F, z]`` cost ``O(N + G p)`` per data set.
+    Returns (M, 2): KR-adjusted variance, KR df (pbkrtest; kenward_roger module).
+    """
+    n = np.bincount(codes, minlength=G).astype(float)
+    first = np.zeros(G, dtype=int)
+    first[codes[::-1]] = np.arange(codes.size)[::-1]
+    SF = F[first] * n[:, None]
+    p = F.shape[1] + 1
+    out = np.empty((Yb.shape[0], 2))
+    for j, f in enumerate(fits):
+        z = Yb[j]
+        zs = np.bincount(codes, weights=z, minlength=G)
+        zc = z - (zs / n)[codes]
+        W = np.zeros((p, p))
+        W[-1, -1] = float(zc @ zc)
+        sums = TeamSums(within=W, sums=np.column_stack([SF, zs]), sizes=n)
+        res = kenward_roger_from_sums(sums, f["team_variance"], f["residual_variance"])
+        out[j] = res.cov_beta_adj[coef, coef], res.df[coef]
+    return out
+
+
 # ---------------------------------------------------------------------------
 # the whole multiple imputation
 # ---------------------------------------------------------------------------
@@ -852,6 +891,7 @@ def mi_arm_effect(
     rng=None,
     prior_scale: float = PRIOR_SCALE,
     draw_theta: bool = True,
+    df_max: float | None = None,
 ) -> dict:
     """Arm effect with missing follow-up and baseline scores multiply imputed (module docstring).
 
@@ -868,17 +908,19 @@ def mi_arm_effect(
     prior_scale : scale of the half-Cauchy prior on ``tau = s_B / s_W``.
     draw_theta : False holds the imputation models' ``theta`` at its REML
         estimate (the previous scheme, for comparisons only).
+    df_max : optional cap on the pooled df (:func:`rubin`).
 
     Each imputation starts from random draws of the observed values, then
     alternates follow-up given baseline and baseline given follow-up; the
     imputations are independent chains, run side by side as one batch. The
     analysis model (follow-up on ``F`` and baseline, random team intercept,
     REML) is fitted to every completed data set and the arm effects pooled by
-    :func:`rubin` with the complete-data df the mean Satterthwaite df.
+    :func:`rubin` on the fits' Kenward-Roger variances with the complete-data df
+    the mean of their Kenward-Roger df (so the pooled df never exceed it).
 
     Returns a dict: ``estimate, se, df, ci_low, ci_high, p_value, fmi`` (pooled),
     ``n_imputations, n_missing_followup, n_missing_baseline, df_complete``,
-    per imputation ``estimates, variances, dfs, theta_analysis`` (REML theta of
+    per imputation ``estimates, variances, dfs`` (KR), ``theta_analysis`` (REML theta of
     the completed-data fit), and the drawn ``theta_followup`` /
     ``theta_baseline`` (imputations x cycles; no columns when that wave is
     complete). Raises ``ValueError`` when a model is not estimable.
@@ -919,10 +961,11 @@ def mi_arm_effect(
     analysis.set_data(Yf[:, analysis.rows], Yb[:, analysis.rows, None], check_rank=True)
     fits = _fit(analysis, k)
     est = np.array([f["estimate"] for f in fits])
-    var = np.array([f["var"] for f in fits])
-    dfs = np.array([f["df"] for f in fits])
+    kr = _kenward_roger_fits(F, codes, G, Yb, fits, arm_col)
+    var = kr[:, 0]
+    dfs = kr[:, 1]
     df_com = float(np.mean(dfs))
-    out: dict[str, Any] = {key: float(v) for key, v in rubin(est, var, df_com).items()}
+    out: dict[str, Any] = {key: float(v) for key, v in rubin(est, var, df_com, df_max).items()}
     out.update(
         n_imputations=M,
         n_missing_followup=int(miss_f.sum()),

@@ -1,4 +1,10 @@
-"""Just-identified two-stage least squares with CR2 cluster-robust inference.
+"""Just-identified two-stage least squares with CR2 cluster-robust inference, and Anderson-Rubin sets.
+
+The impact strand publishes the 2SLS coefficient (the IV ratio) but not its
+CR2 Wald test: its CACE inference is the reduced form's, with the
+Anderson-Rubin set of :func:`anderson_rubin_set` (test inversion of the
+primary model; see :mod:`isafe_helpers.impact.compliance`). The CR2
+machinery below is kept as a checked reference (``tests/test_iv.py``).
 
 The complier average causal effect (CACE) is the 2SLS coefficient of
 compliance ``D`` with random assignment ``Z_excl`` as its instrument and the
@@ -43,7 +49,7 @@ import pandas as pd
 from isafe_helpers.stats.cluster_robust import cr2
 from isafe_helpers.stats.inference import interval
 
-__all__ = ["tsls_cr2"]
+__all__ = ["anderson_rubin_set", "tsls_cr2"]
 
 
 def tsls_cr2(y, D, Z_excl, W, cluster, level: float = 0.95) -> dict:
@@ -104,3 +110,96 @@ def tsls_cr2(y, D, Z_excl, W, cluster, level: float = 0.95) -> dict:
         params=f["beta"],
         vcov=f["vcov"],
     )
+
+
+def anderson_rubin_set(p_of, centre: float, scale: float, p_limit: float, level: float = 0.95) -> dict:
+    """Anderson-Rubin confidence set by inverting a test of the reduced form, on any ITT model.
+
+    ``p_of(b)``: the p-value of the assignment coefficient in the ITT model of
+    ``y - b D`` (the null ``CACE = b`` holds exactly when assignment has no
+    effect on ``y - b D``, under the exclusion restriction); the set is
+    ``{b : p_of(b) >= 1 - level}`` (Anderson & Rubin 1949; for cluster trials
+    with a mixed ITT model, the test inverted is that model's Kenward-Roger t
+    test). ``p_limit``: the p-value as ``|b| -> infinity``, which is the ITT
+    model's p for ``D`` itself (the first stage; the p of ``y/b - D`` tends to
+    it, as the test is scale invariant). When ``p_limit >= 1 - level`` the
+    set is unbounded: the instrument is too weak to exclude any large effect.
+
+    The search: ``p_of`` on a grid ``centre + scale * sinh(t)``, ``t`` in
+    ``[-6, 6]`` (25 points, dense near ``centre``, reaching about 200
+    ``scale`` either side), every crossing of ``1 - level`` refined by
+    Brent's method to ``1e-10 * scale``; where the outermost grid value is in
+    the set but ``p_limit`` is not, the grid is extended outwards (doubling)
+    until it leaves the set. A crossing between grid points narrower than
+    their spacing can be missed (the sinh grid makes that unlikely near the
+    estimate). Returns ``intervals`` (list of ``(low, high)``, ``-inf`` /
+    ``inf`` for rays), ``kind`` (``"bounded"``, ``"ray"``, ``"two rays"``,
+    ``"whole line"``, ``"empty"`` or ``"union"``), ``ci_low`` / ``ci_high``
+    (the ends when the set is one interval, ``nan`` where unbounded or not
+    an interval) and ``text`` (the set written out).
+    """
+    from scipy.optimize import brentq
+
+    alpha = 1.0 - level
+    scale = float(scale) if np.isfinite(scale) and scale > 0 else max(abs(float(centre)), 1.0)
+    cache: dict[float, float] = {}
+
+    def g(b: float) -> float:
+        if b not in cache:
+            cache[b] = float(p_of(b)) - alpha
+        return cache[b]
+
+    grid = list(float(centre) + scale * np.sinh(np.linspace(-6.0, 6.0, 25)))
+    inside_limit = p_limit >= alpha
+    for side in (0, -1):  # extend outwards while the edge is in the set but infinity is not
+        step = grid[side] - float(centre)
+        for _ in range(60):
+            if inside_limit or g(grid[side]) < 0:
+                break
+            step *= 2.0
+            if side == 0:
+                grid.insert(0, float(centre) + step)
+            else:
+                grid.append(float(centre) + step)
+    vals = [g(b) for b in grid]
+    edges = []  # (b, entering?) sorted
+    for a, b, va, vb in zip(grid[:-1], grid[1:], vals[:-1], vals[1:], strict=True):
+        if (va >= 0) != (vb >= 0):
+            r = brentq(g, a, b, xtol=1e-10 * scale)
+            edges.append((r, vb >= 0))
+    intervals = []
+    start = -np.inf if (inside_limit and vals[0] >= 0) else None
+    if start is None and vals[0] >= 0:
+        start = grid[0]
+    for r, entering in edges:
+        if entering:
+            start = r
+        elif start is not None:
+            intervals.append((start, r))
+            start = None
+    if start is not None:
+        intervals.append((start, np.inf if inside_limit else grid[-1]))
+    if not intervals:
+        kind = "empty"
+    elif len(intervals) == 1:
+        lo, hi = intervals[0]
+        kind = {(True, True): "whole line", (False, False): "bounded"}.get((np.isinf(lo), np.isinf(hi)), "ray")
+    elif len(intervals) == 2 and np.isinf(intervals[0][0]) and np.isinf(intervals[1][1]):
+        kind = "two rays"
+    else:
+        kind = "union"
+    one = len(intervals) == 1
+    ci_low = intervals[0][0] if one and np.isfinite(intervals[0][0]) else np.nan
+    ci_high = intervals[0][1] if one and np.isfinite(intervals[0][1]) else np.nan
+
+    def end(x: float) -> str:
+        return "-infinity" if x == -np.inf else "infinity" if x == np.inf else f"{x:.3f}"
+
+    text = (
+        " or ".join(
+            ("(" if np.isinf(lo) else "[") + f"{end(lo)}, {end(hi)}" + (")" if np.isinf(hi) else "]")
+            for lo, hi in intervals
+        )
+        or "empty"
+    )
+    return dict(intervals=intervals, kind=kind, ci_low=ci_low, ci_high=ci_high, text=text, p_limit=float(p_limit))
