@@ -31,14 +31,17 @@ def _write(root, text: str):
     (root / "protocol.yml").write_text(text, encoding="utf-8")
 
 
-def test_without_the_file_the_default_is_stated_as_an_assumption(tmp_path):
+def test_without_the_file_no_outcome_is_primary_and_the_design_is_stated_as_an_assumption(tmp_path):
     p, problems = read_protocol(tmp_path, SCALES)
     assert problems == [] and p.source == "default"
-    assert p.primary_outcome == "confidence" and p.design == DEFAULT_DESIGN
+    assert p.primary_outcome is None and p.design == DEFAULT_DESIGN
     assert (p.design.teams, p.design.las, p.design.team_size, p.design.share_treated) == (48, 8, 10.0, 0.5)
-    assert len(p.assumptions) == 2 and "assumed" in p.primary_note()
+    assert len(p.assumptions) == 1 and p.assumptions[0].startswith("planned design")
+    assert {p.role(o) for o in [*SCALES, "father_contact_recorded"]} == {"outcome"}  # nothing is primary
+    assert p.secondary([*SCALES, "father_contact_recorded"]) == [*SCALES, "father_contact_recorded"]
+    assert p.statement().startswith("No primary outcome was pre-specified")
     assert "Assumed" in p.statement() and "48 teams in 8 LAs" in p.statement()
-    assert default_protocol(["wellbeing", "stress"]).primary_outcome == "wellbeing"
+    assert default_protocol(["wellbeing", "stress"]).primary_outcome is None
 
 
 def test_a_valid_file_is_read(tmp_path):
@@ -62,7 +65,7 @@ def test_a_file_naming_only_the_primary_outcome_keeps_the_default_design_as_an_a
     p, problems = read_protocol(tmp_path, SCALES)
     assert problems == [] and p.primary_outcome == "father_contact_recorded"
     assert p.design == DEFAULT_DESIGN and len(p.assumptions) == 1 and p.assumptions[0].startswith("planned design")
-    assert not p.assumed_primary
+    assert p.role("father_contact_recorded") == "primary" and p.role("confidence") == "secondary"
 
 
 @pytest.mark.parametrize(
@@ -133,8 +136,37 @@ def test_the_protocol_reaches_every_scope_and_names_the_primary_outcome(small_ro
     assert all(te.loc[s, "note"].startswith("secondary outcome") for s in SCALES if s != "org_practice")
 
 
-def test_holm_across_the_secondary_family_matches_statsmodels(_small_root_template):
-    data = load_root(_small_root_template)
+def _holm_family(pa):
+    rows = pa.tidy()
+    holm = rows[(rows["analysis"] == "secondary") & (rows["quantity"] == "p_holm")].set_index("outcome")
+    raw = {r.outcome: r.p_value for r in pa}
+    raw["father_contact_recorded"] = pa.casefile.odds_ratio[4] if pa.casefile.converged else np.nan
+    family = [o for o in holm.index if np.isfinite(raw[o])]
+    want = multipletests([raw[o] for o in family], method="holm")[1]
+    return rows, holm, family, want
+
+
+def test_without_a_protocol_every_outcome_is_one_holm_family_and_none_is_primary(_small_root_template):
+    pa = impact.primary_all(load_root(_small_root_template))
+    rows, holm, family, want = _holm_family(pa)
+    assert set(holm.index) == {*SCALES, "father_contact_recorded"}  # all six, confidence included
+    np.testing.assert_allclose(holm.loc[family, "estimate"], want, rtol=1e-12)
+    assert holm.loc[family, "note"].str.contains(f"across all {len(family)} outcomes").all()
+    named = rows[rows["quantity"] == "primary_outcome"]
+    assert named["outcome"].tolist() == ["not_pre_specified"] and "names none" in named["note"].iloc[0]
+    te = rows[(rows["analysis"] == "primary") & (rows["quantity"] == "treatment_effect")]
+    assert not te["note"].str.contains("primary outcome \\(", regex=True).any()
+    table = pa.table()
+    assert set(table.data["role"]) == {"One family (no primary)"}
+    assert table.data["p_holm"].notna().sum() == len([o for o in family if o != "father_contact_recorded"])
+    assert "No primary outcome was pre-specified" in " ".join(table.notes)
+    assert "Primary" not in " ".join(table.notes).replace("No primary", "")
+    assert pa.casefile.role == "outcome" and pa.casefile.p_holm == holm.loc["father_contact_recorded", "estimate"]
+
+
+def test_holm_across_the_secondary_family_matches_statsmodels(small_root):
+    _write(small_root, "primary_outcome: confidence\n")
+    data = load_root(small_root)
     pa = impact.primary_all(data)
     rows = pa.tidy()
     holm = rows[(rows["analysis"] == "secondary") & (rows["quantity"] == "p_holm")].set_index("outcome")
