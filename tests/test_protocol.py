@@ -4,6 +4,8 @@ with the file, line, key, value and rule; the primary and secondary outcomes in 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,6 +88,20 @@ def test_a_file_naming_only_the_primary_outcome_keeps_the_default_design_as_an_a
         (VALID.replace("mdes: 0.3", "mde: 0.3"), 7, "design.mde", None, "unknown key"),
         ("design:\n  las: 2\n  teams: 8\n", 1, "design", None, "must give every one of"),
         ("design: 48\n", 1, "design", "48", "must be a mapping"),
+        (VALID + "  icc: 1.0\n", 8, "design.icc", "1.0", "at least 0 and below 1"),
+        (VALID + "  icc: -0.1\n", 8, "design.icc", "-0.1", "at least 0 and below 1"),
+        (VALID + "  r2_between: 1\n", 8, "design.r2_between", "1", "at least 0 and below 1"),
+        (VALID + "  r2_within: lots\n", 8, "design.r2_within", "lots", "at least 0 and below 1"),
+        ("registration: ISRCTN1\n", 1, "registration", "ISRCTN1", "must be a mapping of registry, id, url, date"),
+        ("registration:\n  number: 5\n", 2, "registration.number", None, "unknown key"),
+        ("registration:\n  id: ''\n", 2, "registration.id", "", "non-empty text"),
+        ("registration:\n  date: 2022-13\n", 2, "registration.date", "2022-13", "YYYY-MM-DD or YYYY-MM"),
+        ("dates:\n  baseline: March 2022\n", 2, "dates.baseline", "March 2022", "YYYY-MM-DD or YYYY-MM"),
+        ("dates:\n  followup: 2022-02-30x\n", 2, "dates.followup", "2022-02-30x", "YYYY-MM-DD or YYYY-MM"),
+        ("dates:\n  ended: 2022-02\n", 2, "dates.ended", None, "unknown key"),
+        ("evaluator: ''\n", 1, "evaluator", "", "must be a name"),
+        ("funder: [a, b]\n", 1, "funder", "['a', 'b']", "must be a name"),
+        ("synthetic: yes please\n", 1, "synthetic", "yes please", "true or false"),
     ],
 )
 def test_a_bad_file_is_reported_with_line_key_value_and_rule(tmp_path, text, line, key, value, rule):
@@ -96,6 +112,68 @@ def test_a_bad_file_is_reported_with_line_key_value_and_rule(tmp_path, text, lin
     assert hit, [str(q) for q in problems]
     q = hit[0]
     assert q.file == "protocol.yml" and q.row == line and q.value == value and rule in q.rule
+
+
+FULL = (
+    VALID
+    + """\
+  icc: 0.1
+  r2_between: 0.0
+  r2_within: 0.45
+registration:
+  registry: ISRCTN
+  id: ISRCTN12345678
+  url: https://www.isrctn.com/ISRCTN12345678
+  date: 2022-01-15
+dates:
+  randomised: 2022-03
+  baseline: 2022-02-01
+  followup: 2022-07
+evaluator: An evaluator
+developer: A developer
+funder: A funder
+"""
+)
+
+
+def test_the_planning_assumptions_registration_dates_and_organisations_are_read(tmp_path):
+    _write(tmp_path, FULL)
+    p, problems = read_protocol(tmp_path, SCALES)
+    assert problems == [], [str(q) for q in problems]
+    assert (p.design.icc, p.design.r2_between, p.design.r2_within) == (0.1, 0.0, 0.45)
+    assert p.registration == {
+        "registry": "ISRCTN",
+        "id": "ISRCTN12345678",
+        "url": "https://www.isrctn.com/ISRCTN12345678",
+        "date": "2022-01-15",  # a YAML date stays the text the file gives
+    }
+    assert p.dates == {"randomised": "2022-03", "baseline": "2022-02-01", "followup": "2022-07"}
+    assert (p.evaluator, p.developer, p.funder, p.synthetic) == ("An evaluator", "A developer", "A funder", False)
+    # without them: empty, None, and the design's planning assumptions None (not pre-specified)
+    _write(tmp_path, VALID)
+    p, _ = read_protocol(tmp_path, SCALES)
+    assert p.registration == {} and p.dates == {} and p.evaluator is None and p.design.icc is None
+
+
+def test_the_bundled_synthetic_protocol_is_valid_names_confidence_and_says_it_is_synthetic(tmp_path):
+    from isafe_helpers.data.synth import PROTOCOL_TEXT
+
+    _write(tmp_path, PROTOCOL_TEXT)
+    p, problems = read_protocol(tmp_path, SCALES)
+    assert problems == [], [str(q) for q in problems]
+    assert p.primary_outcome == "confidence" and p.synthetic and p.assumptions == ()
+    assert None not in (p.design.icc, p.design.r2_between, p.design.r2_within, p.design.mdes)
+    assert set(p.registration) == {"registry", "id", "url", "date"} and set(p.dates) == {
+        "randomised",
+        "baseline",
+        "followup",
+    }
+    for text in (*p.registration.values(), p.evaluator, p.developer, p.funder):
+        assert text is not None
+    assert all("SYNTHETIC" in t for t in (p.registration["id"], p.evaluator, p.developer, p.funder))
+    # and it is what the bundled data root ships (make bundled-data writes it)
+    bundled = Path(__file__).resolve().parents[1] / "data" / "synthetic" / "protocol.yml"
+    assert bundled.read_text(encoding="utf-8") == PROTOCOL_TEXT
 
 
 @pytest.mark.parametrize("text", ["primary_outcome: [unclosed\n", "- a list\n- not a mapping\n"])
@@ -146,8 +224,9 @@ def _holm_family(pa):
     return rows, holm, family, want
 
 
-def test_without_a_protocol_every_outcome_is_one_holm_family_and_none_is_primary(_small_root_template):
-    pa = impact.primary_all(load_root(_small_root_template))
+def test_without_a_protocol_every_outcome_is_one_holm_family_and_none_is_primary(small_root):
+    (small_root / "protocol.yml").unlink()  # generated roots ship a synthetic one
+    pa = impact.primary_all(load_root(small_root))
     rows, holm, family, want = _holm_family(pa)
     assert set(holm.index) == {*SCALES, "father_contact_recorded"}  # all six, confidence included
     np.testing.assert_allclose(holm.loc[family, "estimate"], want, rtol=1e-12)
@@ -202,8 +281,9 @@ def test_mdes_uses_the_planned_design_of_the_protocol(small_root):
     assert rows.loc[rows["quantity"] == "mdes_protocol_plan", "note"].str.contains(r"\(protocol.yml\)").all()
 
 
-def test_without_a_protocol_the_plan_is_the_documented_assumption(_small_root_template):
-    res = impact.power_analysis(load_root(_small_root_template))
+def test_without_a_protocol_the_plan_is_the_documented_assumption(small_root):
+    (small_root / "protocol.yml").unlink()  # generated roots ship a synthetic one
+    res = impact.power_analysis(load_root(small_root))
     assert res.plan.teams == 48 and res.plan.df == 45
     rows = pd.DataFrame(res.rows())
     assert "mdes_planned" not in set(rows["quantity"])
