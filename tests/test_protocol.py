@@ -272,19 +272,22 @@ def test_the_primary_outcome_can_be_the_case_file_outcome(small_root):
 
 
 def test_mdes_uses_the_planned_design_of_the_protocol(small_root):
-    _write(small_root, VALID.replace("las: 3", "las: 2").replace("teams: 12", "teams: 8"))
+    _write(small_root, VALID.replace("las: 3", "las: 2").replace("teams: 12", "teams: 8") + "  icc: 0.1\n")
     res = impact.power_analysis(load_root(small_root))
-    assert res.plan.teams == 8 and res.plan.team_size == 6.5 and res.plan.df == 8 - 2 - 1
+    assert res.design.teams == 8 and res.design.team_size == 6.5
+    assert (res.frame["df_protocol"] == 8 - 2 - (2 - 1)).all()
     rows = pd.DataFrame(res.rows())
     planned = rows[rows["quantity"] == "mdes_planned"]
     assert planned["estimate"].tolist() == [0.3] and "protocol.yml" in planned["note"].iloc[0]
-    assert rows.loc[rows["quantity"] == "mdes_protocol_plan", "note"].str.contains(r"\(protocol.yml\)").all()
+    proto = rows[rows["quantity"] == "mdes_protocol"]
+    assert proto["note"].str.contains(r"\(protocol.yml\)").all() and proto["estimate"].notna().all()
 
 
 def test_without_a_protocol_the_plan_is_the_documented_assumption(small_root):
     (small_root / "protocol.yml").unlink()  # generated roots ship a synthetic one
     res = impact.power_analysis(load_root(small_root))
-    assert res.plan.teams == 48 and res.plan.df == 45
+    assert res.design.teams == 48 and res.design.las == 8
     rows = pd.DataFrame(res.rows())
     assert "mdes_planned" not in set(rows["quantity"])
-    assert rows.loc[rows["quantity"] == "mdes_protocol_plan", "note"].str.contains("assumed").all()
+    proto = rows[rows["quantity"] == "mdes_protocol"]
+    assert proto["note"].str.contains("assumed").all() and proto["note"].str.contains("not pre-specified").all()

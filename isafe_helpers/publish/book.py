@@ -506,8 +506,10 @@ def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     glue = {"s_size_sentence": md(f"{size} were randomised within LA to ISAFE or to business as usual.")}
     if math.isfinite(plan_teams) and math.isfinite(plan_las):
         glue["s_size_sentence"] += " " + md(f"The protocol planned {plan_teams:.0f} teams in {plan_las:.0f} LAs.")
-    mdes = look.value("impact", "power", primary, "mdes")
-    plan = look.value("impact", "power", primary, "mdes_protocol_plan")
+    mdes = look.value("impact", "power", primary, "mdes_analysis")
+    plan = look.value("impact", "power", primary, "mdes_protocol")
+    if not math.isfinite(plan):
+        plan = look.value("impact", "protocol", "design", "planned_mdes")
     glue["s_mdes_sentence"] = md(
         f"The analysed sample could detect an effect of {number(mdes, 'number', 2)} SD on {what} with 80% "
         f"power, against {number(plan, 'number', 2)} SD in the protocol's plan."

@@ -357,8 +357,8 @@ def security_table(look: Lookup, run: dict) -> Table:
     teams = look.value("impact", "protocol", "design", "planned_teams")
     planned_las = look.value("impact", "protocol", "design", "planned_las")
     ran_teams = look.value("impact", "attrition", f"{primary}:teams", "overall_attrition_pct", "n")
-    mdes = look.value("impact", "power", primary, "mdes")
-    plan = look.value("impact", "power", primary, "mdes_protocol_plan")
+    mdes = look.value("impact", "power", primary, "mdes_analysis")
+    plan = look.value("impact", "power", primary, "mdes_protocol")
     if not math.isfinite(plan):
         plan = look.value("impact", "protocol", "design", "planned_mdes")
     rows = [
