@@ -330,7 +330,7 @@ def baseline_power(data: TrialData) -> BaselinePower:
         shares = planned if planned is not None else (rec["icc"], 0.0, 0.0) if np.isfinite(rec["icc"]) else None
         if shares is not None:
             try:
-                rec["mdes"] = stage_mdes(j_r, n_r, *shares, p_treated, len(data.las)).mdes
+                rec["mdes"] = stage_mdes(j_r, n_r, shares[0], shares[1], shares[2], p_treated, len(data.las)).mdes
                 rec["mdes_note"] = (
                     f"teams and staff randomised; the protocol's planning ICC={shares[0]:.3f}, "
                     f"R2_B={shares[1]:.3f}, R2_W={shares[2]:.3f}"

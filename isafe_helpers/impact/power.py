@@ -104,7 +104,9 @@ def randomisation_sample(data: TrialData) -> tuple[int, float, float]:
     return len(teams), (harmonic_mean(staff) if len(staff) else np.nan), p
 
 
-def stage_mdes(teams, team_size, icc, r2_between, r2_within, p_treated, las) -> MDES:
+def stage_mdes(
+    teams: float, team_size: float, icc: float, r2_between: float, r2_within: float, p_treated: float, las: int
+) -> MDES:
     """The MDES of one stage, with ``df = J - 2 - (K - 1) - g`` (:func:`strata_covariates`)."""
     return mdes(teams, team_size, icc, r2_between, r2_within, p_treated, covariates=strata_covariates(las))
 
@@ -286,7 +288,9 @@ def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerRes
     protocol = protocol_of(data)
     d = protocol.design
     las = len(data.las)
-    planning = None if d.icc is None else (d.icc, d.r2_between or 0.0, d.r2_within or 0.0)
+    planning: tuple[float, float, float] | None = (
+        None if d.icc is None else (d.icc, d.r2_between or 0.0, d.r2_within or 0.0)
+    )
     j_r, n_r, p_r = randomisation_sample(data)
     proto = rand = None
     note_r = NOT_PRE_SPECIFIED if planning is None else ""
