@@ -106,14 +106,31 @@ def test_baseline_balance_counts_every_randomised_member_of_staff_with_a_baselin
 
 def test_the_mdes_at_randomisation_uses_the_teams_and_staff_randomised_and_the_icc_at_baseline(small_root):
     drop_followup(small_root)
+    (small_root / "protocol.yml").unlink()  # no planning ICC: the ICC at baseline, R2 = 0
     data = load_root(small_root)
     p = baseline_power(data).frame.set_index("outcome")
     assert ((p["icc"] >= 0) & (p["icc"] <= 1)).all()
     sizes = data.participants.groupby("team_id").size().to_numpy(float)
     share = float((data.teams["arm"] == "treatment").mean())
     icc = float(p.loc["confidence", "icc"])
-    want = mdes(len(sizes), harmonic_mean(sizes), icc, 0.0, 0.0, share).mdes
+    k = len(data.las)
+    want = mdes(len(sizes), harmonic_mean(sizes), icc, 0.0, 0.0, share, covariates=k - 1).mdes  # df J - 2 - (K - 1)
     assert p.loc["confidence", "mdes"] == pytest.approx(want, rel=1e-12)
+    assert "ICC at baseline (the protocol gives none)" in p.loc["confidence", "mdes_note"]
+
+
+def test_the_baseline_and_full_reports_agree_on_the_mdes_at_randomisation(small_root):
+    """With the protocol's planning ICC and R2, both reports write the same mdes_randomisation."""
+    from isafe_helpers.impact.power import power_analysis
+
+    full = pd.DataFrame(power_analysis(load_root(small_root)).rows())
+    full = full[full["quantity"] == "mdes_randomisation"].set_index("outcome")["estimate"]
+    drop_followup(small_root)
+    base = baseline_power(load_root(small_root))
+    rows = pd.DataFrame(base.rows())
+    rows = rows[rows["quantity"] == "mdes_randomisation"].set_index("outcome")
+    assert rows["estimate"].to_numpy() == pytest.approx(full.loc[rows.index].to_numpy(), rel=1e-12)
+    assert rows["note"].str.contains("the protocol's planning ICC=0.080").all()
 
 
 # --------------------------------------------------------------------------

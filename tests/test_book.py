@@ -425,3 +425,46 @@ def test_the_book_wide_check_fails_the_build_on_a_fact_shown_two_ways(tmp_path, 
         book.stage(_staged_run(tmp_path, pooled()), tmp_path / "stage")
     assert quantity_or_field in str(e.value) and "trial-summary-table-1" in str(e.value)
     assert "trial-impact-table-" in str(e.value)  # where the page shows the other face
+
+
+def no_primary() -> pd.DataFrame:
+    """The pooled rows of a run whose protocol names no primary outcome: all six outcomes are one Holm family."""
+    est = pooled()
+    est.loc[est["quantity"] == "primary_outcome", ["outcome", "note"]] = [
+        "not_pre_specified",
+        "protocol.yml names none",
+    ]
+    # confidence (p 0.5, model interval -0.18 to -0.02, below zero) joins the family: Holm p 0.6
+    holm = _r("impact", "secondary", SCALES[0], "p_holm", 0.6)
+    return pd.concat([est, pd.DataFrame([holm], columns=COLUMNS)], ignore_index=True)
+
+
+def test_without_a_named_primary_nothing_is_primary_and_every_finding_reads_its_holm_p():
+    est = no_primary()
+    assert S.primary_outcome(Lookup(est)) is None
+    assert S.primary_outcome(Lookup(est[est["analysis"] != "protocol"])) is None  # no row: not assumed either
+    b = solved(est)
+    head = b.cells("summary/headline")
+    assert S.primary_rows(head).empty and not head["outcome"].str.contains("primary").any()
+    assert head.loc[0, "p_holm"] == "0.600"  # confidence shows its Holm p, not [x]
+    # confidence's model interval lies below zero, but its Holm p (0.6) decides: no verdict of worsening
+    assert head["finding"].tolist()[0] == "no clear difference"
+    notes = " ".join(S.headline_table(Lookup(est), LAS, pooled=True).notes)
+    assert "No primary outcome was pre-specified" in notes and "finding reads" in notes
+    glue = plain(S.sentences(head, None, None, Lookup(est), 10))
+    assert glue["s_primary_sentence"].startswith("No primary outcome was pre-specified")
+    assert glue["s_primary_sentence"].count(".") == 1  # one sentence
+    assert glue["s_secondary_sentence"].startswith("Every outcome, with p-values adjusted")
+    assert "confidence in engaging fathers: g -0.10" in glue["s_secondary_sentence"]
+    assert glue["s_primary_outcome"] == "none pre-specified"
+    assert glue["s_outcomes_sentence"].startswith("No primary outcome was pre-specified")
+    security = S.security_table(Lookup(est), {"las": LAS}).data
+    assert security.iloc[1, 1].startswith("None pre-specified")
+
+
+def test_with_a_named_primary_the_summary_says_the_protocol_named_it():
+    glue = glue_of(pooled())
+    assert "(an assumption" not in glue["s_primary_sentence"]
+    assert glue["s_outcomes_sentence"].startswith("The primary outcome, named by the protocol, is confidence")
+    security = S.security_table(Lookup(pooled()), {"las": LAS}).data
+    assert security.iloc[1, 1] == "Confidence in engaging fathers (named by the protocol)"

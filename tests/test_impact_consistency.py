@@ -51,7 +51,7 @@ def test_holm_adjusted_p_is_at_least_the_unadjusted(est):
     holm = est[(est["analysis"] == "secondary") & (est["quantity"] == "p_holm")].set_index("outcome")
     prim = est[(est["analysis"] == "primary") & est["quantity"].isin(["treatment_effect", "odds_ratio"])]
     raw = prim.drop_duplicates("outcome").set_index("outcome")["p_value"]
-    assert len(holm) == 5 and "confidence" not in holm.index  # the default primary outcome
+    assert len(holm) == 5 and "confidence" not in holm.index  # named primary by the bundled protocol.yml
     for outcome, r in holm.iterrows():
         if np.isfinite(r["estimate"]):
             assert r["estimate"] >= raw[outcome] - 1e-15

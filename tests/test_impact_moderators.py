@@ -85,3 +85,47 @@ def test_a_moderator_model_that_did_not_converge_is_kept_in_the_rows_and_not_sho
     shown = res.table().data
     assert shown["estimate"].isna().all() and shown["p_value"].isna().all()
     assert res.curves.empty
+
+
+def test_each_categorical_moderator_gets_a_joint_kenward_roger_f_test_in_its_own_row(mods):
+    """wald_f_age: F on (bands - 1) numerator df; with one band pair the KR F is the square of the KR t."""
+    t = mods.frame
+    rows = pd.DataFrame(mods.rows())
+    for outcome in t["outcome"].unique():
+        age = t[(t["outcome"] == outcome) & (t["moderator"] == "age")].set_index("quantity")
+        inter = age[age["kind"] == "interaction"]
+        if inter["estimate"].isna().all():
+            continue
+        f = age.loc["wald_f_age"]
+        assert f["kind"] == "joint" and f["ndf"] == len(inter) and f["estimate"] >= 0 and 0 <= f["p_value"] <= 1
+        if len(inter) == 1:  # F(1, d) = t^2 on the same KR df
+            assert f["estimate"] == pytest.approx((inter["estimate"].iloc[0] / inter["se"].iloc[0]) ** 2, rel=1e-8)
+        row = rows[(rows["analysis"] == "subgroup_age") & (rows["quantity"] == "wald_f_age")]
+        assert len(row[row["outcome"] == outcome]) == 1
+        assert row["note"].str.contains("joint Kenward-Roger F test of every arm x age band term").all()
+    # never in an Estimate column: the moderator table leaves the F tests out; the joint table shows them
+    assert len(mods.table().data) == int((~t["quantity"].str.startswith("wald_f")).sum())
+    joint = mods.joint_table().data
+    assert set(joint.columns) >= {"f_stat", "ndf", "ddf", "p_value"} and "estimate" not in joint.columns
+    assert len(joint) == int(t["quantity"].str.startswith("wald_f").sum())
+
+
+def test_the_joint_f_test_of_one_term_equals_the_square_of_its_kr_t():
+    """Against the KR machinery directly: a 2-band moderator, one interaction, F = t^2 and the same p."""
+    from isafe_helpers.stats.kenward_roger import kenward_roger_test
+    from isafe_helpers.stats.mixed import fit_random_intercept
+
+    rng = np.random.default_rng(3)
+    J, n = 16, 6
+    team = np.repeat(np.arange(J), n)
+    treated = (np.arange(J) % 2)[team].astype(float)
+    band = rng.integers(0, 2, J * n).astype(float)
+    y = 0.2 * treated + 0.1 * band + 0.3 * treated * band + rng.normal(0, 0.4, J)[team] + rng.normal(0, 1, J * n)
+    X = np.column_stack([np.ones(J * n), treated, band, treated * band])
+    fit = fit_random_intercept(y, X, team)
+    kr = fit.kenward_roger()
+    L = np.zeros((1, 4))
+    L[0, 3] = 1.0
+    f = kenward_roger_test(kr, L)
+    t = fit.beta[3] / np.sqrt(kr.cov_beta_adj[3, 3])
+    assert f.f_stat == pytest.approx(t**2, rel=1e-8) and f.ndf == 1

@@ -82,27 +82,83 @@ def trial(_small_root_template):
 
 def test_rows_for_trial_and_la(trial):
     for scope in ("trial", "LA01"):
-        res = P.power_analysis(trial.for_scope(scope))
+        data = trial.for_scope(scope)
+        res = P.power_analysis(data)
         rows = pd.DataFrame(res.rows())
         assert set(rows["analysis"]) == {"power"}
-        mdes = rows[rows["quantity"] == "mdes"].set_index("outcome")
-        assert set(trial.instrument.scale_names) | {"protocol_plan"} == set(mdes.index)
-        assert mdes["estimate"].notna().all() and (mdes["estimate"] > 0).all()
+        for q in P.STAGES:
+            got = rows[rows["quantity"] == q].set_index("outcome")
+            assert set(got.index) == set(trial.instrument.scale_names), q
+            assert got["estimate"].notna().all() and (got["estimate"] > 0).all(), q
+        mdes = rows[rows["quantity"] == "mdes_analysis"].set_index("outcome")
         t = res.frame.iloc[0]
-        by_hand = P.mdes(t["teams"], t["team_size"], t["icc"], t["r2_between"], t["r2_within"], t["p_treated"])
+        k = len(data.las)
+        by_hand = P.mdes(
+            t["teams"], t["team_size"], t["icc"], t["r2_between"], t["r2_within"], t["p_treated"], covariates=k - 1
+        )
+        assert t["df"] == t["teams"] - 2 - (k - 1)  # df = J - 2 - (LAs - 1), no team-level covariate
         assert mdes.loc[t["outcome"], "estimate"] == pytest.approx(by_hand.mdes, rel=1e-12)
-        # harmonic mean team size of the analysed sample, and the plan's df
-        assert t["team_size"] <= trial.for_scope(scope).participants.groupby("team_id").size().mean()
-        assert res.plan.df == 48 - 2 - 1
+        assert "R2_B capped" in mdes.loc[t["outcome"], "note"] and "observed ICC" in mdes.loc[t["outcome"], "note"]
+        # harmonic mean team size of the analysed sample
+        assert t["team_size"] <= data.participants.groupby("team_id").size().mean()
+
+
+def test_the_three_stages_against_the_formula_by_hand(small_root):
+    """Known truth: the bundled synthetic protocol (J=48 in 8 LAs, n=10, P=0.5, ICC 0.08, R2_B 0.5, R2_W 0.6).
+
+    df = 48 - 2 - 7 = 39; printed t tables: t(0.975; 39) = 2.0227, t(0.80; 39) = 0.8509 -> M = 2.8736.
+    var = 0.08 * 0.5 / (0.25 * 48) + 0.92 * 0.4 / (0.25 * 48 * 10) = 0.0033333 + 0.0030667 = 0.0064 -> SE 0.08.
+    MDES = 2.8736 * 0.08 = 0.2299.
+    """
+    data = load_root(small_root)  # generated roots ship the synthetic protocol.yml
+    res = P.power_analysis(data)
+    rows = pd.DataFrame(res.rows())
+    proto = rows[rows["quantity"] == "mdes_protocol"]
+    assert proto["estimate"].to_numpy() == pytest.approx([0.2299] * 5, abs=2e-4)
+    assert proto["note"].str.contains("the protocol's ICC=0.080").all()
+    # randomisation: the teams and staff randomised, the protocol's ICC and R2, df = J - 2 - (LAs - 1)
+    teams = data.teams.drop_duplicates("team_id")
+    sizes = data.participants.groupby("team_id").size().to_numpy(float)
+    j, k, pt = len(teams), len(data.las), float((teams["arm"] == "treatment").mean())
+    n_h = len(sizes) / np.sum(1 / sizes)
+    m = stats.t.ppf(0.975, j - 2 - (k - 1)) + stats.t.ppf(0.8, j - 2 - (k - 1))
+    pq = pt * (1 - pt)
+    want = m * math.sqrt(0.08 * 0.5 / (pq * j) + 0.92 * 0.4 / (pq * j * n_h))
+    rand = rows[rows["quantity"] == "mdes_randomisation"]
+    assert rand["estimate"].to_numpy() == pytest.approx([want] * 5, rel=1e-9)
+    assert (rand["n_clusters"] == j).all()
+
+
+def test_without_planning_icc_the_protocol_and_randomisation_stages_are_not_pre_specified(small_root):
+    (small_root / "protocol.yml").write_text("primary_outcome: confidence\n", encoding="utf-8")
+    res = P.power_analysis(load_root(small_root))
+    rows = pd.DataFrame(res.rows())
+    for q in ("mdes_protocol", "mdes_randomisation"):
+        got = rows[rows["quantity"] == q]
+        assert len(got) == 5 and got["estimate"].isna().all(), q
+        assert got["note"].str.contains("not pre-specified").all(), q
+    assert rows.loc[rows["quantity"] == "mdes_analysis", "estimate"].notna().all()  # observed ICC and R2
+
+
+def test_r2_between_is_capped_below_1_and_the_cap_is_stated(trial, monkeypatch):
+    real = P.variance_shares
+    monkeypatch.setattr(P, "variance_shares", lambda df: {**real(df), "r2_between": 1.0})
+    res = P.power_analysis(trial)
+    assert (res.frame["r2_between"] == P.R2_B_CAP).all() and P.R2_B_CAP < 1
+    rows = pd.DataFrame(res.rows())
+    notes = rows.loc[rows["quantity"] == "mdes_analysis", "note"]
+    assert notes.str.contains(f"R2_B capped at {P.R2_B_CAP:g} \\(estimated 1.000\\)").all()
 
 
 def test_not_estimable_is_a_note(small_root):
     data = load_root(small_root).for_scope("LA01")
     data.tables["teams"] = data.teams.assign(arm="treatment")
     res = P.power_analysis(data)
-    assert res.plan is None
     rows = pd.DataFrame(res.rows())
-    assert rows["estimate"].isna().all() and rows["note"].str.startswith("not estimable").all()
+    an = rows[rows["quantity"] == "mdes_analysis"]
+    assert an["estimate"].isna().all() and an["note"].str.startswith("not estimable").all()
+    rand = rows[rows["quantity"] == "mdes_randomisation"]
+    assert rand["estimate"].isna().all() and rand["note"].str.startswith("not estimable").all()
     with pytest.raises(ValueError):
         P.power_analysis(data, team_size="median")
 
@@ -119,7 +175,7 @@ def test_variance_models_that_did_not_converge_are_kept_in_the_rows_and_not_show
     monkeypatch.setattr(P, "fit_formula_free", unconverged)
     res = P.power_analysis(trial)
     rows = pd.DataFrame(res.rows())
-    mdes = rows[(rows["quantity"] == "mdes") & (rows["outcome"] != "protocol_plan")]
+    mdes = rows[rows["quantity"] == "mdes_analysis"]
     assert mdes["estimate"].notna().all()
     assert mdes["note"].str.startswith("did not converge: unconditional model: NOT converged: test").all()
     shown = res.table().data

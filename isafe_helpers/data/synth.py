@@ -61,6 +61,8 @@ from typing import Any
 
 import numpy as np
 
+from isafe_helpers.data import contract as C
+
 __all__ = ["generate", "PARAMS", "COMPONENTS", "SURVEY_ITEMS", "NOTE"]
 
 
@@ -269,6 +271,40 @@ def _yaml_text(seed: int, las: int, teams_per_la: int, staff_per_team: int) -> s
     )
 
 
+#: The bundled trial's protocol.yml: SYNTHETIC, like the data. It names confidence as the primary outcome and gives
+#: a plan (the ISAFE protocol's 48 teams in 8 LAs of about 10 staff) with planning ICC and R2 near the generator's
+#: (team variance 0.08 of a total of 1; a 2-month test-retest correlation of 0.8), so the bundled book shows the
+#: normal road: a named primary outcome, MDES at protocol, randomisation and analysis. Every name, id, url and date
+#: is invented and says so.
+PROTOCOL_TEXT = """\
+# SYNTHETIC protocol of the SYNTHETIC bundled trial (isafe synth): every value below is invented for
+# illustration. It is not the ISAFE trial's protocol, registration, dates or organisations.
+synthetic: true
+primary_outcome: confidence
+design:
+  las: 8
+  teams: 48
+  team_size: 10
+  share_treated: 0.5
+  mdes: 0.25
+  icc: 0.08
+  r2_between: 0.5
+  r2_within: 0.6
+registration:
+  registry: SYNTHETIC registry
+  id: SYNTHETIC-0000
+  url: https://example.org/synthetic-registration
+  date: 2022-01
+dates:
+  randomised: 2022-03
+  baseline: 2022-02
+  followup: 2022-07
+evaluator: SYNTHETIC evaluator
+developer: SYNTHETIC developer
+funder: SYNTHETIC funder
+"""
+
+
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
@@ -290,7 +326,10 @@ def generate(
     """Write a synthetic ISAFE data root to `out`.
 
     The data root holds ``synthetic.yml`` (a marker saying the data are
-    synthetic, with the arguments used) and one folder per local authority
+    synthetic, with the arguments used), a SYNTHETIC ``protocol.yml``
+    (:data:`PROTOCOL_TEXT`: confidence named primary, a planned design with
+    planning ICC and R2, an invented registration, dates and organisations,
+    each marked synthetic) and one folder per local authority
     (``LA01``, ``LA02``, ...; three digits when ``las >= 100``) with the nine
     CSV files of the data contract: ``teams``, ``participants``, ``survey``,
     ``casefile_audit``, ``attendance``, ``ipe_targets``, ``feedback``,
@@ -351,6 +390,7 @@ def generate(
     (out / "synthetic.yml").write_text(
         _yaml_text(seed, las, teams_per_la, staff_per_team), encoding="utf-8", newline="\n"
     )
+    (out / C.PROTOCOL_FILE).write_text(PROTOCOL_TEXT, encoding="utf-8", newline="\n")
     for k, (la_code, files) in enumerate(tables):
         la_dir = out / la_code
         la_dir.mkdir()

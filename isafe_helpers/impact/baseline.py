@@ -44,13 +44,14 @@ from isafe_helpers.data.contract import AGE_BANDS
 from isafe_helpers.data.followup import NO_FOLLOWUP, awaits_followup
 from isafe_helpers.data.frames import with_arm
 from isafe_helpers.data.loading import TrialData
+from isafe_helpers.data.protocol import protocol_of
 from isafe_helpers.impact.flow import _cox, _hedges
+from isafe_helpers.impact.power import randomisation_sample, stage_mdes
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
 from isafe_helpers.results.table import Col, Table
 from isafe_helpers.stats.mixed import fit_formula_free
-from isafe_helpers.stats.power import harmonic_mean, mdes
 
 #: Case-file share at baseline: its label in the balance table.
 CASEFILE_BASELINE = "father_contact_recorded_baseline_share"
@@ -270,7 +271,7 @@ class BaselinePower(Result):
                     r.mdes,
                     n=r.n,
                     n_clusters=r.teams,
-                    note=r.note or "teams and staff randomised, ICC at baseline, R2 = 0 (conservative)",
+                    note=r.note or r.mdes_note,
                 )
             )
         return out
@@ -296,9 +297,10 @@ class BaselinePower(Result):
                 "ICC at baseline: the share of the variance of baseline scores between teams, from a model with "
                 "teams as random intercepts (REML).",
                 "MDES: the smallest true effect (in SD units) the trial as randomised detects with 80% power at 5% "
-                "two-sided, from the teams and staff randomised (harmonic mean of staff per team), the ICC at "
-                "baseline and no variance explained by the baseline score (conservative: that share is known once "
-                "follow-up arrives), t multiplier on teams minus 3 degrees of freedom.",
+                "two-sided, from the teams and staff randomised (harmonic mean of staff per team) and the "
+                "protocol's planning ICC and R-squared, as in the full report; when the protocol gives none, the "
+                "ICC at baseline and no variance explained by the baseline score (conservative). t multiplier on "
+                "J - 2 - (LAs - 1) degrees of freedom (the note of each row says which ICC it used).",
             ],
         )
 
@@ -306,14 +308,17 @@ class BaselinePower(Result):
 def baseline_power(data: TrialData) -> BaselinePower:
     """ICC at baseline and MDES at randomisation of every scale (module docstring)."""
     df = _baseline_scores(data)
-    teams = data.teams.drop_duplicates("team_id")
-    staff = df.groupby("team_id").size().reindex(teams["team_id"]).fillna(0).to_numpy(float)
-    staff = staff[staff > 0]
-    p_treated = float((teams["arm"] == "treatment").mean()) if len(teams) else np.nan
+    # the same rule as the full report's mdes_randomisation (impact.power): teams and staff randomised,
+    # df = J - 2 - (LAs - 1); the protocol's planning ICC and R2 when it gives them, else the ICC at baseline, R2 = 0
+    j_r, n_r, p_treated = randomisation_sample(data)
+    d = protocol_of(data).design
+    planned = None if d.icc is None else (d.icc, d.r2_between or 0.0, d.r2_within or 0.0)
     recs = []
     for scale in data.instrument.scale_names:
         sub = df[["team_id", scale]].dropna().rename(columns={scale: "baseline"})
-        rec = dict(outcome=scale, n=len(sub), teams=sub["team_id"].nunique(), icc=np.nan, mdes=np.nan, note="")
+        rec = dict(
+            outcome=scale, n=len(sub), teams=sub["team_id"].nunique(), icc=np.nan, mdes=np.nan, note="", mdes_note=""
+        )
         try:
             fit = fit_formula_free(sub, "baseline", [], "team_id")
             if not fit.converged:
@@ -322,13 +327,20 @@ def baseline_power(data: TrialData) -> BaselinePower:
                 rec["icc"] = float(np.clip(fit.icc, 0.0, 1.0))
         except (ValueError, np.linalg.LinAlgError, ZeroDivisionError, KeyError) as exc:
             rec["note"] = f"ICC not estimable: {exc}"
-        if np.isfinite(rec["icc"]):
+        shares = planned if planned is not None else (rec["icc"], 0.0, 0.0) if np.isfinite(rec["icc"]) else None
+        if shares is not None:
             try:
-                rec["mdes"] = mdes(len(staff), harmonic_mean(staff), rec["icc"], 0.0, 0.0, p_treated).mdes
+                rec["mdes"] = stage_mdes(j_r, n_r, shares[0], shares[1], shares[2], p_treated, len(data.las)).mdes
+                rec["mdes_note"] = (
+                    f"teams and staff randomised; the protocol's planning ICC={shares[0]:.3f}, "
+                    f"R2_B={shares[1]:.3f}, R2_W={shares[2]:.3f}"
+                    if planned is not None
+                    else "teams and staff randomised; ICC at baseline (the protocol gives none), R2 = 0 (conservative)"
+                ) + "; df = J - 2 - (LAs - 1)"
             except ValueError as exc:
                 rec["note"] = f"MDES not estimable: {exc}"
         recs.append(rec)
-    return BaselinePower(pd.DataFrame(recs, columns=["outcome", "n", "teams", "icc", "mdes", "note"]))
+    return BaselinePower(pd.DataFrame(recs, columns=["outcome", "n", "teams", "icc", "mdes", "note", "mdes_note"]))
 
 
 __all__ = [

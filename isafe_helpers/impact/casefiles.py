@@ -76,7 +76,16 @@ class CasefileResult(Result):
 
     def rows(self) -> list[dict]:
         c: dict[str, Any] = dict(
-            n=self.n, n_clusters=self.n_clusters, note="; ".join(p for p in (self.note, f"{self.role} outcome") if p)
+            n=self.n,
+            n_clusters=self.n_clusters,
+            note="; ".join(
+                p
+                for p in (
+                    self.note,
+                    f"{self.role} outcome" if self.role != "outcome" else "no primary outcome pre-specified",
+                )
+                if p
+            ),
         )
         return [
             est_row("primary", CASEFILE_OUTCOME, "odds_ratio", *self.odds_ratio, **c),
@@ -111,7 +120,11 @@ class CasefileResult(Result):
                 Col("ci_low", "95% CI low", "number", 3),
                 Col("ci_high", "95% CI high", "number", 3),
                 Col("p_value", "p", "p"),
-                *([Col("p_holm", "Holm p (secondary)", "p")] if self.role == "secondary" else []),
+                *(
+                    [Col("p_holm", "Holm p (secondary)" if self.role == "secondary" else "Holm p (all outcomes)", "p")]
+                    if self.role != "primary"
+                    else []
+                ),
                 Col("files_of", "Staff whose files were analysed", "people"),
                 Col("teams", "Teams", "units"),
                 Col("note", "Note", "text"),
@@ -136,7 +149,14 @@ class CasefileResult(Result):
                 ),
             },
             notes=[
-                f"{self.role.capitalize()} outcome. Binomial GEE (logit link, {self.working} correlation within team) "
+                (
+                    "Secondary outcome. "
+                    if self.role == "secondary"
+                    else "Primary outcome. "
+                    if self.role == "primary"
+                    else ""
+                )
+                + f"Binomial GEE (logit link, {self.working} correlation within team) "
                 "on every audited file, adjusted for the baseline share recorded and (pooled trial) LA; "
                 "Mancl-DeRouen bias-reduced standard errors, Student's t on teams minus coefficients. "
                 "Risk difference: marginally standardised, in proportion points. Cox index: the log odds ratio "
@@ -146,6 +166,9 @@ class CasefileResult(Result):
                     " Holm p: the odds ratio's p adjusted across the secondary outcomes (Holm), as in the primary "
                     "analysis table."
                     if self.role == "secondary"
+                    else " No primary outcome was pre-specified: Holm p is the odds ratio's p adjusted across all "
+                    "outcomes (Holm), as in the primary analysis table."
+                    if self.role == "outcome"
                     else ""
                 ),
                 *(

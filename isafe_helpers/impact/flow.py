@@ -121,12 +121,15 @@ class AttritionResult(Result):
 
     ``frame``: one row per outcome and unit (``teams``, ``participants``).
     ``primary``: the primary outcome, whose rows are also written under the
-    contract's names (outcome ``teams`` and ``participants``).
+    contract's names (outcome ``teams`` and ``participants``); when the
+    protocol names none (``named`` False), the first analysed outcome, and
+    the notes say so.
     """
 
     frame: pd.DataFrame
     primary: str = ""
     las: list[str] = field(default_factory=list)  # the scope's LAs (ledger keys)
+    named: bool = True
 
     def rows(self) -> list[dict]:
         out = []
@@ -134,7 +137,8 @@ class AttritionResult(Result):
         first = [(r, r.unit) for r in f[f["outcome"] == self.primary].itertuples()]
         every = [(r, f"{r.outcome}:{r.unit}") for r in f.itertuples()]
         for r, name in first + every:
-            note = f"analysed sample of {r.outcome}" + (" (the primary outcome)" if r.outcome == self.primary else "")
+            what = " (the primary outcome)" if self.named else " (the first outcome: no primary outcome pre-specified)"
+            note = f"analysed sample of {r.outcome}" + (what if r.outcome == self.primary else "")
             c = dict(n=r.randomised, note=note)
             out += [
                 est_row("attrition", name, "overall_attrition_pct", r.overall_attrition_pct, **c),
@@ -164,7 +168,7 @@ class AttritionResult(Result):
         order = list(dict.fromkeys(f["outcome"]))
         data = pd.DataFrame(
             {
-                "outcome": [label(o) + (" (primary)" if o == self.primary else "") for o in order],
+                "outcome": [label(o) + (" (primary)" if self.named and o == self.primary else "") for o in order],
                 "teams_randomised": t.loc[order, "randomised"].to_numpy(),
                 "teams_analysed": t.loc[order, "analysed"].to_numpy(),
                 "teams_overall": t.loc[order, "overall_attrition_pct"].to_numpy(),
@@ -270,7 +274,10 @@ def attrition(data: TrialData, outcomes: list[str] | None = None) -> AttritionRe
                     "verdict": _verdict_text(overall, diff),
                 }
             )
-    return AttritionResult(pd.DataFrame(recs), protocol_of(data).primary_outcome, list(data.las))
+    protocol = protocol_of(data)
+    return AttritionResult(
+        pd.DataFrame(recs), protocol.reference_outcome(outcomes), list(data.las), protocol.primary_outcome is not None
+    )
 
 
 ARMS = ("treatment", "control")
@@ -410,8 +417,7 @@ def trial_flow(data: TrialData, outcome: str | None = None) -> TrialFlow:
     scale (the flow follows the survey).
     """
     if outcome is None:
-        primary = protocol_of(data).primary_outcome
-        outcome = primary if primary in data.instrument.scale_names else data.instrument.scale_names[0]
+        outcome = protocol_of(data).reference_outcome(data.instrument.scale_names)
     teams = data.teams[["team_id", "arm"]].drop_duplicates("team_id")
     parts = data.participants[["participant_id", "team_id"]].merge(teams, on="team_id")
     fu_ids = set(data.survey.loc[data.survey["wave"] == "followup", "participant_id"])

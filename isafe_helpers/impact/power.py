@@ -1,46 +1,46 @@
-"""Impact strand: minimum detectable effect size (MDES) of the achieved sample and of the protocol's plan.
+"""Impact strand: minimum detectable effect size (MDES) at the protocol, randomisation and analysis stages.
 
 The two-level cluster design of ``methods.md`` (teams randomised, staff in
 teams)::
 
     MDES = M * sqrt( rho (1 - R2_B) / (P (1 - P) J) + (1 - rho)(1 - R2_W) / (P (1 - P) J n) )
-    M    = t(1 - alpha/2; df) + t(power; df),   df = J - 2 - g
+    M    = t(1 - alpha/2; df) + t(power; df),   df = J - 2 - (K - 1) - g
 
 with ``J`` teams, ``n`` staff per team, ``P`` the share of teams treated,
 ``rho`` the ICC, ``R2_B`` and ``R2_W`` the shares of the between-team and
-within-team variance explained by the covariates, and ``g`` the number of
-covariates (as PowerUp!'s ``CRA2_2``, Dong and Maynard 2013). At 80% power
+within-team variance explained by the covariates, ``K`` the LAs (the
+randomisation strata, fixed effects: ``K - 1`` parameters beyond the
+intercept, as the Kenward-Roger df of the primary model, about ``J - K - 1``)
+and ``g`` the team-level covariates (none: the baseline score is a staff-level
+covariate). As PowerUp!'s ``CRA2_2`` (Dong and Maynard 2013). At 80% power
 and 5% two-sided ``M`` tends to 2.80 as ``df`` grows.
 
-What :func:`power_analysis` takes from the data, for each scale, on the primary
-model's analysed sample (participants with both waves scored):
+Three rows per scale (``power``; data contract):
 
-- ``J``: analysed teams; ``n``: the **harmonic mean** of the analysed team sizes
-  (:data:`TEAM_SIZE`; with unequal teams it is the size that gives the same
-  precision for the between-team term, and never exceeds the mean); ``P``: the
-  share of analysed teams in the treatment arm.
-- ``rho``: the ICC of the unconditional model (intercept and team random
-  intercept, REML), the same ``icc`` as the ``primary`` rows and the
-  standardiser of Hedges' g.
-- ``R2_B = 1 - s2_B(conditional) / s2_B(unconditional)`` and
+- ``mdes_protocol``: the protocol's plan: its teams, LAs, team size and share
+  treated, with the protocol's planning ICC and R2 (``protocol.yml``
+  ``design.icc``, ``r2_between``, ``r2_within``). Without them the row is
+  ``[x]``, "not pre-specified" (the observed ICC is never put in the plan).
+- ``mdes_randomisation``: the teams randomised, the harmonic mean of their
+  staff at baseline (the participants table), the share of teams treated, and
+  the protocol's planning ICC and R2 (``[x]`` "not pre-specified" without
+  them). The baseline-only report (:mod:`isafe_helpers.impact.baseline`)
+  writes the same row by the same rule; it falls back to the ICC at baseline
+  with R2 = 0 when the protocol gives none, and says which it used.
+- ``mdes_analysis``: the analysed sample (participants with both waves
+  scored): analysed teams, the **harmonic mean** of the analysed team sizes
+  (:data:`TEAM_SIZE`), the share of analysed teams treated, and the observed
+  ICC and R2: ``rho`` of the unconditional model (intercept and team random
+  intercept, REML), the same ``icc`` as the ``primary`` rows;
+  ``R2_B = 1 - s2_B(conditional) / s2_B(unconditional)`` and
   ``R2_W = 1 - s2_W(conditional) / s2_W(unconditional)``, the conditional model
-  adding the baseline score (the one covariate, ``g = 1``) to the unconditional
-  one; neither model has the arm term, so the treatment effect is not counted
-  as explained variance. A share below 0 (the covariate "explains" negative
-  variance, which REML allows) is set to 0, and ``R2_B`` is 0 when the
-  unconditional team variance is 0.
-- LA fixed effects (the randomisation strata) are not counted among the
-  covariates: the design formula has no blocking term. Counting them would
-  remove ``K - 1`` degrees of freedom (``K`` LAs) and could raise ``R2_B``.
+  adding the baseline score; neither model has the arm term. A share below 0
+  is set to 0, ``R2_B`` is 0 when the unconditional team variance is 0, and
+  ``R2_B`` is capped at :data:`R2_B_CAP` (an adjusted team variance of 0 would
+  give 1, which no design can promise); the note states the cap and when it bit.
 
-The protocol's plan comes from ``protocol.yml`` at the data root, or the
-documented default (the ISAFE protocol: 48 teams in 8 LAs of about 10 staff
-each, ``P = 0.5``), stated as an assumption (:mod:`isafe_helpers.data.protocol`).
-Its MDES uses the plan's ``J``, ``n`` and ``P`` with the same ``rho``, ``R2_B``,
-``R2_W`` and ``g`` as the achieved sample of the same scale. The row with
-outcome ``protocol_plan`` uses the means of those parameters across the
-scales; when the protocol states its own planned MDES, the row
-``protocol_plan`` / ``mdes_planned`` carries it.
+When the protocol states its own planned MDES, the row ``protocol_plan`` /
+``mdes_planned`` carries it.
 """
 
 from __future__ import annotations
@@ -68,8 +68,47 @@ TeamSize = Literal["harmonic", "mean"]
 TEAM_SIZE: TeamSize = "harmonic"
 
 
-#: Covariates counted in the degrees of freedom (the baseline score).
-N_COVARIATES = 1
+#: Team-level covariates of the primary model (the baseline score is a staff-level covariate: none).
+N_TEAM_COVARIATES = 0
+
+#: The largest R2_B the analysis-stage MDES uses: with the adjusted team variance at 0 the estimate would be 1 (the
+#: between-team term vanishes), which no design can promise; the cap keeps 5% of it and the note says when it bit.
+R2_B_CAP = 0.95
+
+#: The three stages of the MDES (methods.md, data-contract "power" rows).
+STAGES = ("mdes_protocol", "mdes_randomisation", "mdes_analysis")
+
+NOT_PRE_SPECIFIED = "not pre-specified: protocol.yml gives no planning ICC, R2_B and R2_W"
+
+
+def strata_covariates(las: int) -> int:
+    """Parameters the degrees of freedom lose to the strata and team covariates: ``(K - 1) + team covariates``.
+
+    ``df = J - 2 - (K - 1) - g``: the LA fixed effects add ``K - 1``
+    parameters at team level beyond the intercept (the Kenward-Roger df of
+    the primary model is about ``J - K - 1``); ``g`` counts team-level
+    covariates (none: the baseline score is a staff-level covariate).
+
+    >>> strata_covariates(7), strata_covariates(1)
+    (6, 0)
+    """
+    return max(int(las), 1) - 1 + N_TEAM_COVARIATES
+
+
+def randomisation_sample(data: TrialData) -> tuple[int, float, float]:
+    """Teams randomised, the harmonic mean of their staff at baseline (participants), share of teams treated."""
+    teams = data.teams.drop_duplicates("team_id")
+    staff = data.participants.groupby("team_id").size().reindex(teams["team_id"]).fillna(0).to_numpy(float)
+    staff = staff[staff > 0]
+    p = float((teams["arm"] == "treatment").mean()) if len(teams) else np.nan
+    return len(teams), (harmonic_mean(staff) if len(staff) else np.nan), p
+
+
+def stage_mdes(
+    teams: float, team_size: float, icc: float, r2_between: float, r2_within: float, p_treated: float, las: int
+) -> MDES:
+    """The MDES of one stage, with ``df = J - 2 - (K - 1) - g`` (:func:`strata_covariates`)."""
+    return mdes(teams, team_size, icc, r2_between, r2_within, p_treated, covariates=strata_covariates(las))
 
 
 def variance_shares(df: pd.DataFrame) -> dict:
@@ -99,16 +138,16 @@ def variance_shares(df: pd.DataFrame) -> dict:
 
 @dataclass
 class PowerResult(Result):
-    """MDES of the achieved sample and of the protocol's plan, per scale (``frame``)."""
+    """MDES at the protocol, randomisation and analysis stages, per scale (``frame``; module docstring)."""
 
     frame: pd.DataFrame
-    plan: MDES | None
     team_size: TeamSize
     protocol: Protocol | None = None
+    las: int = 1
 
     @property
     def design(self) -> PlannedDesign:
-        """The planned design the plan's MDES uses."""
+        """The protocol's planned design."""
         return protocol_of(None).design if self.protocol is None else self.protocol.design
 
     def _source(self) -> str:
@@ -116,56 +155,61 @@ class PowerResult(Result):
         given = self.protocol is not None and not any(a.startswith("planned design") for a in self.protocol.assumptions)
         return "protocol.yml" if given else "assumed: the ISAFE protocol's plan, no protocol.yml"
 
-    def _plan_note(self, what: str) -> str:
-        p = self.design
-        return (
-            f"protocol plan ({self._source()}): J={p.teams} teams in {p.las} LAs, n={p.team_size:g}, "
-            f"P={p.share_treated:g}; {what}; df={p.teams - 2 - N_COVARIATES}; 80% power, 5% two-sided"
-        )
+    def _planning(self) -> str:
+        d = self.design
+        if d.icc is None:
+            return NOT_PRE_SPECIFIED
+        return f"the protocol's ICC={d.icc:.3f}, R2_B={d.r2_between or 0:.3f}, R2_W={d.r2_within or 0:.3f}"
 
     def rows(self) -> list[dict]:
         out = []
         how = f"{self.team_size} mean team size"
+        d = self.design
         for r in self.frame.itertuples():
-            if not np.isfinite(r.mdes_achieved):
-                out.append(est_row("power", r.outcome, "mdes", None, n=r.n, n_clusters=r.teams, note=r.note))
-                continue
-            note = (
-                f"achieved sample: J={r.teams}, n={r.team_size:.2f} ({how}), P={r.p_treated:.3f}, "
-                f"ICC={r.icc:.3f}, R2_B={r.r2_between:.3f}, R2_W={r.r2_within:.3f}, df={r.df}; "
-                "80% power, 5% two-sided"
+            proto_note = (
+                f"protocol's plan ({self._source()}): J={d.teams} teams in {d.las} LAs, n={d.team_size:g}, "
+                f"P={d.share_treated:g}; " + self._planning()
+            )
+            if np.isfinite(r.mdes_protocol):
+                proto_note += f"; df={r.df_protocol:.0f} (J - 2 - (LAs - 1)); 80% power, 5% two-sided"
+            out.append(est_row("power", r.outcome, "mdes_protocol", r.mdes_protocol, note=proto_note))
+            rand_note = r.note_randomisation or (
+                f"teams and staff randomised: J={r.teams_randomised:.0f}, n={r.size_randomised:.2f} ({how} of "
+                f"staff at baseline), P={r.p_randomised:.3f}; {self._planning()}; df={r.df_randomisation:.0f} "
+                f"(J - 2 - (LAs - 1)); 80% power, 5% two-sided"
             )
             out.append(
                 est_row(
                     "power",
                     r.outcome,
-                    "mdes",
+                    "mdes_randomisation",
+                    r.mdes_randomisation,
+                    n_clusters=r.teams_randomised,
+                    note=rand_note,
+                )
+            )
+            if not np.isfinite(r.mdes_achieved):
+                out.append(est_row("power", r.outcome, "mdes_analysis", None, n=r.n, n_clusters=r.teams, note=r.note))
+                continue
+            cap = (
+                f"; R2_B capped at {R2_B_CAP:g} (estimated {r.r2_between_raw:.3f})"
+                if r.r2_between_raw > R2_B_CAP
+                else f"; R2_B capped below 1 at {R2_B_CAP:g} (not reached)"
+            )
+            note = (
+                f"analysed sample: J={r.teams}, n={r.team_size:.2f} ({how}), P={r.p_treated:.3f}, "
+                f"observed ICC={r.icc:.3f}, R2_B={r.r2_between:.3f}, R2_W={r.r2_within:.3f}{cap}, "
+                f"df={r.df:.0f} (J - 2 - (LAs - 1)); 80% power, 5% two-sided"
+            )
+            out.append(
+                est_row(
+                    "power",
+                    r.outcome,
+                    "mdes_analysis",
                     r.mdes_achieved,
                     n=r.n,
                     n_clusters=r.teams,
                     note="; ".join(s for s in (r.note, note) if s),
-                )
-            )
-            out.append(
-                est_row(
-                    "power",
-                    r.outcome,
-                    "mdes_protocol_plan",
-                    r.mdes_protocol,
-                    note=self._plan_note("same ICC and R2 as this scale"),
-                )
-            )
-        if self.plan is not None:
-            p = self.plan
-            out.append(
-                est_row(
-                    "power",
-                    "protocol_plan",
-                    "mdes",
-                    p.mdes,
-                    note=self._plan_note(
-                        f"ICC={p.icc:.3f}, R2_B={p.r2_between:.3f}, R2_W={p.r2_within:.3f} (means over the scales)"
-                    ),
                 )
             )
         if self.design.mdes is not None:
@@ -181,61 +225,81 @@ class PowerResult(Result):
         return out
 
     def table(self) -> Table:
-        """One row per scale: the design parameters and the MDES achieved beside the protocol's plan.
+        """One row per scale: the MDES at the protocol, randomisation and analysis stages and what each rests on.
 
         A scale whose variance models did not converge keeps its rows and is
-        not shown (not available, with the reason).
+        not shown at the analysis stage (not available, with the reason).
         """
         t = self.frame.assign(outcome=[label(o) for o in self.frame["outcome"]])
         hide = t["note"].str.startswith("did not converge").to_numpy()
-        cols = ["icc", "r2_between", "r2_within", "mdes_achieved", "mdes_protocol"]
+        cols = ["icc", "r2_between", "r2_within", "mdes_achieved"]
         t.loc[hide, cols] = np.nan
         t.loc[hide, "note"] = "not available: " + t.loc[hide, "note"]
+        d = self.design
         return Table(
             t[
                 [
                     "outcome",
+                    "mdes_protocol",
+                    "teams_randomised",
+                    "mdes_randomisation",
                     "teams",
                     "team_size",
-                    "p_treated",
                     "icc",
                     "r2_between",
                     "r2_within",
                     "df",
                     "mdes_achieved",
-                    "mdes_protocol",
                     "note",
                 ]
             ],
             [
                 Col("outcome", "Outcome", "text"),
-                Col("teams", "Teams", "units"),
-                Col("team_size", "Staff per team (harmonic mean)", "number", 1),
-                Col("p_treated", "Share of teams treated", "number", 2),
-                Col("icc", "ICC", "number", 3),
+                Col("mdes_protocol", "MDES, protocol's plan (SD)", "number", 2),
+                Col("teams_randomised", "Teams randomised", "units"),
+                Col("mdes_randomisation", "MDES as randomised (SD)", "number", 2),
+                Col("teams", "Teams analysed", "units"),
+                Col("team_size", "Staff per analysed team (harmonic mean)", "number", 1),
+                Col("icc", "Observed ICC", "number", 3),
                 Col("r2_between", "R-squared between teams", "number", 2),
                 Col("r2_within", "R-squared within teams", "number", 2),
                 Col("df", "Degrees of freedom", "int"),
-                Col("mdes_achieved", "MDES achieved (SD)", "number", 2),
-                Col("mdes_protocol", "MDES of the protocol's plan (SD)", "number", 2),
+                Col("mdes_achieved", "MDES as analysed (SD)", "number", 2),
                 Col("note", "Note", "text"),
             ],
-            caption="Minimum detectable effect size: achieved and planned",
+            caption="Minimum detectable effect size: planned, as randomised and as analysed",
             notes=[
                 "MDES: the smallest true effect (in SD units) the design detects with 80% power at 5% two-sided, "
-                "t multiplier on teams minus 3 degrees of freedom; ICC and R-squared from the unconditional and "
-                "baseline-adjusted REML models of each outcome's analysed sample.",
-                f"Planned: {self.design.describe()} ({self._source()}), with each scale's ICC and R-squared.",
+                "t multiplier on J - 2 - (LAs - 1) degrees of freedom (J teams; the LA strata cost LAs - 1; no "
+                "team-level covariate).",
+                f"Protocol's plan: {d.describe()} ({self._source()}), with {self._planning()}.",
+                f"As randomised: the teams and staff randomised, with {self._planning()}.",
+                "As analysed: the analysed teams and staff, with the ICC and R-squared observed in the unconditional "
+                f"and baseline-adjusted REML models of each outcome's analysed sample; R-squared between teams capped "
+                f"at {R2_B_CAP:g} (an adjusted team variance of 0 would give 1).",
             ],
         )
 
 
 def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerResult:
-    """MDES of every scale's achieved sample beside the protocol's plan (module docstring)."""
+    """MDES of every scale at the protocol, randomisation and analysis stages (module docstring)."""
     if team_size not in ("harmonic", "mean"):
         raise ValueError(f"team_size must be 'harmonic' or 'mean', got {team_size!r}")
     protocol = protocol_of(data)
-    plan_design = protocol.design
+    d = protocol.design
+    las = len(data.las)
+    planning: tuple[float, float, float] | None = (
+        None if d.icc is None else (d.icc, d.r2_between or 0.0, d.r2_within or 0.0)
+    )
+    j_r, n_r, p_r = randomisation_sample(data)
+    proto = rand = None
+    note_r = NOT_PRE_SPECIFIED if planning is None else ""
+    if planning is not None:
+        proto = stage_mdes(d.teams, d.team_size, *planning, d.share_treated, d.las)
+        try:
+            rand = stage_mdes(j_r, n_r, *planning, p_r, las)
+        except ValueError as exc:
+            note_r = f"not estimable: {exc}"
     recs = []
     for scale in data.instrument.scale_names:
         df = analysis_frame(data, scale)
@@ -249,56 +313,43 @@ def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerRes
             p_treated=np.nan,
             icc=np.nan,
             r2_between=np.nan,
+            r2_between_raw=np.nan,
             r2_within=np.nan,
             df=np.nan,
             multiplier=np.nan,
             mdes_achieved=np.nan,
-            mdes_protocol=np.nan,
+            mdes_protocol=proto.mdes if proto is not None else np.nan,
+            df_protocol=proto.df if proto is not None else np.nan,
+            teams_randomised=j_r,
+            size_randomised=n_r,
+            p_randomised=p_r,
+            mdes_randomisation=rand.mdes if rand is not None else np.nan,
+            df_randomisation=rand.df if rand is not None else np.nan,
+            note_randomisation=note_r,
             note="",
         )
-        if len(sizes) - 2 - N_COVARIATES < 1 or teams.nunique() < 2:
-            rec["note"] = "not estimable: needs teams in both arms and at least 4 analysed teams"
-            recs.append(rec)
+        recs.append(rec)
+        if len(sizes) - 2 - strata_covariates(las) < 1 or teams.nunique() < 2:
+            rec["note"] = "not estimable: needs teams in both arms and at least 1 degree of freedom (J - 2 - (LAs - 1))"
             continue
         try:
             vs = variance_shares(df)
         except (ValueError, np.linalg.LinAlgError) as exc:
             rec["note"] = f"not estimable: {exc}"
-            recs.append(rec)
             continue
         n_bar = harmonic_mean(sizes) if team_size == "harmonic" else float(sizes.mean())
-        a = mdes(len(sizes), n_bar, vs["icc"], vs["r2_between"], vs["r2_within"], float(teams.mean()))
-        la_plan = mdes(
-            plan_design.teams,
-            plan_design.team_size,
-            vs["icc"],
-            vs["r2_between"],
-            vs["r2_within"],
-            plan_design.share_treated,
-        )
+        r2b = min(vs["r2_between"], R2_B_CAP)
+        a = stage_mdes(len(sizes), n_bar, vs["icc"], r2b, vs["r2_within"], float(teams.mean()), las)
         rec.update(
             team_size=n_bar,
             p_treated=a.p_treated,
             icc=a.icc,
             r2_between=a.r2_between,
+            r2_between_raw=vs["r2_between"],
             r2_within=a.r2_within,
             df=a.df,
             multiplier=a.multiplier,
             mdes_achieved=a.mdes,
-            mdes_protocol=la_plan.mdes,
             note="" if vs["converged"] else f"did not converge: {vs['message']}",
         )
-        recs.append(rec)
-    t = pd.DataFrame(recs)
-    ok = t[np.isfinite(t["mdes_achieved"].astype(float))]
-    plan = None
-    if len(ok):
-        plan = mdes(
-            plan_design.teams,
-            plan_design.team_size,
-            float(ok["icc"].mean()),
-            float(ok["r2_between"].mean()),
-            float(ok["r2_within"].mean()),
-            plan_design.share_treated,
-        )
-    return PowerResult(t, plan, team_size, protocol)
+    return PowerResult(pd.DataFrame(recs), team_size, protocol, las)

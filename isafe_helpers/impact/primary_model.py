@@ -36,7 +36,7 @@ import pandas as pd
 from isafe_helpers.data.contract import CASEFILE_OUTCOME
 from isafe_helpers.data.frames import analysis_frame
 from isafe_helpers.data.loading import TrialData
-from isafe_helpers.data.protocol import Protocol, default_protocol, protocol_of
+from isafe_helpers.data.protocol import NO_PRIMARY, Protocol, default_protocol, protocol_of
 from isafe_helpers.impact.casefiles import CasefileResult, casefile
 from isafe_helpers.impact.design import ARM_TERM, why_not_estimable
 from isafe_helpers.results import keys as K
@@ -270,7 +270,9 @@ def fit_primary(df: pd.DataFrame, outcome: str, effect_sizes: bool = True) -> Pr
 
 def _set_role(res: PrimaryResult, protocol: Protocol) -> PrimaryResult:
     res.role = protocol.role(res.outcome)
-    res.role_note = protocol.primary_note() if res.role == "primary" else "secondary outcome"
+    res.role_note = {"primary": protocol.primary_note(), "secondary": "secondary outcome"}.get(
+        res.role, "outcome (no primary outcome pre-specified)"
+    )
     return res
 
 
@@ -350,7 +352,7 @@ class PrimaryAnalysis(ResultSet):
     def __init__(self, results: list, casefile: CasefileResult | None = None, protocol: Protocol | None = None):
         super().__init__(results)
         self.casefile = casefile
-        self.protocol = protocol if protocol is not None else default_protocol([r.outcome for r in self.results])
+        self.protocol = protocol if protocol is not None else default_protocol()
         for r in self.results:
             if not r.role:
                 _set_role(r, self.protocol)
@@ -369,35 +371,40 @@ class PrimaryAnalysis(ResultSet):
             )
         fam = pd.DataFrame(recs, columns=["outcome", "p_value", "n", "n_clusters"])
         fam["role"] = [self.protocol.role(o) for o in fam["outcome"]]
-        sec = (fam["role"] == "secondary").to_numpy()
+        sec = (fam["role"] != "primary").to_numpy()  # the Holm family: all but the primary (all when none)
         fam["p_holm"] = np.nan
         fam.loc[sec, "p_holm"] = holm(fam.loc[sec, "p_value"].to_numpy(float))
         self.family = fam
-        if casefile is not None and casefile.role == "secondary":  # its table shows its Holm p
+        if casefile is not None and casefile.role != "primary":  # its table shows its Holm p
             casefile.p_holm = float(fam.loc[fam["outcome"] == CASEFILE_OUTCOME, "p_holm"].iloc[0])
 
     @property
-    def primary_outcome(self) -> str:
+    def primary_outcome(self) -> str | None:
         return self.protocol.primary_outcome
 
     def _family_size(self) -> int:
         f = self.family
-        return int(((f["role"] == "secondary") & f["p_value"].notna()).sum())
+        return int(((f["role"] != "primary") & f["p_value"].notna()).sum())
+
+    def _holm_header(self) -> str:
+        return "Holm p (secondary)" if self.primary_outcome is not None else "Holm p (all outcomes)"
+
+    def _family_words(self) -> str:
+        k = self._family_size()
+        return f"the {k} secondary outcomes" if self.primary_outcome is not None else f"all {k} outcomes"
 
     def rows(self) -> list[dict]:
         out = [row for r in self.results for row in r.rows()]
         out += self.protocol_rows()
-        k = self._family_size()
         why = {r.outcome: r.note for r in self.results}
         if self.casefile is not None:
             why[CASEFILE_OUTCOME] = self.casefile.note if not self.casefile.converged else ""
-        for r in self.family[self.family["role"] == "secondary"].itertuples():
+        role = "secondary outcome" if self.primary_outcome is not None else "no primary outcome pre-specified"
+        for r in self.family[self.family["role"] != "primary"].itertuples():
             if np.isfinite(r.p_value):
-                note = (
-                    f"secondary outcome; Holm-adjusted across the {k} secondary outcomes; unadjusted p {r.p_value:.4g}"
-                )
+                note = f"{role}; Holm-adjusted across {self._family_words()}; unadjusted p {r.p_value:.4g}"
             else:
-                note = f"secondary outcome; no p-value to adjust ({why.get(r.outcome) or 'not estimable'})"
+                note = f"{role}; no p-value to adjust ({why.get(r.outcome) or 'not estimable'})"
             out.append(
                 est_row(
                     "secondary",
@@ -428,8 +435,10 @@ class PrimaryAnalysis(ResultSet):
                 "protocol",
                 self.primary_outcome,
                 "primary_outcome",
-                note=f"{p.primary_note()}; every other outcome is secondary",
+                note=f"{p.primary_note()}; {p.family_note()}",
             )
+            if self.primary_outcome is not None
+            else est_row("protocol", NO_PRIMARY, "primary_outcome", note=p.family_note())
         ]
         for q, v in (
             ("planned_las", d.las),
@@ -450,18 +459,25 @@ class PrimaryAnalysis(ResultSet):
             "Hedges' g: the effect over the standard deviation of the unconditional model (no covariates, same "
             "staff); its 95% CI is the effect's CI over the same SD, so it agrees with the p-value.",
             "ICC: of the unconditional model. Team and residual variance: of the primary model, after adjustment.",
-            f"{label(self.primary_outcome)} is the primary outcome ({self.protocol.primary_source()}). The other "
-            f"outcomes are secondary; their p-values are also shown Holm-adjusted across the {self._family_size()} "
-            "secondary outcomes with a p-value, the case-file outcome included. The primary outcome's p is not "
-            "adjusted: [x] in its Holm column.",
+            (
+                f"{label(self.primary_outcome)} is the primary outcome ({self.protocol.primary_source()}). The other "
+                f"outcomes are secondary; their p-values are also shown Holm-adjusted across the {self._family_size()} "
+                "secondary outcomes with a p-value, the case-file outcome included. The primary outcome's p is not "
+                "adjusted: [x] in its Holm column."
+                if self.primary_outcome is not None
+                else "No primary outcome was pre-specified (the protocol names none), so none is called primary: "
+                f"every outcome's p-value is also shown Holm-adjusted across all {self._family_size()} outcomes with "
+                "a p-value, the case-file outcome included, and a finding reads the Holm-adjusted p."
+            ),
         ]
         fam = self.family.set_index("outcome")
-        if CASEFILE_OUTCOME in fam.index and fam.loc[CASEFILE_OUTCOME, "role"] == "secondary":
+        if CASEFILE_OUTCOME in fam.index and fam.loc[CASEFILE_OUTCOME, "role"] != "primary":
             p = fam.loc[CASEFILE_OUTCOME, "p_holm"]
+            which = " (secondary)" if fam.loc[CASEFILE_OUTCOME, "role"] == "secondary" else ""
             notes.append(
-                f"{label(CASEFILE_OUTCOME)} (secondary): Holm-adjusted p = {p:.3f}."
+                f"{label(CASEFILE_OUTCOME)}{which}: Holm-adjusted p = {p:.3f}."
                 if np.isfinite(p)
-                else f"{label(CASEFILE_OUTCOME)} (secondary): no p-value (see the case-file table)."
+                else f"{label(CASEFILE_OUTCOME)}{which}: no p-value (see the case-file table)."
             )
         if any(r.withheld for r in self.results):
             notes.append(
@@ -519,7 +535,7 @@ class PrimaryAnalysis(ResultSet):
                 # at the book's rounding of an effect in scale points (3 decimals, as the robustness table)
                 Col("effect", "Effect, scale points (95% CI)", "ci", 3, parts=("ci_low", "ci_high"), **stat),
                 Col("p_value", "p", "p", **stat),
-                Col("p_holm", "Holm p (secondary)", "p", **stat),
+                Col("p_holm", self._holm_header(), "p", **stat),
                 Col("hedges_g", "Hedges' g (95% CI)", "ci", 2, parts=("g_ci_low", "g_ci_high"), **stat),
                 Col("icc", "ICC (model without covariates)", "number", 3, **stat),  # as the variance table
             ],
@@ -546,7 +562,7 @@ class PrimaryAnalysis(ResultSet):
             g_ci_high=("primary", "hedges_g_total", "ci_high"),
             icc=("primary", "icc", "estimate"),
         )
-        secondary = [r if res.role == "secondary" else None for r, res in zip(rows, self.results)]
+        secondary = [r if res.role != "primary" else None for r, res in zip(rows, self.results)]
         out.update(facts("impact", secondary, p_holm=("secondary", "p_holm", "estimate")))
         return out
 
@@ -647,7 +663,7 @@ class PrimaryAnalysis(ResultSet):
                 Col("n", "Staff analysed", "people"),
                 Col("estimate", "Estimate (95% CI)", "ci", 2, base="n", parts=("ci_low", "ci_high")),
                 Col("p_value", "p", "p", base="n"),
-                Col("p_holm", "Holm p (secondary)", "p", base="n"),
+                Col("p_holm", self._holm_header(), "p", base="n"),
                 Col("note", "Note", "text"),
             ],
             caption="Primary and secondary outcomes",

@@ -90,7 +90,8 @@ class ModeratorResults(Result):
             if r.kind == "interaction":
                 what = "p Holm-adjusted across the family; Kenward-Roger SE and df"
             elif r.kind == "joint":
-                what = f"joint Kenward-Roger F test of every arm x LA term, F({r.ndf:g}, {r.df:.2f})"
+                terms = "arm x LA" if r.moderator == "la" else "arm x age band"
+                what = f"joint Kenward-Roger F test of every {terms} term, F({r.ndf:g}, {r.df:.2f})"
             else:
                 what = "unadjusted p; Kenward-Roger SE and df"
             if r.kind != "joint" and np.isfinite(r.estimate) and not np.isfinite(r.df):
@@ -115,6 +116,42 @@ class ModeratorResults(Result):
                 )
             )
         return out
+
+    def joint_table(self) -> Table:
+        """The joint Kenward-Roger F test of each categorical moderator (``wald_f_*``): F, its df and p, own columns."""
+        f = self.frame[self.frame["quantity"].str.startswith("wald_f")].reset_index(drop=True)
+        t = pd.DataFrame(
+            {
+                "outcome": [label(o) for o in f["outcome"]],
+                "moderator": [MODERATOR_LABELS[m] for m in f["moderator"]],
+                "f_stat": f["estimate"].to_numpy(float),
+                "ndf": f["ndf"].to_numpy(float) if "ndf" in f else np.nan,
+                "ddf": f["df"].to_numpy(float),
+                "p_value": f["p_value"].to_numpy(float),
+                "note": f["note"].fillna("").astype(str),
+            }
+        )
+        hide = t["note"].str.startswith("did not converge").to_numpy()
+        t.loc[hide, ["f_stat", "ddf", "p_value"]] = np.nan
+        rows = list(zip([ANALYSIS[m] for m in f["moderator"]], f["outcome"], f["quantity"]))
+        return Table(
+            t,
+            [
+                Col("outcome", "Outcome", "text"),
+                Col("moderator", "Moderator", "text"),
+                Col("f_stat", "Kenward-Roger F", "number", 2),
+                Col("ndf", "Numerator df", "int"),
+                Col("ddf", "Denominator df", "number", 1),
+                Col("p_value", "p (F test)", "p"),
+                Col("note", "Note", "text"),
+            ],
+            caption="Does the effect differ between groups? Joint tests of each moderator (exploratory)",
+            facts=facts("impact", rows, f_stat="estimate", p_value="p_value"),
+            notes=[
+                f"{EXPLORATORY.capitalize()}. Kenward-Roger F test that every arm-by-level term of the moderator "
+                "model is zero (age band: each band against under 30; LA: each LA against the first)."
+            ],
+        )
 
     def table(self) -> Table:
         """One row per reported term: estimate with 95% CI, unadjusted p and (interactions) Holm-adjusted p."""
@@ -287,25 +324,25 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
                 recs.append(
                     dict(base, **r, quantity=f"interaction_{lev}_vs_{levels[0]}", kind="interaction", note=note)
                 )
-            if moderator == "la":
-                L = np.zeros((len(levels) - 1, fit.beta.size))
-                L[np.arange(len(levels) - 1), np.arange(p0, p0 + len(levels) - 1)] = 1.0
-                test = kenward_roger_test(fit.kenward_roger(), L)
-                recs.append(
-                    dict(
-                        base,
-                        estimate=test.f_stat,
-                        se=np.nan,
-                        df=test.ddf,
-                        ndf=float(test.ndf),
-                        ci_low=np.nan,
-                        ci_high=np.nan,
-                        p_value=test.p_value,
-                        quantity="wald_f_arm_x_la",
-                        kind="joint",
-                        note=note,
-                    )
+            # the joint KR F test of every arm-by-level term (age band: 3 numerator df with 4 bands), in its own row
+            L = np.zeros((len(levels) - 1, fit.beta.size))
+            L[np.arange(len(levels) - 1), np.arange(p0, p0 + len(levels) - 1)] = 1.0
+            test = kenward_roger_test(fit.kenward_roger(), L)
+            recs.append(
+                dict(
+                    base,
+                    estimate=test.f_stat,
+                    se=np.nan,
+                    df=test.ddf,
+                    ndf=float(test.ndf),
+                    ci_low=np.nan,
+                    ci_high=np.nan,
+                    p_value=test.p_value,
+                    quantity="wald_f_arm_x_la" if moderator == "la" else f"wald_f_{moderator}",
+                    kind="joint",
+                    note=note,
                 )
+            )
             # arm nested in levels: the arm effect within each level
             Xn = np.column_stack([np.delete(Xm, 1, axis=1), t[:, None] * D])
             fit2 = fit_random_intercept(y, Xn, teams)

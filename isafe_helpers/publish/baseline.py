@@ -79,7 +79,8 @@ def la_status(la: str, run: dict) -> str:
 
 def baseline_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     """The summary's sentences that differ in the baseline report: nothing read from an outcome analysis."""
-    primary, _ = S.primary_outcome(look)
+    named = S.primary_outcome(look)
+    primary = S.reference_outcome(look)
     awaits = "awaits follow-up"
     teams = sum(look.value("impact", "trial_flow", f"allocated_{a}", "teams") for a in ("treatment", "control"))
     staff = sum(look.value("impact", "trial_flow", f"allocated_{a}", "staff") for a in ("treatment", "control"))
@@ -93,12 +94,20 @@ def baseline_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
         "s_primary_sentence": md(
             f"The effect on the primary outcome, {label(primary).lower()}, {awaits}: this baseline report "
             "estimates no effect."
+            if named is not None
+            else f"The effects on the outcomes {awaits.replace('awaits', 'await')} (no primary outcome was "
+            "pre-specified): this baseline report estimates no effect."
         ),
-        "s_secondary_sentence": md(f"The effects on the other outcomes {awaits.replace('awaits', 'await')} too."),
+        "s_secondary_sentence": md(
+            f"The effects on the other outcomes {awaits.replace('awaits', 'await')} too."
+            if named is not None
+            else "Each outcome's p-value will be adjusted for testing all of them (Holm)."
+        ),
         "s_attrition_sentence": md("Attrition is known once follow-up has been collected."),
         "s_mdes_sentence": md(
             f"As randomised, before follow-up, the trial could detect an effect of {number(mdes, 'number', 2)} SD on "
-            "the primary outcome with 80% power (with the ICC at baseline and, conservatively, no variance explained "
+            + ("the primary outcome" if named is not None else label(primary).lower())
+            + " with 80% power (with the ICC at baseline and, conservatively, no variance explained "
             "by the baseline score)."
             if math.isfinite(mdes)
             else "The minimum detectable effect size at randomisation is not available in this build."

@@ -54,6 +54,7 @@ from isafe_helpers.publish.tables import number
 from isafe_helpers.resources import SOURCES
 from isafe_helpers.results import estimates as E
 from isafe_helpers.results.estimates import Lookup
+from isafe_helpers.results.labels import label
 
 STRAND_TITLES = {"impact": "Impact", "process": "Implementation and process", "cost": "Cost"}
 
@@ -491,7 +492,9 @@ def _usable(est: pd.DataFrame, failed: dict) -> Lookup:
 
 def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     """Sentences on the trial's size, power and attrition, from the pooled rows (numbers of teams are not people)."""
-    primary, _ = S.primary_outcome(look)
+    primary = S.reference_outcome(look)
+    named = S.primary_outcome(look) is not None
+    what = "the primary outcome" if named else f"{label(primary).lower()} (no primary outcome was pre-specified)"
     las = len(run.get("las", []))
     teams = look.value("impact", "attrition", f"{primary}:teams", "overall_attrition_pct", "n")
     staff = look.value("impact", "attrition", f"{primary}:participants", "overall_attrition_pct", "n")
@@ -503,10 +506,12 @@ def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     glue = {"s_size_sentence": md(f"{size} were randomised within LA to ISAFE or to business as usual.")}
     if math.isfinite(plan_teams) and math.isfinite(plan_las):
         glue["s_size_sentence"] += " " + md(f"The protocol planned {plan_teams:.0f} teams in {plan_las:.0f} LAs.")
-    mdes = look.value("impact", "power", primary, "mdes")
-    plan = look.value("impact", "power", primary, "mdes_protocol_plan")
+    mdes = look.value("impact", "power", primary, "mdes_analysis")
+    plan = look.value("impact", "power", primary, "mdes_protocol")
+    if not math.isfinite(plan):
+        plan = look.value("impact", "protocol", "design", "planned_mdes")
     glue["s_mdes_sentence"] = md(
-        f"The analysed sample could detect an effect of {number(mdes, 'number', 2)} SD on the primary outcome with 80% "
+        f"The analysed sample could detect an effect of {number(mdes, 'number', 2)} SD on {what} with 80% "
         f"power, against {number(plan, 'number', 2)} SD in the protocol's plan."
         if math.isfinite(mdes) and math.isfinite(plan)
         else "The minimum detectable effect size is not available in this build."
@@ -514,7 +519,7 @@ def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     o = look.value("impact", "attrition", f"{primary}:participants", "overall_attrition_pct")
     d = look.value("impact", "attrition", f"{primary}:participants", "differential_attrition_pct")
     glue["s_attrition_sentence"] = md(
-        f"{number(o, 'pct', 0)}% of randomised staff are missing from the primary analysis, with a difference of "
+        f"{number(o, 'pct', 0)}% of randomised staff are missing from the analysis of {what}, with a difference of "
         f"{number(d, 'number', 1)} percentage points between the arms."
         if math.isfinite(o)
         else "Attrition is not available in this build."
@@ -723,7 +728,8 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     glue["s_failed_note"] = md(" ".join(notes))
     glue["s_security_sentence"] = md(
         "The summary page's security table sets out the design, the power achieved against the plan, attrition, "
-        "baseline balance and the robustness checks of the primary outcome."
+        "baseline balance and the robustness checks"
+        + (" of the primary outcome." if S.primary_outcome(look) is not None else " of each outcome.")
     )
     if pooled_baseline:  # no follow-up yet: nothing is read from an outcome analysis
         glue.update(B.baseline_glue(look, run, limit))

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from isafe_helpers.data.contract import CASEFILE_OUTCOME, SCALES, TRIAL_SCOPE
+from isafe_helpers.data.protocol import NO_PRIMARY
 from isafe_helpers.publish.escape import md
 from isafe_helpers.publish.tables import NOT_AVAILABLE as X
 from isafe_helpers.publish.tables import number
@@ -55,14 +56,38 @@ def outcomes(look: Lookup) -> list[str]:
     return [*scales, CASEFILE_OUTCOME]
 
 
-def primary_outcome(look: Lookup) -> tuple[str, bool]:
-    """The primary outcome named in the rows, and whether it is the documented default (no protocol.yml)."""
+def primary_outcome(look: Lookup) -> str | None:
+    """The primary outcome the protocol names (its ``protocol`` row), or None when it names none.
+
+    No row at all (an old run) is read as no primary outcome: nothing is
+    called primary unless the protocol named it (methods.md).
+    """
     est = look.est
     hit = est[(est["analysis"] == "protocol") & (est["quantity"] == "primary_outcome")]
     if hit.empty:
-        return "confidence", True
-    note = str(hit["note"].iloc[0])
-    return str(hit["outcome"].iloc[0]), "default" in note or "assum" in note
+        return None
+    o = str(hit["outcome"].iloc[0])
+    return None if o in (NO_PRIMARY, "", "nan") else o
+
+
+def reference_outcome(look: Lookup) -> str:
+    """The outcome whose sample the single figures (attrition, MDES) describe: the primary, else the first."""
+    return primary_outcome(look) or outcomes(look)[0]
+
+
+def outcomes_sentence(look: Lookup) -> str:
+    """One sentence: which outcome is primary and how p-values are adjusted, or that no primary was pre-specified."""
+    primary = primary_outcome(look)
+    if primary is None:
+        return (
+            "No primary outcome was pre-specified, so none is called primary: every outcome (the survey scales and "
+            "the case-file outcome) is one family, its p-value adjusted for testing several (Holm), and each finding "
+            "reads the adjusted p-value."
+        )
+    return (
+        f"The primary outcome, named by the protocol, is {label(primary).lower()}; the other outcomes are secondary, "
+        "with p-values adjusted for testing several (Holm)."
+    )
 
 
 def finding(lo: float, hi: float, p: float, holm: float | None, null: float, primary: bool) -> str:
@@ -180,7 +205,7 @@ def headline_table(
     ledger not yet solved) the views are empty; the finding is read from
     the published facts only: withheld or not available gives no verdict.
     """
-    primary, _ = primary_outcome(look)
+    primary = primary_outcome(look)
     recs, links, shown = [], [], []
     for o in outcomes(look):
         case = o == CASEFILE_OUTCOME
@@ -188,7 +213,7 @@ def headline_table(
         view = facts is not None
         rec: dict[str, Any] = {
             "outcome": label(o) + (PRIMARY_MARK if o == primary else ""),
-            "role": "Primary" if o == primary else "Secondary",
+            "role": "Primary" if o == primary else "Secondary" if primary is not None else "One family (no primary)",
             "n_treatment": look.value("impact", "primary", o, "analysed_treatment"),
             "n_control": look.value("impact", "primary", o, "analysed_control"),
             "teams": f["teams"].value if f["teams"] is not None else np.nan,
@@ -230,7 +255,10 @@ def headline_table(
     notes = [
         "Effect sizes: g is Hedges' g (the adjusted difference over the outcome's total SD; above 0 favours ISAFE); "
         "for case files, the odds ratio (above 1 favours ISAFE); each with the primary model's own 95% CI.",
-        "Holm p: a secondary outcome's p-value adjusted for testing several secondary outcomes (Holm).",
+        "Holm p: a secondary outcome's p-value adjusted for testing several secondary outcomes (Holm)."
+        if primary is not None
+        else "No primary outcome was pre-specified: every outcome is one family, and Holm p is its p-value adjusted "
+        "for testing all of them (Holm).",
         "Each estimate, p and Holm p is the cell of the results table it links to, as printed there (with its "
         "rounding and symbol).",
         *(
@@ -257,9 +285,14 @@ def headline_table(
             for o, r in zip(t["outcome"], t["reason"])
             if r
         ),
-        "The finding of the primary outcome reads its model's 95% interval; a secondary outcome's reads its "
-        "Holm-adjusted p-value across the secondary outcomes. An outcome whose estimate is withheld or not "
-        "available has no verdict."
+        (
+            "The finding of the primary outcome reads its model's 95% interval; a secondary outcome's reads its "
+            "Holm-adjusted p-value across the secondary outcomes. An outcome whose estimate is withheld or not "
+            "available has no verdict."
+            if primary is not None
+            else "Each finding reads the outcome's Holm-adjusted p-value across all outcomes (no primary outcome "
+            "was pre-specified). An outcome whose estimate is withheld or not available has no verdict."
+        )
         if pooled
         else "An LA's estimates describe that LA: they rest on few teams and carry no verdict.",
     ]
@@ -318,13 +351,14 @@ def cost_table(look: Lookup, las: list[str]) -> Table:
 
 def security_table(look: Lookup, run: dict) -> Table:
     """The criteria of the security of the finding, each read from the pooled rows (text only)."""
-    primary, assumed = primary_outcome(look)
+    named = primary_outcome(look)
+    primary = reference_outcome(look)
     est = look.est
     teams = look.value("impact", "protocol", "design", "planned_teams")
     planned_las = look.value("impact", "protocol", "design", "planned_las")
     ran_teams = look.value("impact", "attrition", f"{primary}:teams", "overall_attrition_pct", "n")
-    mdes = look.value("impact", "power", primary, "mdes")
-    plan = look.value("impact", "power", primary, "mdes_protocol_plan")
+    mdes = look.value("impact", "power", primary, "mdes_analysis")
+    plan = look.value("impact", "power", primary, "mdes_protocol")
     if not math.isfinite(plan):
         plan = look.value("impact", "protocol", "design", "planned_mdes")
     rows = [
@@ -337,7 +371,13 @@ def security_table(look: Lookup, run: dict) -> Table:
                 else ""
             ),
         ),
-        ("Primary outcome", label(primary) + (" (assumed: the protocol names none)" if assumed else "")),
+        (
+            "Primary outcome",
+            label(named) + " (named by the protocol)"
+            if named is not None
+            else "None pre-specified: every outcome is one Holm family; the figures below are for "
+            + label(primary).lower(),
+        ),
         (
             "Minimum detectable effect size",
             (f"{number(mdes, 'number', 2)} SD achieved" if math.isfinite(mdes) else "not available")
@@ -502,8 +542,11 @@ def sentences(
     ``view`` is the headline table as printed (:meth:`~isafe_helpers.publish.assemble.BookDisclosure.cells`):
     the sentences quote its cells, so they say what the table says.
     """
-    primary, assumed = primary_outcome(look)
-    glue: dict[str, str] = {"s_primary_outcome": md(label(primary))}
+    primary = primary_outcome(look)
+    glue: dict[str, str] = {
+        "s_primary_outcome": md(label(primary) if primary is not None else "none pre-specified"),
+        "s_outcomes_sentence": md(outcomes_sentence(look)),
+    }
     for key, row, what in (("s_reach_sentence", 0, "reach"), ("s_satisfaction_sentence", 1, "satisfaction")):
         r = None if delivery is None or len(delivery) <= row else delivery.iloc[row]
         if r is None or not math.isfinite(r["pct"]):
@@ -521,13 +564,18 @@ def sentences(
                 f"{number(r['hi'], 'pct', 0)}%)."
             )
     p = primary_rows(view)
-    if len(p) and effect_phrase(p.iloc[0]) != "not published":
+    if primary is None:  # methods.md: the summary says, in one sentence, that no primary outcome was pre-specified
+        glue["s_primary_sentence"] = md(
+            "No primary outcome was pre-specified, so none is called primary: each outcome below is read from its "
+            "p-value adjusted for testing all of them (Holm)."
+        )
+    elif len(p) and effect_phrase(p.iloc[0]) != "not published":
         r = p.iloc[0]
         verdict = str(r.get("finding", "")) if "finding" in view else ""
         verdict = "" if verdict.startswith("no verdict") else verdict
         p_text = _p_cell(str(r["p"]))
         glue["s_primary_sentence"] = md(
-            f"On the primary outcome, {label(primary).lower()}{' (an assumption: the protocol names none)' if assumed else ''}, "
+            f"On the primary outcome, {label(primary).lower()}, "
             f"the trial found {verdict or 'an effect of'} {effect_phrase(r)}{', ' + p_text if p_text else ''}.".replace(
                 "found improved", "found an improvement:"
             )
@@ -552,10 +600,11 @@ def sentences(
             + (f", {p_text}" if p_text else "")
             + (f" ({r['finding']})" if "finding" in view and not str(r["finding"]).startswith("no verdict") else "")
         )
+    which = "Secondary outcomes" if primary is not None else "Every outcome"
     glue["s_secondary_sentence"] = md(
-        "Secondary outcomes, with p-values adjusted for testing several (Holm): " + "; ".join(parts) + "."
+        f"{which}, with p-values adjusted for testing several (Holm): " + "; ".join(parts) + "."
         if parts
-        else "No secondary outcome has a published estimate."
+        else f"No {'secondary ' if primary is not None else ''}outcome has a published estimate."
     )
     if cost is not None and len(cost):
         c = cost.iloc[0]

@@ -85,7 +85,7 @@ ANALYSES = {
     "sensitivity_cace_one_session": "CACE, at least one session (sensitivity)",
 }
 #: An outcome's role in the protocol.
-ROLES = {"primary": "Primary", "secondary": "Secondary"}
+ROLES = {"primary": "Primary", "secondary": "Secondary", "outcome": "One family (no primary)"}
 #: The compliance definitions of the CACE.
 COMPLIANCE = {"both": "Both sessions (main)", "one": "At least one session (sensitivity)"}
 #: What Works Clearinghouse attrition boundaries.
