@@ -44,6 +44,7 @@ from isafe_helpers.data import contract as C
 from isafe_helpers.data.files import code_hash
 from isafe_helpers.data.validated import load_saved, write_saved
 from isafe_helpers.outputs import MARKER, neutralise_frame
+from isafe_helpers.publish import authored as A
 from isafe_helpers.publish import baseline as B
 from isafe_helpers.publish import disclosure, tables
 from isafe_helpers.publish import facts as F
@@ -685,6 +686,10 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     looks = _summary_tables(book, results, run, failed)
     book.solve()
     _fill_headlines(book, looks, run)
+    # the evaluator's own pages (report/ at the data root), their numbers read from the book's facts
+    report_pages, missing = A.stage_report(Path(run["data_root"]), stage_dir / "book", book.facts())
+    if missing:
+        raise BookError("an authored page cites a number the book does not show:\n" + "\n".join(missing))
     # the threshold in the environment too: the prose renderers read it (it should equal the run's)
     salt = json.dumps([_code_digest(), limit, disclosure.threshold(), sorted(_NAMES.items())])
     old_pages, new_pages = _read_stage_cache(cache, salt), {}
@@ -805,7 +810,9 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
         local_authorities_markdown(sorted(run["las"]), book, baseline), encoding="utf-8"
     )
     toc = yaml.safe_load((SOURCES / "_toc.yml").read_text(encoding="utf-8"))
-    (stage_dir / "_toc.yml").write_text(yaml.safe_dump(expand_toc(toc, la_sections), sort_keys=False), encoding="utf-8")
+    (stage_dir / "_toc.yml").write_text(
+        yaml.safe_dump(A.with_report(expand_toc(toc, la_sections), report_pages), sort_keys=False), encoding="utf-8"
+    )
     if cache is not None:
         write_saved(cache, {"salt": salt, "pages": new_pages})
     return run
