@@ -146,3 +146,37 @@ def test_authored_pages_come_first_in_the_overview_part():
     toc = {"root": "book/index", "parts": [{"caption": "Overview", "chapters": [{"file": "book/about_isafe"}]}]}
     out = A.with_report(toc, ["book/report/a", "book/report/b"])
     assert [c["file"] for c in out["parts"][0]["chapters"]] == ["book/report/a", "book/report/b", "book/about_isafe"]
+
+
+def test_template_writes_a_starter_report_folder_that_validates_and_keeps_what_is_there(tmp_path):
+    from isafe_helpers.data.report_pages import STARTER
+
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "implications.md").write_text("# Mine\n", encoding="utf-8")
+    res = subprocess.run(
+        [sys.executable, "-m", "isafe_helpers", "template", "--out", str(tmp_path / "returns.xlsx")],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "evaluator's pages" in res.stdout and "kept as they were" in res.stdout
+    folder = tmp_path / "report"
+    assert (folder / "implications.md").read_text(encoding="utf-8") == "# Mine\n"  # never written over
+    for name, title, _ in STARTER[:3]:
+        text = (folder / name).read_text(encoding="utf-8")
+        assert text.startswith(f"# {title}") and "What belongs here:" in text
+    titles = [t.lower() for _, t, _ in STARTER]
+    assert any("logic model" in t for t in titles) and any("research questions" in t for t in titles)
+    assert any("process findings" in t for t in titles) and any("implications" in t for t in titles)
+    assert check_report(tmp_path, ["LA01"]) == []  # the starter's own example citation is code, not a fact
+
+
+def test_the_bundled_synthetic_trial_ships_marked_synthetic_pages_citing_facts(tmp_path):
+    from isafe_helpers.data.report_pages import page_list
+    from isafe_helpers.resources import BUNDLED_DATA
+
+    pages = page_list(BUNDLED_DATA)
+    assert pages and check_report(BUNDLED_DATA, [f"LA0{i}" for i in range(1, 8)]) == []
+    texts = [(BUNDLED_DATA / "report" / p).read_text(encoding="utf-8") for p in pages]
+    assert all("synthetic" in t.split("\n", 1)[0].lower() for t in texts)
+    assert sum(t.count("{fact}`") for t in texts) >= 3

@@ -247,3 +247,124 @@ def _line_of(path: Path, word: str) -> int | None:
         if word in line:
             return n
     return None
+
+
+# --------------------------------------------------------------------------
+# The starter folder (``isafe template``) and the bundled synthetic trial's
+# --------------------------------------------------------------------------
+_HOW = (
+    "Cite a number with ``{fact}`SCOPE/STRAND/ANALYSIS/OUTCOME/QUANTITY` `` (a row of a results page's "
+    "`estimates.csv`, for example `trial/impact/primary/confidence/hedges_g_total`), optionally followed by "
+    "`:ci_low`, `:ci_high`, `:p_value`, `:se`, `:n` or `:n_clusters`: the book shows the number its results "
+    "pages publish, or `[c]` where it is withheld. Never type a result by hand."
+)
+
+#: The starter pages, one per section a Foundations evaluation report has: (file, title, what belongs there).
+STARTER: tuple[tuple[str, str, str], ...] = (
+    (
+        "intervention.md",
+        "The intervention and its logic model",
+        "Describe the intervention as delivered: who it is for, its components (training, coaching, audit, "
+        "champions, leaders' sessions), who delivered it and how often. Set out the logic model: the inputs, "
+        "activities, outputs, the short-term outcomes for practitioners and the longer-term outcomes for "
+        "children and families it aims at. A logic model diagram saved in this folder can be shown with "
+        "`![Logic model](logic_model.png)`.",
+    ),
+    (
+        "research_questions.md",
+        "Research questions",
+        "List the impact, implementation and process, and cost questions the trial set out to answer, as "
+        "registered, and say which results page answers each. Say which outcome is primary and why.",
+    ),
+    (
+        "ipe_findings.md",
+        "Implementation and process findings",
+        "Report the qualitative findings of the implementation and process evaluation: the barriers and "
+        "facilitators to delivery, how the intervention was received, the mechanisms through which it may "
+        "work, and differences between local authorities. Describe the interviews and focus groups (how many, "
+        "with whom, how analysed) without naming or quoting anyone who could be identified.",
+    ),
+    (
+        "implications.md",
+        "Implications",
+        "Say what the findings mean for local authorities, practitioners, the developer and funders, and "
+        "for further research, within what the trial can show: its outcomes are practitioners', not "
+        "children's or families'.",
+    ),
+)
+
+
+def write_starter(folder: Path) -> list[Path]:
+    """Write a starter ``report/`` folder (``report.yml`` and :data:`STARTER`'s pages); never over a file.
+
+    Returns the files written. A page that exists is left as it is.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    index = folder / INDEX
+    if not index.exists():
+        index.write_text(
+            "# The evaluator's own pages, in the order the book shows them after the executive summary.\n"
+            "pages:\n" + "".join(f"  - {name}\n" for name, _, _ in STARTER),
+            encoding="utf-8",
+            newline="\n",
+        )
+        written.append(index)
+    for name, title, what in STARTER:
+        page = folder / name
+        if page.exists():
+            continue
+        page.write_text(
+            f"# {title}\n\n```{{note}}\nWhat belongs here: {what}\n\n{_HOW}\n\nDelete this note once the page is "
+            "written.\n```\n",
+            encoding="utf-8",
+            newline="\n",
+        )
+        written.append(page)
+    return written
+
+
+#: The bundled synthetic trial's pages: short, marked synthetic, each citing a few facts.
+SYNTHETIC_PAGES: tuple[tuple[str, str], ...] = (
+    (
+        "intervention.md",
+        "# The intervention (synthetic)\n\n"
+        "```{warning}\nThis page is synthetic: it was written for the bundled synthetic trial to show where an "
+        "evaluator's own words go. It describes no real evaluation.\n```\n\n"
+        "ISAFE trains children's social care practitioners to engage fathers: two training courses (father "
+        "engagement and motivational interviewing), a case-file audit, team champions and a leaders' webinar. "
+        "Its logic model runs from this training to practitioners' confidence, competence and practice, and "
+        "from there, in the longer term, to outcomes for children and families, which this trial did not "
+        "measure.\n\n"
+        "Across the trial, {fact}`trial/process/reach/father_engagement/reach_pct` per cent of intervention-team "
+        "staff attended father engagement training.\n",
+    ),
+    (
+        "implications.md",
+        "# Implications (synthetic)\n\n"
+        "```{warning}\nThis page is synthetic: its words are illustrative, its numbers are the synthetic "
+        "trial's.\n```\n\n"
+        "On the primary outcome, confidence in engaging fathers, the effect was g = "
+        "{fact}`trial/impact/primary/confidence/hedges_g_total` (95% CI "
+        "{fact}`trial/impact/primary/confidence/hedges_g_total:ci_low` to "
+        "{fact}`trial/impact/primary/confidence/hedges_g_total:ci_high`), at a cost of "
+        "{fact}`trial/cost/unit_cost/total/cost_per_participant_gbp` per participant reached. A local "
+        "authority weighing the programme should read these beside the implementation findings: the outcomes "
+        "are practitioners' reports, and no child or family outcome was measured.\n",
+    ),
+)
+
+
+def write_synthetic(folder: Path) -> None:
+    """Write the bundled synthetic trial's ``report/`` (:data:`SYNTHETIC_PAGES`) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / INDEX).write_text(
+        "# Synthetic: the bundled trial's evaluator pages, written to show the feature.\n"
+        "pages:\n" + "".join(f"  - {name}\n" for name, _ in SYNTHETIC_PAGES),
+        encoding="utf-8",
+        newline="\n",
+    )
+    for name, text in SYNTHETIC_PAGES:
+        (folder / name).write_text(text, encoding="utf-8", newline="\n")

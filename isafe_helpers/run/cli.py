@@ -83,7 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     tpl = sub.add_parser(
-        "template", help=f"write the return template, the workbook {C.RETURNS_WORKBOOK} an LA fills in"
+        "template",
+        help=(
+            f"write the return template, the workbook {C.RETURNS_WORKBOOK} an LA fills in, and beside it a "
+            "starter report/ folder for the evaluator's own pages"
+        ),
     )
     tpl.add_argument("--out", type=Path, required=True, help="new .xlsx file to write")
     tpl.add_argument(
@@ -494,6 +498,13 @@ def _cmd_template(args) -> int:
         return 2
     write_template(out, instrument)
     print(f"return template: {out}")
+    # the evaluator's starter pages beside it (data.report_pages), never over a file already there
+    from isafe_helpers.data.report_pages import FOLDER, STARTER, write_starter
+
+    folder = out.parent / FOLDER
+    written = write_starter(folder)
+    kept = "" if len(written) == 1 + len(STARTER) else " (pages already there are kept as they were)"
+    print(f"evaluator's pages: {folder}: one page per section of the report, to fill in{kept}")
     return 0
 
 
