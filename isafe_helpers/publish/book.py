@@ -42,6 +42,7 @@ import yaml
 
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.files import code_hash
+from isafe_helpers.data.protocol import read_protocol
 from isafe_helpers.data.validated import load_saved, write_saved
 from isafe_helpers.outputs import MARKER, neutralise_frame
 from isafe_helpers.publish import authored as A
@@ -490,6 +491,55 @@ def _usable(est: pd.DataFrame, failed: dict) -> Lookup:
     return Lookup(est[~est["strand"].isin(list(failed))])
 
 
+def size_heading(teams: float, staff: float, plan_teams: float, plan_size: float) -> str:
+    """The Limitations page's heading on the trial's size, as the numbers have it (never "smaller" when it is not).
+
+    >>> size_heading(63, 633, 48, 10), size_heading(63, 400, 48, 10)
+    ('A larger trial than planned', 'More teams than planned, but smaller ones')
+    >>> size_heading(40, 400, 48, 10), size_heading(48, 480, 48, 10), size_heading(math.nan, 1, 48, 10)
+    ('A smaller trial than planned', 'The trial as planned', "The trial's size against its plan")
+    """
+    if not (math.isfinite(teams) and math.isfinite(plan_teams)):
+        return "The trial's size against its plan"
+    smaller = math.isfinite(staff) and math.isfinite(plan_size) and staff / max(teams, 1) < plan_size
+    if teams < plan_teams:
+        return "A smaller trial than planned"
+    if teams > plan_teams:
+        return "More teams than planned, but smaller ones" if smaller else "A larger trial than planned"
+    return "Smaller teams than planned" if smaller else "The trial as planned"
+
+
+def mdes_sentence(mdes: float, plan: float) -> str:
+    """The MDES achieved against the plan's, with the comparison the two numbers support.
+
+    >>> mdes_sentence(0.2157, 0.2172)
+    "The analysed sample could detect an effect of 0.22 SD on the primary outcome with 80% power; the protocol's plan, with the same ICC and variance explained, could detect 0.22 SD: about the power planned."
+    >>> mdes_sentence(0.30, 0.22).endswith("less power than planned.")
+    True
+    """
+    if not (math.isfinite(mdes) and math.isfinite(plan)):
+        return "The minimum detectable effect size is not available in this build."
+    a, b = number(mdes, "number", 2), number(plan, "number", 2)
+    verdict = (
+        "about the power planned"
+        if a == b
+        else ("less power than planned" if mdes > plan else "more power than planned")
+    )
+    return (
+        f"The analysed sample could detect an effect of {a} SD on the primary outcome with 80% power; the "
+        f"protocol's plan, with the same ICC and variance explained, could detect {b} SD: {verdict}."
+    )
+
+
+def _protocol(root: Path, instrument: C.Instrument):
+    """The data root's protocol (``protocol.yml``, checked when the data were validated), or None if unreadable."""
+    try:
+        protocol, problems = read_protocol(root, instrument.scale_names)
+    except (OSError, ValueError):
+        return None
+    return None if problems else protocol
+
+
 def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     """Sentences on the trial's size, power and attrition, from the pooled rows (numbers of teams are not people)."""
     primary, _ = S.primary_outcome(look)
@@ -504,14 +554,11 @@ def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     glue = {"s_size_sentence": md(f"{size} were randomised within LA to ISAFE or to business as usual.")}
     if math.isfinite(plan_teams) and math.isfinite(plan_las):
         glue["s_size_sentence"] += " " + md(f"The protocol planned {plan_teams:.0f} teams in {plan_las:.0f} LAs.")
+    plan_size = look.value("impact", "protocol", "design", "planned_team_size")
+    glue["s_size_heading"] = md(size_heading(teams, staff, plan_teams, plan_size))
     mdes = look.value("impact", "power", primary, "mdes")
     plan = look.value("impact", "power", primary, "mdes_protocol_plan")
-    glue["s_mdes_sentence"] = md(
-        f"The analysed sample could detect an effect of {number(mdes, 'number', 2)} SD on the primary outcome with 80% "
-        f"power, against {number(plan, 'number', 2)} SD in the protocol's plan."
-        if math.isfinite(mdes) and math.isfinite(plan)
-        else "The minimum detectable effect size is not available in this build."
-    )
+    glue["s_mdes_sentence"] = md(mdes_sentence(mdes, plan))
     o = look.value("impact", "attrition", f"{primary}:participants", "overall_attrition_pct")
     d = look.value("impact", "attrition", f"{primary}:participants", "differential_attrition_pct")
     glue["s_attrition_sentence"] = md(
@@ -732,6 +779,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     )
     if pooled_baseline:  # no follow-up yet: nothing is read from an outcome analysis
         glue.update(B.baseline_glue(look, run, limit))
+    glue.update(S.front_matter(_protocol(Path(run["data_root"]), instrument)))
     glue["s_report_status"] = B.front_page_status(run)
     glue["s_waves_sentence"] = B.waves_sentence(pooled_baseline)
 

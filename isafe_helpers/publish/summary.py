@@ -582,3 +582,65 @@ def failed_strands(run: dict) -> dict[str, str]:
         for t in run.get("tasks", [])
         if t.get("scope") == "trial" and t.get("status") == "failed"
     }
+
+
+# --------------------------------------------------------------------------
+# The front matter: who ran the trial, when, where it is registered, what it measured
+# --------------------------------------------------------------------------
+#: What the summary says of a detail the trial's protocol details do not give.
+NOT_GIVEN = "not given"
+
+
+def _given(value) -> str:
+    text = "" if value is None else str(value).strip()
+    return text or NOT_GIVEN
+
+
+def front_matter(protocol) -> dict[str, str]:
+    """The summary's front matter from the protocol (``protocol.yml``), escaped, each part or "not given".
+
+    ``s_front_matter``: the registration (registry, id, date, address), the
+    dates (randomised, baseline, follow-up), the evaluator, the developer
+    and the funder; ``s_outcomes_scope``: that the outcomes are
+    practitioners' and no child or family outcome was measured (Foundations'
+    evidence ratings rest on child outcomes). Reads the protocol's
+    ``registration``, ``dates``, ``evaluator``, ``developer`` and ``funder``
+    where it has them (a protocol without them says "not given").
+
+    >>> from types import SimpleNamespace as NS
+    >>> p = NS(registration={"registry": "ISRCTN", "id": "12345678", "date": "2023-01-10"}, dates=None,
+    ...        evaluator="A University", developer=None, funder="A Funder")
+    >>> import html; print(html.unescape(front_matter(p)["s_front_matter"]))
+    Registration: ISRCTN 12345678, registered 2023-01-10. Dates: not given. Evaluator: A University. Developer: not given. Funder: A Funder.
+    """
+    reg = getattr(protocol, "registration", None) or {}
+    if isinstance(reg, dict) and any(reg.get(k) for k in ("registry", "id", "url")):
+        registration = " ".join(str(reg[k]) for k in ("registry", "id") if reg.get(k))
+        if reg.get("date"):
+            registration += f", registered {reg['date']}"
+        if reg.get("url"):
+            registration += f" ({reg['url']})"
+    else:
+        registration = NOT_GIVEN
+    dates = getattr(protocol, "dates", None) or {}
+    when = [
+        f"{what} {dates[k]}"
+        for k, what in (("randomised", "randomised"), ("baseline", "baseline survey"), ("followup", "follow-up survey"))
+        if isinstance(dates, dict) and dates.get(k)
+    ]
+    parts = [
+        f"Registration: {registration}.",
+        f"Dates: {', '.join(when) if when else NOT_GIVEN}.",
+        f"Evaluator: {_given(getattr(protocol, 'evaluator', None))}.",
+        f"Developer: {_given(getattr(protocol, 'developer', None))}.",
+        f"Funder: {_given(getattr(protocol, 'funder', None))}.",
+    ]
+    return {
+        "s_front_matter": md(" ".join(parts)),
+        "s_outcomes_scope": md(
+            "Every outcome is a practitioner's: staff's own ratings of their confidence, competence and practice, "
+            "and whether case files record the father's contact details. No child or family outcome was "
+            "measured, so these results alone cannot place ISAFE at a Foundations evidence level, which rests on "
+            "outcomes for children."
+        ),
+    }
