@@ -180,3 +180,41 @@ def test_the_bundled_synthetic_trial_ships_marked_synthetic_pages_citing_facts(t
     texts = [(BUNDLED_DATA / "report" / p).read_text(encoding="utf-8") for p in pages]
     assert all("synthetic" in t.split("\n", 1)[0].lower() for t in texts)
     assert sum(t.count("{fact}`") for t in texts) >= 3
+
+
+def test_an_la_result_with_baseline_inequivalence_and_high_attrition_carries_the_caution_in_its_row():
+    import pandas as pd
+
+    from isafe_helpers.data.contract import SCALES
+    from isafe_helpers.publish import summary as S
+    from isafe_helpers.results.estimates import Lookup
+
+    est = pooled()
+    scale = SCALES[2]
+    extra = pd.DataFrame(
+        [
+            {
+                **est.iloc[0].to_dict(),
+                "analysis": "baseline_equivalence",
+                "outcome": f"{scale}:{scale}_baseline",
+                "quantity": "standardised_difference",
+                "estimate": 0.45,
+                "note": "not satisfied",
+            },
+            {
+                **est.iloc[0].to_dict(),
+                "analysis": "attrition",
+                "outcome": f"{scale}:participants",
+                "quantity": "wwc_cautious_boundary_pct",
+                "estimate": 4.1,
+                "note": "WWC cautious boundary: high attrition; analysed sample",
+            },
+        ]
+    )
+    look = Lookup(pd.concat([est, extra], ignore_index=True))
+    t = S.headline_table(look, ["LA01"], pooled=False)
+    assert "caution" in [c.key for c in t.columns]
+    row = t.data.set_index("outcome").loc[S.label(scale)]
+    assert row["caution"].startswith("Baseline equivalence not satisfied") and "high attrition" in row["caution"]
+    assert (t.data["caution"] == "").sum() == len(t.data) - 1  # the other outcomes carry none
+    assert "caution" not in [c.key for c in S.headline_table(Lookup(est), ["LA01"], pooled=False).columns]

@@ -162,6 +162,30 @@ def _verdict(f: dict, null: float, primary: bool) -> str:
     return finding(f["lo"].raw, f["hi"].raw, f["p"].raw if f["p"] is not None else np.nan, holm, null, primary)
 
 
+def caution(look: Lookup, outcome: str) -> str:
+    """What a reader must know beside an outcome's result: baseline equivalence not satisfied, high attrition.
+
+    Read from the impact strand's own judgements (their rows' notes): the
+    WWC baseline-equivalence verdict of the outcome's baseline measure and
+    the WWC cautious attrition boundary of its analysed staff or teams.
+    Words only, never a number (nothing here can disclose a count).
+    """
+    est = look.est
+    if "note" not in est.columns:
+        return ""
+    mine = est[(est["strand"] == "impact") & est["outcome"].astype(str).str.startswith(f"{outcome}:")]
+    notes = mine["note"].fillna("").astype(str)
+    out = []
+    equivalence = mine["analysis"] == "baseline_equivalence"
+    if (equivalence & notes.str.startswith("not satisfied")).any():
+        out.append("baseline equivalence not satisfied: the arms differed at baseline")
+    attrition = (mine["analysis"] == "attrition") & (mine["quantity"] == "wwc_cautious_boundary_pct")
+    if (attrition & notes.str.contains("high attrition")).any():
+        out.append("high attrition (WWC cautious boundary): the analysed staff may not be like those randomised")
+    text = "; ".join(out)
+    return text[:1].upper() + text[1:]
+
+
 def headline_table(
     look: Lookup,
     las: list[str],
@@ -204,6 +228,7 @@ def headline_table(
             rec["finding"] = _verdict(f, 1.0 if case else 0.0, o == primary) if view else ""
         # why an estimate is not available: the reason its model's row gives (text, never a number of ours)
         rec["reason"] = _why(look, o, symbol=False) if view and rec["effect"] == NOT_AVAILABLE_SYMBOL else ""
+        rec["caution"] = caution(look, o)
         recs.append(rec)
         links.append({k: (href(f[k]) if href and f[k] is not None else None) for k in ("effect", "p", "p_holm")})
         shown.append(
@@ -227,6 +252,8 @@ def headline_table(
     if pooled:
         # the finding reads published facts only (_verdict): a withheld or missing one gives no verdict
         cols.append(Col("finding", "Finding", "text"))
+    if t["caution"].astype(bool).any():  # in the result's own row: baseline not equivalent, high attrition
+        cols.append(Col("caution", "Caution", "text"))
     notes = [
         "Effect sizes: g is Hedges' g (the adjusted difference over the outcome's total SD; above 0 favours ISAFE); "
         "for case files, the odds ratio (above 1 favours ISAFE); each with the primary model's own 95% CI.",
