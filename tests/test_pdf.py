@@ -479,6 +479,23 @@ def test_the_contents_give_the_page_each_part_starts_on(printed, which):
 
 
 @pytest.mark.slow
+def test_an_la_pdf_stands_alone_with_its_about_page_methods_summary_and_glossary(printed):
+    path, pages = printed["made"][1]
+    tops = _pdftotext(path, "-x", "0", "-y", "50", "-W", "596", "-H", "60")
+    starts = {t.split("\n", 1)[0].strip(): n for n, t in enumerate(tops, 1)}
+    for title in ("About this report", "Methods in brief", "Glossary"):
+        assert title in starts, (title, sorted(starts))
+    assert starts["About this report"] < starts["Methods in brief"] < starts["Glossary"] <= pages
+    about = " ".join(_pdftotext(path)[starts["About this report"] - 1].split())
+    assert "What ISAFE is" in about and "How the trial ran" in about
+    assert "The pooled trial's headline, for context" in about
+    # the contents are flat, one heading per strand: the strands are not nested under the LA's index page
+    res = subprocess.run(["pdftotext", "-layout", "-f", "2", "-l", "2", str(path), "-"], capture_output=True, text=True)
+    for part in ("Impact", "Implementation and process", "Cost", "Reference"):
+        assert re.search(rf"^\s*{part}\s*$", res.stdout, re.MULTILINE), (part, res.stdout)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
 def test_tables_and_figures_are_numbered_in_sequence_in_the_printed_text(printed, which):
     path, _ = printed["made"][which]
