@@ -367,6 +367,27 @@ def _stage_notebook(
     nbformat.write(nb, dst)
 
 
+#: The folder, inside the HTML book, the command line copies the PDFs into (``--pdf``): the pages link them there.
+PDF_FOLDER = "pdf"
+#: The whole report's PDF file stem; an LA's is ``<REPORT_PDF>_<LA>`` (:mod:`isafe_helpers.publish.pdf`).
+REPORT_PDF = "isafe_report"
+
+
+def pdf_files(run: dict) -> list[str]:
+    """The PDFs' paths inside the HTML book (the whole report's, then each LA's), as the pages link them."""
+    return [f"{PDF_FOLDER}/{REPORT_PDF}.pdf", *(f"{PDF_FOLDER}/{REPORT_PDF}_{la}.pdf" for la in sorted(run["las"]))]
+
+
+def pdf_link(here: str, la: str | None, text: str) -> str:
+    """A raw-HTML link from the staged page ``here`` (``book/index``) to a PDF beside the HTML.
+
+    >>> pdf_link("book/las/LA01", "LA01", "PDF")
+    '<a href="../../pdf/isafe_report_LA01.pdf">PDF</a>'
+    """
+    name = f"{REPORT_PDF}_{la}" if la else REPORT_PDF
+    return f'<a href="{"../" * here.count("/")}{PDF_FOLDER}/{html_text(name)}.pdf">{html_text(text)}</a>'
+
+
 def la_index_markdown(la: str, pages: list[str], headline: str, status: str = "") -> str:
     """The generated index page of one LA's section: caveat, headline tables, its pages and downloads."""
     out = [
@@ -397,6 +418,9 @@ def la_index_markdown(la: str, pages: list[str], headline: str, status: str = ""
         "",
         f"{{download}}`The numbers this LA's pages publish <../downloads/{la}-published-numbers.csv>` (after "
         "disclosure control).",
+        "",
+        f"{pdf_link(f'book/las/{la}', la, 'This LA’s report as one PDF')}, to read or print on its own (where "
+        "the book's PDFs were printed: see the status page).",
         "",
     ]
     return "\n".join(out)
@@ -780,6 +804,7 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     if pooled_baseline:  # no follow-up yet: nothing is read from an outcome analysis
         glue.update(B.baseline_glue(look, run, limit))
     glue.update(S.front_matter(_protocol(Path(run["data_root"]), instrument)))
+    glue["s_pdf_link"] = pdf_link("book/index", None, "The whole report as one PDF")
     glue["s_report_status"] = B.front_page_status(run)
     glue["s_waves_sentence"] = B.waves_sentence(pooled_baseline)
 

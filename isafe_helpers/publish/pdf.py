@@ -74,7 +74,7 @@ from urllib.parse import unquote, urlsplit
 
 from bs4 import BeautifulSoup, NavigableString, Tag
 
-from isafe_helpers.publish.book import RUN_FILE, synthetic_notice
+from isafe_helpers.publish.book import REPORT_PDF, RUN_FILE, synthetic_notice
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 #: Reference pages written for analysts and reviewers, left out of the whole report.
 ANALYST_PAGES = ("book/data_dictionary.html", "book/rerun.html", "book/reviewing.html")
 #: The whole report's file stem; an LA's is ``<REPORT_NAME>_<LA>``.
-REPORT_NAME = "isafe_report"
+REPORT_NAME = REPORT_PDF
 #: Paper and margins (A4 portrait); the header and footer sit in the top and bottom margins.
 PAPER = "A4"
 PAPER_WIDTH_MM = 210.0

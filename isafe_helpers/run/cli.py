@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -310,7 +311,13 @@ def _pdfs(out: Path, build: Path) -> int:
         print(f"error: PDF: {err}", file=sys.stderr)
         return 1
     atomic_write_bytes(folder / PDF_OF, (build / "html" / ".inputs").read_bytes())
+    # a copy beside the HTML, where its pages link them (publish.book.PDF_FOLDER): the published folder is whole
+    from isafe_helpers.publish.book import PDF_FOLDER
+
+    beside = build / "html" / PDF_FOLDER
+    beside.mkdir(exist_ok=True)
     for path, pages in made:
+        shutil.copyfile(path, beside / path.name)
         print(f"pdf: {path} ({pages} pages)")
     return 0
 
