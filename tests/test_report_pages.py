@@ -218,3 +218,17 @@ def test_an_la_result_with_baseline_inequivalence_and_high_attrition_carries_the
     assert row["caution"].startswith("Baseline equivalence not satisfied") and "high attrition" in row["caution"]
     assert (t.data["caution"] == "").sum() == len(t.data) - 1  # the other outcomes carry none
     assert "caution" not in [c.key for c in S.headline_table(Lookup(est), ["LA01"], pooled=False).columns]
+
+
+def test_each_la_index_page_and_the_front_page_link_their_pdf_beside_the_html():
+    from isafe_helpers.publish import book
+
+    text = book.la_index_markdown("LA01", ["1_impact"], "")
+    assert '<a href="../../pdf/isafe_report_LA01.pdf">' in text  # html/book/las/LA01.html -> html/pdf/
+    assert book.pdf_link("book/index", None, "PDF") == '<a href="../pdf/isafe_report.pdf">PDF</a>'
+    # every PDF the pages link is listed in the book's manifest, so a later build may replace the folder
+    assert book.pdf_files({"las": ["LA02", "LA01"]}) == [
+        "pdf/isafe_report.pdf",
+        "pdf/isafe_report_LA01.pdf",
+        "pdf/isafe_report_LA02.pdf",
+    ]
