@@ -215,7 +215,8 @@ def test_an_la_result_with_baseline_inequivalence_and_high_attrition_carries_the
     t = S.headline_table(look, ["LA01"], pooled=False)
     assert "caution" in [c.key for c in t.columns]
     row = t.data.set_index("outcome").loc[S.label(scale)]
-    assert row["caution"].startswith("Baseline equivalence not satisfied") and "high attrition" in row["caution"]
+    assert row["caution"] == "Baseline equivalence not satisfied; high attrition"
+    assert any(n.startswith("Caution: baseline equivalence not satisfied means") for n in t.notes)
     assert (t.data["caution"] == "").sum() == len(t.data) - 1  # the other outcomes carry none
     assert "caution" not in [c.key for c in S.headline_table(Lookup(est), ["LA01"], pooled=False).columns]
 

@@ -178,10 +178,10 @@ def caution(look: Lookup, outcome: str) -> str:
     out = []
     equivalence = mine["analysis"] == "baseline_equivalence"
     if (equivalence & notes.str.startswith("not satisfied")).any():
-        out.append("baseline equivalence not satisfied: the arms differed at baseline")
+        out.append("baseline equivalence not satisfied")
     attrition = (mine["analysis"] == "attrition") & (mine["quantity"] == "wwc_cautious_boundary_pct")
     if (attrition & notes.str.contains("high attrition")).any():
-        out.append("high attrition (WWC cautious boundary): the analysed staff may not be like those randomised")
+        out.append("high attrition")
     text = "; ".join(out)
     return text[:1].upper() + text[1:]
 
@@ -252,7 +252,8 @@ def headline_table(
     if pooled:
         # the finding reads published facts only (_verdict): a withheld or missing one gives no verdict
         cols.append(Col("finding", "Finding", "text"))
-    if t["caution"].astype(bool).any():  # in the result's own row: baseline not equivalent, high attrition
+    cautious = bool(t["caution"].astype(bool).any())
+    if cautious:  # in the result's own row: baseline not equivalent, high attrition
         cols.append(Col("caution", "Caution", "text"))
     notes = [
         "Effect sizes: g is Hedges' g (the adjusted difference over the outcome's total SD; above 0 favours ISAFE); "
@@ -289,6 +290,16 @@ def headline_table(
         "available has no verdict."
         if pooled
         else "An LA's estimates describe that LA: they rest on few teams and carry no verdict.",
+        *(
+            [
+                "Caution: baseline equivalence not satisfied means the arms' baseline scores differed by more than "
+                "0.25 SD (WWC); high attrition means the staff lost from the analysis, overall and between the "
+                "arms, exceed the WWC cautious boundary, so the analysed staff may not be like those randomised. "
+                "Read such a result with care; the impact page's security table gives the numbers."
+            ]
+            if cautious
+            else []
+        ),
     ]
     keys = {f"n_{a}": [K.analysed(las, o, a) for o in outcomes(look)] for a in ARMS}
     return Table(
