@@ -142,6 +142,16 @@ def test_a_fact_no_page_publishes_is_refused_with_file_and_line(tmp_path):
     ]
 
 
+def test_a_fact_of_a_page_that_did_not_run_shows_x_and_the_book_is_still_built(tmp_path):
+    b = solved(pooled())
+    root = _report(tmp_path / "root", {"p.md": "Cost: {fact}`trial/cost/unit_cost/total/cost_per_participant_gbp`.\n"})
+    pages = {(p.scope, p.strand) for p in b.pages}
+    assert ("trial", "cost") not in pages  # the book's only results page is the pooled impact page
+    _, missing = A.stage_report(root, tmp_path / "book", b.facts(), pages)
+    assert missing == []
+    assert html.unescape((tmp_path / "book" / "report" / "p.md").read_text(encoding="utf-8")) == "Cost: [x].\n"
+
+
 def test_authored_pages_come_first_in_the_overview_part():
     toc = {"root": "book/index", "parts": [{"caption": "Overview", "chapters": [{"file": "book/about_isafe"}]}]}
     out = A.with_report(toc, ["book/report/a", "book/report/b"])

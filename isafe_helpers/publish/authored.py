@@ -36,6 +36,7 @@ from pathlib import Path
 
 from isafe_helpers.data import report_pages as R
 from isafe_helpers.publish.escape import md
+from isafe_helpers.publish.tables import NOT_AVAILABLE
 
 #: Where the pages go in the staged book (``book/report/<page>.md``).
 STAGED = "book/report"
@@ -43,7 +44,7 @@ STAGED = "book/report"
 _FACT = re.compile(r"\{fact\}`([^`]*)`|(`+).*?\2")  # a fact, or a code span (left as written)
 
 
-def substitute(file: str, text: str, facts: dict) -> tuple[str, list[str]]:
+def substitute(file: str, text: str, facts: dict, pages: set | None = None) -> tuple[str, list[str]]:
     """``text`` with each ``{fact}`` replaced by its published text; and the citations no page publishes.
 
     >>> from types import SimpleNamespace as NS
@@ -65,6 +66,8 @@ def substitute(file: str, text: str, facts: dict) -> tuple[str, list[str]]:
                 return m.group(0)
             key, why = R.parse_fact(m.group(1))
             fact = facts.get(key) if key is not None else None
+            if fact is None and key is not None and pages is not None and (key[0], key[1]) not in pages:
+                return md(NOT_AVAILABLE)  # its page did not run (failed, or not in this run): not available
             if fact is None:
                 missing.append(
                     f"{file}, line {line_no}: {{fact}}`{m.group(1)}` "
@@ -77,15 +80,19 @@ def substitute(file: str, text: str, facts: dict) -> tuple[str, list[str]]:
     return "".join(lines), missing
 
 
-def stage_report(data_root: Path, book_dir: Path, facts: dict) -> tuple[list[str], list[str]]:
+def stage_report(data_root: Path, book_dir: Path, facts: dict, pages: set | None = None) -> tuple[list[str], list[str]]:
     """Write the authored pages (and the other files of ``report/``: images) into ``book_dir/report``.
 
     Returns the staged pages' toc entries (``book/report/<stem>``, in
-    ``report.yml``'s order) and every citation no page publishes.
+    ``report.yml``'s order) and every citation no page publishes. ``pages``
+    are the (scope, strand) results pages of this book: a fact of a page
+    that is not among them (its notebook failed, or was not in this run)
+    shows ``[x]``, as the book shows what it could not compute; a fact of
+    a page that is there but not published on it is refused.
     """
     folder = Path(data_root) / R.FOLDER
-    pages = R.page_list(Path(data_root)) if folder.is_dir() else []
-    if not pages:
+    listed = R.page_list(Path(data_root)) if folder.is_dir() else []
+    if not listed:
         return [], []
     out = book_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -93,8 +100,8 @@ def stage_report(data_root: Path, book_dir: Path, facts: dict) -> tuple[list[str
         if f.is_file() and f.suffix != ".md" and f.name != R.INDEX and not f.name.startswith("."):
             shutil.copy2(f, out / f.name)
     entries, missing = [], []
-    for name in pages:
-        text, lost = substitute(f"{R.FOLDER}/{name}", (folder / name).read_text(encoding="utf-8"), facts)
+    for name in listed:
+        text, lost = substitute(f"{R.FOLDER}/{name}", (folder / name).read_text(encoding="utf-8"), facts, pages)
         missing += lost
         (out / name).write_text(text, encoding="utf-8")
         entries.append(f"{STAGED}/{Path(name).stem}")

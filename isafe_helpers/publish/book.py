@@ -758,7 +758,9 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     book.solve()
     _fill_headlines(book, looks, run)
     # the evaluator's own pages (report/ at the data root), their numbers read from the book's facts
-    report_pages, missing = A.stage_report(Path(run["data_root"]), stage_dir / "book", book.facts())
+    report_pages, missing = A.stage_report(
+        Path(run["data_root"]), stage_dir / "book", book.facts(), {(p.scope, p.strand) for p in book.pages}
+    )
     if missing:
         raise BookError("an authored page cites a number the book does not show:\n" + "\n".join(missing))
     # the threshold in the environment too: the prose renderers read it (it should equal the run's)
