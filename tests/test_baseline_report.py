@@ -41,7 +41,7 @@ def cli(*args) -> subprocess.CompletedProcess:
 
 def drop_followup(root: Path, las: list[str] | None = None) -> None:
     """Remove the follow-up rows of the survey and case-file audit (of ``las``, default every LA)."""
-    for la in las or sorted(p.name for p in root.iterdir() if p.is_dir()):
+    for la in las or sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "report"):
         for name in OUTCOME_TABLES:
             df = read(root, f"{la}/{name}")
             write(root, f"{la}/{name}", df[df["wave"] != "followup"])

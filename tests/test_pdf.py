@@ -160,9 +160,29 @@ def test_an_la_gets_a_pdf_of_its_index_and_pages_only_when_it_has_results_pages(
     docs = pdf.documents(book)
     assert [d.name for d in docs] == ["isafe_report", "isafe_report_LA01"]
     la = docs[1]
-    assert [p.path for p in la.pages] == ["book/las/LA01.html", "results/las/LA01/1_impact.html"]
+    assert [p.path for p in la.pages] == [
+        pdf.ABOUT_PAGE,
+        pdf.METHODS_PAGE,
+        "book/las/LA01.html",
+        "results/las/LA01/1_impact.html",
+    ]
+    # a flat contents by strand: nothing nested under the LA's index page
+    assert {p.level for p in la.pages} == {1}
+    assert [p.part for p in la.pages] == ["About this report", "About this report", "Local authority LA01", "Impact"]
     assert la.title == "ISAFE evaluation: Local authority LA01"
     assert "descriptive only" in la.scope
+
+
+def test_an_la_pdf_opens_with_about_this_report_and_methods_in_brief_read_from_the_book(book):
+    _, soup = _assembled(book, 1)
+    about = soup.select_one("#page-1")
+    assert about.h1.get_text() == "About this report"
+    assert "How the trial ran" in about.get_text() and "headline, for context" in about.get_text()
+    methods = soup.select_one("#page-2")
+    assert methods.h1.get_text() == "Methods in brief" and "Maths" in methods.get_text()
+    contents = soup.select_one("#contents")
+    assert [h.get_text() for h in contents.find_all("h2")] == ["About this report", "Local authority LA01", "Impact"]
+    assert contents.select("ul ul") == []  # flat
 
 
 def test_a_folder_without_a_built_book_is_refused_with_its_name(tmp_path):
@@ -237,6 +257,9 @@ def test_mathjax_comes_from_the_books_own_copy_when_a_page_has_maths(book):
     out, soup = _assembled(book)
     srcs = [s["src"] for s in soup.head.find_all("script", src=True)]
     assert srcs == ["../html/_static/mathjax/tex-svg.js"]
+    _, la = _assembled(book, which=1)  # its methods in brief carry the methods page's maths
+    assert [s["src"] for s in la.head.find_all("script", src=True)] == srcs
+    (book / "book" / "methods.html").write_text(_html("book/methods.html", "Methods", "<p>No maths.</p>"))
     _, la = _assembled(book, which=1)  # no maths there
     assert la.head.find_all("script", src=True) == []
 
@@ -453,6 +476,25 @@ def test_the_contents_give_the_page_each_part_starts_on(printed, which):
     numbers = [int(n) for _, n in entries]
     assert numbers == sorted(numbers) and 2 < numbers[0] and numbers[-1] <= pages
     assert [tops[n - 1].startswith(title) for (title, _), n in zip(entries, numbers)] == [True] * len(entries)
+
+
+@pytest.mark.slow
+def test_an_la_pdf_stands_alone_with_its_about_page_methods_summary_and_glossary(printed):
+    path, pages = printed["made"][1]
+    tops = _pdftotext(path, "-x", "0", "-y", "50", "-W", "596", "-H", "60")
+    starts = {}
+    for title in ("About this report", "Methods in brief", "Glossary"):
+        hits = [n for n, t in enumerate(tops, 1) if n > 2 and t.startswith(title)]  # after the cover and contents
+        assert hits, (title, [t[:30] for t in tops])
+        starts[title] = hits[0]
+    assert starts["About this report"] < starts["Methods in brief"] < starts["Glossary"] <= pages
+    about = " ".join(_pdftotext(path)[starts["About this report"] - 1].split())
+    assert "What ISAFE is" in about and "How the trial ran" in about
+    assert "The pooled trial's headline, for context" in about
+    # the contents are flat, one heading per strand: the strands are not nested under the LA's index page
+    res = subprocess.run(["pdftotext", "-layout", "-f", "2", "-l", "2", str(path), "-"], capture_output=True, text=True)
+    for part in ("Impact", "Implementation and process", "Cost", "Reference"):
+        assert re.search(rf"^\s*{part}\s*$", res.stdout, re.MULTILINE), (part, res.stdout)
 
 
 @pytest.mark.slow

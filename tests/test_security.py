@@ -61,7 +61,7 @@ def laced(tmp_path_factory):
     inst["scales"][PAYLOADS[0]] = inst["scales"].pop("strategy_frequency")
     (root / "instrument.yml").write_text(yaml.safe_dump(inst), encoding="utf-8")
     names = {"LA01": f"Northshire {PAYLOADS[0]}"}  # issue 26: the search page ran this name's script
-    for la_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    for la_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "report"):
         costs = pd.read_csv(la_dir / "costs.csv", dtype=str, keep_default_na=False)
         costs.loc[: len(PAYLOADS) - 1, "item"] = PAYLOADS[: len(costs)]
         costs.to_csv(la_dir / "costs.csv", index=False)

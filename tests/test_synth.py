@@ -45,7 +45,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def _la_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir())
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name != "report")  # report/: the evaluator's pages
 
 
 def _load(root: Path) -> dict[str, pd.DataFrame]:

@@ -153,6 +153,13 @@ REPORT_LINES = 20
 #: (read and checked by :mod:`isafe_helpers.data.protocol`).
 PROTOCOL_FILE = "protocol.yml"
 
+#: Optional folder at the data root: the evaluator's own pages, listed in
+#: ``report/report.yml`` (``pages:``), MyST Markdown citing numbers with
+#: ``{fact}`SCOPE/STRAND/ANALYSIS/OUTCOME/QUANTITY[:FIELD]``` (read and checked
+#: by :mod:`isafe_helpers.data.report_pages`; staged by
+#: :mod:`isafe_helpers.publish.authored`). Never an LA folder.
+REPORT_FOLDER = "report"
+
 
 # --------------------------------------------------------------------------
 # The survey instrument

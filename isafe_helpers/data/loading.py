@@ -56,6 +56,8 @@ from isafe_helpers.data.la_info import FILENAME as LA_INFO
 from isafe_helpers.data.la_info import read_la_yml
 from isafe_helpers.data.protocol import Protocol, read_protocol
 from isafe_helpers.data.readers import Problem, RawTable, Unreadable, Workbook, read_text
+from isafe_helpers.data.report_pages import FOLDER as REPORT_FOLDER
+from isafe_helpers.data.report_pages import check_report
 from isafe_helpers.data.scoring import score_scales
 from isafe_helpers.outputs import neutralise
 
@@ -471,7 +473,9 @@ class TrialData:
 
 def find_las(root: Path) -> list[str]:
     """LA folders of a data root (links followed; ignored names left out), sorted."""
-    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not is_ignored(p.name))
+    return sorted(
+        p.name for p in Path(root).iterdir() if p.is_dir() and not is_ignored(p.name) and p.name != REPORT_FOLDER
+    )
 
 
 @dataclass(frozen=True)
@@ -714,6 +718,7 @@ def _check_las(root: Path, found: Scan, refused: set[str], out: _Findings) -> li
             out.problems.append(
                 Problem(la, None, None, la, "LA folder name must use letters, digits, _ and - only, and not be 'trial'")
             )
+    out.problems += check_report(root, las)  # the evaluator's pages (data.report_pages)
     for p in found.files:
         if p.parent == root and p.name not in ROOT_FILES:
             out.notes.append(f"{p.name}: unknown file at the data root ignored")

@@ -62,6 +62,8 @@ from typing import Any
 import numpy as np
 
 from isafe_helpers.data import contract as C
+from isafe_helpers.data.report_pages import FOLDER as REPORT_FOLDER
+from isafe_helpers.data.report_pages import write_synthetic
 
 __all__ = ["generate", "PARAMS", "COMPONENTS", "SURVEY_ITEMS", "NOTE"]
 
@@ -398,6 +400,7 @@ def generate(
             _write_csv(la_dir / f"{name}.csv", _COLUMNS[name], files[name])
         name = _LA_NAMES[k] if k < len(_LA_NAMES) else f"Synthetic LA {k + 1:02d}"
         (la_dir / "la.yml").write_text(f"name: {name}\n", encoding="utf-8", newline="\n")
+    write_synthetic(out / REPORT_FOLDER)  # the evaluator's pages, marked synthetic (data.report_pages)
     return out
 
 

@@ -42,8 +42,10 @@ import yaml
 
 from isafe_helpers.data import contract as C
 from isafe_helpers.data.files import code_hash
+from isafe_helpers.data.protocol import read_protocol
 from isafe_helpers.data.validated import load_saved, write_saved
 from isafe_helpers.outputs import MARKER, neutralise_frame
+from isafe_helpers.publish import authored as A
 from isafe_helpers.publish import baseline as B
 from isafe_helpers.publish import disclosure, tables
 from isafe_helpers.publish import facts as F
@@ -366,6 +368,27 @@ def _stage_notebook(
     nbformat.write(nb, dst)
 
 
+#: The folder, inside the HTML book, the command line copies the PDFs into (``--pdf``): the pages link them there.
+PDF_FOLDER = "pdf"
+#: The whole report's PDF file stem; an LA's is ``<REPORT_PDF>_<LA>`` (:mod:`isafe_helpers.publish.pdf`).
+REPORT_PDF = "isafe_report"
+
+
+def pdf_files(run: dict) -> list[str]:
+    """The PDFs' paths inside the HTML book (the whole report's, then each LA's), as the pages link them."""
+    return [f"{PDF_FOLDER}/{REPORT_PDF}.pdf", *(f"{PDF_FOLDER}/{REPORT_PDF}_{la}.pdf" for la in sorted(run["las"]))]
+
+
+def pdf_link(here: str, la: str | None, text: str) -> str:
+    """A raw-HTML link from the staged page ``here`` (``book/index``) to a PDF beside the HTML.
+
+    >>> pdf_link("book/las/LA01", "LA01", "PDF")
+    '<a href="../../pdf/isafe_report_LA01.pdf">PDF</a>'
+    """
+    name = f"{REPORT_PDF}_{la}" if la else REPORT_PDF
+    return f'<a href="{"../" * here.count("/")}{PDF_FOLDER}/{html_text(name)}.pdf">{html_text(text)}</a>'
+
+
 def la_index_markdown(la: str, pages: list[str], headline: str, status: str = "") -> str:
     """The generated index page of one LA's section: caveat, headline tables, its pages and downloads."""
     out = [
@@ -396,6 +419,9 @@ def la_index_markdown(la: str, pages: list[str], headline: str, status: str = ""
         "",
         f"{{download}}`The numbers this LA's pages publish <../downloads/{la}-published-numbers.csv>` (after "
         "disclosure control).",
+        "",
+        f"{pdf_link(f'book/las/{la}', la, 'This LA’s report as one PDF')}, to read or print on its own (where "
+        "the book's PDFs were printed: see the status page).",
         "",
     ]
     return "\n".join(out)
@@ -490,6 +516,55 @@ def _usable(est: pd.DataFrame, failed: dict) -> Lookup:
     return Lookup(est[~est["strand"].isin(list(failed))])
 
 
+def size_heading(teams: float, staff: float, plan_teams: float, plan_size: float) -> str:
+    """The Limitations page's heading on the trial's size, as the numbers have it (never "smaller" when it is not).
+
+    >>> size_heading(63, 633, 48, 10), size_heading(63, 400, 48, 10)
+    ('A larger trial than planned', 'More teams than planned, but smaller ones')
+    >>> size_heading(40, 400, 48, 10), size_heading(48, 480, 48, 10), size_heading(math.nan, 1, 48, 10)
+    ('A smaller trial than planned', 'The trial as planned', "The trial's size against its plan")
+    """
+    if not (math.isfinite(teams) and math.isfinite(plan_teams)):
+        return "The trial's size against its plan"
+    smaller = math.isfinite(staff) and math.isfinite(plan_size) and staff / max(teams, 1) < plan_size
+    if teams < plan_teams:
+        return "A smaller trial than planned"
+    if teams > plan_teams:
+        return "More teams than planned, but smaller ones" if smaller else "A larger trial than planned"
+    return "Smaller teams than planned" if smaller else "The trial as planned"
+
+
+def mdes_sentence(mdes: float, plan: float) -> str:
+    """The MDES achieved against the plan's, with the comparison the two numbers support.
+
+    >>> mdes_sentence(0.2157, 0.2172)
+    "The analysed sample could detect an effect of 0.22 SD on the primary outcome with 80% power; the protocol's plan (its teams, team size, ICC and variance explained) could detect 0.22 SD: about the power planned."
+    >>> mdes_sentence(0.30, 0.22).endswith("less power than planned.")
+    True
+    """
+    if not (math.isfinite(mdes) and math.isfinite(plan)):
+        return "The minimum detectable effect size is not available in this build."
+    a, b = number(mdes, "number", 2), number(plan, "number", 2)
+    verdict = (
+        "about the power planned"
+        if a == b
+        else ("less power than planned" if mdes > plan else "more power than planned")
+    )
+    return (
+        f"The analysed sample could detect an effect of {a} SD on the primary outcome with 80% power; the "
+        f"protocol's plan (its teams, team size, ICC and variance explained) could detect {b} SD: {verdict}."
+    )
+
+
+def _protocol(root: Path, instrument: C.Instrument):
+    """The data root's protocol (``protocol.yml``, checked when the data were validated), or None if unreadable."""
+    try:
+        protocol, problems = read_protocol(root, instrument.scale_names)
+    except (OSError, ValueError):
+        return None
+    return None if problems else protocol
+
+
 def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     """Sentences on the trial's size, power and attrition, from the pooled rows (numbers of teams are not people)."""
     primary = S.reference_outcome(look)
@@ -506,16 +581,13 @@ def _design_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
     glue = {"s_size_sentence": md(f"{size} were randomised within LA to ISAFE or to business as usual.")}
     if math.isfinite(plan_teams) and math.isfinite(plan_las):
         glue["s_size_sentence"] += " " + md(f"The protocol planned {plan_teams:.0f} teams in {plan_las:.0f} LAs.")
+    plan_size = look.value("impact", "protocol", "design", "planned_team_size")
+    glue["s_size_heading"] = md(size_heading(teams, staff, plan_teams, plan_size))
     mdes = look.value("impact", "power", primary, "mdes_analysis")
     plan = look.value("impact", "power", primary, "mdes_protocol")
     if not math.isfinite(plan):
         plan = look.value("impact", "protocol", "design", "planned_mdes")
-    glue["s_mdes_sentence"] = md(
-        f"The analysed sample could detect an effect of {number(mdes, 'number', 2)} SD on {what} with 80% "
-        f"power, against {number(plan, 'number', 2)} SD in the protocol's plan."
-        if math.isfinite(mdes) and math.isfinite(plan)
-        else "The minimum detectable effect size is not available in this build."
-    )
+    glue["s_mdes_sentence"] = md(mdes_sentence(mdes, plan))
     o = look.value("impact", "attrition", f"{primary}:participants", "overall_attrition_pct")
     d = look.value("impact", "attrition", f"{primary}:participants", "differential_attrition_pct")
     glue["s_attrition_sentence"] = md(
@@ -690,6 +762,12 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     looks = _summary_tables(book, results, run, failed)
     book.solve()
     _fill_headlines(book, looks, run)
+    # the evaluator's own pages (report/ at the data root), their numbers read from the book's facts
+    report_pages, missing = A.stage_report(
+        Path(run["data_root"]), stage_dir / "book", book.facts(), {(p.scope, p.strand) for p in book.pages}
+    )
+    if missing:
+        raise BookError("an authored page cites a number the book does not show:\n" + "\n".join(missing))
     # the threshold in the environment too: the prose renderers read it (it should equal the run's)
     salt = json.dumps([_code_digest(), limit, disclosure.threshold(), sorted(_NAMES.items())])
     old_pages, new_pages = _read_stage_cache(cache, salt), {}
@@ -733,6 +811,8 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     )
     if pooled_baseline:  # no follow-up yet: nothing is read from an outcome analysis
         glue.update(B.baseline_glue(look, run, limit))
+    glue.update(S.front_matter(_protocol(Path(run["data_root"]), instrument)))
+    glue["s_pdf_link"] = pdf_link("book/index", None, "The whole report as one PDF")
     glue["s_report_status"] = B.front_page_status(run)
     glue["s_waves_sentence"] = B.waves_sentence(pooled_baseline)
 
@@ -811,7 +891,9 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
         local_authorities_markdown(sorted(run["las"]), book, baseline), encoding="utf-8"
     )
     toc = yaml.safe_load((SOURCES / "_toc.yml").read_text(encoding="utf-8"))
-    (stage_dir / "_toc.yml").write_text(yaml.safe_dump(expand_toc(toc, la_sections), sort_keys=False), encoding="utf-8")
+    (stage_dir / "_toc.yml").write_text(
+        yaml.safe_dump(A.with_report(expand_toc(toc, la_sections), report_pages), sort_keys=False), encoding="utf-8"
+    )
     if cache is not None:
         write_saved(cache, {"salt": salt, "pages": new_pages})
     return run

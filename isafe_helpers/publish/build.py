@@ -52,7 +52,7 @@ import sys
 from pathlib import Path
 
 from isafe_helpers.outputs import NotOurs, claim, is_ours, make_marked, remove_ours, replace_refused, write_manifest
-from isafe_helpers.publish.book import BookError, stage  # noqa: F401 (BookError re-exported)
+from isafe_helpers.publish.book import BookError, pdf_files, stage  # noqa: F401 (BookError re-exported)
 from isafe_helpers.resources import BUILD, DEFAULT_OUT
 
 #: Sphinx's output and doctrees, kept between builds.
@@ -172,7 +172,7 @@ def _stage_and_build(
     results: Path, build: Path, source: Path, fresh: Path, sphinx: subprocess.Popen, jobs: int | None, clean: bool
 ) -> Path:
     make_marked(fresh)  # marked before anything is staged: a killed build's staging is deleted by the next
-    stage(results, fresh, build / STAGE_CACHE, jobs or jobs_default())
+    run = stage(results, fresh, build / STAGE_CACHE, jobs or jobs_default())
     if source.exists() and not is_ours(source):
         raise NotOurs(f"{source} was not made by the handbook: it is left as it is")
     _, removed = sync_tree(fresh, source)  # the marker is among the staged files
@@ -198,7 +198,8 @@ def _stage_and_build(
     remove_ours(tmp_out)
     make_marked(tmp_out)
     shutil.copytree(html, tmp_out, dirs_exist_ok=True)
-    write_manifest(tmp_out, also=(".inputs",))  # .inputs: written by the command line when the book is in place
+    # .inputs and the PDFs' copies (pdf_links): written by the command line when the book is in place
+    write_manifest(tmp_out, also=(".inputs", *pdf_files(run)))
     remove_ours(old)
     reason = replace_refused(build / "html")  # a file put there during the build
     if reason:

@@ -15,8 +15,12 @@ Choices, stated once:
   those written for analysts and reviewers (:data:`ANALYST_PAGES`: the data
   dictionary, how to rerun, the reviewer's path), so the status page (which
   data, which run, which versions) and any glossary are kept. An LA's PDF
-  takes that LA's index page and its pages; an LA without results pages gets
-  no PDF.
+  stands alone: an "About this report" page (what ISAFE is, how the trial
+  ran and the pooled headline for context, read from the executive summary),
+  "Methods in brief" (the first paragraph of each part of the methods page),
+  that LA's index page and its pages, listed flat under one contents heading
+  per strand, and the glossary (so its terms' links lead somewhere); an LA
+  without results pages gets no PDF.
 - **What is kept of a page.** Its article (``article.bd-article``), less
   navigation, buttons, forms, scripts, code inputs and heading anchors.
   Links to pages in the same PDF become links within it; links to other
@@ -70,7 +74,7 @@ from urllib.parse import unquote, urlsplit
 
 from bs4 import BeautifulSoup, NavigableString, Tag
 
-from isafe_helpers.publish.book import RUN_FILE, synthetic_notice
+from isafe_helpers.publish.book import REPORT_PDF, RUN_FILE, synthetic_notice
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 #: Reference pages written for analysts and reviewers, left out of the whole report.
 ANALYST_PAGES = ("book/data_dictionary.html", "book/rerun.html", "book/reviewing.html")
 #: The whole report's file stem; an LA's is ``<REPORT_NAME>_<LA>``.
-REPORT_NAME = "isafe_report"
+REPORT_NAME = REPORT_PDF
 #: Paper and margins (A4 portrait); the header and footer sit in the top and bottom margins.
 PAPER = "A4"
 PAPER_WIDTH_MM = 210.0
@@ -303,6 +307,7 @@ def documents(html_dir: str | Path) -> list[PrintDocument]:
         [p for p in pages if p.path not in ANALYST_PAGES],
     )
     out = [report]
+    glossary = [BookPage(p.path, p.title, 1, "Reference") for p in pages if p.path == GLOSSARY_PAGE]
     for la, la_pages in las.items():
         if not any(_LA_RESULT.match(p.path) for p in la_pages):
             continue
@@ -315,11 +320,88 @@ def documents(html_dir: str | Path) -> list[PrintDocument]:
                 f"{name} alone: its headline numbers and its impact, implementation and process, and cost pages. "
                 "An LA's estimates rest on a handful of teams and are descriptive only; the trial's findings "
                 "are the pooled trial's, in the whole report.",
-                la_pages,
+                [
+                    BookPage(ABOUT_PAGE, "About this report", 1, "About this report"),
+                    BookPage(METHODS_PAGE, "Methods in brief", 1, "About this report"),
+                    *(BookPage(p.path, p.title, 1, _strand_part(p.path, name)) for p in la_pages),
+                    *glossary,
+                ],
                 la,
             )
         )
     return out
+
+
+#: The book's glossary page: the last part of each LA's PDF, so its terms' links lead somewhere.
+GLOSSARY_PAGE = "book/glossary.html"
+#: Pages an LA's PDF makes itself from the book's own pages (:func:`_about`, :func:`_methods_summary`).
+ABOUT_PAGE = "print:about"
+METHODS_PAGE = "print:methods"
+#: The contents' part of an LA's results page, by its file name's strand: flat, one part per strand.
+_STRAND_PARTS = (("impact", "Impact"), ("process", "Implementation and process"), ("cost", "Cost"))
+
+
+def _strand_part(path: str, name: str) -> str:
+    """The contents part an LA's page is listed under: its strand, or the LA itself for its index page."""
+    stem = path.rsplit("/", 1)[-1]
+    return next((part for key, part in _STRAND_PARTS if _LA_RESULT.match(path) and key in stem), name)
+
+
+def _sections(article: Tag, ids: tuple[str, ...]) -> list[Tag]:
+    return [sec for sec in article.find_all("section") if sec.get("id") in ids]
+
+
+def _about(html_dir: Path, doc: PrintDocument) -> str:
+    """ "About this report" for an LA's PDF, read from the executive summary as the book publishes it.
+
+    What ISAFE is (the summary's opening), how the trial ran (its "The
+    trial" and "About this evaluation" sections) and the pooled headline for
+    context (its first key finding, the primary outcome's): the LA's own
+    numbers are descriptive, the trial's finding is the pooled one.
+    """
+    summary = _article(html_dir, "book/index.html")
+    _drop_interactive(summary)
+    top = summary.find("section")
+    opening = [str(p) for p in (top.find_all("p", recursive=False)[:1] if top is not None else [])]
+    ran = [
+        "".join(str(c) for c in sec.find_all(["p"], recursive=False))
+        for sec in _sections(summary, ("the-trial", "about-this-evaluation"))
+    ]
+    findings = _sections(summary, ("key-findings",))
+    headline = findings[0].find("li") if findings else None
+    return (
+        "<h1>About this report</h1>"
+        f"<p>This is the report of one local authority in the ISAFE trial ({html.escape(doc.la or '')}). It stands "
+        "alone: what the programme is, how the trial ran, the pooled result for context, the methods in brief, "
+        "this LA's results by strand and a glossary.</p>"
+        "<h2>What ISAFE is</h2>"
+        + "".join(opening)
+        + "<h2>How the trial ran</h2>"
+        + "".join(ran)
+        + "<h2>The pooled trial's headline, for context</h2>"
+        + (f"<p>{headline.decode_contents()}</p>" if headline is not None else "<p>Not available in this build.</p>")
+        + "<p>This LA's own estimates rest on a handful of teams: they describe this LA and carry no verdict. "
+        "The trial's findings are the pooled trial's, in the whole report.</p>"
+    )
+
+
+def _methods_summary(html_dir: Path) -> str:
+    """ "Methods in brief": each section of the book's methods page, its heading and first paragraph."""
+    methods = _article(html_dir, "book/methods.html")
+    _drop_interactive(methods)
+    out = [
+        "<h1>Methods in brief</h1><p>The first paragraph of each part of the book's methods page; the whole "
+        "page is in the full report.</p>"
+    ]
+    for sec in methods.find_all("section"):
+        head = sec.find(["h1", "h2"], recursive=False)
+        first = sec.find("p", recursive=False)
+        if head is None or first is None:
+            continue
+        if head.name == "h2":  # the page's own opening paragraph goes under the summary's heading
+            out.append(f"<h2>{html.escape(head.get_text(' ', strip=True).rstrip('#'))}</h2>")
+        out.append(str(first))
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------
@@ -626,9 +708,14 @@ def assemble(
     log: list[tuple[str, str, str]] = []
     bodies, has_math = [], False
     for p in doc.pages:
-        article = _article(html_dir, p.path)
+        if p.path in (ABOUT_PAGE, METHODS_PAGE):
+            made = _about(html_dir, doc) if p.path == ABOUT_PAGE else _methods_summary(html_dir)
+            article = BeautifulSoup(f"<article>{made}</article>", "html.parser").find("article") or Tag(name="article")
+        else:
+            article = _article(html_dir, p.path)
         _drop_interactive(article)
-        _rewrite_links(article, p.path, anchors[p.path], anchors, html_dir)
+        source = {ABOUT_PAGE: "book/index.html", METHODS_PAGE: "book/methods.html"}.get(p.path, p.path)
+        _rewrite_links(article, source, anchors[p.path], anchors, html_dir)
         mapping = _number_captions(article, counters, log, p.path)
         _renumber_references(article, mapping)
         has_math = has_math or article.select_one(".math") is not None

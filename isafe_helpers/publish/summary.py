@@ -187,6 +187,30 @@ def _verdict(f: dict, null: float, primary: bool) -> str:
     return finding(f["lo"].raw, f["hi"].raw, f["p"].raw if f["p"] is not None else np.nan, holm, null, primary)
 
 
+def caution(look: Lookup, outcome: str) -> str:
+    """What a reader must know beside an outcome's result: baseline equivalence not satisfied, high attrition.
+
+    Read from the impact strand's own judgements (their rows' notes): the
+    WWC baseline-equivalence verdict of the outcome's baseline measure and
+    the WWC cautious attrition boundary of its analysed staff or teams.
+    Words only, never a number (nothing here can disclose a count).
+    """
+    est = look.est
+    if "note" not in est.columns:
+        return ""
+    mine = est[(est["strand"] == "impact") & est["outcome"].astype(str).str.startswith(f"{outcome}:")]
+    notes = mine["note"].fillna("").astype(str)
+    out = []
+    equivalence = mine["analysis"] == "baseline_equivalence"
+    if (equivalence & notes.str.startswith("not satisfied")).any():
+        out.append("baseline equivalence not satisfied")
+    attrition = (mine["analysis"] == "attrition") & (mine["quantity"] == "wwc_cautious_boundary_pct")
+    if (attrition & notes.str.contains("high attrition")).any():
+        out.append("high attrition")
+    text = "; ".join(out)
+    return text[:1].upper() + text[1:]
+
+
 def headline_table(
     look: Lookup,
     las: list[str],
@@ -229,6 +253,7 @@ def headline_table(
             rec["finding"] = _verdict(f, 1.0 if case else 0.0, o == primary) if view else ""
         # why an estimate is not available: the reason its model's row gives (text, never a number of ours)
         rec["reason"] = _why(look, o, symbol=False) if view and rec["effect"] == NOT_AVAILABLE_SYMBOL else ""
+        rec["caution"] = caution(look, o)
         recs.append(rec)
         links.append({k: (href(f[k]) if href and f[k] is not None else None) for k in ("effect", "p", "p_holm")})
         shown.append(
@@ -252,6 +277,9 @@ def headline_table(
     if pooled:
         # the finding reads published facts only (_verdict): a withheld or missing one gives no verdict
         cols.append(Col("finding", "Finding", "text"))
+    cautious = bool(t["caution"].astype(bool).any())
+    if cautious:  # in the result's own row: baseline not equivalent, high attrition
+        cols.append(Col("caution", "Caution", "text"))
     notes = [
         "Effect sizes: g is Hedges' g (the adjusted difference over the outcome's total SD; above 0 favours ISAFE); "
         "for case files, the odds ratio (above 1 favours ISAFE); each with the primary model's own 95% CI.",
@@ -295,6 +323,16 @@ def headline_table(
         )
         if pooled
         else "An LA's estimates describe that LA: they rest on few teams and carry no verdict.",
+        *(
+            [
+                "Caution: baseline equivalence not satisfied means the arms' baseline scores differed by more than "
+                "0.25 SD (WWC); high attrition means the staff lost from the analysis, overall and between the "
+                "arms, exceed the WWC cautious boundary, so the analysed staff may not be like those randomised. "
+                "Read such a result with care; the impact page's security table gives the numbers."
+            ]
+            if cautious
+            else []
+        ),
     ]
     keys = {f"n_{a}": [K.analysed(las, o, a) for o in outcomes(look)] for a in ARMS}
     return Table(
@@ -630,4 +668,66 @@ def failed_strands(run: dict) -> dict[str, str]:
         t["strand"]: t.get("message", "")
         for t in run.get("tasks", [])
         if t.get("scope") == "trial" and t.get("status") == "failed"
+    }
+
+
+# --------------------------------------------------------------------------
+# The front matter: who ran the trial, when, where it is registered, what it measured
+# --------------------------------------------------------------------------
+#: What the summary says of a detail the trial's protocol details do not give.
+NOT_GIVEN = "not given"
+
+
+def _given(value) -> str:
+    text = "" if value is None else str(value).strip()
+    return text or NOT_GIVEN
+
+
+def front_matter(protocol) -> dict[str, str]:
+    """The summary's front matter from the protocol (``protocol.yml``), escaped, each part or "not given".
+
+    ``s_front_matter``: the registration (registry, id, date, address), the
+    dates (randomised, baseline, follow-up), the evaluator, the developer
+    and the funder; ``s_outcomes_scope``: that the outcomes are
+    practitioners' and no child or family outcome was measured (Foundations'
+    evidence ratings rest on child outcomes). Reads the protocol's
+    ``registration``, ``dates``, ``evaluator``, ``developer`` and ``funder``
+    where it has them (a protocol without them says "not given").
+
+    >>> from types import SimpleNamespace as NS
+    >>> p = NS(registration={"registry": "ISRCTN", "id": "12345678", "date": "2023-01-10"}, dates=None,
+    ...        evaluator="A University", developer=None, funder="A Funder")
+    >>> import html; print(html.unescape(front_matter(p)["s_front_matter"]))
+    Registration: ISRCTN 12345678, registered 2023-01-10. Dates: not given. Evaluator: A University. Developer: not given. Funder: A Funder.
+    """
+    reg = getattr(protocol, "registration", None) or {}
+    if isinstance(reg, dict) and any(reg.get(k) for k in ("registry", "id", "url")):
+        registration = " ".join(str(reg[k]) for k in ("registry", "id") if reg.get(k))
+        if reg.get("date"):
+            registration += f", registered {reg['date']}"
+        if reg.get("url"):
+            registration += f" ({reg['url']})"
+    else:
+        registration = NOT_GIVEN
+    dates = getattr(protocol, "dates", None) or {}
+    when = [
+        f"{what} {dates[k]}"
+        for k, what in (("randomised", "randomised"), ("baseline", "baseline survey"), ("followup", "follow-up survey"))
+        if isinstance(dates, dict) and dates.get(k)
+    ]
+    parts = [
+        f"Registration: {registration}.",
+        f"Dates: {', '.join(when) if when else NOT_GIVEN}.",
+        f"Evaluator: {_given(getattr(protocol, 'evaluator', None))}.",
+        f"Developer: {_given(getattr(protocol, 'developer', None))}.",
+        f"Funder: {_given(getattr(protocol, 'funder', None))}.",
+    ]
+    return {
+        "s_front_matter": md(" ".join(parts)),
+        "s_outcomes_scope": md(
+            "Every outcome is a practitioner's: staff's own ratings of their confidence, competence and practice, "
+            "and whether case files record the father's contact details. No child or family outcome was "
+            "measured, so these results alone cannot place ISAFE at a Foundations evidence level, which rests on "
+            "outcomes for children."
+        ),
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -83,7 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     tpl = sub.add_parser(
-        "template", help=f"write the return template, the workbook {C.RETURNS_WORKBOOK} an LA fills in"
+        "template",
+        help=(
+            f"write the return template, the workbook {C.RETURNS_WORKBOOK} an LA fills in, and beside it a "
+            "starter report/ folder for the evaluator's own pages"
+        ),
     )
     tpl.add_argument("--out", type=Path, required=True, help="new .xlsx file to write")
     tpl.add_argument(
@@ -306,7 +311,13 @@ def _pdfs(out: Path, build: Path) -> int:
         print(f"error: PDF: {err}", file=sys.stderr)
         return 1
     atomic_write_bytes(folder / PDF_OF, (build / "html" / ".inputs").read_bytes())
+    # a copy beside the HTML, where its pages link them (publish.book.PDF_FOLDER): the published folder is whole
+    from isafe_helpers.publish.book import PDF_FOLDER
+
+    beside = build / "html" / PDF_FOLDER
+    beside.mkdir(exist_ok=True)
     for path, pages in made:
+        shutil.copyfile(path, beside / path.name)
         print(f"pdf: {path} ({pages} pages)")
     return 0
 
@@ -494,6 +505,13 @@ def _cmd_template(args) -> int:
         return 2
     write_template(out, instrument)
     print(f"return template: {out}")
+    # the evaluator's starter pages beside it (data.report_pages), never over a file already there
+    from isafe_helpers.data.report_pages import FOLDER, STARTER, write_starter
+
+    folder = out.parent / FOLDER
+    written = write_starter(folder)
+    kept = "" if len(written) == 1 + len(STARTER) else " (pages already there are kept as they were)"
+    print(f"evaluator's pages: {folder}: one page per section of the report, to fill in{kept}")
     return 0
 
 
