@@ -222,3 +222,58 @@ def test_navigation_reaches_each_la_from_the_local_authorities_page(chromium, bu
     assert "/book/las/LA01.html" in v.page.url
     v.check_clean()
     v.close()
+
+
+#: The WCAG 2.2 A/AA rule set (axe-core's tags), and the impacts that fail the build.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+AXE_FAIL = ("serious", "critical")
+AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def all_pages(html: Path) -> list[Path]:
+    """Every HTML page of the built book (search and index pages of the theme included)."""
+    return sorted(p for p in html.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts)
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core run on the open page with the WCAG 2.2 A/AA tags: the serious and critical violations."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async (tags) => {
+          const r = await axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']});
+          return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                         nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5),
+                                         count: v.nodes.length}));
+        }""",
+        AXE_TAGS,
+    )
+    return [v for v in found if v["impact"] in AXE_FAIL]
+
+
+def test_every_page_passes_axe_at_desktop_and_phone_widths(chromium, bundled_book):
+    """Zero serious or critical axe-core violations (WCAG 2.2 A/AA) on every page, at 1400 and 390 px.
+
+    axe-core comes from the npm registry, pinned in package.json / package-lock.json and
+    installed by ``make browser`` (``npm ci``) into node_modules/; without it the test is skipped.
+    One browser context serves every page at both widths so the run stays short.
+    """
+    if not AXE.is_file():
+        pytest.skip(
+            "accessibility test skipped: axe-core is not installed (node_modules/axe-core/axe.min.js missing); "
+            "run `make browser` (needs npm) or `npm ci` in the repository"
+        )
+    pages = all_pages(bundled_book["html"])
+    assert len(pages) >= 10
+    problems = []
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    for width in (1400, 390):
+        page.set_viewport_size({"width": width, "height": 1000})
+        for path in pages:
+            page.goto(path.as_uri(), wait_until="load")
+            for v in axe_violations(page):
+                name = path.relative_to(bundled_book["html"])
+                problems.append(
+                    f"{name} at {width} px: {v['impact']} {v['id']} ({v['help']}) x{v['count']}: {v['nodes']}"
+                )
+    page.close()
+    assert problems == [], f"{len(problems)} serious/critical axe violations:\n" + "\n".join(problems[:60])
