@@ -231,8 +231,12 @@ AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.m
 
 
 def all_pages(html: Path) -> list[Path]:
-    """Every HTML page of the built book (search and index pages of the theme included)."""
-    return sorted(p for p in html.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts)
+    """Every HTML page of the built book (search and index pages of the theme included), not the redirects."""
+    return sorted(
+        p
+        for p in html.rglob("*.html")
+        if "_static" not in p.parts and 'http-equiv="refresh"' not in p.read_text(encoding="utf-8").lower()
+    )
 
 
 def axe_violations(page) -> list[dict]:
@@ -277,3 +281,88 @@ def test_every_page_passes_axe_at_desktop_and_phone_widths(chromium, bundled_boo
                 )
     page.close()
     assert problems == [], f"{len(problems)} serious/critical axe violations:\n" + "\n".join(problems[:60])
+
+
+#: Every text of an SVG as the quadrilateral its glyph box covers on screen (rotation included), and the
+#: pairs whose quadrilaterals overlap by more than ``tol`` px (separating-axis test on the two convex boxes).
+OVERLAPS_JS = """(tol) => {
+  const quads = [];
+  for (const t of document.querySelectorAll('text')) {
+    const s = t.textContent.trim(), b = t.getBBox(), m = t.getScreenCTM();
+    if (!s || !m || b.width <= 0) continue;
+    const pts = [[b.x, b.y], [b.x + b.width, b.y], [b.x + b.width, b.y + b.height], [b.x, b.y + b.height]]
+      .map(([x, y]) => new DOMPoint(x, y).matrixTransform(m));
+    quads.push({s, pts});
+  }
+  const axes = q => q.pts.map((p, i) => { const r = q.pts[(i + 1) % 4];
+    const dx = r.x - p.x, dy = r.y - p.y, n = Math.hypot(dx, dy) || 1; return [-dy / n, dx / n]; }).slice(0, 2);
+  const depth = (a, b) => {
+    let least = Infinity;
+    for (const [ax, ay] of axes(a).concat(axes(b))) {
+      const pa = a.pts.map(p => p.x * ax + p.y * ay), pb = b.pts.map(p => p.x * ax + p.y * ay);
+      least = Math.min(least, Math.min(Math.max(...pa), Math.max(...pb)) - Math.max(Math.min(...pa), Math.min(...pb)));
+    }
+    return least;
+  };
+  const out = [];
+  for (let i = 0; i < quads.length; i++) for (let j = i + 1; j < quads.length; j++) {
+    const d = depth(quads[i], quads[j]);
+    if (d > tol) out.push(`${JSON.stringify(quads[i].s)} and ${JSON.stringify(quads[j].s)} (${d.toFixed(1)} px)`);
+  }
+  return out;
+}"""
+
+
+def embedded_svgs(html: Path, into: Path) -> list[tuple[str, Path]]:
+    """Every SVG the book's pages embed (as data: images), written to ``into``, with the page it is on."""
+    import base64
+
+    found = []
+    for page in sorted(html.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        for i, data in enumerate(re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', text)):
+            path = into / f"{len(found):03d}.svg"
+            path.write_bytes(base64.b64decode(data))
+            found.append((f"{page.relative_to(html)} figure {i + 1}", path))
+    return found
+
+
+def test_no_text_overlaps_other_text_in_any_figure(chromium, bundled_book, tmp_path):
+    """Labels, titles and tick labels of every figure stay clear of each other (glyph boxes, 2 px slack)."""
+    figures = embedded_svgs(bundled_book["html"], tmp_path)
+    assert len(figures) >= 10
+    page = chromium.new_page()
+    problems = []
+    for name, path in figures:
+        page.goto(path.as_uri(), wait_until="load")
+        problems += [f"{name}: {o}" for o in page.evaluate(OVERLAPS_JS, 2)]
+    page.close()
+    assert problems == [], f"{len(problems)} overlapping texts:\n" + "\n".join(problems[:40])
+
+
+#: Words of the build, not of the report: file names, "notebook", "pipeline".
+BUILD_WORDS = re.compile(r"\b[\w-]+\.(?:ya?ml|csv|ipynb|py|json|pkl)\b|\bnotebooks?\b|\bpipelines?\b", re.I)
+
+
+def test_readers_pages_use_readers_words(bundled_book):
+    """The summary, conclusions, limitations and every LA's index page name no files and no build machinery.
+
+    Provenance (which file, which notebook) lives on the reviewer pages and
+    in the footnote of each results page, not on the pages a commissioner or
+    an LA's director reads.
+    """
+    from bs4 import BeautifulSoup
+
+    html = bundled_book["html"] / "book"
+    pages = [html / "index.html", html / "conclusions.html", html / "limitations.html"]
+    pages += sorted((html / "las").glob("*.html"))
+    assert len(pages) >= 5 and all(p.is_file() for p in pages)
+    found = []
+    for page in pages:
+        main = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser").select_one("main") or ""
+        text = " ".join(main.get_text(" ").split()) if main else ""
+        assert text, page
+        words = sorted({m.group(0) for m in BUILD_WORDS.finditer(text)})
+        if words:
+            found.append(f"{page.relative_to(html)}: {words}")
+    assert found == [], "build words on readers' pages:\n" + "\n".join(found)

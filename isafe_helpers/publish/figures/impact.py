@@ -22,6 +22,9 @@ from isafe_helpers.results import keys as K
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.table import Col, Table, facts
 
+#: The height of one line of a flow-diagram side label (10 pt) in the diagram's units.
+LINE = 0.25
+
 
 def _grid(n: int, ncol: int = 3, height: float = 2.8, sharey: bool = True, sharex: bool = False):
     ncol = min(max(n, 1), ncol)
@@ -112,14 +115,21 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
         upper = [s for s in side if s in ("received", "lost_to_follow_up")]
         lower = [s for s in side if s not in upper]
         for stages, top in ((upper, 6.6), (lower, 3.45)):
-            for j, stage in enumerate(stages):
-                if stage == "received" and arm == "control":
-                    continue  # the control arm is not offered the programme
+            # each label goes below the one before it, by as many lines as that one took
+            cursor = top if len(rows) > 2 else 6.3
+            step = 0.6 if len(rows) > 2 else 0.62
+            for stage in stages:
                 lab = t.loc[stage, "stage"]
+                words = textwrap.fill(f"{lab}: {staff(stage, arm)} staff", 34)
+                extra = LINE * words.count("\n")
+                if stage == "received" and arm == "control":
+                    # the control arm is not offered the programme: its space is left, so both arms align
+                    cursor -= LINE * textwrap.fill(f"{lab}: {staff(stage, 'treatment')} staff", 34).count("\n") + step
+                    continue
                 ax.text(
                     x,
-                    top - 0.6 * j if len(rows) > 2 else 6.3 - 0.62 * j,
-                    textwrap.fill(f"{lab}: {staff(stage, arm)} staff", 34),
+                    cursor - extra / 2,
+                    words,
                     ha="center",
                     va="center",
                     fontsize=10,
@@ -127,6 +137,7 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
                     bbox=dict(fc="white", ec="none", pad=0.5),
                 )
                 parts.append(f"{label(arm)} {lab.lower()}: {staff(stage, arm)} staff")
+                cursor -= extra + step
     alt = (
         f"Trial flow diagram for the {text(label(outcome)).lower()} analysis: {total_teams:,.0f} teams randomised "
         f"within {n_las} LA(s). " + "; ".join(parts) + "."
