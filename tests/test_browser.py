@@ -366,3 +366,22 @@ def test_readers_pages_use_readers_words(bundled_book):
         if words:
             found.append(f"{page.relative_to(html)}: {words}")
     assert found == [], "build words on readers' pages:\n" + "\n".join(found)
+
+
+def test_headline_table_fits_a_phone(chromium, bundled_book):
+    """At 390 px the headline table shows each outcome with its effect and interval, with no sideways scroll."""
+    v = Visit(chromium, bundled_book["html"] / "book/index.html", 390)
+    table = v.page.locator("table", has=v.page.locator("caption", has_text="Headline results")).first
+    f = table.evaluate(
+        """t => { const box = t.closest('.isafe-table-scroll');
+                  return {sw: box.scrollWidth, cw: box.clientWidth, text: t.innerText}; }"""
+    )
+    assert f["sw"] <= f["cw"] + 1, f"the headline table is {f['sw']} px wide in a {f['cw']} px box at 390 px"
+    assert "Confidence in engaging fathers" in f["text"] and "Estimate (95% CI)" in f["text"]
+    # the primary outcome's estimate and interval are on screen, not past the right edge
+    cell = table.locator("td[data-label='Estimate (95% CI)']").first
+    box = cell.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 391, f"the estimate cell is at {box} at 390 px"
+    assert re.search(r"\d\.\d+.*to", cell.inner_text()), cell.inner_text()
+    v.page.screenshot(path=str(bundled_book["shots"] / "summary-390.png"), full_page=True)
+    v.close()
