@@ -90,7 +90,7 @@ def _wrap_titles(fig: plt.Figure) -> None:
         if not title:
             continue
         width = ax.get_position().width * fig_w
-        chars = max(12, int(width / (0.6 * ax.title.get_fontsize())))
+        chars = max(12, int(width / (0.6 * float(ax.title.get_fontsize()))))
         ax.title.set_text(textwrap.fill(" ".join(title.split()), chars))
 
 
@@ -104,8 +104,7 @@ def finish(fig: plt.Figure) -> plt.Figure:
     _wrap_titles(fig)
     fig.tight_layout()
     if fig.legends:
-        renderer = fig.canvas.get_renderer()
-        height = max(lg.get_window_extent(renderer).height for lg in fig.legends) / fig.bbox.height
+        height = max(lg.get_window_extent().height for lg in fig.legends) / fig.bbox.height
         for lg in fig.legends:
             lg.set_bbox_to_anchor((0.5, 0.0), transform=fig.transFigure)
             lg.set_loc("lower center")
@@ -122,7 +121,6 @@ def _declutter(fig: plt.Figure) -> None:
     clears every label already placed in its panel (at most ten steps), so
     neighbouring LAs' codes on a scatter stay readable.
     """
-    renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         placed: list = []
         for t in [t for t in ax.texts if isinstance(t, matplotlib.text.Annotation)]:
@@ -130,12 +128,12 @@ def _declutter(fig: plt.Figure) -> None:
                 continue
             x, y = t.xyann
             for _ in range(10):
-                box = t.get_window_extent(renderer)
+                box = t.get_window_extent()
                 if not any(box.overlaps(b) for b in placed):
                     break
                 y += box.height * 72 / fig.dpi + 1
                 t.xyann = (x, y)
-            placed.append(t.get_window_extent(renderer))
+            placed.append(t.get_window_extent())
 
 
 def svg(fig: plt.Figure) -> str:
