@@ -92,7 +92,8 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
     total_teams = sum(t.loc["allocated", f"teams_{a}"] for a in ("treatment", "control"))
     box(5, 9.35, f"Randomised within {n_las} LA(s): {total_teams:,.0f} teams", w=6, fc="0.93")
     rows = [r for r in ("allocated", "followed_up", "analysed") if r in t.index]
-    ys = dict(zip(rows, [7.7, 4.9, 2.0][: len(rows)]))
+    # with two boxes per arm the lower one sits lower, leaving room for the side labels stacked between them
+    ys = dict(zip(rows, [7.7, 4.9, 2.0] if len(rows) > 2 else [7.7, 4.3]))
     side = [r for r in t.index if r not in rows]
     parts = []
     for x, arm in ((2.5, "treatment"), (7.5, "control")):
