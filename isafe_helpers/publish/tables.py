@@ -258,7 +258,7 @@ def render(
                     cls += " view"
                 # the column's name on the cell: a narrow screen shows each row as a card of "name: value"
                 label_ = "" if tag == "th" else f' data-label="{html.escape(c.label)}"'
-                tds.append(f'<{tag}{scope} class="{cls}"{label_}>{v}</{tag}>')
+                tds.append(f'<{tag}{scope}{label_} class="{cls}">{v}</{tag}>')
             body.append("<tr>" + "".join(tds) + "</tr>")
         title = caption if len(parts) == 1 else f"{caption} (part {n} of {len(parts)})"
         blocks.append(
