@@ -22,7 +22,7 @@ env: $(STAMP) ## make the virtual environment (.venv) if it is missing or stale
 book: env ## run every strand for every LA and the pooled trial on the bundled data, then build the book and its PDFs
 	$(PY) -m isafe_helpers run --pdf
 
-browser: ## install Debian's headless Chromium and poppler-utils (the browser and PDF tests) if missing (needs root)
+browser: ## install Debian's headless Chromium and poppler-utils if missing (needs root), and axe-core from package-lock.json (npm ci) for the accessibility test
 	@if { command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium; } && command -v pdftotext >/dev/null 2>&1 \
 	  && command -v pdfinfo >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -32,6 +32,9 @@ browser: ## install Debian's headless Chromium and poppler-utils (the browser an
 	  || echo "could not install chromium/poppler-utils: the browser and PDF tests (tests/test_browser.py, tests/test_pdf.py) will be skipped"; \
 	else echo "chromium or poppler-utils is missing and this user cannot apt-get install them (not root, or no apt-get):" \
 	  "the browser and PDF tests will be skipped; install Debian's chromium and poppler-utils to run them"; fi
+	@if command -v npm >/dev/null 2>&1; then npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+	  || echo "npm ci failed: the accessibility test (axe-core) will be skipped"; \
+	else echo "npm is missing: the accessibility test (axe-core, tests/test_browser.py) will be skipped; install Debian's npm"; fi
 
 test: env browser ## run the whole test suite (pytest, doctests, nbval, ruff, the browser test)
 	$(PY) -m pytest

@@ -222,3 +222,166 @@ def test_navigation_reaches_each_la_from_the_local_authorities_page(chromium, bu
     assert "/book/las/LA01.html" in v.page.url
     v.check_clean()
     v.close()
+
+
+#: The WCAG 2.2 A/AA rule set (axe-core's tags), and the impacts that fail the build.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+AXE_FAIL = ("serious", "critical")
+AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def all_pages(html: Path) -> list[Path]:
+    """Every HTML page of the built book (search and index pages of the theme included), not the redirects."""
+    return sorted(
+        p
+        for p in html.rglob("*.html")
+        if "_static" not in p.parts and 'http-equiv="refresh"' not in p.read_text(encoding="utf-8").lower()
+    )
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core run on the open page with the WCAG 2.2 A/AA tags: the serious and critical violations."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async (tags) => {
+          const r = await axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']});
+          return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                         nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5),
+                                         count: v.nodes.length}));
+        }""",
+        AXE_TAGS,
+    )
+    return [v for v in found if v["impact"] in AXE_FAIL]
+
+
+def test_every_page_passes_axe_at_desktop_and_phone_widths(chromium, bundled_book):
+    """Zero serious or critical axe-core violations (WCAG 2.2 A/AA) on every page, at 1400 and 390 px.
+
+    axe-core comes from the npm registry, pinned in package.json / package-lock.json and
+    installed by ``make browser`` (``npm ci``) into node_modules/; without it the test is skipped.
+    One browser context serves every page at both widths so the run stays short.
+    """
+    if not AXE.is_file():
+        pytest.skip(
+            "accessibility test skipped: axe-core is not installed (node_modules/axe-core/axe.min.js missing); "
+            "run `make browser` (needs npm) or `npm ci` in the repository"
+        )
+    pages = all_pages(bundled_book["html"])
+    assert len(pages) >= 10
+    problems = []
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    for width in (1400, 390):
+        page.set_viewport_size({"width": width, "height": 1000})
+        for path in pages:
+            page.goto(path.as_uri(), wait_until="load")
+            for v in axe_violations(page):
+                name = path.relative_to(bundled_book["html"])
+                problems.append(
+                    f"{name} at {width} px: {v['impact']} {v['id']} ({v['help']}) x{v['count']}: {v['nodes']}"
+                )
+    page.close()
+    assert problems == [], f"{len(problems)} serious/critical axe violations:\n" + "\n".join(problems[:60])
+
+
+#: Every text of an SVG as the quadrilateral its glyph box covers on screen (rotation included), and the
+#: pairs whose quadrilaterals overlap by more than ``tol`` px (separating-axis test on the two convex boxes).
+OVERLAPS_JS = """(tol) => {
+  const quads = [];
+  for (const t of document.querySelectorAll('text')) {
+    const s = t.textContent.trim(), b = t.getBBox(), m = t.getScreenCTM();
+    if (!s || !m || b.width <= 0) continue;
+    const pts = [[b.x, b.y], [b.x + b.width, b.y], [b.x + b.width, b.y + b.height], [b.x, b.y + b.height]]
+      .map(([x, y]) => new DOMPoint(x, y).matrixTransform(m));
+    quads.push({s, pts});
+  }
+  const axes = q => q.pts.map((p, i) => { const r = q.pts[(i + 1) % 4];
+    const dx = r.x - p.x, dy = r.y - p.y, n = Math.hypot(dx, dy) || 1; return [-dy / n, dx / n]; }).slice(0, 2);
+  const depth = (a, b) => {
+    let least = Infinity;
+    for (const [ax, ay] of axes(a).concat(axes(b))) {
+      const pa = a.pts.map(p => p.x * ax + p.y * ay), pb = b.pts.map(p => p.x * ax + p.y * ay);
+      least = Math.min(least, Math.min(Math.max(...pa), Math.max(...pb)) - Math.max(Math.min(...pa), Math.min(...pb)));
+    }
+    return least;
+  };
+  const out = [];
+  for (let i = 0; i < quads.length; i++) for (let j = i + 1; j < quads.length; j++) {
+    const d = depth(quads[i], quads[j]);
+    if (d > tol) out.push(`${JSON.stringify(quads[i].s)} and ${JSON.stringify(quads[j].s)} (${d.toFixed(1)} px)`);
+  }
+  return out;
+}"""
+
+
+def embedded_svgs(html: Path, into: Path) -> list[tuple[str, Path]]:
+    """Every SVG the book's pages embed (as data: images), written to ``into``, with the page it is on."""
+    import base64
+
+    found = []
+    for page in sorted(html.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        for i, data in enumerate(re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', text)):
+            path = into / f"{len(found):03d}.svg"
+            path.write_bytes(base64.b64decode(data))
+            found.append((f"{page.relative_to(html)} figure {i + 1}", path))
+    return found
+
+
+def test_no_text_overlaps_other_text_in_any_figure(chromium, bundled_book, tmp_path):
+    """Labels, titles and tick labels of every figure stay clear of each other (glyph boxes, 2 px slack)."""
+    figures = embedded_svgs(bundled_book["html"], tmp_path)
+    assert len(figures) >= 10
+    page = chromium.new_page()
+    problems = []
+    for name, path in figures:
+        page.goto(path.as_uri(), wait_until="load")
+        problems += [f"{name}: {o}" for o in page.evaluate(OVERLAPS_JS, 2)]
+    page.close()
+    assert problems == [], f"{len(problems)} overlapping texts:\n" + "\n".join(problems[:40])
+
+
+#: Words of the build, not of the report: file names, "notebook", "pipeline".
+BUILD_WORDS = re.compile(r"\b[\w-]+\.(?:ya?ml|csv|ipynb|py|json|pkl)\b|\bnotebooks?\b|\bpipelines?\b", re.I)
+
+
+def test_readers_pages_use_readers_words(bundled_book):
+    """The summary, conclusions, limitations and every LA's index page name no files and no build machinery.
+
+    Provenance (which file, which notebook) lives on the reviewer pages and
+    in the footnote of each results page, not on the pages a commissioner or
+    an LA's director reads.
+    """
+    from bs4 import BeautifulSoup
+
+    html = bundled_book["html"] / "book"
+    pages = [html / "index.html", html / "conclusions.html", html / "limitations.html"]
+    pages += sorted((html / "las").glob("*.html"))
+    assert len(pages) >= 5 and all(p.is_file() for p in pages)
+    found = []
+    for page in pages:
+        main = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser").select_one("main") or ""
+        text = " ".join(main.get_text(" ").split()) if main else ""
+        assert text, page
+        words = sorted({m.group(0) for m in BUILD_WORDS.finditer(text)})
+        if words:
+            found.append(f"{page.relative_to(html)}: {words}")
+    assert found == [], "build words on readers' pages:\n" + "\n".join(found)
+
+
+def test_headline_table_fits_a_phone(chromium, bundled_book):
+    """At 390 px the headline table shows each outcome with its effect and interval, with no sideways scroll."""
+    v = Visit(chromium, bundled_book["html"] / "book/index.html", 390)
+    table = v.page.locator("table", has=v.page.locator("caption", has_text="Headline results")).first
+    f = table.evaluate(
+        """t => { const box = t.closest('.isafe-table-scroll');
+                  return {sw: box.scrollWidth, cw: box.clientWidth, text: t.innerText}; }"""
+    )
+    assert f["sw"] <= f["cw"] + 1, f"the headline table is {f['sw']} px wide in a {f['cw']} px box at 390 px"
+    assert "Confidence in engaging fathers" in f["text"] and "Estimate (95% CI)" in f["text"]
+    # the primary outcome's estimate and interval are on screen, not past the right edge
+    cell = table.locator("td[data-label='Estimate (95% CI)']").first
+    box = cell.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 391, f"the estimate cell is at {box} at 390 px"
+    assert re.search(r"\d\.\d+.*to", cell.inner_text()), cell.inner_text()
+    v.page.screenshot(path=str(bundled_book["shots"] / "summary-390.png"), full_page=True)
+    v.close()

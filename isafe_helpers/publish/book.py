@@ -149,8 +149,11 @@ def html_table(header, rows, code=(), caption: str = "", links=None) -> str:
         for i, r in enumerate(rows)
     )
     cap = f"<caption>{html_text(caption)}</caption>" if caption else ""
+    # a box that scrolls sideways must be reachable from the keyboard (WCAG 2.1.1;
+    # axe-core's scrollable-region-focusable): a named, focusable region, as in tables.py
+    region = f' tabindex="0" role="region" aria-label="{html_text(caption or "Table of " + ", ".join(map(str, header[:3])))}"'
     return (
-        f'<div class="isafe-table"><div class="isafe-table-scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
+        f'<div class="isafe-table"><div class="isafe-table-scroll"{region}><table>{cap}<thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table></div></div>"
     )
 

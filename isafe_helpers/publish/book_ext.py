@@ -95,6 +95,9 @@ def _clean_page(app, pagename, templatename, context, doctree) -> None:
     # name) must be escaped there like everywhere else
     if context.get("pagetitle"):
         context["pagetitle"] = html.escape(context["pagetitle"], quote=False)
+    toctree = context.get("generate_toctree_html")
+    if callable(toctree) and not getattr(toctree, "isafe_named", False):
+        context["generate_toctree_html"] = _named_toggles(toctree)
     for group in context.get("header_buttons") or []:
         if group.get("label") == "download-buttons":
             group["buttons"] = [
@@ -102,6 +105,30 @@ def _clean_page(app, pagename, templatename, context, doctree) -> None:
                 for b in group.get("buttons", [])
                 if b.get("label") not in ("download-source-button", "download-notebook-button")
             ]
+
+
+def _named_toggles(toctree):
+    """The theme's sidebar builder, with each expand/collapse toggle given a name.
+
+    pydata-sphinx-theme draws a ``<summary>`` holding only a chevron icon,
+    which a screen reader announces as an unnamed control (axe-core's
+    ``summary-name``, WCAG 4.1.2). Each toggle is named after the page whose
+    sub-pages it shows: "Show or hide the pages under Ashvale (LA01)". The
+    theme caches the (BeautifulSoup) tree it returns, so naming is idempotent.
+    """
+
+    def named(*args, **kwargs):
+        out = toctree(*args, **kwargs)
+        for summary in out.select("details > summary") if hasattr(out, "select") else []:
+            if summary.get("aria-label"):
+                continue
+            link = summary.parent.parent.find("a", recursive=False) if summary.parent.parent else None
+            text = " ".join(link.get_text().split()) if link is not None else ""
+            summary["aria-label"] = f"Show or hide the pages under {text}" if text else "Show or hide the pages"
+        return out
+
+    named.isafe_named = True  # type: ignore[attr-defined]
+    return named
 
 
 # --------------------------------------------------------------------------

@@ -256,11 +256,13 @@ def render(
                 if href and v:  # a view links to the table it comes from (an address the build made)
                     v = f'<a href="{html.escape(href)}">{v}</a>'
                     cls += " view"
-                tds.append(f'<{tag}{scope} class="{cls}">{v}</{tag}>')
+                # the column's name on the cell: a narrow screen shows each row as a card of "name: value"
+                label_ = "" if tag == "th" else f' data-label="{html.escape(c.label)}"'
+                tds.append(f'<{tag}{scope}{label_} class="{cls}">{v}</{tag}>')
             body.append("<tr>" + "".join(tds) + "</tr>")
         title = caption if len(parts) == 1 else f"{caption} (part {n} of {len(parts)})"
         blocks.append(
-            f'<div class="isafe-table-scroll" tabindex="0" role="region" aria-label="{title}"><table>'
+            f'<div class="isafe-table-scroll" tabindex="0" role="region" aria-label="{title}"><table class="isafe-cards">'
             f"<caption>{title}</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
         )
     notes = list(table.notes)

@@ -19,6 +19,7 @@ import base64
 import html
 import io
 import math
+import textwrap
 
 import matplotlib
 
@@ -76,11 +77,63 @@ def num(x: float, digits: int = 2) -> str:
     return s.lstrip("-") if float(s.replace(",", "")) == 0 else s
 
 
+def _wrap_titles(fig: plt.Figure) -> None:
+    """Wrap each panel's title to its panel's width, so side-by-side titles never run into each other.
+
+    The width in characters is the panel's width in points over 0.6 em per
+    character (DejaVu Sans averages about 0.55 em); a title already wrapped
+    is re-wrapped from its words.
+    """
+    fig_w = fig.get_figwidth() * 72
+    for ax in fig.axes:
+        title = ax.title.get_text()
+        if not title:
+            continue
+        width = ax.get_position().width * fig_w
+        chars = max(12, int(width / (0.6 * float(ax.title.get_fontsize()))))
+        ax.title.set_text(textwrap.fill(" ".join(title.split()), chars))
+
+
 def finish(fig: plt.Figure) -> plt.Figure:
-    """Lay out and close a built figure."""
+    """Lay out and close a built figure.
+
+    Panel titles are wrapped to their panel; a figure-level legend (placed at
+    the lower centre) gets its own band at the foot, below the axes labels,
+    which ``tight_layout`` alone would draw over.
+    """
+    _wrap_titles(fig)
     fig.tight_layout()
+    if fig.legends:
+        height = max(lg.get_window_extent().height for lg in fig.legends) / fig.bbox.height
+        for lg in fig.legends:
+            lg.set_bbox_to_anchor((0.5, 0.0), transform=fig.transFigure)
+            lg.set_loc("lower center")
+        fig.tight_layout(rect=(0, min(0.5, height + 0.01), 1, 1))
+    _declutter(fig)
     plt.close(fig)
     return fig
+
+
+def _declutter(fig: plt.Figure) -> None:
+    """Move point labels (annotations set off in points) that would overlap one another.
+
+    Each label, in the order drawn, steps up by its own height until it
+    clears every label already placed in its panel (at most ten steps), so
+    neighbouring LAs' codes on a scatter stay readable.
+    """
+    for ax in fig.axes:
+        placed: list = []
+        for t in [t for t in ax.texts if isinstance(t, matplotlib.text.Annotation)]:
+            if t.get_anncoords() != "offset points":
+                continue
+            x, y = t.xyann
+            for _ in range(10):
+                box = t.get_window_extent()
+                if not any(box.overlaps(b) for b in placed):
+                    break
+                y += box.height * 72 / fig.dpi + 1
+                t.xyann = (x, y)
+            placed.append(t.get_window_extent())
 
 
 def svg(fig: plt.Figure) -> str:

@@ -54,8 +54,7 @@ def cost_by_la(views, price_year: int | None = None) -> tuple[plt.Figure, str]:
     axes[0].invert_yaxis()
     axes[0].set_yticks(range(len(las)), [text(la) for la in las])
     handles, labels_ = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels_, loc="lower center", ncol=4, frameon=False, fontsize=10, bbox_to_anchor=(0.5, -0.02))
-    fig.subplots_adjust(bottom=0.25)
+    fig.legend(handles, labels_, loc="lower center", ncol=4, frameon=False, fontsize=10)  # finish() gives it a band
     alt = (
         f"Stacked bar charts of the financial cost of each of {len(las)} LA(s) by category, set-up and delivery; "
         + "; ".join(f"{p}: {k} categories" for p, k in totals)

@@ -22,6 +22,9 @@ from isafe_helpers.results import keys as K
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.table import Col, Table, facts
 
+#: The height of one line of a flow-diagram side label (10 pt) in the diagram's units.
+LINE = 0.25
+
 
 def _grid(n: int, ncol: int = 3, height: float = 2.8, sharey: bool = True, sharex: bool = False):
     ncol = min(max(n, 1), ncol)
@@ -89,7 +92,8 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
     total_teams = sum(t.loc["allocated", f"teams_{a}"] for a in ("treatment", "control"))
     box(5, 9.35, f"Randomised within {n_las} LA(s): {total_teams:,.0f} teams", w=6, fc="0.93")
     rows = [r for r in ("allocated", "followed_up", "analysed") if r in t.index]
-    ys = dict(zip(rows, [7.7, 4.9, 2.0][: len(rows)]))
+    # with two boxes per arm the lower one sits lower, leaving room for the side labels stacked between them
+    ys = dict(zip(rows, [7.7, 4.9, 2.0] if len(rows) > 2 else [7.7, 4.3]))
     side = [r for r in t.index if r not in rows]
     parts = []
     for x, arm in ((2.5, "treatment"), (7.5, "control")):
@@ -111,15 +115,24 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
         # follow-up, the rest between follow-up and analysis; each label wrapped to stay within its arm
         upper = [s for s in side if s in ("received", "lost_to_follow_up")]
         lower = [s for s in side if s not in upper]
-        for stages, top in ((upper, 6.6), (lower, 3.45)):
-            for j, stage in enumerate(stages):
-                if stage == "received" and arm == "control":
-                    continue  # the control arm is not offered the programme
+        cursor = 6.3
+        for stages, top in ((upper, 6.6 if len(rows) > 2 else 6.3), (lower, 3.45)):
+            # each label goes below the one before it, by as many lines as that one took
+            # with two boxes per arm both groups share the one gap beside them: one stack, not two at the same height
+            cursor = top if len(rows) > 2 or stages is upper else cursor
+            step = 0.6 if len(rows) > 2 else 0.62
+            for stage in stages:
                 lab = t.loc[stage, "stage"]
+                words = textwrap.fill(f"{lab}: {staff(stage, arm)} staff", 34)
+                extra = LINE * words.count("\n")
+                if stage == "received" and arm == "control":
+                    # the control arm is not offered the programme: its space is left, so both arms align
+                    cursor -= LINE * textwrap.fill(f"{lab}: {staff(stage, 'treatment')} staff", 34).count("\n") + step
+                    continue
                 ax.text(
                     x,
-                    top - 0.6 * j if len(rows) > 2 else 6.3 - 0.62 * j,
-                    textwrap.fill(f"{lab}: {staff(stage, arm)} staff", 34),
+                    cursor - extra / 2,
+                    words,
                     ha="center",
                     va="center",
                     fontsize=10,
@@ -127,6 +140,7 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
                     bbox=dict(fc="white", ec="none", pad=0.5),
                 )
                 parts.append(f"{label(arm)} {lab.lower()}: {staff(stage, arm)} staff")
+                cursor -= extra + step
     alt = (
         f"Trial flow diagram for the {text(label(outcome)).lower()} analysis: {total_teams:,.0f} teams randomised "
         f"within {n_las} LA(s). " + "; ".join(parts) + "."
