@@ -36,8 +36,8 @@ browser: ## install Debian's headless Chromium and poppler-utils if missing (nee
 	  || echo "npm ci failed: the accessibility test (axe-core) will be skipped"; \
 	else echo "npm is missing: the accessibility test (axe-core, tests/test_browser.py) will be skipped; install Debian's npm"; fi
 
-test: env browser ## run the whole test suite (pytest, doctests, nbval, ruff, the browser test)
-	$(PY) -m pytest
+test: env browser ## run the whole test suite (pytest, doctests, nbval, ruff, the browser test, the fault matrix)
+	ISAFE_FAULT_TESTS=1 $(PY) -m pytest
 
 faults: env browser ## the fault matrix (tests/test_build_faults.py: kill -9, two commands, read-only and full folders; about 6 minutes, root for the tmpfs cases)
 	ISAFE_FAULT_TESTS=1 $(PY) -m pytest tests/test_build_faults.py -o addopts="-p no:cacheprovider"
