@@ -28,6 +28,7 @@ from isafe_helpers.data.frames import analysis_frame, mi_frame
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.impact.design import NOT_ESTIMABLE, design, why_not_estimable
 from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis, fit_primary
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import ANALYSES as LABELS_OF
 from isafe_helpers.results.labels import label
@@ -299,24 +300,32 @@ class Robustness(Result):
         shows = facts(
             "impact",
             list(zip(t["analysis"], t["outcome"], t["quantity"])),
+            n="n",
             estimate="estimate",
             ci_low="ci_low",
             ci_high="ci_high",
             p_value="p_value",
         )
+        # the primary and Satterthwaite rows rest on the primary model's analysed staff: the same population as
+        # the primary table's, so the book's ledger withholds their statistics where it withholds the primary's
+        las = self.primary.las if self.primary is not None else []
+        same = t["analysis"].isin(["primary", "sensitivity_satterthwaite", "sensitivity_ri", "sensitivity_cr2"])
+        keys = {"n": [K.analysed(las, o) if own else None for o, own in zip(t["outcome"], same)]} if las else {}
         t["outcome"] = [label(o) for o in t["outcome"]]
         return Table(
-            t[["outcome", "method", "estimate", "ci_low", "ci_high", "p_value", "note"]],
+            t[["outcome", "method", "n", "estimate", "ci_low", "ci_high", "p_value", "note"]],
             [
                 Col("outcome", "Outcome", "text"),
                 Col("method", "Method", "text"),
-                Col("estimate", "Effect (scale points)", "number", 3),
-                Col("ci_low", "95% CI low", "number", 3),
-                Col("ci_high", "95% CI high", "number", 3),
-                Col("p_value", "p", "p"),
+                Col("n", "Staff analysed", "people"),
+                Col("estimate", "Effect (scale points)", "number", 3, base="n"),
+                Col("ci_low", "95% CI low", "number", 3, base="n"),
+                Col("ci_high", "95% CI high", "number", 3, base="n"),
+                Col("p_value", "p", "p", base="n"),
                 Col("note", "Note", "text"),
             ],
             caption="Robustness of the primary analysis",
+            keys=keys,
             facts=shows,
             notes=[
                 "Primary: REML with Kenward-Roger standard errors and degrees of freedom. Satterthwaite: the same "

@@ -180,7 +180,12 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
     # the derived-number check marks ``marked`` itself (a column selection would be a copy, and its marks lost)
     disclosure.withhold_derived(src[numeric], marked, table.people, hidden[table.people])
     for k in numeric:
-        out[k] = [CONFIDENTIAL if m == disclosure.SUPPRESSED else v for m, v in zip(marked[k].tolist(), out[k])]
+        # a cell with no number is [x] however its row is protected: there is nothing to withhold, and one fact
+        # keeps one symbol on every table that shows it (publish.facts.check)
+        out[k] = [
+            CONFIDENTIAL if m == disclosure.SUPPRESSED and v != NOT_AVAILABLE else v
+            for m, v in zip(marked[k].tolist(), out[k])
+        ]
     for c in table.columns:
         # an interval, or a text that reads a statistic (a finding): withheld with the statistic it reads
         # ([x] stays [x]: where there is no number, nothing is withheld and the reader is told why)
