@@ -51,7 +51,8 @@ def test_descriptives_match_pandas_by_arm_and_wave(tmp_path):
 def test_descriptives_table_shows_means_only_over_enough_staff(tmp_path):
     res = descriptives(load_root(_root(tmp_path)))
     cells = protected(res.table(), limit=6)  # 6 staff shown; 5 withheld, and the means and SDs over them
-    conf = cells[cells.iloc[:, 0] == "Confidence in engaging fathers"].set_index(cells.columns[1])
+    conf = cells[cells.iloc[:, 0].str.startswith("Confidence in engaging fathers: ")].copy()
+    conf.index = [o.rpartition(": ")[2].capitalize() for o in conf.iloc[:, 0]]  # the wave, as the row names it
     t_mean, c_mean = "mean_treatment", "mean_control"
     assert conf.loc["Baseline", t_mean] not in ("", "[c]") and conf.loc["Baseline", c_mean] == "[c]"
     assert conf.loc["Follow-up", t_mean] == "[c]" and conf.loc["Follow-up", c_mean] not in ("", "[c]")

@@ -131,11 +131,11 @@ class Descriptives(Result):
 
     def table(self) -> Table:
         """Per scale and wave: staff, mean and SD of each arm (means and SDs withheld with small counts)."""
+        # the wave goes with the outcome, not in a column of its own: eight columns fit a page's width
         t = self.frame.assign(
-            outcome=[label(o) for o in self.frame["outcome"]],
-            wave=[label(w) for w in self.frame["wave"]],
+            outcome=[f"{label(o)}: {label(w).lower()}" for o, w in zip(self.frame["outcome"], self.frame["wave"])]
         )
-        cols = [Col("outcome", "Outcome", "text"), Col("wave", "Wave", "text")]
+        cols = [Col("outcome", "Outcome and wave", "text")]
         for arm in ARMS:
             cols += [
                 Col(f"n_{arm}", f"{label(arm)}: staff", "people"),

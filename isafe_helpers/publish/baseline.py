@@ -95,8 +95,8 @@ def baseline_glue(look: Lookup, run: dict, limit: int) -> dict[str, str]:
             f"The effect on the primary outcome, {label(primary).lower()}, {awaits}: this baseline report "
             "estimates no effect."
             if named is not None
-            else f"The effects on the outcomes {awaits.replace('awaits', 'await')} (no primary outcome was "
-            "pre-specified): this baseline report estimates no effect."
+            else f"The effect of ISAFE on each outcome {awaits} (no primary outcome was pre-specified): this "
+            "baseline report estimates no effect."
         ),
         "s_secondary_sentence": md(
             f"The effects on the other outcomes {awaits.replace('awaits', 'await')} too."
