@@ -100,7 +100,11 @@ def test_kill_9_while_staging_is_cleaned_up_by_the_next_build_and_a_second_book_
 
     again = start("book", "--out", out, "--build", build)
     assert wait_for(lambda: (staging / "book").is_dir(), again), "the next build did not stage"
-    second = cli("book", "--out", out, "--build", build)  # while the next build runs
+    os.killpg(again.pid, signal.SIGSTOP)  # held while staging, so the second command surely meets it running
+    try:
+        second = cli("book", "--out", out, "--build", build)
+    finally:
+        os.killpg(again.pid, signal.SIGCONT)
     assert second.returncode == 2
     assert "another isafe command is building the book in" in one_line_error(second)
     stdout, stderr = again.communicate(timeout=600)

@@ -882,7 +882,7 @@ def test_changes_behind_a_linked_la_folder_rerun_the_pooled_scope(small_root, tm
     first = cli(*args)
     assert first.returncode == 0, first.stderr
     assert cli(*args).stdout.count("unchanged") == 1
-    target = small_root.parent / "elsewhere" / "LA02" / "costs.csv"
+    target = small_root / ".returns" / "LA02" / "costs.csv"  # where linked_la keeps LA02's files
     df = read(target.parent.parent, "LA02/costs.csv")
     df.loc[0, "quantity"] = str(float(df.loc[0, "quantity"]) + 10)
     write(target.parent.parent, "LA02/costs.csv", df)
