@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from isafe_helpers.data.synth import generate
+from isafe_helpers.outputs import LOCK
+from isafe_helpers.portable import file_lock
 from isafe_helpers.resources import SOURCES as REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]  # run by `make faults` (ISAFE_FAULT_TESTS=1)
@@ -52,6 +54,17 @@ def wait_for(check, proc: subprocess.Popen, timeout: float = 300) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def locked(path: Path) -> bool:
+    """Whether another process holds the lock on ``path`` (the handbook's folder lock)."""
+    if not path.exists():
+        return False
+    try:
+        with file_lock(path, blocking=False):
+            return False
+    except BlockingIOError:
+        return True
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -99,8 +112,9 @@ def test_kill_9_while_staging_is_cleaned_up_by_the_next_build_and_a_second_book_
     assert (build / "html" / "index.html").read_bytes() == before  # the previous book is whole
 
     again = start("book", "--out", out, "--build", build)
-    assert wait_for(lambda: (staging / "book").is_dir(), again), "the next build did not stage"
-    os.killpg(again.pid, signal.SIGSTOP)  # held while staging, so the second command surely meets it running
+    # the killed build's staging is still there: wait for the next build to hold the build folder's lock
+    assert wait_for(lambda: locked(build / LOCK), again), "the next build did not take the build folder's lock"
+    os.killpg(again.pid, signal.SIGSTOP)  # paused holding it, so the second command surely meets it running
     try:
         second = cli("book", "--out", out, "--build", build)
     finally:
