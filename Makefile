@@ -33,8 +33,8 @@ browser: ## install Debian's headless Chromium and poppler-utils (the browser an
 	else echo "chromium or poppler-utils is missing and this user cannot apt-get install them (not root, or no apt-get):" \
 	  "the browser and PDF tests will be skipped; install Debian's chromium and poppler-utils to run them"; fi
 
-test: env browser ## run the whole test suite (pytest, doctests, nbval, ruff, the browser test)
-	$(PY) -m pytest
+test: env browser ## run the whole test suite (pytest, doctests, nbval, ruff, the browser test, the fault matrix)
+	ISAFE_FAULT_TESTS=1 $(PY) -m pytest
 
 faults: env browser ## the fault matrix (tests/test_build_faults.py: kill -9, two commands, read-only and full folders; about 6 minutes, root for the tmpfs cases)
 	ISAFE_FAULT_TESTS=1 $(PY) -m pytest tests/test_build_faults.py -o addopts="-p no:cacheprovider"
