@@ -398,6 +398,9 @@ def run_notebook(
             request_save_on_cell_execute=False,  # saved once at the end (and on failure)
             shutdown_kernel="immediate",  # the outputs are complete when the last cell returns
             kernel_manager_class=kernels.kernel_manager_class(),
+            # papermill raises when a cell's last output takes longer than nbclient's 4 s to arrive after the
+            # cell returned; a busy machine (an analyst's laptop, or other work on two cores) can take that long
+            iopub_timeout=120,
         )
         rows = read_estimates(work / FILENAME)
         if set(rows["strand"]) != {strand} or set(rows["scope"]) != {scope}:
