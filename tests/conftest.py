@@ -68,7 +68,9 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked ``faults`` (the fault matrix, about 6 minutes) run only with ``ISAFE_FAULT_TESTS=1`` (``make test``, ``make faults``)."""
     if os.environ.get("ISAFE_FAULT_TESTS") == "1":
         return
-    skip = pytest.mark.skip(reason="the fault matrix runs with `make test` or `make faults` (ISAFE_FAULT_TESTS=1): a few minutes")
+    skip = pytest.mark.skip(
+        reason="the fault matrix runs with `make test` or `make faults` (ISAFE_FAULT_TESTS=1): a few minutes"
+    )
     for item in items:
         if "faults" in item.keywords:
             item.add_marker(skip)
