@@ -339,7 +339,12 @@ def test_la_index_page_warns_that_la_estimates_are_imprecise():
     assert "No notebook was run" in book.la_index_markdown("LA05", [], "")
 
 
-def test_staging_fills_every_page_and_glues_the_numbers(tmp_path):
+def test_staging_fills_every_page_and_glues_the_numbers(tmp_path, monkeypatch):
+    filled: dict[str, str] = {}
+    fill = book.fill_pages
+    monkeypatch.setattr(
+        book, "fill_pages", lambda folder, names, glue: (filled.update(glue), fill(folder, names, glue))
+    )
     results = tmp_path / "results"
     (results / "trial").mkdir(parents=True)
     pooled().to_csv(results / "trial" / "estimates.csv", index=False)
@@ -369,8 +374,9 @@ def test_staging_fills_every_page_and_glues_the_numbers(tmp_path):
     assert (
         "Table 1. Headline results" in headline and "-0.10 (-0.25\u00a0to\u00a00.05)" in headline
     )  # the interval does not break
-    config = yaml.safe_load((stage / "_config.yml").read_text())
-    glue = plain(config["parse"]["myst_substitutions"])
+    glue = plain(filled)
+    staged = (stage / "book/index.md").read_text()
+    assert "{{" not in staged and glue["s_report_status"] in html.unescape(staged)  # written into the page
     assert glue["s_n_teams"] == "40" and glue["s_n_las"] == "2" and glue["s_threshold"] == "10"
     assert glue["s_price_year"] == S.NOT_AVAILABLE  # the cost strand failed: its rows are not read
     assert glue["s_cost_sentence"] != "" and "£313" not in glue["s_cost_sentence"]
@@ -468,3 +474,13 @@ def test_with_a_named_primary_the_summary_says_the_protocol_named_it():
     assert glue["s_outcomes_sentence"].startswith("The primary outcome, named by the protocol, is confidence")
     security = S.security_table(Lookup(pooled()), {"las": LAS}).data
     assert security.iloc[1, 1] == "Confidence in engaging fathers (named by the protocol)"
+
+
+def test_summary_values_are_written_into_the_pages_and_an_unknown_one_stops_the_build(tmp_path):
+    (tmp_path / "index.md").write_text("# Summary\n\n{{ s_a }} and {{s_b}}; {{ s_a }}.\n", encoding="utf-8")
+    (tmp_path / "other.md").write_text("no values\n", encoding="utf-8")
+    book.fill_pages(tmp_path, ["index.md", "other.md"], {"s_a": "40 teams", "s_b": "7 LAs"})
+    assert (tmp_path / "index.md").read_text() == "# Summary\n\n40 teams and 7 LAs; 40 teams.\n"
+    (tmp_path / "limits.md").write_text("{{ s_c }}\n", encoding="utf-8")
+    with pytest.raises(book.BookError, match=r"book/limits.md .*s_c"):
+        book.fill_pages(tmp_path, ["limits.md"], {"s_a": "x"})

@@ -14,8 +14,8 @@ failed build never destroys the previous book.
 at staging into one section per LA (a generated index page with the LA's
 three pages under it), so a data root of 3 or 30 LAs needs no hand edits.
 
-Generated at staging, never typed: the executive summary's numbers (MyST
-substitutions named ``s_*`` in the staged ``_config.yml``, from
+Generated at staging, never typed: the executive summary's numbers (``{{ s_* }}``
+in the pages of ``book/``, written into the staged pages by :func:`fill_pages`, from
 :mod:`isafe_helpers.publish.summary`), its findings tables (``book/findings.md``),
 its headline chart (``book/figures/headline.png``), the disclosure threshold
 stated on the methods page, each LA's index page, the data dictionary and
@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 from datetime import UTC, datetime
 from importlib import metadata
@@ -740,6 +741,32 @@ def stage(results: Path, stage_dir: Path, cache: Path | None = None, jobs: int =
         return _stage(results, stage_dir, cache, jobs)
 
 
+#: A summary number's place on a page of ``book/``: ``{{ s_name }}``.
+_GLUED = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
+
+
+def fill_pages(folder: Path, names: list[str], glue: dict[str, str]) -> None:
+    """Write the summary's numbers into the staged pages ``names`` of ``folder``, in place of ``{{ s_name }}``.
+
+    The numbers are written into the page sources at staging rather than
+    passed to Sphinx as MyST substitutions: a page whose numbers change is
+    then a page whose bytes change, which the incremental build rereads
+    (:func:`isafe_helpers.publish.build.sync_tree`), and no private Sphinx
+    API is needed to stop a changed number from rereading every page. The
+    values are Markdown already escaped (``escape.md``). A name with no
+    value stops the build, naming page and name.
+    """
+    for name in names:
+        page = folder / name
+        text = page.read_text(encoding="utf-8")
+        unknown = sorted({m for m in _GLUED.findall(text) if m not in glue})
+        if unknown:
+            raise BookError(f"book/{name} uses summary values the staging does not make: {', '.join(unknown)}")
+        filled = _GLUED.sub(lambda m: str(glue[m.group(1)]), text)
+        if filled != text:
+            page.write_text(filled, encoding="utf-8")
+
+
 def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dict:
     run = read_run(results)
     _NAMES.clear()
@@ -828,12 +855,8 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
     config = yaml.safe_load((SOURCES / "_config.yml").read_text(encoding="utf-8"))
     if run.get("synthetic"):
         config.setdefault("html", {})["announcement"] = synthetic_notice(run)
-    parse = config.setdefault("parse", {})
-    exts = parse.setdefault("myst_enable_extensions", [])
-    if "substitution" not in exts:
-        exts.append("substitution")
-    parse["myst_substitutions"] = glue
     (stage_dir / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    fill_pages(stage_dir / "book", sorted(p.name for p in (SOURCES / "book").glob("*.md")), glue)
 
     by_page = {(p.scope, p.strand): p for p in book.pages}
     # each page's cache key: its digest and what the plan withholds or exempts on it

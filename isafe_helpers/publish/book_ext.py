@@ -38,12 +38,6 @@ parallel):
   numbering that Sphinx runs once, in the main process, after every
   document has been read). Left undeclared, Sphinx warns under ``-j``, and
   ``-W`` makes that an error.
-- The executive summary's numbers are MyST substitutions in the
-  configuration (``myst_substitutions``, written at staging). Sphinx would
-  reread every page when any configuration value of its ``env`` kind
-  changes, so one new number would rebuild 600 pages. This extension
-  records which substitutions each page uses and, when their values
-  change, has Sphinx reread exactly the pages that use a changed one.
 - Every page carries the navigation (titles and the table of contents of
   the whole book). When a rebuild changes any title or the table of
   contents, every page is rewritten, so an incremental build equals a clean
@@ -67,11 +61,6 @@ import html
 import json
 import re
 from pathlib import Path
-
-#: A MyST substitution reference: ``{{ name }}`` (optionally with a filter after the name).
-_SUBSTITUTION = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)")
-
-_SUBSTITUTIONS = "myst_substitutions"
 
 
 def _clean_page(app, pagename, templatename, context, doctree) -> None:
@@ -143,48 +132,6 @@ def _declare_parallel_safe(app, env, docnames) -> None:
         ext = app.extensions.get(name)
         if ext is not None:
             ext.parallel_read_safe = ext.parallel_write_safe = True
-
-
-# --------------------------------------------------------------------------
-# Substitutions: reread the pages that use a changed one, not every page
-# --------------------------------------------------------------------------
-def _substitutions_do_not_rebuild_all(app, config) -> None:
-    """Take ``myst_substitutions`` out of the values whose change makes Sphinx reread every page."""
-    from sphinx.config import _Opt
-
-    opt = config._options.get(_SUBSTITUTIONS)
-    if isinstance(opt, _Opt) and opt.rebuild == "env":
-        config._options[_SUBSTITUTIONS] = _Opt(opt.default, "", opt.valid_types, opt.description)
-
-
-def _note_substitutions(app, docname, source) -> None:
-    used = set(_SUBSTITUTION.findall(source[0])) if source else set()
-    uses = app.env.__dict__.setdefault("isafe_substitutions_used", {})
-    if used:
-        uses[docname] = used
-    else:
-        uses.pop(docname, None)
-
-
-def _purge(app, env, docname) -> None:
-    env.__dict__.setdefault("isafe_substitutions_used", {}).pop(docname, None)
-
-
-def _merge(app, env, docnames, other) -> None:
-    mine = env.__dict__.setdefault("isafe_substitutions_used", {})
-    theirs = other.__dict__.get("isafe_substitutions_used", {})
-    mine.update({d: theirs[d] for d in docnames if d in theirs})
-
-
-def _outdated_by_substitutions(app, env, added, changed, removed) -> list[str]:
-    new = dict(getattr(app.config, _SUBSTITUTIONS, None) or {})
-    old = env.__dict__.get("isafe_substitution_values")
-    env.isafe_substitution_values = new
-    if old is None:
-        return []
-    changed_keys = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
-    uses = env.__dict__.get("isafe_substitutions_used", {})
-    return sorted(d for d, keys in uses.items() if keys & changed_keys and d in env.found_docs)
 
 
 # --------------------------------------------------------------------------
@@ -358,12 +305,7 @@ def _search_writes_text(app) -> None:
 
 def setup(app):
     app.connect("builder-inited", _search_writes_text)
-    app.connect("config-inited", _substitutions_do_not_rebuild_all)
-    app.connect("source-read", _note_substitutions)
-    app.connect("env-purge-doc", _purge)
-    app.connect("env-merge-info", _merge)
     app.connect("env-before-read-docs", _declare_parallel_safe)
-    app.connect("env-get-outdated", _outdated_by_substitutions)
     app.connect("env-get-updated", _rewrite_all_if_navigation_changed)
     app.connect("env-updated", _late_assets_first)
     app.connect("html-page-context", _clean_page, priority=900)
