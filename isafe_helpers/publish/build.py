@@ -9,8 +9,9 @@ execution off (papermill already executed them), in parallel
   page keeps its modification time and Sphinx does not read it again.
 - Sphinx keeps its output and doctrees between builds in
   ``<build>/.sphinx``, so it writes only the pages that changed (and every
-  page when a title or the table of contents changed, or the pages that use
-  a summary number that changed: :mod:`isafe_helpers.publish.book_ext`).
+  page when a title or the table of contents changed:
+  :mod:`isafe_helpers.publish.book_ext`). The summary's numbers are written
+  into its pages at staging, so a changed number is a changed page.
   ``tests/test_pipeline_book.py`` checks an incremental build equals a
   clean one, file for file.
 - A build that fails, or a source page that disappears, makes the next
