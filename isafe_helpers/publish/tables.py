@@ -255,6 +255,8 @@ def render(
                 if c.kind == "ci" or (c.kind == "view" and " to " in v):  # the interval stays whole
                     cls += " ci"
                     v = v.replace(" to ", "\u00a0to\u00a0")
+                if c.kind != "text" and v and not any(ch.isdigit() for ch in v) and " " in v:
+                    cls += " words"  # "minus infinity": words, which may wrap, in a column of numbers
                 if c.kind == "people" and (i, c.key) in exempt:
                     cls += " exempt"  # a trial-flow count, published whatever its size
                 href = links[c.key][i] if c.key in links and i < len(links[c.key]) else None
