@@ -347,10 +347,11 @@ class PrimaryAnalysis(ResultSet):
     family and says why).
     """
 
-    las: list[str]  # the scope's LAs, set by :func:`primary_all`
+    las: list[str]  # the scope's LAs, set by :func:`primary_all` (none: the tables carry no ledger keys)
 
     def __init__(self, results: list, casefile: CasefileResult | None = None, protocol: Protocol | None = None):
         super().__init__(results)
+        self.las = []
         self.casefile = casefile
         self.protocol = protocol if protocol is not None else default_protocol()
         for r in self.results:
