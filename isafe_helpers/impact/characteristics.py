@@ -33,6 +33,7 @@ is the baseline-equivalence table's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, FactKey, Table
 
 ARMS = ("treatment", "control")
 SAMPLES = ("randomised", "analysed")
@@ -132,14 +133,16 @@ class BaselineCharacteristics(Result):
         """One row per characteristic and level; per arm and sample, staff and % (years qualified: mean, SD)."""
         f = self.frame
         order = list(dict.fromkeys(zip(f["characteristic"], f["level"], f["kind"])))
-        recs, keys, fcts = [], {}, {}
+        recs: list[dict[str, Any]] = []
+        keys: dict[str, list[str | None]] = {}
+        fcts: dict[str, list[FactKey | None]] = {}
         for s in self.samples:
             for a in ARMS:
                 keys[f"n_{a}_{s}"] = []
                 for c in ("n", "v"):
                     fcts[f"{c}_{a}_{s}"] = []
         for ch, lev, kind in order:
-            rec = {
+            rec: dict[str, Any] = {
                 "characteristic": "Staff" if kind == "total" else label(ch),
                 "level": {
                     "total": "All",
