@@ -103,3 +103,20 @@ def test_before_follow_up_only_the_randomised_sample_is_described(small_root):
     assert res.samples == ("randomised",) and res.outcome is None
     assert not res.tidy()["quantity"].str.endswith("_analysed").any()
     assert "No analysed sample yet" in res.table().notes[0]
+
+
+def test_consort_plan_table_and_dates_come_from_the_protocol(trial):
+    flow = impact.trial_flow(trial)
+    tab = flow.plan_table()
+    assert list(tab.data["planned"]) == [8, 48]  # the synthetic protocol.yml's plan
+    assert list(tab.data["randomised"]) == [len(trial.las), trial.teams["team_id"].nunique()]
+    assert list(tab.data["difference"]) == [len(trial.las) - 8, trial.teams["team_id"].nunique() - 48]
+    assert tab.facts["planned"][1] == ("impact", "trial_flow", "planned", "teams", "estimate")
+    rows = pd.DataFrame(flow.rows()).set_index(["outcome", "quantity"])["estimate"]
+    assert rows[("planned", "teams")] == 48 and rows[("randomised", "las")] == len(trial.las)
+    text = flow.dates_text()
+    assert text.startswith("Dates from the protocol: baseline survey 2022") and "follow-up survey 2022" in text
+    assert any(n.startswith("Reasons for loss") for n in flow.table().notes)
+    # an LA's page compares no plan (the plan is the trial's)
+    one = impact.trial_flow(trial.for_scope(trial.las[0]))
+    assert one.planned is None and not any(r["outcome"] == "planned" for r in one.rows())
