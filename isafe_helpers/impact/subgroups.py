@@ -203,7 +203,7 @@ class ModeratorResults(Result):
                 "Estimates in scale points, 95% CIs and p-values with Kenward-Roger standard errors and degrees of "
                 "freedom. Differences in effect (interactions) also carry p-values Holm-adjusted across every "
                 "interaction of the page. Each moderator's joint test (a Kenward-Roger F test that the effect is the "
-                "same at every level) is in the next table.",
+                "same at every level) is in the next table; the LA one is also shown with the heterogeneity across LAs.",
             ],
         )
 
