@@ -215,7 +215,15 @@ def test_the_baseline_impact_page_shows_the_trial_as_randomised_and_no_outcome_a
 def test_the_baseline_report_writes_no_outcome_estimate(reports):
     est = reports["baseline"]["estimates"]
     impact = set(est.loc[est["strand"] == "impact", "analysis"])
-    assert impact == {"trial_flow", "descriptives", "baseline_balance", "baseline_icc", "power"}
+    # baseline characteristics by arm describe the randomised staff: no outcome estimate
+    assert impact == {
+        "trial_flow",
+        "descriptives",
+        "baseline_balance",
+        "baseline_characteristics",
+        "baseline_icc",
+        "power",
+    }
     assert set(est.loc[est["analysis"] == "power", "quantity"]) == {"mdes_randomisation"}
     assert "dose_outcome" not in set(est["analysis"])
     mdes_ = est.loc[est["quantity"] == "mdes_randomisation", "estimate"].astype(float)
