@@ -75,3 +75,24 @@ def test_primary_rows_and_variance_table_carry_the_icc_interval(_small_root_temp
     assert tab.facts["icc_low"][0] == ("impact", "primary", r["outcome"], "icc", "ci_low")
     assert tab.facts["icc_high"][0] == ("impact", "primary", r["outcome"], "icc", "ci_high")
     assert any("profile-likelihood" in n for n in tab.notes)
+
+
+def test_the_baseline_report_gives_the_icc_at_baseline_with_its_interval(_small_root_template):
+    from isafe_helpers import impact
+    from isafe_helpers.data.loading import load_root
+
+    data = load_root(_small_root_template)
+    res = impact.baseline_power(data)
+    rows = pd.DataFrame(res.rows())
+    icc = rows[rows["analysis"] == "baseline_icc"].set_index("outcome")
+    # against the interval of the same model fitted here on the randomised staff's baseline scores
+    from isafe_helpers.impact.baseline import _baseline_scores
+
+    df = _baseline_scores(data)
+    sub = df[["team_id", "confidence"]].dropna().rename(columns={"confidence": "baseline"})
+    lo, hi = fit_formula_free(sub, "baseline", [], "team_id").icc_interval()
+    assert icc.loc["confidence", "ci_low"] == pytest.approx(lo) and icc.loc["confidence", "ci_high"] == pytest.approx(
+        hi
+    )
+    tab = res.table()
+    assert tab.col("icc").kind == "ci" and tab.facts["icc_high"][0][3:] == ("icc", "ci_high")
