@@ -171,3 +171,16 @@ def _check(row, ref, dataset, model, term):
     ):
         assert row[ours] == pytest.approx(_r(ref, dataset, model, term, theirs), rel=RTOL, abs=ATOL), (term, ours)
     assert np.isfinite(row["df"])
+
+
+@pytest.mark.parametrize("moderator", ["age", "experience"])
+def test_each_moderators_joint_kr_f_test_matches_pbkrtest(mods, moderator):
+    """wald_f_age (3 numerator df) and wald_f_experience (1) against pbkrtest::KRmodcomp
+    (tests/fixtures/moderator_joint_f; lmerTest::contest gives the same), 1e-6 relative."""
+    ref = pd.read_csv(FIX.parent / "moderator_joint_f" / "ref.csv")
+    ref = ref[(ref["moderator"] == moderator) & (ref["source"] == "KRmodcomp")].set_index("quantity")["value"]
+    joint = mods.loc[f"wald_f_{moderator}"]
+    assert joint["estimate"] == pytest.approx(ref["f_stat"], rel=RTOL)
+    assert joint["ndf"] == ref["ndf"]
+    assert joint["df"] == pytest.approx(ref["ddf"], rel=RTOL)
+    assert joint["p_value"] == pytest.approx(ref["p_value"], rel=RTOL)

@@ -103,6 +103,13 @@ def test_each_categorical_moderator_gets_a_joint_kenward_roger_f_test_in_its_own
         row = rows[(rows["analysis"] == "subgroup_age") & (rows["quantity"] == "wald_f_age")]
         assert len(row[row["outcome"] == outcome]) == 1
         assert row["note"].str.contains("joint Kenward-Roger F test of every arm x age band term").all()
+        # years qualified: one arm-by-years term, so its joint F is that term's KR t squared on the same df
+        ex = t[(t["outcome"] == outcome) & (t["moderator"] == "experience")].set_index("quantity")
+        if "wald_f_experience" in ex.index:
+            fe, it = ex.loc["wald_f_experience"], ex.loc["interaction_per_year"]
+            assert fe["ndf"] == 1 and fe["df"] == pytest.approx(it["df"], rel=1e-8)
+            assert fe["estimate"] == pytest.approx((it["estimate"] / it["se"]) ** 2, rel=1e-8)
+            assert fe["p_value"] == pytest.approx(it["p_value"], rel=1e-8)
     # never in an Estimate column: the moderator table leaves the F tests out; the joint table shows them
     assert len(mods.table().data) == int((~t["quantity"].str.startswith("wald_f")).sum())
     joint = mods.joint_table().data

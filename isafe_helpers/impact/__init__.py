@@ -12,6 +12,7 @@ from isafe_helpers.impact.baseline import (
 )
 from isafe_helpers.impact.casefiles import casefile
 from isafe_helpers.impact.change import change_summary
+from isafe_helpers.impact.characteristics import baseline_characteristics
 from isafe_helpers.impact.compliance import cace, cace_all
 from isafe_helpers.impact.flow import attrition, baseline_equivalence, trial_flow
 from isafe_helpers.impact.heterogeneity import la_heterogeneity
@@ -24,6 +25,7 @@ __all__ = [
     "AWAITING_TEXT",
     "awaits_followup",
     "baseline_balance",
+    "baseline_characteristics",
     "baseline_power",
     "attrition",
     "baseline_equivalence",

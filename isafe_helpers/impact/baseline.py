@@ -50,7 +50,7 @@ from isafe_helpers.impact.power import randomisation_sample, stage_mdes
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 from isafe_helpers.stats.mixed import fit_formula_free
 
 #: Case-file share at baseline: its label in the balance table.
@@ -262,7 +262,20 @@ class BaselinePower(Result):
     def rows(self) -> list[dict]:
         out = []
         for r in self.frame.itertuples():
-            out.append(est_row("baseline_icc", r.outcome, "icc", r.icc, n=r.n, n_clusters=r.teams, note=r.note))
+            how = "95% CI by profile likelihood (REML criterion within chi-square(1) 3.84 of its minimum)"
+            out.append(
+                est_row(
+                    "baseline_icc",
+                    r.outcome,
+                    "icc",
+                    r.icc,
+                    ci_low=r.icc_low,
+                    ci_high=r.icc_high,
+                    n=r.n,
+                    n_clusters=r.teams,
+                    note=r.note or (how if np.isfinite(r.icc_low) else ""),
+                )
+            )
             out.append(
                 est_row(
                     "power",
@@ -283,19 +296,29 @@ class BaselinePower(Result):
             note=[n or "" for n in self.frame["note"]],
         )
         return Table(
-            t[["outcome", "n", "teams", "icc", "mdes", "note"]],
+            t[["outcome", "n", "teams", "icc", "icc_low", "icc_high", "mdes", "note"]],
             [
                 Col("outcome", "Outcome", "text"),
                 Col("n", "Staff with a baseline score", "people"),
                 Col("teams", "Teams", "units"),
-                Col("icc", "ICC at baseline", "number", 3, base="n"),
+                Col("icc", "ICC at baseline (95% CI)", "ci", 3, parts=("icc_low", "icc_high"), base="n"),
                 Col("mdes", "MDES at randomisation (SD)", "number", 2),
                 Col("note", "Note", "text"),
             ],
             caption="Clustering at baseline and the minimum detectable effect size at randomisation",
+            facts=facts(
+                "impact",
+                [("baseline_icc", o, "icc") for o in self.frame["outcome"]],
+                n="n",
+                icc="estimate",
+                icc_low="ci_low",
+                icc_high="ci_high",
+                mdes=("power", "mdes_randomisation", "estimate"),
+            ),
             notes=[
                 "ICC at baseline: the share of the variance of baseline scores between teams, from a model with "
-                "teams as random intercepts (REML).",
+                "teams as random intercepts (REML); its 95% CI is a profile-likelihood interval (the ICC values "
+                "whose REML criterion is within 3.84, chi-square with 1 df, of its minimum), within 0 to 1.",
                 "MDES: the smallest true effect (in SD units) the trial as randomised detects with 80% power at 5% "
                 "two-sided, from the teams and staff randomised (harmonic mean of staff per team) and the "
                 "protocol's planning ICC and R-squared, as in the full report; when the protocol gives none, the "
@@ -317,7 +340,15 @@ def baseline_power(data: TrialData) -> BaselinePower:
     for scale in data.instrument.scale_names:
         sub = df[["team_id", scale]].dropna().rename(columns={scale: "baseline"})
         rec = dict(
-            outcome=scale, n=len(sub), teams=sub["team_id"].nunique(), icc=np.nan, mdes=np.nan, note="", mdes_note=""
+            outcome=scale,
+            n=len(sub),
+            teams=sub["team_id"].nunique(),
+            icc=np.nan,
+            icc_low=np.nan,
+            icc_high=np.nan,
+            mdes=np.nan,
+            note="",
+            mdes_note="",
         )
         try:
             fit = fit_formula_free(sub, "baseline", [], "team_id")
@@ -325,6 +356,10 @@ def baseline_power(data: TrialData) -> BaselinePower:
                 rec["note"] = f"ICC not estimable: the model did not converge ({fit.message})"
             else:
                 rec["icc"] = float(np.clip(fit.icc, 0.0, 1.0))
+                try:
+                    rec["icc_low"], rec["icc_high"] = fit.icc_interval()
+                except (ValueError, RuntimeError):  # the criterion cannot be profiled: no interval
+                    pass
         except (ValueError, np.linalg.LinAlgError, ZeroDivisionError, KeyError) as exc:
             rec["note"] = f"ICC not estimable: {exc}"
         shares = planned if planned is not None else (rec["icc"], 0.0, 0.0) if np.isfinite(rec["icc"]) else None
@@ -340,7 +375,8 @@ def baseline_power(data: TrialData) -> BaselinePower:
             except ValueError as exc:
                 rec["note"] = f"MDES not estimable: {exc}"
         recs.append(rec)
-    return BaselinePower(pd.DataFrame(recs, columns=["outcome", "n", "teams", "icc", "mdes", "note", "mdes_note"]))
+    cols = ["outcome", "n", "teams", "icc", "icc_low", "icc_high", "mdes", "note", "mdes_note"]
+    return BaselinePower(pd.DataFrame(recs, columns=cols))
 
 
 __all__ = [

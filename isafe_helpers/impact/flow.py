@@ -26,10 +26,11 @@ from isafe_helpers.data.frames import analysis_frame, casefile_frame, treatment_
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.data.protocol import protocol_of
 from isafe_helpers.results import keys as K
+from isafe_helpers.results.escape import md
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts
 
 #: What Works Clearinghouse attrition boundaries (Standards Handbook v4.0, Table II.1; the same in v4.1 and
 #: v5.0; methods.md): overall attrition (whole %) -> largest differential attrition (percentage points) that
@@ -294,6 +295,58 @@ class TrialFlow(Result):
     las: list[str] = field(default_factory=list)
     #: No follow-up yet (:mod:`isafe_helpers.data.followup`): the flow to date, randomisation and delivery only.
     baseline_only: bool = False
+    #: The protocol's plan (``las``, ``teams``; None without a pooled scope) and where it comes from.
+    planned: dict | None = None
+    plan_source: str = "default"
+    #: The protocol's dates (``randomised``, ``baseline``, ``followup``; any may be missing).
+    dates: dict = field(default_factory=dict)
+    #: The LAs and teams randomised in the scope.
+    randomised: dict = field(default_factory=dict)
+
+    def plan_table(self) -> Table:
+        """LAs and teams planned (protocol.yml) against those randomised (pooled scope), by arm for teams.
+
+        Teams and LAs are not people: every count is published. The protocol plans teams, not
+        staff per arm, so the planned teams per arm are the planned share treated applied to the
+        planned teams (as the protocol's design states it)."""
+        pl = self.planned or {}
+        rows = [("LAs", "las"), ("Teams", "teams")]
+        data = pd.DataFrame(
+            {
+                "what": [w for w, _ in rows],
+                "planned": [pl.get(k, np.nan) for _, k in rows],
+                "randomised": [self.randomised.get(k, np.nan) for _, k in rows],
+            }
+        )
+        data["difference"] = data["randomised"] - data["planned"]
+        keys = [("trial_flow", "planned", k) for _, k in rows]
+        shows = facts("impact", keys, planned="estimate")
+        shows |= facts("impact", [("trial_flow", "randomised", k) for _, k in rows], randomised="estimate")
+        src = "protocol.yml" if self.plan_source == "protocol.yml" else "the handbook's default plan (no protocol.yml)"
+        return Table(
+            data,
+            [
+                Col("what", "", "text"),
+                Col("planned", "Planned", "units"),
+                Col("randomised", "Randomised", "units"),
+                Col("difference", "Randomised minus planned", "units"),
+            ],
+            caption="Planned and randomised: LAs and teams",
+            notes=[f"Planned: {src}. LAs and teams are not people: their counts are published in full."],
+            facts=shows,
+        )
+
+    def dates_text(self) -> str:
+        """One Markdown sentence with the protocol's dates (randomisation, baseline, follow-up), or what is missing."""
+        names = {"baseline": "baseline survey", "randomised": "randomisation", "followup": "follow-up survey"}
+        got = [f"{names[k]} {md(self.dates[k])}" for k in ("baseline", "randomised", "followup") if self.dates.get(k)]
+        if not got:
+            return "The protocol gives no dates for randomisation, baseline or follow-up."
+        missing = [names[k] for k in ("baseline", "randomised", "followup") if not self.dates.get(k)]
+        text = "Dates from the protocol: " + "; ".join(got) + "."
+        if missing:
+            text += f" It gives no date for the {' or '.join(missing)}."
+        return text
 
     def count(self, stage: str, arm: str, unit: str) -> int:
         t = self.frame
@@ -373,6 +426,12 @@ class TrialFlow(Result):
             )
         if "received" in stages:
             notes.append("Received: intervention-team staff who attended at least one practice-pathway session.")
+        if not self.baseline_only:
+            notes.append(
+                "Reasons for loss: the returns record no reason why a member of staff left the trial (the data hold no "
+                "withdrawal or leaving reason), so loss is given by what is missing: no follow-up survey returned "
+                "(lost to follow-up), or a follow-up returned with a score missing at either wave (not analysed)."
+            )
         return Table(
             t,
             cols,
@@ -384,12 +443,18 @@ class TrialFlow(Result):
         )
 
     def rows(self) -> list[dict]:
-        return [
+        out = [
             est_row("trial_flow", f"{r.stage}_{r.arm}", unit, getattr(r, unit), note="count")
             for r in self.frame.itertuples()
             for unit in ("teams", "staff")
             if r.stage != "received" and not (self.baseline_only and r.stage != "allocated")
         ]
+        if self.planned:
+            src = "protocol.yml" if self.plan_source == "protocol.yml" else "the handbook's default plan"
+            for k in ("las", "teams"):
+                out.append(est_row("trial_flow", "planned", k, self.planned[k], note=f"planned ({src})"))
+                out.append(est_row("trial_flow", "randomised", k, self.randomised[k], note="randomised (count)"))
+        return out
 
 
 STAGES = ("allocated", "received", "followed_up", "lost_to_follow_up", "analysed", "excluded_from_analysis")
@@ -450,7 +515,19 @@ def trial_flow(data: TrialData, outcome: str | None = None) -> TrialFlow:
     got = t_parts[t_parts["participant_id"].isin(reached)]
     recs.append(dict(stage="received", arm="treatment", teams=got["team_id"].nunique(), staff=len(got)))
     recs.append(dict(stage="received", arm="control", teams=np.nan, staff=np.nan))
-    return TrialFlow(pd.DataFrame(recs), len(data.las), outcome, list(data.las), not has_followup(data.tables))
+    protocol = protocol_of(data)
+    pooled = len(data.las) > 1  # the plan is the trial's: compared on the pooled page only
+    return TrialFlow(
+        pd.DataFrame(recs),
+        len(data.las),
+        outcome,
+        list(data.las),
+        not has_followup(data.tables),
+        planned={"las": protocol.design.las, "teams": protocol.design.teams} if pooled else None,
+        plan_source=protocol.source,
+        dates=dict(protocol.dates),
+        randomised={"las": len(data.las), "teams": int(teams["team_id"].nunique())},
+    )
 
 
 #: WWC thresholds of the absolute standardised baseline difference.

@@ -49,6 +49,12 @@ from isafe_helpers.stats.effect_size import StandardisedEffect, standardised_eff
 from isafe_helpers.stats.inference import holm, interval
 from isafe_helpers.stats.mixed import fit_formula_free
 
+#: What the ICC row's note says about its model and interval (methods page: "ICC and its interval").
+ICC_NOTE = (
+    "unconditional model; 95% CI by profile likelihood (REML criterion within chi-square(1) 3.84 of its "
+    "minimum, s2_W and the intercept profiled out), so within [0, 1]"
+)
+
 #: Prefix of the note of an estimate whose fit did not converge (kept in estimates.csv, withheld from tables).
 NOT_CONVERGED = "did not converge"
 
@@ -89,6 +95,8 @@ class PrimaryResult(ArmEffect, Result):
     g: StandardisedEffect | None = None
     g_conditional: StandardisedEffect | None = None
     icc: float = np.nan  # unconditional model
+    icc_ci_low: float = np.nan  # its 95% profile-likelihood interval (MixedFit.icc_interval)
+    icc_ci_high: float = np.nan
     team_variance: float = np.nan  # primary (conditional) model
     residual_variance: float = np.nan
     team_variance_unconditional: float = np.nan
@@ -148,7 +156,16 @@ class PrimaryResult(ArmEffect, Result):
             ),
             g_row("hedges_g_total", g, "unconditional model"),
             g_row("hedges_g_total_conditional", gc, "primary model"),
-            est_row("primary", self.outcome, "icc", self.icc, note=self._note("unconditional model"), **c),
+            est_row(
+                "primary",
+                self.outcome,
+                "icc",
+                self.icc,
+                ci_low=self.icc_ci_low,
+                ci_high=self.icc_ci_high,
+                note=self._note(ICC_NOTE if np.isfinite(self.icc_ci_low) else "unconditional model"),
+                **c,
+            ),
             est_row(
                 "primary", self.outcome, "team_variance", self.team_variance, note=self._note("primary model"), **c
             ),
@@ -258,6 +275,10 @@ def fit_primary(df: pd.DataFrame, outcome: str, effect_sizes: bool = True) -> Pr
             res.estimate, res.se, res.ci_low, res.ci_high, uncond.team_variance, uncond.residual_variance
         )
         res.icc = uncond.icc
+        try:
+            res.icc_ci_low, res.icc_ci_high = uncond.icc_interval()
+        except (ValueError, RuntimeError, np.linalg.LinAlgError):  # the criterion cannot be profiled: no interval
+            pass
         res.team_variance_unconditional = uncond.team_variance
         res.residual_variance_unconditional = uncond.residual_variance
     fits = (("primary", cond), ("unconditional", uncond))
@@ -578,6 +599,8 @@ class PrimaryAnalysis(ResultSet):
                 tvu=r.team_variance_unconditional,
                 rvu=r.residual_variance_unconditional,
                 icc=r.icc,
+                icc_low=r.icc_ci_low,
+                icc_high=r.icc_ci_high,
             )
             for r in self.results
             if not r.withheld
@@ -585,7 +608,7 @@ class PrimaryAnalysis(ResultSet):
         las = getattr(self, "las", None)
         stat: dict[str, Any] = dict(kind="number", digits=3, base="n")
         return Table(
-            pd.DataFrame(recs, columns=["outcome", "n", "tv", "rv", "tvu", "rvu", "icc"]),
+            pd.DataFrame(recs, columns=["outcome", "n", "tv", "rv", "tvu", "rvu", "icc", "icc_low", "icc_high"]),
             [
                 Col("outcome", "Outcome", "text"),
                 Col("n", "Staff analysed", "people"),
@@ -593,12 +616,15 @@ class PrimaryAnalysis(ResultSet):
                 Col("rv", "Residual variance, primary model", **stat),
                 Col("tvu", "Team variance, model without covariates", **stat),
                 Col("rvu", "Residual variance, model without covariates", **stat),
-                Col("icc", "ICC, model without covariates", **stat),
+                Col("icc", "ICC, model without covariates (95% CI)", "ci", 3, parts=("icc_low", "icc_high"), base="n"),
             ],
             caption="Variance components of the primary analysis",
             notes=[
                 "The ICC is the team share of the variance of the model without covariates (intercept and team "
-                "only, same sample); Hedges' g divides by that model's total standard deviation."
+                "only, same sample); Hedges' g divides by that model's total standard deviation.",
+                "The ICC's 95% CI is a profile-likelihood interval: the ICC values whose REML criterion (the "
+                "residual variance and intercept profiled out) is within 3.84, chi-square with 1 df, of its "
+                "minimum; it lies within 0 to 1, and at an ICC of 0 it is conservative.",
             ],
             keys={"n": [K.analysed(las, r.outcome) for r in self.results if not r.withheld]} if las else {},
             facts=facts(
@@ -610,6 +636,8 @@ class PrimaryAnalysis(ResultSet):
                 tvu=("primary", "team_variance_unconditional", "estimate"),
                 rvu=("primary", "residual_variance_unconditional", "estimate"),
                 icc=("primary", "icc", "estimate"),
+                icc_low=("primary", "icc", "ci_low"),
+                icc_high=("primary", "icc", "ci_high"),
             ),
         )
 

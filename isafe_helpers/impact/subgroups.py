@@ -17,8 +17,9 @@ scales of the scope, and their p-values are Holm-adjusted across it. Each
 model is also refitted with arm nested in the moderator's levels, which gives
 the arm effect within each level (same model, reparameterised). Every term's
 SE, CI and p-value are Kenward-Roger's (t on the KR df), as in the primary
-model; the joint test that the arm effect is the same in every LA is the
-Kenward-Roger F test of all arm-by-LA terms (``pbkrtest::KRmodcomp``). All of
+model; each moderator's joint test (``wald_f_<moderator>``: the arm effect
+is the same at every level) is the Kenward-Roger F test of all its arm-by-level
+terms (``pbkrtest::KRmodcomp``; for years qualified the one arm-by-years term). All of
 this is exploratory: the trial was not powered for it, and the results
 describe; they do not judge.
 """
@@ -90,8 +91,10 @@ class ModeratorResults(Result):
             if r.kind == "interaction":
                 what = "p Holm-adjusted across the family; Kenward-Roger SE and df"
             elif r.kind == "joint":
-                terms = "arm x LA" if r.moderator == "la" else "arm x age band"
-                what = f"joint Kenward-Roger F test of every {terms} term, F({r.ndf:g}, {r.df:.2f})"
+                terms = {"la": "every arm x LA term", "age": "every arm x age band term"}.get(
+                    r.moderator, "the arm x years qualified term (one term: F = t squared)"
+                )
+                what = f"joint Kenward-Roger F test of {terms}, F({r.ndf:g}, {r.df:.2f})"
             else:
                 what = "unadjusted p; Kenward-Roger SE and df"
             if r.kind != "joint" and np.isfinite(r.estimate) and not np.isfinite(r.df):
@@ -118,12 +121,17 @@ class ModeratorResults(Result):
         return out
 
     def joint_table(self) -> Table:
-        """The joint Kenward-Roger F test of each categorical moderator (``wald_f_*``): F, its df and p, own columns."""
+        """The joint Kenward-Roger F test of each moderator (``wald_f_*``): staff in the model, F, its df and p.
+
+        F and its df are not estimates: they have their own columns (never an Estimate column). A test
+        resting on fewer staff than the disclosure threshold is withheld with them; one whose model did
+        not converge is not shown (its note says why)."""
         f = self.frame[self.frame["quantity"].str.startswith("wald_f")].reset_index(drop=True)
         t = pd.DataFrame(
             {
                 "outcome": [label(o) for o in f["outcome"]],
                 "moderator": [MODERATOR_LABELS[m] for m in f["moderator"]],
+                "n": f["n"].to_numpy(float),
                 "f_stat": f["estimate"].to_numpy(float),
                 "ndf": f["ndf"].to_numpy(float) if "ndf" in f else np.nan,
                 "ddf": f["df"].to_numpy(float),
@@ -139,17 +147,19 @@ class ModeratorResults(Result):
             [
                 Col("outcome", "Outcome", "text"),
                 Col("moderator", "Moderator", "text"),
-                Col("f_stat", "Kenward-Roger F", "number", 2),
+                Col("n", "Staff in the model", "people"),
+                Col("f_stat", "Kenward-Roger F", "number", 2, base="n"),
                 Col("ndf", "Numerator df", "int"),
-                Col("ddf", "Denominator df", "number", 1),
-                Col("p_value", "p (F test)", "p"),
+                Col("ddf", "Denominator df", "number", 1, base="n"),
+                Col("p_value", "p (F test)", "p", base="n"),
                 Col("note", "Note", "text"),
             ],
             caption="Does the effect differ between groups? Joint tests of each moderator (exploratory)",
-            facts=facts("impact", rows, f_stat="estimate", p_value="p_value"),
+            facts=facts("impact", rows, n="n", f_stat="estimate", p_value="p_value"),
             notes=[
                 f"{EXPLORATORY.capitalize()}. Kenward-Roger F test that every arm-by-level term of the moderator "
-                "model is zero (age band: each band against under 30; LA: each LA against the first)."
+                "model is zero (age band: each band against under 30; LA: each LA against the first; years "
+                "qualified: its one arm-by-years term, so F is the square of that term's t)."
             ],
         )
 
@@ -192,8 +202,8 @@ class ModeratorResults(Result):
                 "the estimates describe and do not judge.",
                 "Estimates in scale points, 95% CIs and p-values with Kenward-Roger standard errors and degrees of "
                 "freedom. Differences in effect (interactions) also carry p-values Holm-adjusted across every "
-                "interaction of the page. The joint test that the effect differs between LAs (a Kenward-Roger F "
-                "test) is shown with the heterogeneity across LAs.",
+                "interaction of the page. Each moderator's joint test (a Kenward-Roger F test that the effect is the "
+                "same at every level) is in the next table; the LA one is also shown with the heterogeneity across LAs.",
             ],
         )
 
@@ -297,6 +307,25 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
                 recs.append(
                     dict(base, **r, quantity=q, kind="interaction" if q.startswith("inter") else "effect", note=note)
                 )
+            # the moderator's joint KR F test: one interaction term, so F(1, ddf) = t^2 of the interaction
+            L1 = np.zeros((1, fit.beta.size))
+            L1[0, k_int] = 1.0
+            test = kenward_roger_test(fit.kenward_roger(), L1)
+            recs.append(
+                dict(
+                    base,
+                    estimate=test.f_stat,
+                    se=np.nan,
+                    df=test.ddf,
+                    ndf=float(test.ndf),
+                    ci_low=np.nan,
+                    ci_high=np.nan,
+                    p_value=test.p_value,
+                    quantity="wald_f_experience",
+                    kind="joint",
+                    note=note,
+                )
+            )
             grid = np.linspace(0.0, float(np.nanpercentile(df["years_qualified"], 95)), 41)
             c = np.zeros((grid.size, len(fit.beta)))
             c[:, k_t], c[:, k_int] = 1.0, grid - YEARS_CENTRE

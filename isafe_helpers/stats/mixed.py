@@ -105,6 +105,42 @@ class MixedFit:
             )
         return self._kr["result"]
 
+    def icc_interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Profile-likelihood interval of the ICC, ``s2_B / (s2_B + s2_W)``.
+
+        The ICC is a monotone function of ``theta = s2_B / s2_W`` alone, and
+        the profiled REML criterion ``f(theta)`` (module docstring) already
+        maximises over ``s2_W`` and the fixed effects, so the profile
+        likelihood interval is ``{theta : f(theta) - f(theta_hat) <=
+        chi2_1(level)}``, mapped to ``theta / (1 + theta)``. Its ends are
+        found by root finding on ``f``; an end that the set reaches (theta = 0,
+        where the set includes it) is 0. The interval therefore lies in
+        [0, 1]. At theta_hat = 0 the chi-square(1) cut-off is conservative
+        (the boundary distribution is a 50:50 mixture). This is the interval
+        lme4's REML deviance function gives when profiled on its relative SD
+        (``sqrt(theta)``; R reference in tests/fixtures/icc_profile).
+        """
+        crit = self._kr.get("crit")
+        if crit is None:
+            raise ValueError("this MixedFit does not carry its design: refit with fit_random_intercept")
+        theta_hat = self.team_variance / self.residual_variance
+        f_hat = float(crit(theta_hat))
+        cut = float(stats.chi2.ppf(level, 1))
+
+        def g(th: float) -> float:
+            return float(crit(th)) - f_hat - cut
+
+        lo = 0.0
+        if theta_hat > 0 and g(0.0) > 0:
+            lo = optimize.brentq(g, 0.0, theta_hat, xtol=1e-14 * max(theta_hat, 1e-12), rtol=1e-13, maxiter=500)
+        hi_b = max(theta_hat, 1e-6) * 2.0
+        while g(hi_b) <= 0:
+            hi_b *= 4.0
+            if hi_b > 1e12:
+                return lo / (1.0 + lo), 1.0
+        hi = optimize.brentq(g, theta_hat, hi_b, xtol=1e-14 * hi_b, rtol=1e-13, maxiter=500)
+        return float(lo / (1.0 + lo)), float(hi / (1.0 + hi))
+
     def tidy(self) -> pd.DataFrame:
         """One row per fixed effect: estimate, SE, Satterthwaite df, t, two-sided
         p-value and t-based 95% confidence interval (normal if df is not finite)."""
@@ -511,6 +547,7 @@ def fit_random_intercept(y, X, groups, names=None) -> MixedFit:
         df=df,
     )
     fit._kr["sums"] = TeamSums(within=prob.W, sums=prob.Sx, sizes=prob.nj)
+    fit._kr["crit"] = prob.crit  # the profiled REML criterion, for icc_interval()
     return fit
 
 
