@@ -15,6 +15,7 @@ from isafe_helpers.impact.change import change_summary
 from isafe_helpers.impact.compliance import cace, cace_all
 from isafe_helpers.impact.flow import attrition, baseline_equivalence, trial_flow
 from isafe_helpers.impact.heterogeneity import la_heterogeneity
+from isafe_helpers.impact.missing_data import missing_data
 from isafe_helpers.impact.power import power_analysis
 from isafe_helpers.impact.primary_model import convergence_message, primary, primary_all, scope_caveat
 from isafe_helpers.impact.sensitivity import robustness
@@ -34,6 +35,7 @@ __all__ = [
     "change_summary",
     "convergence_message",
     "la_heterogeneity",
+    "missing_data",
     "moderators",
     "power_analysis",
     "primary",
