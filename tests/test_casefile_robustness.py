@@ -116,3 +116,19 @@ def test_robustness_table_shows_the_case_files_checks(bundled):
     # every case-file cell names the estimates.csv row it shows
     i = shown.index[1]
     assert t.facts["estimate"][i] == ("impact", "sensitivity_ri", "father_contact_recorded", TEAM_SHARE, "estimate")
+
+
+@pytest.mark.parametrize("scope, working", [("trial", "exchangeable"), ("LA06", "independence")])
+def test_cox_index_matches_r(bundled, scope, working):
+    from isafe_helpers.impact import casefile
+
+    ref = pd.read_csv(Path(__file__).parent / "fixtures" / "cox_index" / "ref.csv", skipinitialspace=True)
+    ref = ref.set_index("dataset").loc[scope]
+    c = casefile(bundled.for_scope(scope))
+    assert c.working == working and c.converged
+    est, _se, lo, hi, p = c.cox_index
+    # 1e-8: geepack iterated to 1e-12, the handbook's GEE to a score norm of 1e-8 (README)
+    assert (est, lo, hi) == pytest.approx((ref["cox_index"], ref["cox_ci_low"], ref["cox_ci_high"]), rel=1e-8)
+    assert p == pytest.approx(ref["p_value"], rel=1e-7)
+    assert c.odds_ratio[0] == pytest.approx(ref["odds_ratio"], rel=1e-8)
+    assert c.n_clusters == ref["teams"]
