@@ -25,6 +25,7 @@ from isafe_helpers.impact import missing_data
 from isafe_helpers.impact.missing_data import response_model, tipping_point
 from isafe_helpers.impact.sensitivity import multiple_imputation
 from isafe_helpers.resources import BUNDLED_DATA
+from isafe_helpers.results import keys as K
 from isafe_helpers.stats.gee import gee_binary
 from isafe_helpers.stats.imputation import mi_delta_tipping_point
 from isafe_helpers.stats.mixed import fit_random_intercept
@@ -155,3 +156,14 @@ def test_delta_zero_is_the_multiple_imputation_and_rows_are_named(bundled):
     assert len(tips) == 5 and (tips["analysis"] == "missing_data").all()
     # a blank tipping point always says why
     assert tips.loc[tips["estimate"].isna(), "note"].str.len().gt(0).all()
+    # the response table's counts are the ledger's populations: randomised staff as the trial flow counts them
+    t = md.table()
+    assert t.keys["randomised_treatment"] == [K.staff(["LA07"], "treatment")]
+    assert t.keys["responded_control"] == [K.stage(["LA07"], "responded", "control")]
+    assert t.facts["response_pct_control"][0] == (
+        "impact",
+        "missing_data",
+        "followup_survey",
+        "response_pct_control",
+        "estimate",
+    )

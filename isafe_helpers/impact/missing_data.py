@@ -45,6 +45,7 @@ from isafe_helpers.data.loading import TrialData
 from isafe_helpers.impact.design import NOT_ESTIMABLE, design, why_not_estimable
 from isafe_helpers.impact.primary_model import PrimaryAnalysis, fit_primary
 from isafe_helpers.impact.sensitivity import MIN_OBSERVED, N_CYCLES, N_IMPUTATIONS, SEED
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
@@ -143,12 +144,19 @@ class MissingData(Result):
     def table(self) -> Table:
         """Response at follow-up by LA and arm: randomised staff, staff who responded, and the share."""
         t = self.response.copy()
-        keys = [(ANALYSIS, RESPONSE, self._suffix(la)) for la in t["la"]]
+        rowkeys = [(ANALYSIS, RESPONSE, self._suffix(la)) for la in t["la"]]
         shows: dict = {}
         for arm in ARMS:
             for q in ("randomised", "responded", "response_pct"):
                 col = f"{q}_{arm}"
-                shows.update(facts("impact", [(a, o, f"{col}{s}") for a, o, s in keys], **{col: "estimate"}))
+                shows.update(facts("impact", [(a, o, f"{col}{s}") for a, o, s in rowkeys], **{col: "estimate"}))
+        scope_las = [la for la in t["la_label"] if la != "All LAs"]
+        row_las = [scope_las if la == "all" else [la] for la in t["la"]]
+        # the ledger's populations: the randomised staff of an arm are the trial flow's; responders a stage of them
+        keys: dict[str, list[str | None]] = {
+            f"randomised_{arm}": [K.staff(las, arm) for las in row_las] for arm in ARMS
+        }
+        keys.update({f"responded_{arm}": [K.stage(las, "responded", arm) for las in row_las] for arm in ARMS})
         cols = [Col("la_label", "LA", "text")]
         for arm in ARMS:
             cols += [
@@ -160,6 +168,7 @@ class MissingData(Result):
             t,
             cols,
             caption="Response at follow-up by arm and LA",
+            keys=keys,
             facts=shows,
             notes=[
                 "Responded: randomised staff with a follow-up survey scored on at least one scale. The response "
