@@ -189,8 +189,10 @@ def analyse(data, heavy: bool = True) -> list:
         ]
         if heavy:
             out.append(impact.robustness(d, primary, n_perm=50, n_imputations=3))
+            out.append(impact.missing_data(d, primary, n_imputations=3))
         else:
             out += [sensitivity.cluster_robust(d, s) for s in d.instrument.scale_names]
+            out.append(sensitivity.casefile_cluster_robust(d))
         out += [
             process.reach(d),
             process.dose(d),

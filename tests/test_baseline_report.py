@@ -203,7 +203,15 @@ def test_the_baseline_impact_page_shows_the_trial_as_randomised_and_no_outcome_a
         "MDES at randomisation",
     ):
         assert shown in page, shown
-    for hidden in ("Primary analysis", "Effect sizes", "Robustness", "Moderators", "Attrition", "Lost to follow-up"):
+    for hidden in (
+        "Primary analysis",
+        "Effect sizes",
+        "Robustness",
+        "Missing data",
+        "Moderators",
+        "Attrition",
+        "Lost to follow-up",
+    ):
         assert hidden not in page, hidden
     assert not any(v in page for v in VERDICTS)
     assert "Outcome change by sessions attended" not in reports["baseline"]["process"]

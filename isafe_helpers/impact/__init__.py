@@ -16,6 +16,7 @@ from isafe_helpers.impact.characteristics import baseline_characteristics
 from isafe_helpers.impact.compliance import cace, cace_all
 from isafe_helpers.impact.flow import attrition, baseline_equivalence, trial_flow
 from isafe_helpers.impact.heterogeneity import la_heterogeneity
+from isafe_helpers.impact.missing_data import missing_data
 from isafe_helpers.impact.power import power_analysis
 from isafe_helpers.impact.primary_model import convergence_message, primary, primary_all, scope_caveat
 from isafe_helpers.impact.sensitivity import robustness
@@ -36,6 +37,7 @@ __all__ = [
     "change_summary",
     "convergence_message",
     "la_heterogeneity",
+    "missing_data",
     "moderators",
     "power_analysis",
     "primary",

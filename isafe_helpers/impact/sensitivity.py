@@ -24,7 +24,8 @@ from dataclasses import astuple, dataclass, field
 import numpy as np
 import pandas as pd
 
-from isafe_helpers.data.frames import analysis_frame, mi_frame
+from isafe_helpers.data.contract import CASEFILE_OUTCOME
+from isafe_helpers.data.frames import analysis_frame, casefile_frame, casefile_wide, mi_frame
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.impact.design import NOT_ESTIMABLE, design, why_not_estimable
 from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis, fit_primary
@@ -57,8 +58,18 @@ N_CYCLES = 5
 MIN_OBSERVED = 10
 
 
-def _rows_effect(analysis: str, outcome: str, est, se, lo, hi, p, n, g, note: str) -> list[dict]:
-    return [est_row(analysis, outcome, "treatment_effect", est, se, lo, hi, p, n=n, n_clusters=g, note=note)]
+def _rows_effect(
+    analysis: str, outcome: str, est, se, lo, hi, p, n, g, note: str, quantity: str = "treatment_effect"
+) -> list[dict]:
+    return [est_row(analysis, outcome, quantity, est, se, lo, hi, p, n=n, n_clusters=g, note=note)]
+
+
+#: Quantity of the case-file outcome's robustness rows: the difference in the teams' shares of files (0 to 1).
+TEAM_SHARE = "team_share_difference"
+TEAM_SHARE_NOTE = (
+    "team-level analysis: each analysed team's share of follow-up files with the father's contact details on arm, "
+    "the team's baseline share and LA (each team one observation)"
+)
 
 
 @dataclass
@@ -161,10 +172,13 @@ class RIResult(ArmEffect, Result):
     exact: bool = False  # every possible allocation enumerated
     theta: float = np.nan
     permuted: np.ndarray | None = field(default=None, repr=False)  # the statistic under each allocation
+    quantity: str = "treatment_effect"  # TEAM_SHARE for the case-file outcome
 
     def rows(self) -> list[dict]:
         how = ("all {} allocations" if self.exact else "{} seeded permutations").format(self.n_permutations)
         note = self.note or f"teams re-randomised within LA; {how}; CI by test inversion"
+        if self.quantity == TEAM_SHARE and not self.note.startswith("not estimable"):
+            note = f"{note}; {TEAM_SHARE_NOTE}"
         return _rows_effect(
             "sensitivity_ri",
             self.outcome,
@@ -176,6 +190,7 @@ class RIResult(ArmEffect, Result):
             self.n,
             self.n_clusters,
             note,
+            self.quantity,
         )
 
 
@@ -223,10 +238,14 @@ def randomisation_inference(data: TrialData, outcome: str, n_perm: int = N_PERMU
 
 @dataclass
 class CR2Result(ArmEffect, Result):
-    """Cluster-robust OLS estimate of the arm effect on one scale."""
+    """Cluster-robust OLS estimate of the arm effect on one scale (or the case files' team shares)."""
+
+    quantity: str = "treatment_effect"  # TEAM_SHARE for the case-file outcome
 
     def rows(self) -> list[dict]:
         note = self.note or "OLS, team-clustered CR2 SE, Satterthwaite df"
+        if self.quantity == TEAM_SHARE and not self.note.startswith("not estimable"):
+            note = f"{note}; {TEAM_SHARE_NOTE}"
         return _rows_effect(
             "sensitivity_cr2",
             self.outcome,
@@ -238,6 +257,7 @@ class CR2Result(ArmEffect, Result):
             self.n,
             self.n_clusters,
             note,
+            self.quantity,
         )
 
 
@@ -260,6 +280,114 @@ def cluster_robust(data: TrialData, outcome: str) -> CR2Result:
     return res
 
 
+def team_shares(data: TrialData) -> pd.DataFrame | None:
+    """The case-file outcome at team level: one row per analysed team (None without audits at both waves).
+
+    Over the participants the case-file model analyses
+    (:func:`~isafe_helpers.data.frames.casefile_frame`): ``followup`` is the
+    team's share of follow-up files with the father's contact details (files
+    summed over its staff), ``baseline`` the same share at baseline over the
+    same staff, with ``team_id``, ``la``, ``arm``, ``treated``, ``staff`` and
+    ``files``. Each team counts once, whatever its size: the unit that was
+    randomised.
+    """
+    d = casefile_frame(data)
+    wide = casefile_wide(data)
+    if d is None or wide is None:
+        return None
+    pid = d["participant_id"]
+    d = d.assign(
+        base_recorded=pid.map(wide[("father_contact_recorded", "baseline")]).astype(float),
+        base_audited=pid.map(wide[("cases_audited", "baseline")]).astype(float),
+    )
+    g = d.groupby("team_id", sort=True).agg(
+        la=("la", "first"),
+        arm=("arm", "first"),
+        recorded=("recorded", "sum"),
+        files=("audited", "sum"),
+        base_recorded=("base_recorded", "sum"),
+        base_audited=("base_audited", "sum"),
+        staff=("participant_id", "size"),
+    )
+    g = g.reset_index()
+    g["followup"] = g["recorded"] / g["files"]
+    g["baseline"] = g["base_recorded"] / g["base_audited"]
+    g["treated"] = (g["arm"] == "treatment").astype(float)
+    return g
+
+
+def casefile_randomisation_inference(data: TrialData, n_perm: int = N_PERMUTATIONS, seed: int = SEED) -> RIResult:
+    """Randomisation test of the case-file outcome on the teams' shares (:func:`team_shares`).
+
+    Teams re-randomised within LA exactly as for the scales (the same
+    allocations); the statistic is the OLS arm coefficient of the team share
+    on arm, the team's baseline share and LA (each team one observation, so
+    the GLS statistic of the scales at ``theta = 0``); p and the test-inversion
+    CI as :func:`randomisation_inference`.
+    """
+    g = team_shares(data)
+    if g is None:
+        return RIResult(
+            CASEFILE_OUTCOME, 0, 0, note="not estimable: audits at both waves are needed", quantity=TEAM_SHARE
+        )
+    res = RIResult(CASEFILE_OUTCOME, int(g["staff"].sum()), len(g), quantity=TEAM_SHARE)
+    why = why_not_estimable(g)
+    if why:
+        res.note = why
+        return res
+    X, _ = design(g)
+    if X.shape[0] <= X.shape[1] or np.linalg.matrix_rank(X) < X.shape[1]:
+        res.note = "not estimable: too few teams for the team-level model"
+        return res
+    y = g["followup"].to_numpy(float)
+    Z = np.delete(X, 1, axis=1)
+    codes = np.arange(len(g))
+    teams = data.teams[["team_id", "arm", "la"]].drop_duplicates("team_id").reset_index(drop=True)
+    T_all, exact = allocations(teams["la"].to_numpy(), (teams["arm"] == "treatment").to_numpy(), n_perm, seed)
+    T = T_all[:, pd.Index(teams["team_id"]).get_indexer(g["team_id"])]
+    tau_obs = g["treated"].to_numpy(float)
+    resid = y - Z @ np.linalg.lstsq(Z, y, rcond=None)[0]
+    test = randomisation_test(y, Z, codes, 0.0, tau_obs, T, exact, scale=float(np.std(resid)) / np.sqrt(len(g)))
+    res.permuted = test["permuted"]
+    res.estimate, res.theta, res.n_permutations, res.exact = test["estimate"], 0.0, len(T), exact
+    res.p_value, res.ci_low, res.ci_high = test["p_value"], test["ci_low"], test["ci_high"]
+    if exact and len(T) < 40:
+        res.note = (
+            f"teams re-randomised within LA; all {len(T)} allocations: too few to reach p < 0.05; CI by test inversion"
+        )
+    return res
+
+
+def casefile_cluster_robust(data: TrialData) -> CR2Result:
+    """OLS of the teams' case-file shares on arm, baseline share and LA with CR2 standard errors (:func:`cr2`).
+
+    One observation per team, so CR2 by team is HC2, with the Bell-McCaffrey
+    Satterthwaite df, as ``clubSandwich::coef_test(vcov = "CR2")``.
+    """
+    g = team_shares(data)
+    if g is None:
+        return CR2Result(
+            CASEFILE_OUTCOME, 0, 0, note="not estimable: audits at both waves are needed", quantity=TEAM_SHARE
+        )
+    res = CR2Result(CASEFILE_OUTCOME, int(g["staff"].sum()), len(g), quantity=TEAM_SHARE)
+    why = why_not_estimable(g)
+    if why:
+        res.note = why
+        return res
+    X, _ = design(g)
+    if X.shape[0] <= X.shape[1] or np.linalg.matrix_rank(X) < X.shape[1]:
+        res.note = "not estimable: too few teams for the team-level model"
+        return res
+    try:
+        f = cr2(g["followup"].to_numpy(float), X, g["team_id"].to_numpy(), df_for=[1])
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        res.note = f"not estimable: {exc}"
+        return res
+    res.estimate, res.se, res.df = float(f["beta"][1]), float(f["se"][1]), float(f["df"][1])
+    res.ci_low, res.ci_high, res.p_value = astuple(interval(res.estimate, res.se, res.df))
+    return res
+
+
 METHODS = {k: LABELS_OF[a] for a, k in (("sensitivity_mi", "mi"), ("sensitivity_ri", "ri"), ("sensitivity_cr2", "cr2"))}
 #: The primary model's own rows shown first: Kenward-Roger (the primary analysis), then Satterthwaite (sensitivity).
 PRIMARY_METHODS = {a: LABELS_OF[a] for a in ("primary", "sensitivity_satterthwaite")}
@@ -274,15 +402,19 @@ class Robustness(Result):
     ri: list[RIResult]
     cr2: list[CR2Result]
     primary: PrimaryAnalysis | None = None
+    #: the case-file outcome's checks on the teams' shares: randomisation inference and CR2 (``TEAM_SHARE`` rows)
+    casefile: list[RIResult | CR2Result] = field(default_factory=list)
 
     def rows(self) -> list[dict]:
-        parts: list[Result] = [*self.mi, *self.ri, *self.cr2]
+        parts: list[Result] = [*self.mi, *self.ri, *self.cr2, *self.casefile]
         return [r for res in parts for r in res.rows()]
 
     def table(self) -> Table:
         """One row per scale and method (the primary first): estimate, 95% CI, p."""
         t = self.tidy()
         t = t.assign(method=t["analysis"].map(lambda a: METHODS[ANALYSES[a]]))
+        shares = (t["quantity"] == TEAM_SHARE).to_numpy()
+        t.loc[shares, "method"] = t.loc[shares, "method"] + ", team shares"
         keep_note = t["note"].str.startswith(("not estimable", "did not converge")) | t["note"].str.contains("too few")
         t["note"] = t["note"].where(keep_note, "")
         t["note"] = [_unbounded(r.ci_low, r.ci_high, r.note) for r in t.itertuples()]
@@ -290,6 +422,11 @@ class Robustness(Result):
             p = self.primary.tidy()
             p = p[(p["quantity"] == "treatment_effect") & p["analysis"].isin(list(PRIMARY_METHODS))]
             p = p.assign(method=p["analysis"].map(PRIMARY_METHODS))
+            case = self.primary.casefile
+            if self.casefile and case is not None:  # the case files' own model beside their team-level checks
+                c = case.tidy()
+                c = c[c["quantity"] == "risk_difference"].assign(method="Primary (GEE), risk difference")
+                p = pd.concat([p, c], ignore_index=True)
             p["note"] = p["note"].where(p["note"].str.startswith(("not estimable", "did not converge")), "")
             t = pd.concat([p, t], ignore_index=True)
         withheld = t["note"].str.startswith("did not converge")  # kept in the rows, not shown
@@ -310,6 +447,7 @@ class Robustness(Result):
         # the primary table's, so the book's ledger withholds their statistics where it withholds the primary's
         las = self.primary.las if self.primary is not None else []
         same = t["analysis"].isin(["primary", "sensitivity_satterthwaite", "sensitivity_ri", "sensitivity_cr2"])
+        # the case files' rows rest on the staff whose files were analysed (the case-file table's population)
         keys = {"n": [K.analysed(las, o) if own else None for o, own in zip(t["outcome"], same)]} if las else {}
         t["outcome"] = [label(o) for o in t["outcome"]]
         return Table(
@@ -318,7 +456,7 @@ class Robustness(Result):
                 Col("outcome", "Outcome", "text"),
                 Col("method", "Method", "text"),
                 Col("n", "Staff analysed", "people"),
-                Col("estimate", "Effect (scale points)", "number", 3, base="n"),
+                Col("estimate", "Effect", "number", 3, base="n"),
                 Col("ci_low", "95% CI low", "number", 3, base="n"),
                 Col("ci_high", "95% CI high", "number", 3, base="n"),
                 Col("p_value", "p", "p", base="n"),
@@ -334,7 +472,11 @@ class Robustness(Result):
                 "Kenward-Roger complete-data degrees of freedom. Randomisation inference: teams "
                 "re-randomised within LA, CI by test inversion. CR2: OLS with team-clustered CR2 standard errors "
                 "and Satterthwaite degrees of freedom. Every interval uses Student's t or the randomisation "
-                "distribution; none uses the normal approximation."
+                "distribution; none uses the normal approximation.",
+                "Effects of the scales are in scale points. The case files' effects are differences in proportion "
+                "points (0 to 1): the primary model's marginally standardised risk difference over files, and "
+                "the two checks' difference in the teams' shares of files with the father's contact details "
+                "(each analysed team one observation; adjusted for the team's baseline share and LA).",
             ],
         )
 
@@ -359,11 +501,12 @@ def robustness(
     n_imputations: int = N_IMPUTATIONS,
     seed: int = SEED,
 ) -> Robustness:
-    """Run the three robustness checks for every scale of the instrument (``primary``: shown beside them)."""
+    """Run the three robustness checks for every scale, and the case files' two (``primary``: shown beside them)."""
     scales = data.instrument.scale_names
     return Robustness(
         primary=primary,
         mi=[multiple_imputation(data, s, n_imputations=n_imputations, seed=seed) for s in scales],
         ri=[randomisation_inference(data, s, n_perm=n_perm, seed=seed) for s in scales],
         cr2=[cluster_robust(data, s) for s in scales],
+        casefile=[casefile_randomisation_inference(data, n_perm=n_perm, seed=seed), casefile_cluster_robust(data)],
     )

@@ -91,3 +91,35 @@ def cost_text(views, price_year, empty: bool, notes: list[str]) -> str:
     for n in notes:
         text += f"\n\n{md(n)}"
     return text
+
+
+def missing_data_text(views) -> str:
+    """The tipping-point sentences of the missing-data section, from the published view of its model table.
+
+    View: :meth:`isafe_helpers.impact.missing_data.MissingData.model_table`
+    (``outcome`` a label, ``tipping`` the signed delta in SD units, NaN where
+    blank or withheld). A withheld tipping point is not read.
+    """
+    (tab,) = views
+    tipped = tab[tab["tipping"].notna()]
+    rest = tab[tab["tipping"].isna()]
+    parts = []
+    for r in tipped.itertuples():
+        way = "lower" if r.tipping < 0 else "higher"
+        parts.append(
+            f"For {md(r.outcome.lower())}, the 95% CI first includes 0 when the intervention arm's non-responders "
+            f"are assumed to score {number(abs(r.tipping), 'number', 2)} SD {way} at follow-up than missing at "
+            f"random predicts (tipping point {number(r.tipping, 'number', 2)} SD)."
+        )
+    if len(rest):
+        names = ", ".join(md(o.lower()) for o in rest["outcome"])
+        parts.append(
+            f"No tipping point is given for {names}: the interval already includes 0 under missing at random, "
+            "the analysis is not estimable, or it is withheld (see the table's notes)."
+        )
+    if len(tipped):
+        parts.append(
+            "The smaller the tipping point in size, the more a conclusion rests on missing follow-up scores "
+            "being missing at random."
+        )
+    return " ".join(parts)
