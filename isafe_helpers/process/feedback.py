@@ -158,6 +158,7 @@ def satisfaction(data: TrialData) -> ProcessResult:
         rows += [
             _row("satisfaction", comp, "satisfied_pct", s, note),
             est_row("satisfaction", comp, "respondents", s.n),
+            est_row("satisfaction", comp, "satisfied", s.k, n=s.n, note="people fairly or very satisfied"),
         ]
         recs.append(_record(comp, "person", s))
         lowest = sub.groupby(["la", "person_id"])["satisfaction"].min().astype(int).value_counts()
@@ -177,6 +178,7 @@ def satisfaction(data: TrialData) -> ProcessResult:
         est_row("satisfaction", "all", "responses", s_resp.n, note=none or "feedback rows with a satisfaction rating"),
         est_row("satisfaction", "all", "respondents", s_people.n, note=none or "distinct people who gave feedback"),
         _row("satisfaction", "all", "satisfied_people_pct", s_people, none or PER_PERSON_ALL),
+        est_row("satisfaction", "all", "satisfied", s_resp.k, n=s_resp.n, note="responses fairly or very satisfied"),
     ]
     recs.append(_record(ALL_RESPONSES, "response", s_resp))
     counts = fb["satisfaction"].astype(int).value_counts()
@@ -205,6 +207,12 @@ def satisfaction(data: TrialData) -> ProcessResult:
         "Satisfaction with each component (per person) and with all components (per response)",
         notes=list(SATISFACTION_NOTES),
         frames={"distribution": pd.DataFrame(dist), "people": people},
+        quantities={
+            "respondents": ("satisfied_pct", "n"),
+            "satisfied": ("satisfied", "estimate"),
+            "satisfied_pct": ("satisfied_pct", "estimate"),
+        },
+        outcomes={ALL_RESPONSES: "all"},
         layouts={
             "people": Layout(
                 PEOPLE_COLUMNS,
@@ -264,6 +272,13 @@ def usefulness(data: TrialData) -> ProcessResult:
             Col("recommend_pct", "Would recommend (%)", "pct", 1, base="recommend_answers"),
         ],
         "Usefulness and would-recommend",
+        quantities={
+            "usefulness_answers": ("useful_pct", "n"),
+            "mean_usefulness": ("mean_usefulness", "estimate"),
+            "recommend_answers": ("would_recommend", "recommend_pct", "n"),
+            "recommend_pct": ("would_recommend", "recommend_pct", "estimate"),
+        },
+        outcomes={ALL_RESPONSES: "all"},
         notes=[
             "Each component: one answer per person. All components, per response: a person who rated several "
             "components counts once for each."
@@ -333,6 +348,7 @@ def response_rate(data: TrialData) -> ProcessResult:
         ],
         "Feedback response rate",
         notes=[note] if note else [],
+        quantities={"attendees": ("response_rate_pct", "n")},
     )
 
 

@@ -61,6 +61,18 @@ def dose_outcome(data: TrialData) -> ProcessResult:
             rows.append(
                 est_row("dose_outcome", scale, f"mean_change_dose_{dose_name}", mean, se=se, n=n, note=EXPLORATORY)
             )
+            # the group's mean scores, which the table prints beside their change
+            for wave in ("baseline", "followup"):
+                rows.append(
+                    est_row(
+                        "dose_outcome",
+                        scale,
+                        f"mean_{wave}_dose_{dose_name}",
+                        recs[-1][wave],
+                        n=n,
+                        note=EXPLORATORY,
+                    )
+                )
     return ProcessResult(
         "dose_outcome",
         pd.DataFrame(recs),
@@ -75,6 +87,13 @@ def dose_outcome(data: TrialData) -> ProcessResult:
             Col("se", "SE of the mean change", "mean", 2, base="n"),
         ],
         "Outcome change by practice-pathway sessions attended (intervention arm)",
+        quantities={
+            "n": ("mean_change_dose_{dose}", "n"),
+            "baseline": ("mean_baseline_dose_{dose}", "estimate"),
+            "followup": ("mean_followup_dose_{dose}", "estimate"),
+            "mean_change": ("mean_change_dose_{dose}", "estimate"),
+            "se": ("mean_change_dose_{dose}", "se"),
+        },
     )
 
 

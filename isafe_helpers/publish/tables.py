@@ -141,6 +141,8 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
     for c in table.columns:
         if c.kind == "view" or (c.kind in ("text", "people", "units", "int") and not (c.base or c.reveals)):
             continue
+        if c.plain and not (c.base or c.reveals):  # money counted: it gives back no count of its row
+            continue
         for i in range(len(src)):
             if c.base or c.reveals:
                 withheld = False

@@ -60,6 +60,8 @@ class Col:
     base: str | None = None  # the people column a statistic rests on
     reveals: str | None = None  # a people column whose count the statistic gives back
     parts: tuple[str, str] | None = None  # for kind "ci": the columns of the interval's low and high ends
+    #: a number that counts no one and rests on no one (money counted): never withheld for its row's counts
+    plain: bool = False
 
 
 @dataclass
@@ -144,4 +146,23 @@ def facts(
                 raise ValueError(f"column {col!r}: {fld!r} is not a field of estimates.csv ({', '.join(FIELDS)})")
             keys.append((strand, analysis, outcome, quantity, fld))
         out[col] = keys
+    return out
+
+
+def facts_of(
+    strand: str, rows: Sequence[tuple[str, str] | None], **columns: tuple[str, str]
+) -> dict[str, list[FactKey | None]]:
+    """The ``facts`` of a table whose rows are (analysis, outcome) and whose columns are (quantity, field).
+
+    For a table that shows several quantities of one analysis and outcome
+    per row (an estimate beside the percentages it rests on).
+
+    >>> facts_of("impact", [("cace", "confidence"), None], pct=("compliance_treatment_pct", "estimate"))
+    {'pct': [('impact', 'cace', 'confidence', 'compliance_treatment_pct', 'estimate'), None]}
+    """
+    out: dict[str, list[FactKey | None]] = {}
+    for col, (quantity, fld) in columns.items():
+        if fld not in FIELDS:
+            raise ValueError(f"column {col!r}: {fld!r} is not a field of estimates.csv ({', '.join(FIELDS)})")
+        out[col] = [None if r is None else (strand, r[0], r[1], quantity, fld) for r in rows]
     return out
