@@ -170,3 +170,76 @@ def test_a_small_three_la_book_passes_the_book_wide_check(tmp_path):
     for page in html.rglob("*.html"):
         if "_static" not in page.parts:
             assert not alt_numbers_absent(page.read_text(encoding="utf-8")), page
+
+
+def _seeded(monkeypatch, seeds: dict):
+    """Make renderings compute their own numbers: ``seeds`` maps a table caption's start to a change of its cells.
+
+    Every table the book prints (pages, figures, summary, index pages) is read through
+    :func:`isafe_helpers.publish.tables.protected`: a seed there is a rendering that no longer prints the fact
+    the results page publishes.
+    """
+    from isafe_helpers.publish import tables
+
+    real = tables.protected
+
+    def protected(table, plan=None, keys=None, limit=None):
+        cells = real(table, plan, keys, limit)
+        for start, change in seeds.items():
+            if table.caption.startswith(start):
+                cells = change(table, cells.copy())
+        return cells
+
+    monkeypatch.setattr(tables, "protected", protected)
+
+
+def _la01(table, col):
+    """The rows of LA01 in a breakdown by LA (the first outcome's, and every outcome's)."""
+    return [i for i, la in enumerate(table.data["la"].tolist()) if la == "LA01"]
+
+
+def test_the_build_fails_naming_page_and_fact_when_a_rendering_computes_its_own(bundled_run, tmp_path, monkeypatch):
+    """Issue 21's inconsistencies, seeded at once; the book-wide check names each fact and where it appears.
+
+    - the process strand prints an LA's effect at its own rounding (0.18 beside the LA page's 0.184);
+    - the pooled page's per-LA forest computes LA01's effect anew (a second number under one label);
+    - an LA index page withholds the case-file odds ratio its impact page publishes (its own symbol).
+    """
+    from isafe_helpers.publish import book, tables
+
+    def own_rounding(table, cells):
+        for i in _la01(table, "treatment_effect"):
+            cells.loc[i, "treatment_effect"] = tables.number(table.data["treatment_effect"].iloc[i], "number", 2)
+        return cells
+
+    def own_number(table, cells):
+        for i in _la01(table, "estimate"):
+            cells.loc[i, "estimate"] = tables.number(table.data["estimate"].iloc[i] + 0.05, "number", 3)
+        return cells
+
+    def own_symbol(table, cells):
+        rows = [i for i, o in enumerate(table.data["outcome"].tolist()) if str(o).startswith("Fathers' contact")]
+        for i in rows:
+            cells.loc[i, "effect"] = "[c]"
+        return cells
+
+    _seeded(
+        monkeypatch,
+        {
+            "Reach against impact": own_rounding,
+            "Arm effect within each LA": own_number,
+            "Headline results": own_symbol,
+        },
+    )
+    with pytest.raises(book.BookError, match="one fact two ways") as e:
+        book.stage(bundled_run, tmp_path / "stage")
+    msg = str(e.value)
+    # the process strand's LA effect: LA01's own primary-model cell, on the LA01 page and the pooled process page
+    assert "LA01/impact/primary/confidence/treatment_effect/estimate" in msg
+    assert "process trial-process-table-" in msg and "impact LA01-impact-table-" in msg
+    # the forest's own number: the pooled page's per-LA cell, in its figure and in the process strand
+    assert "trial/impact/per_la/confidence/treatment_effect_LA01/estimate" in msg
+    assert "impact trial-impact-figure-" in msg
+    # the index pages' own symbol: the case-file odds ratio, [c] on the index page, published on the impact page
+    assert "/impact/primary/father_contact_recorded/odds_ratio/estimate" in msg
+    assert "index-table-1" in msg and "[c]" in msg

@@ -235,6 +235,10 @@ class CostResult(Result):
         """Cost by category and phase (staff time shown apart from the financial cost)."""
         label = price_label(self.price_year)
         t = self.by_category.reset_index().rename(columns={"index": "category"})
+        shows = {
+            ph: [("cost", "cost_by_category", str(c), f"{ph}_cost_gbp", "estimate") for c in t["category"]]
+            for ph in ("setup", "delivery", "total")
+        }
         t["category"] = [lbl(c) for c in t["category"]]
         return Table(
             t,
@@ -243,17 +247,20 @@ class CostResult(Result):
                 *[Col(c, f"{lbl(c)}, {label}", "gbp", 0) for c in ("setup", "delivery", "total")],
             ],
             caption="Cost by category and phase",
+            facts=shows,
         )
 
     def bearer_table(self) -> Table:
         """The financial cost by who bears it."""
         label = price_label(self.price_year)
         t = self.by_bearer.rename(columns={label: "cost"})
+        shows = {"cost": [("cost", "cost_by_bearer", str(b), "total_cost_gbp", "estimate") for b in t["bearer"]]}
         t["bearer"] = [lbl(b) for b in t["bearer"]]
         return Table(
             t,
             [Col("bearer", "Borne by", "text"), Col("cost", f"Financial cost, {label}", "gbp", 0)],
             caption="Financial cost by who bears it",
+            facts=shows,
         )
 
     def la_table(self) -> Table:
@@ -264,7 +271,8 @@ class CostResult(Result):
             t,
             [
                 Col("la", "LA", "text"),
-                Col("total_cost_gbp", f"Financial cost, {label}", "gbp", 0),
+                # money counted: the LA's total is published on its own page; the unit cost gives back the people
+                Col("total_cost_gbp", f"Financial cost, {label}", "gbp", 0, plain=True),
                 Col("participants_reached", "Participants reached", "people"),
                 Col(
                     "cost_per_participant_gbp",
@@ -284,6 +292,11 @@ class CostResult(Result):
             ],
             keys={"participants_reached": [K.reached([la]) for la in t["la"]]},
             caption="Unit cost in each LA",
+            # each LA's own unit cost (its estimates.csv, cost/unit_cost/total)
+            facts={
+                col: [(str(la), "cost", "unit_cost", "total", col, "estimate") for la in t["la"]]
+                for col in ("total_cost_gbp", "participants_reached", "cost_per_participant_gbp", "cost_rating")
+            },
         )
 
 

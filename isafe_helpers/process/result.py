@@ -71,7 +71,12 @@ class ProcessResult(Result):
         if "la" in df.columns and not any(c.key == "la" for c in cols):
             cols = [Col("la", "LA", "text"), *cols]
         df = df.copy()
-        shows = self._facts(df, cols) if breakdown is None else {}
+        if breakdown is None:
+            shows = self._facts(df, cols)
+        elif breakdown not in self.layouts and "la" in df.columns:
+            shows = self._la_facts(df, cols)
+        else:
+            shows = {}
         for c in LABELLED:
             if c in df.columns:
                 df[c] = [label(v) for v in df[c]]
@@ -87,6 +92,33 @@ class ProcessResult(Result):
             relations=list(self.relations.get(breakdown, [])),
             facts=shows,
         )
+
+    def _la_facts(self, df: pd.DataFrame, cols: list[Col]) -> dict:
+        """The facts of a breakdown by LA with ``frame``'s columns: each row shows its LA's own cell.
+
+        A row (LA, component) shows, column by column, the cell of that LA's
+        ``estimates.csv`` which the scope-level table's row of the same
+        component shows in the scope's (the LA's scope runs the same
+        analysis on its own data): ``(la, "process", analysis, component,
+        quantity, field)``. The book-wide check and the published-numbers
+        test hold each to the LA's own page.
+        """
+        name = next((c for c in LABELLED if c in df.columns and c in self.frame.columns), None)
+        if name is None:
+            return {}
+        scope_facts = self._facts(self.frame, [c for c in cols if c.key in self.frame.columns])
+        by_row: dict[tuple[str, str], tuple] = {}
+        for col, keys in scope_facts.items():
+            for o, k in zip(self.frame[name], keys):
+                if k is not None:
+                    by_row[(str(o), col)] = k
+        out: dict[str, list] = {}
+        for col in scope_facts:
+            out[col] = [
+                None if (str(o), col) not in by_row else (str(la), *by_row[(str(o), col)])
+                for la, o in zip(df["la"], df[name])
+            ]
+        return out
 
     def _facts(self, df: pd.DataFrame, cols: list[Col]) -> dict:
         """The ``estimates.csv`` cell each number of the scope-level table shows (``Table.facts``).

@@ -300,6 +300,7 @@ def per_la_table(het) -> Table:
                 ("primary", o, "treatment_effect") if la == "pooled" else ("per_la", o, f"treatment_effect_{la}")
                 for o, la in zip(p["outcome"], p["la"])
             ],
+            n="n",
             estimate="estimate",
             ci_low="ci_low",
             ci_high="ci_high",

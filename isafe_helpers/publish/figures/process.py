@@ -140,9 +140,18 @@ def fidelity_table(by_la: pd.DataFrame) -> Table:
             Col("la", "LA", "text"),
             Col("component", "Component", "text"),
             Col("sessions", "Sessions logged", "units"),
-            Col("delivered_pct", "Delivered (% of planned elements)", "pct", 0),
+            # at the fidelity table's rounding: one fact, one face
+            Col("delivered_pct", "Delivered (% of planned elements)", "pct", 1),
         ],
         caption="Fidelity by LA and component",
+        # each LA's own fidelity rows (its estimates.csv, strand process, analysis fidelity)
+        facts={
+            col: [
+                (str(la), "process", "fidelity", str(c), col, "estimate")
+                for la, c in zip(by_la["la"], by_la["component"])
+            ]
+            for col in ("sessions", "delivered_pct")
+        },
     )
 
 
@@ -159,7 +168,7 @@ def fidelity_heatmap(views) -> tuple[plt.Figure, str]:
             ax.text(
                 j,
                 i,
-                "" if pd.isna(v) else f"{v:.0f}",
+                "" if pd.isna(v) else f"{v:.1f}",
                 ha="center",
                 va="center",
                 fontsize=11,
