@@ -197,6 +197,18 @@ def satisfaction(data: TrialData) -> ProcessResult:
             "counted": "response",
         }
     )
+    for d in dist:  # the answers the diverging bars draw: a count and a share per rating, of the respondents
+        o = "all" if d["component"] == ALL_RESPONSES else d["component"]
+        n = d["respondents"]
+        for v in range(1, 6):
+            k = d[str(v)]
+            what = "people by their lowest rating" if d["counted"] == "person" else "responses"
+            rows += [
+                est_row("satisfaction_distribution", o, f"rating_{v}", k, n=n, note=what),
+                est_row(
+                    "satisfaction_distribution", o, f"rating_{v}_pct", 100 * k / n if n else np.nan, n=n, note=what
+                ),
+            ]
     people = []
     if len(data.las) > 1:
         for la in data.las:

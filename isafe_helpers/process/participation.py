@@ -458,5 +458,16 @@ def dose(data: TrialData) -> ProcessResult:
         ],
         "Practice-pathway sessions attended",
         sums={"participants": tuple(DOSE_LABELS.values())},
+        # each row's cells: the scope's dose rows, or (pooled) each LA's own
+        shows={
+            col: [(*(() if la == "all" else (str(la),)), "process", "dose", d, q, fld) for la in t["la"]]
+            for d in DOSE_LABELS.values()
+            for col, q, fld in ((d, "participants", "estimate"), (f"{d}_pct", "share_pct", "estimate"))
+        }
+        | {
+            "participants": [
+                (*(() if la == "all" else (str(la),)), "process", "dose", "none", "participants", "n") for la in t["la"]
+            ]
+        },
         relations={None: relations},
     )

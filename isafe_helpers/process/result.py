@@ -52,6 +52,8 @@ class ProcessResult(Result):
     quantities: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: the ``estimates.csv`` outcome of a row whose component is named otherwise in ``frame`` (all_responses: all)
     outcomes: dict[str, str] = field(default_factory=dict)
+    #: the facts of ``frame``'s table where they are declared rather than found (``Table.facts``)
+    shows: dict[str, list] = field(default_factory=dict)
 
     def rows(self) -> list[dict]:
         return self.estimates
@@ -72,7 +74,7 @@ class ProcessResult(Result):
             cols = [Col("la", "LA", "text"), *cols]
         df = df.copy()
         if breakdown is None:
-            shows = self._facts(df, cols)
+            shows = dict(self.shows) or self._facts(df, cols)
         elif breakdown not in self.layouts and "la" in df.columns:
             shows = self._la_facts(df, cols)
         else:

@@ -88,8 +88,20 @@ def distribution_table(distribution: pd.DataFrame, keys_for=None) -> Table:
     cols = [Col("component", "Component", "text"), Col("respondents", "Respondents", "people")]
     cols += [Col(k, LIKERT_LABELS[k], "people") for k in LIKERT]
     cols += [Col(f"share_{k}", f"{LIKERT_LABELS[k]} (%)", "pct", 0, base="respondents", reveals=k) for k in LIKERT]
+    # each cell's row of estimates.csv (process/satisfaction_distribution, written by the satisfaction analysis)
+    outcome = ["all" if c == "all_responses" else str(c) for c in distribution["component"]]
+    shows = {"respondents": [("process", "satisfaction_distribution", o, "rating_1", "n") for o in outcome]}
+    for k in LIKERT:
+        shows[k] = [("process", "satisfaction_distribution", o, f"rating_{k}", "estimate") for o in outcome]
+        shows[f"share_{k}"] = [
+            ("process", "satisfaction_distribution", o, f"rating_{k}_pct", "estimate") for o in outcome
+        ]
     return Table(
-        t[[c.key for c in cols]], cols, caption="Satisfaction answers by component", sums={"respondents": LIKERT}
+        t[[c.key for c in cols]],
+        cols,
+        caption="Satisfaction answers by component",
+        sums={"respondents": LIKERT},
+        facts=shows,
     )
 
 
