@@ -192,7 +192,6 @@ def test_a_small_three_la_book_passes_the_book_wide_check(tmp_path):
     withheld = 0
     for f in sorted(html.glob("_downloads/*/*-published-numbers.csv")):
         published = pd.read_csv(f, keep_default_na=False, dtype={"value": str})
-        scope = f.name.removesuffix("-published-numbers.csv")
         joins_estimates(published, _estimates(tmp_path / "out"))
         withheld += int((published["symbol"] == "[c]").sum())
     assert withheld > 100  # small groups really are withheld
