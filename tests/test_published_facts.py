@@ -221,7 +221,7 @@ def _seeded(monkeypatch, seeds: dict):
     monkeypatch.setattr(tables, "protected", protected)
 
 
-def _la01(table, col):
+def _la01(table):
     """The rows of LA01 in a breakdown by LA (every outcome's)."""
     return [i for i, la in enumerate(table.data["la"].tolist()) if la == "LA01"]
 
@@ -236,8 +236,9 @@ def test_the_build_fails_naming_page_and_fact_when_a_rendering_computes_its_own(
     from isafe_helpers.publish import book, tables
 
     def own_rounding(table, cells):
-        for i in _la01(table, "treatment_effect"):
-            cells.loc[i, "treatment_effect"] = tables.number(table.data["treatment_effect"].iloc[i], "number", 2)
+        for i in _la01(table):
+            if table.data["outcome"].iloc[i].startswith("Confidence"):
+                cells.loc[i, "treatment_effect"] = tables.number(table.data["treatment_effect"].iloc[i], "number", 2)
         return cells
 
     def own_number(table, cells):
@@ -246,10 +247,12 @@ def test_the_build_fails_naming_page_and_fact_when_a_rendering_computes_its_own(
                 cells.loc[i, "estimate"] = tables.number(table.data["estimate"].iloc[i] + 0.05, "number", 3)
         return cells
 
-    def own_symbol(table, cells):
-        rows = [i for i, o in enumerate(table.data["outcome"].tolist()) if str(o).startswith("Fathers' contact")]
-        for i in rows:
-            cells.loc[i, "effect"] = "[c]"
+    def own_symbol(table, cells):  # on LA03's index page (its odds ratio is its only nominally significant result)
+        if not any("LA03-impact" in str(link) for link in table.links.get("effect", [])):
+            return cells
+        for i, o in enumerate(table.data["outcome"].tolist()):
+            if str(o).startswith("Fathers' contact"):
+                cells.loc[i, "effect"] = "[c]"
         return cells
 
     _seeded(
@@ -269,6 +272,6 @@ def test_the_build_fails_naming_page_and_fact_when_a_rendering_computes_its_own(
     # the forest's own number: the pooled effect it draws beside the LAs', against the primary table's
     assert "trial/impact/primary/confidence/treatment_effect/estimate" in msg
     assert "impact trial-impact-figure-" in msg and "impact trial-impact-table-" in msg
-    # the index pages' own symbol: the case-file odds ratio, [c] on the index page, published on the impact page
-    assert "/impact/primary/father_contact_recorded/odds_ratio/estimate" in msg
-    assert "index-table-1" in msg and "[c]" in msg
+    # the index page's own symbol: LA03's case-file odds ratio, [c] on its index page, published on its impact page
+    assert "LA03/impact/primary/father_contact_recorded/odds_ratio/estimate" in msg
+    assert "index LA03-index-table-1" in msg and "impact LA03-impact-table-" in msg and "[c]" in msg
