@@ -197,8 +197,8 @@ def satisfaction(data: TrialData) -> ProcessResult:
             "counted": "response",
         }
     )
-    for d in dist:  # the answers the diverging bars draw: a count and a share per rating, of the respondents
-        o = "all" if d["component"] == ALL_RESPONSES else d["component"]
+    for d in pd.DataFrame(dist).to_dict("records"):  # the answers the bars draw: a count and a share per rating
+        o = "all" if d["component"] == ALL_RESPONSES else str(d["component"])
         n = d["respondents"]
         for v in range(1, 6):
             k = d[str(v)]

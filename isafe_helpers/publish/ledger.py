@@ -179,13 +179,13 @@ class Ledger:
                     continue
                 if ok is None or not (math.isfinite(pct) and math.isfinite(base)):
                     continue
-                k = float(round(pct * base / 100))
+                given = float(round(pct * base / 100))
                 # the table may name the population the percentage counts (the staff reached), so that a count
                 # withheld on another page withholds the percentage here too
                 share = table.cell_key(i, f"{c.key}{SEP}share") or f"{ok}{SEP}share={c.key}"
                 rest = table.cell_key(i, f"{c.key}{SEP}rest") or f"{ok}{SEP}rest={c.key}"
-                self.add(share, k, where)
-                self.add(rest, base - k, where)
+                self.add(share, given, where)
+                self.add(rest, base - given, where)
                 keys[(i, f"{c.key}{SEP}share")], keys[(i, f"{c.key}{SEP}rest")] = share, rest
                 self.relate(ok, [share, rest])
         for total, parts in table.sums.items():  # declared column sums hold row by row
