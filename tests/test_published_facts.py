@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
-from published_numbers import alt_numbers_absent, joins_estimates
+from published_numbers import alt_numbers_absent, figure_numbers_unpublished, joins_estimates
 
 from isafe_helpers.publish.facts import CSV_COLUMNS
 
@@ -172,6 +172,40 @@ def test_no_alt_text_holds_a_number_its_page_does_not_show(book_html):
         ]
     assert seen > 50
     assert not bad, "\n".join(map(str, bad[:20]))
+
+
+def _published_texts(html: Path) -> dict[str, set[str]]:
+    """Each scope's published values as a chart may print them (0 to 3 decimals, no sign or commas)."""
+    out: dict[str, set[str]] = {}
+    for f in html.glob("_downloads/*/*-published-numbers.csv"):
+        values = pd.to_numeric(pd.read_csv(f, keep_default_na=False)["value"], errors="coerce").dropna()
+        out[f.name.removesuffix("-published-numbers.csv")] = {
+            f"{abs(v):.{d}f}" for v in values if abs(v) != float("inf") for d in range(4)
+        }
+    return out
+
+
+def test_every_number_a_chart_draws_is_a_published_number_or_an_axis_label(book_html):
+    """Issue 21: a figure's text (SVG) gives no number the book does not publish for that page's scope."""
+    published = _published_texts(book_html)
+    every = set().union(*published.values())
+    bad, charts = [], 0
+    for page in sorted(book_html.rglob("*.html")):
+        if "_static" in page.parts:
+            continue
+        rel = page.relative_to(book_html).as_posix()
+        hit = re.match(r"results/las/(LA\d+)/|book/las/(LA\d+)\.html", rel)
+        scope = (
+            (hit.group(1) or hit.group(2))
+            if hit
+            else ("trial" if rel.startswith(("results/trial/", "book/index")) else None)
+        )
+        text = page.read_text(encoding="utf-8")
+        charts += text.count("data:image/svg+xml;base64,")
+        missing = figure_numbers_unpublished(text, published.get(scope, every) if scope else every)
+        bad += [(rel, n) for n in missing]
+    assert charts > 20
+    assert not bad, bad[:20]
 
 
 def _cli(*args) -> subprocess.CompletedProcess:

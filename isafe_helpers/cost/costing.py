@@ -303,7 +303,12 @@ class CostResult(Result):
 #: The ``estimates.csv`` rows of the unit-cost table's rows (by their label): outcome, unit cost, denominator.
 UNIT_ROWS = {
     "per participant reached (rated)": ("total", "cost_per_participant_gbp", "participants_reached"),
-    "per participant reached, including staff time": ("total_with_staff_time", "cost_per_participant_gbp", None),
+    # divided by the participants reached, as the rated unit cost is
+    "per participant reached, including staff time": (
+        "total_with_staff_time",
+        "cost_per_participant_gbp",
+        "participants_reached",
+    ),
     "per intended participant": ("total", "cost_per_intended_participant_gbp", "intended_participants"),
 }
 
@@ -314,7 +319,14 @@ def _unit_facts(labels: list[str]) -> dict:
     out = facts("cost", [("unit_cost", r[0], r[1]) if r else None for r in rows], cost="estimate")
     out |= facts(
         "cost",
-        [("unit_cost", r[0], "cost_rating") if r and r[1] == "cost_per_participant_gbp" else None for r in rows],
+        [
+            None
+            if not r
+            else ("unit_cost", r[0], "cost_rating")
+            if r[1] == "cost_per_participant_gbp"
+            else ("unit_cost", "total", "cost_rating_per_intended_participant")
+            for r in rows
+        ],
         rating="estimate",
     )
     out |= facts("cost", [("unit_cost", "total", r[2]) if r and r[2] else None for r in rows], denominator="estimate")
@@ -403,6 +415,17 @@ def unit_cost(data: TrialData, price_year: int | None = None) -> CostResult:
             est_row("unit_cost", "total", q, _per(total, den[d]), n=den[d], note=f"{what}; {yr}"),
             est_row("unit_cost", "total", d, den[d]),
         ]
+    # the rating the unit-cost table prints beside the cost per intended participant
+    rows.append(
+        est_row(
+            "unit_cost",
+            "total",
+            "cost_rating_per_intended_participant",
+            cost_rating(_per(total, den["intended_participants"])),
+            n=den["intended_participants"],
+            note="rating of the cost per intended participant, for comparison only",
+        )
+    )
     rows += [
         est_row(
             "unit_cost",

@@ -180,7 +180,7 @@ def fidelity_heatmap(views) -> tuple[plt.Figure, str]:
             ax.text(
                 j,
                 i,
-                "" if pd.isna(v) else f"{v:.1f}",
+                "" if pd.isna(v) else num(v, 1),  # the book's rounding (half up), as the fidelity table
                 ha="center",
                 va="center",
                 fontsize=11,
