@@ -201,7 +201,7 @@ def csv_rows(page: str, ident: str, table: Table, cells, scope: str) -> list[dic
     for key, i, column, text, raw, _whole, fld in cell_facts(table, cells, scope, declared_only=False):
         bound = "<" if text.startswith("<") else ""
         value = plain(text.lstrip("<").strip()) if bound else plain(text)
-        if text == "infinite":  # an unbounded interval's end (randomisation inference): the plain number is +-inf
+        if text in ("infinite", "infinity", "minus infinity"):  # an unbounded interval's end: the plain number is +-inf
             value = raw
         k = key or ("", "", "", "", "", fld)
         rows.append(
