@@ -82,3 +82,38 @@ def alt_numbers_absent(page_html: str) -> list[tuple[str, list[str]]]:
         if missing:
             out.append((alt, missing))
     return out
+
+
+def _svgs(page_html: str) -> list[BeautifulSoup]:
+    """The inline SVG charts of a page (``<img src="data:image/svg+xml;base64,...">``), parsed."""
+    import base64
+
+    soup = BeautifulSoup(page_html, "html.parser")
+    out = []
+    for img in soup.find_all("img"):
+        src = img.get("src", "")
+        if src.startswith("data:image/svg+xml;base64,"):
+            svg = base64.b64decode(src.split(",", 1)[1]).decode("utf-8", "replace")
+            out.append(BeautifulSoup(svg, "html.parser"))
+    return out
+
+
+def figure_numbers_unpublished(page_html: str, published: set[str]) -> list[str]:
+    """Numbers a page's charts print (SVG text) that are neither an axis label nor a number the book publishes.
+
+    An axis's tick labels (matplotlib's ``xtick_*`` / ``ytick_*`` groups) are labels: the scale, not data.
+    Any other number drawn (a value printed in a heat-map cell, beside a bar) must be one of ``published``
+    (the scope's published numbers, as text with their commas and signs removed) or the page's text.
+    """
+    soup = BeautifulSoup(page_html, "html.parser")
+    main = soup.find("main") or soup
+    shown = {_norm(n) for n in NUMBER.findall(main.get_text(" "))} | published
+    out = []
+    for svg in _svgs(page_html):
+        for t in svg.find_all("text"):
+            if t.find_parent("g", id=re.compile(r"^(x|y)tick_")) is not None:
+                continue
+            for n in NUMBER.findall(t.get_text(" ").replace("\u2212", "-")):
+                if _norm(n) not in shown:
+                    out.append(n)
+    return out

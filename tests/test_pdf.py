@@ -193,33 +193,35 @@ def test_a_folder_without_a_built_book_is_refused_with_its_name(tmp_path):
 # --------------------------------------------------------------------------
 # The print document
 # --------------------------------------------------------------------------
-def test_tables_and_figures_are_numbered_through_the_document(book):
+def test_tables_and_figures_keep_the_numbers_of_their_html_pages(book):
+    """One id everywhere (issue 21): Table 2 of the pooled impact page is Table 2 in the PDF too (and
+    trial-impact-table-2 in the published-numbers CSV); a page is a section of the PDF."""
     out, soup = _assembled(book)
     captions = [" ".join(c.get_text().split()) for c in soup.find_all("caption")]
     assert captions == [
         "Table 1. Trial flow",
         "Table 2. Primary analysis",
-        "Table 3. Headline",
-        "Table 4. Trial flow",
+        "Table 1. Headline",
+        "Table 1. Trial flow",
     ]
     figures = [" ".join(c.get_text().split()) for c in soup.find_all("figcaption")]
-    assert figures == ["Figure 1. Headline.", "Figure 2. Effect sizes", "Figure 3. Flow"]
+    assert figures == ["Figure 1. Headline.", "Figure 1. Effect sizes", "Figure 1. Flow"]
     assert (out.tables, out.figures) == (4, 3)
 
 
-def test_references_to_a_table_or_figure_of_the_same_page_follow_its_new_number(book):
+def test_references_to_a_table_or_figure_of_the_same_page_keep_its_number(book):
     _, soup = _assembled(book)
     impact = _text(soup, '[data-source="results/trial/1_impact.html"]')
-    assert "Table 2 and Figure 2 give the effect; Tables 1 and 2 the numbers" in impact
+    assert "Table 2 and Figure 1 give the effect; Tables 1 and 2 the numbers" in impact
     assert "Table 9 is elsewhere" in impact  # no such table on the page: left as written
-    assert "As Figure 1 shows." in _text(soup, '[data-source="book/index.html"]')
+    assert "As Figure 1 shows." in _text(soup, '[data-source="book/index.html"]')  # Sphinx's "Fig. 1"
     labels = [d["aria-label"] for d in soup.select(".isafe-table-scroll")]
     assert labels[:2] == ["Table 1. Trial flow", "Table 2. Primary analysis"]
 
 
-def test_an_la_pdf_numbers_its_own_tables_from_one(book):
+def test_an_la_pdf_keeps_its_pages_numbers(book):
     _, soup = _assembled(book, which=1)
-    assert [c.get_text() for c in soup.find_all("caption")] == ["Table 1. Headline", "Table 2. Trial flow"]
+    assert [c.get_text() for c in soup.find_all("caption")] == ["Table 1. Headline", "Table 1. Trial flow"]
 
 
 def test_navigation_controls_scripts_and_code_are_not_printed(book):
@@ -499,19 +501,22 @@ def test_an_la_pdf_stands_alone_with_its_about_page_methods_summary_and_glossary
 
 @pytest.mark.slow
 @pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
-def test_tables_and_figures_are_numbered_in_sequence_in_the_printed_text(printed, which):
+def test_tables_and_figures_are_numbered_as_their_pages_in_the_printed_text(printed, which):
     path, _ = printed["made"][which]
     soup = BeautifulSoup(path.with_suffix(".html").read_text(encoding="utf-8"), "html.parser")
     text = " ".join(_pdftotext(path))
     for tag, kind in (("caption", "Table"), ("figcaption", "Figure")):
-        captions = [" ".join(c.get_text().split()) for c in soup.find_all(tag)]
-        numbered = [c for c in captions if c.startswith(kind)]
-        # a wide table shown in parts keeps one number: "(part 2 of 2)" repeats the number before it
-        want, n = [], 0
-        for c in numbered:
-            n += 0 if re.search(r"\(part ([2-9]|\d\d+) of \d+\)", c) else 1
-            want.append(n)
-        assert [int(re.match(rf"{kind} (\d+)\.", c).group(1)) for c in numbered] == want
+        numbered = []
+        for section in soup.select("section.print-page"):  # each page numbers its own from 1, as in the HTML
+            captions = [" ".join(c.get_text().split()) for c in section.find_all(tag)]
+            mine = [c for c in captions if c.startswith(kind)]
+            # a wide table shown in parts keeps one number: "(part 2 of 2)" repeats the number before it
+            want, n = [], 0
+            for c in mine:
+                n += 0 if re.search(r"\(part ([2-9]|\d\d+) of \d+\)", c) else 1
+                want.append(n)
+            assert [int(re.match(rf"{kind} (\d+)\.", c).group(1)) for c in mine] == want, section["data-source"]
+            numbered += mine
         assert len(numbered) >= 5
         at = 0
         for caption in numbered:  # each caption is printed, in order

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
-from published_numbers import alt_numbers_absent, joins_estimates
+from published_numbers import alt_numbers_absent, figure_numbers_unpublished, joins_estimates
 
 from isafe_helpers.publish.facts import CSV_COLUMNS
 
@@ -107,21 +107,41 @@ def test_no_finding_stands_beside_a_withheld_or_missing_estimate(book_html):
             assert not row["Finding"].startswith("no verdict"), row
 
 
+#: The numbers the bundled book shows that name no ``estimates.csv`` row yet, by (column, start of the row's
+#: label): none (a number added to a table without declaring its cell fails the test below).
+NOT_YET_KEYED: set[tuple[str, str]] = set()
+
+
+def _estimates(run: Path) -> pd.DataFrame:
+    """Every scope's estimates.csv: a pooled page's breakdown by LA shows each LA's own cells."""
+    return pd.concat([pd.read_csv(f) for f in sorted(run.glob("*/estimates.csv"))], ignore_index=True)
+
+
 def test_every_published_number_joins_its_estimates_row(book_html, bundled_run):
     files = sorted(book_html.glob("_downloads/*/*-published-numbers.csv"))
     assert len(files) == 8  # the pooled trial and 7 LAs
-    checked = 0
+    est = _estimates(bundled_run)
+    checked = rows = 0
+    unkeyed: set[tuple[str, str]] = set()
     for f in files:
         scope = f.name.removesuffix("-published-numbers.csv")
         published = pd.read_csv(f, keep_default_na=False, dtype={"value": str})
         assert list(published.columns) == CSV_COLUMNS
         assert not published["value"].str.contains(r"[^0-9.eE+\-]", regex=True).any()  # plain numbers only
-        est = pd.read_csv(bundled_run / scope / "estimates.csv")
         checked += joins_estimates(published, est)
+        rows += len(published)
         # the summary's and index pages' headline cells all name their cell, or carry a symbol
         head = published[published["table"].str.endswith(("summary-table-1", "index-table-1"))]
         assert len(head) and ((head["quantity"] != "") | (head["symbol"] != "")).all(), scope
-    assert checked > 500
+        # a row without a key is a symbol with no cell behind it ([x]: not applicable), or a number listed above
+        bare = published[(published["quantity"] == "") & (published["symbol"] == "")]
+        for r in bare.itertuples():
+            hit = next(((c, s) for c, s in NOT_YET_KEYED if r.column == c and r.row.startswith(s)), None)
+            assert hit is not None, f"{f.name}: {r.table} row {r.row!r} column {r.column!r} names no estimates.csv cell"
+            unkeyed.add(hit)
+        assert (published.loc[published["quantity"] == "", "symbol"].isin(["", "[x]"])).all(), scope
+    assert checked > 0.95 * rows  # each joined, at the book's rounding
+    assert unkeyed == NOT_YET_KEYED  # the list shrinks as the tables declare their cells
 
 
 def test_table_ids_are_the_anchors_of_the_html_tables(book_html):
@@ -145,6 +165,40 @@ def test_no_alt_text_holds_a_number_its_page_does_not_show(book_html):
     assert not bad, "\n".join(map(str, bad[:20]))
 
 
+def _published_texts(html: Path) -> dict[str, set[str]]:
+    """Each scope's published values as a chart may print them (0 to 3 decimals, no sign or commas)."""
+    out: dict[str, set[str]] = {}
+    for f in html.glob("_downloads/*/*-published-numbers.csv"):
+        values = pd.to_numeric(pd.read_csv(f, keep_default_na=False)["value"], errors="coerce").dropna()
+        out[f.name.removesuffix("-published-numbers.csv")] = {
+            f"{abs(v):.{d}f}" for v in values if abs(v) != float("inf") for d in range(4)
+        }
+    return out
+
+
+def test_every_number_a_chart_draws_is_a_published_number_or_an_axis_label(book_html):
+    """Issue 21: a figure's text (SVG) gives no number the book does not publish for that page's scope."""
+    published = _published_texts(book_html)
+    every = set().union(*published.values())
+    bad, charts = [], 0
+    for page in sorted(book_html.rglob("*.html")):
+        if "_static" in page.parts:
+            continue
+        rel = page.relative_to(book_html).as_posix()
+        hit = re.match(r"results/las/(LA\d+)/|book/las/(LA\d+)\.html", rel)
+        scope = (
+            (hit.group(1) or hit.group(2))
+            if hit
+            else ("trial" if rel.startswith(("results/trial/", "book/index")) else None)
+        )
+        text = page.read_text(encoding="utf-8")
+        charts += text.count("data:image/svg+xml;base64,")
+        missing = figure_numbers_unpublished(text, published.get(scope, every) if scope else every)
+        bad += [(rel, n) for n in missing]
+    assert charts > 20
+    assert not bad, bad[:20]
+
+
 def _cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "isafe_helpers", *map(str, args)], capture_output=True, text=True)
 
@@ -163,10 +217,86 @@ def test_a_small_three_la_book_passes_the_book_wide_check(tmp_path):
     withheld = 0
     for f in sorted(html.glob("_downloads/*/*-published-numbers.csv")):
         published = pd.read_csv(f, keep_default_na=False, dtype={"value": str})
-        scope = f.name.removesuffix("-published-numbers.csv")
-        joins_estimates(published, pd.read_csv(tmp_path / "out" / scope / "estimates.csv"))
+        joins_estimates(published, _estimates(tmp_path / "out"))
         withheld += int((published["symbol"] == "[c]").sum())
     assert withheld > 100  # small groups really are withheld
     for page in html.rglob("*.html"):
         if "_static" not in page.parts:
             assert not alt_numbers_absent(page.read_text(encoding="utf-8")), page
+
+
+def _seeded(monkeypatch, seeds: dict):
+    """Make renderings compute their own numbers: ``seeds`` maps a table caption's start to a change of its cells.
+
+    Every table the book prints (pages, figures, summary, index pages) is read through
+    :func:`isafe_helpers.publish.tables.protected`: a seed there is a rendering that no longer prints the fact
+    the results page publishes.
+    """
+    from isafe_helpers.publish import tables
+
+    real = tables.protected
+
+    def protected(table, plan=None, keys=None, limit=None):
+        cells = real(table, plan, keys, limit)
+        for start, change in seeds.items():
+            if table.caption.startswith(start):
+                cells = change(table, cells.copy())
+        return cells
+
+    monkeypatch.setattr(tables, "protected", protected)
+
+
+def _la01(table):
+    """The rows of LA01 in a breakdown by LA (every outcome's)."""
+    return [i for i, la in enumerate(table.data["la"].tolist()) if la == "LA01"]
+
+
+def test_the_build_fails_naming_page_and_fact_when_a_rendering_computes_its_own(bundled_run, tmp_path, monkeypatch):
+    """Issue 21's inconsistencies, seeded at once; the book-wide check names each fact and where it appears.
+
+    - the process strand prints an LA's effect at its own rounding (0.18 beside the LA page's 0.184);
+    - the pooled page's per-LA forest computes the pooled effect anew (a second number under one label);
+    - an LA index page withholds the case-file odds ratio its impact page publishes (its own symbol).
+    """
+    from isafe_helpers.publish import book, tables
+
+    def own_rounding(table, cells):
+        for i in _la01(table):
+            if table.data["outcome"].iloc[i].startswith("Confidence"):
+                cells.loc[i, "treatment_effect"] = tables.number(table.data["treatment_effect"].iloc[i], "number", 2)
+        return cells
+
+    def own_number(table, cells):
+        for i, la in enumerate(table.data["la"].tolist()):
+            if la == "Pooled":
+                cells.loc[i, "estimate"] = tables.number(table.data["estimate"].iloc[i] + 0.05, "number", 3)
+        return cells
+
+    def own_symbol(table, cells):  # on LA03's index page (its odds ratio is its only nominally significant result)
+        if not any("LA03-impact" in str(link) for link in table.links.get("effect", [])):
+            return cells
+        for i, o in enumerate(table.data["outcome"].tolist()):
+            if str(o).startswith("Fathers' contact"):
+                cells.loc[i, "effect"] = "[c]"
+        return cells
+
+    _seeded(
+        monkeypatch,
+        {
+            "Reach against impact": own_rounding,
+            "Arm effect within each LA": own_number,
+            "Headline results": own_symbol,
+        },
+    )
+    with pytest.raises(book.BookError, match="one fact two ways") as e:
+        book.stage(bundled_run, tmp_path / "stage")
+    msg = str(e.value)
+    # the process strand's LA effect: LA01's own primary-model cell, on the LA01 page and the pooled process page
+    assert "LA01/impact/primary/confidence/treatment_effect/estimate" in msg
+    assert "process trial-process-table-" in msg and "impact LA01-impact-table-" in msg
+    # the forest's own number: the pooled effect it draws beside the LAs', against the primary table's
+    assert "trial/impact/primary/confidence/treatment_effect/estimate" in msg
+    assert "impact trial-impact-figure-" in msg and "impact trial-impact-table-" in msg
+    # the index page's own symbol: LA03's case-file odds ratio, [c] on its index page, published on its impact page
+    assert "LA03/impact/primary/father_contact_recorded/odds_ratio/estimate" in msg
+    assert "index LA03-index-table-1" in msg and "impact LA03-impact-table-" in msg and "[c]" in msg

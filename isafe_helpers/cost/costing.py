@@ -235,6 +235,10 @@ class CostResult(Result):
         """Cost by category and phase (staff time shown apart from the financial cost)."""
         label = price_label(self.price_year)
         t = self.by_category.reset_index().rename(columns={"index": "category"})
+        shows = {
+            ph: [("cost", "cost_by_category", str(c), f"{ph}_cost_gbp", "estimate") for c in t["category"]]
+            for ph in ("setup", "delivery", "total")
+        }
         t["category"] = [lbl(c) for c in t["category"]]
         return Table(
             t,
@@ -243,17 +247,20 @@ class CostResult(Result):
                 *[Col(c, f"{lbl(c)}, {label}", "gbp", 0) for c in ("setup", "delivery", "total")],
             ],
             caption="Cost by category and phase",
+            facts=shows,
         )
 
     def bearer_table(self) -> Table:
         """The financial cost by who bears it."""
         label = price_label(self.price_year)
         t = self.by_bearer.rename(columns={label: "cost"})
+        shows = {"cost": [("cost", "cost_by_bearer", str(b), "total_cost_gbp", "estimate") for b in t["bearer"]]}
         t["bearer"] = [lbl(b) for b in t["bearer"]]
         return Table(
             t,
             [Col("bearer", "Borne by", "text"), Col("cost", f"Financial cost, {label}", "gbp", 0)],
             caption="Financial cost by who bears it",
+            facts=shows,
         )
 
     def la_table(self) -> Table:
@@ -264,7 +271,8 @@ class CostResult(Result):
             t,
             [
                 Col("la", "LA", "text"),
-                Col("total_cost_gbp", f"Financial cost, {label}", "gbp", 0),
+                # money counted: the LA's total is published on its own page; the unit cost gives back the people
+                Col("total_cost_gbp", f"Financial cost, {label}", "gbp", 0, plain=True),
                 Col("participants_reached", "Participants reached", "people"),
                 Col(
                     "cost_per_participant_gbp",
@@ -284,13 +292,23 @@ class CostResult(Result):
             ],
             keys={"participants_reached": [K.reached([la]) for la in t["la"]]},
             caption="Unit cost in each LA",
+            # each LA's own unit cost (its estimates.csv, cost/unit_cost/total)
+            facts={
+                col: [(str(la), "cost", "unit_cost", "total", col, "estimate") for la in t["la"]]
+                for col in ("total_cost_gbp", "participants_reached", "cost_per_participant_gbp", "cost_rating")
+            },
         )
 
 
 #: The ``estimates.csv`` rows of the unit-cost table's rows (by their label): outcome, unit cost, denominator.
 UNIT_ROWS = {
     "per participant reached (rated)": ("total", "cost_per_participant_gbp", "participants_reached"),
-    "per participant reached, including staff time": ("total_with_staff_time", "cost_per_participant_gbp", None),
+    # divided by the participants reached, as the rated unit cost is
+    "per participant reached, including staff time": (
+        "total_with_staff_time",
+        "cost_per_participant_gbp",
+        "participants_reached",
+    ),
     "per intended participant": ("total", "cost_per_intended_participant_gbp", "intended_participants"),
 }
 
@@ -301,7 +319,14 @@ def _unit_facts(labels: list[str]) -> dict:
     out = facts("cost", [("unit_cost", r[0], r[1]) if r else None for r in rows], cost="estimate")
     out |= facts(
         "cost",
-        [("unit_cost", r[0], "cost_rating") if r and r[1] == "cost_per_participant_gbp" else None for r in rows],
+        [
+            None
+            if not r
+            else ("unit_cost", r[0], "cost_rating")
+            if r[1] == "cost_per_participant_gbp"
+            else ("unit_cost", "total", "cost_rating_per_intended_participant")
+            for r in rows
+        ],
         rating="estimate",
     )
     out |= facts("cost", [("unit_cost", "total", r[2]) if r and r[2] else None for r in rows], denominator="estimate")
@@ -390,6 +415,17 @@ def unit_cost(data: TrialData, price_year: int | None = None) -> CostResult:
             est_row("unit_cost", "total", q, _per(total, den[d]), n=den[d], note=f"{what}; {yr}"),
             est_row("unit_cost", "total", d, den[d]),
         ]
+    # the rating the unit-cost table prints beside the cost per intended participant
+    rows.append(
+        est_row(
+            "unit_cost",
+            "total",
+            "cost_rating_per_intended_participant",
+            cost_rating(_per(total, den["intended_participants"])),
+            n=den["intended_participants"],
+            note="rating of the cost per intended participant, for comparison only",
+        )
+    )
     rows += [
         est_row(
             "unit_cost",

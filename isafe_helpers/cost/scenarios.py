@@ -91,11 +91,34 @@ class SensitivityResult(Result):
         )
         t.loc[t.index == 0, "changes"] = "(base)"
         keys = [self.denominator_key(o) for o in ["base", *self.frame["outcome"]]][: len(t)]
+        # each cell's estimates.csv row: the base case is the unit cost's own (cost/unit_cost/total)
+        base_fact = {
+            "total_cost_gbp": ("unit_cost", "total", "total_cost_gbp", "estimate"),
+            "denominator": ("unit_cost", "total", "participants_reached", "estimate"),
+            "cost_per_participant_gbp": ("unit_cost", "total", "cost_per_participant_gbp", "estimate"),
+            "cost_rating": ("unit_cost", "total", "cost_rating", "estimate"),
+        }
+        suffixes = [f"_{q}" if q else "" for q in self.frame["quantity"]] if len(self.frame) else []
+        scen = list(zip(self.frame["outcome"], suffixes)) if len(self.frame) else []
+        shows = {
+            col: [
+                ("cost", *base_fact[col]),
+                *(("cost", "sensitivity", o, f"{q}{x}", fld) for o, x in scen),
+            ][: len(t)]
+            for col, q, fld in (
+                ("total_cost_gbp", "total_cost_gbp", "estimate"),
+                ("denominator", "cost_per_participant_gbp", "n"),
+                ("cost_per_participant_gbp", "cost_per_participant_gbp", "estimate"),
+                ("cost_rating", "cost_rating", "estimate"),
+            )
+        }
         return Table(
             t[["scenario", "total_cost_gbp", "denominator", "cost_per_participant_gbp", "cost_rating", "changes"]],
             [
                 Col("scenario", "Scenario", "text"),
-                Col("total_cost_gbp", f"Cost counted, {label}", "gbp", 0),
+                # the cost counted is the published total moved by a published item's cost: it gives back no
+                # count (the unit cost beside it, which would give back the people divided by, is withheld)
+                Col("total_cost_gbp", f"Cost counted, {label}", "gbp", 0, plain=True),
                 Col("denominator", "Divided by (people)", "people"),
                 Col(
                     "cost_per_participant_gbp",
@@ -112,6 +135,7 @@ class SensitivityResult(Result):
             ],
             caption="Sensitivity of the unit cost and its rating",
             keys={"denominator": keys},
+            facts=shows,
             notes=[
                 "Cost counted: the financial cost (staff time left out) unless the scenario includes staff time, "
                 "the opportunity cost of staff attending training.",
@@ -316,6 +340,8 @@ def sensitivity(
         suffix = f"_{r.quantity}" if r.quantity else ""
         note = f"{r.scenario}; price year {year}"
         rows += [
+            # the cost the scenario counts, which the sensitivity table prints beside its unit cost
+            est_row("sensitivity", r.outcome, f"total_cost_gbp{suffix}", r.total_cost_gbp, note=note),
             est_row(
                 "sensitivity",
                 r.outcome,

@@ -133,7 +133,8 @@ class Descriptives(Result):
         """Per scale and wave: staff, mean and SD of each arm (means and SDs withheld with small counts)."""
         # the wave goes with the outcome, not in a column of its own: eight columns fit a page's width
         t = self.frame.assign(
-            outcome=[f"{label(o)}: {label(w).lower()}" for o, w in zip(self.frame["outcome"], self.frame["wave"])]
+            outcome=[f"{label(o)}: {label(w).lower()}" for o, w in zip(self.frame["outcome"], self.frame["wave"])],
+            outcome_key=self.frame["outcome"],
         )
         cols = [Col("outcome", "Outcome and wave", "text")]
         for arm in ARMS:
@@ -143,10 +144,18 @@ class Descriptives(Result):
                 Col(f"mean_{arm}", f"{label(arm)}: mean", "mean", 2, base=f"n_{arm}", reveals=f"n_{arm}"),
                 Col(f"sd_{arm}", f"{label(arm)}: SD", "mean", 2, base=f"n_{arm}", reveals=f"n_{arm}"),
             ]
+        shows = {
+            f"{q}_{arm}": [
+                ("impact", "descriptives", o, f"{q}_{w}_{arm}", "estimate") for o, w in zip(t["outcome_key"], t["wave"])
+            ]
+            for arm in ARMS
+            for q in ("n", "mean", "sd")
+        }
         return Table(
-            t,
+            t.drop(columns="outcome_key"),
             cols,
             caption="Scale scores by arm and wave (unadjusted)",
+            facts=shows,
             notes=[
                 "Unadjusted means and standard deviations (n - 1) of each scale (1 to 5), over every randomised "
                 "member of staff with a score at that wave, so the samples differ between waves and from the "
@@ -211,9 +220,23 @@ class BaselineBalance(Result):
                 Col(f"sd_{arm}", f"{label(arm)}: SD", "mean", 2, base=f"n_{arm}"),
             ]
         cols.append(Col("difference", "Standardised difference", "number", 3))  # withheld with its row's counts
+        shows: dict = {
+            f"{q}_{arm}": [
+                None
+                if q != "n" and k != "continuous"
+                else ("impact", "descriptives", v, f"{q}_baseline_{arm}", "estimate")
+                for v, k in zip(self.frame["variable"], self.frame["kind"])
+            ]
+            for arm in ("treatment", "control")
+            for q in ("n", "mean", "sd")
+        }
+        shows["difference"] = [
+            ("impact", "baseline_balance", v, "standardised_difference", "estimate") for v in self.frame["variable"]
+        ]
         return Table(
             t,
             cols,
+            facts=shows,
             caption="Baseline characteristics of the randomised arms",
             notes=[
                 "Staff: randomised staff with the characteristic measured at baseline, in each arm. Scale scores "

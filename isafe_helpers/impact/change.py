@@ -11,6 +11,7 @@ import pandas as pd
 from isafe_helpers.data.frames import analysis_frame
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.results import keys as K
+from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
 from isafe_helpers.results.table import Col, Table
@@ -29,20 +30,39 @@ SUMMARY_LABELS = {
 }
 
 
+#: The ``estimates.csv`` quantity (before ``_<arm>``) of each summary statistic.
+QUANTITY = {"p_low": "p10", "q1": "p25", "median": "median", "q3": "p75", "p_high": "p90", "mean": "mean"}
+
+
 @dataclass
 class ChangeSummary(Result):
     """The change-from-baseline summaries of :func:`change_summary`.
 
     ``summary``: one row per scale and arm (``outcome``, ``arm``, ``n``, ``mean``, ``p_low``, ``q1``,
-    ``median``, ``q3``, ``p_high``); ``las``: the scope's LAs (the table's ledger keys). It writes no
-    ``estimates.csv`` rows (``tidy()`` is empty): the summaries are descriptive, drawn in a figure.
+    ``median``, ``q3``, ``p_high``); ``las``: the scope's LAs (the table's ledger keys). Its
+    ``estimates.csv`` rows are what the figure draws (analysis ``change_distribution``, one row per
+    scale, arm and statistic: ``mean_<arm>``, ``p10_<arm>``, ``p25_<arm>``, ``median_<arm>``,
+    ``p75_<arm>``, ``p90_<arm>``, with the arm's staff as ``n``): descriptive, no individual's value.
     """
 
     summary: pd.DataFrame
     las: list[str] = field(default_factory=list)
 
     def rows(self) -> list[dict]:
-        return []
+        out = []
+        for r in self.summary.itertuples(index=False):
+            for col in SUMMARY_LABELS:
+                out.append(
+                    est_row(
+                        "change_distribution",
+                        r.outcome,
+                        f"{QUANTITY[col]}_{r.arm}",
+                        getattr(r, col),
+                        n=r.n,
+                        note="follow-up minus baseline over the analysed sample; descriptive",
+                    )
+                )
+        return out
 
     def table(self) -> Table:
         """The summaries as a table (the figure's values and the published numbers)."""
@@ -60,6 +80,16 @@ class ChangeSummary(Result):
             ],
             caption="Change from baseline (follow-up minus baseline, scale points) by arm",
             keys=keys,
+            facts={
+                "n": [("impact", "change_distribution", o, f"mean_{a}", "n") for o, a in zip(s["outcome"], s["arm"])],
+                **{
+                    col: [
+                        ("impact", "change_distribution", o, f"{QUANTITY[col]}_{a}", "estimate")
+                        for o, a in zip(s["outcome"], s["arm"])
+                    ]
+                    for col in SUMMARY_LABELS
+                },
+            },
         )
 
 

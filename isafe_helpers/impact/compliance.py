@@ -46,7 +46,7 @@ from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis, Prima
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import COMPLIANCE, label
 from isafe_helpers.results.protocol import Result, ResultSet
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts_of
 from isafe_helpers.stats.iv import anderson_rubin_set, tsls_cr2
 
 Compliance = Literal["both", "one"]
@@ -197,6 +197,7 @@ class CACEAnalysis(ResultSet):
     def table(self) -> Table:
         """One row per scale and compliance definition: compliance in each arm, the CACE with its 95% CI and p,
         and its g."""
+        ordered = sorted(self.results, key=lambda r: _order(self.results, r))
         out = pd.DataFrame(
             [
                 dict(
@@ -215,7 +216,7 @@ class CACEAnalysis(ResultSet):
                     note=r.note
                     or (f"95% Anderson-Rubin set {r.ar_set}{AR_UNBOUNDED}" if r.ar_kind not in ("bounded", "") else ""),
                 )
-                for r in sorted(self.results, key=lambda r: _order(self.results, r))
+                for r in ordered
             ]
         )
         return Table(
@@ -236,6 +237,20 @@ class CACEAnalysis(ResultSet):
                 Col("note", "Note", "text"),
             ],
             caption="Complier average causal effect of attending the practice-pathway sessions",
+            facts=facts_of(
+                "impact",
+                [(ANALYSIS[r.compliance], r.outcome) for r in ordered],
+                n=("treatment_effect", "n"),
+                complied_treatment_pct=("compliance_treatment_pct", "estimate"),
+                complied_control_pct=("compliance_control_pct", "estimate"),
+                cace=("treatment_effect", "estimate"),
+                ci_low=("treatment_effect", "ci_low"),
+                ci_high=("treatment_effect", "ci_high"),
+                p_value=("treatment_effect", "p_value"),
+                hedges_g=("hedges_g_total", "estimate"),
+                g_ci_low=("hedges_g_total", "ci_low"),
+                g_ci_high=("hedges_g_total", "ci_high"),
+            ),
             notes=[
                 "CACE: the instrumental-variable ratio (two-stage least squares with random assignment as the "
                 "instrument for compliance, adjusted for the baseline score and, pooled, LA). Its p is the main "

@@ -144,6 +144,8 @@ class AttritionResult(Result):
             out += [
                 est_row("attrition", name, "overall_attrition_pct", r.overall_attrition_pct, **c),
                 est_row("attrition", name, "differential_attrition_pct", r.differential_attrition_pct, **c),
+                # the teams or staff analysed, which the attrition table prints beside the randomised
+                est_row("attrition", name, "analysed", r.analysed, **c),
             ]
             for which in ("cautious", "optimistic"):
                 b = getattr(r, f"wwc_{which}_boundary_pct")
@@ -204,6 +206,16 @@ class AttritionResult(Result):
                 Col("staff_wwc", "Staff attrition, WWC", "text"),
             ],
             caption="Attrition from randomisation to each analysed sample",
+            facts={
+                f"{unit}_{col}": [("impact", "attrition", f"{o}:{name}", q, fld) for o in order]
+                for unit, name in (("teams", "teams"), ("staff", "participants"))
+                for col, q, fld in (
+                    ("randomised", "overall_attrition_pct", "n"),
+                    ("analysed", "analysed", "estimate"),
+                    ("overall", "overall_attrition_pct", "estimate"),
+                    ("differential", "differential_attrition_pct", "estimate"),
+                )
+            },
             keys={
                 "staff_randomised": [K.staff(self.las)] * len(order),
                 "staff_analysed": [K.analysed(self.las, o) for o in order],
@@ -437,6 +449,14 @@ class TrialFlow(Result):
             cols,
             caption="Trial flow: teams and staff at each stage, by arm",
             notes=notes,
+            facts={
+                f"{u}_{a}": [
+                    ("impact", "trial_flow", f"{st}_{a}", u, "estimate") if pd.notna(v) else None
+                    for st, v in zip(stages, t[f"{u}_{a}"])
+                ]
+                for a in ARMS
+                for u in ("teams", "staff")
+            },
             keys=keys,
             relations=relations,
             exempt=exempt,
@@ -448,12 +468,34 @@ class TrialFlow(Result):
             for r in self.frame.itertuples()
             for unit in ("teams", "staff")
             if r.stage != "received" and not (self.baseline_only and r.stage != "allocated")
-        ]
+        ] + self._shown_rows()
         if self.planned:
             src = "protocol.yml" if self.plan_source == "protocol.yml" else "the handbook's default plan"
             for k in ("las", "teams"):
                 out.append(est_row("trial_flow", "planned", k, self.planned[k], note=f"planned ({src})"))
                 out.append(est_row("trial_flow", "randomised", k, self.randomised[k], note="randomised (count)"))
+        return out
+
+    def _shown_rows(self) -> list[dict]:
+        """The flow table's counts that are no stage of :attr:`frame`'s written rows: those who received the
+        programme, and (follow-up in) those randomised but not analysed, which the table shows merged."""
+        out = []
+        t = self.frame.set_index(["stage", "arm"])
+        for a in ARMS:
+            for unit in ("teams", "staff"):
+                if ("received", a) in t.index and pd.notna(t.loc[("received", a), unit]):
+                    out.append(est_row("trial_flow", f"received_{a}", unit, t.loc[("received", a), unit], note="count"))
+                if not self.baseline_only and {("allocated", a), ("analysed", a)} <= set(t.index):
+                    gone = t.loc[("allocated", a), unit] - t.loc[("analysed", a), unit]
+                    out.append(
+                        est_row(
+                            "trial_flow",
+                            f"not_analysed_{a}",
+                            unit,
+                            gone,
+                            note="count: randomised, not analysed (lost to follow-up or a score missing)",
+                        )
+                    )
         return out
 
 
@@ -610,6 +652,13 @@ class BaselineEquivalence(Result):
                 Col("verdict", "WWC baseline equivalence", "text"),
             ],
             caption="Baseline equivalence of the analysed arms",
+            facts={
+                col: [
+                    ("impact", "baseline_equivalence", f"{s}:{v}", "standardised_difference", fld)
+                    for s, v in zip(self.frame["sample"], self.frame["variable"])
+                ]
+                for col, fld in (("n", "n"), ("difference", "estimate"))
+            },
             notes=[
                 "Standardised difference: intervention minus control at baseline, Hedges' g on the pooled SD "
                 "(continuous) or the Cox index (binary: an age band), in the outcome's analysed sample.",

@@ -17,7 +17,7 @@ from isafe_helpers.impact.subgroups import ModeratorResults
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts_of
 from isafe_helpers.stats.meta import cochran_q
 from isafe_helpers.stats.random_slope import fit_team_and_slope
 
@@ -126,6 +126,8 @@ class LAHeterogeneity(Result):
                     note=f"chi-square on {r.q_df:g} df over the per-LA estimates",
                     **c,
                 ),
+                # Q's degrees of freedom, which the heterogeneity table prints in a column of its own
+                est_row("heterogeneity_la", r.outcome, "cochran_q_df", r.q_df, **c),
                 est_row("heterogeneity_la", r.outcome, "i_squared_pct", r.i2, **c),
                 est_row(
                     "heterogeneity_la",
@@ -187,6 +189,20 @@ class LAHeterogeneity(Result):
                 Col("pi_high", "95% prediction interval, high", "number", 3),
             ],
             caption="Does the effect differ between LAs? Tests of heterogeneity",
+            facts=facts_of(
+                "impact",
+                [("heterogeneity_la", o) for o in self.tests["outcome"]],
+                n_las=("wald_f_arm_x_la", "n_clusters"),
+                wald_f=("wald_f_arm_x_la", "estimate"),
+                p_wald=("wald_f_arm_x_la", "p_value"),
+                q=("cochran_q", "estimate"),
+                q_df=("cochran_q_df", "estimate"),
+                p_q=("cochran_q", "p_value"),
+                i2=("i_squared_pct", "estimate"),
+                tau2=("tau2_arm_x_la", "estimate"),
+                pi_low=("prediction_interval", "ci_low"),
+                pi_high=("prediction_interval", "ci_high"),
+            ),
             notes=[
                 "Exploratory: the trial was not powered to compare LAs; the tests describe and do not judge.",
                 "F: Kenward-Roger F test that every arm-by-LA term of the pooled model is zero. Cochran's Q "

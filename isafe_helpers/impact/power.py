@@ -57,7 +57,7 @@ from isafe_helpers.data.protocol import PlannedDesign, Protocol, protocol_of
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import Col, Table, facts_of
 from isafe_helpers.stats.mixed import fit_formula_free
 from isafe_helpers.stats.power import MDES, harmonic_mean, mdes
 
@@ -190,6 +190,7 @@ class PowerResult(Result):
             )
             if not np.isfinite(r.mdes_achieved):
                 out.append(est_row("power", r.outcome, "mdes_analysis", None, n=r.n, n_clusters=r.teams, note=r.note))
+                out += self._inputs(r)
                 continue
             cap = (
                 f"; R2_B capped at {R2_B_CAP:g} (estimated {r.r2_between_raw:.3f})"
@@ -212,6 +213,7 @@ class PowerResult(Result):
                     note="; ".join(s for s in (r.note, note) if s),
                 )
             )
+            out += self._inputs(r)
         if self.design.mdes is not None:
             out.append(
                 est_row(
@@ -223,6 +225,31 @@ class PowerResult(Result):
                 )
             )
         return out
+
+    #: The MDES table's inputs of the analysis stage: (column of ``frame``, estimates.csv quantity).
+    INPUTS = (
+        ("team_size", "team_size_analysis"),
+        ("icc", "icc_analysis"),
+        ("r2_between", "r2_between_analysis"),
+        ("r2_within", "r2_within_analysis"),
+        ("df", "df_analysis"),
+    )
+
+    def _inputs(self, r) -> list[dict]:
+        """What the MDES as analysed rests on, as the MDES table prints it (NaN where a model did not converge)."""
+        bad = str(r.note).startswith("did not converge")
+        return [
+            est_row(
+                "power",
+                r.outcome,
+                q,
+                np.nan if bad and col != "team_size" and col != "df" else getattr(r, col),
+                n=r.n,
+                n_clusters=r.teams,
+                note="input of the MDES as analysed" + (f"; {r.note}" if bad else ""),
+            )
+            for col, q in self.INPUTS
+        ]
 
     def table(self) -> Table:
         """One row per scale: the MDES at the protocol, randomisation and analysis stages and what each rests on.
@@ -268,6 +295,16 @@ class PowerResult(Result):
                 Col("note", "Note", "text"),
             ],
             caption="Minimum detectable effect size: planned, as randomised and as analysed",
+            facts=facts_of(
+                "impact",
+                [("power", o) for o in self.frame["outcome"]],
+                mdes_protocol=("mdes_protocol", "estimate"),
+                teams_randomised=("mdes_randomisation", "n_clusters"),
+                mdes_randomisation=("mdes_randomisation", "estimate"),
+                teams=("mdes_analysis", "n_clusters"),
+                mdes_achieved=("mdes_analysis", "estimate"),
+                **{col: (q, "estimate") for col, q in self.INPUTS},
+            ),
             notes=[
                 "MDES: the smallest true effect (in SD units) the design detects with 80% power at 5% two-sided, "
                 "t multiplier on J - 2 - (LAs - 1) degrees of freedom (J teams; the LA strata cost LAs - 1; no "

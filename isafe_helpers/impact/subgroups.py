@@ -118,6 +118,55 @@ class ModeratorResults(Result):
                     note=note,
                 )
             )
+        return out + self.unadjusted_p_rows() + self.curve_rows()
+
+    def unadjusted_p_rows(self) -> list[dict]:
+        """An interaction's unadjusted p (``<quantity>_p_unadjusted``), which the moderator table prints beside
+        its Holm-adjusted p (the interaction's own row holds the Holm-adjusted one)."""
+        out = []
+        for r in self.frame.itertuples():
+            if r.kind == "interaction":
+                out.append(
+                    est_row(
+                        ANALYSIS[r.moderator],
+                        r.outcome,
+                        f"{r.quantity}_p_unadjusted",
+                        p_value=r.p_value,
+                        n=r.n,
+                        n_clusters=r.n_clusters,
+                        note=f"{EXPLORATORY}; unadjusted p of {r.quantity} (its Holm-adjusted p is in its own row)",
+                    )
+                )
+        return out
+
+    def curve_rows(self) -> list[dict]:
+        """The arm effect by years qualified that the book draws, point by point (``effect_curve_<k>``).
+
+        Each of the curve's 41 points is a row of its own: ``years_curve_<k>``
+        holds its years qualified (from 0 to the 95th percentile of staff's
+        years, in equal steps), ``effect_curve_<k>`` the arm effect there with
+        its Kenward-Roger SE and interval. The figure and its table read them
+        (:func:`isafe_helpers.publish.figures.impact.curve_table`).
+        """
+        out = []
+        note = "exploratory; the experience moderator model's arm effect at the point's years qualified"
+        for r in self.curves.itertuples():
+            k = f"{int(r.point):02d}"
+            out.append(est_row("subgroup_experience", r.outcome, f"years_curve_{k}", r.years, note=note))
+            out.append(
+                est_row(
+                    "subgroup_experience",
+                    r.outcome,
+                    f"effect_curve_{k}",
+                    r.effect,
+                    r.se,
+                    r.ci_low,
+                    r.ci_high,
+                    n=r.n,
+                    n_clusters=r.n_clusters,
+                    note=note,
+                )
+            )
         return out
 
     def joint_table(self) -> Table:
@@ -174,10 +223,15 @@ class ModeratorResults(Result):
         )
         rows = list(zip([ANALYSIS[m] for m in frame["moderator"]], frame["outcome"], frame["quantity"]))
         inter = (frame["kind"] == "interaction").to_numpy()
-        # an interaction's estimates.csv p is its Holm-adjusted one; its unadjusted p is no row of its own
+        # an interaction's estimates.csv p is its Holm-adjusted one; its unadjusted p is a row of its own
         shows = facts("impact", rows, n="n", estimate="estimate", ci_low="ci_low", ci_high="ci_high")
         shows |= facts("impact", [None if i else r for r, i in zip(rows, inter)], p_value="p_value")
         shows |= facts("impact", [r if i else None for r, i in zip(rows, inter)], p_holm="p_value")
+        unadjusted = [(a, o, f"{q}_p_unadjusted") if i else None for (a, o, q), i in zip(rows, inter)]
+        shows["p_value"] = [
+            k if k is not None else u
+            for k, u in zip(shows["p_value"], facts("impact", unadjusted, p_value="p_value")["p_value"])
+        ]
         hide = t["note"].str.startswith("did not converge").to_numpy()
         t.loc[hide, ["estimate", "ci_low", "ci_high", "p_value", "p_holm"]] = np.nan
         t.loc[hide, "note"] = "not available: " + t.loc[hide, "note"]
@@ -335,7 +389,17 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
             dfs = np.array([kenward_roger_test(kr, ci).ddf for ci in c])
             band = interval(est, se, dfs)
             curve = pd.DataFrame(
-                dict(outcome=outcome, n=len(df), years=grid, effect=est, ci_low=band.ci_low, ci_high=band.ci_high)
+                dict(
+                    outcome=outcome,
+                    point=np.arange(grid.size),
+                    n=len(df),
+                    n_clusters=len(set(teams)),
+                    years=grid,
+                    effect=est,
+                    se=se,
+                    ci_low=band.ci_low,
+                    ci_high=band.ci_high,
+                )
             )
         else:
             col = "age_band" if moderator == "age" else "la"
@@ -413,6 +477,10 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
     return recs, curve
 
 
+#: The columns of :attr:`ModeratorResults.curves`.
+CURVE_COLUMNS = ("outcome", "point", "n", "n_clusters", "years", "effect", "se", "ci_low", "ci_high")
+
+
 def moderators(data: TrialData) -> ModeratorResults:
     """All moderator models of the scope (``la`` only when the scope has several LAs), Holm-adjusted."""
     mods = [m for m in MODERATORS if m != "la" or len(data.las) > 1]
@@ -431,6 +499,6 @@ def moderators(data: TrialData) -> ModeratorResults:
     cv = (
         pd.concat([c for c in curves if len(c)], ignore_index=True)
         if any(len(c) for c in curves)
-        else pd.DataFrame(columns=["outcome", "n", "years", "effect", "ci_low", "ci_high"])
+        else pd.DataFrame(columns=list(CURVE_COLUMNS))
     )
     return ModeratorResults(t, cv)

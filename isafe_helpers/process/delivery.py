@@ -46,6 +46,9 @@ def fidelity(data: TrialData) -> ProcessResult:
         rows += [
             est_row("fidelity", comp, "delivered_pct", pct, n=len(sub), note=note),
             est_row("fidelity", comp, "sessions", np.nan if fid.empty else len(sub), note=note),
+            # the elements planned and delivered, which the fidelity table prints beside the share delivered
+            est_row("fidelity", comp, "elements_planned", planned if planned else np.nan, n=len(sub), note=note),
+            est_row("fidelity", comp, "elements_delivered", delivered if planned else np.nan, n=len(sub), note=note),
             est_row(
                 "fidelity",
                 comp,
@@ -113,4 +116,10 @@ def fidelity(data: TrialData) -> ProcessResult:
         ],
         "Fidelity and quality of delivery",
         frames=frames,
+        quantities={
+            "planned": ("elements_planned", "estimate"),
+            "delivered": ("elements_delivered", "estimate"),
+            "quality_rated": ("quality_mean", "n"),
+            "below_threshold": ("sessions_below_threshold", "estimate"),
+        },
     )

@@ -60,7 +60,7 @@ SATISFACTION_COLUMNS = [
     Col("counted", "Counted per", "text"),
     Col("respondents", "Answered", "people"),
     Col("satisfied", "Fairly or very satisfied", "people"),
-    Col("satisfied_pct", "Fairly or very satisfied (%)", "pct", 1, base="respondents"),
+    Col("satisfied_pct", "Fairly or very satisfied (%)", "pct", 1, base="respondents", of="respondents"),
     Col("ci_low", "95% CI low (%)", "pct", 1, base="respondents"),
     Col("ci_high", "95% CI high (%)", "pct", 1, base="respondents"),
     Col("interval", "Interval", "text"),
@@ -76,7 +76,14 @@ PEOPLE_COLUMNS = [
     Col("la", "LA", "text"),
     Col("respondents", "People who gave feedback", "people"),
     Col("satisfied", "Satisfied with every component they rated", "people"),
-    Col("satisfied_pct", "Satisfied with every component they rated (%)", "pct", 1, base="respondents"),
+    Col(
+        "satisfied_pct",
+        "Satisfied with every component they rated (%)",
+        "pct",
+        1,
+        base="respondents",
+        of="respondents",
+    ),
     Col("ci_low", "95% CI low (%)", "pct", 1, base="respondents"),
     Col("ci_high", "95% CI high (%)", "pct", 1, base="respondents"),
     Col("interval", "Interval", "text"),
@@ -158,6 +165,7 @@ def satisfaction(data: TrialData) -> ProcessResult:
         rows += [
             _row("satisfaction", comp, "satisfied_pct", s, note),
             est_row("satisfaction", comp, "respondents", s.n),
+            est_row("satisfaction", comp, "satisfied", s.k, n=s.n, note="people fairly or very satisfied"),
         ]
         recs.append(_record(comp, "person", s))
         lowest = sub.groupby(["la", "person_id"])["satisfaction"].min().astype(int).value_counts()
@@ -177,6 +185,7 @@ def satisfaction(data: TrialData) -> ProcessResult:
         est_row("satisfaction", "all", "responses", s_resp.n, note=none or "feedback rows with a satisfaction rating"),
         est_row("satisfaction", "all", "respondents", s_people.n, note=none or "distinct people who gave feedback"),
         _row("satisfaction", "all", "satisfied_people_pct", s_people, none or PER_PERSON_ALL),
+        est_row("satisfaction", "all", "satisfied", s_resp.k, n=s_resp.n, note="responses fairly or very satisfied"),
     ]
     recs.append(_record(ALL_RESPONSES, "response", s_resp))
     counts = fb["satisfaction"].astype(int).value_counts()
@@ -188,6 +197,18 @@ def satisfaction(data: TrialData) -> ProcessResult:
             "counted": "response",
         }
     )
+    for d in pd.DataFrame(dist).to_dict("records"):  # the answers the bars draw: a count and a share per rating
+        o = "all" if d["component"] == ALL_RESPONSES else str(d["component"])
+        n = d["respondents"]
+        for v in range(1, 6):
+            k = d[str(v)]
+            what = "people by their lowest rating" if d["counted"] == "person" else "responses"
+            rows += [
+                est_row("satisfaction_distribution", o, f"rating_{v}", k, n=n, note=what),
+                est_row(
+                    "satisfaction_distribution", o, f"rating_{v}_pct", 100 * k / n if n else np.nan, n=n, note=what
+                ),
+            ]
     people = []
     if len(data.las) > 1:
         for la in data.las:
@@ -205,6 +226,12 @@ def satisfaction(data: TrialData) -> ProcessResult:
         "Satisfaction with each component (per person) and with all components (per response)",
         notes=list(SATISFACTION_NOTES),
         frames={"distribution": pd.DataFrame(dist), "people": people},
+        quantities={
+            "respondents": ("satisfied_pct", "n"),
+            "satisfied": ("satisfied", "estimate"),
+            "satisfied_pct": ("satisfied_pct", "estimate"),
+        },
+        outcomes={ALL_RESPONSES: "all"},
         layouts={
             "people": Layout(
                 PEOPLE_COLUMNS,
@@ -258,12 +285,26 @@ def usefulness(data: TrialData) -> ProcessResult:
         [
             Col("component", "Component", "text"),
             Col("usefulness_answers", "Answered usefulness", "people"),
-            Col("useful_pct", "Found it useful, 4 or 5 (%)", "pct", 1, base="usefulness_answers"),
+            Col(
+                "useful_pct",
+                "Found it useful, 4 or 5 (%)",
+                "pct",
+                1,
+                base="usefulness_answers",
+                of="usefulness_answers",
+            ),
             Col("mean_usefulness", "Mean usefulness (1 to 5)", "mean", 2, base="usefulness_answers"),
             Col("recommend_answers", "Answered would-recommend", "people"),
-            Col("recommend_pct", "Would recommend (%)", "pct", 1, base="recommend_answers"),
+            Col("recommend_pct", "Would recommend (%)", "pct", 1, base="recommend_answers", of="recommend_answers"),
         ],
         "Usefulness and would-recommend",
+        quantities={
+            "usefulness_answers": ("useful_pct", "n"),
+            "mean_usefulness": ("mean_usefulness", "estimate"),
+            "recommend_answers": ("would_recommend", "recommend_pct", "n"),
+            "recommend_pct": ("would_recommend", "recommend_pct", "estimate"),
+        },
+        outcomes={ALL_RESPONSES: "all"},
         notes=[
             "Each component: one answer per person. All components, per response: a person who rated several "
             "components counts once for each."
@@ -329,10 +370,11 @@ def response_rate(data: TrialData) -> ProcessResult:
             Col("component", "Component", "text"),
             Col("attendees", "Attendees", "people"),
             Col("respondents", "Returned feedback", "people"),
-            Col("response_rate_pct", "Response rate (%)", "pct", 1, base="attendees"),
+            Col("response_rate_pct", "Response rate (%)", "pct", 1, base="attendees", of="attendees"),
         ],
         "Feedback response rate",
         notes=[note] if note else [],
+        quantities={"attendees": ("response_rate_pct", "n")},
     )
 
 

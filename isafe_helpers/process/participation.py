@@ -299,14 +299,31 @@ def reach(data: TrialData) -> ProcessResult:
             "Reach can exceed 100% (more attendees than the intended audience), so it is never capped and "
             "its pooled interval is not clipped at 100%."
         )
+    frame = pd.DataFrame(recs)
+    # the estimates.csv quantity each cell shows: places filled has rows of its own names (outcome "all")
+    whole = frame["component"] == PLACES_FILLED
+    for col, mine, places in (
+        ("_q_attendees", "attendees", "places_filled"),
+        ("_q_intended", "intended_n", "places_intended"),
+        ("_q_reach", "reach_pct", "places_filled_pct"),
+    ):
+        frame[col] = np.where(whole, places, mine)
     return ProcessResult(
         "reach",
-        _key_reach(pd.DataFrame(recs), data),
+        _key_reach(frame, data),
         rows,
         REACH_COLUMNS,
         "Reach of each component, and places filled",
         notes=notes,
         frames={"by_la": _key_reach(pd.DataFrame(by_la), data), "practice_pathway": _key_pathway(pathway, data)},
+        quantities={
+            "attendees": ("{_q_attendees}", "estimate"),
+            "intended_n": ("{_q_intended}", "estimate"),
+            "reach_pct": ("{_q_reach}", "estimate"),
+            "ci_low": ("{_q_reach}", "ci_low"),
+            "ci_high": ("{_q_reach}", "ci_high"),
+        },
+        outcomes={PLACES_FILLED: "all"},
         layouts={
             "practice_pathway": Layout(
                 PATHWAY_COLUMNS,
@@ -458,5 +475,16 @@ def dose(data: TrialData) -> ProcessResult:
         ],
         "Practice-pathway sessions attended",
         sums={"participants": tuple(DOSE_LABELS.values())},
+        # each row's cells: the scope's dose rows, or (pooled) each LA's own
+        shows={
+            col: [(*(() if la == "all" else (str(la),)), "process", "dose", d, q, fld) for la in t["la"]]
+            for d in DOSE_LABELS.values()
+            for col, q, fld in ((d, "participants", "estimate"), (f"{d}_pct", "share_pct", "estimate"))
+        }
+        | {
+            "participants": [
+                (*(() if la == "all" else (str(la),)), "process", "dose", "none", "participants", "n") for la in t["la"]
+            ]
+        },
         relations={None: relations},
     )

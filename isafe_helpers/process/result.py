@@ -46,6 +46,14 @@ class ProcessResult(Result):
     layouts: dict[str, Layout] = field(default_factory=dict)
     #: declared relations between ledger keys, by breakdown (None: ``frame``)
     relations: dict[str | None, list] = field(default_factory=dict)
+    #: the ([analysis,] quantity, field) a column of ``frame`` shows (its own analysis by default), where the column is not named as the
+    #: quantity (``planned`` shows ``elements_planned``; ``{dose}`` is the row's dose); by default a column
+    #: shows the quantity of its name
+    quantities: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the ``estimates.csv`` outcome of a row whose component is named otherwise in ``frame`` (all_responses: all)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    #: the facts of ``frame``'s table where they are declared rather than found (``Table.facts``)
+    shows: dict[str, list] = field(default_factory=dict)
 
     def rows(self) -> list[dict]:
         return self.estimates
@@ -65,7 +73,12 @@ class ProcessResult(Result):
         if "la" in df.columns and not any(c.key == "la" for c in cols):
             cols = [Col("la", "LA", "text"), *cols]
         df = df.copy()
-        shows = self._facts(df, cols) if breakdown is None else {}
+        if breakdown is None:
+            shows = dict(self.shows) or self._facts(df, cols)
+        elif breakdown not in self.layouts and "la" in df.columns:
+            shows = self._la_facts(df, cols)
+        else:
+            shows = {}
         for c in LABELLED:
             if c in df.columns:
                 df[c] = [label(v) for v in df[c]]
@@ -82,33 +95,70 @@ class ProcessResult(Result):
             facts=shows,
         )
 
+    def _la_facts(self, df: pd.DataFrame, cols: list[Col]) -> dict:
+        """The facts of a breakdown by LA with ``frame``'s columns: each row shows its LA's own cell.
+
+        A row (LA, component) shows, column by column, the cell of that LA's
+        ``estimates.csv`` which the scope-level table's row of the same
+        component shows in the scope's (the LA's scope runs the same
+        analysis on its own data): ``(la, "process", analysis, component,
+        quantity, field)``. The book-wide check and the published-numbers
+        test hold each to the LA's own page.
+        """
+        name = next((c for c in LABELLED if c in df.columns and c in self.frame.columns), None)
+        if name is None:
+            return {}
+        scope_facts = self._facts(self.frame, [c for c in cols if c.key in self.frame.columns])
+        by_row: dict[tuple[str, str], tuple] = {}
+        for col, keys in scope_facts.items():
+            for o, k in zip(self.frame[name], keys):
+                if k is not None:
+                    by_row[(str(o), col)] = k
+        out: dict[str, list] = {}
+        for col in scope_facts:
+            out[col] = [
+                None if (str(o), col) not in by_row else (str(la), *by_row[(str(o), col)])
+                for la, o in zip(df["la"], df[name])
+            ]
+        return out
+
     def _facts(self, df: pd.DataFrame, cols: list[Col]) -> dict:
         """The ``estimates.csv`` cell each number of the scope-level table shows (``Table.facts``).
 
         A cell is the row of its own analysis whose outcome is the row's
         (component, group ...) and whose quantity is the column's name, when
         that row holds the same number; an interval's end (``ci_low``,
-        ``ci_high``) is the field of the row whose interval it is. A cell
-        with no such row names none.
+        ``ci_high``) is the field of the row whose interval it is; a column
+        in :attr:`quantities` shows the quantity and field named there. A
+        cell with no such row names none.
         """
         est = pd.DataFrame(self.estimates)
         name = next((c for c in LABELLED if c in df.columns), None)
         if est.empty or name is None or "quantity" not in est:
             return {}
-        est = est[est["analysis"] == self.analysis]
         out: dict[str, list] = {}
         for c in cols:
             if c.kind == "text" or c.key not in df.columns:
                 continue
             keys: list = []
-            for o, v in zip(df[name], pd.to_numeric(df[c.key], errors="coerce")):
-                mine = est[est["outcome"] == o]
-                fld = c.key if c.key in ("ci_low", "ci_high") else "estimate"
-                hit = mine if fld != "estimate" else mine[mine["quantity"] == c.key]
-                hit = hit[pd.to_numeric(hit[fld], errors="coerce") == v] if pd.notna(v) else hit.iloc[0:0]
-                keys.append(
-                    ("process", self.analysis, str(o), str(hit["quantity"].iloc[0]), fld) if len(hit) == 1 else None
-                )
+            for rec, o, v in zip(
+                df.to_dict("records"), df[name], pd.to_numeric(df[c.key], errors="coerce"), strict=True
+            ):
+                o = self.outcomes.get(o, o)
+                analysis = self.analysis
+                if c.key in self.quantities:
+                    *which, quantity, fld = self.quantities[c.key]
+                    analysis = which[0] if which else analysis
+                    mine = est[(est["analysis"] == analysis) & (est["outcome"] == o)]
+                    hit = mine[mine["quantity"] == quantity.format(**rec)]
+                else:
+                    mine = est[(est["analysis"] == analysis) & (est["outcome"] == o)]
+                    fld = c.key if c.key in ("ci_low", "ci_high") else "estimate"
+                    hit = mine if fld != "estimate" else mine[mine["quantity"] == c.key]
+                cell = pd.to_numeric(hit[fld], errors="coerce")
+                # a number names the row holding it; a missing number ([x]) the one row missing it
+                hit = hit[cell == v] if pd.notna(v) else (hit[cell.isna()] if c.key in self.quantities else hit[0:0])
+                keys.append(("process", analysis, str(o), str(hit["quantity"].iloc[0]), fld) if len(hit) == 1 else None)
             if any(keys):
                 out[c.key] = keys
         return out

@@ -19,6 +19,7 @@ from isafe_helpers.data.frames import attendees, survey_wide, treatment_particip
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.process.participation import DOSE_LABELS, pathway_by_la
 from isafe_helpers.process.result import ProcessResult
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import FILENAME, est_row, read_estimates, results_root
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
@@ -61,6 +62,18 @@ def dose_outcome(data: TrialData) -> ProcessResult:
             rows.append(
                 est_row("dose_outcome", scale, f"mean_change_dose_{dose_name}", mean, se=se, n=n, note=EXPLORATORY)
             )
+            # the group's mean scores, which the table prints beside their change
+            for wave in ("baseline", "followup"):
+                rows.append(
+                    est_row(
+                        "dose_outcome",
+                        scale,
+                        f"mean_{wave}_dose_{dose_name}",
+                        recs[-1][wave],
+                        n=n,
+                        note=EXPLORATORY,
+                    )
+                )
     return ProcessResult(
         "dose_outcome",
         pd.DataFrame(recs),
@@ -75,6 +88,13 @@ def dose_outcome(data: TrialData) -> ProcessResult:
             Col("se", "SE of the mean change", "mean", 2, base="n"),
         ],
         "Outcome change by practice-pathway sessions attended (intervention arm)",
+        quantities={
+            "n": ("mean_change_dose_{dose}", "n"),
+            "baseline": ("mean_baseline_dose_{dose}", "estimate"),
+            "followup": ("mean_followup_dose_{dose}", "estimate"),
+            "mean_change": ("mean_change_dose_{dose}", "estimate"),
+            "se": ("mean_change_dose_{dose}", "se"),
+        },
     )
 
 
@@ -104,13 +124,39 @@ class ImpactComparison(Result):
             [
                 Col("la", "LA", "text"),
                 Col("staff", "Intervention-team staff", "people"),
-                Col("reach_pct", "Staff with at least one practice-pathway session (%)", "pct", 1, base="staff"),
+                # "82.1% of 28": the share and its base give back the staff reached, which the LA's pages count
+                Col(
+                    "reach_pct",
+                    "Staff with at least one practice-pathway session (%)",
+                    "pct",
+                    1,
+                    base="staff",
+                    of="staff",
+                ),
                 Col("outcome", "Outcome", "text"),
                 Col("treatment_effect", "Effect in the LA: its own primary model (scale points)", "number", 3),
                 Col("ci_low", "95% CI low", "number", 3),
                 Col("ci_high", "95% CI high", "number", 3),
             ],
             caption="Reach against impact in each LA (exploratory)",
+            keys={
+                "staff": [K.staff([la], "treatment") for la in self.frame["la"]],
+                "reach_pct|share": [K.reached([la]) for la in self.frame["la"]],
+            },
+            # each LA's own numbers: its reach (process) and its primary model's effect (impact) in its estimates.csv
+            facts={
+                **{
+                    col: [(la, "process", "reach", "practice_pathway_one", q, "estimate") for la in self.frame["la"]]
+                    for col, q in (("staff", "treatment_participants"), ("reach_pct", "reach_pct"))
+                },
+                **{
+                    col: [
+                        (la, "impact", "primary", o, "treatment_effect", fld)
+                        for la, o in zip(self.frame["la"], self.frame["outcome"])
+                    ]
+                    for col, fld in (("treatment_effect", "estimate"), ("ci_low", "ci_low"), ("ci_high", "ci_high"))
+                },
+            },
         )
 
 

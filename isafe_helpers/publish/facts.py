@@ -92,7 +92,8 @@ def cell_facts(table: Table, cells, scope: str, declared_only: bool = True):
     ``ci`` cell holds three numbers (the estimate and its interval's ends):
     each gets its own text at the column's rounding, or the cell's symbol. A
     ``view`` cell's parts are the texts its ``parts`` columns hold. ``key``
-    is the declared fact (``Table.facts``, with ``scope``), or None; with
+    is the declared fact (``Table.facts``, with ``scope`` unless the fact
+    names its own: an LA's cell on the pooled page), or None; with
     ``declared_only`` the cells without one are left out.
     """
     declared = getattr(table, "facts", None) or {}  # a table pickled before tables declared facts has none
@@ -130,9 +131,12 @@ def cell_facts(table: Table, cells, scope: str, declared_only: bool = True):
                 if text in (tables.CONFIDENTIAL, tables.NOT_AVAILABLE, ""):
                     raw = math.nan
                     text = text or tables.NOT_AVAILABLE
-                key = None if k is None else (scope, *k)
+                # a key of six names its scope: an LA's own cell shown on the pooled page (an LA breakdown)
+                key = None if k is None else (tuple(k) if len(k) == 6 else (scope, *k))
                 fld = (
-                    k[4] if k is not None else (CI_FIELDS[j] if c.kind in ("ci", "view") and len(c.parts or ()) else "")
+                    k[-1]
+                    if k is not None
+                    else (CI_FIELDS[j] if c.kind in ("ci", "view") and len(c.parts or ()) else "")
                 )
                 out.append((key, i, c.label, text, raw, whole, fld))
     return out
@@ -197,7 +201,7 @@ def csv_rows(page: str, ident: str, table: Table, cells, scope: str) -> list[dic
     for key, i, column, text, raw, _whole, fld in cell_facts(table, cells, scope, declared_only=False):
         bound = "<" if text.startswith("<") else ""
         value = plain(text.lstrip("<").strip()) if bound else plain(text)
-        if text == "infinite":  # an unbounded interval's end (randomisation inference): the plain number is +-inf
+        if text in ("infinite", "infinity", "minus infinity"):  # an unbounded interval's end: the plain number is +-inf
             value = raw
         k = key or ("", "", "", "", "", fld)
         rows.append(

@@ -168,6 +168,26 @@ class Ledger:
                 k = table.cell_key(i, col) or auto(i, col)
                 self.add(k, x, where, exempt=k in table.exempt)
                 keys[(i, col)] = k
+        for c in table.columns:  # a percentage and its "out of" count give back two counts: the ledger sees both
+            if not c.of:
+                continue
+            for i in range(len(data)):
+                ok = keys.get((i, c.of))
+                try:
+                    pct, base = float(data.loc[i, c.key]), float(data.loc[i, c.of])
+                except (TypeError, ValueError):
+                    continue
+                if ok is None or not (math.isfinite(pct) and math.isfinite(base)):
+                    continue
+                given = float(round(pct * base / 100))
+                # the table may name the population the percentage counts (the staff reached), so that a count
+                # withheld on another page withholds the percentage here too
+                share = table.cell_key(i, f"{c.key}{SEP}share") or f"{ok}{SEP}share={c.key}"
+                rest = table.cell_key(i, f"{c.key}{SEP}rest") or f"{ok}{SEP}rest={c.key}"
+                self.add(share, given, where)
+                self.add(rest, base - given, where)
+                keys[(i, f"{c.key}{SEP}share")], keys[(i, f"{c.key}{SEP}rest")] = share, rest
+                self.relate(ok, [share, rest])
         for total, parts in table.sums.items():  # declared column sums hold row by row
             for i in range(len(data)):
                 found = [keys.get((i, c)) for c in (total, *parts)]

@@ -26,11 +26,13 @@ Choices, stated once:
   Links to pages in the same PDF become links within it; links to other
   pages of the book become plain text; web links are kept. Images are
   embedded as ``data:`` URIs, so the document is one file beside the PDF.
-- **Numbering.** Tables and figures are numbered through the document in
-  reading order (the book numbers them per page). A caption's number is
-  rewritten, and so is every "Table N" / "Figure N" / "Fig. N" in the text
-  of the same page that names a captioned table or figure of that page.
-  Tables without a caption are left unnumbered.
+- **Numbering.** A table or figure keeps the number its HTML page gives it
+  (the book numbers them per page, and a page is a section of the PDF), so
+  "Table 4" of the pooled impact page is Table 4 in the HTML, in the PDF and,
+  as ``trial-impact-table-4``, in the published-numbers CSV (issue 21: one
+  id everywhere). Sphinx's "Fig. 1" is written "Figure 1." as the book's own
+  captions are, and so is "Fig. N" in the page's text. Tables without a
+  caption are left unnumbered.
 - **Tables whole.** Tables and figures avoid page breaks inside them (a table
   longer than a page breaks between rows and repeats its header row). A
   table still wider than the text column after its cells wrap is scaled
@@ -543,7 +545,9 @@ def _caption_string(cap: Tag) -> NavigableString | None:
 
 
 def _number_captions(article: Tag, counters: dict[str, int], log: list, page: str) -> dict[str, dict[int, int]]:
-    """Number the page's captioned tables and figures from ``counters``; return old -> new per kind.
+    """Write the page's captions as "Table N." / "Figure N." with the page's own N; count them in ``counters``.
+
+    Returns old -> new per kind (the same number: a table keeps its HTML number, the id the CSV gives it).
 
     A number shared by two captions of one kind on the page (the book's own
     figure numbering beside Sphinx's) is ambiguous and left out of the map.
@@ -558,39 +562,32 @@ def _number_captions(article: Tag, counters: dict[str, int], log: list, page: st
         later_part = kind == "Table" and re.search(r"\(part ([2-9]|\d\d+) of \d+\)", cap.get_text()) is not None
         if not later_part:
             counters[kind] += 1
-        new = counters[kind]
         old = None
         number_span = cap.select_one("span.caption-number")
         if number_span is not None:  # Sphinx: "Fig. 1 " / "Table 1 "
             hit = re.search(r"\d+", number_span.get_text())
             old = int(hit.group()) if hit else None
-            number_span.string = f"{kind} {new}. "
+            if old is not None:
+                number_span.string = f"{kind} {old}. "
             number_span["data-isafe-numbered"] = ""
         else:
             s = _caption_string(cap)
             hit = _LEADING.match(str(s)) if s is not None else None
             if hit and s is not None:
                 old = int(hit.group("n"))
-                s.replace_with(NavigableString(f"{hit.group('pre')}{kind} {new}. {s[hit.end() :]}"))
-            elif s is not None:
-                s.replace_with(NavigableString(f"{kind} {new}. {s.lstrip()}"))
-            else:
-                cap.insert(0, NavigableString(f"{kind} {new}."))
+                s.replace_with(NavigableString(f"{hit.group('pre')}{kind} {old}. {s[hit.end() :]}"))
         new_caption = " ".join(cap.get_text().split())
         box = cap.find_parent(class_="isafe-table-scroll")
         if box is not None and box.has_attr("aria-label"):
             box["aria-label"] = new_caption
         # mark the caption so the text pass leaves its (already new) number alone
         cap["data-isafe-numbered"] = ""
-        if old is not None and later_part:
-            log.append((page, f"{kind} {old}", f"{kind} {new}"))
-        elif old is not None:
+        if old is not None and not later_part:
             if old in mapping[kind] or old in clash[kind]:
                 clash[kind].add(old)
                 mapping[kind].pop(old, None)
             else:
-                mapping[kind][old] = new
-            log.append((page, f"{kind} {old}", f"{kind} {new}"))
+                mapping[kind][old] = old
     return mapping
 
 

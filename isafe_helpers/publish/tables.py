@@ -134,12 +134,15 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
     pos = {c: j for j, c in enumerate(src.columns)}
     hid = np.zeros((len(src), len(pos)), dtype=bool)  # cell by cell in numpy: a national book has 70,000 counts
     for (i, col), k in keys.items():
-        hid[i, pos[col]] = plan.hidden(k)
+        if col in pos:  # (a percentage's derived counts have no column: see Col.of)
+            hid[i, pos[col]] = plan.hidden(k)
     row_hit: np.ndarray = (
         np.asarray(hid[:, [pos[c] for c in table.people]].any(axis=1)) if table.people else np.zeros(len(src), bool)
     )
     for c in table.columns:
         if c.kind == "view" or (c.kind in ("text", "people", "units", "int") and not (c.base or c.reveals)):
+            continue
+        if c.plain and not (c.base or c.reveals):  # money counted: it gives back no count of its row
             continue
         for i in range(len(src)):
             if c.base or c.reveals:
@@ -147,6 +150,10 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
                 if c.base:
                     bk = keys.get((i, c.base))
                     withheld = bk is None or plan.small(bk) or plan.hidden(bk)
+                if c.of:  # "82.1% of 28": withheld when the count it gives back, or the rest, is
+                    withheld = withheld or any(
+                        plan.hidden(keys.get((i, f"{c.key}|{part}"))) for part in ("share", "rest")
+                    )
                 if c.reveals:
                     withheld = withheld or plan.hidden(keys.get((i, c.reveals)))
                 else:  # what it gives back is not declared: any suppressed count of its row may follow from it

@@ -28,7 +28,8 @@ Column kinds:
 
 ``facts`` names, cell by cell, the ``estimates.csv`` cell a column shows:
 ``(strand, analysis, outcome, quantity, field)``, the scope being the page's
-(:func:`facts`). The book reads every published fact through it
+(:func:`facts`), or ``(scope, strand, ...)`` for another scope's cell (a
+pooled page's breakdown by LA shows each LA's own numbers). The book reads every published fact through it
 (:mod:`isafe_helpers.publish.facts`): the summary's views, the
 published-numbers download and the book-wide check.
 """
@@ -43,8 +44,9 @@ import pandas as pd
 
 Kind = Literal["text", "people", "units", "pct", "mean", "number", "p", "gbp", "int", "ci", "view"]
 
-#: An ``estimates.csv`` cell within a scope: (strand, analysis, outcome, quantity, field).
-FactKey = tuple[str, str, str, str, str]
+#: An ``estimates.csv`` cell within a scope: (strand, analysis, outcome, quantity, field); or, with a scope first,
+#: another scope's cell (an LA's own number in a by-LA breakdown of the pooled page).
+FactKey = tuple[str, ...]
 #: The fields of an ``estimates.csv`` row a table can show.
 FIELDS = ("estimate", "se", "ci_low", "ci_high", "p_value", "n", "n_clusters")
 
@@ -60,6 +62,12 @@ class Col:
     base: str | None = None  # the people column a statistic rests on
     reveals: str | None = None  # a people column whose count the statistic gives back
     parts: tuple[str, str] | None = None  # for kind "ci": the columns of the interval's low and high ends
+    #: a number that counts no one and rests on no one (money counted): never withheld for its row's counts
+    plain: bool = False
+    #: for a percentage printed beside its "out of" count: that people column. "82.1% of 28" is two facts: the
+    #: ledger sees the count the two give back (23) and the rest (5) as counts of their own, and the percentage
+    #: is withheld when either is
+    of: str | None = None
 
 
 @dataclass
@@ -144,4 +152,23 @@ def facts(
                 raise ValueError(f"column {col!r}: {fld!r} is not a field of estimates.csv ({', '.join(FIELDS)})")
             keys.append((strand, analysis, outcome, quantity, fld))
         out[col] = keys
+    return out
+
+
+def facts_of(
+    strand: str, rows: Sequence[tuple[str, str] | None], **columns: tuple[str, str]
+) -> dict[str, list[FactKey | None]]:
+    """The ``facts`` of a table whose rows are (analysis, outcome) and whose columns are (quantity, field).
+
+    For a table that shows several quantities of one analysis and outcome
+    per row (an estimate beside the percentages it rests on).
+
+    >>> facts_of("impact", [("cace", "confidence"), None], pct=("compliance_treatment_pct", "estimate"))
+    {'pct': [('impact', 'cace', 'confidence', 'compliance_treatment_pct', 'estimate'), None]}
+    """
+    out: dict[str, list[FactKey | None]] = {}
+    for col, (quantity, fld) in columns.items():
+        if fld not in FIELDS:
+            raise ValueError(f"column {col!r}: {fld!r} is not a field of estimates.csv ({', '.join(FIELDS)})")
+        out[col] = [None if r is None else (strand, r[0], r[1], quantity, fld) for r in rows]
     return out

@@ -70,10 +70,16 @@ def text(s) -> str:
 
 
 def num(x: float, digits: int = 2) -> str:
-    """A number as figures and alt text print it (no -0.00)."""
+    """A number as figures and alt text print it (no -0.00), rounded half up as the tables round it.
+
+    >>> num(81.25, 1), num(-0.004)
+    ('81.3', '0.00')
+    """
+    from isafe_helpers.publish.tables import _half_up  # one rounding for tables, figures and alt text
+
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return WITHHELD
-    s = f"{x:,.{digits}f}"
+    s = f"{x:,.{digits}f}" if math.isinf(float(x)) else f"{_half_up(float(x), digits):,.{digits}f}"
     return s.lstrip("-") if float(s.replace(",", "")) == 0 else s
 
 

@@ -17,6 +17,13 @@ from isafe_helpers.results.table import Col, Table
 def category_table(category_by_la: pd.DataFrame, price_year: int | None) -> Table:
     """Financial cost by LA, phase and category (staff time left out: it is not a financial cost)."""
     t = category_by_la[category_by_la["category"] != "staff_time"].copy()
+    # each LA's own cost of the phase and category (its estimates.csv, cost/cost_by_category)
+    shows = {
+        "cost_gbp": [
+            (str(la), "cost", "cost_by_category", str(c), f"{p}_cost_gbp", "estimate")
+            for la, p, c in zip(t["la"], t["phase"], t["category"])
+        ]
+    }
     t["phase"] = [label(p) for p in t["phase"]]
     t["category"] = [label(c) for c in t["category"]]
     return Table(
@@ -28,6 +35,7 @@ def category_table(category_by_la: pd.DataFrame, price_year: int | None) -> Tabl
             Col("cost_gbp", f"Cost, {price_label(price_year)}", "gbp", 0),
         ],
         caption="Financial cost by LA, phase and category",
+        facts=shows,
     )
 
 
@@ -126,6 +134,13 @@ def tornado_table(sens) -> Table:
             ),
         ],
         caption="Unit cost when each of the largest items moves",
+        facts={
+            col: [
+                ("cost", "sensitivity", str(o), f"cost_per_participant_gbp_{q}", fld)
+                for o, q in zip(t["outcome"], t["quantity"])
+            ]
+            for col, fld in (("denominator", "n"), ("cost_per_participant_gbp", "estimate"))
+        },
         # an item scenario divides by the participants reached: withheld on a page where that count is
         keys={"denominator": [K.reached(sens.las)] * len(t)} if getattr(sens, "las", None) else {},
     )

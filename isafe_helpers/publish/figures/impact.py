@@ -204,6 +204,8 @@ def change_distributions(views) -> tuple[plt.Figure, str]:
 def curve_table(curves: pd.DataFrame) -> Table:
     """The arm effect by years qualified (the experience moderator), as a table."""
     t = curves.assign(outcome=[label(o) for o in curves["outcome"]])
+    point = curves["point"]  # each point is a row of estimates.csv (ModeratorResults.curve_rows)
+    t = t[["outcome", "n", "years", "effect", "ci_low", "ci_high"]]
     stat: dict[str, Any] = dict(kind="number", digits=3, base="n")
     return Table(
         t,
@@ -216,6 +218,21 @@ def curve_table(curves: pd.DataFrame) -> Table:
             Col("ci_high", "95% CI high", **stat),
         ],
         caption="Arm effect by years qualified (exploratory)",
+        facts={
+            **facts(
+                "impact",
+                [("subgroup_experience", o, f"effect_curve_{int(k):02d}") for o, k in zip(curves["outcome"], point)],
+                n="n",
+                effect="estimate",
+                ci_low="ci_low",
+                ci_high="ci_high",
+            ),
+            **facts(
+                "impact",
+                [("subgroup_experience", o, f"years_curve_{int(k):02d}") for o, k in zip(curves["outcome"], point)],
+                years="estimate",
+            ),
+        },
     )
 
 
@@ -283,6 +300,7 @@ def per_la_table(het) -> Table:
                 ("primary", o, "treatment_effect") if la == "pooled" else ("per_la", o, f"treatment_effect_{la}")
                 for o, la in zip(p["outcome"], p["la"])
             ],
+            n="n",
             estimate="estimate",
             ci_low="ci_low",
             ci_high="ci_high",

@@ -88,8 +88,20 @@ def distribution_table(distribution: pd.DataFrame, keys_for=None) -> Table:
     cols = [Col("component", "Component", "text"), Col("respondents", "Respondents", "people")]
     cols += [Col(k, LIKERT_LABELS[k], "people") for k in LIKERT]
     cols += [Col(f"share_{k}", f"{LIKERT_LABELS[k]} (%)", "pct", 0, base="respondents", reveals=k) for k in LIKERT]
+    # each cell's row of estimates.csv (process/satisfaction_distribution, written by the satisfaction analysis)
+    outcome = ["all" if c == "all_responses" else str(c) for c in distribution["component"]]
+    shows = {"respondents": [("process", "satisfaction_distribution", o, "rating_1", "n") for o in outcome]}
+    for k in LIKERT:
+        shows[k] = [("process", "satisfaction_distribution", o, f"rating_{k}", "estimate") for o in outcome]
+        shows[f"share_{k}"] = [
+            ("process", "satisfaction_distribution", o, f"rating_{k}_pct", "estimate") for o in outcome
+        ]
     return Table(
-        t[[c.key for c in cols]], cols, caption="Satisfaction answers by component", sums={"respondents": LIKERT}
+        t[[c.key for c in cols]],
+        cols,
+        caption="Satisfaction answers by component",
+        sums={"respondents": LIKERT},
+        facts=shows,
     )
 
 
@@ -140,9 +152,18 @@ def fidelity_table(by_la: pd.DataFrame) -> Table:
             Col("la", "LA", "text"),
             Col("component", "Component", "text"),
             Col("sessions", "Sessions logged", "units"),
-            Col("delivered_pct", "Delivered (% of planned elements)", "pct", 0),
+            # at the fidelity table's rounding: one fact, one face
+            Col("delivered_pct", "Delivered (% of planned elements)", "pct", 1),
         ],
         caption="Fidelity by LA and component",
+        # each LA's own fidelity rows (its estimates.csv, strand process, analysis fidelity)
+        facts={
+            col: [
+                (str(la), "process", "fidelity", str(c), col, "estimate")
+                for la, c in zip(by_la["la"], by_la["component"])
+            ]
+            for col in ("sessions", "delivered_pct")
+        },
     )
 
 
@@ -159,7 +180,7 @@ def fidelity_heatmap(views) -> tuple[plt.Figure, str]:
             ax.text(
                 j,
                 i,
-                "" if pd.isna(v) else f"{v:.0f}",
+                "" if pd.isna(v) else num(v, 1),  # the book's rounding (half up), as the fidelity table
                 ha="center",
                 va="center",
                 fontsize=11,
