@@ -241,7 +241,8 @@ def _linear(d: pd.DataFrame, withheld: pd.DataFrame) -> list[Success]:
 def _rates(d: pd.DataFrame, limit: int) -> list[Success]:
     """A printed percentage times a printed count of its row: a numerator one whole number fits."""
     out = []
-    for (scope, _table, _row), g in d.groupby(["scope", "table", "row"]):
+    # a row label can repeat (an LA's row per component): the i-th of each column is the i-th row
+    for (scope, _table, _row, _occ), g in d.groupby(["scope", "table", "row", "occ"]):
         rates = g[g["column"].str.contains(RATE) & ~g["column"].str.contains("CI") & g["value"].notna()]
         bases = g[g["count"] & g["value"].notna() & (g["value"] > 0)]
         if rates.empty or bases.empty:
