@@ -278,9 +278,16 @@ def _classes(d: pd.DataFrame) -> list[Success]:
     for (scope, _table, _row, _occ), g in counts.groupby(["scope", "table", "row", "occ"]):
         if len(g) < 3:
             continue
-        zero = (g["value"] == 0).sum()
+        zero = int((g["value"] == 0).sum())
         hidden = g[g["symbol"] == "[c]"]
-        if len(hidden) == 1 and zero == len(g) - 1:
+        if zero < 2 or zero + len(hidden) != len(g) or not 1 <= len(hidden) <= 2:
+            continue
+        if len(hidden) == 2:  # a withheld total and one withheld category: everyone is in that category
+            t = hidden["truth"].tolist()
+            if not (max(t) > 0 and math.isclose(max(t), g["truth"].sum() - max(t))):
+                continue
+            hidden = hidden[hidden["truth"] != max(t)] if t[0] != t[1] else hidden.iloc[:1]
+        if len(hidden):
             h = hidden.iloc[0]
             out.append(
                 Success(

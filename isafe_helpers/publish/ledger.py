@@ -46,6 +46,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import linprog
 
 from isafe_helpers.results.keys import SEP, key, split
@@ -184,11 +185,27 @@ class Ledger:
                 cells = [c for c in found if c]
                 if len(cells) == len(found):
                     self.relate(cells[0], cells[1:])
+        # a column that is, in every row of at least two, the sum of all the other count columns is a
+        # distribution's total (respondents over satisfaction categories): a breakdown, zeros and all, so a
+        # row with every category zero but one is class disclosure (issue 22)
+        totals = set()
+        if len(data) >= 2 and len(table.people) >= 3:
+            vals = data[table.people].apply(pd.to_numeric, errors="coerce")
+            if not vals.isna().any().any():
+                for col in table.people:
+                    others = [c for c in table.people if c != col]
+                    if np.allclose(vals[others].sum(axis=1), vals[col]) and (vals[col] > 0).any():
+                        totals.add(col)
         for rel in find_relations(data, table.people):
             found = [keys.get(c) for c in rel.cells]
             cells = [c for c in found if c]
+            if len(cells) != len(found):
+                continue
+            row_total = rel.total[1] in totals and all(p[0] == rel.total[0] for p in rel.parts)
+            if row_total:
+                self.relate(cells[0], cells[1:], "breakdown")
             # a sum found by value with a zero part (12 = 12 + 0) is a coincidence, not arithmetic a reader can use
-            if len(cells) == len(found) and all(self.values[c] != 0 for c in cells[1:]):
+            elif all(self.values[c] != 0 for c in cells[1:]):
                 self.relate(cells[0], cells[1:])
         for total, parts, kind in table.relations:
             self.relate(total, parts, kind)
