@@ -24,13 +24,19 @@ reader can download and see, never the ledger:
     when one whole number fits and it is withheld in that row, or it is a
     count under the threshold the row does not print;
   * ``class``: a distribution of people (at least three categories) whose
-    every category is zero but one withheld: everyone is in that one.
+    every category is zero but one withheld: everyone is in that one;
+  * ``integer``: the team sizes behind a harmonic mean of team sizes, its
+    teams and a staff count of the same outcome (every solution sharing a
+    team under the threshold pins it). Its truth is not checked (the analysed
+    team sizes are not a published cell): the value reported is the pinned one.
 
 An attacker who knows relations the truth holds by coincidence would overreach;
 this one uses only relations a reader can name (pooled versus LAs, totals), and
 decides "pinned" from published numbers only, then checks the recovered value
 against the truth. What it does not try (yet): integer solving of Cox indexes
-and differential attrition, numbers in alt text and SVG text, the PDFs.
+and differential attrition, differences of nested counts that no table prints
+(staff analysed minus staff in the model), numbers in alt text and SVG text,
+the PDFs and the search index.
 """
 
 from __future__ import annotations
@@ -136,6 +142,69 @@ def attack(pub: pd.DataFrame, truth: pd.DataFrame, limit: int) -> list[Success]:
     out += _linear(d, withheld)
     out += _rates(d, limit)
     out += _classes(d)
+    out += _harmonic(d, limit)
+    return out
+
+
+def _partitions(total: int, parts: int, lo: float, hi: float, least: int = 1, cap: int = 200_000):
+    """Non-decreasing ``parts`` whole numbers of at least ``least`` summing to ``total``, with the sum of
+    their reciprocals in ``[lo, hi]`` (a harmonic mean's rounding interval); at most ``cap`` of them."""
+    found: list[tuple[int, ...]] = []
+
+    def walk(prefix: list[int], left: int, k: int, recip: float):
+        if len(found) >= cap:
+            return
+        if k == 0:
+            if left == 0 and lo - 1e-12 <= recip <= hi + 1e-12:
+                found.append(tuple(prefix))
+            return
+        a = prefix[-1] if prefix else least
+        for n in range(a, left // k + 1):
+            # the reciprocals still to come: at most (k - 1) / n + 1 / (left - n - (k - 2) n), at least k^2 / left
+            most = recip + 1 / n + (k - 1) / n
+            least_sum = recip + k * k / left
+            if most < lo - 1e-12:
+                break
+            if least_sum > hi + 1e-12:
+                return
+            walk([*prefix, n], left - n, k - 1, recip + 1 / n)
+
+    walk([], total, parts, 0.0)
+    return found
+
+
+def _harmonic(d: pd.DataFrame, limit: int) -> list[Success]:
+    """Team sizes from a harmonic mean of team sizes, its teams and a staff count of the same outcome.
+
+    Every multiset of ``k`` team sizes summing to ``N`` whose harmonic mean rounds to the printed one
+    (to 0.1); when they all share a team under the threshold, that team's size is pinned as a small count.
+    """
+    out = []
+    hm = d[d["column"].str.contains("harmonic", case=False) & d["value"].notna()]
+    for r in hm.itertuples():
+        row = d[(d["scope"] == r.scope) & (d["table"] == r.table) & (d["row"] == r.row) & (d["occ"] == r.occ)]
+        teams = row[row["column"].str.contains("Teams analysed") & row["value"].notna()]
+        staff = d[
+            (d["scope"] == r.scope)
+            & (d["row"] == r.row)
+            & d["column"].isin(["Staff in the model", "Staff analysed"])
+            & d["value"].notna()
+        ]
+        if teams.empty or staff.empty:
+            continue
+        k = int(teams["value"].iloc[0])
+        # the attacker does not know which staff count the mean is of: every candidate must agree
+        smallest, used = set(), []
+        for n in sorted(set(staff["value"].astype(int))):
+            if not 0 < k <= n or n > 120 or k > 10:
+                continue
+            sols = _partitions(n, k, k / (r.value + 0.05), k / (r.value - 0.05) if r.value > 0.05 else math.inf)
+            if sols and len(sols) < 200_000:
+                smallest |= {s[0] for s in sols}
+                used.append(f"{n} staff ({len(sols)} solution(s))")
+        if len(smallest) == 1 and (m := next(iter(smallest))) < limit:
+            how = f"harmonic mean {r.value:g} of {k} teams with " + " or ".join(used)
+            out.append(Success("integer", r.scope, f"{r.table} / {r.row} / smallest team", how, m, float("nan")))
     return out
 
 

@@ -102,6 +102,15 @@ def test_no_distribution_puts_everyone_in_one_withheld_category(attacked):
     assert _of(attacked, "class") == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="not closed (issue 22): a harmonic mean of analysed team sizes, with its teams and the outcome's staff "
+    "count, pins the smallest team; the power table does not yet rest it on the team sizes",
+)
+def test_no_team_size_follows_from_a_harmonic_mean_of_team_sizes(attacked):
+    assert _of(attacked, "integer") == []
+
+
 long = pytest.mark.skipif(
     os.environ.get("ISAFE_ATTACKER_LONG") != "1", reason="the attacker's long profile: ISAFE_ATTACKER_LONG=1"
 )
