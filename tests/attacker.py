@@ -318,6 +318,10 @@ def _rates(d: pd.DataFrame, limit: int) -> list[Success]:
             continue
         shown = set(g.loc[g["value"].notna() & g["count"], "value"])
         hidden = g[(g["symbol"] == "[c]") & g["count"] & g["truth"].notna()]
+        # a category's own share (``Very satisfied (%)`` beside ``Very satisfied``) names its numerator, and a
+        # category is not a base
+        numerators = {c.replace(" (%)", "").strip() for c in rates["column"]}
+        bases = bases[~bases["column"].isin(numerators)]
         for p in rates.itertuples():
             if not 0 <= p.value <= 100:
                 continue
@@ -329,9 +333,12 @@ def _rates(d: pd.DataFrame, limit: int) -> list[Success]:
                     continue
                 k = ks[0]
                 used = f"{p.column} {p.value:g} x {base.column} {n:g}"
+                own = p.column.replace(" (%)", "").strip()
                 for h in hidden.itertuples():
+                    if own in numerators and h.column in numerators and h.column != own:
+                        continue  # another category's count: not what this share counts
                     for v in (k, n - k):
-                        if math.isclose(v, h.truth):
+                        if v >= 1 and math.isclose(v, h.truth):
                             out.append(Success("rate", scope, _cell(h), used, v, h.truth))
                 if k in shown:  # the rate gives back a count its row prints: the rest is the base's
                     for v in (n - k,):

@@ -59,3 +59,25 @@ def test_a_distribution_with_every_category_zero_but_one_is_withheld():
     cells = tables.protected(t, ledger.solve(), keys)
     assert cells.loc[0, ["low", "mid", "high"]].tolist() == ["[c]", "[c]", "[c]"]
     assert cells.at[0, "n"] == "12"  # coarsened to its total
+
+
+def test_the_book_ties_each_pooled_count_to_the_sum_of_its_las():
+    """The pooled page prints 14 respondents, LA02's page 10 and LA01's 4 ([c]): 14 - 10 = 4 unless the
+    book's ledger knows the pooled count is the LAs' sum (its pages are registered with their LAs)."""
+    from isafe_helpers.publish.assemble import BookDisclosure, PageSpecs
+    from isafe_helpers.publish.report import Spec
+
+    def page(scope: str, las: list[str], n: int) -> PageSpecs:
+        t = Table(
+            pd.DataFrame({"session": ["FE"], "n": [n]}),
+            [Col("session", "Session", "text"), Col("n", "Respondents", "people")],
+            "Feedback returned",
+        )
+        return PageSpecs(scope, "process", [Spec("process-table-1", "table", 1, [t])], las)
+
+    las = ["LA01", "LA02"]
+    book = BookDisclosure([page("trial", las, 14), page("LA01", ["LA01"], 4), page("LA02", ["LA02"], 10)], LIMIT)
+    plan = book.solve()
+    shown = {p.scope: tables.protected(p.specs[0].tables[0], plan, p.keys["process-table-1"][0]) for p in book.pages}
+    assert shown["LA01"].at[0, "n"] == "[c]"
+    assert "[c]" in (shown["trial"].at[0, "n"], shown["LA02"].at[0, "n"])
