@@ -85,7 +85,7 @@ class BookDisclosure:
         for page in pages:
             for spec in page.specs:
                 page.keys[spec.id] = [
-                    self.ledger.register(t, f"{page.scope}/{page.strand}/{spec.id}/{j}")
+                    self.ledger.register(t, f"{page.scope}/{page.strand}/{spec.id}/{j}", page.las or None)
                     for j, t in enumerate(spec.tables)
                 ]
         self.plan: Plan | None = None
@@ -96,7 +96,10 @@ class BookDisclosure:
 
         ``ident`` is its id in the page (an anchor) and in the published-numbers CSV.
         """
-        self.extra[where] = (table, self.ledger.register(table, where))
+        scope = where.partition("/")[0]
+        # the summary is the pooled trial's; an LA index page's tables are its LA's (issue 22: pooled = sum of LAs)
+        las = sorted({la for p in self.pages for la in p.las}) if scope == "summary" else [scope]
+        self.extra[where] = (table, self.ledger.register(table, where, las or None))
         if ident:
             self.idents[where] = ident
 

@@ -46,6 +46,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import linprog
 
 from isafe_helpers.results.keys import SEP, key, split
@@ -100,6 +101,8 @@ class Ledger:
         self.exempt: set[str] = set()
         self.uses: dict[str, int] = defaultdict(int)
         self._rel_seen: set[tuple] = set()
+        #: the first key registered under each (LAs, row, column label): the same count printed by two tables
+        self._labels: dict[tuple, str] = {}
 
     # ------------------------------------------------------------------ input
     def add(self, key: str, value: float, where: str, exempt: bool = False) -> None:
@@ -157,6 +160,7 @@ class Ledger:
             seen.add(k)
             return k
 
+        labels = {c.key: c.label for c in table.columns}
         for col in table.people:
             for i, v in enumerate(data[col]):
                 try:
@@ -168,6 +172,12 @@ class Ledger:
                 k = table.cell_key(i, col) or auto(i, col)
                 self.add(k, x, where, exempt=k in table.exempt)
                 keys[(i, col)] = k
+                if las is not None:  # the same row and column label in the same LAs: one count, printed twice
+                    row = "/".join(str(data.loc[i, c]) for c in text_cols) or str(i)
+                    lab = (tuple(sorted(las)), row, labels[col])
+                    other = self._labels.setdefault(lab, k)
+                    if other != k and math.isclose(self.values[other], x):
+                        self.relate(other, [k])
         for c in table.columns:  # a percentage and its "out of" count give back two counts: the ledger sees both
             if not c.of:
                 continue
@@ -188,21 +198,76 @@ class Ledger:
                 self.add(rest, base - given, where)
                 keys[(i, f"{c.key}{SEP}share")], keys[(i, f"{c.key}{SEP}rest")] = share, rest
                 self.relate(ok, [share, rest])
+        self._rates(table, data, keys, where)
         for total, parts in table.sums.items():  # declared column sums hold row by row
             for i in range(len(data)):
                 found = [keys.get((i, c)) for c in (total, *parts)]
                 cells = [c for c in found if c]
                 if len(cells) == len(found):
                     self.relate(cells[0], cells[1:])
+        # a column that is, in every row of at least two, the sum of all the other count columns is a
+        # distribution's total (respondents over satisfaction categories): a breakdown, zeros and all, so a
+        # row with every category zero but one is class disclosure (issue 22)
+        totals = set()
+        if len(data) >= 2 and len(table.people) >= 3:
+            vals = data[table.people].apply(pd.to_numeric, errors="coerce")
+            if not vals.isna().any().any():
+                for col in table.people:
+                    others = [c for c in table.people if c != col]
+                    if np.allclose(vals[others].sum(axis=1), vals[col]) and (vals[col] > 0).any():
+                        totals.add(col)
         for rel in find_relations(data, table.people):
             found = [keys.get(c) for c in rel.cells]
             cells = [c for c in found if c]
+            if len(cells) != len(found):
+                continue
+            row_total = rel.total[1] in totals and all(p[0] == rel.total[0] for p in rel.parts)
+            if row_total:
+                self.relate(cells[0], cells[1:], "breakdown")
             # a sum found by value with a zero part (12 = 12 + 0) is a coincidence, not arithmetic a reader can use
-            if len(cells) == len(found) and all(self.values[c] != 0 for c in cells[1:]):
+            elif all(self.values[c] != 0 for c in cells[1:]):
                 self.relate(cells[0], cells[1:])
         for total, parts, kind in table.relations:
             self.relate(total, parts, kind)
         return keys
+
+    def _rates(self, table: Table, data, keys: dict, where: str) -> None:
+        """A percentage of a people count: its numerator and the rest of its base are counts too.
+
+        ``88.0%`` beside a base of 25 gives 22 reached and 3 not reached; both
+        are registered (``<base key>|rate=<column>|num`` and ``|rest``, the
+        numerator the declared ``reveals`` count where there is one) with
+        ``base = numerator + rest``, so a small rest is suppressed and the rate
+        withheld with it (:func:`isafe_helpers.publish.tables.protected` reads
+        them under ``(row, "<column>#num")`` and ``"#rest"``).
+        """
+        for c in table.columns:
+            if c.kind != "pct" or not c.base:
+                continue
+            for i, v in enumerate(data[c.key]):
+                bk = keys.get((i, c.base))
+                try:
+                    pct = float(v)
+                except (TypeError, ValueError):
+                    continue
+                if bk is None or not math.isfinite(pct):
+                    continue
+                base = self.values[bk]
+                num = pct * base / 100
+                if abs(num - round(num)) > 1e-6 or not 0 <= round(num) <= base:
+                    continue  # not a share of whole people of this base (a mean percentage, say)
+                num = float(round(num))
+                stem = f"{bk}{SEP}rate={c.label}"
+                if any(self.values.get(f"{stem}{SEP}{p}", x) != x for p, x in (("num", num), ("rest", base - num))):
+                    stem = f"{stem}{SEP}{where}{SEP}{i}"  # another rate of that name on the same base: its own
+                nk = keys.get((i, c.reveals)) if c.reveals else None
+                if nk is None:
+                    nk = f"{stem}{SEP}num"
+                    self.add(nk, num, where)
+                rk = f"{stem}{SEP}rest"
+                self.add(rk, base - num, where)
+                keys[(i, f"{c.key}#num")], keys[(i, f"{c.key}#rest")] = nk, rk
+                self.relate(bk, [nk, rk])
 
     def pool(self) -> None:
         """Add "a pooled count is the sum of its LAs' counts" for every pooled key whose LAs are all registered."""

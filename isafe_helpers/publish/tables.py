@@ -134,7 +134,7 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
     pos = {c: j for j, c in enumerate(src.columns)}
     hid = np.zeros((len(src), len(pos)), dtype=bool)  # cell by cell in numpy: a national book has 70,000 counts
     for (i, col), k in keys.items():
-        if col in pos:  # (a percentage's derived counts have no column: see Col.of)
+        if col in pos:  # derived counts have no column: a percentage's (Col.of), a rate's (col#num, col#rest)
             hid[i, pos[col]] = plan.hidden(k)
     row_hit: np.ndarray = (
         np.asarray(hid[:, [pos[c] for c in table.people]].any(axis=1)) if table.people else np.zeros(len(src), bool)
@@ -154,6 +154,8 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
                     withheld = withheld or any(
                         plan.hidden(keys.get((i, f"{c.key}|{part}"))) for part in ("share", "rest")
                     )
+                # a rate's numerator and the rest of its base (registered by the ledger): withheld with either
+                withheld = withheld or any(plan.hidden(keys.get((i, f"{c.key}#{p}"))) for p in ("num", "rest"))
                 if c.reveals:
                     withheld = withheld or plan.hidden(keys.get((i, c.reveals)))
                 else:  # what it gives back is not declared: any suppressed count of its row may follow from it

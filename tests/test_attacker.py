@@ -1,0 +1,132 @@
+"""The attacker in the suite (issue 22): small adversarial roots run, staged, and attacked.
+
+Each root is made by the generator with small teams, then edited as an
+intruder would wish (:func:`adversarial_root`): in LA01 one intervention
+person is never reached; in LA02 a handful of feedback answers, all "very
+satisfied"; in LA03 one person aged 50 or over and a team of two. The
+handbook runs on it (no HTML build: the staged book holds every number the
+book publishes, in its published-numbers CSVs), and :mod:`attacker` tries
+each attack class against the truth (the same results staged at threshold 1).
+
+The CI profile attacks one root (about a minute on two cores). The longer
+profile (``-m attacker_long``; ``ISAFE_ATTACKER_LONG=1``) attacks three more
+seeds and the bundled data.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from attacker import attack, harvest, stage_pair
+from conftest import read, write
+
+from isafe_helpers.data.synth import generate
+
+LIMIT = 10
+
+
+def adversarial_root(path: Path, seed: int) -> Path:
+    """A generated root edited to hold the small cells an intruder looks for (module docstring)."""
+    root = generate(path, seed=seed, las=3, teams_per_la=4, staff_per_team=6)
+    # LA01: every intervention person reached but one
+    teams = read(root, "LA01/teams.csv")
+    treated = set(teams.loc[teams["arm"] == "treatment", "team_id"])
+    people = read(root, "LA01/participants.csv")
+    staff = sorted(people.loc[people["team_id"].isin(treated), "participant_id"])
+    att = read(root, "LA01/attendance.csv")
+    practice = att["component"].isin(["father_engagement", "motivational_interviewing"])
+    att.loc[practice & att["person_id"].isin(staff), "attended"] = "true"
+    att.loc[att["person_id"] == staff[0], "attended"] = "false"
+    write(root, "LA01/attendance.csv", att)
+    # LA02: a handful of feedback answers, every one "very satisfied"
+    fb = read(root, "LA02/feedback.csv").head(4).copy()
+    fb["satisfaction"] = "5"
+    write(root, "LA02/feedback.csv", fb)
+    # LA03: one person aged 50 or over, and a team of two
+    people = read(root, "LA03/participants.csv")
+    people["age_band"] = people["age_band"].replace("50_plus", "40_49")
+    people.loc[people.index[0], "age_band"] = "50_plus"
+    team = people["team_id"].iloc[-1]
+    drop = set(people.loc[people["team_id"] == team, "participant_id"].iloc[2:])
+    write(root, "LA03/participants.csv", people[~people["participant_id"].isin(drop)])
+    for rel, col in (("survey.csv", "participant_id"), ("casefile_audit.csv", "participant_id")):
+        d = read(root, f"LA03/{rel}")
+        write(root, f"LA03/{rel}", d[~d[col].isin(drop)])
+    d = read(root, "LA03/attendance.csv")
+    write(root, "LA03/attendance.csv", d[~d["person_id"].isin(drop)])
+    d = read(root, "LA03/feedback.csv")
+    write(root, "LA03/feedback.csv", d[~d["person_id"].isin(drop)])
+    return root
+
+
+def run_and_attack(root: Path, work: Path):
+    results = work / "results"
+    res = subprocess.run(
+        [sys.executable, "-m", "isafe_helpers", "run", "--data", root, "--out", results, "--no-book", "--jobs", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    published, truth = stage_pair(results, work)
+    return attack(harvest(published), harvest(truth), LIMIT)
+
+
+@pytest.fixture(scope="session")
+def attacked(tmp_path_factory):
+    """What the attacker recovers from the CI profile's adversarial root."""
+    work = tmp_path_factory.mktemp("attacker")
+    return run_and_attack(adversarial_root(work / "root", seed=11), work)
+
+
+def _of(found, kind):
+    return [str(s) for s in found if s.attack == kind]
+
+
+def test_no_withheld_count_is_printed_elsewhere_in_its_scope(attacked):
+    assert _of(attacked, "twin") == []
+
+
+def test_no_withheld_count_follows_by_linear_programming_over_pooled_las_and_totals(attacked):
+    assert _of(attacked, "linear") == []
+
+
+def test_no_rate_times_its_base_gives_back_a_withheld_or_small_count(attacked):
+    assert _of(attacked, "rate") == []
+
+
+def test_no_distribution_puts_everyone_in_one_withheld_category(attacked):
+    assert _of(attacked, "class") == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not closed (issue 22): a harmonic mean of analysed team sizes, with its teams and the outcome's staff "
+    "count, pins the smallest team; the power table does not yet rest it on the team sizes",
+)
+def test_no_team_size_follows_from_a_harmonic_mean_of_team_sizes(attacked):
+    assert _of(attacked, "integer") == []
+
+
+long = pytest.mark.skipif(
+    os.environ.get("ISAFE_ATTACKER_LONG") != "1", reason="the attacker's long profile: ISAFE_ATTACKER_LONG=1"
+)
+
+
+@long
+@pytest.mark.attacker_long
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_attacker_recovers_nothing_from_more_adversarial_roots(tmp_path, seed):
+    found = run_and_attack(adversarial_root(tmp_path / "root", seed=seed), tmp_path)
+    assert [str(s) for s in found] == []
+
+
+@long
+@pytest.mark.attacker_long
+def test_the_attacker_recovers_nothing_from_the_bundled_book(tmp_path, bundled_run):
+    published, truth = stage_pair(bundled_run, tmp_path)
+    found = attack(harvest(published), harvest(truth), LIMIT)
+    assert [str(s) for s in found] == []
