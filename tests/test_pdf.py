@@ -17,6 +17,7 @@ Two kinds of test:
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -545,3 +546,87 @@ def test_no_table_is_cut(printed, which):
     layout = json.loads((printed["dir"] / pdf.LAYOUT_LOG).read_text())
     assert layout[which]["overflow"] == []
     assert all(t["fits"] for t in layout[which]["scaled"])
+
+
+# --------------------------------------------------------------------------
+# Tagging: what a screen reader and an accessibility checker read
+# --------------------------------------------------------------------------
+def test_a_pdf_2_type_is_role_mapped_and_a_figure_without_alt_text_is_found():
+    """The reader of a PDF's tagging names what a checker fails; the role map fixes the types."""
+    body = (
+        b"%PDF-1.4\n1 0 obj\n<</Type /Catalog /StructTreeRoot 2 0 R /MarkInfo <</Marked true>> /Lang (en)"
+        b" /ViewerPreferences <</DisplayDocTitle true>> /Outlines 6 0 R>>\nendobj\n"
+        b"2 0 obj\n<</Type /StructTreeRoot\n/K [3 0 R 4 0 R 5 0 R]>>\nendobj\n"
+        b"3 0 obj\n<</Type /StructElem /S /Strong /P 2 0 R>>\nendobj\n"
+        b"4 0 obj\n<</Type /StructElem /S /Figure /P 2 0 R>>\nendobj\n"
+        b"5 0 obj\n<</Type /StructElem /S /Figure /Alt (The effect is small \\(g 0.1\\)) /P 2 0 R>>\nendobj\n"
+        b"6 0 obj\n<</Type /Outlines /First 7 0 R>>\nendobj\n7 0 obj\n<</Title (Summary)>>\nendobj\n"
+        b"8 0 obj\n<</Title (Report)>>\nendobj\n"
+    )
+    xref = len(body)
+    data = body + b"xref\n0 1\n0000000000 65535 f \ntrailer\n<</Size 9\n/Root 1 0 R\n/Info 8 0 R>>\nstartxref\n"
+    data += b"%d\n%%%%EOF\n" % xref
+    found = pdf.tagging(data)
+    assert found.figures == ["", "The effect is small (g 0.1)"]
+    assert found.problems() == [
+        "structure types neither standard nor role-mapped to one: Strong",
+        "1 of 2 figures have no alternative text (/Alt)",
+    ]
+    mapped = pdf.tagging(pdf.with_role_map(data))
+    assert mapped.role_map == {"Strong": "Span"} and mapped.title == "Report" and mapped.outline == [(1, "Summary")]
+    assert mapped.problems() == ["1 of 2 figures have no alternative text (/Alt)"]
+
+
+def test_each_figure_of_the_print_document_is_a_group_around_its_image(book):
+    _, soup = _assembled(book)
+    figures = soup.find_all("figure")
+    assert figures and all(f.get("role") == "group" for f in figures)
+    assert all(f.find("img").get("alt") for f in figures)
+
+
+def _outline(path: Path) -> list[str]:
+    """The top-level bookmarks of a PDF as poppler reads them (``pdftohtml -xml``)."""
+    res = subprocess.run(
+        ["pdftohtml", "-xml", "-i", "-stdout", "-f", "1", "-l", "1", str(path)], capture_output=True, text=True
+    )
+    top, depth = [], 0
+    for tag, text in re.findall(r"<(/?outline)\b[^>]*>|<item\b[^>]*>(.*?)</item>", res.stdout, re.DOTALL):
+        depth += {"outline": 1, "/outline": -1}.get(tag, 0)
+        if not tag and depth == 1:
+            top.append(" ".join(html.unescape(text).split()))
+    return top
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_the_pdf_is_tagged_with_standard_types_a_language_a_title_bookmarks_and_alt_text(printed, which):
+    """What PDF/UA and WCAG's PDF techniques ask, read back from the printed file.
+
+    Standard structure types only (or role-mapped to one), the document's
+    language and title (shown by the viewer), every figure with alternative
+    text, and a bookmark for every page's heading.
+    """
+    path, _ = printed["made"][which]
+    data = path.read_bytes()
+    found = pdf.tagging(data)
+    assert found.problems() == []
+    assert found.lang == "en" and found.types.get("Figure", 0) >= 5
+    assert not set(found.types) - pdf.STANDARD_TYPES - set(found.role_map)
+    doc = pdf.documents(path.parent.parent / "html")[which]
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^Tagged:\s+yes$", info, re.MULTILINE), info
+    assert re.search(rf"^Title:\s+{re.escape(doc.title)}$", info, re.MULTILINE), info
+    # poppler reads the role map: no PDF 2.0 type is left in the structure it shows
+    struct = subprocess.run(["pdfinfo", "-struct", str(path)], capture_output=True, text=True, check=True).stdout
+    assert not re.search(r"^\s*(Strong|Em)\b", struct, re.MULTILINE)
+    # every page's title (its h1) is a top-level bookmark, in reading order
+    soup = BeautifulSoup(path.with_suffix(".html").read_text(encoding="utf-8"), "html.parser")
+    titles = [" ".join(s.find("h1").get_text().split()) for s in soup.select("section.print-page") if s.find("h1")]
+    assert len(titles) == len(doc.pages)
+    outline = _outline(path)
+    at = 0
+    for title in titles:
+        assert title in outline[at:], f"{title!r} is not bookmarked after {outline[:at][-1:]}"
+        at = outline.index(title, at) + 1
+    layout = json.loads((printed["dir"] / pdf.LAYOUT_LOG).read_text())
+    assert layout[which]["tagging"] == []
