@@ -630,3 +630,65 @@ def test_the_pdf_is_tagged_with_standard_types_a_language_a_title_bookmarks_and_
         at = outline.index(title, at) + 1
     layout = json.loads((printed["dir"] / pdf.LAYOUT_LOG).read_text())
     assert layout[which]["tagging"] == []
+
+
+# --------------------------------------------------------------------------
+# Headings stay with what follows them
+# --------------------------------------------------------------------------
+def test_a_heading_is_kept_with_the_first_block_after_it_even_inside_a_cell(book):
+    _, soup = _assembled(book)
+    impact = soup.select_one('[data-source="results/trial/1_impact.html"]')
+    keep = impact.find("h2").parent
+    assert "print-keep" in keep["class"]
+    # the first block after "Primary" is the first table, inside the notebook cell's wrappers
+    assert [c.name for c in keep.find_all(recursive=False)] == ["h2", "div"]
+    assert "isafe-table" in keep.find_all(recursive=False)[1]["class"]
+    assert ".print-keep { break-inside: avoid; }" in pdf.PRINT_CSS
+
+
+def _last_lines(path: Path) -> list[tuple[int, str, float]]:
+    """Each page's last line of body text (header and footer left out): page, text and its height in points."""
+    res = subprocess.run(["pdftotext", "-bbox-layout", str(path), "-"], capture_output=True, text=True, check=True)
+    out = []
+    for n, page in enumerate(BeautifulSoup(res.stdout, "html.parser").find_all("page"), start=1):
+        lines = [
+            (float(line["ymax"]), " ".join(w.get_text() for w in line.find_all("word")), line)
+            for line in page.find_all("line")
+            if 52 < float(line["ymin"]) and float(line["ymax"]) < 800  # below the header, above the footer
+        ]
+        if lines:
+            _, text, line = max(lines, key=lambda x: x[0])
+            out.append((n, text, max(float(w["ymax"]) - float(w["ymin"]) for w in line.find_all("word"))))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_no_page_ends_with_a_heading(printed, which):
+    """No heading is left at the foot of a page: the last line of every page is not a heading's (last) line.
+
+    A heading's line is told from a table cell or a paragraph that says the
+    same words by its size: headings are printed at 11.5 pt and more, body
+    text at 10 pt and tables at 8.5 pt (a DejaVu Sans line box is 1.164 em).
+    """
+    path, _ = printed["made"][which]
+    soup = BeautifulSoup(path.with_suffix(".html").read_text(encoding="utf-8"), "html.parser")
+    heads = [" ".join(h.get_text(" ").split()) for h in soup.select(".print-page h2, .print-page h3, .print-page h4")]
+    assert len(heads) > 10
+    stranded = [
+        (page, text)
+        for page, text, height in _last_lines(path)
+        if height > 11 * 1.164 and any(h == text or h.endswith(" " + text) for h in heads)
+    ]
+    assert stranded == [], f"headings at the foot of a page: {stranded}"
+
+
+@pytest.mark.slow
+def test_the_first_results_page_is_filled(printed):
+    """The pooled impact page's trial flow figure follows its introduction on the same page (not a half-empty page)."""
+    path, _ = printed["made"][0]
+    doc = pdf.documents(path.parent.parent / "html")[0]
+    first = next(i for i, p in enumerate(doc.pages) if p.path.startswith("results/"))
+    tops = _pdftotext(path, "-x", "0", "-y", "50", "-W", "596", "-H", "60")
+    start = next(n for n, t in enumerate(tops, 1) if n > 2 and t.startswith(doc.pages[first].title))
+    assert "Trial flow (CONSORT)" in _pdftotext(path)[start - 1]

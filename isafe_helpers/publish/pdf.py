@@ -424,7 +424,8 @@ body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; font-si
 h1 { font-size: 18pt; margin: 0 0 0.6em; }
 h2 { font-size: 13.5pt; margin: 1.2em 0 0.4em; }
 h3 { font-size: 11.5pt; margin: 1em 0 0.3em; }
-h1, h2, h3, h4, caption, figcaption, .admonition-title { break-after: avoid; }
+h1, h2, h3, h4, h5, h6, caption, .admonition-title { break-after: avoid; }
+figcaption { break-after: auto; }  /* below its figure: a page may end after it */
 p, li { orphans: 3; widows: 3; }
 a { color: #1d4f91; text-decoration: none; }
 code, pre { font-family: "DejaVu Sans Mono", monospace; font-size: 0.9em; }
@@ -448,7 +449,7 @@ body table caption { caption-side: top; text-align: left; font-weight: 700; font
 .isafe-table-scroll, .pst-scrollable-table-container { overflow: visible !important; max-width: none; }
 body .isafe-table-notes p { font-size: 8.5pt; margin: 0.15em 0; }
 figure { margin-left: 0; margin-right: 0; }
-figure img, .isafe-figure img { display: block; max-width: 100%; max-height: 215mm; width: auto; height: auto;
+figure img, .isafe-figure img { display: block; max-width: 100%; max-height: 140mm; width: auto; height: auto;
                                 margin: 0 auto; }
 figcaption { font-weight: 700; margin-top: 0.3em; }
 figcaption p { margin: 0; }
@@ -468,6 +469,7 @@ mjx-container[display="true"] { overflow: visible; }
 .print-contents li { margin: 0.15em 0; }
 .toc-entry { display: flex; justify-content: space-between; align-items: baseline; gap: 1em; }
 .toc-page { min-width: 3em; text-align: right; font-variant-numeric: tabular-nums; }
+.print-keep { break-inside: avoid; }
 .print-squeeze { table-layout: fixed; }
 .print-squeeze th, .print-squeeze td { overflow-wrap: anywhere; white-space: normal !important; }
 """
@@ -515,6 +517,44 @@ def _drop_interactive(article: Tag) -> None:
     for el in article.find_all(True):
         for attr in ("tabindex", "onclick", "srcset", "loading", "data-bs-toggle", "data-bs-placement"):
             el.attrs.pop(attr, None)
+
+
+#: Blocks a heading is kept with: a wrapper (a notebook cell, a section) is looked into for its first block.
+_KEEP_UNITS = ("isafe-table", "isafe-figure", "admonition", "pst-scrollable-table-container", "print-keep")
+
+
+def _first_block(el: Tag) -> Tag:
+    """The first block a reader meets in ``el``: ``el`` itself, or the first child of the wrappers it opens."""
+    while el.name in ("div", "section") and not set(_attr(el, "class").split()) & set(_KEEP_UNITS):
+        if any(isinstance(c, NavigableString) and c.strip() for c in el.children):
+            break  # it holds text of its own: it is the block
+        child = next((c for c in el.children if isinstance(c, Tag)), None)
+        if child is None:
+            break
+        el = child
+    return el
+
+
+def _keep_headings_with_next(article: Tag) -> None:
+    """Wrap each heading below the page title with the first block after it, unbroken (``.print-keep``).
+
+    ``break-after: avoid`` alone leaves a heading at the foot of a page when
+    what follows it sits inside a notebook cell's wrappers or cannot be split
+    (a table or figure that avoids breaks inside): Chromium then breaks after
+    the heading all the same. A wrapper that avoids breaks inside takes the
+    heading to the next page with its first block. The last heading is
+    wrapped first, so a heading followed by a subheading keeps both with
+    the first block.
+    """
+    for head in reversed(article.find_all(["h2", "h3", "h4", "h5", "h6"])):
+        nxt = head.find_next_sibling()
+        if nxt is None:
+            continue
+        block = _first_block(nxt)
+        keep = Tag(name="div", attrs={"class": "print-keep"})
+        block.insert_before(keep)
+        keep.append(head.extract())
+        keep.append(block.extract())
 
 
 def _group_figures(article: Tag) -> None:
@@ -735,6 +775,7 @@ def assemble(
             article = _article(html_dir, p.path)
         _drop_interactive(article)
         _group_figures(article)
+        _keep_headings_with_next(article)
         source = {ABOUT_PAGE: "book/index.html", METHODS_PAGE: "book/methods.html"}.get(p.path, p.path)
         _rewrite_links(article, source, anchors[p.path], anchors, html_dir)
         mapping = _number_captions(article, counters, log, p.path)
