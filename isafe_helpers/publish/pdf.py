@@ -454,6 +454,8 @@ figure img, .isafe-figure img { display: block; max-width: 100%; max-height: 140
 figcaption { font-weight: 700; margin-top: 0.3em; }
 figcaption p { margin: 0; }
 img { max-width: 100%; height: auto; }
+.isafe-figure img { min-width: 0 !important; }  /* printed to the column: 12 pt chart text is 10.5 pt */
+.isafe-figure-scroll { overflow: visible !important; }
 mjx-container[display="true"] { overflow: visible; }
 .cover-kicker { font-size: 12pt; color: #505a5f; margin: 40mm 0 0.2em; }
 .cover h1 { font-size: 26pt; margin: 0 0 0.4em; }
