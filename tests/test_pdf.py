@@ -420,18 +420,19 @@ def test_a_table_too_wide_for_the_page_is_scaled_to_fit(book, tmp_path, columns,
 
 @pytest.fixture(scope="module")
 def printed(tmp_path_factory):
-    """The pipeline on the bundled data for the pooled trial and LA01, its book, and the PDFs."""
+    """The pipeline on the bundled data for the pooled trial and LA01, its book, and the PDFs (``run --pdf``)."""
     _need_tools()
     tmp = tmp_path_factory.mktemp("pdfbook")
     out, build = tmp / "results", tmp / "build"
     res = subprocess.run(
         [sys.executable, "-m", "isafe_helpers", "run", "--data", BUNDLED_DATA, "--out", out, "--build", build]
-        + ["--scope", "trial", "LA01"],
+        + ["--scope", "trial", "LA01", "--pdf"],
         capture_output=True,
         text=True,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    made = pdf.build_pdfs(build / "html", out, build / "pdf")
+    # as the command line prints them: "pdf: <path> (<n> pages)", the whole report first
+    made = [(Path(p), int(n)) for p, n in re.findall(r"^pdf: (.+) \((\d+) pages\)$", res.stdout, re.MULTILINE)]
     return {"made": made, "dir": build / "pdf", "run": json.loads((out / "run.json").read_text())}
 
 
@@ -692,3 +693,19 @@ def test_the_first_results_page_is_filled(printed):
     tops = _pdftotext(path, "-x", "0", "-y", "50", "-W", "596", "-H", "60")
     start = next(n for n, t in enumerate(tops, 1) if n > 2 and t.startswith(doc.pages[first].title))
     assert "Trial flow (CONSORT)" in _pdftotext(path)[start - 1]
+
+
+@pytest.mark.slow
+def test_the_front_page_and_each_la_index_page_link_their_pdf_placed_with_the_html(printed):
+    """The links work when the HTML folder is published alone: each PDF is copied beside the pages."""
+    html = printed["dir"].parent / "html"
+    for page, name in (("book/index.html", "isafe_report.pdf"), ("book/las/LA01.html", "isafe_report_LA01.pdf")):
+        main = BeautifulSoup((html / page).read_text(encoding="utf-8"), "html.parser").select_one("main")
+        links = [a["href"] for a in main.select("a[href$='.pdf']")]
+        assert len(links) == 1, (page, links)
+        target = ((html / page).parent / links[0]).resolve()
+        assert target == (html / "pdf" / name).resolve() and target.is_file(), (page, links[0])
+        assert target.read_bytes() == (printed["dir"] / name).read_bytes()
+    # an LA whose pages were not run has no PDF, and its index page links none
+    main = BeautifulSoup((html / "book/las/LA02.html").read_text(encoding="utf-8"), "html.parser").select_one("main")
+    assert main.select("a[href$='.pdf']") == []

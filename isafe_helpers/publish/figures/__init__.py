@@ -153,7 +153,7 @@ def _declutter(fig: plt.Figure) -> None:
             x, y = t.xyann
             for _ in range(10):
                 box = t.get_window_extent()
-                if not any(box.overlaps(b) for b in placed):
+                if not any(box.padded(4).overlaps(b) for b in placed):  # 4 px clear: the browser's glyphs differ
                     break
                 y += box.height * 72 / fig.dpi + 1
                 t.xyann = (x, y)

@@ -137,11 +137,11 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
         upper = [s for s in side if s in ("received", "lost_to_follow_up")]
         lower = [s for s in side if s not in upper]
         cursor = 6.3
-        for stages, top in ((upper, 6.6 if len(rows) > 2 else 6.3), (lower, 3.45)):
+        for stages, top in ((upper, 6.65 if len(rows) > 2 else 6.3), (lower, 3.45)):
             # each label goes below the one before it, by as many lines as that one took
             # with two boxes per arm both groups share the one gap beside them: one stack, not two at the same height
             cursor = top if len(rows) > 2 or stages is upper else cursor
-            step = 0.6 if len(rows) > 2 else 0.62
+            step = 0.4 if len(rows) > 2 else 0.62
             for stage in stages:
                 lab = t.loc[stage, "stage"]
                 words = textwrap.fill(f"{lab}: {staff(stage, arm)} staff", 28)
