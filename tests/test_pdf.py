@@ -576,6 +576,12 @@ def test_a_pdf_2_type_is_role_mapped_and_a_figure_without_alt_text_is_found():
     mapped = pdf.tagging(pdf.with_role_map(data))
     assert mapped.role_map == {"Strong": "Span"} and mapped.title == "Report" and mapped.outline == [(1, "Summary")]
     assert mapped.problems() == ["1 of 2 figures have no alternative text (/Alt)"]
+    # a role map the PDF has already is extended, not replaced
+    own = data.replace(b"/K [3 0 R 4 0 R 5 0 R]>>", b"/K [3 0 R 4 0 R 5 0 R] /RoleMap <</Chart /Figure>>>>")
+    assert pdf.tagging(pdf.with_role_map(own)).role_map == {"Strong": "Span", "Chart": "Figure"}
+    # a file not laid out as Chromium writes it (no trailer) is left as it is, its problems reported
+    bare = data[: data.index(b"xref")]
+    assert pdf.with_role_map(bare) == bare
 
 
 def test_each_figure_of_the_print_document_is_a_group_around_its_image(book):

@@ -1287,8 +1287,10 @@ def with_role_map(data: bytes) -> bytes:
     is mapped to its PDF 1.7 equivalent (:data:`ROLE_MAP`; any other unknown
     type to ``NonStruct``) by an incremental update: the structure tree root is
     written again, with the role map, after the file's end, with its own
-    cross-reference section and a trailer pointing back to the first. Nothing
-    else of the file is touched; a PDF with nothing to map is returned as it is.
+    cross-reference section and a trailer pointing back to the first (a role
+    map it has already is extended). Nothing else of the file is touched; a
+    PDF with nothing to map, or not laid out as Chromium writes it (no classic
+    trailer), is returned as it is, and :func:`tagging` reports what is left.
 
     >>> pdf = (b"%PDF-1.4\n1 0 obj\n<</Type /Catalog /StructTreeRoot 2 0 R>>\nendobj\n"
     ...        b"2 0 obj\n<</Type /StructTreeRoot\n/K 3 0 R>>\nendobj\n"
@@ -1317,12 +1319,20 @@ def with_role_map(data: bytes) -> bytes:
     tree = re.search(rb"/StructTreeRoot\s+(\d+)\s+0\s+R", catalog)
     prev = re.search(rb"startxref\s+(\d+)", data[data.rfind(b"startxref") :])
     size = re.search(rb"/Size\s+(\d+)", trailer)
-    if not (root and tree and prev and size) or b"/RoleMap" in objs[int(tree.group(1))]:
-        raise PdfError("the PDF's structure tree could not be given a role map (no classic trailer, or one exists)")
+    if not (root and tree and prev and size) or int(tree.group(1)) not in objs:
+        # not laid out as Chromium writes (an xref stream, no structure tree): left as it is; what is
+        # still missing is reported by tagging() and logged, the PDF is not lost
+        return data
     n = int(tree.group(1))
     body = objs[n]
     entries = " ".join(f"/{t} /{ROLE_MAP.get(t, 'NonStruct')}" for t in odd).encode("ascii")
-    new_body = body[:-2].rstrip() + b" /RoleMap <<" + entries + b">>>>"
+    inline = re.search(rb"/RoleMap\s*<<", body)
+    if inline:  # a role map of its own: the missing types are added to it
+        new_body = body[: inline.end()] + entries + b" " + body[inline.end() :]
+    elif b"/RoleMap" in body:  # a role map in another object: not rewritten
+        return data
+    else:
+        new_body = body[:-2].rstrip() + b" /RoleMap <<" + entries + b">>>>"
     keep = b"".join(b" " + m.group(0) for m in re.finditer(rb"/(?:Info|ID)\s+(?:\d+\s+0\s+R|\[[^\]]*\])", trailer))
     start = len(data) + (0 if data.endswith(b"\n") else 1)
     obj = b"%d 0 obj\n%s\nendobj\n" % (n, new_body)
