@@ -385,3 +385,81 @@ def test_headline_table_fits_a_phone(chromium, bundled_book):
     assert re.search(r"\d\.\d+.*to", cell.inner_text()), cell.inner_text()
     v.page.screenshot(path=str(bundled_book["shots"] / "summary-390.png"), full_page=True)
     v.close()
+
+
+#: Each SVG figure of the page's main content: the smallest text it draws, in CSS pixels as shown (the text's
+#: font size in the SVG's units times the image's shown width over its viewBox width), beside the body's size.
+CHART_TEXT_JS = """async () => {
+  const p = document.querySelector('main p');
+  const body = parseFloat(getComputedStyle(p || document.body).fontSize);
+  const out = [];
+  for (const img of document.querySelectorAll('main img')) {
+    if (!img.src.startsWith('data:image/svg+xml')) continue;
+    const svg = new DOMParser().parseFromString(await (await fetch(img.src)).text(), 'image/svg+xml').documentElement;
+    const box = (svg.getAttribute('viewBox') || '').split(/[ ,]+/).map(Number);
+    const scale = img.getBoundingClientRect().width / box[2];
+    let least = Infinity, which = '';
+    for (const t of svg.querySelectorAll('text')) {
+      const hit = (t.getAttribute('style') || '').match(/font(?:-size)?:\\s*([\\d.]+)px/);
+      if (hit && t.textContent.trim() && parseFloat(hit[1]) < least) { least = parseFloat(hit[1]); which = t.textContent.trim(); }
+    }
+    if (least < Infinity) out.push({px: least * scale, text: which.slice(0, 40), alt: img.alt.slice(0, 50)});
+  }
+  return {body, figures: out};
+}"""
+
+
+def test_chart_text_is_at_least_the_body_size_at_desktop_and_phone_widths(chromium, bundled_book):
+    """Every text of every figure shows at the body's size or larger, at 1400 and at 390 px.
+
+    A figure is never shown below its natural width: on a phone it scrolls
+    sideways in its own box (the page itself does not: see the test above).
+    """
+    pages = reader_pages(bundled_book["html"])
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    small, seen = [], 0
+    for width in (1400, 390):
+        page.set_viewport_size({"width": width, "height": 1000})
+        for path in pages:
+            page.goto(path.as_uri(), wait_until="load")
+            found = page.evaluate(CHART_TEXT_JS)
+            seen += len(found["figures"])
+            small += [
+                f"{path.relative_to(bundled_book['html'])} at {width} px: {f['px']:.1f} px "
+                f"({f['text']!r}) < {found['body']} px, in {f['alt']!r}"
+                for f in found["figures"]
+                if f["px"] < found["body"] - 0.25
+            ]
+    page.close()
+    assert seen >= 20
+    assert small == [], f"{len(small)} figures with text below the body size:\n" + "\n".join(small[:30])
+
+
+#: The words an alt text would open with if it named the chart before its finding.
+CHART_FIRST = re.compile(
+    r"^(?:an? |the )?(?:chart|figure|graph|image|diagram|plot|forest plots?|bar charts?|box plots?|line charts?|"
+    r"heat map|dot plot|scatter plots?|stacked bar charts?|tornado chart|diverging bar chart|trial flow diagram)\b",
+    re.IGNORECASE,
+)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of ``text`` (a full stop, then a space and a capital: decimals do not end it)."""
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z£])", text.strip(), maxsplit=1)[0]
+
+
+def test_alt_text_opens_with_the_finding_then_the_chart_and_its_data(bundled_book):
+    """Each figure's alt text says first what the chart shows (its finding), then what kind of chart it is."""
+    from bs4 import BeautifulSoup
+
+    alts = []
+    for path in reader_pages(bundled_book["html"]):
+        main = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser").select_one("main")
+        alts += [(path.name, img.get("alt", "")) for img in main.select("figure img")] if main else []
+    assert len(alts) >= 20
+    bad = [
+        (name, first_sentence(alt)[:90])
+        for name, alt in alts
+        if CHART_FIRST.match(first_sentence(alt)) or first_sentence(alt) == alt.strip()
+    ]
+    assert bad == [], f"{len(bad)} alt texts that do not open with a finding: {bad[:12]}"

@@ -17,6 +17,7 @@ Two kinds of test:
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -421,18 +422,19 @@ def test_a_table_too_wide_for_the_page_is_scaled_to_fit(book, tmp_path, columns,
 
 @pytest.fixture(scope="module")
 def printed(tmp_path_factory):
-    """The pipeline on the bundled data for the pooled trial and LA01, its book, and the PDFs."""
+    """The pipeline on the bundled data for the pooled trial and LA01, its book, and the PDFs (``run --pdf``)."""
     _need_tools()
     tmp = tmp_path_factory.mktemp("pdfbook")
     out, build = tmp / "results", tmp / "build"
     res = subprocess.run(
         [sys.executable, "-m", "isafe_helpers", "run", "--data", BUNDLED_DATA, "--out", out, "--build", build]
-        + ["--scope", "trial", "LA01"],
+        + ["--scope", "trial", "LA01", "--pdf"],
         capture_output=True,
         text=True,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    made = pdf.build_pdfs(build / "html", out, build / "pdf")
+    # as the command line prints them: "pdf: <path> (<n> pages)", the whole report first
+    made = [(Path(p), int(n)) for p, n in re.findall(r"^pdf: (.+) \((\d+) pages\)$", res.stdout, re.MULTILINE)]
     return {"made": made, "dir": build / "pdf", "run": json.loads((out / "run.json").read_text())}
 
 
@@ -550,3 +552,171 @@ def test_no_table_is_cut(printed, which):
     layout = json.loads((printed["dir"] / pdf.LAYOUT_LOG).read_text())
     assert layout[which]["overflow"] == []
     assert all(t["fits"] for t in layout[which]["scaled"])
+
+
+# --------------------------------------------------------------------------
+# Tagging: what a screen reader and an accessibility checker read
+# --------------------------------------------------------------------------
+def test_a_pdf_2_type_is_role_mapped_and_a_figure_without_alt_text_is_found():
+    """The reader of a PDF's tagging names what a checker fails; the role map fixes the types."""
+    body = (
+        b"%PDF-1.4\n1 0 obj\n<</Type /Catalog /StructTreeRoot 2 0 R /MarkInfo <</Marked true>> /Lang (en)"
+        b" /ViewerPreferences <</DisplayDocTitle true>> /Outlines 6 0 R>>\nendobj\n"
+        b"2 0 obj\n<</Type /StructTreeRoot\n/K [3 0 R 4 0 R 5 0 R]>>\nendobj\n"
+        b"3 0 obj\n<</Type /StructElem /S /Strong /P 2 0 R>>\nendobj\n"
+        b"4 0 obj\n<</Type /StructElem /S /Figure /P 2 0 R>>\nendobj\n"
+        b"5 0 obj\n<</Type /StructElem /S /Figure /Alt (The effect is small \\(g 0.1\\)) /P 2 0 R>>\nendobj\n"
+        b"6 0 obj\n<</Type /Outlines /First 7 0 R>>\nendobj\n7 0 obj\n<</Title (Summary)>>\nendobj\n"
+        b"8 0 obj\n<</Title (Report)>>\nendobj\n"
+    )
+    xref = len(body)
+    data = body + b"xref\n0 1\n0000000000 65535 f \ntrailer\n<</Size 9\n/Root 1 0 R\n/Info 8 0 R>>\nstartxref\n"
+    data += b"%d\n%%%%EOF\n" % xref
+    found = pdf.tagging(data)
+    assert found.figures == ["", "The effect is small (g 0.1)"]
+    assert found.problems() == [
+        "structure types neither standard nor role-mapped to one: Strong",
+        "1 of 2 figures have no alternative text (/Alt)",
+    ]
+    mapped = pdf.tagging(pdf.with_role_map(data))
+    assert mapped.role_map == {"Strong": "Span"} and mapped.title == "Report" and mapped.outline == [(1, "Summary")]
+    assert mapped.problems() == ["1 of 2 figures have no alternative text (/Alt)"]
+    # a role map the PDF has already is extended, not replaced
+    own = data.replace(b"/K [3 0 R 4 0 R 5 0 R]>>", b"/K [3 0 R 4 0 R 5 0 R] /RoleMap <</Chart /Figure>>>>")
+    assert pdf.tagging(pdf.with_role_map(own)).role_map == {"Strong": "Span", "Chart": "Figure"}
+    # a file not laid out as Chromium writes it (no trailer) is left as it is, its problems reported
+    bare = data[: data.index(b"xref")]
+    assert pdf.with_role_map(bare) == bare
+
+
+def test_each_figure_of_the_print_document_is_a_group_around_its_image(book):
+    _, soup = _assembled(book)
+    figures = soup.find_all("figure")
+    assert figures and all(f.get("role") == "group" for f in figures)
+    assert all(f.find("img").get("alt") for f in figures)
+
+
+def _outline(path: Path) -> list[str]:
+    """The top-level bookmarks of a PDF as poppler reads them (``pdftohtml -xml``)."""
+    res = subprocess.run(
+        ["pdftohtml", "-xml", "-i", "-stdout", "-f", "1", "-l", "1", str(path)], capture_output=True, text=True
+    )
+    top, depth = [], 0
+    for tag, text in re.findall(r"<(/?outline)\b[^>]*>|<item\b[^>]*>(.*?)</item>", res.stdout, re.DOTALL):
+        depth += {"outline": 1, "/outline": -1}.get(tag, 0)
+        if not tag and depth == 1:
+            top.append(" ".join(html.unescape(text).split()))
+    return top
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_the_pdf_is_tagged_with_standard_types_a_language_a_title_bookmarks_and_alt_text(printed, which):
+    """What PDF/UA and WCAG's PDF techniques ask, read back from the printed file.
+
+    Standard structure types only (or role-mapped to one), the document's
+    language and title (shown by the viewer), every figure with alternative
+    text, and a bookmark for every page's heading.
+    """
+    path, _ = printed["made"][which]
+    data = path.read_bytes()
+    found = pdf.tagging(data)
+    assert found.problems() == []
+    assert found.lang == "en" and found.types.get("Figure", 0) >= 5
+    assert not set(found.types) - pdf.STANDARD_TYPES - set(found.role_map)
+    doc = pdf.documents(path.parent.parent / "html")[which]
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^Tagged:\s+yes$", info, re.MULTILINE), info
+    assert re.search(rf"^Title:\s+{re.escape(doc.title)}$", info, re.MULTILINE), info
+    # poppler reads the role map: no PDF 2.0 type is left in the structure it shows
+    struct = subprocess.run(["pdfinfo", "-struct", str(path)], capture_output=True, text=True, check=True).stdout
+    assert not re.search(r"^\s*(Strong|Em)\b", struct, re.MULTILINE)
+    # every page's title (its h1) is a top-level bookmark, in reading order
+    soup = BeautifulSoup(path.with_suffix(".html").read_text(encoding="utf-8"), "html.parser")
+    titles = [" ".join(s.find("h1").get_text().split()) for s in soup.select("section.print-page") if s.find("h1")]
+    assert len(titles) == len(doc.pages)
+    outline = _outline(path)
+    at = 0
+    for title in titles:
+        assert title in outline[at:], f"{title!r} is not bookmarked after {outline[:at][-1:]}"
+        at = outline.index(title, at) + 1
+    layout = json.loads((printed["dir"] / pdf.LAYOUT_LOG).read_text())
+    assert layout[which]["tagging"] == []
+
+
+# --------------------------------------------------------------------------
+# Headings stay with what follows them
+# --------------------------------------------------------------------------
+def test_a_heading_is_kept_with_the_first_block_after_it_even_inside_a_cell(book):
+    _, soup = _assembled(book)
+    impact = soup.select_one('[data-source="results/trial/1_impact.html"]')
+    keep = impact.find("h2").parent
+    assert "print-keep" in keep["class"]
+    # the first block after "Primary" is the first table, inside the notebook cell's wrappers
+    assert [c.name for c in keep.find_all(recursive=False)] == ["h2", "div"]
+    assert "isafe-table" in keep.find_all(recursive=False)[1]["class"]
+    assert ".print-keep { break-inside: avoid; }" in pdf.PRINT_CSS
+
+
+def _last_lines(path: Path) -> list[tuple[int, str, float]]:
+    """Each page's last line of body text (header and footer left out): page, text and its height in points."""
+    res = subprocess.run(["pdftotext", "-bbox-layout", str(path), "-"], capture_output=True, text=True, check=True)
+    out = []
+    for n, page in enumerate(BeautifulSoup(res.stdout, "html.parser").find_all("page"), start=1):
+        lines = [
+            (float(line["ymax"]), " ".join(w.get_text() for w in line.find_all("word")), line)
+            for line in page.find_all("line")
+            if 52 < float(line["ymin"]) and float(line["ymax"]) < 800  # below the header, above the footer
+        ]
+        if lines:
+            _, text, line = max(lines, key=lambda x: x[0])
+            out.append((n, text, max(float(w["ymax"]) - float(w["ymin"]) for w in line.find_all("word"))))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_no_page_ends_with_a_heading(printed, which):
+    """No heading is left at the foot of a page: the last line of every page is not a heading's (last) line.
+
+    A heading's line is told from a table cell or a paragraph that says the
+    same words by its size: headings are printed at 11.5 pt and more, body
+    text at 10 pt and tables at 8.5 pt (a DejaVu Sans line box is 1.164 em).
+    """
+    path, _ = printed["made"][which]
+    soup = BeautifulSoup(path.with_suffix(".html").read_text(encoding="utf-8"), "html.parser")
+    heads = [" ".join(h.get_text(" ").split()) for h in soup.select(".print-page h2, .print-page h3, .print-page h4")]
+    assert len(heads) > 10
+    stranded = [
+        (page, text)
+        for page, text, height in _last_lines(path)
+        if height > 11 * 1.164 and any(h == text or h.endswith(" " + text) for h in heads)
+    ]
+    assert stranded == [], f"headings at the foot of a page: {stranded}"
+
+
+@pytest.mark.slow
+def test_the_first_results_page_is_filled(printed):
+    """The pooled impact page's trial flow figure follows its introduction on the same page (not a half-empty page)."""
+    path, _ = printed["made"][0]
+    doc = pdf.documents(path.parent.parent / "html")[0]
+    first = next(i for i, p in enumerate(doc.pages) if p.path.startswith("results/"))
+    tops = _pdftotext(path, "-x", "0", "-y", "50", "-W", "596", "-H", "60")
+    start = next(n for n, t in enumerate(tops, 1) if n > 2 and t.startswith(doc.pages[first].title))
+    assert "Trial flow (CONSORT)" in _pdftotext(path)[start - 1]
+
+
+@pytest.mark.slow
+def test_the_front_page_and_each_la_index_page_link_their_pdf_placed_with_the_html(printed):
+    """The links work when the HTML folder is published alone: each PDF is copied beside the pages."""
+    html = printed["dir"].parent / "html"
+    for page, name in (("book/index.html", "isafe_report.pdf"), ("book/las/LA01.html", "isafe_report_LA01.pdf")):
+        main = BeautifulSoup((html / page).read_text(encoding="utf-8"), "html.parser").select_one("main")
+        links = [a["href"] for a in main.select("a[href$='.pdf']")]
+        assert len(links) == 1, (page, links)
+        target = ((html / page).parent / links[0]).resolve()
+        assert target == (html / "pdf" / name).resolve() and target.is_file(), (page, links[0])
+        assert target.read_bytes() == (printed["dir"] / name).read_bytes()
+    # an LA whose pages were not run has no PDF, and its index page links none
+    main = BeautifulSoup((html / "book/las/LA02.html").read_text(encoding="utf-8"), "html.parser").select_one("main")
+    assert main.select("a[href$='.pdf']") == []

@@ -47,6 +47,14 @@ Choices, stated once:
   headings, with each page's number (read from where the first print put
   each page's anchor, then printed again) and links; the PDF has bookmarks
   from the headings and is tagged.
+- **Tagged for screen readers.** Chromium tags the PDF from the HTML and sets
+  its language (``<html lang>``), title and bookmarks. Two things a checker
+  (PDF/UA, WCAG's PDF techniques) fails are put right: a ``<figure>`` is
+  printed as a group, so its image is the one ``Figure`` (with the alt text)
+  beside its ``Caption``; and the PDF 2.0 types Chromium writes into its PDF
+  1.4 files (``Strong``, ``Em``) get a role map to PDF 1.7's ``Span``
+  (:func:`with_role_map`). :func:`tagging` reads it all back; what is still
+  missing is logged and written to :data:`LAYOUT_LOG`.
 - **Offline.** The print document loads nothing from the network: styles are
   inline, images embedded, and MathJax (only when a page has maths) comes
   from the built book's ``_static``. Every request is watched; one that is
@@ -418,7 +426,8 @@ body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; font-si
 h1 { font-size: 18pt; margin: 0 0 0.6em; }
 h2 { font-size: 13.5pt; margin: 1.2em 0 0.4em; }
 h3 { font-size: 11.5pt; margin: 1em 0 0.3em; }
-h1, h2, h3, h4, caption, figcaption, .admonition-title { break-after: avoid; }
+h1, h2, h3, h4, h5, h6, caption, .admonition-title { break-after: avoid; }
+figcaption { break-after: auto; }  /* below its figure: a page may end after it */
 p, li { orphans: 3; widows: 3; }
 a { color: #1d4f91; text-decoration: none; }
 code, pre { font-family: "DejaVu Sans Mono", monospace; font-size: 0.9em; }
@@ -442,11 +451,13 @@ body table caption { caption-side: top; text-align: left; font-weight: 700; font
 .isafe-table-scroll, .pst-scrollable-table-container { overflow: visible !important; max-width: none; }
 body .isafe-table-notes p { font-size: 8.5pt; margin: 0.15em 0; }
 figure { margin-left: 0; margin-right: 0; }
-figure img, .isafe-figure img { display: block; max-width: 100%; max-height: 215mm; width: auto; height: auto;
+figure img, .isafe-figure img { display: block; max-width: 100%; max-height: 140mm; width: auto; height: auto;
                                 margin: 0 auto; }
 figcaption { font-weight: 700; margin-top: 0.3em; }
 figcaption p { margin: 0; }
 img { max-width: 100%; height: auto; }
+.isafe-figure img { min-width: 0 !important; }  /* printed to the column: 12 pt chart text is 10.5 pt */
+.isafe-figure-scroll { overflow: visible !important; }
 mjx-container[display="true"] { overflow: visible; }
 .cover-kicker { font-size: 12pt; color: #505a5f; margin: 40mm 0 0.2em; }
 .cover h1 { font-size: 26pt; margin: 0 0 0.4em; }
@@ -462,6 +473,7 @@ mjx-container[display="true"] { overflow: visible; }
 .print-contents li { margin: 0.15em 0; }
 .toc-entry { display: flex; justify-content: space-between; align-items: baseline; gap: 1em; }
 .toc-page { min-width: 3em; text-align: right; font-variant-numeric: tabular-nums; }
+.print-keep { break-inside: avoid; }
 .print-squeeze { table-layout: fixed; }
 .print-squeeze th, .print-squeeze td { overflow-wrap: anywhere; white-space: normal !important; }
 """
@@ -509,6 +521,56 @@ def _drop_interactive(article: Tag) -> None:
     for el in article.find_all(True):
         for attr in ("tabindex", "onclick", "srcset", "loading", "data-bs-toggle", "data-bs-placement"):
             el.attrs.pop(attr, None)
+
+
+#: Blocks a heading is kept with: a wrapper (a notebook cell, a section) is looked into for its first block.
+_KEEP_UNITS = ("isafe-table", "isafe-figure", "admonition", "pst-scrollable-table-container", "print-keep")
+
+
+def _first_block(el: Tag) -> Tag:
+    """The first block a reader meets in ``el``: ``el`` itself, or the first child of the wrappers it opens."""
+    while el.name in ("div", "section") and not set(_attr(el, "class").split()) & set(_KEEP_UNITS):
+        if any(isinstance(c, NavigableString) and c.strip() for c in el.children):
+            break  # it holds text of its own: it is the block
+        child = next((c for c in el.children if isinstance(c, Tag)), None)
+        if child is None:
+            break
+        el = child
+    return el
+
+
+def _keep_headings_with_next(article: Tag) -> None:
+    """Wrap each heading below the page title with the first block after it, unbroken (``.print-keep``).
+
+    ``break-after: avoid`` alone leaves a heading at the foot of a page when
+    what follows it sits inside a notebook cell's wrappers or cannot be split
+    (a table or figure that avoids breaks inside): Chromium then breaks after
+    the heading all the same. A wrapper that avoids breaks inside takes the
+    heading to the next page with its first block. The last heading is
+    wrapped first, so a heading followed by a subheading keeps both with
+    the first block.
+    """
+    for head in reversed(article.find_all(["h2", "h3", "h4", "h5", "h6"])):
+        nxt = head.find_next_sibling()
+        if nxt is None:
+            continue
+        block = _first_block(nxt)
+        keep = Tag(name="div", attrs={"class": "print-keep"})
+        block.insert_before(keep)
+        keep.append(head.extract())
+        keep.append(block.extract())
+
+
+def _group_figures(article: Tag) -> None:
+    """Make each ``<figure>`` a group, so the PDF tags it ``Div`` around the image's ``Figure`` and its ``Caption``.
+
+    Chromium tags both a ``<figure>`` and its ``<img>`` as ``Figure``, and
+    only the image carries the alternative text: the outer one would be a
+    figure without any (what a checker fails). As a group, the one ``Figure``
+    is the image, with its alt text.
+    """
+    for fig in article.find_all("figure"):
+        fig["role"] = "group"
 
 
 def _data_uri(path: Path) -> str:
@@ -711,6 +773,8 @@ def assemble(
         else:
             article = _article(html_dir, p.path)
         _drop_interactive(article)
+        _group_figures(article)
+        _keep_headings_with_next(article)
         source = {ABOUT_PAGE: "book/index.html", METHODS_PAGE: "book/methods.html"}.get(p.path, p.path)
         _rewrite_links(article, source, anchors[p.path], anchors, html_dir)
         mapping = _number_captions(article, counters, log, p.path)
@@ -830,6 +894,8 @@ def print_pdf(browser, html_path: Path, pdf_path: Path, header: str, footer: str
             page.evaluate("() => document.querySelectorAll('.toc-page').forEach(s => { s.textContent = ''; })")
             data = page.pdf(**final)
             layout["contents_numbered"] = False
+        data = with_role_map(data)  # Chromium's PDF 2.0 types (Strong, Em) named as PDF 1.7 knows them
+        layout["tagging"] = tagging(data).problems()
         pdf_path.write_bytes(data)
     finally:
         page.close()
@@ -989,6 +1055,8 @@ def build_pdfs(html_dir: Path, results_dir: Path, out_dir: Path) -> list[tuple[P
                     log.info("%s: %s scaled to %.0f%% to fit the page", pdf_path.name, t["caption"], 100 * t["zoom"])
                 for o in layout["overflow"]:
                     log.warning("%s: wider than the page, may be cut: %s", pdf_path.name, o)
+                for problem in layout["tagging"]:
+                    log.warning("%s: accessibility: %s", pdf_path.name, problem)
                 record.append(
                     {
                         "pdf": pdf_path.name,
@@ -998,6 +1066,7 @@ def build_pdfs(html_dir: Path, results_dir: Path, out_dir: Path) -> list[tuple[P
                         "contents_numbered": layout["contents_numbered"],
                         "scaled": layout["tables"],
                         "overflow": layout["overflow"],
+                        "tagging": layout["tagging"],
                     }
                 )
         finally:
@@ -1009,3 +1078,266 @@ def build_pdfs(html_dir: Path, results_dir: Path, out_dir: Path) -> list[tuple[P
             old.with_suffix(".html").unlink(missing_ok=True)
     (out_dir / LAYOUT_LOG).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return made
+
+
+# --------------------------------------------------------------------------
+# Tagging: what a screen reader and an accessibility checker see
+# --------------------------------------------------------------------------
+#: The standard structure types of PDF 1.7 (ISO 32000-1, 14.8.4); any other type needs a /RoleMap entry.
+STANDARD_TYPES = frozenset(
+    "Document Part Art Sect Div BlockQuote Caption TOC TOCI Index NonStruct Private "
+    "P H H1 H2 H3 H4 H5 H6 L LI Lbl LBody Table TR TH TD THead TBody TFoot "
+    "Span Quote Note Reference BibEntry Code Link Annot Ruby RB RT RP Warichu WT WP "
+    "Figure Formula Form".split()
+)
+
+
+@dataclass
+class Tagging:
+    """What a PDF declares for assistive technology (:func:`tagging`)."""
+
+    marked: bool = False
+    lang: str = ""
+    title: str = ""
+    display_title: bool = False
+    types: dict[str, int] = field(default_factory=dict)  # structure type -> elements
+    role_map: dict[str, str] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)  # each Figure element's alternative text ("" if none)
+    outline: list[tuple[int, str]] = field(default_factory=list)  # (depth, title) in order
+
+    def problems(self) -> list[str]:
+        """What an accessibility checker (PDF/UA, WCAG's PDF techniques) would fail, in words; empty when none."""
+        out = []
+        if not self.marked or not self.types:
+            out.append("not tagged (no structure tree, or /MarkInfo not /Marked true)")
+        if not self.lang:
+            out.append("no document language (/Lang)")
+        if not self.title.strip():
+            out.append("no document title (/Title)")
+        if not self.display_title:
+            out.append("the viewer shows the file name, not the title (/DisplayDocTitle not true)")
+        odd = sorted(t for t in self.types if t not in STANDARD_TYPES and self.role_map.get(t) not in STANDARD_TYPES)
+        if odd:
+            out.append(f"structure types neither standard nor role-mapped to one: {', '.join(odd)}")
+        bare = sum(1 for alt in self.figures if not alt.strip())
+        if bare:
+            out.append(f"{bare} of {len(self.figures)} figures have no alternative text (/Alt)")
+        if not self.outline:
+            out.append("no bookmarks (/Outlines)")
+        return out
+
+
+def _pdf_string(raw: bytes) -> str:
+    r"""A PDF string token (``(literal)`` or ``<hex>``) as text: escapes undone, UTF-16 or PDFDocEncoding read.
+
+    >>> _pdf_string(rb"(A \(b\) c\\d\nx\101)")
+    'A (b) c\\d\nxA'
+    >>> _pdf_string(b"<FEFF00E9>")
+    'é'
+    """
+    if raw.startswith(b"<"):
+        digits = re.sub(rb"\s", b"", raw[1:-1])
+        data = bytes.fromhex((digits + b"0" * (len(digits) % 2)).decode("ascii"))
+    else:
+        out, i, body = bytearray(), 0, raw[1:-1]
+        escapes = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("f"): 12}
+        while i < len(body):
+            c = body[i]
+            if c != 0x5C:  # backslash
+                out.append(c)
+                i += 1
+                continue
+            nxt = body[i + 1 : i + 2]
+            octal = re.match(rb"[0-7]{1,3}", body[i + 1 : i + 4])
+            if octal:
+                out.append(int(octal.group(), 8) & 0xFF)
+                i += 1 + len(octal.group())
+            elif nxt in (b"\n", b"\r"):  # a line continuation
+                i += 2 + (body[i + 1 : i + 3] == b"\r\n")
+            else:
+                out.append(escapes.get(nxt[0], nxt[0]) if nxt else 0x5C)
+                i += 2
+        data = bytes(out)
+    if data.startswith(b"\xfe\xff"):
+        return data[2:].decode("utf-16-be", errors="replace")
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    return data.decode("latin-1")
+
+
+def _string_value(body: bytes, key: bytes) -> str | None:
+    """The string value of ``/key`` in a dictionary's bytes (balanced parentheses honoured), or None."""
+    hit = re.search(rb"/" + key + rb"(?![A-Za-z0-9])\s*([(<])", body)
+    if hit is None or body[hit.start(1) : hit.start(1) + 2] == b"<<":
+        return None
+    start = hit.start(1)
+    if body[start : start + 1] == b"<":
+        end = body.index(b">", start)
+        return _pdf_string(body[start : end + 1])
+    depth, i = 0, start
+    while i < len(body):
+        c = body[i : i + 1]
+        if c == b"\\":
+            i += 2
+            continue
+        depth += (c == b"(") - (c == b")")
+        if depth == 0:
+            return _pdf_string(body[start : i + 1])
+        i += 1
+    return None
+
+
+def _indirect_objects(data: bytes) -> dict[int, bytes]:
+    """Every ``N 0 obj ... endobj`` that is a dictionary and not a stream (Chromium writes no object streams)."""
+    out = {}
+    for m in re.finditer(rb"(?m)^(\d+) 0 obj\b(.*?)\bendobj", data, re.DOTALL):
+        body = m.group(2).strip()
+        if body.startswith(b"<<") and not re.search(rb">>\s*stream\r?\n", body):
+            out[int(m.group(1))] = body
+    return out
+
+
+def tagging(data: bytes) -> Tagging:
+    r"""Read a PDF's tagging as Chromium writes it: structure types, role map, figures' alt text, language,
+    title and bookmarks (:meth:`Tagging.problems` says what is missing).
+
+    >>> pdf = (b"1 0 obj\n<</Type /Catalog /MarkInfo <</Marked true>> /Lang (en) /StructTreeRoot 2 0 R "
+    ...        b"/ViewerPreferences <</DisplayDocTitle true>> /Outlines 5 0 R>>\nendobj\n"
+    ...        b"2 0 obj\n<</Type /StructTreeRoot /RoleMap <</Chart /Figure>> /K 3 0 R>>\nendobj\n"
+    ...        b"3 0 obj\n<</Type /StructElem /S /Chart /Alt (Effects \\(g\\) rise) /P 2 0 R>>\nendobj\n"
+    ...        b"5 0 obj\n<</Type /Outlines /First 6 0 R>>\nendobj\n"
+    ...        b"6 0 obj\n<</Title <FEFF00480069> /Parent 5 0 R>>\nendobj\n"
+    ...        b"7 0 obj\n<</Title (A report)>>\nendobj\ntrailer\n<</Root 1 0 R /Info 7 0 R>>\n")
+    >>> t = tagging(pdf)
+    >>> t.types, t.role_map, t.figures, t.outline, t.title, t.problems()
+    ({'Chart': 1}, {'Chart': 'Figure'}, ['Effects (g) rise'], [(1, 'Hi')], 'A report', [])
+    """
+    objs = _indirect_objects(data)
+    trailer = data[data.rfind(b"trailer") :] if b"trailer" in data else b""
+    root = re.search(rb"/Root\s+(\d+)\s+0\s+R", trailer)
+    catalog = objs.get(int(root.group(1)), b"") if root else b""
+    if not catalog:
+        catalog = next((d for d in objs.values() if re.search(rb"/Type\s*/Catalog\b", d)), b"")
+    info = re.search(rb"/Info\s+(\d+)\s+0\s+R", trailer)
+    out = Tagging(
+        marked=re.search(rb"/Marked\s+true", catalog) is not None,
+        lang=_string_value(catalog, b"Lang") or "",
+        title=(_string_value(objs.get(int(info.group(1)), b""), b"Title") or "") if info else "",
+        display_title=re.search(rb"/DisplayDocTitle\s+true", catalog) is not None,
+    )
+    tree = re.search(rb"/StructTreeRoot\s+(\d+)\s+0\s+R", catalog)
+    tree_body = objs.get(int(tree.group(1)), b"") if tree else b""
+    role_map = re.search(rb"/RoleMap\s*<<(.*?)>>", tree_body, re.DOTALL)
+    if role_map:
+        out.role_map = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in re.findall(rb"/([^\s/<>\[\]()]+)\s*/([^\s/<>\[\]()]+)", role_map.group(1))
+        }
+    for body in objs.values():
+        if not re.search(rb"/Type\s*/StructElem\b", body):
+            continue
+        kind = re.search(rb"/S\s*/([^\s/<>\[\]()]+)", body)
+        if kind is None:
+            continue
+        name = kind.group(1).decode("latin-1")
+        out.types[name] = out.types.get(name, 0) + 1
+        if name == "Figure" or out.role_map.get(name) == "Figure":
+            out.figures.append(_string_value(body, b"Alt") or "")
+    top = re.search(rb"/Outlines\s+(\d+)\s+0\s+R", catalog)
+    seen: set[int] = set()
+
+    def walk(n: int | None, depth: int) -> None:
+        while n is not None and n not in seen and n in objs:
+            seen.add(n)
+            body = objs[n]
+            out.outline.append((depth, _string_value(body, b"Title") or ""))
+            first = re.search(rb"/First\s+(\d+)\s+0\s+R", body)
+            if first:
+                walk(int(first.group(1)), depth + 1)
+            nxt = re.search(rb"/Next\s+(\d+)\s+0\s+R", body)
+            n = int(nxt.group(1)) if nxt else None
+
+    first = re.search(rb"/First\s+(\d+)\s+0\s+R", objs.get(int(top.group(1)), b"")) if top else None
+    if first:
+        walk(int(first.group(1)), 1)
+    return out
+
+
+#: PDF 2.0 structure types Chromium writes, as the PDF 1.7 standard types a 1.7 reader knows them by.
+ROLE_MAP = {
+    "Em": "Span",
+    "Strong": "Span",
+    "Sub": "Span",
+    "Title": "P",
+    "FENote": "Note",
+    "Aside": "Div",
+    "DocumentFragment": "Div",
+    "Artifact": "NonStruct",
+}
+
+
+def with_role_map(data: bytes) -> bytes:
+    r"""The PDF with a /RoleMap for every structure type that is not a PDF 1.7 standard one.
+
+    Chromium writes some PDF 2.0 types (``Strong``, ``Em``) into a PDF 1.4 file,
+    which a checker (PDF/UA, WCAG's PDF techniques) reads as non-standard. Each
+    is mapped to its PDF 1.7 equivalent (:data:`ROLE_MAP`; any other unknown
+    type to ``NonStruct``) by an incremental update: the structure tree root is
+    written again, with the role map, after the file's end, with its own
+    cross-reference section and a trailer pointing back to the first (a role
+    map it has already is extended). Nothing else of the file is touched; a
+    PDF with nothing to map, or not laid out as Chromium writes it (no classic
+    trailer), is returned as it is, and :func:`tagging` reports what is left.
+
+    >>> pdf = (b"%PDF-1.4\n1 0 obj\n<</Type /Catalog /StructTreeRoot 2 0 R>>\nendobj\n"
+    ...        b"2 0 obj\n<</Type /StructTreeRoot\n/K 3 0 R>>\nendobj\n"
+    ...        b"3 0 obj\n<</Type /StructElem /S /Strong /P 2 0 R>>\nendobj\n"
+    ...        b"xref\n0 4\n0000000000 65535 f \n0000000009 00000 n \n0000000070 00000 n \n0000000125 00000 n \n"
+    ...        b"trailer\n<</Size 4\n/Root 1 0 R>>\nstartxref\n180\n%%EOF\n")
+    >>> out = with_role_map(pdf)
+    >>> tagging(out).role_map
+    {'Strong': 'Span'}
+    >>> lines = out[len(pdf):].decode().splitlines()
+    >>> lines[:4]
+    ['2 0 obj', '<</Type /StructTreeRoot', '/K 3 0 R /RoleMap <</Strong /Span>>>>', 'endobj']
+    >>> lines[4:]
+    ['xref', '2 1', '0000000313 00000 n ', 'trailer', '<</Size 4 /Root 1 0 R /Prev 180>>', 'startxref', '390', '%%EOF']
+    >>> out.index(b"2 0 obj", len(pdf)), out.index(b"xref", len(pdf))
+    (313, 390)
+    """
+    found = tagging(data)
+    odd = sorted(t for t in found.types if t not in STANDARD_TYPES and t not in found.role_map)
+    if not odd:
+        return data
+    objs = _indirect_objects(data)
+    trailer = data[data.rfind(b"trailer") :]
+    root = re.search(rb"/Root\s+(\d+)\s+0\s+R", trailer)
+    catalog = objs.get(int(root.group(1)), b"") if root else b""
+    tree = re.search(rb"/StructTreeRoot\s+(\d+)\s+0\s+R", catalog)
+    prev = re.search(rb"startxref\s+(\d+)", data[data.rfind(b"startxref") :])
+    size = re.search(rb"/Size\s+(\d+)", trailer)
+    if not (root and tree and prev and size) or int(tree.group(1)) not in objs:
+        # not laid out as Chromium writes (an xref stream, no structure tree): left as it is; what is
+        # still missing is reported by tagging() and logged, the PDF is not lost
+        return data
+    n = int(tree.group(1))
+    body = objs[n]
+    entries = " ".join(f"/{t} /{ROLE_MAP.get(t, 'NonStruct')}" for t in odd).encode("ascii")
+    inline = re.search(rb"/RoleMap\s*<<", body)
+    if inline:  # a role map of its own: the missing types are added to it
+        new_body = body[: inline.end()] + entries + b" " + body[inline.end() :]
+    elif b"/RoleMap" in body:  # a role map in another object: not rewritten
+        return data
+    else:
+        new_body = body[:-2].rstrip() + b" /RoleMap <<" + entries + b">>>>"
+    keep = b"".join(b" " + m.group(0) for m in re.finditer(rb"/(?:Info|ID)\s+(?:\d+\s+0\s+R|\[[^\]]*\])", trailer))
+    start = len(data) + (0 if data.endswith(b"\n") else 1)
+    obj = b"%d 0 obj\n%s\nendobj\n" % (n, new_body)
+    xref_at = start + len(obj)
+    update = (
+        obj
+        + b"xref\n%d 1\n%010d 00000 n \n" % (n, start)
+        + b"trailer\n<</Size %s /Root %s 0 R%s /Prev %s>>\n" % (size.group(1), root.group(1), keep, prev.group(1))
+        + b"startxref\n%d\n%%%%EOF\n" % xref_at
+    )
+    return data + (b"" if data.endswith(b"\n") else b"\n") + update

@@ -8,9 +8,14 @@ its tables withhold, and its alt text says what it shows.
 
 House style (the Analysis Function's chart checklist): the Okabe-Ito
 colour-blind-safe palette with labels or marker shapes as well as colour;
-text at 12 pt on a figure 8.2 inches wide, which the book shows at the
-784-pixel text column, so text is 16 px there like the body; shared axes
-where panels are compared; SVG with text kept as text.
+every text at 12 pt (none smaller) on a figure 8 inches wide, which is
+768 px at 96 px per inch: the book's text column at desktop widths, so
+chart text is 16 px there, the body's size. A figure is never shown
+smaller than that (its image has that minimum width): on a narrower screen
+(a phone) it scrolls sideways in its own focusable box, rather than
+shrinking its text to a few pixels. Printed, it fits the column (10.5 pt
+text beside 10 pt body). Shared axes where panels are compared; SVG with
+text kept as text.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import base64
 import html
 import io
 import math
+import re
 import textwrap
 
 import matplotlib
@@ -39,8 +45,8 @@ BLUE, ORANGE, GREEN, VERMILION, SKY, PURPLE, YELLOW = (
     "#F0E442",
 )
 MARKERS = ["o", "s", "D", "^", "v", "P", "X", "*"]
-#: Figure width in inches: the book's text column (784 px at 96 px per inch).
-WIDTH = 8.2
+#: Figure width in inches: the book's text column at desktop widths (768 px at 96 px per inch).
+WIDTH = 8.0
 WITHHELD = "withheld"
 
 plt.rcParams.update(
@@ -81,6 +87,24 @@ def num(x: float, digits: int = 2) -> str:
         return WITHHELD
     s = f"{x:,.{digits}f}" if math.isinf(float(x)) else f"{_half_up(float(x), digits):,.{digits}f}"
     return s.lstrip("-") if float(s.replace(",", "")) == 0 else s
+
+
+def tick(s, width: int = 24) -> str:
+    """A long axis label (an outcome's or a component's name) wrapped onto lines of ``width`` characters,
+    so the figure keeps its width at 12 pt text instead of pushing its axes off the canvas."""
+    return textwrap.fill(text(s), width)
+
+
+def count(n: int) -> str:
+    """A count of outcomes, components or cells in an alt text's finding, in words up to ten.
+
+    In words, so a finding's "three of five" adds no number the page does not print.
+
+    >>> count(0), count(3), count(12)
+    ('none', 'three', '12')
+    """
+    words = ("none", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return words[n] if 0 <= n <= 10 else f"{n:,}"
 
 
 def _wrap_titles(fig: plt.Figure) -> None:
@@ -135,7 +159,7 @@ def _declutter(fig: plt.Figure) -> None:
             x, y = t.xyann
             for _ in range(10):
                 box = t.get_window_extent()
-                if not any(box.overlaps(b) for b in placed):
+                if not any(box.padded(4).overlaps(b) for b in placed):  # 4 px clear: the browser's glyphs differ
                     break
                 y += box.height * 72 / fig.dpi + 1
                 t.xyann = (x, y)
@@ -143,19 +167,46 @@ def _declutter(fig: plt.Figure) -> None:
 
 
 def svg(fig: plt.Figure) -> str:
-    """The figure as SVG text (deterministic: fixed ids, no date)."""
+    """The figure as SVG text (deterministic: fixed ids, no date).
+
+    The canvas is kept at the figure's own size (``WIDTH`` wide), so its text
+    shows at 16 px in the book's column; only a figure with something drawn
+    outside its canvas is cropped to what it draws (``bbox_inches="tight"``).
+    """
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+    drawn = fig.get_tightbbox()
+    inside = drawn is not None and drawn.x0 >= -0.5 / 72 and drawn.y0 >= -0.5 / 72
+    inside = inside and drawn.x1 <= fig.get_figwidth() + 0.5 / 72 and drawn.y1 <= fig.get_figheight() + 0.5 / 72
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches=None if inside else "tight")
     return buf.getvalue()
 
 
+def natural_width_px(svg_text: str) -> float:
+    """An SVG's width in CSS pixels (matplotlib writes it in points), the width its 12 pt text is 16 px at.
+
+    >>> natural_width_px('<svg width="576pt" height="100pt" viewBox="0 0 576 100">')
+    768.0
+    """
+    hit = re.search(r'<svg[^>]*\swidth="([\d.]+)(pt|px)?"', svg_text)
+    if hit is None:
+        return WIDTH * 96
+    return float(hit.group(1)) * (4 / 3 if hit.group(2) in (None, "pt") else 1.0)
+
+
 def figure_html(fig: plt.Figure, alt: str, number: int, caption: str) -> str:
-    """A numbered, captioned figure with alt text, as HTML (the SVG inline as an image)."""
-    data = base64.b64encode(svg(fig).encode("utf-8")).decode("ascii")
+    """A numbered, captioned figure with alt text, as HTML (the SVG inline as an image).
+
+    The image is never narrower than its natural width (its text would fall
+    below the body's size): where the column is narrower, its box scrolls
+    sideways, and is focusable and named so a keyboard can scroll it.
+    """
+    text_ = svg(fig)
+    data = base64.b64encode(text_.encode("utf-8")).decode("ascii")
     cap = html.escape(f"Figure {number}. {caption}")
     return (
-        f'<figure class="isafe-figure"><img src="data:image/svg+xml;base64,{data}" alt="{html.escape(alt)}" '
-        f'style="max-width:100%;height:auto"/><figcaption>{cap}</figcaption></figure>'
+        f'<figure class="isafe-figure"><div class="isafe-figure-scroll" tabindex="0" role="region" '
+        f'aria-label="{cap}"><img src="data:image/svg+xml;base64,{data}" alt="{html.escape(alt)}" '
+        f'style="min-width:{natural_width_px(text_):.0f}px;height:auto"/></div><figcaption>{cap}</figcaption></figure>'
     )
 
 

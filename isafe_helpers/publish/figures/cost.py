@@ -6,9 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from isafe_helpers.cost.costing import RATING_BANDS, TOP_EDGE, price_label
+from isafe_helpers.cost.costing import RATING_BANDS, TOP_EDGE, cost_rating, price_label
 from isafe_helpers.data.contract import COST_CATEGORIES, PHASES
-from isafe_helpers.publish.figures import BLUE, OKABE_ITO, ORANGE, VERMILION, WIDTH, finish, num, text
+from isafe_helpers.publish.figures import BLUE, OKABE_ITO, ORANGE, VERMILION, WIDTH, finish, num, text, tick
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.table import Col, Table
@@ -46,7 +46,8 @@ def cost_by_la(views, price_year: int | None = None) -> tuple[plt.Figure, str]:
     cats = [label(c) for c in COST_CATEGORIES if label(c) in set(t["category"])]
     fig, axes = plt.subplots(1, 2, sharey=True, sharex=True, figsize=(WIDTH, 0.45 * len(las) + 3.0))
     hatches = ["", "//", "..", "xx", "\\\\", "--", "oo", "++"]
-    totals = []
+    totals: list[tuple[str, int]] = []
+    largest: list[str] = []
     for ax, phase in zip(axes, PHASES):
         m = t[t["phase"] == label(phase)].pivot_table(index="la", columns="category", values="cost_gbp", aggfunc="sum")
         m = m.reindex(index=las, columns=cats).fillna(0.0)
@@ -57,14 +58,22 @@ def cost_by_la(views, price_year: int | None = None) -> tuple[plt.Figure, str]:
             )
             left += m[c].to_numpy()
         totals.append((label(phase), int((m.sum(axis=0) > 0).sum())))
+        sums = m.sum(axis=0)
+        if len(sums) and sums.max() > 0:
+            largest.append(f"{text(sums.idxmax()).lower()} in {label(phase).lower()}")
         ax.set_title(label(phase), fontsize=12)
         ax.set_xlabel(f"Cost, {price_label(price_year)}")
     axes[0].invert_yaxis()
     axes[0].set_yticks(range(len(las)), [text(la) for la in las])
     handles, labels_ = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels_, loc="lower center", ncol=4, frameon=False, fontsize=10)  # finish() gives it a band
+    fig.legend(handles, labels_, loc="lower center", ncol=4, frameon=False, fontsize=12)  # finish() gives it a band
+    finding = (
+        f"Across {len(las)} LA(s), the largest financial cost category is {' and '.join(largest)}."
+        if largest
+        else "No financial cost is shown."
+    )
     alt = (
-        f"Stacked bar charts of the financial cost of each of {len(las)} LA(s) by category, set-up and delivery; "
+        f"{finding} Stacked bar charts of the financial cost of each LA by category, set-up and delivery; "
         + "; ".join(f"{p}: {k} categories" for p, k in totals)
         + f" ({price_label(price_year)}); the totals by phase are in the page's table of financial cost by phase."
     )
@@ -90,14 +99,14 @@ def unit_cost_bands(views, price_year: int | None = None) -> tuple[plt.Figure, s
     shades = ["#F7F7F7", "#E0E0E0", "#C8C8C8", "#AFAFAF", "#969696"]
     for k in range(5):
         ax.axvspan(edges[k], edges[k + 1], color=shades[k], lw=0, zorder=0)
-        ax.text((edges[k] + edges[k + 1]) / 2, -0.9, f"Rating {k + 1}", ha="center", fontsize=10)
+        ax.text((edges[k] + edges[k + 1]) / 2, -0.9, f"Rating {k + 1}", ha="center", fontsize=12)
     parts = []
     for i, (n, v) in enumerate(zip(names, vals)):
         if np.isfinite(v):
             ax.barh(i, v, color="0.2" if n == "Pooled" else BLUE, height=0.6, zorder=2)
             parts.append(f"{n} £{num(v, 0)}")
         else:
-            ax.text(110, i, "withheld or not computed", va="center", fontsize=10, color="0.35")
+            ax.text(110, i, "withheld or not computed", va="center", fontsize=12, color="0.35")
             parts.append(f"{n} withheld or not computed")
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(len(names) - 0.5, -1.3)
@@ -106,8 +115,25 @@ def unit_cost_bands(views, price_year: int | None = None) -> tuple[plt.Figure, s
     ax.set_xticks([0, 100, 500, 1000, 2000], ["0", "100", "500", "1,000", "2,000"])
     ax.set_xlabel(f"Cost per participant reached, {price_label(price_year)}")
     ax.grid(False)
+    rated = [(n, v) for n, v in zip(names, vals) if np.isfinite(v)]
+    pooled = [(n, v) for n, v in rated if n == "Pooled"]
+    if pooled:
+        finding = (
+            f"The pooled cost per participant reached, £{num(pooled[0][1], 0)}, is in the band of Foundations cost "
+            f"rating {cost_rating(pooled[0][1])}."
+        )
+    elif rated:
+        finding = (
+            "; ".join(
+                f"{n}'s cost per participant reached, £{num(v, 0)}, is in rating band {cost_rating(v)}"
+                for n, v in rated[:3]
+            )
+            + "."
+        )
+    else:
+        finding = "The cost per participant reached is withheld or not computed."
     alt = (
-        "Bar chart of the cost per participant reached against the Foundations cost-rating bands "
+        f"{finding} Bar chart of the cost per participant reached against the Foundations cost-rating bands "
         f"({price_label(price_year)}): " + "; ".join(parts) + "."
     )
     return finish(fig), alt
@@ -156,7 +182,7 @@ def tornado(views, share: float, price_year: int | None = None) -> tuple[plt.Fig
     names = list(dict.fromkeys(t["item"]))
     lo = [t[(t["item"] == n) & (t["direction"] == "down")]["cost_per_participant_gbp"].iloc[0] for n in names]
     hi = [t[(t["item"] == n) & (t["direction"] == "up")]["cost_per_participant_gbp"].iloc[0] for n in names]
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * len(names) + 1.8))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.7 * len(names) + 1.8))
     y = np.arange(len(names))
     if np.isfinite(base):
         ax.barh(y, np.array(lo) - base, left=base, color=BLUE, label=f"Item cost down {share:.0%}")
@@ -167,22 +193,29 @@ def tornado(views, share: float, price_year: int | None = None) -> tuple[plt.Fig
                 ax.axvline(edge, color=VERMILION, ls="--", lw=1)
     else:
         ax.text(0.5, 0.5, "withheld", transform=ax.transAxes, ha="center", color="0.35")
-    ax.set_yticks(y, [text(n) for n in names])
+    ax.set_yticks(y, [tick(n) for n in names])
     ax.set_ylim(len(names) - 0.5, -0.5)
     ax.set_xlabel(f"Cost per participant reached, {price_label(price_year)}")
     if np.isfinite(base):
-        ax.legend(loc="lower right", fontsize=11)
+        ax.legend(loc="lower right", fontsize=12)
     if np.isfinite(base):
         parts = [f"{text(n)} £{num(a, 0)} to £{num(b, 0)}" for n, a, b in zip(names, lo, hi)]
+        spans = [abs(b - a) if np.isfinite(a) and np.isfinite(b) else -1.0 for a, b in zip(lo, hi)]
+        k = int(np.argmax(spans)) if spans else 0
+        finding = (
+            f"The unit cost, £{num(base, 0)}, moves most with {text(names[k]).lower()}: "
+            f"£{num(lo[k], 0)} to £{num(hi[k], 0)} when that item's cost moves by {share:.0%} either way."
+            if spans and spans[k] >= 0
+            else f"The unit cost is £{num(base, 0)}."
+        )
         alt = (
-            f"Tornado chart of the unit cost when each of the {len(names)} largest cost items moves by {share:.0%} "
-            f"either way, around £{num(base, 0)}: " + "; ".join(parts) + "."
+            f"{finding} Tornado chart of the unit cost when each of the {len(names)} largest cost items moves by "
+            f"{share:.0%} either way, around £{num(base, 0)}: " + "; ".join(parts) + "."
         )
     else:  # no range around a withheld value: with the published total it would give the withheld count back
         alt = (
+            "The unit cost is withheld, so the chart shows no values. "
             f"Tornado chart of the unit cost when each of the {len(names)} largest cost items moves by {share:.0%} "
-            "either way: the unit cost is withheld, so the chart shows no values. Items: "
-            + "; ".join(text(n) for n in names)
-            + "."
+            "either way. Items: " + "; ".join(text(n) for n in names) + "."
         )
     return finish(fig), alt

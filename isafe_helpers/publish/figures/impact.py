@@ -17,13 +17,13 @@ import pandas as pd
 from matplotlib.patches import FancyBboxPatch
 
 from isafe_helpers.impact.flow import STAGE_LABELS
-from isafe_helpers.publish.figures import BLUE, VERMILION, WIDTH, finish, num, text
+from isafe_helpers.publish.figures import BLUE, VERMILION, WIDTH, count, finish, num, text, tick
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.table import Col, Table, facts
 
-#: The height of one line of a flow-diagram side label (10 pt) in the diagram's units.
-LINE = 0.25
+#: The height of one line of a flow-diagram side label (12 pt, the body size) in the diagram's units.
+LINE = 0.27
 
 
 def _grid(n: int, ncol: int = 3, height: float = 2.8, sharey: bool = True, sharex: bool = False):
@@ -47,7 +47,7 @@ def _ci(est, lo, hi, digits=2) -> str:
 def effect_sizes(views) -> tuple[plt.Figure, str]:
     """Forest plot of Hedges' g with its 95% CI, one row per outcome (the primary table's view)."""
     t = views[0]
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * max(len(t), 1) + 1.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.75 * max(len(t), 1) + 1.4))
     parts = []
     for i, r in enumerate(t.itertuples(index=False)):
         if np.isfinite(r.hedges_g):
@@ -57,11 +57,32 @@ def effect_sizes(views) -> tuple[plt.Figure, str]:
             ax.text(0, i, "not available", va="center", ha="center", color="0.35")
         parts.append(f"{r.outcome}: {_ci(r.hedges_g, r.g_ci_low, r.g_ci_high)}")
     ax.axvline(0, color="0.4", ls="--", lw=1)
-    ax.set_yticks(range(len(t)), [text(o) for o in t["outcome"]])
+    ax.set_yticks(range(len(t)), [tick(o) for o in t["outcome"]])
     ax.set_ylim(len(t) - 0.5, -0.5)
     ax.set_xlabel("Hedges' g (95% CI); right of the dashed line favours ISAFE")
-    alt = f"Forest plot of Hedges' g with 95% confidence intervals for {len(t)} outcomes. " + "; ".join(parts) + "."
+    alt = (
+        _g_finding(t)
+        + f" Forest plot of Hedges' g with 95% confidence intervals for {len(t)} outcomes. "
+        + "; ".join(parts)
+        + "."
+    )
     return finish(fig), alt
+
+
+def _g_finding(t: pd.DataFrame) -> str:
+    """The forest plot's finding in one sentence: the range of g and how many intervals exclude zero."""
+    shown = t[np.isfinite(t["hedges_g"].astype(float))]
+    if shown.empty:
+        return "No effect size is shown: each is withheld or not available."
+    lo, hi = shown.loc[shown["hedges_g"].idxmin()], shown.loc[shown["hedges_g"].idxmax()]
+    clear = int(((shown["g_ci_low"] > 0) | (shown["g_ci_high"] < 0)).sum())
+    span = (
+        f"The effect size is g = {num(lo['hedges_g'])} ({lo['outcome']})"
+        if len(shown) == 1
+        else f"Effect sizes run from g = {num(lo['hedges_g'])} ({lo['outcome']}) to g = {num(hi['hedges_g'])} "
+        f"({hi['outcome']})"
+    )
+    return f"{span}; the 95% interval excludes zero for {count(clear)} of {count(len(shown))} outcomes."
 
 
 # ---------------------------------------------------------------------------
@@ -76,7 +97,7 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
 
     def box(x, y, s, w=4.6, h=1.25, fc="white"):
         ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05", fc=fc, ec="0.3", lw=1))
-        ax.text(x, y, s, ha="center", va="center", fontsize=11)
+        ax.text(x, y, s, ha="center", va="center", fontsize=12)
 
     def arrow(x0, y0, x1, y1):
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(arrowstyle="->", color="0.3", lw=1))
@@ -104,7 +125,7 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
             box(
                 x,
                 ys[stage],
-                textwrap.fill(f"{label(arm)}: {lab}", 36) + f"\n{teams(stage, arm)}{staff(stage, arm)} staff",
+                textwrap.fill(f"{label(arm)}: {lab}", 30) + f"\n{teams(stage, arm)}{staff(stage, arm)} staff",
                 h=1.5,
             )
             if prev is not None:
@@ -116,18 +137,18 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
         upper = [s for s in side if s in ("received", "lost_to_follow_up")]
         lower = [s for s in side if s not in upper]
         cursor = 6.3
-        for stages, top in ((upper, 6.6 if len(rows) > 2 else 6.3), (lower, 3.45)):
+        for stages, top in ((upper, 6.65 if len(rows) > 2 else 6.3), (lower, 3.45)):
             # each label goes below the one before it, by as many lines as that one took
             # with two boxes per arm both groups share the one gap beside them: one stack, not two at the same height
             cursor = top if len(rows) > 2 or stages is upper else cursor
-            step = 0.6 if len(rows) > 2 else 0.62
+            step = 0.4 if len(rows) > 2 else 0.62
             for stage in stages:
                 lab = t.loc[stage, "stage"]
-                words = textwrap.fill(f"{lab}: {staff(stage, arm)} staff", 34)
+                words = textwrap.fill(f"{lab}: {staff(stage, arm)} staff", 28)
                 extra = LINE * words.count("\n")
                 if stage == "received" and arm == "control":
                     # the control arm is not offered the programme: its space is left, so both arms align
-                    cursor -= LINE * textwrap.fill(f"{lab}: {staff(stage, 'treatment')} staff", 34).count("\n") + step
+                    cursor -= LINE * textwrap.fill(f"{lab}: {staff(stage, 'treatment')} staff", 28).count("\n") + step
                     continue
                 ax.text(
                     x,
@@ -135,16 +156,22 @@ def consort(views, n_las: int, outcome: str) -> tuple[plt.Figure, str]:
                     words,
                     ha="center",
                     va="center",
-                    fontsize=10,
+                    fontsize=12,
                     color="0.2",
                     bbox=dict(fc="white", ec="none", pad=0.5),
                 )
                 parts.append(f"{label(arm)} {lab.lower()}: {staff(stage, arm)} staff")
                 cursor -= extra + step
-    alt = (
-        f"Trial flow diagram for the {text(label(outcome)).lower()} analysis: {total_teams:,.0f} teams randomised "
-        f"within {n_las} LA(s). " + "; ".join(parts) + "."
+    last = rows[-1]
+    analysed = sum(t.loc[last, f"teams_{a}"] for a in ("treatment", "control"))
+    finding = (
+        f"Of {total_teams:,.0f} teams randomised within {n_las} LA(s), {analysed:,.0f} reached the "
+        f"{text(label(outcome)).lower()} analysis, with {staff(last, 'treatment')} staff in the intervention arm and "
+        f"{staff(last, 'control')} in the control arm."
+        if np.isfinite(analysed)
+        else f"{total_teams:,.0f} teams were randomised within {n_las} LA(s)."
     )
+    alt = f"{finding} Trial flow diagram for the {text(label(outcome)).lower()} analysis. " + "; ".join(parts) + "."
     return finish(fig), alt
 
 
@@ -156,8 +183,14 @@ def change_distributions(views) -> tuple[plt.Figure, str]:
     outcomes = list(dict.fromkeys(t["outcome"]))
     fig, axes = _grid(len(outcomes), height=3.0)
     parts = []
+    higher, compared, arms = 0, 0, ["", ""]
     for ax, o in zip(axes.flat, outcomes):
         d = t[t["outcome"] == o].reset_index(drop=True)
+        med = d["median"].astype(float).to_numpy()
+        if len(d) == 2 and np.isfinite(med).all():
+            compared += 1
+            higher += int(med[0] > med[1])
+            arms = [str(a) for a in d["arm"]]
         stats_, pos = [], []
         for i, r in d.iterrows():
             if not np.isfinite(r["median"]):
@@ -191,12 +224,18 @@ def change_distributions(views) -> tuple[plt.Figure, str]:
         ax.set_xticks(range(1, len(d) + 1), [text(a) for a in d["arm"]])
         ax.set_xlim(0.4, len(d) + 0.6)
         ax.axhline(0, color="0.4", ls="--", lw=1)
-        ax.set_title(text(o), fontsize=11)
+        ax.set_title(text(o), fontsize=12)
     for ax in axes[:, 0]:
         ax.set_ylabel("Change (points)")
     drawn = any(p.endswith(": drawn") for p in parts)
     key = " (box: middle half; line: median; diamond: mean; whiskers: 10th to 90th percentile)" if drawn else ""
-    alt = f"Box plots of the change from baseline to follow-up in each arm{key}. " + "; ".join(parts) + "."
+    finding = (
+        f"The median change from baseline to follow-up is higher in the {text(arms[0]).lower()} arm than in the "
+        f"{text(arms[1]).lower()} arm for {count(higher)} of {count(compared)} outcomes."
+        if compared
+        else "The change from baseline to follow-up is withheld for at least one arm of every outcome."
+    )
+    alt = f"{finding} Box plots of the change in each arm{key}. " + "; ".join(parts) + "."
     return finish(fig), alt
 
 
@@ -266,11 +305,20 @@ def experience_moderation(views) -> tuple[plt.Figure, str]:
             ax.text(0.5, 0.5, "withheld", transform=ax.transAxes, ha="center", color="0.35")
             parts.append(f"{o}: withheld")
         ax.axhline(0, color="0.4", ls="--", lw=1)
-        ax.set_title(text(o), fontsize=11)
+        ax.set_title(text(o), fontsize=12)
         ax.set_xlabel("Years qualified")
     for ax in axes[:, 0]:
         ax.set_ylabel("Arm effect (points)")
-    alt = "Line charts of the arm effect by years qualified with 95% bands (exploratory). " + "; ".join(parts) + "."
+    rises = sum("effect rises" in p for p in parts)
+    zero = sum("includes zero throughout" in p for p in parts)
+    shown = sum(not p.endswith("withheld") for p in parts)
+    finding = (
+        f"The arm effect rises with years qualified for {count(rises)} of {count(shown)} outcomes, and its 95% band includes "
+        f"zero throughout for {count(zero)} of them (exploratory)."
+        if shown
+        else "The arm effect by years qualified is withheld for every outcome."
+    )
+    alt = f"{finding} Line charts of the arm effect by years qualified with 95% bands. " + "; ".join(parts) + "."
     return finish(fig), alt
 
 
@@ -326,9 +374,9 @@ def la_forest(views) -> tuple[plt.Figure, str]:
                     r["estimate"], i, "D" if pooled else "o", color=VERMILION if pooled else BLUE, ms=7 if pooled else 5
                 )
             else:
-                ax.text(0, i, "withheld", ha="center", va="center", fontsize=10, color="0.35")
+                ax.text(0, i, "withheld", ha="center", va="center", fontsize=12, color="0.35")
         ax.axvline(0, color="0.4", ls="--", lw=1)
-        ax.set_title(text(o), fontsize=11)
+        ax.set_title(text(o), fontsize=12)
         ax.set_yticks(range(len(las)), [text(la) for la in las])
         ax.set_ylim(len(las) - 0.5, -0.5)
         pooled_row = d.loc["Pooled"] if "Pooled" in d.index else None
@@ -338,10 +386,19 @@ def la_forest(views) -> tuple[plt.Figure, str]:
             parts.append(f"{o}: pooled {pooled_ci}")
     for ax in axes[-1, :]:
         ax.set_xlabel("Arm effect (points)")
+    pooled = t[t["la"] == "Pooled"].astype({"estimate": float, "ci_low": float, "ci_high": float})
+    pooled = pooled[np.isfinite(pooled["estimate"])]
+    above = int((pooled["estimate"] > 0).sum())
+    clear = int(((pooled["ci_low"] > 0) | (pooled["ci_high"] < 0)).sum())
+    finding = (
+        f"The pooled arm effect is above zero for {count(above)} of {count(len(pooled))} outcomes, its 95% interval excluding zero "
+        f"for {count(clear)}; each LA's own estimate, from a handful of teams, is far less precise."
+        if len(pooled)
+        else "The pooled arm effect is withheld or not available for every outcome."
+    )
     alt = (
-        f"Forest plots of the arm effect with 95% confidence intervals in each of {len(las) - 1} LAs (each LA's own "
-        "primary model) and pooled, "
-        "one panel per outcome. " + "; ".join(parts) + "."
+        f"{finding} Forest plots of the arm effect with 95% confidence intervals in each of {len(las) - 1} LAs "
+        "(each LA's own primary model) and pooled, one panel per outcome. " + "; ".join(parts) + "."
     )
     return finish(fig), alt
 

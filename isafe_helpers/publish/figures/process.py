@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from isafe_helpers.publish.figures import BLUE, OKABE_ITO, ORANGE, VERMILION, WIDTH, finish, num, text
+from isafe_helpers.publish.figures import BLUE, OKABE_ITO, ORANGE, VERMILION, WIDTH, count, finish, num, text, tick
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.table import Col, Table
 
@@ -46,10 +46,11 @@ def reach(views) -> tuple[plt.Figure, str]:
             ax.axis("off")
     else:
         frames, groups = scope.assign(la="scope"), ["scope"]
-        fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(comps) + 1.4))
+        fig, ax = plt.subplots(figsize=(WIDTH, 0.7 * len(comps) + 1.4))
         axes = np.array([[ax]])
         panels = [(ax, comps)]
     vals = frames["reach_pct"].to_numpy(float)
+    shown: list[tuple[float, str]] = []
     top = max(110.0, float(np.nanmax(vals)) + 10 if np.isfinite(vals).any() else 110.0)
     for ax, cs in panels:
         keys = [(g, cs[0]) for g in groups] if len(groups) > 1 else [("scope", c) for c in cs]
@@ -59,7 +60,7 @@ def reach(views) -> tuple[plt.Figure, str]:
                 continue
             v = r["reach_pct"].iloc[0]
             if not np.isfinite(v):
-                ax.text(2, i, "withheld", va="center", fontsize=10, color="0.35")
+                ax.text(2, i, "withheld", va="center", fontsize=12, color="0.35")
                 if g in ("scope", "Pooled"):
                     parts.append(f"{c}: withheld")
                 continue
@@ -67,14 +68,26 @@ def reach(views) -> tuple[plt.Figure, str]:
             ax.barh(i, v, color=colour)
             if g in ("scope", "Pooled"):
                 parts.append(f"{c}: {num(v, 1)}%")  # as the reach table prints it
+                shown.append((float(v), str(c)))
         ax.axvline(100, color=VERMILION, ls="--", lw=1)
-        ax.set_yticks(range(len(keys)), [text(g) for g, _ in keys] if len(groups) > 1 else [text(c) for c in cs])
+        ax.set_yticks(range(len(keys)), [text(g) for g, _ in keys] if len(groups) > 1 else [tick(c) for c in cs])
         ax.set_ylim(len(keys) - 0.5, -0.5)
         ax.set_xlim(0, top)
         if len(groups) > 1:
-            ax.set_title(text(cs[0]), fontsize=10)
+            ax.set_title(text(cs[0]), fontsize=12)
     fig.supxlabel("Reach (% of the intended audience); dashed line: 100%", fontsize=12)
-    alt = "Bar chart of reach as a share of each component's intended audience. " + "; ".join(parts) + "."
+    # the components themselves, not the all-components rows (when there are components)
+    shown = [x for x in shown if not x[1].startswith(label("all"))] or shown
+    if shown:
+        (lo, lo_c), (hi, hi_c) = min(shown), max(shown)
+        full = sum(v >= 100 for v, _ in shown)
+        finding = (
+            f"Reach runs from {num(lo, 1)}% of the intended audience ({lo_c}) to {num(hi, 1)}% ({hi_c}); "
+            f"{count(full)} of {count(len(shown))} components reached all of it."
+        )
+    else:
+        finding = "Reach is withheld for every component."
+    alt = f"{finding} Bar chart of reach as a share of each component's intended audience. " + "; ".join(parts) + "."
     return finish(fig), alt
 
 
@@ -108,12 +121,13 @@ def distribution_table(distribution: pd.DataFrame, keys_for=None) -> Table:
 def satisfaction_diverging(views) -> tuple[plt.Figure, str]:
     """Diverging stacked bars of the satisfaction answers per component, centred on the neutral answer."""
     t = views[0]
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * len(t) + 2.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.75 * len(t) + 2.2))
     parts = []
+    satisfied: list[tuple[float, str]] = []
     for i, r in t.reset_index(drop=True).iterrows():
         share = {k: r[f"share_{k}"] for k in LIKERT}
         if any(not np.isfinite(v) for v in share.values()):
-            ax.text(0, i, "withheld", va="center", ha="center", fontsize=10, color="0.35")
+            ax.text(0, i, "withheld", va="center", ha="center", fontsize=12, color="0.35")
             parts.append(f"{r['component']}: withheld")
             continue
         left = -(share["1"] + share["2"] + share["3"] / 2)
@@ -124,8 +138,9 @@ def satisfaction_diverging(views) -> tuple[plt.Figure, str]:
             left += share[k]
         # at the satisfaction table's rounding (one decimal), so the alt text says what the table says
         parts.append(f"{r['component']}: {num(share['4'] + share['5'], 1)}% fairly or very satisfied")
+        satisfied.append((float(share["4"] + share["5"]), str(r["component"])))
     ax.axvline(0, color="0.2", lw=0.8)
-    ax.set_yticks(range(len(t)), [text(c) for c in t["component"]])
+    ax.set_yticks(range(len(t)), [tick(c) for c in t["component"]])
     ax.set_ylim(len(t) - 0.5, -0.5)
     ax.set_xlim(-100, 100)
     ax.set_xlabel("% of respondents: dissatisfied (hatched) to the left, satisfied to the right")
@@ -137,9 +152,20 @@ def satisfaction_diverging(views) -> tuple[plt.Figure, str]:
         bbox_to_anchor=(0.5, -0.22),
         ncol=3,
         frameon=False,
-        fontsize=11,
+        fontsize=12,
     )
-    alt = "Diverging bar chart of satisfaction answers by component. " + "; ".join(parts) + "."
+    satisfied = [x for x in satisfied if not x[1].startswith(label("all"))] or satisfied
+    if satisfied:
+        (lo, lo_c), (hi, hi_c) = min(satisfied), max(satisfied)
+        finding = (
+            f"The share of respondents fairly or very satisfied runs from {num(lo, 1)}% ({lo_c}) to {num(hi, 1)}% "
+            f"({hi_c})."
+            if len(satisfied) > 1
+            else f"{num(hi, 1)}% of respondents were fairly or very satisfied with {hi_c}."
+        )
+    else:
+        finding = "Satisfaction is withheld for every component."
+    alt = f"{finding} Diverging bar chart of satisfaction answers by component. " + "; ".join(parts) + "."
     return finish(fig), alt
 
 
@@ -183,7 +209,7 @@ def fidelity_heatmap(views) -> tuple[plt.Figure, str]:
                 "" if pd.isna(v) else num(v, 1),  # the book's rounding (half up), as the fidelity table
                 ha="center",
                 va="center",
-                fontsize=11,
+                fontsize=12,
                 color="black" if (not pd.isna(v) and v > 80) else "white",
             )
     ax.set_xticks(range(len(cols)), [text(c) for c in cols], rotation=30, ha="right")
@@ -191,12 +217,22 @@ def fidelity_heatmap(views) -> tuple[plt.Figure, str]:
     ax.grid(False)
     fig.colorbar(im, ax=ax, label="Delivered (% of planned)")
     overall = t[t["component"] == label("all")]["delivered_pct"]
+    # in words, no LA's share (the page prints the pooled share, not each LA's): the component delivered least
+    means = m.drop(columns=[label("all")], errors="ignore").mean(axis=0, skipna=True).dropna()
+    least = f"{text(means.idxmin())} had the lowest share delivered" if len(means) > 1 else ""
+    if len(overall) == 1 and overall.notna().all():  # one LA: its overall share, as its fidelity table prints it
+        finding = f"Overall {num(overall.iloc[0], 1)}% of planned session elements were delivered" + (
+            f"; {least}." if least else "."
+        )
+    else:
+        finding = (
+            f"Of the components, {least}, averaged over the {count(len(m))} LAs."
+            if least
+            else "Delivery of the planned session elements is shown by LA and component."
+        )
     alt = (
-        f"Heat map of the share of planned session elements delivered, {len(m)} LA(s) by {len(cols)} components; "
-        f"overall {num(overall.iloc[0], 1)}%."
-        if len(overall) == 1 and overall.notna().all()  # one LA: its overall share, as its fidelity table prints it
-        # several LAs: no extremes in words (the page prints the pooled share, not each LA's)
-        else f"Heat map of the share of planned session elements delivered, {len(m)} LA(s) by {len(cols)} components."
+        f"{finding} Heat map of the share of planned session elements delivered, {len(m)} LA(s) by {len(cols)} "
+        "components, each cell printed with its percentage."
     )
     return finish(fig), alt
 
@@ -206,7 +242,7 @@ def dose_outcome(views) -> tuple[plt.Figure, str]:
     t = views[0]
     outcomes = list(dict.fromkeys(t["outcome"]))
     doses = list(dict.fromkeys(t["dose"]))
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.6 * len(outcomes) + 2.0))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.8 * len(outcomes) + 2.0))
     markers = ["o", "s", "D"]
     parts = []
     for j, d in enumerate(doses):
@@ -224,13 +260,23 @@ def dose_outcome(views) -> tuple[plt.Figure, str]:
         shown = sub["mean_change"].notna().sum()
         parts.append(f"{text(d)} sessions: {shown} of {len(outcomes)} outcomes shown")
     ax.axvline(0, color="0.4", ls="--", lw=1)
-    ax.set_yticks(range(len(outcomes)), [text(o) for o in outcomes])
+    ax.set_yticks(range(len(outcomes)), [tick(o) for o in outcomes])
     ax.set_ylim(len(outcomes) - 0.5, -0.5)
     ax.set_xlabel("Mean change, follow-up minus baseline (exploratory, not causal)")
-    ax.legend(loc="lower right", fontsize=11)
+    ax.legend(loc="lower right", fontsize=12)
+    first = t[t["dose"] == doses[0]].set_index("outcome").reindex(outcomes)["mean_change"].astype(float)
+    last = t[t["dose"] == doses[-1]].set_index("outcome").reindex(outcomes)["mean_change"].astype(float)
+    both = first.notna() & last.notna()
+    finding = (
+        f"Among intervention-team staff, the mean change is larger with {text(doses[-1]).lower()} sessions attended "
+        f"than with {text(doses[0]).lower()} for {count(int((last[both] > first[both]).sum()))} of {count(int(both.sum()))} outcomes "
+        "(exploratory, not causal)."
+        if len(doses) > 1 and both.any()
+        else "Mean change by sessions attended is withheld or shown for one group only (exploratory)."
+    )
     alt = (
-        "Dot plot of the mean change in each outcome among intervention-team staff by practice-pathway sessions "
-        "attended, with 95% bars; exploratory. " + "; ".join(parts) + "."
+        f"{finding} Dot plot of the mean change in each outcome by practice-pathway sessions attended, with 95% "
+        "bars. " + "; ".join(parts) + "."
     )
     return finish(fig), alt
 
@@ -256,16 +302,32 @@ def reach_vs_impact(views) -> tuple[plt.Figure, str]:
         for r in sub.itertuples(index=False):
             if np.isfinite(r.reach_pct) and np.isfinite(r.treatment_effect):
                 ax.annotate(
-                    text(r.la), (r.reach_pct, r.treatment_effect), fontsize=9, xytext=(3, 3), textcoords="offset points"
+                    text(r.la),
+                    (r.reach_pct, r.treatment_effect),
+                    fontsize=12,
+                    xytext=(3, 3),
+                    textcoords="offset points",
                 )
         ax.axhline(0, color="0.4", ls="--", lw=1)
-        ax.set_title(text(o), fontsize=11)
+        ax.set_title(text(o), fontsize=12)
     for ax in axes.flat[len(outcomes) :]:
         ax.axis("off")
     fig.supylabel("Arm effect in the LA (95% CI)", fontsize=12)
     fig.supxlabel("Practice-pathway reach (%)", fontsize=12)
+    rising, judged = 0, 0
+    for o in outcomes:
+        sub = t[t["outcome"] == o][["reach_pct", "treatment_effect"]].astype(float).dropna()
+        if len(sub) > 2 and sub["reach_pct"].std() > 0 and sub["treatment_effect"].std() > 0:
+            judged += 1
+            rising += int(sub["reach_pct"].corr(sub["treatment_effect"]) > 0)
+    finding = (
+        f"LAs with higher practice-pathway reach have larger arm effects for {count(rising)} of {count(judged)} outcomes "
+        "(exploratory and ecological: a pattern across a few LAs, not an effect of reach)."
+        if judged
+        else "No pattern between reach and the arm effect can be seen: too few LAs' effects are shown."
+    )
     alt = (
-        f"Scatter plots of each LA's practice-pathway reach against its arm effect for {len(outcomes)} outcomes, "
-        f"{t['la'].nunique()} LAs; exploratory and ecological."
+        f"{finding} Scatter plots of each LA's practice-pathway reach against its arm effect for {len(outcomes)} "
+        f"outcomes, {t['la'].nunique()} LAs."
     )
     return finish(fig), alt
