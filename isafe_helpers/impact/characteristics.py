@@ -47,7 +47,7 @@ from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
-from isafe_helpers.results.table import Col, FactKey, Table
+from isafe_helpers.results.table import NOT_APPLICABLE, Col, FactKey, Table
 
 ARMS = ("treatment", "control")
 SAMPLES = ("randomised", "analysed")
@@ -157,7 +157,9 @@ class BaselineCharacteristics(Result):
                     hit = hit[(hit["arm"] == a) & (hit["sample"] == s)]
                     n = float(hit["n"].iloc[0]) if len(hit) else np.nan
                     v = float(hit["value"].iloc[0]) if len(hit) else np.nan
-                    rec[f"n_{a}_{s}"], rec[f"v_{a}_{s}"] = n, v
+                    # the whole arm as a share of itself, and staff without years recorded: no number to show
+                    rec[f"n_{a}_{s}"] = n
+                    rec[f"v_{a}_{s}"] = NOT_APPLICABLE if kind in ("total", "not_recorded") else v
                     suffix = f"{a}_{s}"
                     if kind == "total":
                         k = _key(self.las, s, self.outcome or "", a)
@@ -239,7 +241,7 @@ def _describe(df: pd.DataFrame, sample: str) -> list[dict]:
         d = df[df["arm"] == a]
         tot = len(d)
         base = dict(arm=a, sample=sample, total=tot)
-        recs.append(dict(base, characteristic="all", level="all", kind="total", n=tot, value=100.0 if tot else np.nan))
+        recs.append(dict(base, characteristic="all", level="all", kind="total", n=tot, value=np.nan))
         role = d["role"].astype(str)
         for lev in ROLES:
             n = int((role == lev).sum())

@@ -302,12 +302,12 @@ def reach(data: TrialData) -> ProcessResult:
     frame = pd.DataFrame(recs)
     # the estimates.csv quantity each cell shows: places filled has rows of its own names (outcome "all")
     whole = frame["component"] == PLACES_FILLED
-    for col, mine, places in (
+    for col, mine, theirs in (
         ("_q_attendees", "attendees", "places_filled"),
         ("_q_intended", "intended_n", "places_intended"),
         ("_q_reach", "reach_pct", "places_filled_pct"),
     ):
-        frame[col] = np.where(whole, places, mine)
+        frame[col] = np.where(whole, theirs, mine)
     return ProcessResult(
         "reach",
         _key_reach(frame, data),

@@ -46,8 +46,8 @@ class Fact:
 
     @property
     def symbol(self) -> str:
-        """``[c]``, ``[x]`` or empty (published)."""
-        return self.text if self.text in (tables.CONFIDENTIAL, tables.NOT_AVAILABLE) else ""
+        """``[c]``, ``[x]``, ``[z]`` or empty (published)."""
+        return self.text if self.text in tables.SYMBOLS else ""
 
     @property
     def value(self) -> float:
@@ -113,7 +113,7 @@ def cell_facts(table: Table, cells, scope: str, declared_only: bool = True):
                     continue
                 whole = shown[i]
                 if c.kind == "view":
-                    if whole in (tables.CONFIDENTIAL, tables.NOT_AVAILABLE) or not split:
+                    if whole in tables.SYMBOLS or not split:
                         text = whole
                     else:
                         text = whole.split(" (", 1)[0] if j == 0 else str(data.loc[i, col])
@@ -124,11 +124,11 @@ def cell_facts(table: Table, cells, scope: str, declared_only: bool = True):
                         raw = float(v)
                     except (TypeError, ValueError):
                         raw = math.nan
-                    if c.kind == "ci" and whole not in (tables.CONFIDENTIAL, tables.NOT_AVAILABLE):
+                    if c.kind == "ci" and whole not in tables.SYMBOLS:
                         text = tables.number(raw, "number", c.digits)
                     else:
                         text = whole
-                if text in (tables.CONFIDENTIAL, tables.NOT_AVAILABLE, ""):
+                if text in (*tables.SYMBOLS, ""):
                     raw = math.nan
                     text = text or tables.NOT_AVAILABLE
                 # a key of six names its scope: an LA's own cell shown on the pooled page (an LA breakdown)
@@ -165,7 +165,7 @@ def collect(pages, plan: Plan | None) -> dict[Key, Fact]:
 
 
 def _symbol(text: str) -> str:
-    return text if text in (tables.CONFIDENTIAL, tables.NOT_AVAILABLE) else ""
+    return text if text in tables.SYMBOLS else ""
 
 
 #: The columns of ``<scope>-published-numbers.csv`` (the data contract's "What the book publishes, as data"),

@@ -502,7 +502,7 @@ def delivery_table(look: Lookup, las: list[str]) -> Table:
             Col("measure", "Measure", "text"),
             Col("k", "People (or places) counted", "people"),
             Col("n", "Out of (people)", "people"),
-            Col("pct", "Share (%) (95% CI)", "ci", 0, base="n", reveals="k", parts=("lo", "hi")),
+            Col("pct", "Share (%) (95% CI)", "ci", 1, base="n", reveals="k", parts=("lo", "hi")),
         ],
         caption="Delivery: reach and satisfaction",
         keys=keys,

@@ -20,16 +20,19 @@ import pandas as pd
 
 from isafe_helpers.publish import disclosure
 from isafe_helpers.publish.ledger import Ledger, Plan
-from isafe_helpers.results.table import Col, Table
+from isafe_helpers.results.table import NOT_APPLICABLE, Col, Table
 
 #: Shown for a value withheld by disclosure control (GSS symbols guidance).
 CONFIDENTIAL = "[c]"
 #: Shown for a value that is not available (not estimable, not computed).
 NOT_AVAILABLE = "[x]"
+#: The GSS symbols a cell may show instead of a number.
+SYMBOLS = (CONFIDENTIAL, NOT_AVAILABLE, NOT_APPLICABLE)
 SYMBOL_NOTES = {
     CONFIDENTIAL: "[c]: withheld to protect people's confidentiality (a count of fewer than {limit} people, "
     "a statistic resting on fewer, or a number from which one could be worked out).",
     NOT_AVAILABLE: "[x]: not available (not estimable or not computed; see the note column or the text).",
+    NOT_APPLICABLE: "[z]: not applicable.",
 }
 
 
@@ -282,8 +285,8 @@ def render(
             f"<caption>{title}</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
         )
     notes = list(table.notes)
-    used = {s for c in cols for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in values[c.key]}
-    notes += [SYMBOL_NOTES[s].format(limit=limit) for s in (CONFIDENTIAL, NOT_AVAILABLE) if s in used]
+    used = {s for c in cols for s in SYMBOLS if s in values[c.key]}
+    notes += [SYMBOL_NOTES[s].format(limit=limit) for s in SYMBOLS if s in used]
     note_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     ident = f' id="{html.escape(anchor)}"' if anchor else ""
     return (

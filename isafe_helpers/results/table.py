@@ -47,6 +47,9 @@ Kind = Literal["text", "people", "units", "pct", "mean", "number", "p", "gbp", "
 #: An ``estimates.csv`` cell within a scope: (strand, analysis, outcome, quantity, field); or, with a scope first,
 #: another scope's cell (an LA's own number in a by-LA breakdown of the pooled page).
 FactKey = tuple[str, ...]
+#: A cell's value where a number would mean nothing (GSS "not applicable"), printed as it stands.
+NOT_APPLICABLE = "[z]"
+
 #: The fields of an ``estimates.csv`` row a table can show.
 FIELDS = ("estimate", "se", "ci_low", "ci_high", "p_value", "n", "n_clusters")
 
