@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -298,6 +299,9 @@ class Ledger:
         # what _exposed found for a component, by its relations and suppressed counts: the answer
         # depends on nothing else, and most components are unchanged from one pass to the next
         exposed: dict[tuple[frozenset, frozenset], list[str]] = {}
+        # the lowest and highest value each count takes in a solution found so far (_exposed): suppressing more
+        # only widens what the published counts allow, so a solution of an earlier system stays one
+        self._seen: dict[str, tuple[float, float]] = {}
         for _ in range(len(self.values) + 1):
             changed = False
             for r in rels:  # no relation may hold exactly one suppressed count
@@ -314,9 +318,11 @@ class Ledger:
                 continue
             for comp in self._components(rels, supp):
                 sig = (frozenset(comp), frozenset(c for r in comp for c in r.cells if c in supp))
-                if sig not in exposed:
-                    exposed[sig] = self._exposed(comp, supp)
-                for k in exposed[sig]:
+                # exposed counts are found one at a time, in order: the first one protected changes the system
+                known = exposed.get(sig)
+                done: list[str] = []
+                for k in known if known is not None else self._exposed(comp, supp):
+                    done.append(k)
                     picks = self._breaker(comp, supp, k)
                     if not picks:  # another count in a relation of the exposed one; failing that, anywhere
                         for r in sorted(comp, key=lambda r: k not in r.cells):
@@ -329,6 +335,8 @@ class Ledger:
                         changed = True
                         break
                     unprotectable += [r for r in comp if k in r.cells and r not in unprotectable]
+                else:  # every exposed count of the component seen: kept for the next pass
+                    exposed[sig] = done
                 if changed:
                     break
             if not changed:
@@ -434,39 +442,75 @@ class Ledger:
             groups[find(r.total)].append(r)
         return list(groups.values())
 
-    def _exposed(self, comp: list[Relation], supp: set[str]) -> list[str]:
-        """Suppressed counts of a component that the published counts determine, or pin within one person."""
+    def _exposed(self, comp: list[Relation], supp: set[str]) -> Iterator[str]:
+        """Suppressed counts of a component that the published counts determine, or pin within one person.
+
+        Yielded in order, as found: the caller stops at the first it protects.
+        """
         index, matrix, b = self._system(comp, supp)
         if not len(matrix):
-            return []
+            return
         dec = self._decomposed(matrix)
         determined = sorted(_fixed(index, dec))
         if determined:
-            return determined
-        pinned = []
-        moves = _moves(np.array([self.values[k] for k in index]), dec, np.asarray(b))
+            yield from determined
+            return
+        x0 = np.array([self.values[k] for k in index])
+        moves = _moves(x0, dec, np.asarray(b))
+        # Every solution found so far (the true counts, when they solve the system, and each LP's optimum) is a
+        # point of the polytope: where two of them differ by a person or more in a count, that count is not
+        # pinned and needs no LP of its own. The ranges are exact where an LP runs, so the answer is the same.
+        # When the true counts solve the system, so does a solution of an earlier system of these counts (its
+        # other counts at their true values): what solve() saw before (self._seen) counts too.
+        solves = bool(np.allclose(matrix @ x0, b, rtol=0.0, atol=1e-6))
+        seen = getattr(self, "_seen", {}) if solves else {}
+        low = (
+            np.array([seen.get(k, (v, v))[0] for k, v in zip(index, x0)], float) if solves else np.full(len(x0), np.inf)
+        )
+        high = (
+            np.array([seen.get(k, (v, v))[1] for k, v in zip(index, x0)], float)
+            if solves
+            else np.full(len(x0), -np.inf)
+        )
+
+        def spread(i: int) -> bool:
+            return moves[i] >= 1 + 1e-6 or high[i] - low[i] >= 1 + 1e-6
+
+        def witness(res) -> None:
+            if res.status == 0 and res.x is not None:
+                np.minimum(low, res.x, out=low)
+                np.maximum(high, res.x, out=high)
+                if solves:
+                    seen.update(zip(index, zip(low.tolist(), high.tolist())))
+
         for k, i in index.items():
-            if moves[i] >= 1 + 1e-6:  # two solutions a person or more apart: not pinned, no LP needed
+            if spread(i):  # two solutions a person or more apart: not pinned, no LP needed
                 continue
             obj = np.zeros(len(index))
             obj[i] = 1.0
             lo = linprog(obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
+            witness(lo)
+            if spread(i):
+                continue
             hi = linprog(-obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
+            witness(hi)
             if lo.status == 0 and hi.status == 0 and (-hi.fun) - lo.fun < 1 - 1e-9:
-                pinned.append(k)
-        return pinned
+                yield k
 
 
 class _Decomposition:
     """A system matrix's singular value decomposition: its rank, column space and null space.
 
-    As :func:`scipy.linalg.null_space` computes them (full SVD, relative
-    tolerance ``max(shape) * eps``), computed once per system.
+    As :func:`scipy.linalg.null_space` computes them (relative tolerance
+    ``max(shape) * eps``), computed once per system. The SVD is full only
+    where the null space needs it (fewer relations than unknowns): with more
+    relations than unknowns the thin SVD already holds every right singular
+    vector, and the full left factor (relations x relations) is never used.
     """
 
     def __init__(self, matrix: np.ndarray):
         self.matrix = matrix
-        u, sv, vt = np.linalg.svd(matrix, full_matrices=True)
+        u, sv, vt = np.linalg.svd(matrix, full_matrices=matrix.shape[0] < matrix.shape[1])
         tol = (sv.max() if len(sv) else 0.0) * max(matrix.shape) * np.finfo(float).eps
         rank = int(np.sum(sv > tol))
         self.u, self.sv, self.vt = u[:, :rank], sv[:rank], vt[:rank]
