@@ -25,7 +25,7 @@ reader can download and see, never the ledger:
     count under the threshold the row does not print;
   * ``class``: a distribution of people (at least three categories) whose
     every category is zero but one withheld: everyone is in that one;
-  * ``integer``: the team sizes behind a harmonic mean of team sizes, its
+  * ``integer``: the team sizes behind a mean team size (harmonic or arithmetic), its
     teams and a staff count of the same outcome (every solution sharing a
     team under the threshold pins it). Its truth is not checked (the analysed
     team sizes are not a published cell): the value reported is the pinned one.
@@ -174,13 +174,15 @@ def _partitions(total: int, parts: int, lo: float, hi: float, least: int = 1, ca
 
 
 def _harmonic(d: pd.DataFrame, limit: int) -> list[Success]:
-    """Team sizes from a harmonic mean of team sizes, its teams and a staff count of the same outcome.
+    """Team sizes from a mean team size (harmonic or arithmetic), its teams and a staff count of the same outcome.
 
     Every multiset of ``k`` team sizes summing to ``N`` whose harmonic mean rounds to the printed one
     (to 0.1); when they all share a team under the threshold, that team's size is pinned as a small count.
+    An arithmetic mean only says ``N / k``: every split of ``N`` into ``k`` teams fits, and their smallest team
+    runs from 1 to ``N // k``, pinned (at 1) only when ``N < 2k``.
     """
     out = []
-    hm = d[d["column"].str.contains("harmonic", case=False) & d["value"].notna()]
+    hm = d[d["column"].str.contains("per analysed team|harmonic", case=False) & d["value"].notna()]
     for r in hm.itertuples():
         row = d[(d["scope"] == r.scope) & (d["table"] == r.table) & (d["row"] == r.row) & (d["occ"] == r.occ)]
         teams = row[row["column"].str.contains("Teams analysed") & row["value"].notna()]
@@ -198,12 +200,17 @@ def _harmonic(d: pd.DataFrame, limit: int) -> list[Success]:
         for n in sorted(set(staff["value"].astype(int))):
             if not 0 < k <= n or n > 120 or k > 10:
                 continue
+            if "harmonic" not in r.column.lower():
+                if abs(n / k - r.value) <= 0.05 + 1e-9:  # the mean is this staff count's
+                    smallest |= set(range(1, n // k + 1))
+                    used.append(f"{n} staff (any split into {k} teams)")
+                continue
             sols = _partitions(n, k, k / (r.value + 0.05), k / (r.value - 0.05) if r.value > 0.05 else math.inf)
             if sols and len(sols) < 200_000:
                 smallest |= {s[0] for s in sols}
                 used.append(f"{n} staff ({len(sols)} solution(s))")
         if len(smallest) == 1 and (m := next(iter(smallest))) < limit:
-            how = f"harmonic mean {r.value:g} of {k} teams with " + " or ".join(used)
+            how = f"{r.column} {r.value:g} of {k} teams with " + " or ".join(used)
             out.append(Success("integer", r.scope, f"{r.table} / {r.row} / smallest team", how, m, float("nan")))
     return out
 

@@ -20,8 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from attacker import attack, harvest, stage_pair
+from attacker import _harmonic, attack, harvest, stage_pair
 from conftest import read, write
 
 from isafe_helpers.data.synth import generate
@@ -102,12 +103,8 @@ def test_no_distribution_puts_everyone_in_one_withheld_category(attacked):
     assert _of(attacked, "class") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not closed (issue 22): a harmonic mean of analysed team sizes, with its teams and the outcome's staff "
-    "count, pins the smallest team; the power table does not yet rest it on the team sizes",
-)
-def test_no_team_size_follows_from_a_harmonic_mean_of_team_sizes(attacked):
+def test_no_team_size_follows_from_the_mean_team_size(attacked):
+    """The MDES table's team size is staff / teams (power.TEAM_SIZE): a harmonic mean pinned small teams."""
     assert _of(attacked, "integer") == []
 
 
@@ -130,3 +127,23 @@ def test_the_attacker_recovers_nothing_from_the_bundled_book(tmp_path, bundled_r
     published, truth = stage_pair(bundled_run, tmp_path)
     found = attack(harvest(published), harvest(truth), LIMIT)
     assert [str(s) for s in found] == []
+
+
+def _team_size_row(column: str, value: float, teams: int, staff: int) -> pd.DataFrame:
+    row = dict(scope="LA01", table="LA01-impact-table-9", row="Confidence", occ=0)
+    return pd.DataFrame(
+        [
+            dict(row, column=column, value=value),
+            dict(row, column="Teams analysed", value=teams),
+            dict(row, column="Staff analysed", value=staff),
+        ]
+    )
+
+
+def test_the_integer_attack_pins_a_team_behind_a_harmonic_mean_but_not_behind_a_mean():
+    """Teams of 2, 10 and 10 staff: the harmonic mean 4.3 leaves two splits of 22, both with a team of 2."""
+    pinned = _harmonic(_team_size_row("Staff per analysed team (harmonic mean)", 4.3, 3, 22), 10)
+    assert [s.recovered for s in pinned] == [2]
+    assert _harmonic(_team_size_row("Staff per analysed team (mean)", 7.3, 3, 22), 10) == []
+    # a mean says only staff / teams: under 2 per team, some team has one member whoever it is
+    assert [s.recovered for s in _harmonic(_team_size_row("Staff per analysed team (mean)", 1.7, 3, 5), 10)] == [1]

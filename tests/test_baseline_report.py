@@ -27,7 +27,7 @@ from isafe_helpers.data.loading import load_root
 from isafe_helpers.data.synth import generate
 from isafe_helpers.impact import baseline_balance, baseline_power, trial_flow
 from isafe_helpers.resources import SOURCES as REPO
-from isafe_helpers.stats.power import harmonic_mean, mdes
+from isafe_helpers.stats.power import mdes
 
 OUTCOME_TABLES = ("survey.csv", "casefile_audit.csv")
 
@@ -119,7 +119,7 @@ def test_the_mdes_at_randomisation_uses_the_teams_and_staff_randomised_and_the_i
     share = float((data.teams["arm"] == "treatment").mean())
     icc = float(p.loc["confidence", "icc"])
     k = len(data.las)
-    want = mdes(len(sizes), harmonic_mean(sizes), icc, 0.0, 0.0, share, covariates=k - 1).mdes  # df J - 2 - (K - 1)
+    want = mdes(len(sizes), sizes.mean(), icc, 0.0, 0.0, share, covariates=k - 1).mdes  # df J - 2 - (K - 1)
     assert p.loc["confidence", "mdes"] == pytest.approx(want, rel=1e-12)
     assert "ICC at baseline (the protocol gives none)" in p.loc["confidence", "mdes_note"]
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from isafe_helpers.data.frames import analysis_frame
 from isafe_helpers.data.loading import load_root
 from isafe_helpers.impact import power as P
 
@@ -99,8 +100,10 @@ def test_rows_for_trial_and_la(trial):
         assert t["df"] == t["teams"] - 2 - (k - 1)  # df = J - 2 - (LAs - 1), no team-level covariate
         assert mdes.loc[t["outcome"], "estimate"] == pytest.approx(by_hand.mdes, rel=1e-12)
         assert "R2_B capped" in mdes.loc[t["outcome"], "note"] and "observed ICC" in mdes.loc[t["outcome"], "note"]
-        # harmonic mean team size of the analysed sample
-        assert t["team_size"] <= data.participants.groupby("team_id").size().mean()
+        # the mean analysed team size: staff analysed / teams analysed (as published), so it adds nothing
+        analysed = analysis_frame(data, t["outcome"])
+        assert t["team_size"] == pytest.approx(len(analysed) / analysed["team_id"].nunique(), rel=1e-12)
+        assert "mean team size" in mdes.loc[t["outcome"], "note"] and "harmonic" not in mdes.loc[t["outcome"], "note"]
 
 
 def test_the_three_stages_against_the_formula_by_hand(small_root):
@@ -120,10 +123,10 @@ def test_the_three_stages_against_the_formula_by_hand(small_root):
     teams = data.teams.drop_duplicates("team_id")
     sizes = data.participants.groupby("team_id").size().to_numpy(float)
     j, k, pt = len(teams), len(data.las), float((teams["arm"] == "treatment").mean())
-    n_h = len(sizes) / np.sum(1 / sizes)
+    n_bar = sizes.sum() / len(sizes)  # staff / teams (power.TEAM_SIZE)
     m = stats.t.ppf(0.975, j - 2 - (k - 1)) + stats.t.ppf(0.8, j - 2 - (k - 1))
     pq = pt * (1 - pt)
-    want = m * math.sqrt(0.08 * 0.5 / (pq * j) + 0.92 * 0.4 / (pq * j * n_h))
+    want = m * math.sqrt(0.08 * 0.5 / (pq * j) + 0.92 * 0.4 / (pq * j * n_bar))
     rand = rows[rows["quantity"] == "mdes_randomisation"]
     assert rand["estimate"].to_numpy() == pytest.approx([want] * 5, rel=1e-9)
     assert (rand["n_clusters"] == j).all()

@@ -27,7 +27,7 @@ Choices, written down:
   baseline wave's rows come with the balance table (:func:`baseline_balance`);
   both use :func:`_arm_stats`.
 - The MDES at randomisation uses the teams and staff randomised (``J`` teams,
-  the harmonic mean of staff per team, the share of teams treated), the ICC
+  the mean staff per team, the share of teams treated), the ICC
   at baseline, and no variance explained by covariates (``R2 = 0``: the
   baseline score's share is known only once follow-up arrives, so the figure
   is conservative), with the analysis's degrees of freedom (``J - 2 - 1``).
@@ -343,7 +343,7 @@ class BaselinePower(Result):
                 "teams as random intercepts (REML); its 95% CI is a profile-likelihood interval (the ICC values "
                 "whose REML criterion is within 3.84, chi-square with 1 df, of its minimum), within 0 to 1.",
                 "MDES: the smallest true effect (in SD units) the trial as randomised detects with 80% power at 5% "
-                "two-sided, from the teams and staff randomised (harmonic mean of staff per team) and the "
+                "two-sided, from the teams and staff randomised (mean staff per team) and the "
                 "protocol's planning ICC and R-squared, as in the full report; when the protocol gives none, the "
                 "ICC at baseline and no variance explained by the baseline score (conservative). t multiplier on "
                 "J - 2 - (LAs - 1) degrees of freedom (the note of each row says which ICC it used).",

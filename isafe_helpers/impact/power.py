@@ -21,15 +21,15 @@ Three rows per scale (``power``; data contract):
   treated, with the protocol's planning ICC and R2 (``protocol.yml``
   ``design.icc``, ``r2_between``, ``r2_within``). Without them the row is
   ``[x]``, "not pre-specified" (the observed ICC is never put in the plan).
-- ``mdes_randomisation``: the teams randomised, the harmonic mean of their
-  staff at baseline (the participants table), the share of teams treated, and
+- ``mdes_randomisation``: the teams randomised, the mean of their staff at
+  baseline (the participants table: staff / teams, :data:`TEAM_SIZE`), the share of teams treated, and
   the protocol's planning ICC and R2 (``[x]`` "not pre-specified" without
   them). The baseline-only report (:mod:`isafe_helpers.impact.baseline`)
   writes the same row by the same rule; it falls back to the ICC at baseline
   with R2 = 0 when the protocol gives none, and says which it used.
 - ``mdes_analysis``: the analysed sample (participants with both waves
-  scored): analysed teams, the **harmonic mean** of the analysed team sizes
-  (:data:`TEAM_SIZE`), the share of analysed teams treated, and the observed
+  scored): analysed teams, the **mean** analysed team size (staff / teams,
+  :data:`TEAM_SIZE`), the share of analysed teams treated, and the observed
   ICC and R2: ``rho`` of the unconditional model (intercept and team random
   intercept, REML), the same ``icc`` as the ``primary`` rows;
   ``R2_B = 1 - s2_B(conditional) / s2_B(unconditional)`` and
@@ -64,8 +64,11 @@ from isafe_helpers.stats.power import MDES, harmonic_mean, mdes
 TeamSize = Literal["harmonic", "mean"]
 
 
-#: How the achieved team size ``n`` is summarised.
-TEAM_SIZE: TeamSize = "harmonic"
+#: How a stage's team size ``n`` is summarised: the arithmetic mean, staff / teams (methods.md: "harmonic or mean
+#: size, stated"). Chosen for disclosure: staff and teams are published, so their ratio adds nothing, while a
+#: harmonic mean with its teams and staff pins small teams by integer solving (issue 22). The harmonic mean
+#: (``"harmonic"``, a slightly larger MDES when sizes vary) stays available to :func:`power_analysis`.
+TEAM_SIZE: TeamSize = "mean"
 
 
 #: Team-level covariates of the primary model (the baseline score is a staff-level covariate: none).
@@ -95,13 +98,33 @@ def strata_covariates(las: int) -> int:
     return max(int(las), 1) - 1 + N_TEAM_COVARIATES
 
 
+def team_size_of(sizes: np.ndarray, how: TeamSize = TEAM_SIZE) -> float:
+    """Staff per team as a stage's MDES uses it (:data:`TEAM_SIZE`); NaN with no team.
+
+    >>> team_size_of(np.array([2.0, 4.0, 12.0])), round(team_size_of(np.array([2.0, 4.0, 12.0]), "harmonic"), 3)
+    (6.0, 3.6)
+    """
+    if not len(sizes):
+        return np.nan
+    return harmonic_mean(sizes) if how == "harmonic" else float(np.mean(sizes))
+
+
+#: How the MDES table's column names each summary of team size.
+TEAM_SIZE_LABEL: dict[str, str] = {"harmonic": "harmonic mean", "mean": "mean"}
+
+
+def team_size_words(how: TeamSize = TEAM_SIZE) -> str:
+    """How a note names the team size: ``mean team size`` or ``harmonic mean team size``."""
+    return f"{TEAM_SIZE_LABEL[how]} team size"
+
+
 def randomisation_sample(data: TrialData) -> tuple[int, float, float]:
-    """Teams randomised, the harmonic mean of their staff at baseline (participants), share of teams treated."""
+    """Teams randomised, their mean staff at baseline (participants; :data:`TEAM_SIZE`), share of teams treated."""
     teams = data.teams.drop_duplicates("team_id")
     staff = data.participants.groupby("team_id").size().reindex(teams["team_id"]).fillna(0).to_numpy(float)
     staff = staff[staff > 0]
     p = float((teams["arm"] == "treatment").mean()) if len(teams) else np.nan
-    return len(teams), (harmonic_mean(staff) if len(staff) else np.nan), p
+    return len(teams), team_size_of(staff), p
 
 
 def stage_mdes(
@@ -163,7 +186,7 @@ class PowerResult(Result):
 
     def rows(self) -> list[dict]:
         out = []
-        how = f"{self.team_size} mean team size"
+        how = team_size_words(self.team_size)
         d = self.design
         for r in self.frame.itertuples():
             proto_note = (
@@ -286,7 +309,7 @@ class PowerResult(Result):
                 Col("teams_randomised", "Teams randomised", "units"),
                 Col("mdes_randomisation", "MDES as randomised (SD)", "number", 2),
                 Col("teams", "Teams analysed", "units"),
-                Col("team_size", "Staff per analysed team (harmonic mean)", "number", 1),
+                Col("team_size", f"Staff per analysed team ({TEAM_SIZE_LABEL[self.team_size]})", "number", 1),
                 Col("icc", "Observed ICC", "number", 3),
                 Col("r2_between", "R-squared between teams", "number", 2),
                 Col("r2_within", "R-squared within teams", "number", 2),
@@ -374,7 +397,7 @@ def power_analysis(data: TrialData, team_size: TeamSize = TEAM_SIZE) -> PowerRes
         except (ValueError, np.linalg.LinAlgError) as exc:
             rec["note"] = f"not estimable: {exc}"
             continue
-        n_bar = harmonic_mean(sizes) if team_size == "harmonic" else float(sizes.mean())
+        n_bar = team_size_of(sizes, team_size)
         r2b = min(vs["r2_between"], R2_B_CAP)
         a = stage_mdes(len(sizes), n_bar, vs["icc"], r2b, vs["r2_within"], float(teams.mean()), las)
         rec.update(
