@@ -77,6 +77,7 @@ def pooled(n=200) -> pd.DataFrame:
     rows.append(_r("process", "reach", "practice_pathway_one", "treatment_participants", 250.0))
     rows.append(_r("process", "satisfaction", "all", "satisfied_people_pct", 75.0, 70.1, 79.4, 160))
     rows.append(_r("process", "satisfaction", "all", "respondents", 160.0))
+    rows.append(_r("process", "satisfaction", "all", "satisfied_people", 120.0))
     rows.append(_r("cost", "unit_cost", "total", "cost_per_participant_gbp", 312.5, n=200))
     rows.append(_r("cost", "unit_cost", "total", "participants_reached", 200.0))  # = reach's attendees
     rows.append(_r("cost", "unit_cost", "total", "cost_rating", 2.0, n=200))

@@ -185,6 +185,14 @@ def satisfaction(data: TrialData) -> ProcessResult:
         est_row("satisfaction", "all", "responses", s_resp.n, note=none or "feedback rows with a satisfaction rating"),
         est_row("satisfaction", "all", "respondents", s_people.n, note=none or "distinct people who gave feedback"),
         _row("satisfaction", "all", "satisfied_people_pct", s_people, none or PER_PERSON_ALL),
+        est_row(
+            "satisfaction",
+            "all",
+            "satisfied_people",
+            s_people.k,
+            n=s_people.n,
+            note=none or "distinct people whose every rating is 4 or 5",
+        ),
         est_row("satisfaction", "all", "satisfied", s_resp.k, n=s_resp.n, note="responses fairly or very satisfied"),
     ]
     recs.append(_record(ALL_RESPONSES, "response", s_resp))

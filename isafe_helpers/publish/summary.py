@@ -484,7 +484,7 @@ def delivery_table(look: Lookup, las: list[str]) -> Table:
         ),
         dict(
             measure="Satisfaction: people whose every rating was fairly or very satisfied",
-            k=np.nan,
+            k=look.value("process", "satisfaction", "all", "satisfied_people"),
             n=look.value("process", "satisfaction", "all", "respondents"),
             pct=np.nan if sat is None else float(sat["estimate"]),
             lo=np.nan if sat is None else float(sat["ci_low"]),
@@ -493,7 +493,7 @@ def delivery_table(look: Lookup, las: list[str]) -> Table:
     ]
     t = pd.DataFrame(rows)
     keys: dict[str, list[str | None]] = {
-        "k": [K.reached(las), None],
+        "k": [K.reached(las), K.respondents(las, "all", answer="every rating 4 or 5")],
         "n": [K.staff(las, "treatment"), K.respondents(las, "all", answer="any")],
     }
     return Table(
@@ -507,7 +507,10 @@ def delivery_table(look: Lookup, las: list[str]) -> Table:
         caption="Delivery: reach and satisfaction",
         keys=keys,
         facts={
-            "k": [("process", "reach", "practice_pathway_one", "attendees", "estimate"), None],
+            "k": [
+                ("process", "reach", "practice_pathway_one", "attendees", "estimate"),
+                ("process", "satisfaction", "all", "satisfied_people", "estimate"),
+            ],
             "n": [
                 ("process", "reach", "practice_pathway_one", "treatment_participants", "estimate"),
                 ("process", "satisfaction", "all", "respondents", "estimate"),
