@@ -915,13 +915,13 @@ def _stage(results: Path, stage_dir: Path, cache: Path | None, jobs: int) -> dic
             headline = _headline_markdown(book, scope, False, scope in baseline) if pages else ""
             text = la_index_markdown(scope, pages, headline, B.la_status(scope, run) if pages else "")
             (la_dir / f"{scope}.md").write_text(text, encoding="utf-8")
-    # One fact, one value and one symbol everywhere it appears. An LA's strand that failed in this run has no
-    # results of its own, so its index page shows its facts as [x] while the pooled page (which ran) may still
-    # show that LA's breakdown: "not available from this LA's run" is not a second face of the fact.
+    # One fact, one value and one symbol everywhere it appears. An LA's strand that failed, or was not run
+    # (``--scope``), has no results of its own, so its index page shows its facts as [x] while the pooled page
+    # (which ran) may still show that LA's breakdown: "not available from this LA's run" is not a second face.
     shown = pd.concat(every, ignore_index=True)
-    if failed:
-        lost = [(sc, st) in failed for sc, st in zip(shown["scope"], shown["strand"])]
-        shown = shown[~(pd.Series(lost, index=shown.index) & (shown["symbol"] == "[x]"))]
+    ran = {(t["scope"], t["strand"]) for t in run.get("tasks", []) if t["status"] != "failed"}
+    lost = [(sc, st) not in ran for sc, st in zip(shown["scope"], shown["strand"])]
+    shown = shown[~(pd.Series(lost, index=shown.index, dtype=bool) & (shown["symbol"] == "[x]"))]
     try:
         F.check(shown)
     except F.FactConflict as e:
