@@ -133,13 +133,14 @@ def test_every_published_number_joins_its_estimates_row(book_html, bundled_run):
         # the summary's and index pages' headline cells all name their cell, or carry a symbol
         head = published[published["table"].str.endswith(("summary-table-1", "index-table-1"))]
         assert len(head) and ((head["quantity"] != "") | (head["symbol"] != "")).all(), scope
-        # a row without a key is a symbol with no cell behind it ([x]: not applicable), or a number listed above
+        # a row without a key is a symbol with no cell behind it ([x]: not available, [z]: not applicable),
+        # or a number listed above
         bare = published[(published["quantity"] == "") & (published["symbol"] == "")]
         for r in bare.itertuples():
             hit = next(((c, s) for c, s in NOT_YET_KEYED if r.column == c and r.row.startswith(s)), None)
             assert hit is not None, f"{f.name}: {r.table} row {r.row!r} column {r.column!r} names no estimates.csv cell"
             unkeyed.add(hit)
-        assert (published.loc[published["quantity"] == "", "symbol"].isin(["", "[x]"])).all(), scope
+        assert (published.loc[published["quantity"] == "", "symbol"].isin(["", "[x]", "[z]"])).all(), scope
     assert checked > 0.95 * rows  # each joined, at the book's rounding
     assert unkeyed == NOT_YET_KEYED  # the list shrinks as the tables declare their cells
 

@@ -334,6 +334,9 @@ class TrialFlow(Result):
         keys = [("trial_flow", "planned", k) for _, k in rows]
         shows = facts("impact", keys, planned="estimate")
         shows |= facts("impact", [("trial_flow", "randomised", k) for _, k in rows], randomised="estimate")
+        shows |= facts(
+            "impact", [("trial_flow", "randomised_minus_planned", k) for _, k in rows], difference="estimate"
+        )
         src = "protocol.yml" if self.plan_source == "protocol.yml" else "the handbook's default plan (no protocol.yml)"
         return Table(
             data,
@@ -474,6 +477,15 @@ class TrialFlow(Result):
             for k in ("las", "teams"):
                 out.append(est_row("trial_flow", "planned", k, self.planned[k], note=f"planned ({src})"))
                 out.append(est_row("trial_flow", "randomised", k, self.randomised[k], note="randomised (count)"))
+                out.append(
+                    est_row(
+                        "trial_flow",
+                        "randomised_minus_planned",
+                        k,
+                        self.randomised[k] - self.planned[k],
+                        note="randomised minus planned (count)",
+                    )
+                )
         return out
 
     def _shown_rows(self) -> list[dict]:

@@ -118,7 +118,29 @@ class ModeratorResults(Result):
                     note=note,
                 )
             )
-        return out + self.unadjusted_p_rows() + self.curve_rows()
+        return out + self.unadjusted_p_rows() + self.joint_df_rows() + self.curve_rows()
+
+    def joint_df_rows(self) -> list[dict]:
+        """A joint F test's numerator and denominator df (``<quantity>_ndf``, ``<quantity>_ddf``), which the
+        joint table prints beside F; withheld or blank with F (a model that did not converge has no df)."""
+        out = []
+        for r in self.frame[self.frame["quantity"].str.startswith("wald_f")].itertuples():
+            bad = str(r.note).startswith("did not converge")
+            ndf = float(getattr(r, "ndf", np.nan))
+            for q, v, what in (("ndf", ndf, "numerator"), ("ddf", np.nan if bad else r.df, "denominator")):
+                out.append(
+                    est_row(
+                        ANALYSIS[r.moderator],
+                        r.outcome,
+                        f"{r.quantity}_{q}",
+                        v,
+                        n=r.n,
+                        n_clusters=r.n_clusters,
+                        note=(f"{r.note}; " if bad else "")
+                        + f"{EXPLORATORY}; {what} df of {r.quantity} (Kenward-Roger)",
+                    )
+                )
+        return out
 
     def unadjusted_p_rows(self) -> list[dict]:
         """An interaction's unadjusted p (``<quantity>_p_unadjusted``), which the moderator table prints beside
@@ -204,7 +226,9 @@ class ModeratorResults(Result):
                 Col("note", "Note", "text"),
             ],
             caption="Does the effect differ between groups? Joint tests of each moderator (exploratory)",
-            facts=facts("impact", rows, n="n", f_stat="estimate", p_value="p_value"),
+            facts=facts("impact", rows, n="n", f_stat="estimate", p_value="p_value")
+            | facts("impact", [(a, o, f"{q}_ndf") for a, o, q in rows], ndf="estimate")
+            | facts("impact", [(a, o, f"{q}_ddf") for a, o, q in rows], ddf="estimate"),
             notes=[
                 f"{EXPLORATORY.capitalize()}. Kenward-Roger F test that every arm-by-level term of the moderator "
                 "model is zero (age band: each band against under 30; LA: each LA against the first; years "

@@ -192,10 +192,10 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
     # the derived-number check marks ``marked`` itself (a column selection would be a copy, and its marks lost)
     disclosure.withhold_derived(src[numeric], marked, table.people, hidden[table.people])
     for k in numeric:
-        # a cell with no number is [x] however its row is protected: there is nothing to withhold, and one fact
-        # keeps one symbol on every table that shows it (publish.facts.check)
+        # a cell with no number is [x] (or [z]) however its row is protected: there is nothing to withhold, and
+        # one fact keeps one symbol on every table that shows it (publish.facts.check)
         out[k] = [
-            CONFIDENTIAL if m == disclosure.SUPPRESSED and v != NOT_AVAILABLE else v
+            CONFIDENTIAL if m == disclosure.SUPPRESSED and v not in (NOT_AVAILABLE, NOT_APPLICABLE) else v
             for m, v in zip(marked[k].tolist(), out[k])
         ]
     for c in table.columns:
@@ -203,7 +203,8 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
         # ([x] stays [x]: where there is no number, nothing is withheld and the reader is told why)
         if c.kind == "ci" or (c.kind == "text" and (c.base or c.reveals)):
             out[c.key] = [
-                CONFIDENTIAL if hid[i, pos[c.key]] and v != NOT_AVAILABLE else v for i, v in enumerate(out[c.key])
+                CONFIDENTIAL if hid[i, pos[c.key]] and v not in (NOT_AVAILABLE, NOT_APPLICABLE) else v
+                for i, v in enumerate(out[c.key])
             ]
     return pd.DataFrame(out, index=src.index)
 
