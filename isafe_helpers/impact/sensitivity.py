@@ -20,6 +20,7 @@ Three checks of the primary model of each scale (:func:`isafe_helpers.impact.pri
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -270,14 +271,7 @@ def cluster_robust(data: TrialData, outcome: str) -> CR2Result:
         res.note = why
         return res
     X, _ = design(df)
-    try:
-        f = cr2(df["followup"].to_numpy(float), X, df["team_id"].to_numpy(), df_for=[1])
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        res.note = f"not estimable: {exc}"
-        return res
-    res.estimate, res.se, res.df = float(f["beta"][1]), float(f["se"][1]), float(f["df"][1])
-    res.ci_low, res.ci_high, res.p_value = astuple(interval(res.estimate, res.se, res.df))
-    return res
+    return _cr2_arm(res, df, X)
 
 
 def team_shares(data: TrialData) -> pd.DataFrame | None:
@@ -316,6 +310,33 @@ def team_shares(data: TrialData) -> pd.DataFrame | None:
     return g
 
 
+_Check = TypeVar("_Check", RIResult, CR2Result)
+
+
+def _team_level(data: TrialData, kind: type[_Check]) -> tuple[_Check, pd.DataFrame | None, np.ndarray | None]:
+    """A team-level check's start: its result, the teams' shares (:func:`team_shares`) and their design.
+
+    The shares and design are None when the check cannot be made; the result's note then says why.
+    """
+    g = team_shares(data)
+    if g is None:
+        return (
+            kind(CASEFILE_OUTCOME, 0, 0, note="not estimable: audits at both waves are needed", quantity=TEAM_SHARE),
+            None,
+            None,
+        )
+    res = kind(CASEFILE_OUTCOME, int(g["staff"].sum()), len(g), quantity=TEAM_SHARE)
+    why = why_not_estimable(g)
+    if why:
+        res.note = why
+        return res, None, None
+    X, _ = design(g)
+    if X.shape[0] <= X.shape[1] or np.linalg.matrix_rank(X) < X.shape[1]:
+        res.note = "not estimable: too few teams for the team-level model"
+        return res, None, None
+    return res, g, X
+
+
 def casefile_randomisation_inference(data: TrialData, n_perm: int = N_PERMUTATIONS, seed: int = SEED) -> RIResult:
     """Randomisation test of the case-file outcome on the teams' shares (:func:`team_shares`).
 
@@ -325,19 +346,8 @@ def casefile_randomisation_inference(data: TrialData, n_perm: int = N_PERMUTATIO
     the GLS statistic of the scales at ``theta = 0``); p and the test-inversion
     CI as :func:`randomisation_inference`.
     """
-    g = team_shares(data)
-    if g is None:
-        return RIResult(
-            CASEFILE_OUTCOME, 0, 0, note="not estimable: audits at both waves are needed", quantity=TEAM_SHARE
-        )
-    res = RIResult(CASEFILE_OUTCOME, int(g["staff"].sum()), len(g), quantity=TEAM_SHARE)
-    why = why_not_estimable(g)
-    if why:
-        res.note = why
-        return res
-    X, _ = design(g)
-    if X.shape[0] <= X.shape[1] or np.linalg.matrix_rank(X) < X.shape[1]:
-        res.note = "not estimable: too few teams for the team-level model"
+    res, g, X = _team_level(data, RIResult)
+    if g is None or X is None:
         return res
     y = g["followup"].to_numpy(float)
     Z = np.delete(X, 1, axis=1)
@@ -364,22 +374,16 @@ def casefile_cluster_robust(data: TrialData) -> CR2Result:
     One observation per team, so CR2 by team is HC2, with the Bell-McCaffrey
     Satterthwaite df, as ``clubSandwich::coef_test(vcov = "CR2")``.
     """
-    g = team_shares(data)
-    if g is None:
-        return CR2Result(
-            CASEFILE_OUTCOME, 0, 0, note="not estimable: audits at both waves are needed", quantity=TEAM_SHARE
-        )
-    res = CR2Result(CASEFILE_OUTCOME, int(g["staff"].sum()), len(g), quantity=TEAM_SHARE)
-    why = why_not_estimable(g)
-    if why:
-        res.note = why
+    res, g, X = _team_level(data, CR2Result)
+    if g is None or X is None:
         return res
-    X, _ = design(g)
-    if X.shape[0] <= X.shape[1] or np.linalg.matrix_rank(X) < X.shape[1]:
-        res.note = "not estimable: too few teams for the team-level model"
-        return res
+    return _cr2_arm(res, g, X)
+
+
+def _cr2_arm(res: CR2Result, df: pd.DataFrame, X: np.ndarray) -> CR2Result:
+    """``res`` with the arm coefficient (column 1 of ``X``) of OLS of ``followup`` on ``X``, CR2 by team."""
     try:
-        f = cr2(g["followup"].to_numpy(float), X, g["team_id"].to_numpy(), df_for=[1])
+        f = cr2(df["followup"].to_numpy(float), X, df["team_id"].to_numpy(), df_for=[1])
     except (ValueError, np.linalg.LinAlgError) as exc:
         res.note = f"not estimable: {exc}"
         return res

@@ -332,6 +332,23 @@ def _levels(df: pd.DataFrame, col: str, order) -> tuple[list, list]:
     return kept, [lev for lev in present if lev not in kept]
 
 
+def _joint_row(base: dict, test, quantity: str, note: str) -> dict:
+    """A moderator's joint Kenward-Roger F test as a row of the frame: F, its two df and p (no SE, no CI)."""
+    return dict(
+        base,
+        estimate=test.f_stat,
+        se=np.nan,
+        df=test.ddf,
+        ndf=float(test.ndf),
+        ci_low=np.nan,
+        ci_high=np.nan,
+        p_value=test.p_value,
+        quantity=quantity,
+        kind="joint",
+        note=note,
+    )
+
+
 def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dict], pd.DataFrame]:
     """Rows (interaction and within-level effects) of one moderator model for one scale."""
     notes = []
@@ -388,22 +405,7 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
             # the moderator's joint KR F test: one interaction term, so F(1, ddf) = t^2 of the interaction
             L1 = np.zeros((1, fit.beta.size))
             L1[0, k_int] = 1.0
-            test = kenward_roger_test(fit.kenward_roger(), L1)
-            recs.append(
-                dict(
-                    base,
-                    estimate=test.f_stat,
-                    se=np.nan,
-                    df=test.ddf,
-                    ndf=float(test.ndf),
-                    ci_low=np.nan,
-                    ci_high=np.nan,
-                    p_value=test.p_value,
-                    quantity="wald_f_experience",
-                    kind="joint",
-                    note=note,
-                )
-            )
+            recs.append(_joint_row(base, kenward_roger_test(fit.kenward_roger(), L1), "wald_f_experience", note))
             grid = np.linspace(0.0, float(np.nanpercentile(df["years_qualified"], 95)), 41)
             c = np.zeros((grid.size, len(fit.beta)))
             c[:, k_t], c[:, k_int] = 1.0, grid - YEARS_CENTRE
@@ -444,22 +446,8 @@ def _one(df: pd.DataFrame, outcome: str, moderator: Moderator) -> tuple[list[dic
             # the joint KR F test of every arm-by-level term (age band: 3 numerator df with 4 bands), in its own row
             L = np.zeros((len(levels) - 1, fit.beta.size))
             L[np.arange(len(levels) - 1), np.arange(p0, p0 + len(levels) - 1)] = 1.0
-            test = kenward_roger_test(fit.kenward_roger(), L)
-            recs.append(
-                dict(
-                    base,
-                    estimate=test.f_stat,
-                    se=np.nan,
-                    df=test.ddf,
-                    ndf=float(test.ndf),
-                    ci_low=np.nan,
-                    ci_high=np.nan,
-                    p_value=test.p_value,
-                    quantity="wald_f_arm_x_la" if moderator == "la" else f"wald_f_{moderator}",
-                    kind="joint",
-                    note=note,
-                )
-            )
+            quantity = "wald_f_arm_x_la" if moderator == "la" else f"wald_f_{moderator}"
+            recs.append(_joint_row(base, kenward_roger_test(fit.kenward_roger(), L), quantity, note))
             # arm nested in levels: the arm effect within each level
             Xn = np.column_stack([np.delete(Xm, 1, axis=1), t[:, None] * D])
             fit2 = fit_random_intercept(y, Xn, teams)
