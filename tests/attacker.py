@@ -28,13 +28,18 @@ reader can download and see, never the ledger:
   * ``integer``: the team sizes behind a mean team size (harmonic or arithmetic), its
     teams and a staff count of the same outcome (every solution sharing a
     team under the threshold pins it). Its truth is not checked (the analysed
-    team sizes are not a published cell): the value reported is the pinned one.
+    team sizes are not a published cell): the value reported is the pinned one;
+  * ``cox``: the age bands by arm behind one analysed sample's Cox indexes
+    (printed to 0.001) and its staff: every whole-number table of bands by
+    arm that gives the printed indexes, for every split of the staff into
+    arms (or the split a published arm size gives); a band whose count in an
+    arm is the same in every solution and under the threshold (or withheld
+    where the characteristics table prints it) is recovered.
 
 An attacker who knows relations the truth holds by coincidence would overreach;
 this one uses only relations a reader can name (pooled versus LAs, totals), and
 decides "pinned" from published numbers only, then checks the recovered value
-against the truth. What it does not try (yet): integer solving of Cox indexes
-and differential attrition, differences of nested counts that no table prints
+against the truth. What it does not try (yet): integer solving of differential attrition, differences of nested counts that no table prints
 (staff analysed minus staff in the model), numbers in alt text and SVG text,
 the PDFs and the search index.
 """
@@ -143,6 +148,7 @@ def attack(pub: pd.DataFrame, truth: pd.DataFrame, limit: int) -> list[Success]:
     out += _rates(d, limit)
     out += _classes(d)
     out += _harmonic(d, limit)
+    out += _cox(d, limit)
     return out
 
 
@@ -212,6 +218,136 @@ def _harmonic(d: pd.DataFrame, limit: int) -> list[Success]:
         if len(smallest) == 1 and (m := next(iter(smallest))) < limit:
             how = f"{r.column} {r.value:g} of {k} teams with " + " or ".join(used)
             out.append(Success("integer", r.scope, f"{r.table} / {r.row} / smallest team", how, m, float("nan")))
+    return out
+
+
+def _cox_index(at: np.ndarray, nt: int, ac: np.ndarray, nc: int) -> np.ndarray:
+    """WWC's Cox index of ``at`` of ``nt`` against ``ac`` of ``nc`` (the handbook's ``flow._cox``), as a grid."""
+    lt = np.log(at / (nt - at))[:, None]
+    lc = np.log(ac / (nc - ac))[None, :]
+    return (1 - 3 / (4 * (nt + nc) - 9)) * (lt - lc) / 1.65
+
+
+def _band_solutions(indexes: list[float], nt: int, nc: int) -> list[set[tuple[int, int]]] | None:
+    """Per band, the (treatment, control) counts that fit its printed index and a whole table of bands.
+
+    ``indexes``: one per band, NaN where not printed (that band is free). The
+    bands' counts sum to ``nt`` and ``nc`` (at most, when a band is free).
+    None when nothing fits.
+    """
+    at, ac = np.arange(1, nt, dtype=float), np.arange(1, nc, dtype=float)
+    if not len(at) or not len(ac):
+        return None
+    cands: list[set[tuple[int, int]] | None] = []
+    for v in indexes:
+        if not math.isfinite(v):
+            cands.append(None)
+            continue
+        g = _cox_index(at, nt, ac, nc)
+        i, j = np.nonzero(np.abs(g - v) <= 0.0005 + 1e-12)
+        if not len(i):
+            return None
+        cands.append({(int(a) + 1, int(c) + 1) for a, c in zip(i, j)})
+    exact = all(c is not None for c in cands)
+    fixed = [c for c in cands if c is not None]
+
+    def reach(parts):
+        r = [{(0, 0)}]
+        for c in parts:
+            r.append({(a + x, b + y) for a, b in r[-1] for x, y in c if a + x <= nt and b + y <= nc})
+        return r
+
+    fwd, bwd = reach(fixed), reach(fixed[::-1])[::-1]
+    out = []
+    for k, c in enumerate(fixed):
+        after = bwd[k + 1]
+        keep = set()
+        for x, y in c:
+            for a, b in fwd[k]:
+                if exact:
+                    if (nt - a - x, nc - b - y) in after:
+                        keep.add((x, y))
+                        break
+                elif any(a + x + p <= nt and b + y + q <= nc for p, q in after):
+                    keep.add((x, y))
+                    break
+        if not keep:
+            return None
+        out.append(keep)
+    # back to one entry per band (a free band: None)
+    it = iter(out)
+    return [next(it) if c is not None else set() for c in cands]
+
+
+def _cox(d: pd.DataFrame, limit: int, most: int = 150) -> list[Success]:
+    """Age-band counts by arm from one analysed sample's Cox indexes and its staff (module docstring).
+
+    Every split of the sample's staff into arms is tried (up to ``most`` staff; a larger sample only with the
+    arm sizes the characteristics table prints for it); a count pinned under the threshold, or pinned to the
+    true value of a withheld characteristics cell, is a success.
+    """
+    out = []
+    be = d[(d["analysis"] == "baseline_equivalence") & d["outcome"].str.contains(":age_", regex=False)]
+    chars = d[(d["analysis"] == "baseline_characteristics") & (d["field"] == "estimate")]
+    for (scope, sample), g in be.groupby([be["scope"], be["outcome"].str.split(":").str[0]]):
+        est = g[g["field"] == "estimate"]
+        ns = g.loc[(g["field"] == "n") & g["value"].notna(), "value"]
+        if ns.empty or est["value"].notna().sum() == 0:
+            continue
+        n = int(ns.iloc[0])
+        bands = sorted(est["outcome"].str.split(":age_").str[1].unique())
+        indexes = [float(est.loc[est["outcome"] == f"{sample}:age_{b}", "value"].iloc[0]) for b in bands]
+        c = chars[(chars["scope"] == scope) & ~chars["quantity"].str.startswith("pct_")]
+        c = c[(c["outcome"] == "age_band") | ((c["outcome"] == "all") & ~c["quantity"].str.contains("not_recorded"))]
+        c = c.drop_duplicates("quantity").set_index("quantity")
+        arms = []
+        got = [c["value"].get(f"n_{a}_analysed") for a in ("treatment", "control")]
+        gone = [c["value"].get(f"n_not_recorded_{a}_analysed") for a in ("treatment", "control")]
+        if all(v is not None and math.isfinite(v) for v in [*got, *gone]):
+            t, k = int(got[0] - gone[0]), int(got[1] - gone[1])
+            if t + k == n:
+                arms = [t]
+        splits = arms if n > most else range(2, n - 1)
+        seen: list[dict[tuple[str, str], set[int]]] = []
+        for nt in splits:
+            sols = _band_solutions(indexes, nt, n - nt)
+            if sols is None:
+                continue
+            per: dict[tuple[str, str], set[int]] = {}
+            for b, s in zip(bands, sols):
+                if s:
+                    per[(b, "treatment")] = {x for x, _ in s}
+                    per[(b, "control")] = {y for _, y in s}
+            seen.append(per)
+        if not seen:
+            continue
+        # the truth of a band count is a published cell only for the sample the characteristics table describes:
+        # the one whose true indexes its true band counts give
+        mine = True
+        for b, v in zip(bands, est.set_index("outcome")["truth"].reindex([f"{sample}:age_{b}" for b in bands])):
+            x = [c["truth"].get(f"n_{b}_{a}_analysed") if "truth" in c else None for a in ("treatment", "control")]
+            nt_, nc_ = (
+                sum(c["truth"].get(f"n_{bb}_{a}_analysed", np.nan) for bb in bands) for a in ("treatment", "control")
+            )
+            if any(y is None or not math.isfinite(y) for y in x) or not (0 < x[0] < nt_ and 0 < x[1] < nc_):
+                mine = mine and not math.isfinite(v)
+                continue
+            mine = mine and math.isclose(
+                float(_cox_index(np.array([x[0]]), int(nt_), np.array([x[1]]), int(nc_))[0, 0]), v, abs_tol=6e-4
+            )
+        for cell in seen[0]:
+            vals = set().union(*(p.get(cell, {-1}) for p in seen))
+            if len(vals) != 1:
+                continue
+            v = next(iter(vals))
+            band, arm = cell
+            truth = c["truth"].get(f"n_{band}_{arm}_analysed") if "truth" in c and mine else None
+            sym = c["symbol"].get(f"n_{band}_{arm}_analysed")
+            withheld = sym == "[c]" and truth is not None and math.isclose(truth, v)
+            if v < limit or withheld:
+                used = f"{len(indexes)} Cox indexes of {sample} with {n} staff ({len(seen)} arm split(s) fit)"
+                t = float(truth) if truth is not None and truth == truth else float("nan")
+                out.append(Success("cox", scope, f"{sample} / age {band} / {arm}", used, v, t))
     return out
 
 

@@ -20,9 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from attacker import _harmonic, attack, harvest, stage_pair
+from attacker import _cox, _cox_index, _harmonic, attack, harvest, stage_pair
 from conftest import read, write
 
 from isafe_helpers.data.synth import generate
@@ -108,6 +109,13 @@ def test_no_team_size_follows_from_the_mean_team_size(attacked):
     assert _of(attacked, "integer") == []
 
 
+def test_no_age_band_by_arm_follows_from_the_cox_indexes(attacked):
+    """A Cox index rests on its band's staff in each arm and the rest of each arm (Table.rests): with the arm
+    sizes, a sample's four indexes gave back the whole band-by-arm table (bundled LA03: 2, 7, 5, 4 and 3, 11,
+    13, 4), so an index is withheld when any of its cells is small or withheld."""
+    assert _of(attacked, "cox") == []
+
+
 long = pytest.mark.skipif(
     os.environ.get("ISAFE_ATTACKER_LONG") != "1", reason="the attacker's long profile: ISAFE_ATTACKER_LONG=1"
 )
@@ -147,3 +155,39 @@ def test_the_integer_attack_pins_a_team_behind_a_harmonic_mean_but_not_behind_a_
     assert _harmonic(_team_size_row("Staff per analysed team (mean)", 7.3, 3, 22), 10) == []
     # a mean says only staff / teams: under 2 per team, some team has one member whoever it is
     assert [s.recovered for s in _harmonic(_team_size_row("Staff per analysed team (mean)", 1.7, 3, 5), 10)] == [1]
+
+
+def _cox_rows(table: dict[str, tuple[int, int]], printed: set[str]) -> pd.DataFrame:
+    """A sample's age-band Cox indexes as the published-numbers CSV prints them (``printed`` bands shown)."""
+    nt, nc = (sum(v[i] for v in table.values()) for i in (0, 1))
+    rows = []
+    for band, (t, c) in table.items():
+        v = float(_cox_index(np.array([t], float), nt, np.array([c], float), nc)[0, 0])
+        for fld, x in (("estimate", round(v, 3)), ("n", float(nt + nc))):
+            shown = band in printed
+            rows.append(
+                dict(
+                    scope="LA03",
+                    analysis="baseline_equivalence",
+                    outcome=f"confidence:age_{band}",
+                    quantity="standardised_difference",
+                    field=fld,
+                    value=x if shown or fld == "n" else np.nan,
+                    symbol="" if shown or fld == "n" else "[c]",
+                    truth=x,
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def test_the_cox_attack_pins_a_band_table_from_four_indexes_but_not_from_two():
+    """The attack is honest: bundled LA03's analysed table (before issue 22's fix) is pinned from its four
+    printed indexes and 49 staff alone, every split into arms tried. As the book now prints them (only the
+    indexes whose four cells are publishable, so at least two bands withheld), the small bands stay hidden."""
+    table = {"under_30": (2, 3), "30_39": (7, 11), "40_49": (5, 13), "50_plus": (4, 4)}
+    found = {(s.cell, s.recovered) for s in _cox(_cox_rows(table, set(table)), LIMIT)}
+    assert ("confidence / age under_30 / treatment", 2) in found
+    assert ("confidence / age 50_plus / control", 4) in found
+    larger = {"under_30": (2, 3), "30_39": (17, 21), "40_49": (15, 23), "50_plus": (4, 4)}
+    assert {s.cell for s in _cox(_cox_rows(larger, set(larger)), LIMIT)} >= {"confidence / age under_30 / control"}
+    assert _cox(_cox_rows(larger, {"30_39", "40_49"}), LIMIT) == []

@@ -631,9 +631,18 @@ def verdict(d: float, adjusted: bool) -> str:
 
 @dataclass
 class BaselineEquivalence(Result):
-    """Standardised baseline differences; ``frame`` one row per variable and sample."""
+    """Standardised baseline differences; ``frame`` one row per variable and sample.
+
+    An age band's row also holds its four cells (``band_t``, ``known_t``:
+    the band's staff and the staff with an age band recorded, intervention;
+    ``band_c``, ``known_c``: control): the Cox index rests on them, and with
+    the arm sizes a sample's band indexes give back the whole band-by-arm
+    table, so the book withholds an index whose cells are small or withheld
+    (:meth:`table`, ``Table.rests``; issue 22).
+    """
 
     frame: pd.DataFrame
+    las: list[str] = field(default_factory=list)
 
     def rows(self) -> list[dict]:
         return [
@@ -654,6 +663,7 @@ class BaselineEquivalence(Result):
         t = self.frame.assign(
             sample=[label(s) for s in self.frame["sample"]], variable=[label(v) for v in self.frame["variable"]]
         )
+        rests, keys, relations = self._rests()
         return Table(
             t[["sample", "variable", "n", "difference", "verdict"]],
             [
@@ -671,6 +681,9 @@ class BaselineEquivalence(Result):
                 ]
                 for col, fld in (("n", "n"), ("difference", "estimate"))
             },
+            rests=rests,
+            keys=keys,
+            relations=relations,
             notes=[
                 "Standardised difference: intervention minus control at baseline, Hedges' g on the pooled SD "
                 "(continuous) or the Cox index (binary: an age band), in the outcome's analysed sample.",
@@ -679,6 +692,50 @@ class BaselineEquivalence(Result):
                 "satisfied. Other characteristics are described, not judged.",
             ],
         )
+
+    def _rests(self) -> tuple[dict, dict, list]:
+        """What each age band's Cox index rests on (``Table.rests``), the keys of its ``Staff`` cell, and how the
+        counts add up.
+
+        An index rests on its band's staff in each arm, the rest of each arm
+        (a value: withheld when small) and each arm's staff with a band
+        recorded; the ``Staff`` cell of an age band's row counts those with a
+        band recorded in both arms. The relations: each arm's recorded staff
+        are its bands' (a breakdown) and, with those not recorded, its
+        analysed staff; the ``Staff`` cell is the two arms' recorded staff.
+        For the primary analysis sample these are the baseline
+        characteristics table's counts, so what one withholds the other does.
+        """
+        if not self.las or "band_t" not in self.frame:
+            return {}, {}, []
+        cells: list[list[tuple[str | None, float]]] = []
+        n_keys: list[str | None] = []
+        relations: list[tuple[str, tuple[str, ...], str]] = []
+        seen: set[str] = set()
+        for r in self.frame.itertuples():
+            band = str(r.variable).removeprefix("age_")
+            if r.kind != "binary" or band not in AGE_BANDS or not (np.isfinite(r.known_t) and np.isfinite(r.known_c)):
+                cells.append([])
+                n_keys.append(None)
+                continue
+
+            def k(arm: str | None, lev: str, sample: str = str(r.sample)) -> str:
+                return K.key(self.las, "staff", arm=arm, analysed=sample, age_band=lev)
+
+            row: list[tuple[str | None, float]] = []
+            for arm, x, n in (("treatment", r.band_t, r.known_t), ("control", r.band_c, r.known_c)):
+                row += [(k(arm, band), float(x)), (None, float(n - x)), (k(arm, "recorded"), float(n))]
+            cells.append(row)
+            n_keys.append(k(None, "recorded"))
+            if r.sample not in seen:
+                seen.add(str(r.sample))
+                relations.append((k(None, "recorded"), (k("treatment", "recorded"), k("control", "recorded")), "sum"))
+                for arm in ("treatment", "control"):
+                    relations.append((k(arm, "recorded"), tuple(k(arm, b) for b in AGE_BANDS), "breakdown"))
+                    relations.append(
+                        (K.analysed(self.las, str(r.sample), arm), (k(arm, "recorded"), k(arm, "not_recorded")), "sum")
+                    )
+        return {"difference": cells}, {"n": n_keys}, relations
 
 
 def baseline_equivalence(data: TrialData) -> BaselineEquivalence:
@@ -703,6 +760,7 @@ def baseline_equivalence(data: TrialData) -> BaselineEquivalence:
             m = np.ones(len(x), bool) if mask is None else mask
             xt, xc = x[t.to_numpy() & m], x[c.to_numpy() & m]
             d = _hedges(xt, xc) if kind == "continuous" else _cox(xt, xc)
+            binary = kind == "binary"
             recs.append(
                 dict(
                     sample=scale,
@@ -711,6 +769,10 @@ def baseline_equivalence(data: TrialData) -> BaselineEquivalence:
                     n=int(m.sum()),
                     difference=d,
                     verdict=verdict(d, adjusted=True) if domain else DESCRIBED,
+                    band_t=float(xt.sum()) if binary else np.nan,
+                    known_t=float(len(xt)) if binary else np.nan,
+                    band_c=float(xc.sum()) if binary else np.nan,
+                    known_c=float(len(xc)) if binary else np.nan,
                 )
             )
 
@@ -735,4 +797,4 @@ def baseline_equivalence(data: TrialData) -> BaselineEquivalence:
                 verdict=verdict(d, True),
             )
         )
-    return BaselineEquivalence(pd.DataFrame(recs))
+    return BaselineEquivalence(pd.DataFrame(recs), list(data.las))

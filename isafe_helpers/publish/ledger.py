@@ -22,7 +22,8 @@ cannot be recovered from another.
    count; a null-space test finds no suppressed count fixed by the
    relations together; and linear programming (counts are not negative)
    finds none pinned to within one person. Which count goes next is a
-   choice of cost: a count published in one place goes before one that
+   choice of cost: a count no table prints (one a statistic rests on) goes
+   first, then a count published in one place before one that
    several pages use (a headline count, such as the staff reached), and a
    smaller one before a larger; for a count the relations fix, the cheapest
    one count, or failing that two counts near it, whose suppression leaves
@@ -101,13 +102,16 @@ class Ledger:
         self.relations: list[Relation] = []
         self.exempt: set[str] = set()
         self.uses: dict[str, int] = defaultdict(int)
+        #: counts printed somewhere (a table's people cell, or one a percentage gives back); the others are only
+        #: what a statistic rests on (``Table.rests``), cheaper to suppress: that withholds a statistic, not a count
+        self.shown: set[str] = set()
         self._rel_seen: set[tuple] = set()
         #: the first key registered under each (LAs, row, column label): the same count printed by two tables
         self._labels: dict[tuple, str] = {}
 
     # ------------------------------------------------------------------ input
-    def add(self, key: str, value: float, where: str, exempt: bool = False) -> None:
-        """Register one published count under ``key``."""
+    def add(self, key: str, value: float, where: str, exempt: bool = False, shown: bool = True) -> None:
+        """Register one published count under ``key`` (``shown=False``: one a statistic rests on, not printed)."""
         v = float(value)
         old = self.values.get(key)
         if old is not None and not math.isclose(old, v, abs_tol=1e-9):
@@ -115,6 +119,8 @@ class Ledger:
         if old is None:
             self.values[key], self.where[key] = v, where
         self.uses[key] += 1
+        if shown:
+            self.shown.add(key)
         if exempt:
             self.exempt.add(key)
 
@@ -228,6 +234,14 @@ class Ledger:
             # a sum found by value with a zero part (12 = 12 + 0) is a coincidence, not arithmetic a reader can use
             elif all(self.values[c] != 0 for c in cells[1:]):
                 self.relate(cells[0], cells[1:])
+        for col, rows in getattr(
+            table, "rests", {}
+        ).items():  # counts a statistic rests on that the table does not show
+            for i, cells in enumerate(rows):
+                for j, (k, v) in enumerate(cells):
+                    if k is not None:
+                        self.add(k, v, where, shown=False)
+                        keys[(i, f"{col}#rests{j}")] = k
         for total, parts, kind in table.relations:
             self.relate(total, parts, kind)
         return keys
@@ -351,11 +365,13 @@ class Ledger:
         free = [c for c in r.parts if c not in supp and c not in self.exempt]
         if not free and r.total not in supp and r.total not in self.exempt:
             free = [r.total]
-        return min(free, key=lambda c: (self.uses[c] > 1, self.values[c], c)) if free else None
+        return min(free, key=self._cost) if free else None
 
     def _cost(self, c: str) -> tuple:
-        """What suppressing a count costs: one published in several places (a headline count) first, then its size."""
-        return (self.uses[c] > 1, self.values[c], c)
+        """What suppressing a count costs: one only a statistic rests on first (it withholds the statistic, not a
+        printed count), then one published in one place before one published in several (a headline count), then
+        its size."""
+        return (c in self.shown, self.uses[c] > 1, self.values[c], c)
 
     def _breaker(
         self, comp: list[Relation], supp: set[str], k: str, singles_of: int = 40, pairs_of: int = 12

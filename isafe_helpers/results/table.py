@@ -103,6 +103,13 @@ class Table:
     facts: Mapping[str, Sequence[FactKey | None]] = field(default_factory=dict)
     #: per ``view`` column, per row, the address of the table the cell comes from (None: no link)
     links: Mapping[str, Sequence[str | None]] = field(default_factory=dict)
+    #: per statistic column, per row, the counts it rests on that no column of the table shows, as
+    #: ``(ledger key, count)`` pairs: registered in the ledger (with ``relations`` naming how they add up), and
+    #: the statistic is withheld when any of them is under the threshold or suppressed (a pair keyed None is a
+    #: value only: withheld when under the threshold). A Cox index rests on its four cells (a band's staff in
+    #: each arm, and the rest of each arm): with the arm sizes, the indexes of a sample's age bands give back the
+    #: whole band-by-arm table (issue 22)
+    rests: Mapping[str, Sequence[Sequence[tuple[str | None, float]]]] = field(default_factory=dict)
 
     def col(self, key: str) -> Col:
         for c in self.columns:
