@@ -34,12 +34,20 @@ reader can download and see, never the ledger:
     arm that gives the printed indexes, for every split of the staff into
     arms (or the split a published arm size gives); a band whose count in an
     arm is the same in every solution and under the threshold (or withheld
-    where the characteristics table prints it) is recovered.
+    where the characteristics table prints it) is recovered;
+  * ``attrition``: an outcome's staff differential attrition (printed to 0.1
+    percentage points) with its staff randomised and analysed and the staff
+    randomised by arm (the trial flow): every whole number of staff lost in
+    each arm that gives it; when one fits, the arms' analysed staff are
+    pinned, and one under the threshold is recovered (its truth is checked
+    where the headline table prints it). The staff not analysed follow from
+    the analysed by arm and the randomised by arm, counts CONSORT asks for
+    (the trial flow and the headline print them), so they are not a target.
 
 An attacker who knows relations the truth holds by coincidence would overreach;
 this one uses only relations a reader can name (pooled versus LAs, totals), and
 decides "pinned" from published numbers only, then checks the recovered value
-against the truth. What it does not try (yet): integer solving of differential attrition, differences of nested counts that no table prints
+against the truth. What it does not try (yet): differences of nested counts that no table prints
 (staff analysed minus staff in the model), numbers in alt text and SVG text,
 the PDFs and the search index.
 """
@@ -149,7 +157,56 @@ def attack(pub: pd.DataFrame, truth: pd.DataFrame, limit: int) -> list[Success]:
     out += _classes(d)
     out += _harmonic(d, limit)
     out += _cox(d, limit)
+    out += _attrition(d, limit)
     return out
+
+
+def _attrition(d: pd.DataFrame, limit: int) -> list[Success]:
+    """The arms' analysed staff of an outcome from its differential attrition (module docstring)."""
+    out = []
+    shown = d[d["value"].notna()]
+    truth = d[d["analysis"] == "primary"]
+    for scope, g in shown.groupby("scope"):
+        flow = g[(g["analysis"] == "trial_flow") & (g["quantity"] == "staff")].drop_duplicates("outcome")
+        flow = flow.set_index("outcome")["value"]
+        if not {"allocated_treatment", "allocated_control"} <= set(flow.index):
+            continue
+        rt, rc = int(flow["allocated_treatment"]), int(flow["allocated_control"])
+        printed = {flow.get("analysed_treatment"), flow.get("analysed_control")}
+        att = g[(g["analysis"] == "attrition") & g["outcome"].str.endswith(":participants")]
+        for o, a in att.groupby("outcome"):
+            get = a.drop_duplicates(["quantity", "field"]).set_index(["quantity", "field"])["value"]
+            diff = get.get(("differential_attrition_pct", "estimate"))
+            big_r, big_a = get.get(("overall_attrition_pct", "n")), get.get(("analysed", "estimate"))
+            if diff is None or big_r is None or big_a is None or int(big_r) != rt + rc:
+                continue
+            lost = int(big_r - big_a)
+            fits = [
+                lt
+                for lt in range(max(0, lost - rc), min(lost, rt) + 1)
+                if abs(abs(100 * lt / rt - 100 * (lost - lt) / rc) - diff) <= 0.05 + 1e-9
+            ]
+            if len(fits) != 1:
+                continue
+            lt = fits[0]
+            at, ac = rt - lt, rc - (lost - lt)
+            if {at, ac} <= printed:  # the trial flow's own sample: CONSORT prints its counts by arm
+                continue
+            used = f"differential {diff:g} pp with {int(big_r)} randomised ({rt}, {rc}) and {int(big_a)} analysed"
+            outcome = o.removesuffix(":participants")
+            for arm, v in (("treatment", at), ("control", ac)):
+                head = truth[(truth["scope"] == scope) & (truth["quantity"] == f"analysed_{arm}")]
+                head = head[head["row"].map(lambda r, o=outcome: r.lower().startswith(_label(d, o)))]
+                t = float(head["truth"].iloc[0]) if len(head) else float("nan")
+                if 0 < v < limit:
+                    out.append(Success("attrition", str(scope), f"{outcome} / analysed, {arm}", used, v, t))
+    return out
+
+
+def _label(d: pd.DataFrame, outcome: str) -> str:
+    """An outcome's row label, lower case and without "(primary)", as the attrition table prints it."""
+    rows = d.loc[d["outcome"] == f"{outcome}:participants", "row"]
+    return rows.iloc[0].lower().removesuffix(" (primary)") if len(rows) else outcome
 
 
 def _partitions(total: int, parts: int, lo: float, hi: float, least: int = 1, cap: int = 200_000):

@@ -164,7 +164,9 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
                 if rests:
                     for j, (rk, rv) in enumerate(rests[i]):
                         k = keys.get((i, f"{c.key}#rests{j}"))
+                        # a count CONSORT publishes whatever its size (the trial flow's) withholds nothing
                         gone = rv < plan.limit if rk is None else (k is None or plan.small(k) or plan.hidden(k))
+                        gone = gone and k not in plan.exempt
                         withheld = withheld or gone
                 if c.reveals:
                     withheld = withheld or plan.hidden(keys.get((i, c.reveals)))
