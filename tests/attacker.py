@@ -29,12 +29,14 @@ reader can download and see, never the ledger:
     teams and a staff count of the same outcome (every solution sharing a
     team under the threshold pins it). Its truth is not checked (the analysed
     team sizes are not a published cell): the value reported is the pinned one;
-  * ``cox``: the age bands by arm behind one analysed sample's Cox indexes
-    (printed to 0.001) and its staff: every whole-number table of bands by
-    arm that gives the printed indexes, for every split of the staff into
-    arms (or the split a published arm size gives); a band whose count in an
-    arm is the same in every solution and under the threshold (or withheld
-    where the characteristics table prints it) is recovered;
+  * ``cox``: the age bands by arm behind one sample's Cox indexes (printed
+    to 0.001; each analysed sample's, and the baseline report's randomised
+    staff) and its staff: every whole-number table of bands by arm that
+    gives the printed indexes, for the split into arms the published counts
+    give (or every split); a band not printed takes what the others leave
+    when it is the only one; a band whose count in an arm is the same in
+    every solution and under the threshold (or withheld where the
+    characteristics table prints it) is recovered;
   * ``attrition``: an outcome's staff differential attrition (printed to 0.1
     percentage points) with its staff randomised and analysed and the staff
     randomised by arm (the trial flow): every whole number of staff lost in
@@ -172,7 +174,7 @@ def _attrition(d: pd.DataFrame, limit: int) -> list[Success]:
         if not {"allocated_treatment", "allocated_control"} <= set(flow.index):
             continue
         rt, rc = int(flow["allocated_treatment"]), int(flow["allocated_control"])
-        printed = {flow.get("analysed_treatment"), flow.get("analysed_control")}
+        printed = (flow.get("analysed_treatment"), flow.get("analysed_control"))
         att = g[(g["analysis"] == "attrition") & g["outcome"].str.endswith(":participants")]
         for o, a in att.groupby("outcome"):
             get = a.drop_duplicates(["quantity", "field"]).set_index(["quantity", "field"])["value"]
@@ -190,7 +192,7 @@ def _attrition(d: pd.DataFrame, limit: int) -> list[Success]:
                 continue
             lt = fits[0]
             at, ac = rt - lt, rc - (lost - lt)
-            if {at, ac} <= printed:  # the trial flow's own sample: CONSORT prints its counts by arm
+            if (at, ac) == printed:  # the trial flow's own sample: CONSORT prints its counts by arm
                 continue
             used = f"differential {diff:g} pp with {int(big_r)} randomised ({rt}, {rc}) and {int(big_a)} analysed"
             outcome = o.removesuffix(":participants")
@@ -305,7 +307,7 @@ def _band_solutions(indexes: list[float], nt: int, nc: int) -> list[set[tuple[in
         if not len(i):
             return None
         cands.append({(int(a) + 1, int(c) + 1) for a, c in zip(i, j)})
-    exact = all(c is not None for c in cands)
+    exact = all(c is not None for c in cands)  # else a band not printed takes what the others leave
     fixed = [c for c in cands if c is not None]
 
     def reach(parts):
@@ -331,40 +333,69 @@ def _band_solutions(indexes: list[float], nt: int, nc: int) -> list[set[tuple[in
         if not keep:
             return None
         out.append(keep)
-    # back to one entry per band (a free band: None)
+    # one band not printed: it is what the printed ones leave of each arm
+    left = {(nt - a, nc - b) for a, b in fwd[-1]} if len(fixed) == len(cands) - 1 else set()
+    # back to one entry per band (a free band: its leftovers when it is the only one, else nothing)
     it = iter(out)
-    return [next(it) if c is not None else set() for c in cands]
+    return [next(it) if c is not None else left for c in cands]
 
 
-def _cox(d: pd.DataFrame, limit: int, most: int = 150) -> list[Success]:
-    """Age-band counts by arm from one analysed sample's Cox indexes and its staff (module docstring).
-
-    Every split of the sample's staff into arms is tried (up to ``most`` staff; a larger sample only with the
-    arm sizes the characteristics table prints for it); a count pinned under the threshold, or pinned to the
-    true value of a withheld characteristics cell, is a success.
-    """
-    out = []
-    be = d[(d["analysis"] == "baseline_equivalence") & d["outcome"].str.contains(":age_", regex=False)]
+def _cox_samples(d: pd.DataFrame):
+    """Each sample whose age bands' Cox indexes are printed: (scope, sample, suffix, bands, indexes, truths, n,
+    arms), ``suffix`` naming the characteristics table's cells of the sample (``analysed`` or ``randomised``),
+    ``arms`` the intervention staff with a band recorded when printed counts give them (else None)."""
     chars = d[(d["analysis"] == "baseline_characteristics") & (d["field"] == "estimate")]
+    be = d[(d["analysis"] == "baseline_equivalence") & d["outcome"].str.contains(":age_", regex=False)]
     for (scope, sample), g in be.groupby([be["scope"], be["outcome"].str.split(":").str[0]]):
-        est = g[g["field"] == "estimate"]
+        est = g[g["field"] == "estimate"].drop_duplicates("outcome")
         ns = g.loc[(g["field"] == "n") & g["value"].notna(), "value"]
         if ns.empty or est["value"].notna().sum() == 0:
             continue
-        n = int(ns.iloc[0])
-        bands = sorted(est["outcome"].str.split(":age_").str[1].unique())
-        indexes = [float(est.loc[est["outcome"] == f"{sample}:age_{b}", "value"].iloc[0]) for b in bands]
-        c = chars[(chars["scope"] == scope) & ~chars["quantity"].str.startswith("pct_")]
-        c = c[(c["outcome"] == "age_band") | ((c["outcome"] == "all") & ~c["quantity"].str.contains("not_recorded"))]
-        c = c.drop_duplicates("quantity").set_index("quantity")
-        arms = []
-        got = [c["value"].get(f"n_{a}_analysed") for a in ("treatment", "control")]
-        gone = [c["value"].get(f"n_not_recorded_{a}_analysed") for a in ("treatment", "control")]
-        if all(v is not None and math.isfinite(v) for v in [*got, *gone]):
-            t, k = int(got[0] - gone[0]), int(got[1] - gone[1])
-            if t + k == n:
-                arms = [t]
-        splits = arms if n > most else range(2, n - 1)
+        c = chars[(chars["scope"] == scope) & chars["quantity"].str.endswith("_analysed")]
+        c = c[(c["outcome"] == "age_band") | (c["outcome"] == "all")].drop_duplicates("quantity")
+        c = c.set_index("quantity")["value"]
+        got = [c.get(f"n_{a}_analysed") for a in ("treatment", "control")]
+        gone = [c.get(f"n_not_recorded_{a}_analysed") for a in ("treatment", "control")]
+        n, arms = int(ns.iloc[0]), None
+        known = all(v is not None and math.isfinite(v) for v in [*got, *gone])
+        if known and got[0] - gone[0] + got[1] - gone[1] == n:
+            arms = int(got[0] - gone[0])
+        bands = sorted(est["outcome"].str.split(":age_").str[1])
+        e = est.set_index("outcome")
+        indexes = [float(e.at[f"{sample}:age_{b}", "value"]) for b in bands]
+        truths = [float(e.at[f"{sample}:age_{b}", "truth"]) for b in bands]
+        yield scope, sample, "analysed", bands, indexes, truths, n, arms
+    # the baseline report's balance table: the randomised staff, each arm's printed beside the index
+    bb = d[(d["analysis"] == "baseline_balance") & d["outcome"].str.startswith("age_") & (d["field"] == "estimate")]
+    desc = d[(d["analysis"] == "descriptives") & d["outcome"].str.startswith("age_") & d["value"].notna()]
+    for scope, g in bb.groupby("scope"):
+        est = g.drop_duplicates("outcome").set_index("outcome")
+        if est["value"].notna().sum() == 0:
+            continue
+        bands = sorted(o.removeprefix("age_") for o in est.index)
+        dd = desc[desc["scope"] == scope].drop_duplicates(["outcome", "quantity"])
+        t = dd.loc[dd["quantity"] == "n_baseline_treatment", "value"]
+        k = dd.loc[dd["quantity"] == "n_baseline_control", "value"]
+        if t.empty or k.empty:
+            continue
+        indexes = [float(est.at[f"age_{b}", "value"]) for b in bands]
+        truths = [float(est.at[f"age_{b}", "truth"]) for b in bands]
+        yield scope, "randomised", "randomised", bands, indexes, truths, int(t.iloc[0] + k.iloc[0]), int(t.iloc[0])
+
+
+def _cox(d: pd.DataFrame, limit: int, most: int = 150) -> list[Success]:
+    """Age-band counts by arm from one sample's Cox indexes and its staff (module docstring).
+
+    The samples: each analysed sample (baseline-equivalence table) and the randomised staff (the baseline
+    report's balance table). With the arms' staff printed (the characteristics or balance table), that split
+    alone; otherwise every split of the sample's staff into arms (up to ``most`` staff). A band not printed
+    takes what the printed ones leave when it is the only one. A count pinned under the threshold, or pinned
+    to the true value of a withheld characteristics cell, is a success.
+    """
+    out = []
+    chars = d[(d["analysis"] == "baseline_characteristics") & (d["field"] == "estimate")]
+    for scope, sample, suffix, bands, indexes, truths, n, arms in _cox_samples(d):
+        splits = [arms] if arms is not None else (range(2, n - 1) if n <= most else [])
         seen: list[dict[tuple[str, str], set[int]]] = []
         for nt in splits:
             sols = _band_solutions(indexes, nt, n - nt)
@@ -378,30 +409,33 @@ def _cox(d: pd.DataFrame, limit: int, most: int = 150) -> list[Success]:
             seen.append(per)
         if not seen:
             continue
+        c = chars[(chars["scope"] == scope) & (chars["outcome"] == "age_band")].drop_duplicates("quantity")
+        c = c.set_index("quantity")
+
+        def cell(b: str, a: str, what: str = "truth", c=c, suffix=suffix):
+            return c[what].get(f"n_{b}_{a}_{suffix}") if what in c else None
+
         # the truth of a band count is a published cell only for the sample the characteristics table describes:
         # the one whose true indexes its true band counts give
         mine = True
-        for b, v in zip(bands, est.set_index("outcome")["truth"].reindex([f"{sample}:age_{b}" for b in bands])):
-            x = [c["truth"].get(f"n_{b}_{a}_analysed") if "truth" in c else None for a in ("treatment", "control")]
-            nt_, nc_ = (
-                sum(c["truth"].get(f"n_{bb}_{a}_analysed", np.nan) for bb in bands) for a in ("treatment", "control")
-            )
+        nt_, nc_ = (sum(cell(b, a) or 0 for b in bands) for a in ("treatment", "control"))
+        for b, v in zip(bands, truths):
+            x = [cell(b, a) for a in ("treatment", "control")]
             if any(y is None or not math.isfinite(y) for y in x) or not (0 < x[0] < nt_ and 0 < x[1] < nc_):
                 mine = mine and not math.isfinite(v)
                 continue
             mine = mine and math.isclose(
                 float(_cox_index(np.array([x[0]]), int(nt_), np.array([x[1]]), int(nc_))[0, 0]), v, abs_tol=6e-4
             )
-        for cell in seen[0]:
-            vals = set().union(*(p.get(cell, {-1}) for p in seen))
+        for key in seen[0]:
+            vals = set().union(*(p.get(key, {-1}) for p in seen))
             if len(vals) != 1:
                 continue
             v = next(iter(vals))
-            band, arm = cell
-            truth = c["truth"].get(f"n_{band}_{arm}_analysed") if "truth" in c and mine else None
-            sym = c["symbol"].get(f"n_{band}_{arm}_analysed")
-            withheld = sym == "[c]" and truth is not None and math.isclose(truth, v)
-            if v < limit or withheld:
+            band, arm = key
+            truth = cell(band, arm) if mine else None
+            withheld = cell(band, arm, "symbol") == "[c]" and truth is not None and math.isclose(truth, v)
+            if 0 < v < limit or withheld:
                 used = f"{len(indexes)} Cox indexes of {sample} with {n} staff ({len(seen)} arm split(s) fit)"
                 t = float(truth) if truth is not None and truth == truth else float("nan")
                 out.append(Success("cox", scope, f"{sample} / age {band} / {arm}", used, v, t))

@@ -74,7 +74,16 @@ def run_and_attack(root: Path, work: Path):
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     published, truth = stage_pair(results, work)
-    return attack(harvest(published), harvest(truth), LIMIT)
+    pub = harvest(published)
+    return Attacked(attack(pub, harvest(truth), LIMIT), pub)
+
+
+class Attacked(list):
+    """What the attacker recovered, with the published cells it read (``pub``)."""
+
+    def __init__(self, found, pub: pd.DataFrame):
+        super().__init__(found)
+        self.pub = pub
 
 
 @pytest.fixture(scope="session")
@@ -114,13 +123,33 @@ def test_no_age_band_by_arm_follows_from_the_cox_indexes(attacked):
     sizes, a sample's four indexes gave back the whole band-by-arm table (bundled LA03: 2, 7, 5, 4 and 3, 11,
     13, 4), so an index is withheld when any of its cells is small or withheld."""
     assert _of(attacked, "cox") == []
+    # not vacuous: the root prints age-band indexes (the pooled trial's bands are large enough)
+    pub = attacked.pub
+    ages = pub[pub["analysis"].isin(["baseline_equivalence"]) & pub["outcome"].str.contains(":age_", regex=False)]
+    assert ages.loc[ages["field"] == "estimate", "value"].notna().any()
 
 
 def test_no_arm_follows_from_the_differential_attrition(attacked):
     """A differential attrition to 0.1 pp, with the staff randomised by arm and analysed in all, has one
-    whole-number solution for the arms' analysed staff: it is withheld when either arm's analysed or lost
-    staff are few (the trial flow's own sample excepted: CONSORT prints its counts by arm)."""
+    whole-number solution for the arms' analysed staff: it is withheld when either arm's analysed staff are
+    few or withheld (the trial flow's own sample excepted: CONSORT prints its counts by arm)."""
     assert _of(attacked, "attrition") == []
+
+
+def test_the_baseline_report_gives_no_age_band_by_arm_from_its_balance_table(tmp_path):
+    """Before follow-up the book is the baseline report: its balance table prints each age band's Cox index
+    beside the arms' staff with a band recorded, which pinned the randomised band-by-arm table. Attacked on the
+    CI root with every follow-up row dropped."""
+    root = adversarial_root(tmp_path / "root", seed=11)
+    for la in ("LA01", "LA02", "LA03"):
+        for name in ("survey.csv", "casefile_audit.csv"):
+            df = read(root, f"{la}/{name}")
+            write(root, f"{la}/{name}", df[df["wave"] != "followup"])
+    found = run_and_attack(root, tmp_path)
+    assert [str(s) for s in found] == []
+    pub = found.pub
+    ages = pub[(pub["analysis"] == "baseline_balance") & pub["outcome"].str.startswith("age_")]
+    assert len(ages), "the baseline report prints its balance table"
 
 
 long = pytest.mark.skipif(
@@ -164,10 +193,25 @@ def test_the_integer_attack_pins_a_team_behind_a_harmonic_mean_but_not_behind_a_
     assert [s.recovered for s in _harmonic(_team_size_row("Staff per analysed team (mean)", 1.7, 3, 5), 10)] == [1]
 
 
-def _cox_rows(table: dict[str, tuple[int, int]], printed: set[str]) -> pd.DataFrame:
-    """A sample's age-band Cox indexes as the published-numbers CSV prints them (``printed`` bands shown)."""
+def _cox_rows(table: dict[str, tuple[int, int]], printed: set[str], arms: bool = False) -> pd.DataFrame:
+    """A sample's age-band Cox indexes as the published-numbers CSV prints them (``printed`` bands shown), and
+    with ``arms`` the characteristics table's analysed staff by arm (none without a band)."""
     nt, nc = (sum(v[i] for v in table.values()) for i in (0, 1))
     rows = []
+    for arm, n in (("treatment", nt), ("control", nc)) if arms else ():
+        for outcome, q, v in (("all", f"n_{arm}_analysed", n), ("age_band", f"n_not_recorded_{arm}_analysed", 0)):
+            rows.append(
+                dict(
+                    scope="LA03",
+                    analysis="baseline_characteristics",
+                    outcome=outcome,
+                    quantity=q,
+                    field="estimate",
+                    value=float(v),
+                    symbol="",
+                    truth=float(v),
+                )
+            )
     for band, (t, c) in table.items():
         v = float(_cox_index(np.array([t], float), nt, np.array([c], float), nc)[0, 0])
         for fld, x in (("estimate", round(v, 3)), ("n", float(nt + nc))):
@@ -198,3 +242,6 @@ def test_the_cox_attack_pins_a_band_table_from_four_indexes_but_not_from_two():
     larger = {"under_30": (2, 3), "30_39": (17, 21), "40_49": (15, 23), "50_plus": (4, 4)}
     assert {s.cell for s in _cox(_cox_rows(larger, set(larger)), LIMIT)} >= {"confidence / age under_30 / control"}
     assert _cox(_cox_rows(larger, {"30_39", "40_49"}), LIMIT) == []
+    # one band withheld alone is what the printed ones leave: the ledger withholds two bands of an arm together
+    found = {(s.cell, s.recovered) for s in _cox(_cox_rows(table, {"under_30", "30_39", "40_49"}, True), LIMIT)}
+    assert ("confidence / age 50_plus / treatment", 4) in found

@@ -35,7 +35,7 @@ Choices, written down:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -45,8 +45,9 @@ from isafe_helpers.data.followup import NO_FOLLOWUP, awaits_followup
 from isafe_helpers.data.frames import with_arm
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.data.protocol import protocol_of
-from isafe_helpers.impact.flow import _cox, _hedges
+from isafe_helpers.impact.flow import _cox, _hedges, age_band_ledger
 from isafe_helpers.impact.power import randomisation_sample, stage_mdes
+from isafe_helpers.results import keys as K
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.protocol import Result
@@ -181,6 +182,7 @@ class BaselineBalance(Result):
     """Baseline characteristics by arm over the randomised staff; ``frame`` one row per variable."""
 
     frame: pd.DataFrame
+    las: list[str] = field(default_factory=list)  # the scope's LAs (ledger keys)
 
     def rows(self) -> list[dict]:
         out = []
@@ -233,10 +235,28 @@ class BaselineBalance(Result):
         shows["difference"] = [
             ("impact", "baseline_balance", v, "standardised_difference", "estimate") for v in self.frame["variable"]
         ]
+        # an age band's Cox index rests on its cells: with the arms' staff it gives back the band-by-arm table
+        las = getattr(self, "las", None)
+        ledger: dict = {}
+        if las and "band_t" in self.frame:
+            rests, n_keys, relations, exempt = age_band_ledger(
+                self.frame.assign(
+                    sample="randomised", known_t=self.frame["n_treatment"], known_c=self.frame["n_control"]
+                ),
+                lambda _sample, arm, lev: K.key(las, "staff", arm=arm, age_band=lev),
+                lambda _sample, arm: K.staff(las, arm),
+            )
+            ledger = dict(
+                rests=rests,
+                keys={f"n_{arm}": n_keys[arm] for arm in ("treatment", "control")},
+                relations=relations,
+                exempt=exempt,
+            )
         return Table(
             t,
             cols,
             facts=shows,
+            **ledger,
             caption="Baseline characteristics of the randomised arms",
             notes=[
                 "Staff: randomised staff with the characteristic measured at baseline, in each arm. Scale scores "
@@ -263,6 +283,8 @@ def baseline_balance(data: TrialData) -> BaselineBalance:
         # an age band's share is not published: share times staff would give back a small count
         rec: dict = dict(variable=var, kind=kind, **_arm_stats(x, arm, kind == "continuous"))
         rec["difference"] = _hedges(xt, xc) if kind == "continuous" else _cox(xt, xc)
+        # what an age band's Cox index rests on (the table's ledger): the band's staff in each arm
+        rec["band_t"], rec["band_c"] = (float(xt.sum()), float(xc.sum())) if kind == "binary" else (np.nan, np.nan)
         recs.append(rec)
 
     for scale in data.instrument.scale_names:
@@ -273,7 +295,7 @@ def baseline_balance(data: TrialData) -> BaselineBalance:
     for band in AGE_BANDS:
         x = np.where(ab == "", np.nan, (ab == band).astype(float))
         add(f"age_{band}", x, "binary")
-    return BaselineBalance(pd.DataFrame(recs))
+    return BaselineBalance(pd.DataFrame(recs), list(data.las))
 
 
 @dataclass

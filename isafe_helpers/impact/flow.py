@@ -298,7 +298,6 @@ def attrition(data: TrialData, outcomes: list[str] | None = None) -> AttritionRe
                     "randomised": len(rand),
                     "analysed": int((~lost).sum()),
                     # by arm: what the differential rests on (AttritionResult.table)
-                    **{f"randomised_{a}": int((arms == a).sum()) for a in ARMS},
                     **{f"analysed_{a}": int(((arms == a) & ~lost).sum()) for a in ARMS},
                     "overall_attrition_pct": overall,
                     "treatment_attrition_pct": by_arm.get("treatment", np.nan),
@@ -690,7 +689,7 @@ class BaselineEquivalence(Result):
         t = self.frame.assign(
             sample=[label(s) for s in self.frame["sample"]], variable=[label(v) for v in self.frame["variable"]]
         )
-        rests, keys, relations = self._rests()
+        rests, n_keys, relations, exempt = self._rests()
         return Table(
             t[["sample", "variable", "n", "difference", "verdict"]],
             [
@@ -709,8 +708,9 @@ class BaselineEquivalence(Result):
                 for col, fld in (("n", "n"), ("difference", "estimate"))
             },
             rests=rests,
-            keys=keys,
+            keys={"n": n_keys["both"]} if rests else {},
             relations=relations,
+            exempt=exempt,
             notes=[
                 "Standardised difference: intervention minus control at baseline, Hedges' g on the pooled SD "
                 "(continuous) or the Cox index (binary: an age band), in the outcome's analysed sample.",
@@ -720,49 +720,75 @@ class BaselineEquivalence(Result):
             ],
         )
 
-    def _rests(self) -> tuple[dict, dict, list]:
-        """What each age band's Cox index rests on (``Table.rests``), the keys of its ``Staff`` cell, and how the
-        counts add up.
+    def _rests(self) -> tuple[dict, dict, list, set]:
+        """The ledger's view of the age bands' rows (:func:`age_band_ledger`), for the analysed samples."""
+        las = getattr(self, "las", None)
+        if not las or "band_t" not in self.frame:
+            return {}, {}, [], set()
+        return age_band_ledger(
+            self.frame,
+            lambda sample, arm, lev: K.key(las, "staff", arm=arm, analysed=sample, age_band=lev),
+            lambda sample, arm: K.analysed(las, sample, arm),
+        )
 
-        An index rests on its band's staff in each arm, the rest of each arm
-        (a value: withheld when small) and each arm's staff with a band
-        recorded; the ``Staff`` cell of an age band's row counts those with a
-        band recorded in both arms. The relations: each arm's recorded staff
-        are its bands' (a breakdown) and, with those not recorded, its
-        analysed staff; the ``Staff`` cell is the two arms' recorded staff.
-        For the primary analysis sample these are the baseline
-        characteristics table's counts, so what one withholds the other does.
-        """
-        if not self.las or "band_t" not in self.frame:
-            return {}, {}, []
-        cells: list[list[tuple[str | None, float]]] = []
-        n_keys: list[str | None] = []
-        relations: list[tuple[str, tuple[str, ...], str]] = []
-        seen: set[str] = set()
-        for r in self.frame.itertuples():
-            band = str(r.variable).removeprefix("age_")
-            if r.kind != "binary" or band not in AGE_BANDS or not (np.isfinite(r.known_t) and np.isfinite(r.known_c)):
-                cells.append([])
-                n_keys.append(None)
-                continue
 
-            def k(arm: str | None, lev: str, sample: str = str(r.sample)) -> str:
-                return K.key(self.las, "staff", arm=arm, analysed=sample, age_band=lev)
+def age_band_ledger(frame: pd.DataFrame, key, arm_staff) -> tuple[dict, dict, list, set]:
+    """What each age band's Cox index rests on, for ``Table.rests``, ``keys``, ``relations`` and ``exempt``.
 
-            row: list[tuple[str | None, float]] = []
-            for arm, x, n in (("treatment", r.band_t, r.known_t), ("control", r.band_c, r.known_c)):
-                row += [(k(arm, band), float(x)), (None, float(n - x)), (k(arm, "recorded"), float(n))]
-            cells.append(row)
-            n_keys.append(k(None, "recorded"))
-            if r.sample not in seen:
-                seen.add(str(r.sample))
-                relations.append((k(None, "recorded"), (k("treatment", "recorded"), k("control", "recorded")), "sum"))
-                for arm in ("treatment", "control"):
-                    relations.append((k(arm, "recorded"), tuple(k(arm, b) for b in AGE_BANDS), "breakdown"))
-                    relations.append(
-                        (K.analysed(self.las, str(r.sample), arm), (k(arm, "recorded"), k(arm, "not_recorded")), "sum")
-                    )
-        return {"difference": cells}, {"n": n_keys}, relations
+    ``frame``: one row per characteristic (``variable``, ``kind``,
+    ``sample``, ``difference``; for an age band ``band_t``/``known_t`` and
+    ``band_c``/``known_c``: the band's staff and those with a band recorded,
+    intervention and control). ``key(sample, arm, level)`` names a count of
+    the sample's staff (``arm`` None: both arms; ``level`` a band,
+    ``recorded`` or ``not_recorded``), ``arm_staff(sample, arm)`` the arm's
+    staff in the sample.
+
+    An index rests on its band's staff in each arm, the rest of each arm (a
+    value: withheld when small) and each arm's staff with a band recorded:
+    with the arm sizes, the four indexes of a sample have one whole-number
+    solution, the band-by-arm table (issue 22). The relations: each arm's
+    recorded staff are its bands' (a breakdown) and, with those not
+    recorded, the arm's staff; the two arms' recorded staff are the
+    sample's. ``keys``: the staff cells of an age band's row, per arm
+    (``treatment``, ``control``) and both (``both``). A zero band behind an
+    index the book shows as ``[x]`` (a share of 0 has no log odds) is
+    exempt: the ``[x]`` already says it, so withholding it would hide
+    nothing. For the primary analysis sample (and the randomised staff)
+    these are the baseline characteristics table's counts, so what one
+    withholds the other does.
+    """
+    cells: list[list[tuple[str | None, float]]] = []
+    n_keys: dict[str, list[str | None]] = {"treatment": [], "control": [], "both": []}
+    relations: list[tuple[str, tuple[str, ...], str]] = []
+    exempt: set[str] = set()
+    seen: set[str] = set()
+    for r in frame.itertuples():
+        band, sample = str(r.variable).removeprefix("age_"), str(r.sample)
+        if r.kind != "binary" or band not in AGE_BANDS or not (np.isfinite(r.known_t) and np.isfinite(r.known_c)):
+            cells.append([])
+            for v in n_keys.values():
+                v.append(None)
+            continue
+        row: list[tuple[str | None, float]] = []
+        for arm, x, n in (("treatment", r.band_t, r.known_t), ("control", r.band_c, r.known_c)):
+            row += [(key(sample, arm, band), float(x)), (None, float(n - x)), (key(sample, arm, "recorded"), float(n))]
+            n_keys[arm].append(key(sample, arm, "recorded"))
+            if x == 0 and not np.isfinite(r.difference):
+                exempt.add(key(sample, arm, band))
+        n_keys["both"].append(key(sample, None, "recorded"))
+        cells.append(row)
+        if sample not in seen:
+            seen.add(sample)
+            arms = (key(sample, "treatment", "recorded"), key(sample, "control", "recorded"))
+            relations.append((key(sample, None, "recorded"), arms, "sum"))
+            for arm in ("treatment", "control"):
+                relations.append(
+                    (key(sample, arm, "recorded"), tuple(key(sample, arm, b) for b in AGE_BANDS), "breakdown")
+                )
+                relations.append(
+                    (arm_staff(sample, arm), (key(sample, arm, "recorded"), key(sample, arm, "not_recorded")), "sum")
+                )
+    return {"difference": cells}, n_keys, relations, exempt
 
 
 def baseline_equivalence(data: TrialData) -> BaselineEquivalence:

@@ -737,8 +737,13 @@ def stage(results: Path, stage_dir: Path, cache: Path | None = None, jobs: int =
     The pages to render are shared among ``jobs`` processes
     (:meth:`~isafe_helpers.publish.assemble.BookDisclosure.render_pages`).
     """
-    with tables.remembered():  # each table's cells worked out once under the book's plan
-        return _stage(results, stage_dir, cache, jobs)
+    names = dict(tables.LA_NAMES)  # the build's LA names are its own: the caller's are put back after
+    try:
+        with tables.remembered():  # each table's cells worked out once under the book's plan
+            return _stage(results, stage_dir, cache, jobs)
+    finally:
+        tables.LA_NAMES.clear()
+        tables.LA_NAMES.update(names)
 
 
 #: A summary number's place on a page of ``book/``: ``{{ s_name }}``.

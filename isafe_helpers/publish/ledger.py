@@ -118,8 +118,8 @@ class Ledger:
             raise LedgerError(f"population {key!r} is {old:g} in {self.where[key]} but {v:g} in {where}")
         if old is None:
             self.values[key], self.where[key] = v, where
-        self.uses[key] += 1
-        if shown:
+        if shown:  # a count only a statistic rests on is not a use: it is printed nowhere
+            self.uses[key] += 1
             self.shown.add(key)
         if exempt:
             self.exempt.add(key)
@@ -240,7 +240,7 @@ class Ledger:
             for i, cells in enumerate(rows):
                 for j, (k, v) in enumerate(cells):
                     if k is not None:
-                        self.add(k, v, where, shown=False)
+                        self.add(k, v, where, exempt=k in table.exempt, shown=False)
                         keys[(i, f"{col}#rests{j}")] = k
         for total, parts, kind in table.relations:
             self.relate(total, parts, kind)

@@ -159,21 +159,20 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
                     )
                 # a rate's numerator and the rest of its base (registered by the ledger): withheld with either
                 withheld = withheld or any(plan.hidden(keys.get((i, f"{c.key}#{p}"))) for p in ("num", "rest"))
-                # the counts it rests on that no column shows (Table.rests): withheld when any is small or withheld
-                rests = getattr(table, "rests", {}).get(c.key)
-                if rests:
-                    for j, (rk, rv) in enumerate(rests[i]):
-                        k = keys.get((i, f"{c.key}#rests{j}"))
-                        # a count CONSORT publishes whatever its size (the trial flow's) withholds nothing
-                        gone = rv < plan.limit if rk is None else (k is None or plan.small(k) or plan.hidden(k))
-                        gone = gone and k not in plan.exempt
-                        withheld = withheld or gone
                 if c.reveals:
                     withheld = withheld or plan.hidden(keys.get((i, c.reveals)))
                 else:  # what it gives back is not declared: any suppressed count of its row may follow from it
                     withheld = withheld or bool(row_hit[i])
             else:
                 withheld = bool(row_hit[i])
+            # the counts it rests on that no column shows (Table.rests): withheld when any is small or withheld
+            rests = getattr(table, "rests", {}).get(c.key)
+            if rests:
+                for j, (rk, rv) in enumerate(rests[i]):
+                    k = keys.get((i, f"{c.key}#rests{j}"))
+                    # a count published whatever its size (the trial flow's, or a zero an [x] shows) withholds nothing
+                    gone = rv < plan.limit if rk is None else (k is None or plan.small(k) or plan.hidden(k))
+                    withheld = withheld or (gone and k not in plan.exempt)
             hid[i, pos[c.key]] = hid[i, pos[c.key]] or withheld
     hidden = pd.DataFrame(hid, index=src.index, columns=src.columns)
     out: dict[str, list] = {}
