@@ -1,0 +1,430 @@
+"""The one profiled-REML core of the random-intercept model, on per-team sufficient statistics.
+
+Every REML fit of ``y = X b + u_team + e`` in the package is computed here:
+the mixed models, the analysis and imputation models of multiple imputation.
+
+Per-team sufficient statistics
+------------------------------
+The columns of ``X = [F, Z]`` are split into team-level columns ``F``
+(constant within each team) and row-level columns ``Z``. The model's cross
+products are a within-team part (only the row-level columns ``Z`` and ``y``
+have one) plus team sums weighted by ``a_j = 1 / (n_j (1 + theta n_j))``. In
+addition the columns of ``F`` that are 0/1 indicators with disjoint supports
+(the LA dummies) are *absorbed*: their block of ``X'V0^-1X`` is diagonal, so
+``log|X'V0^-1X|``, the GLS solution and the derivatives the Satterthwaite df
+need follow from a Schur complement onto the few remaining columns
+(intercept, arm, ``z``) in ``O(G r^2)`` per value of ``theta`` (``G`` teams,
+``r`` remaining columns) instead of ``O(p^3)`` with ``p`` ~ 150 at national
+scale; team weights depend on a team only through its size, so the per-LA
+sums are pooled by team size.
+
+A :class:`Model` holds a *batch* of data sets on the same rows (the
+imputations of multiple imputation): every array carries a leading batch
+axis, so one criterion evaluation, one optimiser step, is one set of array
+operations for all of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+__all__ = ["Layout", "Model", "optimise", "satterthwaite", "team_codes"]
+
+# Grid over log10(theta) bracketing the REML optimum (theta = 0 is added).
+_GRID_LOG10 = np.linspace(-8.0, 8.0, 33)
+# Pool teams by size when (number of sizes) x (number of strata) <= this x (number of teams).
+_POOL_RATIO = 8
+_EIG_TOL = 1e-8  # lmerTest's tolerance for "positive" Hessian eigenvalues
+
+
+def team_codes(groups) -> tuple[np.ndarray, int]:
+    """Team codes 0..G-1 (in sorted label order) and G from any team labels."""
+    uniq, codes = np.unique(np.asarray(groups), return_inverse=True)
+    return codes.reshape(-1), uniq.size
+
+
+class Layout:
+    """The fixed columns ``F`` at team level, split into absorbed indicators and dense columns.
+
+    ``dcols``: 0/1 columns with pairwise disjoint supports (each team has at
+    most one; ``stratum[j]`` is the index of its column, -1 for none).
+    ``rcols``: the other columns (dense), in their original order. Columns in
+    ``keep`` (the coefficient of interest) are never absorbed.
+    """
+
+    def __init__(self, F: np.ndarray, codes: np.ndarray, G: int, keep=()):
+        F = np.asarray(F, float)
+        if F.ndim != 2 or F.shape[0] != codes.size:
+            raise ValueError("F must be a 2-D array with one row per element of codes")
+        if codes.min(initial=0) < 0 or codes.max(initial=-1) >= G:
+            raise ValueError("codes must lie in 0 .. n_groups - 1")
+        present, first = np.unique(codes, return_index=True)
+        if present.size != G:
+            raise ValueError("every team code 0 .. n_groups - 1 needs at least one row")
+        Ft = F[first]
+        if not np.array_equal(Ft[codes], F):
+            raise ValueError("the columns of F must be constant within each team (team-level columns)")
+        if not np.all(np.isfinite(F)):
+            raise ValueError("F must be finite")
+        self.F, self.Ft, self.G, self.p = F, Ft, G, F.shape[1]
+        counts = np.bincount(codes, minlength=G)
+        cand = [
+            k
+            for k in range(self.p)
+            if k not in set(keep) and np.isin(Ft[:, k], (0.0, 1.0)).all() and 0 < Ft[:, k].sum() < G
+        ]
+        cand.sort(key=lambda k: (counts @ Ft[:, k], k))
+        used = np.zeros(G, bool)
+        dcols = []
+        for k in cand:
+            on = Ft[:, k] == 1.0
+            if not (used & on).any():
+                dcols.append(k)
+                used |= on
+        dcols.sort()
+        self.dcols = dcols
+        self.rcols = [k for k in range(self.p) if k not in set(dcols)]
+        self.FtR = Ft[:, self.rcols]
+        # is the constant in the span of F? (then centring y and z on their means is exact)
+        res = np.linalg.lstsq(Ft, np.ones(G), rcond=None)[0]
+        self.has_const = bool(np.max(np.abs(Ft @ res - 1.0)) < 1e-9)
+        stratum = np.full(G, -1)
+        for i, k in enumerate(dcols):
+            stratum[Ft[:, k] == 1.0] = i
+        self.stratum = stratum
+        self.L = len(dcols)
+
+
+class Model:
+    """``y = [F, Z] b + u_team + e`` on a subset of rows, in per-team sufficient statistics.
+
+    Holds a *batch* of ``M`` data sets on the same rows (the imputations):
+    every data array has a leading axis ``M``. Coefficients are kept as
+    ``b_D`` (absorbed indicator columns) and ``b_R`` (dense columns of ``F``
+    followed by the columns of ``Z``).
+    """
+
+    def __init__(self, lay: Layout, codes: np.ndarray, rows: np.ndarray, q: int):
+        self.lay, self.q = lay, q
+        rows = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows)
+        cnt = np.bincount(codes[rows], minlength=lay.G)
+        teams = np.flatnonzero(cnt > 0)
+        strat = lay.stratum[teams]
+        order = np.argsort(np.where(strat >= 0, strat, lay.L), kind="stable")
+        self.teams = teams[order]  # model teams: those with rows, grouped by stratum, unstratified last
+        self.Gm = Gm = self.teams.size
+        self.strat = strat[order]
+        self.nD = nD = int(np.sum(self.strat >= 0))
+        if lay.L and np.unique(self.strat[:nD]).size < lay.L:
+            missing = sorted(set(range(lay.L)) - set(self.strat[:nD].tolist()))
+            raise ValueError(
+                "fixed-effect design matrix is rank deficient: indicator column(s) "
+                f"{[lay.dcols[i] for i in missing]} have no analysed row"
+            )
+        self.starts = np.searchsorted(self.strat[:nD], np.arange(lay.L))  # strata as runs of model teams
+        self.n = cnt[self.teams].astype(float)
+        pos = np.full(lay.G, -1)
+        pos[self.teams] = np.arange(Gm)
+        rc = pos[codes[rows]]
+        o = np.argsort(rc, kind="stable")  # analysed rows sorted by model team: team sums are runs
+        self.rows, self.rc = rows[o], rc[o]
+        self.row_starts = np.concatenate(([0], np.cumsum(cnt[self.teams])[:-1]))
+        self.N = rows.size
+        self.r = len(lay.rcols) + q
+        self.p = lay.L + self.r
+        self.sF = self.n[:, None] * lay.FtR[self.teams]  # team sums of the dense F columns
+        if self.N - self.p < 1:
+            raise ValueError("need more observations than fixed-effect columns")
+        if Gm < 2:
+            raise ValueError("need at least two groups")
+        if Gm >= self.N:
+            raise ValueError("every group has a single observation: the team variance is not identifiable")
+        # team weights depend on the team only through its size: pool by size (K sizes) where that pays
+        sizes, ks = np.unique(self.n, return_inverse=True)
+        K = sizes.size
+        self.nk, self.Gk = sizes, np.bincount(ks, minlength=K).astype(float)
+        self.Pk = sparse.csr_matrix((np.ones(Gm), (ks, np.arange(Gm))), shape=(K, Gm))
+        self.pooled = K * lay.L <= _POOL_RATIO * Gm
+        if self.pooled and lay.L:
+            self.Pkl = sparse.csr_matrix(
+                (np.ones(nD), (ks[:nD] * lay.L + self.strat[:nD], np.arange(nD))), shape=(K * lay.L, nD)
+            )
+
+    # -- helpers ---------------------------------------------------------------
+    def _tsum(self, A: np.ndarray) -> np.ndarray:
+        """Team sums over the analysed rows (axis 1, rows in model order)."""
+        return np.add.reduceat(A, self.row_starts, axis=1)
+
+    def _ssum(self, A: np.ndarray) -> np.ndarray:
+        """Sums over the teams of each stratum (axis 1 holds the model teams)."""
+        return np.add.reduceat(A[:, : self.nD], self.starts, axis=1)
+
+    def _pool(self, A: np.ndarray, P) -> np.ndarray:
+        """``P @ A[m]`` for every batch member ``m`` (``A``: (M, Gm or nD, k)); returns (M, rows of P, k)."""
+        M, g, k = A.shape
+        out = P @ A.transpose(1, 0, 2).reshape(g, M * k)
+        return out.reshape(-1, M, k).transpose(1, 0, 2)
+
+    # -- data ------------------------------------------------------------------
+    def set_data(self, Y: np.ndarray, Z: np.ndarray, check_rank: bool = False, centre: bool = True) -> None:
+        """Outcomes ``Y`` (M, N) and row-level columns ``Z`` (M, N, q) on the analysed rows, in model row order.
+
+        ``centre``: work with ``y`` minus its OLS fit (exactly equivariant, as
+        mixed.py: no cancellation in ``Q`` when ``y`` has a large mean); the
+        imputer, which centres on the means itself, skips this.
+        """
+        M, N, q = Y.shape[0], self.N, self.q
+        Z = Z.reshape(M, N, q)
+        self.M, self._Z = M, Z
+        n = self.n
+        sz = self._tsum(Z)  # (M, Gm, q)
+        Zc = Z - np.repeat(sz / n[None, :, None], np.diff(np.append(self.row_starts, N)), axis=1)
+        self._Zc = Zc
+        self.WRR = np.zeros((M, self.r, self.r))
+        self.WRR[:, self.r - q :, self.r - q :] = Zc.transpose(0, 2, 1) @ Zc
+        self.sR = np.concatenate([np.broadcast_to(self.sF, (M,) + self.sF.shape), sz], axis=2)  # (M, Gm, r)
+        self._kRR = self._pool((self.sR[:, :, :, None] * self.sR[:, :, None, :]).reshape(M, self.Gm, -1), self.Pk)
+        self.b0D, self.b0R = np.zeros((M, self.lay.L)), np.zeros((M, self.r))
+        self._set_y(Y)
+        if check_rank:
+            self._check_rank()
+        if centre:
+            d = self.solve(np.zeros((M, 1)))
+            self.b0D, self.b0R = d["bD"][:, 0], d["bR"][:, 0]
+            self._set_y(Y - self.fitted(self.b0D, self.b0R, self.teams[self.rc], Z))
+
+    def _set_y(self, Y: np.ndarray) -> None:
+        M, r = Y.shape[0], self.r
+        t = self._tsum(Y)  # (M, Gm)
+        yc = Y - np.repeat(t / self.n, np.diff(np.append(self.row_starts, self.N)), axis=1)
+        self.t = t
+        self.WRy = np.zeros((M, r))
+        self.WRy[:, r - self.q :] = (self._Zc.transpose(0, 2, 1) @ yc[:, :, None])[:, :, 0]
+        self.Wyy = np.einsum("mn,mn->m", yc, yc)
+        self._kRt = self._pool(self.sR * t[:, :, None], self.Pk)  # (M, K, r)
+        self._ktt = self._pool((t * t)[:, :, None], self.Pk)[:, :, 0]  # (M, K)
+        self._nts = np.concatenate([np.broadcast_to(self.n, t.shape)[:, :, None], t[:, :, None], self.sR], axis=2)
+        if self.pooled and self.lay.L:
+            K, L = self.nk.size, self.lay.L
+            X = self._pool(self._nts[:, : self.nD], self.Pkl)  # (M, K * L, 2 + r)
+            self._X = X.reshape(M, K, L * (2 + r))
+
+    def _check_rank(self) -> None:
+        """Raise if ``X`` is rank deficient: the Schur complement of ``X'X`` onto the dense columns is singular."""
+        S = self.solve(np.zeros((self.M, 1)))["S"][:, 0]
+        dg = np.sqrt(np.abs(np.diagonal(S, axis1=1, axis2=2)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ev = np.linalg.eigvalsh(S / (dg[:, :, None] * dg[:, None, :]))[:, 0] if np.all(dg > 0) else np.zeros(1)
+        if not np.all(ev > 1e-10):
+            raise ValueError("fixed-effect design matrix is rank deficient")
+
+    def fitted(self, bD: np.ndarray, bR: np.ndarray, codes: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """``X b`` (M, n) on rows of teams ``codes`` with row-level columns ``Z`` (M, n, q)."""
+        lay = self.lay
+        nF = len(lay.rcols)
+        team = bR[:, :nF] @ lay.FtR.T  # (M, G) team-level part
+        if lay.L:
+            team = team + np.where(
+                lay.stratum >= 0, np.concatenate((bD, np.zeros((bD.shape[0], 1))), 1)[:, lay.stratum], 0.0
+            )
+        out = team[:, codes]
+        if self.q:
+            out = out + (Z.reshape(Z.shape[0], -1, self.q) @ bR[:, nF:, None])[:, :, 0]
+        return out
+
+    # -- criterion -----------------------------------------------------------
+    def solve(self, thetas: np.ndarray) -> dict:
+        """GLS pieces at thetas (M, T): each batch member at its own T values."""
+        th = np.asarray(thetas, float)
+        M, T = th.shape
+        r, L, nD = self.r, self.lay.L, self.nD
+        w = 2 + r
+        onepK = 1.0 + th[:, :, None] * self.nk  # (M, T, K)
+        anK = 1.0 / onepK  # a n for each size
+        aK = anK / self.nk
+        # per-stratum sums of a_j n_j * (n_j, t_j, sR_j)
+        if L == 0:
+            red = np.zeros((M, T, 0, w))
+        elif self.pooled:
+            red = (anK @ self._X).reshape(M, T, L, w)
+        else:  # per batch member, one reduceat over contiguous team rows
+            red = np.empty((M, T, L, w))
+            for i in range(M):
+                an = 1.0 / (1.0 + self.n[:nD, None] * th[i][None, :])  # (nD, T)
+                red[i] = np.add.reduceat(an[:, None, :] * self._nts[i, :nD, :, None], self.starts, axis=0).transpose(
+                    2, 0, 1
+                )
+        dD, cD, B = red[..., 0], red[..., 1], red[..., 2:]  # B: (M, T, L, r)
+        C = self.WRR[:, None] + (aK @ self._kRR).reshape(M, T, r, r)
+        cR = self.WRy[:, None] + aK @ self._kRt
+        e = self.Wyy[:, None] + (aK @ self._ktt[:, :, None])[..., 0]
+        BsT = np.swapaxes(B / dD[..., None], -1, -2)  # (M, T, r, L)
+        S = C - BsT @ B
+        ct = cR - (BsT @ cD[..., None])[..., 0]
+        et = e - np.sum(cD * cD / dD, axis=-1)
+        try:
+            Lc = np.linalg.cholesky(S)
+            logdetS = 2.0 * np.log(np.diagonal(Lc, axis1=-2, axis2=-1)).sum(axis=-1)
+            bR = np.linalg.solve(S, ct[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # not positive definite somewhere: those thetas get criterion inf
+            sign, logdetS = np.linalg.slogdet(S)
+            logdetS = np.where(sign > 0, logdetS, np.nan)
+            bR = (np.linalg.pinv(S) @ ct[..., None])[..., 0]
+        Q = et - np.sum(ct * bR, axis=-1)
+        bD = (cD - (B @ bR[..., None])[..., 0]) / dD
+        logdetA = np.log(dD).sum(axis=-1) + logdetS
+        return dict(dD=dD, B=B, cD=cD, S=S, bR=bR, bD=bD, Q=Q, logdetA=logdetA, logdetV=np.log(onepK) @ self.Gk)
+
+    def _const(self) -> float:
+        r = self.N - self.p
+        return r * (1.0 + np.log(2.0 * np.pi / r))
+
+    def crit_many(self, thetas: np.ndarray) -> np.ndarray:
+        """Profiled REML criterion (-2 REML log-likelihood, lme4's REMLcrit) at thetas (M, T)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = self.solve(thetas)
+            f = d["logdetV"] + d["logdetA"] + (self.N - self.p) * np.log(d["Q"]) + self._const()
+        return np.where((d["Q"] > 0) & np.isfinite(f), f, np.inf)
+
+    def details(self, theta: np.ndarray, coef: int | None = None) -> dict:
+        """Criterion, GLS estimates and analytic theta-derivatives at one theta per batch member (M,).
+
+        ``coef``: index into ``b_R`` of a coefficient whose variance derivative
+        (for the Satterthwaite df) is wanted.
+        """
+        theta = np.asarray(theta, float)
+        d = self.solve(theta[:, None])
+        dD, B, S, bR, bD = (d[k][:, 0] for k in ("dD", "B", "S", "bR", "bD"))  # B: (M, L, r)
+        n, nD, st = self.n, self.nD, self.strat[: self.nD]
+        onep = 1.0 + theta[:, None] * n  # (M, Gm)
+        a = 1.0 / (n * onep)
+        a1 = -1.0 / onep**2
+        a2 = 2.0 * n / onep**3
+        Minv = np.linalg.inv(S)
+        Minv = 0.5 * (Minv + np.swapaxes(Minv, 1, 2))
+        # team residual sums r_j = t_j - s_j'b
+        res = self.t - (self.sR @ bR[:, :, None])[:, :, 0]
+        res[:, :nD] -= n[:nD] * bD[:, st]
+        Q = (
+            self.Wyy
+            - 2.0 * np.sum(bR * self.WRy, 1)
+            + np.einsum("mr,mrs,ms->m", bR, self.WRR, bR)
+            + np.sum(a * res * res, 1)
+        )
+        # v_j = sR_j - n_j B_l / dD_l: the team sum's component orthogonal to the absorbed block
+        Bd = B / dD[:, :, None]
+        v = self.sR.copy()
+        v[:, :nD] -= n[:nD, None] * Bd[:, st]
+        Mv = v @ Minv
+        h = np.sum(Mv * v, axis=2)
+        h[:, :nD] += n[:nD] ** 2 / dD[:, st]
+        L1 = np.sum(n / onep, 1)
+        L2 = -np.sum(n**2 / onep**2, 1)
+        D1 = np.sum(a1 * h, 1)
+        # tr(A^-1 A1 A^-1 A1) = sum_jk a1_j a1_k (s_j'A^-1 s_k)^2, split into the absorbed and dense parts
+        MVa = Minv @ (np.swapaxes(v * a1[:, :, None], 1, 2) @ v)
+        tr2 = np.sum(MVa * np.swapaxes(MVa, 1, 2), axis=(1, 2))
+        if nD:
+            g = self._ssum(a1 * n * n)
+            w = self._ssum((a1 * n)[:, :, None] * v)  # (M, L, r)
+            tr2 = tr2 + np.sum(g * g / dD**2, 1) + 2.0 * np.sum(np.einsum("mlr,mrs,mls->ml", w, Minv, w) / dD, 1)
+        D2 = np.sum(a2 * h, 1) - tr2
+        Q1 = np.sum(a1 * res * res, 1)
+        ar = a1 * res
+        ut = np.einsum("mg,mgr->mr", ar, self.sR)
+        uAu = 0.0
+        if nD:
+            uD = self._ssum(ar * n)
+            ut = ut - np.einsum("mlr,ml->mr", Bd, uD)
+            uAu = np.sum(uD * uD / dD, 1)
+        uAu = uAu + np.einsum("mr,mrs,ms->m", ut, Minv, ut)
+        Q2 = np.sum(a2 * res * res, 1) - 2.0 * uAu
+        N, p = self.N, self.p
+        f = np.log(onep).sum(1) + d["logdetA"][:, 0] + (N - p) * np.log(Q) + self._const()
+        out = dict(theta=theta, f=f, Q=Q, bR=bR, bD=bD, M=Minv, L1=L1, L2=L2, D1=D1, D2=D2, Q1=Q1, Q2=Q2)
+        out["f1"] = L1 + D1 + (N - p) * Q1 / Q
+        out["f2"] = L2 + D2 + (N - p) * (Q2 / Q - (Q1 / Q) ** 2)
+        if coef is not None:
+            out["dvar"] = np.sum(a1 * Mv[:, :, coef] ** 2, 1)  # [A^-1 A1 A^-1]_kk
+        return out
+
+
+def optimise(m: Model) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Minimise the profiled REML criterion over theta >= 0 for every batch member.
+
+    As the mixed-model module (``fit_random_intercept``): a grid over log theta (plus 0) brackets the
+    optimum; ``theta = 0`` when the criterion's one-sided derivative there is
+    non-negative or 0 is at least as good (lme4's rule); otherwise a
+    safeguarded Newton iteration on ``f'(theta) = 0`` (analytic derivatives)
+    inside the bracket.
+    """
+    M = m.M
+    grid = np.concatenate(([0.0], 10.0**_GRID_LOG10))
+    fv = m.crit_many(np.broadcast_to(grid, (M, grid.size)))
+    i = np.argmin(fv, axis=1)
+    bad = ~np.isfinite(fv[np.arange(M), i])
+    top = i == grid.size - 1
+    lo = np.where(i > 0, grid[np.maximum(i - 1, 0)], 0.0)
+    hi = grid[np.minimum(i + 1, grid.size - 1)]
+    d0 = m.details(np.zeros(M))
+    at0 = (i == 0) & (d0["f1"] >= 0.0)
+    th = np.where(i > 0, grid[i], 0.5 * hi)
+    active = ~(bad | top | at0)
+    for _ in range(100):
+        if not active.any():
+            break
+        d = m.details(np.where(active, th, 1.0))
+        g, h = d["f1"], d["f2"]
+        lo = np.where(active & (g < 0), th, lo)
+        hi = np.where(active & (g >= 0), th, hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            new = th - g / h
+        bis = np.where(lo > 0, np.sqrt(lo * hi), 0.5 * (lo + hi))
+        new = np.where((h > 0) & (lo < new) & (new < hi), new, bis)
+        done = (np.abs(new - th) <= 1e-13 * th) | (hi - lo <= 1e-15 * hi)
+        th = np.where(active, new, th)
+        active &= ~done
+    th = np.where(at0 | bad, 0.0, np.where(top, grid[-1], th))
+    d = m.details(th)
+    # boundary: take theta = 0 when it is at least as good (lme4 does the same)
+    zero = (i <= 1) & ~at0 & ~bad & ((d0["f1"] >= 0.0) | (fv[:, 0] <= d["f"]))
+    th = np.where(zero, 0.0, th)
+    msgs = []
+    for k in range(M):
+        if bad[k]:
+            msgs.append("NOT converged: REML criterion is not finite anywhere on the theta grid")
+        elif top[k]:
+            msgs.append("NOT converged: theta reached the upper search limit: within-team variance is essentially 0")
+        elif at0[k] or zero[k]:
+            ok = d0["f1"][k] >= -1e-6
+            msgs.append(("" if ok else "NOT converged: ") + "optimum at the boundary: team variance = 0")
+        else:
+            ok = abs(d["f1"][k] * th[k]) < 1e-6 and d["f2"][k] > 0 and d["f"][k] <= fv[k].min() + 1e-8
+            msgs.append(("" if ok else "NOT converged: ") + f"interior optimum theta = {th[k]:.6g}")
+    return th, np.array([not s.startswith("NOT") for s in msgs]), msgs
+
+
+def satterthwaite(m: Model, d: dict, sigma2: float, k: int, j: int) -> float:
+    """Satterthwaite df of coefficient ``k`` of ``b_R`` for batch member ``j``, as lmerTest (as mixed.py)."""
+    N, p = m.N, m.p
+    theta = d["theta"][j]
+    tau, sigma = np.sqrt(theta), np.sqrt(sigma2)
+    Q = d["Q"][j]
+    g_th = d["L1"][j] + d["D1"][j] + d["Q1"][j] / sigma2
+    g_thth = d["L2"][j] + d["D2"][j] + d["Q2"][j] / sigma2
+    h_tt = 2.0 * g_th + 4.0 * theta * g_thth
+    h_ts = -4.0 * tau * d["Q1"][j] / sigma**3
+    h_ss = -2.0 * (N - p) / sigma2 + 6.0 * Q / sigma2**2
+    H = np.array([[h_tt, h_ts], [h_ts, h_ss]])
+    # lmerTest pseudo-inverts H over eigenvalues > 1e-8, here (as mixed.py) on the Hessian with respect
+    # to (tau, sigma / sigma_hat), which makes the test invariant to the units of y
+    D = np.array([1.0, sigma])
+    evals, evecs = np.linalg.eigh(H * np.outer(D, D))
+    pos = evals > _EIG_TOL
+    vcov_vp = 2.0 * ((evecs[:, pos] / evals[pos]) @ evecs[:, pos].T) * np.outer(D, D)
+    mkk = d["M"][j, k, k]
+    var = sigma2 * mkk
+    J = np.array([-2.0 * tau * sigma2 * d["dvar"][j], 2.0 * sigma * mkk])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(2.0 * var**2 / (J @ vcov_vp @ J))
