@@ -24,6 +24,7 @@ import pytest
 from scipy import stats
 
 from isafe_helpers.stats import imputation as I
+from isafe_helpers.stats import reml
 from isafe_helpers.stats.mixed import fit_random_intercept
 
 
@@ -123,7 +124,7 @@ def test_rubin_without_between_imputation_variance():
 @pytest.mark.parametrize("seed,n_la,icc", [(1, 3, 0.1), (2, 4, 0.2), (3, 1, 0.1), (5, 2, 0.0), (6, 3, 0.0)])
 def test_team_model_equals_fit_random_intercept(monkeypatch, pooled, seed, n_la, icc):
     if not pooled:
-        monkeypatch.setattr(I, "_POOL_RATIO", 0)
+        monkeypatch.setattr(reml, "_POOL_RATIO", 0)
     F, codes, yf, yb, _, _ = _trial(np.random.default_rng(seed), n_la=n_la, icc=icc)
     ref = fit_random_intercept(yf, np.column_stack([F, yb]), codes)
     got = I.fit_team_model(yf, F, yb, codes, coef=1)

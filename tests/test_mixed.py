@@ -142,19 +142,26 @@ def test_analytic_derivatives():
     las = sorted(d.la.unique())
     X = np.column_stack([np.ones(len(d)), d.arm, d.baseline] + [(d.la == v).to_numpy(float) for v in las[1:]])
     codes = pd.factorize(d.team)[0]
-    prob = mixed._Problem(d.y.to_numpy(), X, codes, codes.max() + 1)
+    m = mixed._model(d.y.to_numpy(), X, codes, codes.max() + 1)
+
+    def details(th):
+        return {k: v[0] for k, v in m.details(np.array([th])).items() if k in ("f", "f1", "f2", "Q1", "Q2")}
+
+    def crit(th):
+        return m.crit_many(np.array([[th]]))[0, 0]
+
     for th in [0.0, 0.02, 0.3, 5.0]:
         h = 1e-5 * max(th, 0.01)
-        det = prob.details(th)
-        f1 = (prob.crit(th + h) - prob.crit(th - h)) / (2 * h)
-        f2 = (prob.details(th + h)["f1"] - prob.details(th - h)["f1"]) / (2 * h)
-        q2 = (prob.details(th + h)["Q1"] - prob.details(th - h)["Q1"]) / (2 * h)
-        np.testing.assert_allclose(det["f"], prob.crit(th), rtol=1e-12)
+        det = details(th)
+        f1 = (crit(th + h) - crit(th - h)) / (2 * h)
+        f2 = (details(th + h)["f1"] - details(th - h)["f1"]) / (2 * h)
+        q2 = (details(th + h)["Q1"] - details(th - h)["Q1"]) / (2 * h)
+        np.testing.assert_allclose(det["f"], crit(th), rtol=1e-12)
         np.testing.assert_allclose(det["f1"], f1, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(det["f2"], f2, rtol=1e-6)
         np.testing.assert_allclose(det["Q2"], q2, rtol=1e-6)
     th = fit.team_variance / fit.residual_variance
-    assert abs(prob.details(th)["f1"]) * th < 1e-8
+    assert abs(details(th)["f1"]) * th < 1e-8
 
 
 # ---------------------------------------------------------------------------
@@ -225,16 +232,6 @@ def test_known_truth_simulation():
 # ---------------------------------------------------------------------------
 # API behaviour
 # ---------------------------------------------------------------------------
-
-
-def test_pooled_and_per_team_paths_agree(monkeypatch):
-    d = pd.read_csv(FIX / "data_main.csv", dtype={"team": str, "la": str})
-    a = fit_formula_free(d, "y", COVS, "team")
-    monkeypatch.setattr(mixed, "_MAX_POOLED_ELEMENTS", 0)
-    b = fit_formula_free(d, "y", COVS, "team")
-    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(a.team_variance, b.team_variance, rtol=1e-9)
-    np.testing.assert_allclose(a.df, b.df, rtol=1e-8)
 
 
 def test_row_order_and_labels_do_not_matter():

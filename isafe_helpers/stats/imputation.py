@@ -97,7 +97,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
-from isafe_helpers.stats.kenward_roger import TeamSums, kenward_roger_from_sums
+from isafe_helpers.stats.kenward_roger import kenward_roger_from_sums
 from isafe_helpers.stats.reml import Layout, Model, optimise, satterthwaite, team_codes
 
 __all__ = ["TwoLevelImputer", "fit_team_model", "mi_arm_effect", "rubin", "PRIOR_SCALE"]
@@ -167,10 +167,20 @@ def _coef_index(lay: Layout, coef: int) -> int:
     return lay.rcols.index(coef) if coef < lay.p else len(lay.rcols) + (coef - lay.p)
 
 
+def _message(kind: str, converged: bool, theta: float) -> str:
+    """How the REML optimiser ended (:func:`isafe_helpers.stats.reml.optimise`), in words."""
+    text = {
+        "bad": "REML criterion is not finite anywhere on the theta grid",
+        "top": "theta reached the upper search limit: within-team variance is essentially 0",
+        "interior": f"interior optimum theta = {theta:.6g}",
+    }.get(kind, "optimum at the boundary: team variance = 0")
+    return ("" if converged else "NOT converged: ") + text
+
+
 def _fit(m: Model, k: int) -> list[dict]:
     """REML fit of every batch member; coefficient ``k`` of ``b_R``."""
-    theta, converged, messages = optimise(m)
-    d = m.details(theta, coef=k)
+    theta, how = optimise(m)
+    d = m.details(theta)
     s2w = d["Q"] / (m.N - m.p)
     out = []
     for j in range(m.M):
@@ -180,13 +190,13 @@ def _fit(m: Model, k: int) -> list[dict]:
                 estimate=float(d["bR"][j, k] + m.b0R[j, k]),
                 var=float(var),
                 se=float(np.sqrt(var)),
-                df=satterthwaite(m, d, s2w[j], k, j),
+                df=float(satterthwaite(m, d, s2w[j], j)[k]),
                 theta=float(theta[j]),
                 team_variance=float(theta[j] * s2w[j]),
                 residual_variance=float(s2w[j]),
                 reml_criterion=float(d["f"][j]),
-                converged=bool(converged[j]),
-                message=messages[j],
+                converged=bool(how["converged"][j]),
+                message=_message(how["kind"][j], how["converged"][j], theta[j]),
             )
         )
     return out
@@ -199,7 +209,7 @@ def fit_team_model(y, F, Z, groups, coef: int = 1) -> dict:
     ``fit_random_intercept`` of the mixed-model module with design
     ``np.column_stack([F, Z])``, but ``F``'s columns must be constant within
     team, and 0/1 columns of ``F`` with disjoint supports (LA dummies) are
-    absorbed (module docstring), so the cost does not grow with their number.
+    absorbed (:mod:`isafe_helpers.stats.reml`), so the cost does not grow with their number.
 
     ``groups``: team labels (any values); ``coef``: column index into
     ``[F, Z]`` of the coefficient reported (the arm column of ``F`` by default). Returns a dict: ``estimate, var, se, df,
@@ -400,22 +410,9 @@ class TwoLevelImputer:
         d = m.solve(theta[:, None])
         dD, B, S, cD = (d[k][:, 0] for k in ("dD", "B", "S", "cD"))  # B: (M, L, r)
         bR_hat, bD_hat = d["bR"][:, 0], d["bD"][:, 0]
-        n, nD, st = m.n, m.nD, m.strat[: m.nD]
-        den = 1.0 + theta[:, None] * n  # (M, Gm)
-
-        def team_resid(bR, bD):
-            res = m.t - (m.sR @ bR[:, :, None])[:, :, 0]
-            res[:, :nD] -= n[:nD] * bD[:, st]
-            return res
-
+        den = 1.0 + theta[:, None] * m.n  # (M, Gm)
         # Q by the residual route at the GLS solution (no cancellation); s2_W | theta
-        res = team_resid(bR_hat, bD_hat)
-        Q = (
-            m.Wyy
-            - 2.0 * np.sum(bR_hat * m.WRy, 1)
-            + np.einsum("mr,mrs,ms->m", bR_hat, m.WRR, bR_hat)
-            + np.sum(res * res / (n * den), 1)
-        )
+        Q = m.rss(bR_hat, m.team_resid(bR_hat, bD_hat), 1.0 / (m.n * den))
         s2w = Q / rng.chisquare(m.N - m.p, M)
         # b_R ~ N(bhat_R, s2w S^-1); b_D | b_R ~ N((c_D - B b_R) / dD, s2w / dD)
         Ls = np.linalg.cholesky(S)
@@ -423,7 +420,7 @@ class TwoLevelImputer:
         bR = bR_hat + np.sqrt(s2w)[:, None] * z_r
         bD = (cD - (B @ bR[:, :, None])[:, :, 0]) / dD + np.sqrt(s2w[:, None] / dD) * rng.standard_normal(dD.shape)
         # team effects given b; teams without observed rows from N(0, theta s2_W)
-        res = team_resid(bR, bD)
+        res = m.team_resid(bR, bD)
         u = np.sqrt(theta * s2w)[:, None] * rng.standard_normal((M, self.lay.G))
         u[:, m.teams] = theta[:, None] * res / den + np.sqrt(s2w[:, None] * theta[:, None] / den) * rng.standard_normal(
             (M, m.Gm)
@@ -437,32 +434,17 @@ class TwoLevelImputer:
         return out[0] if single else out
 
 
-def _kenward_roger_fits(
-    F: np.ndarray, codes: np.ndarray, G: int, Yb: np.ndarray, fits: list[dict], coef: int
-) -> np.ndarray:
+def _kenward_roger_fits(analysis: Model, fits: list[dict], coef: int) -> np.ndarray:
     """Kenward-Roger variance and df of coefficient ``coef`` of ``[F, z]`` for each completed data set.
 
-    ``Yb`` (M, N): the completed baseline scores (the analysis model's one
-    participant-level column ``z``); ``fits``: the REML fits of :func:`_fit`
-    (their variance components). ``F`` is constant within team, so its
-    within-team cross products vanish and its team sums are ``n_j F_j``: the
-    team statistics of ``X = [F, z]`` cost ``O(N + G p)`` per data set.
+    ``analysis``: the analysis model on the completed data (its team
+    statistics, :meth:`isafe_helpers.stats.reml.Model.team_sums`); ``fits``:
+    its REML fits of :func:`_fit` (their variance components).
     Returns (M, 2): KR-adjusted variance, KR df (pbkrtest; kenward_roger module).
     """
-    n = np.bincount(codes, minlength=G).astype(float)
-    first = np.zeros(G, dtype=int)
-    first[codes[::-1]] = np.arange(codes.size)[::-1]
-    SF = F[first] * n[:, None]
-    p = F.shape[1] + 1
-    out = np.empty((Yb.shape[0], 2))
+    out = np.empty((len(fits), 2))
     for j, f in enumerate(fits):
-        z = Yb[j]
-        zs = np.bincount(codes, weights=z, minlength=G)
-        zc = z - (zs / n)[codes]
-        W = np.zeros((p, p))
-        W[-1, -1] = float(zc @ zc)
-        sums = TeamSums(within=W, sums=np.column_stack([SF, zs]), sizes=n)
-        res = kenward_roger_from_sums(sums, f["team_variance"], f["residual_variance"])
+        res = kenward_roger_from_sums(analysis.team_sums(j), f["team_variance"], f["residual_variance"])
         out[j] = res.cov_beta_adj[coef, coef], res.df[coef]
     return out
 
@@ -569,8 +551,6 @@ def _impute(y_followup, y_baseline, F, groups, arm_col, n_imputations, n_cycles,
         draws=draws,
         lay=lay,
         codes=codes,
-        G=G,
-        F=F,
         k=k,
         arm_col=arm_col,
         M=M,
@@ -586,7 +566,7 @@ def _pool_completed(c: dict, Yf: np.ndarray, df_max: float | None) -> dict[str, 
     analysis.set_data(Yf[:, analysis.rows], Yb[:, analysis.rows, None], check_rank=True)
     fits = _fit(analysis, c["k"])
     est = np.array([f["estimate"] for f in fits])
-    kr = _kenward_roger_fits(c["F"], codes, c["G"], Yb, fits, c["arm_col"])
+    kr = _kenward_roger_fits(analysis, fits, c["arm_col"])
     var = kr[:, 0]
     dfs = kr[:, 1]
     df_com = float(np.mean(dfs))

@@ -1,22 +1,77 @@
 """The one profiled-REML core of the random-intercept model, on per-team sufficient statistics.
 
 Every REML fit of ``y = X b + u_team + e`` in the package is computed here:
-the mixed models, the analysis and imputation models of multiple imputation.
+the mixed models (:func:`isafe_helpers.stats.mixed.fit_random_intercept`,
+nothing absorbed, a batch of one), the analysis and imputation models of
+multiple imputation (:mod:`isafe_helpers.stats.imputation`, LA dummies
+absorbed, a batch of imputations); Kenward-Roger takes its team statistics
+from here (:meth:`Model.team_sums`).
 
-Per-team sufficient statistics
-------------------------------
+Model
+-----
+    y = X b + u_team + e,   u_team ~ N(0, s2_B),   e ~ N(0, s2_W)
+
+With ``theta = s2_B / s2_W`` the covariance of team ``j`` is
+``V_j = s2_W * (I + theta * 1 1')``, so that
+
+    V_j^{-1} * s2_W = I - theta / (1 + theta n_j) * 1 1'
+    log|V_j / s2_W| = log(1 + theta n_j).
+
+Writing the fixed-effect cross products as a within-team part plus a
+between-team part (``s_j = X_j'1`` and ``t_j = 1'y_j`` are the team sums),
+
+    X'V0^{-1}X = W_xx + sum_j s_j s_j' / (n_j (1 + theta n_j))
+    X'V0^{-1}y = W_xy + sum_j s_j t_j  / (n_j (1 + theta n_j))
+
+(``W`` = cross products of the within-team centred data), there is no
+cancellation, and every quantity the REML criterion needs is a per-team sum.
+Team sums are computed once (``O(N p^2)``). The outcome is first replaced by
+its OLS residual ``y - X b0`` (the REML fit is exactly equivariant, ``b -> b
+- b0`` and everything else unchanged), which avoids cancellation in the
+generalised residual sum of squares when ``y`` has a large mean.
+
+``s2_W`` and ``b`` are profiled out.  The profiled REML criterion
+(-2 x REML log-likelihood, the constant as in lme4's ``REMLcrit``) is
+
+    f(theta) = sum_j log(1 + theta n_j) + log|X'V0^{-1}X|
+               + (N - p) (1 + log(2 pi Q(theta) / (N - p)))
+
+with ``Q`` the generalised residual sum of squares.  It is minimised over
+``theta >= 0`` (:func:`optimise`) by a grid over ``log theta`` (plus
+``theta = 0``) that brackets the optimum, then a safeguarded Newton
+iteration on ``f'(theta) = 0`` inside the bracket using analytic first and
+second derivatives (bisection on ``log theta`` whenever a step would leave
+the bracket).  The ``theta = 0`` boundary is taken when the one-sided
+derivative there is non-negative or 0 is at least as good (as lme4 does).
+
+Standard errors are the conventional ones, ``cov(b) = s2_W (X'V0^{-1}X)^{-1}``
+at the REML estimates (lme4, SAS, Stata).  Denominator degrees of freedom are
+Satterthwaite's, computed exactly as lmerTest does it (:func:`satterthwaite`):
+variance parameters ``(tau, sigma)`` with ``tau = sqrt(theta)`` (lme4's
+relative standard deviation) and ``sigma = sqrt(s2_W)``; their asymptotic
+covariance is ``2 H^{-1}`` with ``H`` the Hessian of the (unprofiled) REML
+deviance (pseudo-inverse over the eigenvalues above 1e-8, as lmerTest); the
+gradient of ``var(b_k)`` is taken with respect to the same parameters;
+``df_k = 2 var(b_k)^2 / (g' (2 H^{-1}) g)``.  All derivatives are analytic.
+
+Per-team sufficient statistics, absorption and pooling
+------------------------------------------------------
 The columns of ``X = [F, Z]`` are split into team-level columns ``F``
-(constant within each team) and row-level columns ``Z``. The model's cross
-products are a within-team part (only the row-level columns ``Z`` and ``y``
-have one) plus team sums weighted by ``a_j = 1 / (n_j (1 + theta n_j))``. In
-addition the columns of ``F`` that are 0/1 indicators with disjoint supports
-(the LA dummies) are *absorbed*: their block of ``X'V0^-1X`` is diagonal, so
-``log|X'V0^-1X|``, the GLS solution and the derivatives the Satterthwaite df
-need follow from a Schur complement onto the few remaining columns
-(intercept, arm, ``z``) in ``O(G r^2)`` per value of ``theta`` (``G`` teams,
-``r`` remaining columns) instead of ``O(p^3)`` with ``p`` ~ 150 at national
-scale; team weights depend on a team only through its size, so the per-LA
-sums are pooled by team size.
+(constant within each team) and row-level columns ``Z`` (:class:`Layout`).
+The model's cross products are a within-team part (only the row-level
+columns ``Z`` and ``y`` have one) plus team sums weighted by
+``a_j = 1 / (n_j (1 + theta n_j))``. In addition the columns of ``F`` that
+are 0/1 indicators with disjoint supports (the LA dummies) are *absorbed*:
+their block of ``X'V0^-1X`` is diagonal, so ``log|X'V0^-1X|``, the GLS
+solution and the derivatives the Satterthwaite df need follow from a Schur
+complement onto the few remaining columns (intercept, arm, ``z``) in
+``O(G r^2)`` per value of ``theta`` (``G`` teams, ``r`` remaining columns)
+instead of ``O(p^3)`` with ``p`` ~ 150 at national scale. Because the team
+weights depend on the team only through its size ``n_j``, the outer
+products ``s_j s_j'`` are pooled by team size (and the per-LA sums by size
+and LA), so a criterion evaluation costs ``O(K r^2 + r^3)`` with ``K`` the
+number of distinct team sizes. A design with nothing to absorb (``F`` with
+no columns, every column of ``X`` in ``Z``) is the plain model.
 
 A :class:`Model` holds a *batch* of data sets on the same rows (the
 imputations of multiple imputation): every array carries a leading batch
@@ -28,6 +83,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
+
+from isafe_helpers.stats.kenward_roger import TeamSums
 
 __all__ = ["Layout", "Model", "optimise", "satterthwaite", "team_codes"]
 
@@ -170,9 +227,10 @@ class Model:
     def set_data(self, Y: np.ndarray, Z: np.ndarray, check_rank: bool = False, centre: bool = True) -> None:
         """Outcomes ``Y`` (M, N) and row-level columns ``Z`` (M, N, q) on the analysed rows, in model row order.
 
-        ``centre``: work with ``y`` minus its OLS fit (exactly equivariant, as
-        mixed.py: no cancellation in ``Q`` when ``y`` has a large mean); the
-        imputer, which centres on the means itself, skips this.
+        ``centre``: work with ``y`` minus its OLS fit (:meth:`centre`; exactly
+        equivariant, module docstring: no cancellation in ``Q`` when ``y`` has a
+        large mean); the imputer, which centres on the means itself, skips this,
+        and the mixed model centres after its own rank check.
         """
         M, N, q = Y.shape[0], self.N, self.q
         Z = Z.reshape(M, N, q)
@@ -187,12 +245,17 @@ class Model:
         self._kRR = self._pool((self.sR[:, :, :, None] * self.sR[:, :, None, :]).reshape(M, self.Gm, -1), self.Pk)
         self.b0D, self.b0R = np.zeros((M, self.lay.L)), np.zeros((M, self.r))
         self._set_y(Y)
+        self._Y = Y
         if check_rank:
             self._check_rank()
         if centre:
-            d = self.solve(np.zeros((M, 1)))
-            self.b0D, self.b0R = d["bD"][:, 0], d["bR"][:, 0]
-            self._set_y(Y - self.fitted(self.b0D, self.b0R, self.teams[self.rc], Z))
+            self.centre()
+
+    def centre(self) -> None:
+        """Work with ``y`` minus its OLS fit ``X b0`` (set_data's ``centre``); call after any rank check."""
+        d = self.solve(np.zeros((self.M, 1)))
+        self.b0D, self.b0R = d["bD"][:, 0], d["bR"][:, 0]
+        self._set_y(self._Y - self.fitted(self.b0D, self.b0R, self.teams[self.rc], self._Z))
 
     def _set_y(self, Y: np.ndarray) -> None:
         M, r = Y.shape[0], self.r
@@ -287,11 +350,30 @@ class Model:
             f = d["logdetV"] + d["logdetA"] + (self.N - self.p) * np.log(d["Q"]) + self._const()
         return np.where((d["Q"] > 0) & np.isfinite(f), f, np.inf)
 
-    def details(self, theta: np.ndarray, coef: int | None = None) -> dict:
+    def team_resid(self, bR: np.ndarray, bD: np.ndarray) -> np.ndarray:
+        """Team residual sums ``r_j = t_j - s_j'b`` (M, Gm) at coefficients ``b_R`` (M, r), ``b_D`` (M, L)."""
+        nD = self.nD
+        res = self.t - (self.sR @ bR[:, :, None])[:, :, 0]
+        res[:, :nD] -= self.n[:nD] * bD[:, self.strat[:nD]]
+        return res
+
+    def rss(self, bR: np.ndarray, res: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Generalised residual sum of squares ``Q`` (M,) from ``b_R``, the team residual sums ``res`` and the
+        team weights ``a`` (M, Gm): within-team part plus team part, no cancellation against the grand mean."""
+        return (
+            self.Wyy
+            - 2.0 * np.sum(bR * self.WRy, 1)
+            + np.einsum("mr,mrs,ms->m", bR, self.WRR, bR)
+            + np.sum(a * res * res, 1)
+        )
+
+    def details(self, theta: np.ndarray) -> dict:
         """Criterion, GLS estimates and analytic theta-derivatives at one theta per batch member (M,).
 
-        ``coef``: index into ``b_R`` of a coefficient whose variance derivative
-        (for the Satterthwaite df) is wanted.
+        ``M``: the inverse of the Schur complement ``S`` (the dense block of
+        ``(X'V0^-1X)^-1``); ``dvar`` (M, r): the diagonal of ``S^-1 S1 S^-1``
+        (``S1`` the theta-derivative of ``S``), which the Satterthwaite df of the
+        dense coefficients need.
         """
         theta = np.asarray(theta, float)
         d = self.solve(theta[:, None])
@@ -303,15 +385,10 @@ class Model:
         a2 = 2.0 * n / onep**3
         Minv = np.linalg.inv(S)
         Minv = 0.5 * (Minv + np.swapaxes(Minv, 1, 2))
-        # team residual sums r_j = t_j - s_j'b
-        res = self.t - (self.sR @ bR[:, :, None])[:, :, 0]
-        res[:, :nD] -= n[:nD] * bD[:, st]
-        Q = (
-            self.Wyy
-            - 2.0 * np.sum(bR * self.WRy, 1)
-            + np.einsum("mr,mrs,ms->m", bR, self.WRR, bR)
-            + np.sum(a * res * res, 1)
-        )
+        res = self.team_resid(bR, bD)
+        Q = self.rss(bR, res, a)
+        L1 = np.sum(n / onep, 1)
+        L2 = -np.sum(n**2 / onep**2, 1)
         # v_j = sR_j - n_j B_l / dD_l: the team sum's component orthogonal to the absorbed block
         Bd = B / dD[:, :, None]
         v = self.sR.copy()
@@ -319,8 +396,6 @@ class Model:
         Mv = v @ Minv
         h = np.sum(Mv * v, axis=2)
         h[:, :nD] += n[:nD] ** 2 / dD[:, st]
-        L1 = np.sum(n / onep, 1)
-        L2 = -np.sum(n**2 / onep**2, 1)
         D1 = np.sum(a1 * h, 1)
         # tr(A^-1 A1 A^-1 A1) = sum_jk a1_j a1_k (s_j'A^-1 s_k)^2, split into the absorbed and dense parts
         MVa = Minv @ (np.swapaxes(v * a1[:, :, None], 1, 2) @ v)
@@ -342,22 +417,43 @@ class Model:
         Q2 = np.sum(a2 * res * res, 1) - 2.0 * uAu
         N, p = self.N, self.p
         f = np.log(onep).sum(1) + d["logdetA"][:, 0] + (N - p) * np.log(Q) + self._const()
-        out = dict(theta=theta, f=f, Q=Q, bR=bR, bD=bD, M=Minv, L1=L1, L2=L2, D1=D1, D2=D2, Q1=Q1, Q2=Q2)
+        dvar = np.sum(a1[:, :, None] * Mv**2, 1)  # [A^-1 A1 A^-1]_kk
+        out = dict(theta=theta, f=f, Q=Q, bR=bR, bD=bD, M=Minv, dvar=dvar)
+        out.update(L1=L1, L2=L2, D1=D1, D2=D2, Q1=Q1, Q2=Q2)
         out["f1"] = L1 + D1 + (N - p) * Q1 / Q
         out["f2"] = L2 + D2 + (N - p) * (Q2 / Q - (Q1 / Q) ** 2)
-        if coef is not None:
-            out["dvar"] = np.sum(a1 * Mv[:, :, coef] ** 2, 1)  # [A^-1 A1 A^-1]_kk
         return out
 
+    def team_sums(self, j: int) -> TeamSums:
+        """Team statistics of the whole design ``X = [F, Z]`` (columns in that order) of batch member ``j``,
+        for Kenward-Roger: the absorbed columns' team sums are ``n_j`` on their teams, and ``F`` has no
+        within-team part."""
+        lay, q = self.lay, self.q
+        cols = lay.rcols + list(range(lay.p, lay.p + q))
+        sums = np.zeros((self.Gm, lay.p + q))
+        sums[:, cols] = self.sR[j]
+        sums[:, lay.dcols] = self.n[:, None] * lay.Ft[self.teams][:, lay.dcols]
+        within = np.zeros((lay.p + q, lay.p + q))
+        within[np.ix_(cols, cols)] = self.WRR[j]
+        return TeamSums(within=within, sums=sums, sizes=self.n)
 
-def optimise(m: Model) -> tuple[np.ndarray, np.ndarray, list[str]]:
+
+def optimise(m: Model) -> tuple[np.ndarray, dict]:
     """Minimise the profiled REML criterion over theta >= 0 for every batch member.
 
-    As the mixed-model module (``fit_random_intercept``): a grid over log theta (plus 0) brackets the
-    optimum; ``theta = 0`` when the criterion's one-sided derivative there is
-    non-negative or 0 is at least as good (lme4's rule); otherwise a
-    safeguarded Newton iteration on ``f'(theta) = 0`` (analytic derivatives)
-    inside the bracket.
+    A grid over log theta (plus 0) brackets the optimum; ``theta = 0`` when
+    the criterion's one-sided derivative there is non-negative or 0 is at
+    least as good (lme4's rule); otherwise a safeguarded Newton iteration on
+    ``f'(theta) = 0`` (analytic derivatives, bisection on log theta when a
+    step leaves the bracket) inside the bracket.
+
+    Returns theta (M,) and how each member ended, for the callers' messages:
+    ``kind`` (M,) one of ``"bad"`` (criterion not finite anywhere on the
+    grid; theta 0), ``"top"`` (the upper grid limit), ``"at0"`` (the
+    boundary with a non-negative one-sided derivative at 0 on the grid),
+    ``"zero"`` (the boundary after the search), ``"interior"``;
+    ``converged`` (M,) bool; ``f1_0`` (the one-sided derivative at 0), and
+    ``grad`` (d f / d log theta), ``f2`` (d2 f / d theta2) at the optimum found.
     """
     M = m.M
     grid = np.concatenate(([0.0], 10.0**_GRID_LOG10))
@@ -390,23 +486,22 @@ def optimise(m: Model) -> tuple[np.ndarray, np.ndarray, list[str]]:
     # boundary: take theta = 0 when it is at least as good (lme4 does the same)
     zero = (i <= 1) & ~at0 & ~bad & ((d0["f1"] >= 0.0) | (fv[:, 0] <= d["f"]))
     th = np.where(zero, 0.0, th)
-    msgs = []
-    for k in range(M):
-        if bad[k]:
-            msgs.append("NOT converged: REML criterion is not finite anywhere on the theta grid")
-        elif top[k]:
-            msgs.append("NOT converged: theta reached the upper search limit: within-team variance is essentially 0")
-        elif at0[k] or zero[k]:
-            ok = d0["f1"][k] >= -1e-6
-            msgs.append(("" if ok else "NOT converged: ") + "optimum at the boundary: team variance = 0")
-        else:
-            ok = abs(d["f1"][k] * th[k]) < 1e-6 and d["f2"][k] > 0 and d["f"][k] <= fv[k].min() + 1e-8
-            msgs.append(("" if ok else "NOT converged: ") + f"interior optimum theta = {th[k]:.6g}")
-    return th, np.array([not s.startswith("NOT") for s in msgs]), msgs
+    kind = np.select([bad, top, at0, zero], ["bad", "top", "at0", "zero"], "interior")
+    grad = d["f1"] * th
+    interior_ok = (np.abs(grad) < 1e-6) & (d["f2"] > 0) & (d["f"] <= fv.min(axis=1) + 1e-8)
+    converged = np.select([bad | top, at0 | zero], [False, d0["f1"] >= -1e-6], interior_ok)
+    return th, dict(kind=kind, converged=converged.astype(bool), f1_0=d0["f1"], grad=grad, f2=d["f2"])
 
 
-def satterthwaite(m: Model, d: dict, sigma2: float, k: int, j: int) -> float:
-    """Satterthwaite df of coefficient ``k`` of ``b_R`` for batch member ``j``, as lmerTest (as mixed.py)."""
+def satterthwaite(m: Model, d: dict, sigma2: float, j: int) -> np.ndarray:
+    """Satterthwaite df (r,) of the dense coefficients ``b_R`` for batch member ``j``, as lmerTest.
+
+    Variance parameters ``(tau, sigma)`` with ``tau = sqrt(theta)`` (lme4's
+    relative standard deviation) and ``sigma = sqrt(s2_W)``; their asymptotic
+    covariance is ``2 H^-1`` with ``H`` the Hessian of the (unprofiled) REML
+    deviance; the gradient of ``var(b_k)`` is taken with respect to the same
+    parameters; ``df_k = 2 var(b_k)^2 / (g' (2 H^-1) g)``.
+    """
     N, p = m.N, m.p
     theta = d["theta"][j]
     tau, sigma = np.sqrt(theta), np.sqrt(sigma2)
@@ -417,14 +512,17 @@ def satterthwaite(m: Model, d: dict, sigma2: float, k: int, j: int) -> float:
     h_ts = -4.0 * tau * d["Q1"][j] / sigma**3
     h_ss = -2.0 * (N - p) / sigma2 + 6.0 * Q / sigma2**2
     H = np.array([[h_tt, h_ts], [h_ts, h_ss]])
-    # lmerTest pseudo-inverts H over eigenvalues > 1e-8, here (as mixed.py) on the Hessian with respect
-    # to (tau, sigma / sigma_hat), which makes the test invariant to the units of y
+    # lmerTest pseudo-inverts H over eigenvalues > 1e-8.  Applied to H itself
+    # that test depends on the units of y (h_ss scales as 1/sigma^2), so it is
+    # applied to the Hessian with respect to (tau, sigma / sigma_hat), a linear
+    # reparameterisation: identical to lmerTest for outcomes on a unit scale,
+    # and invariant to rescaling y.
     D = np.array([1.0, sigma])
     evals, evecs = np.linalg.eigh(H * np.outer(D, D))
     pos = evals > _EIG_TOL
     vcov_vp = 2.0 * ((evecs[:, pos] / evals[pos]) @ evecs[:, pos].T) * np.outer(D, D)
-    mkk = d["M"][j, k, k]
+    mkk = np.diagonal(d["M"][j])
     var = sigma2 * mkk
-    J = np.array([-2.0 * tau * sigma2 * d["dvar"][j], 2.0 * sigma * mkk])
+    J = np.column_stack([-2.0 * tau * sigma2 * d["dvar"][j], 2.0 * sigma * mkk])
     with np.errstate(divide="ignore", invalid="ignore"):
-        return float(2.0 * var**2 / (J @ vcov_vp @ J))
+        return 2.0 * var**2 / np.einsum("ij,jk,ik->i", J, vcov_vp, J)
