@@ -254,7 +254,7 @@ def fit_random_intercept(y, X, groups, names=None) -> MixedFit:
     )
     fit._kr["sums"] = m.team_sums(0)
     # the profiled REML criterion, for icc_interval()
-    fit._kr["crit"] = lambda t: float(m.crit_many(np.array([[t]], dtype=float))[0, 0])
+    fit._kr["crit"] = m.crit
     return fit
 
 

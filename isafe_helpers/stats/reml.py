@@ -156,10 +156,11 @@ class Layout:
 class Model:
     """``y = [F, Z] b + u_team + e`` on a subset of rows, in per-team sufficient statistics.
 
-    Holds a *batch* of ``M`` data sets on the same rows (the imputations):
-    every data array has a leading axis ``M``. Coefficients are kept as
-    ``b_D`` (absorbed indicator columns) and ``b_R`` (dense columns of ``F``
-    followed by the columns of ``Z``).
+    Holds a *batch* of ``M`` data sets on the same rows (the imputations; one
+    for the mixed model): every data array has a leading axis ``M``.
+    Coefficients are kept as ``b_D`` (absorbed indicator columns) and ``b_R``
+    (dense columns of ``F`` followed by the columns of ``Z``). ``F`` may have
+    no columns: the plain model, every column of ``X`` in ``Z`` (``q`` of them).
     """
 
     def __init__(self, lay: Layout, codes: np.ndarray, rows: np.ndarray, q: int):
@@ -201,6 +202,7 @@ class Model:
         sizes, ks = np.unique(self.n, return_inverse=True)
         K = sizes.size
         self.nk, self.Gk = sizes, np.bincount(ks, minlength=K).astype(float)
+        self._by_size = [np.flatnonzero(ks == k) for k in range(K)]
         self.Pk = sparse.csr_matrix((np.ones(Gm), (ks, np.arange(Gm))), shape=(K, Gm))
         self.pooled = K * lay.L <= _POOL_RATIO * Gm
         if self.pooled and lay.L:
@@ -242,7 +244,10 @@ class Model:
         self.WRR = np.zeros((M, self.r, self.r))
         self.WRR[:, self.r - q :, self.r - q :] = Zc.transpose(0, 2, 1) @ Zc
         self.sR = np.concatenate([np.broadcast_to(self.sF, (M,) + self.sF.shape), sz], axis=2)  # (M, Gm, r)
-        self._kRR = self._pool((self.sR[:, :, :, None] * self.sR[:, :, None, :]).reshape(M, self.Gm, -1), self.Pk)
+        # sum of s_j s_j' over the teams of each size (M, K, r * r), one Gram matrix per size
+        self._kRR = np.stack([np.swapaxes(self.sR[:, i], 1, 2) @ self.sR[:, i] for i in self._by_size], 1).reshape(
+            M, len(self._by_size), -1
+        )
         self.b0D, self.b0R = np.zeros((M, self.lay.L)), np.zeros((M, self.r))
         self._set_y(Y)
         self._Y = Y
@@ -350,6 +355,10 @@ class Model:
             f = d["logdetV"] + d["logdetA"] + (self.N - self.p) * np.log(d["Q"]) + self._const()
         return np.where((d["Q"] > 0) & np.isfinite(f), f, np.inf)
 
+    def crit(self, theta: float) -> float:
+        """The criterion of the first (for a batch of one: the) data set at one ``theta``."""
+        return float(self.crit_many(np.array([[theta]], dtype=float))[0, 0])
+
     def team_resid(self, bR: np.ndarray, bD: np.ndarray) -> np.ndarray:
         """Team residual sums ``r_j = t_j - s_j'b`` (M, Gm) at coefficients ``b_R`` (M, r), ``b_D`` (M, L)."""
         nD = self.nD
@@ -389,22 +398,32 @@ class Model:
         Q = self.rss(bR, res, a)
         L1 = np.sum(n / onep, 1)
         L2 = -np.sum(n**2 / onep**2, 1)
-        # v_j = sR_j - n_j B_l / dD_l: the team sum's component orthogonal to the absorbed block
         Bd = B / dD[:, :, None]
-        v = self.sR.copy()
-        v[:, :nD] -= n[:nD, None] * Bd[:, st]
-        Mv = v @ Minv
-        h = np.sum(Mv * v, axis=2)
-        h[:, :nD] += n[:nD] ** 2 / dD[:, st]
-        D1 = np.sum(a1 * h, 1)
-        # tr(A^-1 A1 A^-1 A1) = sum_jk a1_j a1_k (s_j'A^-1 s_k)^2, split into the absorbed and dense parts
-        MVa = Minv @ (np.swapaxes(v * a1[:, :, None], 1, 2) @ v)
-        tr2 = np.sum(MVa * np.swapaxes(MVa, 1, 2), axis=(1, 2))
-        if nD:
-            g = self._ssum(a1 * n * n)
-            w = self._ssum((a1 * n)[:, :, None] * v)  # (M, L, r)
-            tr2 = tr2 + np.sum(g * g / dD**2, 1) + 2.0 * np.sum(np.einsum("mlr,mrs,mls->ml", w, Minv, w) / dD, 1)
-        D2 = np.sum(a2 * h, 1) - tr2
+        if self.lay.p:  # team-level columns, some perhaps absorbed: per team
+            # v_j = sR_j - n_j B_l / dD_l: the team sum's component orthogonal to the absorbed block
+            v = self.sR.copy()
+            v[:, :nD] -= n[:nD, None] * Bd[:, st]
+            Mv = v @ Minv
+            h = np.sum(Mv * v, axis=2)
+            h[:, :nD] += n[:nD] ** 2 / dD[:, st]
+            D1 = np.sum(a1 * h, 1)
+            # tr(A^-1 A1 A^-1 A1) = sum_jk a1_j a1_k (s_j'A^-1 s_k)^2, split into the absorbed and dense parts
+            MVa = Minv @ (np.swapaxes(v * a1[:, :, None], 1, 2) @ v)
+            tr2 = np.sum(MVa * np.swapaxes(MVa, 1, 2), axis=(1, 2))
+            if nD:
+                g = self._ssum(a1 * n * n)
+                w = self._ssum((a1 * n)[:, :, None] * v)  # (M, L, r)
+                tr2 = tr2 + np.sum(g * g / dD**2, 1) + 2.0 * np.sum(np.einsum("mlr,mrs,mls->ml", w, Minv, w) / dD, 1)
+            D2 = np.sum(a2 * h, 1) - tr2
+            dvar = np.sum(a1[:, :, None] * Mv**2, 1)  # [A^-1 A1 A^-1]_kk
+        else:  # the plain model (every column row-level): A1, A2 from the outer products pooled by size
+            onepK = 1.0 + theta[:, None] * self.nk
+            A1 = np.einsum("mk,mkq->mq", -1.0 / onepK**2, self._kRR).reshape(Minv.shape)
+            A2 = np.einsum("mk,mkq->mq", 2.0 * self.nk / onepK**3, self._kRR).reshape(Minv.shape)
+            MA1 = Minv @ A1
+            D1 = np.trace(MA1, axis1=1, axis2=2)
+            D2 = np.sum(Minv * A2, axis=(1, 2)) - np.sum(MA1 * np.swapaxes(MA1, 1, 2), axis=(1, 2))
+            dvar = np.diagonal(MA1 @ Minv, axis1=1, axis2=2)
         Q1 = np.sum(a1 * res * res, 1)
         ar = a1 * res
         ut = np.einsum("mg,mgr->mr", ar, self.sR)
@@ -417,7 +436,6 @@ class Model:
         Q2 = np.sum(a2 * res * res, 1) - 2.0 * uAu
         N, p = self.N, self.p
         f = np.log(onep).sum(1) + d["logdetA"][:, 0] + (N - p) * np.log(Q) + self._const()
-        dvar = np.sum(a1[:, :, None] * Mv**2, 1)  # [A^-1 A1 A^-1]_kk
         out = dict(theta=theta, f=f, Q=Q, bR=bR, bD=bD, M=Minv, dvar=dvar)
         out.update(L1=L1, L2=L2, D1=D1, D2=D2, Q1=Q1, Q2=Q2)
         out["f1"] = L1 + D1 + (N - p) * Q1 / Q
