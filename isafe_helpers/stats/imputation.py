@@ -179,8 +179,7 @@ def _message(kind: str, converged: bool, theta: float) -> str:
 
 def _fit(m: Model, k: int) -> list[dict]:
     """REML fit of every batch member; coefficient ``k`` of ``b_R``."""
-    theta, how = optimise(m)
-    d = m.details(theta)
+    theta, how, d = optimise(m)
     s2w = d["Q"] / (m.N - m.p)
     out = []
     for j in range(m.M):

@@ -156,8 +156,8 @@ def _model(y: np.ndarray, X: np.ndarray, codes: np.ndarray, n_groups: int) -> Mo
     return m
 
 
-def _check_rank(m: Model, X: np.ndarray, names: list[str]) -> None:
-    xtx = m.solve(np.zeros((1, 1)))["S"][0, 0]  # X'X (nothing absorbed)
+def _check_rank(xtx: np.ndarray, X: np.ndarray, names: list[str]) -> None:
+    """Raise, naming the columns, if ``X`` (with cross products ``xtx``) is rank deficient."""
     dg = np.sqrt(np.diag(xtx))
     if np.any(dg == 0):
         bad = [names[k] for k in np.flatnonzero(dg == 0)]
@@ -223,14 +223,14 @@ def fit_random_intercept(y, X, groups, names=None) -> MixedFit:
     if np.ptp(y) == 0:
         raise ValueError("no variance in the outcome (every analysed score is the same)")
     m = _model(y, X, codes, G)
-    _check_rank(m, X, names)
+    ols = m.solve(np.zeros((1, 1)))  # at theta = 0: X'X (nothing absorbed) and the OLS fit
+    _check_rank(ols["S"][0, 0], X, names)
     resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
     if not np.any(np.abs(resid) > 1e-10 * max(1.0, float(np.abs(y).max()))):
         raise ValueError("no residual variance: the model reproduces every score exactly")
-    m.centre()
-    th, how = optimise(m)
+    m.centre(ols)
+    th, how, d = optimise(m)
     theta = float(th[0])
-    d = m.details(th)
     sigma2 = float(d["Q"][0]) / (N - p)
     if not sigma2 > 1e-12 * float(np.var(y)):
         raise ValueError("no residual variance: the model reproduces every score exactly")

@@ -251,14 +251,17 @@ class Model:
         self.b0D, self.b0R = np.zeros((M, self.lay.L)), np.zeros((M, self.r))
         self._set_y(Y)
         self._Y = Y
-        if check_rank:
-            self._check_rank()
-        if centre:
-            self.centre()
+        if check_rank or centre:
+            ols = self.solve(np.zeros((self.M, 1)))
+            if check_rank:
+                self._check_rank(ols["S"][:, 0])
+            if centre:
+                self.centre(ols)
 
-    def centre(self) -> None:
-        """Work with ``y`` minus its OLS fit ``X b0`` (set_data's ``centre``); call after any rank check."""
-        d = self.solve(np.zeros((self.M, 1)))
+    def centre(self, ols: dict | None = None) -> None:
+        """Work with ``y`` minus its OLS fit ``X b0`` (set_data's ``centre``); call after any rank check.
+        ``ols``: :meth:`solve` at theta = 0 on the current data, if the caller has it."""
+        d = self.solve(np.zeros((self.M, 1))) if ols is None else ols
         self.b0D, self.b0R = d["bD"][:, 0], d["bR"][:, 0]
         self._set_y(self._Y - self.fitted(self.b0D, self.b0R, self.teams[self.rc], self._Z))
 
@@ -278,9 +281,9 @@ class Model:
             X = self._pool(self._nts[:, : self.nD], self.Pkl)  # (M, K * L, 2 + r)
             self._X = X.reshape(M, K, L * (2 + r))
 
-    def _check_rank(self) -> None:
-        """Raise if ``X`` is rank deficient: the Schur complement of ``X'X`` onto the dense columns is singular."""
-        S = self.solve(np.zeros((self.M, 1)))["S"][:, 0]
+    def _check_rank(self, S: np.ndarray) -> None:
+        """Raise if ``X`` is rank deficient: ``S`` (M, r, r), the Schur complement of ``X'X`` onto the dense
+        columns (:meth:`solve` at theta = 0), is singular."""
         dg = np.sqrt(np.abs(np.diagonal(S, axis1=1, axis2=2)))
         with np.errstate(divide="ignore", invalid="ignore"):
             ev = np.linalg.eigvalsh(S / (dg[:, :, None] * dg[:, None, :]))[:, 0] if np.all(dg > 0) else np.zeros(1)
@@ -456,7 +459,7 @@ class Model:
         return TeamSums(within=within, sums=sums, sizes=self.n)
 
 
-def optimise(m: Model) -> tuple[np.ndarray, dict]:
+def optimise(m: Model) -> tuple[np.ndarray, dict, dict]:
     """Minimise the profiled REML criterion over theta >= 0 for every batch member.
 
     A grid over log theta (plus 0) brackets the optimum; ``theta = 0`` when
@@ -465,13 +468,15 @@ def optimise(m: Model) -> tuple[np.ndarray, dict]:
     ``f'(theta) = 0`` (analytic derivatives, bisection on log theta when a
     step leaves the bracket) inside the bracket.
 
-    Returns theta (M,) and how each member ended, for the callers' messages:
-    ``kind`` (M,) one of ``"bad"`` (criterion not finite anywhere on the
-    grid; theta 0), ``"top"`` (the upper grid limit), ``"at0"`` (the
-    boundary with a non-negative one-sided derivative at 0 on the grid),
-    ``"zero"`` (the boundary after the search), ``"interior"``;
-    ``converged`` (M,) bool; ``f1_0`` (the one-sided derivative at 0), and
-    ``grad`` (d f / d log theta), ``f2`` (d2 f / d theta2) at the optimum found.
+    Returns theta (M,), how each member ended, for the callers' messages,
+    and :meth:`Model.details` at theta (every fit needs it, and the search has
+    usually computed it already). ``how``: ``kind`` (M,) one of ``"bad"``
+    (criterion not finite anywhere on the grid; theta 0), ``"top"`` (the upper
+    grid limit), ``"at0"`` (the boundary with a non-negative one-sided
+    derivative at 0 on the grid), ``"zero"`` (the boundary after the search),
+    ``"interior"``; ``converged`` (M,) bool; ``f1_0`` (the one-sided
+    derivative at 0), and ``grad`` (d f / d log theta), ``f2`` (d2 f / d
+    theta2) at the optimum found.
     """
     M = m.M
     grid = np.concatenate(([0.0], 10.0**_GRID_LOG10))
@@ -500,7 +505,7 @@ def optimise(m: Model) -> tuple[np.ndarray, dict]:
         th = np.where(active, new, th)
         active &= ~done
     th = np.where(at0 | bad, 0.0, np.where(top, grid[-1], th))
-    d = m.details(th)
+    d = m.details(th) if th.any() else d0
     # boundary: take theta = 0 when it is at least as good (lme4 does the same)
     zero = (i <= 1) & ~at0 & ~bad & ((d0["f1"] >= 0.0) | (fv[:, 0] <= d["f"]))
     th = np.where(zero, 0.0, th)
@@ -508,7 +513,10 @@ def optimise(m: Model) -> tuple[np.ndarray, dict]:
     grad = d["f1"] * th
     interior_ok = (np.abs(grad) < 1e-6) & (d["f2"] > 0) & (d["f"] <= fv.min(axis=1) + 1e-8)
     converged = np.select([bad | top, at0 | zero], [False, d0["f1"] >= -1e-6], interior_ok)
-    return th, dict(kind=kind, converged=converged.astype(bool), f1_0=d0["f1"], grad=grad, f2=d["f2"])
+    how = dict(kind=kind, converged=converged.astype(bool), f1_0=d0["f1"], grad=grad, f2=d["f2"])
+    if zero.any():
+        d = m.details(th) if th.any() else d0
+    return th, how, d
 
 
 def satterthwaite(m: Model, d: dict, sigma2: float, j: int) -> np.ndarray:
