@@ -101,6 +101,13 @@ def team_codes(groups) -> tuple[np.ndarray, int]:
     return codes.reshape(-1), uniq.size
 
 
+def _pooling(key: np.ndarray, K: int) -> sparse.csr_matrix:
+    """The 0/1 matrix (K, key.size) that sums the elements with each key 0..K-1 (in their order)."""
+    order = np.argsort(key, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(key, minlength=K))))
+    return sparse.csr_matrix((np.ones(key.size), order, bounds), shape=(K, key.size))
+
+
 class Layout:
     """The fixed columns ``F`` at team level, split into absorbed indicators and dense columns.
 
@@ -144,8 +151,11 @@ class Layout:
         self.rcols = [k for k in range(self.p) if k not in set(dcols)]
         self.FtR = Ft[:, self.rcols]
         # is the constant in the span of F? (then centring y and z on their means is exact)
-        res = np.linalg.lstsq(Ft, np.ones(G), rcond=None)[0]
-        self.has_const = bool(np.max(np.abs(Ft @ res - 1.0)) < 1e-9)
+        if self.p:
+            res = np.linalg.lstsq(Ft, np.ones(G), rcond=None)[0]
+            self.has_const = bool(np.max(np.abs(Ft @ res - 1.0)) < 1e-9)
+        else:
+            self.has_const = False
         stratum = np.full(G, -1)
         for i, k in enumerate(dcols):
             stratum[Ft[:, k] == 1.0] = i
@@ -202,13 +212,10 @@ class Model:
         sizes, ks = np.unique(self.n, return_inverse=True)
         K = sizes.size
         self.nk, self.Gk = sizes, np.bincount(ks, minlength=K).astype(float)
-        self._by_size = [np.flatnonzero(ks == k) for k in range(K)]
-        self.Pk = sparse.csr_matrix((np.ones(Gm), (ks, np.arange(Gm))), shape=(K, Gm))
+        self.Pk = _pooling(ks, K)  # row k: the model teams of size nk[k], Pk.indices[Pk.indptr[k]:Pk.indptr[k + 1]]
         self.pooled = K * lay.L <= _POOL_RATIO * Gm
         if self.pooled and lay.L:
-            self.Pkl = sparse.csr_matrix(
-                (np.ones(nD), (ks[:nD] * lay.L + self.strat[:nD], np.arange(nD))), shape=(K * lay.L, nD)
-            )
+            self.Pkl = _pooling(ks[:nD] * lay.L + self.strat[:nD], K * lay.L)
 
     # -- helpers ---------------------------------------------------------------
     def _tsum(self, A: np.ndarray) -> np.ndarray:
@@ -245,8 +252,9 @@ class Model:
         self.WRR[:, self.r - q :, self.r - q :] = Zc.transpose(0, 2, 1) @ Zc
         self.sR = np.concatenate([np.broadcast_to(self.sF, (M,) + self.sF.shape), sz], axis=2)  # (M, Gm, r)
         # sum of s_j s_j' over the teams of each size (M, K, r * r), one Gram matrix per size
-        self._kRR = np.stack([np.swapaxes(self.sR[:, i], 1, 2) @ self.sR[:, i] for i in self._by_size], 1).reshape(
-            M, len(self._by_size), -1
+        sR, b = self.sR[:, self.Pk.indices], self.Pk.indptr  # model teams grouped by size
+        self._kRR = np.stack([np.swapaxes(sR[:, i:j], 1, 2) @ sR[:, i:j] for i, j in zip(b[:-1], b[1:])], 1).reshape(
+            M, b.size - 1, -1
         )
         self.b0D, self.b0R = np.zeros((M, self.lay.L)), np.zeros((M, self.r))
         self._set_y(Y)
@@ -275,11 +283,12 @@ class Model:
         self.Wyy = np.einsum("mn,mn->m", yc, yc)
         self._kRt = self._pool(self.sR * t[:, :, None], self.Pk)  # (M, K, r)
         self._ktt = self._pool((t * t)[:, :, None], self.Pk)[:, :, 0]  # (M, K)
-        self._nts = np.concatenate([np.broadcast_to(self.n, t.shape)[:, :, None], t[:, :, None], self.sR], axis=2)
-        if self.pooled and self.lay.L:
-            K, L = self.nk.size, self.lay.L
-            X = self._pool(self._nts[:, : self.nD], self.Pkl)  # (M, K * L, 2 + r)
-            self._X = X.reshape(M, K, L * (2 + r))
+        if self.lay.L:  # what the absorbed block needs: per team (n_j, t_j, sR_j), pooled by size and stratum
+            self._nts = np.concatenate([np.broadcast_to(self.n, t.shape)[:, :, None], t[:, :, None], self.sR], axis=2)
+            if self.pooled:
+                K, L = self.nk.size, self.lay.L
+                X = self._pool(self._nts[:, : self.nD], self.Pkl)  # (M, K * L, 2 + r)
+                self._X = X.reshape(M, K, L * (2 + r))
 
     def _check_rank(self, S: np.ndarray) -> None:
         """Raise if ``X`` is rank deficient: ``S`` (M, r, r), the Schur complement of ``X'X`` onto the dense
