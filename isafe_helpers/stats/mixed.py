@@ -52,7 +52,8 @@ class MixedFit:
     converged: bool
     message: str
     df: np.ndarray  # Satterthwaite denominator df for each coefficient (as lmerTest)
-    # what Kenward-Roger needs (team sums of X) and its cached result; not compared, not shown
+    # the REML core's model (Kenward-Roger takes its team sums of X from it), the profiled criterion
+    # (icc_interval) and the cached Kenward-Roger result; not compared, not shown
     _kr: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def kenward_roger(self) -> KRResult:
@@ -60,10 +61,14 @@ class MixedFit:
         evaluated at this fit's REML estimates; computed on first call, then cached.
         See :mod:`isafe_helpers.stats.kenward_roger`; ``.test(L)`` gives a KR F test."""
         if "result" not in self._kr:
-            if "sums" not in self._kr:
+            if "model" not in self._kr:
                 raise ValueError("this MixedFit does not carry its design: refit with fit_random_intercept")
             self._kr["result"] = kenward_roger_from_sums(
-                self._kr["sums"], self.team_variance, self.residual_variance, beta=self.beta, names=self.names
+                self._kr["model"].team_sums(0),
+                self.team_variance,
+                self.residual_variance,
+                beta=self.beta,
+                names=self.names,
             )
         return self._kr["result"]
 
@@ -252,7 +257,7 @@ def fit_random_intercept(y, X, groups, names=None) -> MixedFit:
         message=_message(str(how["kind"][0]), converged, theta, *(float(how[k][0]) for k in ("f1_0", "grad", "f2"))),
         df=satterthwaite(m, d, sigma2, 0),
     )
-    fit._kr["sums"] = m.team_sums(0)
+    fit._kr["model"] = m
     # the profiled REML criterion, for icc_interval()
     fit._kr["crit"] = m.crit
     return fit

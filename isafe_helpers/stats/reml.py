@@ -103,8 +103,8 @@ def team_codes(groups) -> tuple[np.ndarray, int]:
 
 def _pooling(key: np.ndarray, K: int) -> sparse.csr_matrix:
     """The 0/1 matrix (K, key.size) that sums the elements with each key 0..K-1 (in their order)."""
-    order = np.argsort(key, kind="stable")
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(key, minlength=K))))
+    order = np.argsort(key, kind="stable").astype(np.int32)  # int32: scipy's own index type, no conversion
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(key, minlength=K)))).astype(np.int32)
     return sparse.csr_matrix((np.ones(key.size), order, bounds), shape=(K, key.size))
 
 
@@ -319,30 +319,32 @@ class Model:
         th = np.asarray(thetas, float)
         M, T = th.shape
         r, L, nD = self.r, self.lay.L, self.nD
-        w = 2 + r
         onepK = 1.0 + th[:, :, None] * self.nk  # (M, T, K)
         anK = 1.0 / onepK  # a n for each size
         aK = anK / self.nk
-        # per-stratum sums of a_j n_j * (n_j, t_j, sR_j)
-        if L == 0:
-            red = np.zeros((M, T, 0, w))
-        elif self.pooled:
-            red = (anK @ self._X).reshape(M, T, L, w)
-        else:  # per batch member, one reduceat over contiguous team rows
-            red = np.empty((M, T, L, w))
-            for i in range(M):
-                an = 1.0 / (1.0 + self.n[:nD, None] * th[i][None, :])  # (nD, T)
-                red[i] = np.add.reduceat(an[:, None, :] * self._nts[i, :nD, :, None], self.starts, axis=0).transpose(
-                    2, 0, 1
-                )
-        dD, cD, B = red[..., 0], red[..., 1], red[..., 2:]  # B: (M, T, L, r)
         C = self.WRR[:, None] + (aK @ self._kRR).reshape(M, T, r, r)
         cR = self.WRy[:, None] + aK @ self._kRt
         e = self.Wyy[:, None] + (aK @ self._ktt[:, :, None])[..., 0]
-        BsT = np.swapaxes(B / dD[..., None], -1, -2)  # (M, T, r, L)
-        S = C - BsT @ B
-        ct = cR - (BsT @ cD[..., None])[..., 0]
-        et = e - np.sum(cD * cD / dD, axis=-1)
+        if L == 0:  # nothing absorbed: S is the whole of X'V0^-1X
+            dD, cD, B = np.empty((M, T, 0)), np.empty((M, T, 0)), np.empty((M, T, 0, r))
+            S, ct, et = C, cR, e
+        else:
+            w = 2 + r
+            # per-stratum sums of a_j n_j * (n_j, t_j, sR_j)
+            if self.pooled:
+                red = (anK @ self._X).reshape(M, T, L, w)
+            else:  # per batch member, one reduceat over contiguous team rows
+                red = np.empty((M, T, L, w))
+                for i in range(M):
+                    an = 1.0 / (1.0 + self.n[:nD, None] * th[i][None, :])  # (nD, T)
+                    red[i] = np.add.reduceat(
+                        an[:, None, :] * self._nts[i, :nD, :, None], self.starts, axis=0
+                    ).transpose(2, 0, 1)
+            dD, cD, B = red[..., 0], red[..., 1], red[..., 2:]  # B: (M, T, L, r)
+            BsT = np.swapaxes(B / dD[..., None], -1, -2)  # (M, T, r, L)
+            S = C - BsT @ B
+            ct = cR - (BsT @ cD[..., None])[..., 0]
+            et = e - (cD * cD / dD).sum(axis=-1)
         try:
             Lc = np.linalg.cholesky(S)
             logdetS = 2.0 * np.log(np.diagonal(Lc, axis1=-2, axis2=-1)).sum(axis=-1)
@@ -351,9 +353,12 @@ class Model:
             sign, logdetS = np.linalg.slogdet(S)
             logdetS = np.where(sign > 0, logdetS, np.nan)
             bR = (np.linalg.pinv(S) @ ct[..., None])[..., 0]
-        Q = et - np.sum(ct * bR, axis=-1)
-        bD = (cD - (B @ bR[..., None])[..., 0]) / dD
-        logdetA = np.log(dD).sum(axis=-1) + logdetS
+        Q = et - (ct * bR).sum(axis=-1)
+        if L == 0:
+            bD, logdetA = cD, logdetS  # bD: empty
+        else:
+            bD = (cD - (B @ bR[..., None])[..., 0]) / dD
+            logdetA = np.log(dD).sum(axis=-1) + logdetS
         return dict(dD=dD, B=B, cD=cD, S=S, bR=bR, bD=bD, Q=Q, logdetA=logdetA, logdetV=np.log(onepK) @ self.Gk)
 
     def _const(self) -> float:
@@ -388,70 +393,76 @@ class Model:
             + np.sum(a * res * res, 1)
         )
 
-    def details(self, theta: np.ndarray) -> dict:
+    def details(self, theta: np.ndarray, full: bool = True) -> dict:
         """Criterion, GLS estimates and analytic theta-derivatives at one theta per batch member (M,).
 
         ``M``: the inverse of the Schur complement ``S`` (the dense block of
         ``(X'V0^-1X)^-1``); ``dvar`` (M, r): the diagonal of ``S^-1 S1 S^-1``
         (``S1`` the theta-derivative of ``S``), which the Satterthwaite df of the
-        dense coefficients need.
+        dense coefficients need. ``full=False`` leaves out what a Newton step
+        on ``f'(theta) = 0`` does not need: the criterion ``f`` and ``dvar``.
         """
         theta = np.asarray(theta, float)
         d = self.solve(theta[:, None])
         dD, B, S, bR, bD = (d[k][:, 0] for k in ("dD", "B", "S", "bR", "bD"))  # B: (M, L, r)
         n, nD, st = self.n, self.nD, self.strat[: self.nD]
         onep = 1.0 + theta[:, None] * n  # (M, Gm)
+        onep2 = onep**2
         a = 1.0 / (n * onep)
-        a1 = -1.0 / onep**2
+        a1 = -1.0 / onep2
         a2 = 2.0 * n / onep**3
         Minv = np.linalg.inv(S)
         Minv = 0.5 * (Minv + np.swapaxes(Minv, 1, 2))
         res = self.team_resid(bR, bD)
         Q = self.rss(bR, res, a)
-        L1 = np.sum(n / onep, 1)
-        L2 = -np.sum(n**2 / onep**2, 1)
-        Bd = B / dD[:, :, None]
+        L1 = (n / onep).sum(1)
+        L2 = -(n**2 / onep2).sum(1)
+        dvar = None
         if self.lay.p:  # team-level columns, some perhaps absorbed: per team
+            Bd = B / dD[:, :, None]
             # v_j = sR_j - n_j B_l / dD_l: the team sum's component orthogonal to the absorbed block
             v = self.sR.copy()
             v[:, :nD] -= n[:nD, None] * Bd[:, st]
             Mv = v @ Minv
-            h = np.sum(Mv * v, axis=2)
+            h = (Mv * v).sum(axis=2)
             h[:, :nD] += n[:nD] ** 2 / dD[:, st]
-            D1 = np.sum(a1 * h, 1)
+            D1 = (a1 * h).sum(1)
             # tr(A^-1 A1 A^-1 A1) = sum_jk a1_j a1_k (s_j'A^-1 s_k)^2, split into the absorbed and dense parts
             MVa = Minv @ (np.swapaxes(v * a1[:, :, None], 1, 2) @ v)
-            tr2 = np.sum(MVa * np.swapaxes(MVa, 1, 2), axis=(1, 2))
+            tr2 = (MVa * np.swapaxes(MVa, 1, 2)).sum(axis=(1, 2))
             if nD:
                 g = self._ssum(a1 * n * n)
                 w = self._ssum((a1 * n)[:, :, None] * v)  # (M, L, r)
-                tr2 = tr2 + np.sum(g * g / dD**2, 1) + 2.0 * np.sum(np.einsum("mlr,mrs,mls->ml", w, Minv, w) / dD, 1)
-            D2 = np.sum(a2 * h, 1) - tr2
-            dvar = np.sum(a1[:, :, None] * Mv**2, 1)  # [A^-1 A1 A^-1]_kk
+                tr2 = tr2 + (g * g / dD**2).sum(1) + 2.0 * (np.einsum("mlr,mrs,mls->ml", w, Minv, w) / dD).sum(1)
+            D2 = (a2 * h).sum(1) - tr2
+            if full:
+                dvar = (a1[:, :, None] * Mv**2).sum(1)  # [A^-1 A1 A^-1]_kk
         else:  # the plain model (every column row-level): A1, A2 from the outer products pooled by size
             onepK = 1.0 + theta[:, None] * self.nk
             A1 = np.einsum("mk,mkq->mq", -1.0 / onepK**2, self._kRR).reshape(Minv.shape)
             A2 = np.einsum("mk,mkq->mq", 2.0 * self.nk / onepK**3, self._kRR).reshape(Minv.shape)
             MA1 = Minv @ A1
             D1 = np.trace(MA1, axis1=1, axis2=2)
-            D2 = np.sum(Minv * A2, axis=(1, 2)) - np.sum(MA1 * np.swapaxes(MA1, 1, 2), axis=(1, 2))
-            dvar = np.diagonal(MA1 @ Minv, axis1=1, axis2=2)
-        Q1 = np.sum(a1 * res * res, 1)
+            D2 = (Minv * A2).sum(axis=(1, 2)) - (MA1 * np.swapaxes(MA1, 1, 2)).sum(axis=(1, 2))
+            if full:
+                dvar = np.diagonal(MA1 @ Minv, axis1=1, axis2=2)
         ar = a1 * res
+        Q1 = (ar * res).sum(1)
         ut = np.einsum("mg,mgr->mr", ar, self.sR)
         uAu = 0.0
-        if nD:
+        if nD:  # (then F has columns: Bd is set)
             uD = self._ssum(ar * n)
             ut = ut - np.einsum("mlr,ml->mr", Bd, uD)
-            uAu = np.sum(uD * uD / dD, 1)
+            uAu = (uD * uD / dD).sum(1)
         uAu = uAu + np.einsum("mr,mrs,ms->m", ut, Minv, ut)
-        Q2 = np.sum(a2 * res * res, 1) - 2.0 * uAu
+        Q2 = (a2 * res * res).sum(1) - 2.0 * uAu
         N, p = self.N, self.p
-        f = np.log(onep).sum(1) + d["logdetA"][:, 0] + (N - p) * np.log(Q) + self._const()
-        out = dict(theta=theta, f=f, Q=Q, bR=bR, bD=bD, M=Minv, dvar=dvar)
-        out.update(L1=L1, L2=L2, D1=D1, D2=D2, Q1=Q1, Q2=Q2)
+        out = dict(theta=theta, Q=Q, bR=bR, bD=bD, M=Minv, L1=L1, L2=L2, D1=D1, D2=D2, Q1=Q1, Q2=Q2)
         out["f1"] = L1 + D1 + (N - p) * Q1 / Q
         out["f2"] = L2 + D2 + (N - p) * (Q2 / Q - (Q1 / Q) ** 2)
+        if full:
+            out["f"] = np.log(onep).sum(1) + d["logdetA"][:, 0] + (N - p) * np.log(Q) + self._const()
+            out["dvar"] = dvar
         return out
 
     def team_sums(self, j: int) -> TeamSums:
@@ -484,8 +495,10 @@ def optimise(m: Model) -> tuple[np.ndarray, dict, dict]:
     grid limit), ``"at0"`` (the boundary with a non-negative one-sided
     derivative at 0 on the grid), ``"zero"`` (the boundary after the search),
     ``"interior"``; ``converged`` (M,) bool; ``f1_0`` (the one-sided
-    derivative at 0), and ``grad`` (d f / d log theta), ``f2`` (d2 f / d
-    theta2) at the optimum found.
+    derivative at 0; only computed when some member's grid minimum is at 0 or
+    the first grid point above it, the only cases that use it, NaN
+    otherwise), and ``grad`` (d f / d log theta), ``f2`` (d2 f / d theta2) at
+    the optimum found.
     """
     M = m.M
     grid = np.concatenate(([0.0], 10.0**_GRID_LOG10))
@@ -495,14 +508,15 @@ def optimise(m: Model) -> tuple[np.ndarray, dict, dict]:
     top = i == grid.size - 1
     lo = np.where(i > 0, grid[np.maximum(i - 1, 0)], 0.0)
     hi = grid[np.minimum(i + 1, grid.size - 1)]
-    d0 = m.details(np.zeros(M))
-    at0 = (i == 0) & (d0["f1"] >= 0.0)
+    d0 = m.details(np.zeros(M)) if np.any(i <= 1) else None  # then theta = 0 is a candidate
+    f1_0 = d0["f1"] if d0 is not None else np.full(M, np.nan)
+    at0 = (i == 0) & (f1_0 >= 0.0)
     th = np.where(i > 0, grid[i], 0.5 * hi)
     active = ~(bad | top | at0)
     for _ in range(100):
         if not active.any():
             break
-        d = m.details(np.where(active, th, 1.0))
+        d = m.details(np.where(active, th, 1.0), full=False)
         g, h = d["f1"], d["f2"]
         lo = np.where(active & (g < 0), th, lo)
         hi = np.where(active & (g >= 0), th, hi)
@@ -514,15 +528,15 @@ def optimise(m: Model) -> tuple[np.ndarray, dict, dict]:
         th = np.where(active, new, th)
         active &= ~done
     th = np.where(at0 | bad, 0.0, np.where(top, grid[-1], th))
-    d = m.details(th) if th.any() else d0
+    d = m.details(th) if th.any() or d0 is None else d0
     # boundary: take theta = 0 when it is at least as good (lme4 does the same)
-    zero = (i <= 1) & ~at0 & ~bad & ((d0["f1"] >= 0.0) | (fv[:, 0] <= d["f"]))
+    zero = (i <= 1) & ~at0 & ~bad & ((f1_0 >= 0.0) | (fv[:, 0] <= d["f"]))
     th = np.where(zero, 0.0, th)
-    kind = np.select([bad, top, at0, zero], ["bad", "top", "at0", "zero"], "interior")
+    kind = np.where(bad, "bad", np.where(top, "top", np.where(at0, "at0", np.where(zero, "zero", "interior"))))
     grad = d["f1"] * th
     interior_ok = (np.abs(grad) < 1e-6) & (d["f2"] > 0) & (d["f"] <= fv.min(axis=1) + 1e-8)
-    converged = np.select([bad | top, at0 | zero], [False, d0["f1"] >= -1e-6], interior_ok)
-    how = dict(kind=kind, converged=converged.astype(bool), f1_0=d0["f1"], grad=grad, f2=d["f2"])
+    converged = np.where(bad | top, False, np.where(at0 | zero, f1_0 >= -1e-6, interior_ok))
+    how = dict(kind=kind, converged=converged, f1_0=f1_0, grad=grad, f2=d["f2"])
     if zero.any():
         d = m.details(th) if th.any() else d0
     return th, how, d
