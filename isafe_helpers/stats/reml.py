@@ -197,7 +197,8 @@ class Model:
         rc = pos[codes[rows]]
         o = np.argsort(rc, kind="stable")  # analysed rows sorted by model team: team sums are runs
         self.rows, self.rc = rows[o], rc[o]
-        self.row_starts = np.concatenate(([0], np.cumsum(cnt[self.teams])[:-1]))
+        self._rows_per_team = cnt[self.teams]
+        self.row_starts = np.concatenate(([0], np.cumsum(self._rows_per_team)[:-1]))
         self.N = rows.size
         self.r = len(lay.rcols) + q
         self.p = lay.L + self.r
@@ -246,11 +247,14 @@ class Model:
         self.M, self._Z = M, Z
         n = self.n
         sz = self._tsum(Z)  # (M, Gm, q)
-        Zc = Z - np.repeat(sz / n[None, :, None], np.diff(np.append(self.row_starts, N)), axis=1)
+        Zc = Z - np.repeat(sz / n[None, :, None], self._rows_per_team, axis=1)
         self._Zc = Zc
         self.WRR = np.zeros((M, self.r, self.r))
         self.WRR[:, self.r - q :, self.r - q :] = Zc.transpose(0, 2, 1) @ Zc
-        self.sR = np.concatenate([np.broadcast_to(self.sF, (M,) + self.sF.shape), sz], axis=2)  # (M, Gm, r)
+        if self.sF.shape[1]:
+            self.sR = np.concatenate([np.broadcast_to(self.sF, (M,) + self.sF.shape), sz], axis=2)  # (M, Gm, r)
+        else:
+            self.sR = sz
         # sum of s_j s_j' over the teams of each size (M, K, r * r), one Gram matrix per size
         sR, b = self.sR[:, self.Pk.indices], self.Pk.indptr  # model teams grouped by size
         self._kRR = np.stack([np.swapaxes(sR[:, i:j], 1, 2) @ sR[:, i:j] for i, j in zip(b[:-1], b[1:])], 1).reshape(
@@ -276,7 +280,7 @@ class Model:
     def _set_y(self, Y: np.ndarray) -> None:
         M, r = Y.shape[0], self.r
         t = self._tsum(Y)  # (M, Gm)
-        yc = Y - np.repeat(t / self.n, np.diff(np.append(self.row_starts, self.N)), axis=1)
+        yc = Y - np.repeat(t / self.n, self._rows_per_team, axis=1)
         self.t = t
         self.WRy = np.zeros((M, r))
         self.WRy[:, r - self.q :] = (self._Zc.transpose(0, 2, 1) @ yc[:, :, None])[:, :, 0]
@@ -380,7 +384,8 @@ class Model:
         """Team residual sums ``r_j = t_j - s_j'b`` (M, Gm) at coefficients ``b_R`` (M, r), ``b_D`` (M, L)."""
         nD = self.nD
         res = self.t - (self.sR @ bR[:, :, None])[:, :, 0]
-        res[:, :nD] -= self.n[:nD] * bD[:, self.strat[:nD]]
+        if nD:
+            res[:, :nD] -= self.n[:nD] * bD[:, self.strat[:nD]]
         return res
 
     def rss(self, bR: np.ndarray, res: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -388,9 +393,9 @@ class Model:
         team weights ``a`` (M, Gm): within-team part plus team part, no cancellation against the grand mean."""
         return (
             self.Wyy
-            - 2.0 * np.sum(bR * self.WRy, 1)
+            - 2.0 * (bR * self.WRy).sum(1)
             + np.einsum("mr,mrs,ms->m", bR, self.WRR, bR)
-            + np.sum(a * res * res, 1)
+            + (a * res * res).sum(1)
         )
 
     def details(self, theta: np.ndarray, full: bool = True) -> dict:
