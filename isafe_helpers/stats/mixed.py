@@ -63,12 +63,9 @@ class MixedFit:
         if "result" not in self._kr:
             if "model" not in self._kr:
                 raise ValueError("this MixedFit does not carry its design: refit with fit_random_intercept")
+            sums = self._kr["model"].team_sums(0)
             self._kr["result"] = kenward_roger_from_sums(
-                self._kr["model"].team_sums(0),
-                self.team_variance,
-                self.residual_variance,
-                beta=self.beta,
-                names=self.names,
+                sums, self.team_variance, self.residual_variance, beta=self.beta, names=self.names
             )
         return self._kr["result"]
 

@@ -88,8 +88,8 @@ from isafe_helpers.stats.kenward_roger import TeamSums
 
 __all__ = ["Layout", "Model", "optimise", "satterthwaite", "team_codes"]
 
-# Grid over log10(theta) bracketing the REML optimum (theta = 0 is added).
-_GRID_LOG10 = np.linspace(-8.0, 8.0, 33)
+# Grid of theta bracketing the REML optimum: 0 and 33 points evenly spaced in log10(theta) over [-8, 8].
+_GRID = np.concatenate(([0.0], 10.0 ** np.linspace(-8.0, 8.0, 33)))
 # Pool teams by size when (number of sizes) x (number of strata) <= this x (number of teams).
 _POOL_RATIO = 8
 _EIG_TOL = 1e-8  # lmerTest's tolerance for "positive" Hessian eigenvalues
@@ -506,7 +506,7 @@ def optimise(m: Model) -> tuple[np.ndarray, dict, dict]:
     the optimum found.
     """
     M = m.M
-    grid = np.concatenate(([0.0], 10.0**_GRID_LOG10))
+    grid = _GRID
     fv = m.crit_many(np.broadcast_to(grid, (M, grid.size)))
     i = np.argmin(fv, axis=1)
     bad = ~np.isfinite(fv[np.arange(M), i])
@@ -543,7 +543,7 @@ def optimise(m: Model) -> tuple[np.ndarray, dict, dict]:
     converged = np.where(bad | top, False, np.where(at0 | zero, f1_0 >= -1e-6, interior_ok))
     how = dict(kind=kind, converged=converged, f1_0=f1_0, grad=grad, f2=d["f2"])
     if zero.any():
-        d = m.details(th) if th.any() else d0
+        d = m.details(th) if th.any() or d0 is None else d0
     return th, how, d
 
 
