@@ -90,6 +90,8 @@ __all__ = ["Layout", "Model", "optimise", "satterthwaite", "team_codes"]
 
 # Grid of theta bracketing the REML optimum: 0 and 33 points evenly spaced in log10(theta) over [-8, 8].
 _GRID = np.concatenate(([0.0], 10.0 ** np.linspace(-8.0, 8.0, 33)))
+# How optimise's search ended, in order of precedence.
+_KINDS = np.array(["bad", "top", "at0", "zero", "interior"])
 # Pool teams by size when (number of sizes) x (number of strata) <= this x (number of teams).
 _POOL_RATIO = 8
 _EIG_TOL = 1e-8  # lmerTest's tolerance for "positive" Hessian eigenvalues
@@ -351,7 +353,7 @@ class Model:
             et = e - (cD * cD / dD).sum(axis=-1)
         try:
             Lc = np.linalg.cholesky(S)
-            logdetS = 2.0 * np.log(np.diagonal(Lc, axis1=-2, axis2=-1)).sum(axis=-1)
+            logdetS = 2.0 * np.log(Lc.diagonal(axis1=-2, axis2=-1)).sum(axis=-1)
             bR = np.linalg.solve(S, ct[..., None])[..., 0]
         except np.linalg.LinAlgError:  # not positive definite somewhere: those thetas get criterion inf
             sign, logdetS = np.linalg.slogdet(S)
@@ -447,10 +449,10 @@ class Model:
             A1 = np.einsum("mk,mkq->mq", -1.0 / onepK**2, self._kRR).reshape(Minv.shape)
             A2 = np.einsum("mk,mkq->mq", 2.0 * self.nk / onepK**3, self._kRR).reshape(Minv.shape)
             MA1 = Minv @ A1
-            D1 = np.trace(MA1, axis1=1, axis2=2)
+            D1 = MA1.trace(axis1=1, axis2=2)
             D2 = (Minv * A2).sum(axis=(1, 2)) - (MA1 * np.swapaxes(MA1, 1, 2)).sum(axis=(1, 2))
             if full:
-                dvar = np.diagonal(MA1 @ Minv, axis1=1, axis2=2)
+                dvar = (MA1 @ Minv).diagonal(axis1=1, axis2=2)
         ar = a1 * res
         Q1 = (ar * res).sum(1)
         ut = np.einsum("mg,mgr->mr", ar, self.sR)
@@ -513,7 +515,7 @@ def optimise(m: Model) -> tuple[np.ndarray, dict, dict]:
     top = i == grid.size - 1
     lo = np.where(i > 0, grid[np.maximum(i - 1, 0)], 0.0)
     hi = grid[np.minimum(i + 1, grid.size - 1)]
-    d0 = m.details(np.zeros(M)) if np.any(i <= 1) else None  # then theta = 0 is a candidate
+    d0 = m.details(np.zeros(M)) if (i <= 1).any() else None  # then theta = 0 is a candidate
     f1_0 = d0["f1"] if d0 is not None else np.full(M, np.nan)
     at0 = (i == 0) & (f1_0 >= 0.0)
     th = np.where(i > 0, grid[i], 0.5 * hi)
@@ -537,10 +539,10 @@ def optimise(m: Model) -> tuple[np.ndarray, dict, dict]:
     # boundary: take theta = 0 when it is at least as good (lme4 does the same)
     zero = (i <= 1) & ~at0 & ~bad & ((f1_0 >= 0.0) | (fv[:, 0] <= d["f"]))
     th = np.where(zero, 0.0, th)
-    kind = np.where(bad, "bad", np.where(top, "top", np.where(at0, "at0", np.where(zero, "zero", "interior"))))
+    kind = _KINDS[np.argmax([bad, top, at0, zero, np.ones(M, bool)], axis=0)]  # the first that applies
     grad = d["f1"] * th
     interior_ok = (np.abs(grad) < 1e-6) & (d["f2"] > 0) & (d["f"] <= fv.min(axis=1) + 1e-8)
-    converged = np.where(bad | top, False, np.where(at0 | zero, f1_0 >= -1e-6, interior_ok))
+    converged = ~(bad | top) & np.where(at0 | zero, f1_0 >= -1e-6, interior_ok)
     how = dict(kind=kind, converged=converged, f1_0=f1_0, grad=grad, f2=d["f2"])
     if zero.any():
         d = m.details(th) if th.any() or d0 is None else d0
@@ -572,10 +574,11 @@ def satterthwaite(m: Model, d: dict, sigma2: float, j: int) -> np.ndarray:
     # reparameterisation: identical to lmerTest for outcomes on a unit scale,
     # and invariant to rescaling y.
     D = np.array([1.0, sigma])
-    evals, evecs = np.linalg.eigh(H * np.outer(D, D))
+    DD = np.outer(D, D)
+    evals, evecs = np.linalg.eigh(H * DD)
     pos = evals > _EIG_TOL
-    vcov_vp = 2.0 * ((evecs[:, pos] / evals[pos]) @ evecs[:, pos].T) * np.outer(D, D)
-    mkk = np.diagonal(d["M"][j])
+    vcov_vp = 2.0 * ((evecs[:, pos] / evals[pos]) @ evecs[:, pos].T) * DD
+    mkk = d["M"][j].diagonal()
     var = sigma2 * mkk
     J = np.column_stack([-2.0 * tau * sigma2 * d["dvar"][j], 2.0 * sigma * mkk])
     with np.errstate(divide="ignore", invalid="ignore"):
