@@ -32,7 +32,7 @@ from scipy import linalg, optimize, stats
 from isafe_helpers.stats.kenward_roger import KRResult, kenward_roger_from_sums
 from isafe_helpers.stats.reml import Layout, Model, optimise, satterthwaite
 
-__all__ = ["MixedFit", "fit_random_intercept", "fit_formula_free"]
+__all__ = ["MixedFit", "fit_random_intercept", "fit_formula_free", "formula_free_design"]
 
 
 @dataclass(frozen=True)
@@ -281,6 +281,15 @@ def fit_formula_free(data: pd.DataFrame, outcome: str, covariates: list[str], gr
     in the analysed rows), named ``col[T.level]``.  Rows with a missing value in
     the outcome, any covariate or the group are dropped first.
     """
+    y, X, groups, names, _ = formula_free_design(data, outcome, covariates, group)
+    return fit_random_intercept(y, X, groups, names=names)
+
+
+def formula_free_design(
+    data: pd.DataFrame, outcome: str, covariates: list[str], group: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """:func:`fit_formula_free`'s outcome, design, groups and coefficient names, and the rows kept (a mask of
+    ``data``'s rows): for many fits of one design with different outcomes."""
     covariates = list(covariates)
     cols = list(dict.fromkeys([outcome, *covariates, group]))
     missing = [c for c in cols if c not in data.columns]
@@ -318,4 +327,4 @@ def fit_formula_free(data: pd.DataFrame, outcome: str, covariates: list[str], gr
             blocks.append((vals == lev).astype(float)[:, None])
             names.append(f"{col}[T.{lev}]")
     X = np.hstack(blocks)
-    return fit_random_intercept(yv.to_numpy(dtype=float), X, sub[group].to_numpy(), names=names)
+    return yv.to_numpy(dtype=float), X, sub[group].to_numpy(), names, keep
