@@ -22,9 +22,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from isafe_helpers.data import contract as C
-from isafe_helpers.outputs import Busy, NotOurs, folder_lock, foreign, inside, replace_refused
-from isafe_helpers.resources import BUILD, BUNDLED_DATA, DEFAULT_OUT, NOTEBOOKS, SOURCES
+# One BLAS thread in this process and its children, set before numpy is first imported (a user's own setting
+# wins): the matrices here are small (the disclosure ledger's blocks, one LA's models), and a BLAS thread pool
+# beside the notebook processes on two cores made the ledger's small SVDs 20 to 100 times slower.
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
+from isafe_helpers.data import contract as C  # noqa: E402
+from isafe_helpers.outputs import Busy, NotOurs, folder_lock, foreign, inside, replace_refused  # noqa: E402
+from isafe_helpers.resources import BUILD, BUNDLED_DATA, DEFAULT_OUT, NOTEBOOKS, SOURCES  # noqa: E402
 
 if TYPE_CHECKING:  # for annotations only: the validator is imported when a root must be validated
     from isafe_helpers.data.loading import TrialData
