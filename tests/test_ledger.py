@@ -248,8 +248,9 @@ def test_keys_are_stable_names():
 
 
 def test_one_decomposition_answers_every_trial_as_solving_again_would():
-    """The breaker's trials (does suppressing these counts unfix k?) from one SVD agree with the null-space test
-    of each enlarged system, on random systems of sums with repeated, dependent and cancelling relations."""
+    """The breaker's trials (does suppressing these counts unfix k?) from one decomposition agree with the
+    null-space test of each enlarged system, on random systems of sums with repeated, dependent and cancelling
+    relations, with the counts in one block or in blocks coupled by some relations (as scopes are)."""
     from scipy.linalg import null_space
 
     from isafe_helpers.publish.ledger import _Decomposition, _Unfixing
@@ -258,8 +259,8 @@ def test_one_decomposition_answers_every_trial_as_solving_again_would():
         basis = null_space(m)
         return basis.shape[1] == 0 or bool(np.allclose(basis[k], 0.0, atol=1e-9))
 
-    checked, unfixed = 0, 0
-    for seed in range(40):
+    checked, unfixed, coupled = 0, 0, 0
+    for seed in range(60):
         rng = np.random.default_rng(seed)
         n_rel, n_unknown, n_free = int(rng.integers(2, 12)), int(rng.integers(1, 9)), 6
         matrix = rng.choice([-1.0, 0.0, 0.0, 1.0], size=(n_rel, n_unknown + n_free))
@@ -267,8 +268,15 @@ def test_one_decomposition_answers_every_trial_as_solving_again_would():
             matrix[-1] = matrix[0]
             matrix[-2] = matrix[0] + matrix[1] if n_rel > 2 else matrix[-2]
         base, extra = matrix[:, :n_unknown], matrix[:, n_unknown:]
+        blocks = list(rng.integers(0, 3, n_unknown)) if seed % 2 else None
+        dec = _Decomposition(base, blocks)
+        assert dec.basis.shape[1] == null_space(base).shape[1]
+        if dec.basis.shape[1]:  # the same null space, orthonormal
+            assert np.allclose(dec.basis.T @ dec.basis, np.eye(dec.basis.shape[1]), atol=1e-9)
+            assert np.allclose(base @ dec.basis, 0.0, atol=1e-9)
+        coupled += len(dec.coupling) > 0
         for k in range(n_unknown):
-            test = _Unfixing(_Decomposition(base), k)
+            test = _Unfixing(dec, k)
             assert test.determined == fixed(base, k)
             if not test.determined:
                 continue
@@ -278,6 +286,7 @@ def test_one_decomposition_answers_every_trial_as_solving_again_would():
                     assert test.unfixed_by([extra[:, c] for c in cols]) == want, (seed, k, cols)
                     checked, unfixed = checked + 1, unfixed + want
     assert checked > 500 and 0.1 < unfixed / checked < 0.9  # both answers are exercised
+    assert coupled > 10  # and systems in coupled blocks
 
 
 def test_the_certificate_of_movement_is_silent_and_sound_on_one_signed_directions():

@@ -42,14 +42,17 @@ is suppressed: :func:`isafe_helpers.publish.tables.protected` applies it.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import highspy
 import numpy as np
 import pandas as pd
-from scipy.optimize import linprog
+from scipy import sparse
+from scipy.sparse import csgraph
 
 from isafe_helpers.results.keys import SEP, key, split
 from isafe_helpers.results.table import Table
@@ -66,10 +69,11 @@ class Relation:
     total: str
     parts: tuple[str, ...]
     kind: str = "sum"
+    #: the total, then the parts (read in every pass of the solve: kept, not rebuilt)
+    cells: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def cells(self) -> tuple[str, ...]:
-        return (self.total, *self.parts)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cells", (self.total, *self.parts))
 
 
 @dataclass
@@ -312,13 +316,30 @@ class Ledger:
         unprotectable: list[Relation] = []
         # what _exposed found for a component, by its relations and suppressed counts: the answer
         # depends on nothing else, and most components are unchanged from one pass to the next
-        exposed: dict[tuple[frozenset, frozenset], list[str]] = {}
+        exposed: dict[tuple[frozenset, frozenset], list[tuple[str, bool]]] = {}
         # the lowest and highest value each count takes in a solution found so far (_exposed): suppressing more
         # only widens what the published counts allow, so a solution of an earlier system stays one
         self._seen: dict[str, tuple[float, float]] = {}
+        by_cell = self._by_cell = _cells_of(rels)
+        incidence = _Incidence(rels)
+        places: dict[str, list[int]] = defaultdict(list)  # each count's relations, by place in rels
+        for i, r in enumerate(rels):
+            for c in set(r.cells):
+                places[c].append(i)
+        # A scan of the relations in order, as if over all of them, reads only those a suppressed count has
+        # changed since the last: the rest hold what they held (at 150 LAs a pass suppresses a few counts of
+        # 100,000, and reading every relation was most of a pass).
+        pending, queued = set(range(len(rels))), set(supp)
         for _ in range(len(self.values) + 1):
             changed = False
-            for r in rels:  # no relation may hold exactly one suppressed count
+            for c in supp - queued:  # suppressed since the last scan, by the components below
+                pending.update(places[c])
+            queued |= supp
+            heap = sorted(pending)
+            todo, pending = set(heap), set()
+            while heap:  # no relation may hold exactly one suppressed count
+                i = heapq.heappop(heap)
+                r = rels[i]
                 hidden = [c for c in r.cells if c in supp]
                 if len(hidden) == 1:
                     pick = self._second(r, supp)
@@ -327,17 +348,33 @@ class Ledger:
                             unprotectable.append(r)
                         continue
                     supp.add(pick)
+                    queued.add(pick)
                     changed = True
+                    for j in places[pick]:  # later in this scan, or in the next
+                        if j <= i:
+                            pending.add(j)
+                        elif j not in todo:
+                            todo.add(j)
+                            heapq.heappush(heap, j)
             if changed:
                 continue
-            for comp in self._components(rels, supp):
+            restart = False
+            for comp in self._components(rels, supp, incidence):
                 sig = (frozenset(comp), frozenset(c for r in comp for c in r.cells if c in supp))
-                # exposed counts are found one at a time, in order: the first one protected changes the system
+                # Exposed counts are taken in order. Protecting one changes the system; when the counts suppressed
+                # for it bring no new relation into the component, the system has only gained columns, and the
+                # next exposed count is judged on the same decomposition with those columns added (_breaker, as
+                # the new system would judge it); otherwise the pass starts again. Other components are
+                # untouched either way.
                 known = exposed.get(sig)
-                done: list[str] = []
-                for k in known if known is not None else self._exposed(comp, supp):
-                    done.append(k)
-                    picks = self._breaker(comp, supp, k)
+                members = set(comp)
+                done: list[tuple[str, bool]] = []
+                since: list[str] = []  # counts suppressed in this component during this pass
+                for k, determined in known if known is not None else self._exposed(comp, supp):
+                    done.append((k, determined))
+                    picks = self._breaker(comp, supp, k, since)
+                    if picks is None:  # no longer determined: the counts suppressed since unfixed it
+                        continue
                     if not picks:  # another count in a relation of the exposed one; failing that, anywhere
                         for r in sorted(comp, key=lambda r: k not in r.cells):
                             pick = self._second(r, supp)
@@ -347,11 +384,16 @@ class Ledger:
                     if picks:
                         supp.update(picks)
                         changed = True
+                        since += picks
+                        if determined and all(r in members for p in picks for r in by_cell[p]):
+                            continue
+                        restart = True
                         break
                     unprotectable += [r for r in comp if k in r.cells and r not in unprotectable]
                 else:  # every exposed count of the component seen: kept for the next pass
-                    exposed[sig] = done
-                if changed:
+                    if not since:
+                        exposed[sig] = done
+                if restart:
                     break
             if not changed:
                 break
@@ -374,8 +416,14 @@ class Ledger:
         return (c in self.shown, self.uses[c] > 1, self.values[c], c)
 
     def _breaker(
-        self, comp: list[Relation], supp: set[str], k: str, singles_of: int = 40, pairs_of: int = 12
-    ) -> list[str]:
+        self,
+        comp: list[Relation],
+        supp: set[str],
+        k: str,
+        since: list[str] | tuple = (),
+        singles_of: int = 40,
+        pairs_of: int = 12,
+    ) -> list[str] | None:
         """The cheapest one or two published counts whose suppression leaves ``k`` undetermined.
 
         One count is tried first (the ``singles_of`` cheapest, those within three
@@ -385,94 +433,110 @@ class Ledger:
         Empty when none does it, or when ``k`` is pinned within one person
         rather than determined (the caller falls back to its neighbours).
         Every trial is answered from one decomposition of the component's
-        system (:class:`_Unfixing`), not by solving it again.
+        system (:class:`_Unfixing`), not by solving it again: the system
+        without the counts suppressed ``since`` it was decomposed (they are
+        added as columns to every trial); None when they already leave ``k``
+        undetermined.
         """
-        index, matrix, _ = self._system(comp, supp)
-        # every relation of a component holds a suppressed count: one row each, in order (as _column)
-        assert matrix.shape[0] == len(comp)
-        test = _Unfixing(self._decomposed(matrix), index[k])
+        visit = getattr(self, "_visit", None)
+        if visit is None or visit.comp is not comp:  # the first count of the component judged in this pass
+            visit = self._visit = _Visit(self, comp, supp - set(since))
+        # every relation of a component holds a suppressed count: one row each, in order (as visit.columns)
+        assert visit.matrix.shape[0] == len(comp)
+        test = _Unfixing(self._decomposed(visit.index, visit.matrix), visit.index[k])
         if not test.determined:
             return []
-        free = sorted({c for r in comp for c in r.cells if c not in supp and c not in self.exempt}, key=self._cost)
+        extra = list(visit.columns(list(since)).values())
+        if extra and test.unfixed_by(extra):
+            return None
         near: set[str] = set()
         frontier = {k}
         for _ in range(3):  # counts within three relations of k
-            rels = [r for r in comp if frontier & set(r.cells)]
+            rels = {r for c in frontier for r in visit.by_cell.get(c, ()) if r in visit.members}
             frontier = {c for r in rels for c in r.cells} - near
             near |= frontier
+        # A count in a relation outside the component brings that relation in when suppressed, and with it, most
+        # often, the need to suppress another count there (the trial does not judge that): counts whose relations
+        # are all in the component go first (at 150 LAs, the other order chained one LA's count after another
+        # through the pooled sums, a pass each).
+        outside = visit.outside
+        free = [c for c in visit.free if c not in supp]  # by cost, those inside first
         singles = ([c for c in free if c in near] + [c for c in free if c not in near])[:singles_of]
-        cols = {c: _column(comp, c) for c in singles}
+        singles = sorted(singles, key=lambda c: c in outside)
+        cols = visit.columns(singles)
+        test.prepare(cols)
         for c in singles:
-            if test.unfixed_by([cols[c]]):
+            if test.unfixed_by([*extra, cols[c]]):
                 return [c]
         near_free = [c for c in free if c in near][:pairs_of]
         best = None
         for i, a in enumerate(near_free):
             for b in near_free[i + 1 :]:
-                cost = sorted([self._cost(a), self._cost(b)], reverse=True)
-                if (best is None or cost < best[0]) and test.unfixed_by([cols[a], cols[b]]):
+                cost = sorted([(a in outside, *self._cost(a)), (b in outside, *self._cost(b))], reverse=True)
+                if (best is None or cost < best[0]) and test.unfixed_by([*extra, cols[a], cols[b]]):
                     best = (cost, [a, b])
         return best[1] if best else []
 
-    def _system(self, comp: list[Relation], supp: set[str]) -> tuple[dict[str, int], np.ndarray, list[float]]:
-        """The component's relations as ``A x = b`` over its suppressed counts ``x`` (index: count -> column)."""
+    def _system(self, comp: list[Relation], supp: set[str]) -> tuple[dict[str, int], sparse.csr_array, list[float]]:
+        """The component's relations as ``A x = b`` over its suppressed counts ``x`` (index: count -> column).
+
+        ``A`` is sparse: a relation holds a handful of counts.
+        """
         unknown = sorted({c for r in comp for c in r.cells if c in supp})
         index = {k: i for i, k in enumerate(unknown)}
-        rows, b = [], []
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        b: list[float] = []
         for r in comp:
-            row, const = np.zeros(len(unknown)), 0.0
+            row: dict[int, float] = defaultdict(float)
+            const = 0.0
             for c, sign in [(r.total, -1.0), *((p, 1.0) for p in r.parts)]:
                 if c in index:
                     row[index[c]] += sign
                 else:
                     const -= sign * self.values[c]
-            if row.any():
-                rows.append(row)
+            row = {j: v for j, v in row.items() if v != 0.0}
+            if row:
+                rows += [len(b)] * len(row)
+                cols += list(row)
+                vals += list(row.values())
                 b.append(const)
-        return index, np.array(rows).reshape(len(rows), len(unknown)), b
+        matrix = sparse.csr_array((vals, (rows, cols)), shape=(len(b), len(unknown)))
+        return index, matrix, b
 
-    def _decomposed(self, matrix: np.ndarray) -> _Decomposition:
-        """``matrix``'s decomposition; the last one is kept (the breaker reads the system :meth:`_exposed` just read)."""
+    def _decomposed(self, index: dict[str, int], matrix: sparse.csr_array) -> _Decomposition:
+        """``matrix``'s decomposition, its counts in blocks by scope (their LAs); the last one is kept (the breaker
+        reads the system :meth:`_exposed` just read)."""
         last = getattr(self, "_last", None)
-        if last is None or last.matrix.shape != matrix.shape or not np.array_equal(last.matrix, matrix):
-            last = self._last = _Decomposition(matrix)
+        if last is None or last.matrix.shape != matrix.shape or (last.matrix != matrix).nnz:
+            last = self._last = _Decomposition(matrix, ["+".join(split(k)[0]) for k in index])
         return last
 
     @staticmethod
-    def _components(rels: list[Relation], supp: set[str]) -> list[list[Relation]]:
-        """Relations holding a suppressed count, grouped into connected components."""
-        parent: dict[str, str] = {}
+    def _components(rels: list[Relation], supp: set[str], incidence: _Incidence | None = None) -> list[list[Relation]]:
+        """Relations holding a suppressed count, grouped into connected components (linked by any shared count),
+        each in the order of ``rels``, the components in the order of their first relation."""
+        inc = incidence if incidence is not None else _Incidence(rels)
+        return inc.components(supp)
 
-        def find(x):
-            while parent.setdefault(x, x) != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        touched = [r for r in rels if any(c in supp for c in r.cells)]
-        for r in touched:
-            for c in r.cells[1:]:
-                parent[find(c)] = find(r.cells[0])
-        groups: dict[str, list[Relation]] = defaultdict(list)
-        for r in touched:
-            groups[find(r.total)].append(r)
-        return list(groups.values())
-
-    def _exposed(self, comp: list[Relation], supp: set[str]) -> Iterator[str]:
+    def _exposed(self, comp: list[Relation], supp: set[str]) -> Iterator[tuple[str, bool]]:
         """Suppressed counts of a component that the published counts determine, or pin within one person.
 
-        Yielded in order, as found: the caller stops at the first it protects.
+        Yielded in order, as found, each with whether it is determined (the
+        system fixes it) rather than pinned (by the counts' signs): the
+        caller may stop at the first it protects.
         """
         index, matrix, b = self._system(comp, supp)
-        if not len(matrix):
+        self._built = (comp, len(supp), index, matrix)  # _Visit reads it back (the same system)
+        if not matrix.shape[0]:
             return
-        dec = self._decomposed(matrix)
+        dec = self._decomposed(index, matrix)
         determined = sorted(_fixed(index, dec))
         if determined:
-            yield from determined
+            yield from ((k, True) for k in determined)
             return
         x0 = np.array([self.values[k] for k in index])
-        moves = _moves(x0, dec, np.asarray(b))
         # Every solution found so far (the true counts, when they solve the system, and each LP's optimum) is a
         # point of the polytope: where two of them differ by a person or more in a count, that count is not
         # pinned and needs no LP of its own. The ranges are exact where an LP runs, so the answer is the same.
@@ -489,6 +553,9 @@ class Ledger:
             else np.full(len(x0), -np.inf)
         )
 
+        # a move along the null space certifies more counts at once (_moves), tried for those no solution spread
+        moves = _moves(x0, dec, np.asarray(b), [i for i in range(len(x0)) if not high[i] - low[i] >= 1 + 1e-6])
+
         def spread(i: int) -> bool:
             return moves[i] >= 1 + 1e-6 or high[i] - low[i] >= 1 + 1e-6
 
@@ -499,53 +566,318 @@ class Ledger:
                 if solves:
                     seen.update(zip(index, zip(low.tolist(), high.tolist())))
 
+        lp: _Ranges | None = None
         for k, i in index.items():
             if spread(i):  # two solutions a person or more apart: not pinned, no LP needed
                 continue
-            obj = np.zeros(len(index))
-            obj[i] = 1.0
-            lo = linprog(obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
+            lp = lp or _Ranges(matrix, b)
+            lo = lp.bound(i, maximise=False)
             witness(lo)
             if spread(i):
                 continue
-            hi = linprog(-obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
+            hi = lp.bound(i, maximise=True)
             witness(hi)
-            if lo.status == 0 and hi.status == 0 and (-hi.fun) - lo.fun < 1 - 1e-9:
-                yield k
+            if lo.status == 0 and hi.status == 0 and hi.fun - lo.fun < 1 - 1e-9:
+                yield k, False
+
+
+@dataclass
+class _Bound:
+    """One linear programme's answer, as :func:`scipy.optimize.linprog` gives it: status 0 when optimal."""
+
+    status: int
+    fun: float
+    x: np.ndarray | None
+
+
+class _Ranges:
+    """The least and greatest value of each count over ``{matrix x = b, x >= 0}``, by linear programming.
+
+    One HiGHS model per system, kept between programmes: only the
+    objective changes (one count, minimised or maximised), so each solve
+    starts from the last optimal basis. At 150 LAs a system of 5,600
+    relations and 9,300 counts took about 0.1 s a programme solved afresh
+    (:func:`scipy.optimize.linprog`), and the solve ran thousands.
+    """
+
+    def __init__(self, matrix, b):
+        a = sparse.csc_array(matrix, dtype=float)
+        m, n = a.shape
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = n, m
+        lp.col_cost_ = np.zeros(n)
+        lp.col_lower_ = np.zeros(n)
+        lp.col_upper_ = np.full(n, highspy.kHighsInf)
+        lp.row_lower_ = lp.row_upper_ = np.asarray(b, float)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = a.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = a.indices.astype(np.int32)
+        lp.a_matrix_.value_ = a.data
+        self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+        self.h.passModel(lp)
+        self.last: int | None = None
+
+    def bound(self, i: int, maximise: bool) -> _Bound:
+        h = self.h
+        if self.last is not None and self.last != i:
+            h.changeColCost(self.last, 0.0)
+        h.changeColCost(i, 1.0)
+        self.last = i
+        h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return _Bound(1, np.nan, None)
+        return _Bound(0, float(h.getInfo().objective_function_value), np.array(h.getSolution().col_value))
+
+
+class _Visit:
+    """A component as :meth:`Ledger._breaker` judges it in one pass: its system before the counts suppressed in it
+    during the pass, and what every trial reads (built once per component and pass)."""
+
+    def __init__(self, ledger: Ledger, comp: list[Relation], supp: set[str]):
+        self.comp = comp
+        self.members = set(comp)
+        self.row = {r: i for i, r in enumerate(comp)}
+        self.by_cell: dict[str, list[Relation]] = getattr(ledger, "_by_cell", None) or _cells_of(comp)
+        built = getattr(ledger, "_built", None)
+        if built is not None and built[0] is comp and built[1] == len(supp):
+            self.index, self.matrix = built[2], built[3]
+        else:
+            self.index, self.matrix, _ = ledger._system(comp, supp)
+        cells = {c for r in comp for c in r.cells if c not in ledger.exempt}
+        self.outside = {c for c in cells if any(r not in self.members for r in self.by_cell.get(c, ()))}
+        # by cost, and those whose relations are all in the component first (stable: by cost within each)
+        self.free = sorted(cells, key=lambda c: (c in self.outside, ledger._cost(c)))
+
+    def columns(self, counts: list[str]) -> dict[str, np.ndarray]:
+        """Each count's coefficients in the component's relations (``sum(parts) - total = 0``), one per relation."""
+        out = {c: np.zeros(len(self.comp)) for c in counts}
+        for c in counts:
+            for r in self.by_cell.get(c, ()):
+                i = self.row.get(r)
+                if i is not None:
+                    out[c][i] += (-1.0 if r.total == c else 0.0) + sum(1.0 for p in r.parts if p == c)
+        return out
+
+
+class _Incidence:
+    """Which relation holds which count, as a sparse matrix, to group relations into components at C speed."""
+
+    def __init__(self, rels: list[Relation]):
+        self.rels = rels
+        self.col = {c: j for j, c in enumerate(dict.fromkeys(c for r in rels for c in r.cells))}
+        rows = [i for i, r in enumerate(rels) for _ in r.cells]
+        cols = [self.col[c] for r in rels for c in r.cells]
+        self.matrix = sparse.csr_array((np.ones(len(rows)), (rows, cols)), shape=(len(rels), len(self.col)))
+
+    def components(self, supp: set[str]) -> list[list[Relation]]:
+        hidden = np.zeros(len(self.col))
+        hidden[[self.col[c] for c in supp if c in self.col]] = 1.0
+        touched = np.flatnonzero(self.matrix @ hidden)
+        if not len(touched):
+            return []
+        sub = self.matrix[touched]
+        n = len(touched)
+        graph = sparse.bmat([[None, sub], [sub.T, None]], format="csr")
+        _, labels = csgraph.connected_components(graph, directed=False)
+        labels = labels[:n]
+        order = np.unique(labels, return_index=True)[1]  # each component's first relation (touched is in order)
+        groups: dict[int, list[Relation]] = {int(labels[i]): [] for i in sorted(order)}
+        for i, lab in zip(touched, labels):
+            groups[int(lab)].append(self.rels[i])
+        return list(groups.values())
+
+
+def _cells_of(rels: list[Relation]) -> dict[str, list[Relation]]:
+    """The relations each count is in."""
+    out: dict[str, list[Relation]] = defaultdict(list)
+    for r in rels:
+        for c in set(r.cells):
+            out[c].append(r)
+    return out
+
+
+class _Block:
+    """One block of a system (:class:`_Decomposition`): its local relations' SVD, pseudo-inverse and null spaces."""
+
+    def __init__(self, cols: np.ndarray, rows: np.ndarray, local: np.ndarray):
+        self.cols, self.rows = cols, rows
+        u, sv, vt = np.linalg.svd(local, full_matrices=True)
+        tol = (sv.max() if len(sv) else 0.0) * max(local.shape) * np.finfo(float).eps
+        rank = int(np.sum(sv > tol))
+        self.u, self.sv, self.vt = u[:, :rank], sv[:rank], vt[:rank]
+        self.null = vt[rank:].T  # its unknowns' moves that keep its local relations
+        self.left = u[:, rank:]  # what of a right-hand side its local relations cannot reach
+
+    #: blocks decomposed before, by their local relations: from one pass of the solve to the next most blocks
+    #: of a component are unchanged (an SVD each is most of a decomposition at 150 LAs)
+    _known: dict[tuple, tuple] = {}
+
+    @classmethod
+    def of(cls, cols: np.ndarray, rows: np.ndarray, local: np.ndarray) -> _Block:
+        """A block of ``local`` relations, its SVD reused when the same relations were decomposed before."""
+        sig = (local.shape, local.tobytes())
+        known = cls._known.get(sig)
+        if known is None:
+            if len(cls._known) > 20_000:
+                cls._known.clear()
+            known = cls._known[sig] = cls(cols, rows, local).parts()
+        blk = cls.__new__(cls)
+        blk.cols, blk.rows = cols, rows
+        blk.u, blk.sv, blk.vt, blk.null, blk.left = known
+        return blk
+
+    def parts(self) -> tuple:
+        return self.u, self.sv, self.vt, self.null, self.left
+
+    def pinv(self, rhs: np.ndarray) -> np.ndarray:
+        """The least-norm solution of the local relations with right-hand side ``rhs`` (columns)."""
+        return self.vt.T @ ((self.u.T @ rhs) / self.sv[:, None])
 
 
 class _Decomposition:
-    """A system matrix's singular value decomposition: its rank, column space and null space.
+    """A system's null space and the solutions of its equations, from its blocks.
 
-    As :func:`scipy.linalg.null_space` computes them (relative tolerance
-    ``max(shape) * eps``), computed once per system. The SVD is full only
-    where the null space needs it (fewer relations than unknowns): with more
-    relations than unknowns the thin SVD already holds every right singular
-    vector, and the full left factor (relations x relations) is never used.
+    The system ``A x = b`` of a component couples counts of many scopes
+    (an LA, the pooled trial), but only through few relations (a pooled
+    count is the sum of its LAs'): most relations hold counts of one scope.
+    The unknowns are split into blocks by ``blocks`` (a label per column;
+    one block when absent), the relations into those local to one block
+    (``B``, block-diagonal) and the coupling ones (``C``). Then the null
+    space of ``A`` is ``N_B V``, with ``N_B`` the blocks' null spaces and
+    ``V`` the null space of the small matrix ``M = C N_B``; a right-hand
+    side ``c`` is reachable (``c`` in the column space of ``A``) exactly
+    when each block's local part is reachable by the block and ``M``
+    reaches what the blocks' solutions leave of the coupling part
+    (:meth:`solve`). Each SVD is of one block or of ``M``: at 150 LAs the
+    largest component (4,709 relations x 4,805 counts) took 96 s as one
+    dense SVD, and takes well under a second in blocks of about 40 counts.
+    Tolerances are :func:`scipy.linalg.null_space`'s (relative,
+    ``max(shape) * eps``), per block and for ``M``.
     """
 
-    def __init__(self, matrix: np.ndarray):
-        self.matrix = matrix
-        u, sv, vt = np.linalg.svd(matrix, full_matrices=matrix.shape[0] < matrix.shape[1])
-        tol = (sv.max() if len(sv) else 0.0) * max(matrix.shape) * np.finfo(float).eps
+    def __init__(self, matrix, blocks: list | None = None):
+        a = sparse.csr_array(matrix, dtype=float)
+        self.matrix = a
+        m, n = a.shape
+        labels = np.zeros(n, int) if blocks is None else pd.factorize(pd.Series(blocks, dtype=object))[0]
+        coo = a.tocoo()
+        nz = coo.data != 0
+        r, c = coo.row[nz], coo.col[nz]
+        lo = np.full(m, np.iinfo(int).max)
+        hi = np.full(m, -1)
+        np.minimum.at(lo, r, labels[c])
+        np.maximum.at(hi, r, labels[c])
+        local = (lo == hi) | (hi < 0)  # a row of zeros is local to no block: kept out of both
+        self.coupling = np.flatnonzero(hi > lo)
+        self.empty = np.flatnonzero(hi < 0)  # relations of no unknown: reachable only by zero
+        self.row_block = np.where(local & (hi >= 0), hi, -1)
+        dense = a.toarray() if m * n <= 4_000_000 else None
+        self.blocks: list[_Block] = []
+        self.col_pos = np.zeros(n, int)  # a column's place in its block
+        self.col_block = labels
+        for b in range(int(labels.max()) + 1 if n else 0):
+            cols = np.flatnonzero(labels == b)
+            rows = np.flatnonzero(self.row_block == b)
+            sub = dense[np.ix_(rows, cols)] if dense is not None else a[rows][:, cols].toarray()
+            self.col_pos[cols] = np.arange(len(cols))
+            self.blocks.append(_Block.of(cols, rows, sub))
+        # M = C N_B, the coupling relations on the blocks' null spaces
+        self.offsets = np.cumsum([0] + [blk.null.shape[1] for blk in self.blocks])
+        cpl = a[self.coupling].toarray() if len(self.coupling) else np.zeros((0, n))
+        mm = np.zeros((len(self.coupling), int(self.offsets[-1])))
+        for blk, o in zip(self.blocks, self.offsets[:-1]):
+            mm[:, o : o + blk.null.shape[1]] = cpl[:, blk.cols] @ blk.null
+        self.coupled = cpl
+        # M is wide (a few dozen coupling relations, thousands of block moves): a thin SVD gives its rank and row
+        # space, all that solve() needs
+        u, sv, vt = np.linalg.svd(mm, full_matrices=mm.shape[0] >= mm.shape[1])
+        tol = (sv.max() if len(sv) else 0.0) * max(mm.shape) * np.finfo(float).eps
         rank = int(np.sum(sv > tol))
-        self.u, self.sv, self.vt = u[:, :rank], sv[:rank], vt[:rank]
-        self.basis = vt[rank:].T  # the null space
+        self.mu, self.msv, self.mvt = u[:, :rank], sv[:rank], vt[:rank]
+        self.mleft = u[:, rank:]
+        self.zero: np.ndarray | None = None  # the counts it fixes (_fixed)
+
+    def _block_rows(self, b: int, rows: np.ndarray) -> np.ndarray:
+        """``P n_k`` for the unknowns ``rows`` (places in block ``b``): ``n_k`` the block null space's row of
+        unknown ``k`` (placed among all blocks' moves), ``P`` the projection on the null space of ``M``."""
+        blk, o = self.blocks[b], int(self.offsets[b])
+        w = blk.null[rows]
+        out = -(w @ self.mvt[:, o : o + w.shape[1]].T) @ self.mvt
+        out[:, o : o + w.shape[1]] += w
+        return out
+
+    def free_norms(self) -> np.ndarray:
+        """For each unknown, the length of its row in an orthonormal basis of the null space (zero: the system
+        fixes it): ``|P n_k|``, as ``N_B`` has orthonormal columns. Computed block by block, without the basis."""
+        out = np.zeros(self.matrix.shape[1])
+        for b, blk in enumerate(self.blocks):
+            o, w = int(self.offsets[b]), blk.null
+            y = w @ self.mvt[:, o : o + w.shape[1]].T
+            # |P n_k|^2 = |n_k|^2 - |V n_k|^2 loses to cancellation what is below about 1e-8 in length, so it
+            # settles only the clearly free counts; the others get their vector P n_k itself
+            est = np.einsum("ij,ij->i", w, w) - np.einsum("ij,ij->i", y, y)
+            out[blk.cols] = np.sqrt(np.maximum(est, 0.0))
+            near = np.flatnonzero(est <= 1e-12)
+            if near.size:
+                out[blk.cols[near]] = np.linalg.norm(self._block_rows(b, near), axis=1)
+        return out
+
+    def projections(self, ks) -> np.ndarray:
+        """The projections of the unit vectors of unknowns ``ks`` on the null space (unknowns x ``ks``): for each,
+        the move of the counts that keeps every relation and moves that count the most (``N_B P n_k``)."""
+        ks = np.asarray(ks, int)
+        z = np.zeros((int(self.offsets[-1]), len(ks)))
+        for j, k in enumerate(ks):
+            b = int(self.col_block[k])
+            z[:, j] = self._block_rows(b, np.array([self.col_pos[k]]))[0]
+        out = np.zeros((self.matrix.shape[1], len(ks)))
+        for blk, o in zip(self.blocks, self.offsets[:-1]):
+            out[blk.cols] = blk.null @ z[o : o + blk.null.shape[1]]
+        return out
+
+    @property
+    def basis(self) -> np.ndarray:
+        """An orthonormal basis of the null space (unknowns x vectors), dense: for tests and small systems."""
+        n = self.matrix.shape[1]
+        proj = self.projections(np.arange(n))
+        if not proj.size:
+            return np.zeros((n, 0))
+        u, sv, _ = np.linalg.svd(proj)
+        return u[:, : int(np.sum(sv > 1e-9))]
+
+    def solve(self, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For right-hand sides ``rhs`` (relations x columns): a solution ``x`` of ``A x = rhs`` where one exists,
+        and a residual, zero exactly where it exists (columns of each, in order).
+
+        The residual stacks what each block's local relations cannot reach and
+        what ``M`` cannot reach of the coupling relations; it is linear in
+        ``rhs``, so its null space is the combinations that are reachable.
+        """
+        rhs = np.asarray(rhs, float).reshape(self.matrix.shape[0], -1)
+        x = np.zeros((self.matrix.shape[1], rhs.shape[1]))
+        resid = [rhs[self.empty]]
+        for blk in self.blocks:
+            part = rhs[blk.rows]
+            if blk.rows.size:
+                x[blk.cols] = blk.pinv(part)
+                resid.append(blk.left.T @ part)
+        g = rhs[self.coupling] - self.coupled @ x
+        resid.append(self.mleft.T @ g)
+        z = self.mvt.T @ ((self.mu.T @ g) / self.msv[:, None])
+        for blk, o in zip(self.blocks, self.offsets[:-1]):
+            x[blk.cols] += blk.null @ z[o : o + blk.null.shape[1]]
+        return x, np.vstack(resid)
 
 
 def _fixed(index: dict[str, int], dec: _Decomposition) -> set[str]:
     """The unknowns of ``matrix x = b`` that the system fixes whatever ``b`` (their null-space rows are zero)."""
-    if not len(dec.matrix):
+    if not dec.matrix.shape[0]:
         return set()
-    if dec.basis.shape[1] == 0:
-        return set(index)
-    zero = np.abs(dec.basis).max(axis=1) <= 1e-9  # np.allclose(row, 0, atol=1e-9), every row at once
-    return {k for k, i in index.items() if zero[i]}
-
-
-def _column(comp: list[Relation], c: str) -> np.ndarray:
-    """Count ``c``'s coefficients in the component's relations (``sum(parts) - total = 0``), one per relation."""
-    return np.array([(-1.0 if r.total == c else 0.0) + sum(1.0 for p in r.parts if p == c) for r in comp])
+    if dec.zero is None:  # every row at once, once per system
+        dec.zero = dec.free_norms() <= 1e-9
+    return {k for k, i in index.items() if dec.zero[i]}
 
 
 class _Unfixing:
@@ -553,52 +885,72 @@ class _Unfixing:
 
     ``k`` is determined when every null-space vector of ``matrix`` is zero at
     ``k``. Suppressing counts adds their columns ``C``; the new null space
-    holds ``(x, s)`` with ``matrix x + C s = 0``, which needs ``C s`` in the
-    column space of ``matrix`` (``P C s = 0``, ``P`` the projection on its
-    complement) and then has ``x_k = -(pinv(matrix) C s)_k``, whatever part of
-    the old null space is added (zero at ``k``). So ``k`` becomes undetermined
-    exactly when some ``s`` in the null space of ``P C`` has
-    ``(pinv(matrix) C s)_k != 0``: one singular value decomposition of
-    ``matrix`` answers every trial, where solving each enlarged system again
-    cost one each. Tolerances are those of :func:`_fixed`.
+    holds ``(x, s)`` with ``matrix x + C s = 0``, which needs ``C s``
+    reachable (in the column space of ``matrix``) and then has ``x_k`` equal
+    to minus the ``k``-th entry of any solution of ``matrix x = C s`` (all
+    agree at ``k``, as ``k`` is determined). :meth:`_Decomposition.solve`
+    gives, for the columns of ``C``, solutions ``X`` and residuals ``R``,
+    both linear: ``C s`` is reachable exactly when ``R s = 0``, and then
+    ``X s`` solves it. So ``k`` becomes undetermined exactly when some ``s``
+    with ``R s = 0`` has ``(X s)_k != 0``: one decomposition of ``matrix``
+    answers every trial, where solving each enlarged system again cost one
+    each. Tolerances are those of :func:`_fixed`.
     """
 
     def __init__(self, dec: _Decomposition, k: int):
-        self.u = dec.u
-        self.row = dec.vt[:, k] / dec.sv  # (pinv(matrix) y)_k = row . (u^T y)
+        self.dec, self.k = dec, k
         self.determined = bool(_fixed({"k": k}, dec))
+        self._solved: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def prepare(self, cols: dict[str, np.ndarray]) -> None:
+        """Solve for many columns at once (one pass over the blocks); :meth:`unfixed_by` then reads them."""
+        if not cols:
+            return
+        c = np.column_stack(list(cols.values()))
+        x, resid = self.dec.solve(c)
+        for i, col in enumerate(cols.values()):
+            self._solved[col.tobytes()] = (float(x[self.k, i]), resid[:, i])
 
     def unfixed_by(self, cols: list[np.ndarray]) -> bool:
-        c = np.column_stack(cols)
-        proj = self.u.T @ c
-        resid = c - self.u @ proj  # P C
-        scale = max(1.0, float(np.abs(c).max()))
-        q = self.row @ proj  # (pinv(matrix) C)_k, one per column
+        missing = {str(i): col for i, col in enumerate(cols) if col.tobytes() not in self._solved}
+        self.prepare(missing)
+        q = np.array([self._solved[col.tobytes()][0] for col in cols])  # the k-th entry of a solution, per column
+        resid = np.column_stack([self._solved[col.tobytes()][1] for col in cols])
+        scale = max(1.0, max(float(np.abs(col).max()) for col in cols))
         if len(cols) == 1:
             return bool(np.linalg.norm(resid) <= 1e-9 * scale and abs(q[0]) > 1e-9)
-        _, rs, rvt = np.linalg.svd(resid, full_matrices=False)
-        ranks = int(np.sum(rs > 1e-9 * scale))
-        s = rvt[ranks:]  # each row an s with P C s = 0
+        if not len(resid):  # every combination reachable
+            s = np.eye(len(cols))
+        else:
+            _, rs, rvt = np.linalg.svd(resid, full_matrices=True)
+            s = rvt[int(np.sum(rs > 1e-9 * scale)) :]  # each row an s with R s = 0
         return bool(len(s) and np.any(np.abs(s @ q) > 1e-9))
 
 
-def _moves(x0: np.ndarray, dec: _Decomposition, b: np.ndarray) -> np.ndarray:
+def _moves(x0: np.ndarray, dec: _Decomposition, b: np.ndarray, counts=None, batch: int = 256) -> np.ndarray:
     """For each unknown, a range its value can take among the solutions of ``matrix x = b, x >= 0`` (a lower bound).
 
     ``x0`` (the true counts) is one solution; along each null-space vector
     ``d`` the counts stay non-negative for ``t`` in an interval, so unknown
-    ``i`` takes every value in ``x0_i + d_i t`` over it. A range of one
-    person or more is a certificate that the count is not pinned, found
+    ``i`` takes every value in ``x0_i + d_i t`` over it. The vectors tried
+    are the projections of ``counts``' unit vectors (all unknowns when None)
+    on the null space (:meth:`_Decomposition.projections`), each the move
+    that shifts its count the most; each serves every unknown. A range of
+    one person or more is a certificate that the count is not pinned, found
     without linear programming; a smaller one proves nothing (zeros). Zeros
     too when ``x0`` does not solve the system (then the LP decides).
     """
     out = np.zeros(len(x0))
     if not np.allclose(dec.matrix @ x0, b, rtol=0.0, atol=1e-6):  # absolute: counts of 100,000 too
         return out
-    for d in dec.basis.T:
+    counts = np.arange(len(x0)) if counts is None else np.asarray(counts, int)
+    for start in range(0, len(counts), batch):
+        d = dec.projections(counts[start : start + batch])
         d = np.where(np.abs(d) <= 1e-9, 0.0, d)  # zero as _fixed counts it: noise neither moves nor blocks
-        up = np.min(x0[d < 0] / -d[d < 0]) if np.any(d < 0) else np.inf
-        down = np.min(x0[d > 0] / d[d > 0]) if np.any(d > 0) else np.inf
-        with np.errstate(invalid="ignore"):  # 0 * inf where d is zero, discarded (a warning would reach the page)
-            out = np.maximum(out, np.where(d != 0, np.abs(d) * (up + down), 0.0))  # inf: unbounded
+        x = x0[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):  # where d is zero: discarded
+            up = np.where(d < 0, x / -d, np.inf).min(axis=0)
+            down = np.where(d > 0, x / d, np.inf).min(axis=0)
+            span = np.where(d != 0, np.abs(d) * (up + down), 0.0)  # inf: unbounded
+        out = np.maximum(out, span.max(axis=1))
     return out
