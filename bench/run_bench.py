@@ -167,13 +167,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip the national-scale parts (d), (e) and (f)")
     ap.add_argument("--national", action="store_true", help="only (f), the whole handbook at national scale")
+    ap.add_argument(
+        "--no-variants",
+        action="store_true",
+        help="with --national: skip the runs with fresh kernels and with every fallback (each a whole cold run)",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="isafe-bench-"))
     rows: list[tuple[str, str, str, str]] = []
     growth: list = []
     try:
         if args.national:
-            rows += national(tmp)
+            rows += national(tmp, variants_too=not args.no_variants)
             return write(rows, growth, "RESULTS-national.md")
         out, build = tmp / "out", tmp / "build"
         w, m, c = measure(cli("run", "--out", str(out), "--build", str(build)))
@@ -302,8 +307,9 @@ def variants(args: list[str], where: Path, cold: float, label: str) -> list[tupl
     return rows
 
 
-def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
-    """(f): the whole handbook for ``las`` LAs, cold, unchanged, and after one cost value changes."""
+def national(tmp: Path, las: int = 150, variants_too: bool = True) -> list[tuple[str, str, str, str]]:
+    """(f): the whole handbook for ``las`` LAs, cold (also with fresh kernels and with every fallback unless not
+    ``variants_too``), unchanged, and after one cost value changes."""
     root, out, build = tmp / "national", tmp / "national-out", tmp / "national-build"
     subprocess.run(
         cli("synth", "--out", str(root), "--las", str(las), "--teams-per-la", "10", "--staff-per-team", "10"),
@@ -337,8 +343,9 @@ def national(tmp: Path, las: int = 150) -> list[tuple[str, str, str, str]]:
             f"exit {c}; {statuses()}",
         ),
     )
-    for row in variants(["run", "--data", str(root), "--jobs", "2"], tmp / "national-variant", cold, "(f)"):
-        _add(rows, row)
+    if variants_too:
+        for row in variants(["run", "--data", str(root), "--jobs", "2"], tmp / "national-variant", cold, "(f)"):
+            _add(rows, row)
     w, m, c = measure(run, log=log)
     _add(rows, ("(f) the same again, nothing changed", hm(w), f"{m:,.0f} MB", f"exit {c}; {statuses()}"))
     first = sorted(p.name for p in root.iterdir() if (p / "costs.csv").is_file())[0]  # LA001 at 150 LAs

@@ -309,3 +309,60 @@ def test_the_certificate_of_movement_is_silent_and_sound_on_one_signed_direction
         hi = linprog(-obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
         span = np.inf if hi.status == 3 else -hi.fun - lo.fun
         assert moves[i] <= span + 1e-9
+
+
+def test_components_group_relations_linked_by_any_count_in_order():
+    """The sparse grouping (scipy's connected components) gives the groups a union of each relation's counts
+    gives, each in the order of the relations, the groups in the order of their first relation."""
+    from isafe_helpers.publish.ledger import Relation
+
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        cells = [f"c{i}" for i in range(int(rng.integers(4, 30)))]
+        rels = []
+        for _ in range(int(rng.integers(1, 25))):
+            picked = rng.choice(cells, size=int(rng.integers(2, 5)), replace=False)
+            rels.append(Relation(str(picked[0]), tuple(str(c) for c in picked[1:])))
+        supp = {c for c in cells if rng.random() < 0.3}
+        parent = {c: c for c in cells}
+
+        def find(x: str) -> str:
+            while parent[x] != x:
+                x = parent[x]
+            return x
+
+        touched = [r for r in rels if any(c in supp for c in r.cells)]
+        for r in touched:
+            for c in r.cells[1:]:
+                parent[find(c)] = find(r.cells[0])
+        want: dict[str, list] = {}
+        for r in touched:
+            want.setdefault(find(r.total), []).append(r)
+        assert Ledger._components(rels, supp) == list(want.values()), seed
+
+
+def test_warm_started_ranges_agree_with_linprog_afresh():
+    """One HiGHS model kept between programmes (only the objective changes) gives each count's least and greatest
+    value as scipy's linprog solving each afresh does, on random systems of sums with non-negative counts."""
+    from isafe_helpers.publish.ledger import _Ranges
+
+    checked = 0
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        m, n = int(rng.integers(2, 8)), int(rng.integers(3, 12))
+        matrix = rng.choice([-1.0, 0.0, 0.0, 1.0], size=(m, n))
+        x0 = rng.integers(0, 6, size=n).astype(float)
+        b = matrix @ x0
+        lp = _Ranges(matrix, b)
+        for i in rng.permutation(n):
+            for maximise in (False, True):
+                got = lp.bound(int(i), maximise)
+                obj = np.zeros(n)
+                obj[i] = -1.0 if maximise else 1.0
+                ref = linprog(obj, A_eq=matrix, b_eq=b, bounds=(0, None), method="highs")
+                assert (got.status == 0) == (ref.status == 0), (seed, i, maximise)
+                if ref.status == 0:
+                    assert abs(got.fun - (-ref.fun if maximise else ref.fun)) < 1e-7, (seed, i, maximise)
+                    assert np.allclose(matrix @ got.x, b, atol=1e-7) and (got.x >= -1e-9).all()
+                    checked += 1
+    assert checked > 200
