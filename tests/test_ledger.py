@@ -326,7 +326,7 @@ def test_components_group_relations_linked_by_any_count_in_order():
         supp = {c for c in cells if rng.random() < 0.3}
         parent = {c: c for c in cells}
 
-        def find(x: str) -> str:
+        def find(x: str, parent: dict[str, str] = parent) -> str:
             while parent[x] != x:
                 x = parent[x]
             return x
