@@ -305,6 +305,13 @@ class Ledger:
     # ------------------------------------------------------------------ solve
     def solve(self) -> Plan:
         """Suppress counts until none can be recovered (module docstring)."""
+        _Block._known.clear()  # the blocks this solve decomposes (kept from pass to pass, freed at the end)
+        try:
+            return self._solve()
+        finally:
+            _Block._known.clear()
+
+    def _solve(self) -> Plan:
         self.pool()
         rels = [r for r in self.relations if all(c in self.values for c in r.cells)]
         supp = {k for k, v in self.values.items() if 0 < v < self.limit and k not in self.exempt}
@@ -720,7 +727,7 @@ class _Block:
         sig = (local.shape, local.tobytes())
         known = cls._known.get(sig)
         if known is None:
-            if len(cls._known) > 20_000:
+            if len(cls._known) > 5_000:  # a few hundred MB at most
                 cls._known.clear()
             known = cls._known[sig] = cls(cols, rows, local).parts()
         blk = cls.__new__(cls)
