@@ -574,22 +574,6 @@ class Ledger:
                     seen.update(zip(index, zip(low.tolist(), high.tolist())))
 
         lp: _Ranges | None = None
-        # Solutions far apart spread many counts at once: before an LP per count, a few with random objectives
-        # over the counts not yet spread (maximised and minimised; seeded, so a run repeats), while each round
-        # still spreads a twentieth of them. Only which LPs run changes, never what they find.
-        rng = np.random.default_rng(len(index))
-        for _ in range(8):
-            open_ = np.flatnonzero(~((moves >= 1 + 1e-6) | (high - low >= 1 + 1e-6)))
-            if len(open_) < 50:
-                break
-            lp = lp or _Ranges(matrix, b)
-            cost = np.zeros(len(index))
-            cost[open_] = rng.choice([-1.0, 1.0], size=len(open_))
-            witness(lp.optimum(cost, maximise=True))
-            witness(lp.optimum(cost, maximise=False))
-            left = np.sum(~((moves >= 1 + 1e-6) | (high - low >= 1 + 1e-6)))
-            if len(open_) - left < len(open_) / 20:
-                break
         for k, i in index.items():
             if spread(i):  # two solutions a person or more apart: not pinned, no LP needed
                 continue
@@ -639,21 +623,14 @@ class _Ranges:
         self.h = highspy.Highs()
         self.h.setOptionValue("output_flag", False)
         self.h.passModel(lp)
-        self.cost = np.zeros(n)
+        self.last: int | None = None
 
     def bound(self, i: int, maximise: bool) -> _Bound:
-        """The least (or greatest) value of count ``i``."""
-        cost = np.zeros(len(self.cost))
-        cost[i] = 1.0
-        return self.optimum(cost, maximise)
-
-    def optimum(self, cost: np.ndarray, maximise: bool) -> _Bound:
-        """An optimal solution for objective ``cost`` (its value in ``fun``)."""
         h = self.h
-        changed = np.flatnonzero(cost != self.cost)
-        if len(changed):
-            h.changeColsCost(len(changed), changed.astype(np.int32), cost[changed].astype(float))
-            self.cost = cost.copy()
+        if self.last is not None and self.last != i:
+            h.changeColCost(self.last, 0.0)
+        h.changeColCost(i, 1.0)
+        self.last = i
         h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
