@@ -366,3 +366,19 @@ def test_warm_started_ranges_agree_with_linprog_afresh():
                     assert np.allclose(matrix @ got.x, b, atol=1e-7) and (got.x >= -1e-9).all()
                     checked += 1
     assert checked > 200
+
+
+def test_an_lp_that_ends_neither_optimal_nor_unbounded_stops_the_book_rather_than_publish():
+    """A count is read as not pinned only when its LP is unbounded; any other failure (after one cold retry) is an
+    error, never a published count."""
+    import highspy
+
+    from isafe_helpers.publish.ledger import _Ranges
+
+    matrix = np.array([[1.0, -1.0, 0.0]])  # x0 - x1 = 0: x2 is free of every relation, unbounded above
+    lp = _Ranges(matrix, np.array([0.0]))
+    assert lp.bound(2, maximise=True).status == 1  # unbounded: not pinned
+    assert lp.bound(0, maximise=False).status == 0
+    lp.h.getModelStatus = lambda: highspy.HighsModelStatus.kIterationLimit  # a solver that keeps failing
+    with pytest.raises(LedgerError, match="linear programme"):
+        lp.bound(0, maximise=True)

@@ -112,6 +112,10 @@ class Ledger:
         self._rel_seen: set[tuple] = set()
         #: the first key registered under each (LAs, row, column label): the same count printed by two tables
         self._labels: dict[tuple, str] = {}
+        # during a solve only: the last decomposition, the component the breaker judges, the last system built
+        self._last: _Decomposition | None = None
+        self._visit: _Visit | None = None
+        self._built: tuple | None = None
 
     # ------------------------------------------------------------------ input
     def add(self, key: str, value: float, where: str, exempt: bool = False, shown: bool = True) -> None:
@@ -310,6 +314,7 @@ class Ledger:
             return self._solve()
         finally:
             _Block._known.clear()
+            self._last = self._visit = self._built = None  # large arrays, needed only during the solve
 
     def _solve(self) -> Plan:
         self.pool()
@@ -370,9 +375,9 @@ class Ledger:
                 sig = (frozenset(comp), frozenset(c for r in comp for c in r.cells if c in supp))
                 # Exposed counts are taken in order. Protecting one changes the system; when the counts suppressed
                 # for it bring no new relation into the component, the system has only gained columns, and the
-                # next exposed count is judged on the same decomposition with those columns added (_breaker, as
-                # the new system would judge it); otherwise the pass starts again. Other components are
-                # untouched either way.
+                # next determined count is judged on the same decomposition with those columns added (_breaker;
+                # this chooses what to suppress, it decides nothing: the next pass judges the whole system again,
+                # and the solve ends only after a pass that suppresses nothing); otherwise the pass starts again.
                 known = exposed.get(sig)
                 members = set(comp)
                 done: list[tuple[str, bool]] = []
@@ -535,7 +540,7 @@ class Ledger:
         caller may stop at the first it protects.
         """
         index, matrix, b = self._system(comp, supp)
-        self._built = (comp, len(supp), index, matrix)  # _Visit reads it back (the same system)
+        self._built = (comp, set(index), index, matrix)  # _Visit reads it back (the same system)
         if not matrix.shape[0]:
             return
         dec = self._decomposed(index, matrix)
@@ -597,6 +602,9 @@ class _Bound:
     x: np.ndarray | None
 
 
+_UNBOUNDED = (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible)
+
+
 class _Ranges:
     """The least and greatest value of each count over ``{matrix x = b, x >= 0}``, by linear programming.
 
@@ -633,8 +641,15 @@ class _Ranges:
         self.last = i
         h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
         h.run()
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        status = h.getModelStatus()
+        if status not in (highspy.HighsModelStatus.kOptimal, *_UNBOUNDED):  # a warm start gone wrong: once cold
+            h.clearSolver()
+            h.run()
+            status = h.getModelStatus()
+        if status in _UNBOUNDED:  # not pinned (the true counts are a solution, so it is not infeasible)
             return _Bound(1, np.nan, None)
+        if status != highspy.HighsModelStatus.kOptimal:  # never read as "not pinned": that would publish it
+            raise LedgerError(f"the linear programme for a withheld count ended {status}: the book is not built")
         return _Bound(0, float(h.getInfo().objective_function_value), np.array(h.getSolution().col_value))
 
 
@@ -648,7 +663,7 @@ class _Visit:
         self.row = {r: i for i, r in enumerate(comp)}
         self.by_cell: dict[str, list[Relation]] = getattr(ledger, "_by_cell", None) or _cells_of(comp)
         built = getattr(ledger, "_built", None)
-        if built is not None and built[0] is comp and built[1] == len(supp):
+        if built is not None and built[0] is comp and built[1] == {c for r in comp for c in r.cells if c in supp}:
             self.index, self.matrix = built[2], built[3]
         else:
             self.index, self.matrix, _ = ledger._system(comp, supp)
@@ -826,7 +841,7 @@ class _Decomposition:
             # settles only the clearly free counts; the others get their vector P n_k itself
             est = np.einsum("ij,ij->i", w, w) - np.einsum("ij,ij->i", y, y)
             out[blk.cols] = np.sqrt(np.maximum(est, 0.0))
-            near = np.flatnonzero(est <= 1e-12)
+            near = np.flatnonzero(est <= 1e-10)  # lengths under 1e-5: rounding here is about 1e-14
             if near.size:
                 out[blk.cols[near]] = np.linalg.norm(self._block_rows(b, near), axis=1)
         return out
