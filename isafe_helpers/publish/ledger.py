@@ -894,7 +894,9 @@ class _Decomposition:
 
 
 def _fixed(index: dict[str, int], dec: _Decomposition) -> set[str]:
-    """The unknowns of ``matrix x = b`` that the system fixes whatever ``b`` (their null-space rows are zero)."""
+    """The unknowns of ``matrix x = b`` that the system fixes whatever ``b``: their rows in an orthonormal basis
+    of the null space are zero, to 1e-9 in length (:meth:`_Decomposition.free_norms`; the dense SVD this replaced
+    compared the largest entry, which differs only within rounding noise)."""
     if not dec.matrix.shape[0]:
         return set()
     if dec.zero is None:  # every row at once, once per system
