@@ -42,7 +42,13 @@ import pandas as pd
 from isafe_helpers.data.frames import analysis_frame, complied, practice_dose
 from isafe_helpers.data.loading import TrialData
 from isafe_helpers.impact.design import ARM_TERM, design, why_not_estimable
-from isafe_helpers.impact.primary_model import ArmEffect, PrimaryAnalysis, PrimaryResult, fit_primary
+from isafe_helpers.impact.primary_model import (
+    ArmEffect,
+    PrimaryAnalysis,
+    PrimaryResult,
+    fit_primary,
+    primary_covariates,
+)
 from isafe_helpers.results.estimates import est_row
 from isafe_helpers.results.labels import COMPLIANCE, label
 from isafe_helpers.results.protocol import Result, ResultSet
@@ -204,9 +210,8 @@ class _Itt:
 
     def __init__(self, df: pd.DataFrame, outcome: str):
         self.df, self.outcome = df, outcome
-        covs = [ARM_TERM, "baseline"] + (["la"] if df["la"].nunique() > 1 else [])
         _, self.X, self.groups, names, self.keep = formula_free_design(
-            df.rename(columns={"treated": ARM_TERM}), "followup", covs, "team_id"
+            df.rename(columns={"treated": ARM_TERM}), "followup", primary_covariates(df), "team_id"
         )
         self.k = names.index(ARM_TERM)
         self.names = names

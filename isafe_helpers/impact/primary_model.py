@@ -236,6 +236,11 @@ class PrimaryResult(ArmEffect, Result):
         ]
 
 
+def primary_covariates(df: pd.DataFrame) -> list[str]:
+    """The primary model's covariates on an analysis frame: arm, baseline score, and LA when it holds several."""
+    return [ARM_TERM, "baseline"] + (["la"] if df["la"].nunique() > 1 else [])
+
+
 def fit_primary(df: pd.DataFrame, outcome: str, effect_sizes: bool = True) -> PrimaryResult:
     """The primary model (module docstring) on an analysis frame (:func:`~isafe_helpers.data.frames.analysis_frame`).
 
@@ -251,7 +256,7 @@ def fit_primary(df: pd.DataFrame, outcome: str, effect_sizes: bool = True) -> Pr
     if why:
         res.note = why
         return res
-    covs = [ARM_TERM, "baseline"] + (["la"] if df["la"].nunique() > 1 else [])
+    covs = primary_covariates(df)
     df = df.rename(columns={"treated": ARM_TERM})
     try:
         cond = fit_formula_free(df, "followup", covs, "team_id")
