@@ -116,6 +116,7 @@ class Ledger:
         self._last: _Decomposition | None = None
         self._visit: _Visit | None = None
         self._built: tuple | None = None
+        self._by_cell: dict[str, list[Relation]] = {}  # each count's relations
 
     # ------------------------------------------------------------------ input
     def add(self, key: str, value: float, where: str, exempt: bool = False, shown: bool = True) -> None:
@@ -314,7 +315,8 @@ class Ledger:
             return self._solve()
         finally:
             _Block._known.clear()
-            self._last = self._visit = self._built = None  # large arrays, needed only during the solve
+            self._last = self._visit = self._built = None  # large, needed only during the solve
+            self._by_cell = {}
 
     def _solve(self) -> Plan:
         self.pool()
@@ -332,12 +334,9 @@ class Ledger:
         # the lowest and highest value each count takes in a solution found so far (_exposed): suppressing more
         # only widens what the published counts allow, so a solution of an earlier system stays one
         self._seen: dict[str, tuple[float, float]] = {}
-        by_cell = self._by_cell = _cells_of(rels)
         incidence = _Incidence(rels)
-        places: dict[str, list[int]] = defaultdict(list)  # each count's relations, by place in rels
-        for i, r in enumerate(rels):
-            for c in set(r.cells):
-                places[c].append(i)
+        places = incidence.places
+        by_cell = self._by_cell = {c: [rels[i] for i in ix] for c, ix in places.items()}
         # A scan of the relations in order, as if over all of them, reads only those a suppressed count has
         # changed since the last: the rest hold what they held (at 150 LAs a pass suppresses a few counts of
         # 100,000, and reading every relation was most of a pass).
@@ -661,7 +660,7 @@ class _Visit:
         self.comp = comp
         self.members = set(comp)
         self.row = {r: i for i, r in enumerate(comp)}
-        self.by_cell: dict[str, list[Relation]] = getattr(ledger, "_by_cell", None) or _cells_of(comp)
+        self.by_cell = ledger._by_cell
         built = getattr(ledger, "_built", None)
         if built is not None and built[0] is comp and built[1] == {c for r in comp for c in r.cells if c in supp}:
             self.index, self.matrix = built[2], built[3]
@@ -689,6 +688,11 @@ class _Incidence:
     def __init__(self, rels: list[Relation]):
         self.rels = rels
         self.col = {c: j for j, c in enumerate(dict.fromkeys(c for r in rels for c in r.cells))}
+        #: each count's relations, by place in ``rels``
+        self.places: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(rels):
+            for c in set(r.cells):
+                self.places[c].append(i)
         rows = [i for i, r in enumerate(rels) for _ in r.cells]
         cols = [self.col[c] for r in rels for c in r.cells]
         self.matrix = sparse.csr_array((np.ones(len(rows)), (rows, cols)), shape=(len(rels), len(self.col)))
@@ -709,15 +713,6 @@ class _Incidence:
         for i, lab in zip(touched, labels):
             groups[int(lab)].append(self.rels[i])
         return list(groups.values())
-
-
-def _cells_of(rels: list[Relation]) -> dict[str, list[Relation]]:
-    """The relations each count is in."""
-    out: dict[str, list[Relation]] = defaultdict(list)
-    for r in rels:
-        for c in set(r.cells):
-            out[c].append(r)
-    return out
 
 
 class _Block:
