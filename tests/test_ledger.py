@@ -382,3 +382,91 @@ def test_an_lp_that_ends_neither_optimal_nor_unbounded_stops_the_book_rather_tha
     lp.h.getModelStatus = lambda: highspy.HighsModelStatus.kIterationLimit  # a solver that keeps failing
     with pytest.raises(LedgerError, match="linear programme"):
         lp.bound(0, maximise=True)
+
+
+def test_rays_find_every_count_that_grows_without_bound():
+    """One interior-point programme (no crossover, no presolve) on the recession cone is positive exactly on the
+    counts whose greatest value is unbounded (each checked by its own programme), on random systems of sums."""
+    from isafe_helpers.publish.ledger import _Ranges
+
+    checked = 0
+    for seed in range(40):
+        rng = np.random.default_rng(100 + seed)
+        m, n = int(rng.integers(2, 10)), int(rng.integers(3, 16))
+        matrix = rng.choice([-1.0, 0.0, 0.0, 1.0], size=(m, n))
+        x0 = rng.integers(0, 6, size=n).astype(float)
+        lp = _Ranges(matrix, matrix @ x0)
+        d = lp.rays()
+        assert (d >= 0).all() and np.abs(matrix @ d).max() < 1e-6, seed
+        for i in range(n):
+            unbounded = lp.bound(i, maximise=True).status == 1
+            assert unbounded == (d[i] > 1e-6), (seed, i, d[i])
+            checked += unbounded
+    assert checked > 30
+
+
+def test_batched_solutions_leave_the_pinned_counts_unchanged(monkeypatch):
+    """Solutions found in batches (rays and weighted optima) decide only which counts skip their own programmes: the
+    counts _exposed reports as pinned are the same as with a pair of programmes for every count, on random systems
+    with zeros, and the batches spare some of those programmes (at 150 LAs, nearly all)."""
+    import isafe_helpers.publish.ledger as L
+
+    def exposed(batch_from):
+        monkeypatch.setattr(L, "_BATCH_FROM", batch_from)
+        calls = {"n": 0}
+        bound = L._Ranges.bound
+
+        def counted(self, i, maximise):
+            calls["n"] += 1
+            return bound(self, i, maximise)
+
+        monkeypatch.setattr(L._Ranges, "bound", counted)
+        led = L.Ledger(10)
+        led.values = dict(values)
+        led._seen, led._batched = {}, set()
+        out = list(led._exposed(rels, supp))
+        monkeypatch.setattr(L._Ranges, "bound", bound)
+        return out, calls["n"]
+
+    spared = total = pinned = 0
+    for seed in range(30):
+        rng = np.random.default_rng(500 + seed)
+        n = int(rng.integers(12, 40))
+        names = [f"LA01|c{i}" for i in range(n)]
+        truth = rng.choice([0, 0, 1, 2, 3, 8], size=n).astype(float)
+        rels, values = [], {}
+        for _ in range(int(rng.integers(n // 3, n))):  # a total (a count of its own) over a few parts
+            parts = list(rng.choice(n, size=int(rng.integers(2, 5)), replace=False))
+            name = f"LA01|t{len(rels)}"
+            values[name] = float(truth[parts].sum())
+            rels.append(L.Relation(name, tuple(names[p] for p in parts)))
+        values |= dict(zip(names, truth))
+        values = {k: v for k, v in values.items() if any(k in r.cells for r in rels)}
+        rels = [r for r in rels if rng.random() < 0.7 or r is rels[0]]
+        values = {k: v for k, v in values.items() if any(k in r.cells for r in rels)}
+        # the small counts and a few others withheld, the rest published
+        supp = {k for k, v in values.items() if v < 3 or rng.random() < 0.3}
+        one, n_one = exposed(10**9)
+        batched, n_batched = exposed(0)
+        assert batched == one, seed
+        pinned += sum(not determined for _, determined in one)
+        spared += n_one - n_batched
+        total += n_one
+    assert pinned > 10 and spared > total / 5, (pinned, spared, total)
+
+
+def test_the_solver_banner_never_reaches_standard_output():
+    """HiGHS prints a banner on its first model in a process, to file descriptor 1, which a notebook kernel
+    publishes on the page: the ledger's models print nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "from isafe_helpers.publish.ledger import _Ranges\n"
+        "import numpy as np\n"
+        "lp = _Ranges(np.array([[1.0, -1.0]]), np.array([0.0]))\n"
+        "print('bound', lp.bound(0, maximise=False).status, lp.rays().round(3).tolist())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("bound 0 ["), out.stdout
+    assert "HiGHS" not in out.stdout + out.stderr

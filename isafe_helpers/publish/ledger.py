@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -117,6 +119,7 @@ class Ledger:
         self._visit: _Visit | None = None
         self._built: tuple | None = None
         self._by_cell: dict[str, list[Relation]] = {}  # each count's relations
+        self._batched: set[str] = set()  # counts a batch of solutions left open (_exposed)
 
     # ------------------------------------------------------------------ input
     def add(self, key: str, value: float, where: str, exempt: bool = False, shown: bool = True) -> None:
@@ -334,6 +337,7 @@ class Ledger:
         # the lowest and highest value each count takes in a solution found so far (_exposed): suppressing more
         # only widens what the published counts allow, so a solution of an earlier system stays one
         self._seen: dict[str, tuple[float, float]] = {}
+        self._batched = set()
         incidence = _Incidence(rels)
         places = incidence.places
         by_cell = self._by_cell = {c: [rels[i] for i in ix] for c, ix in places.items()}
@@ -578,6 +582,14 @@ class Ledger:
                     seen.update(zip(index, zip(low.tolist(), high.tolist())))
 
         lp: _Ranges | None = None
+        # batches of solutions first (_witnesses), unless few counts are open that no batch has tried: those a
+        # batch left open are most often pinned (at 150 LAs, each pass that protects one sees the rest again)
+        untried = [k for k, i in index.items() if not spread(i) and k not in self._batched]
+        if len(untried) > _BATCH_FROM:
+            lp = _Ranges(matrix, b)
+            for x in _witnesses(lp, x0 if solves else None, spread):
+                witness(x)
+            self._batched.update(k for k, i in index.items() if not spread(i))
         for k, i in index.items():
             if spread(i):  # two solutions a person or more apart: not pinned, no LP needed
                 continue
@@ -612,32 +624,64 @@ class _Ranges:
     starts from the last optimal basis. At 150 LAs a system of 5,600
     relations and 9,300 counts took about 0.1 s a programme solved afresh
     (:func:`scipy.optimize.linprog`), and the solve ran thousands.
+
+    :meth:`optimum` takes any objective (:func:`_witnesses`), and
+    :meth:`rays` finds the directions in which counts grow without bound.
     """
 
     def __init__(self, matrix, b):
-        a = sparse.csc_array(matrix, dtype=float)
-        m, n = a.shape
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = n, m
-        lp.col_cost_ = np.zeros(n)
-        lp.col_lower_ = np.zeros(n)
-        lp.col_upper_ = np.full(n, highspy.kHighsInf)
-        lp.row_lower_ = lp.row_upper_ = np.asarray(b, float)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = a.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = a.indices.astype(np.int32)
-        lp.a_matrix_.value_ = a.data
-        self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
-        self.h.passModel(lp)
-        self.last: int | None = None
+        self.matrix, self.b = matrix, np.asarray(b, float)
+        self.n = matrix.shape[1]
+        self.h = _highs(sparse.csc_array(matrix, dtype=float), self.b)
+        self.last: int | None = None  # the count the objective holds (-1: a whole objective, optimum())
 
     def bound(self, i: int, maximise: bool) -> _Bound:
         h = self.h
-        if self.last is not None and self.last != i:
+        if self.last == -1:  # the objective of optimum(): cleared
+            h.changeColsCost(self.n, np.arange(self.n, dtype=np.int32), np.zeros(self.n))
+        elif self.last is not None and self.last != i:
             h.changeColCost(self.last, 0.0)
         h.changeColCost(i, 1.0)
         self.last = i
+        return self._run(maximise)
+
+    def optimum(self, cost: np.ndarray, maximise: bool) -> _Bound:
+        """The optimum of ``cost @ x`` (status 1, no point, when unbounded)."""
+        self.h.changeColsCost(self.n, np.arange(self.n, dtype=np.int32), np.asarray(cost, float))
+        self.last = -1
+        return self._run(maximise)
+
+    def rays(self) -> np.ndarray:
+        """A ``d >= 0`` with ``matrix d = 0``, positive in every count some such ``d`` moves (zero elsewhere).
+
+        Along such a ``d`` every solution can grow without bound, so each
+        count it moves takes every value from its true one up. An interior
+        point method without crossover, on the box ``0 <= d <= 1`` with no
+        objective, ends in the relative interior of that cone's slice
+        (strict complementarity), so one programme finds the union of every
+        ray's counts; the simplex method ends on a vertex, a few rays each.
+        Presolve is off: it fixes columns of an objective-free programme at
+        a bound, which hides their rays.
+        """
+        a = sparse.csc_array(self.matrix, dtype=float)
+        m, n = a.shape
+        h = _highs(a, np.zeros(m), upper=np.ones(n))
+        for option, value in (
+            ("solver", "ipm"),
+            ("run_crossover", "off"),
+            ("presolve", "off"),
+            ("ipm_optimality_tolerance", 1e-10),
+            ("primal_feasibility_tolerance", 1e-10),
+            ("dual_feasibility_tolerance", 1e-10),
+        ):
+            h.setOptionValue(option, value)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return np.zeros(n)  # proves nothing: the counts keep their own programmes
+        return np.clip(np.array(h.getSolution().col_value), 0.0, None)
+
+    def _run(self, maximise: bool) -> _Bound:
+        h = self.h
         h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
         h.run()
         status = h.getModelStatus()
@@ -650,6 +694,107 @@ class _Ranges:
         if status != highspy.HighsModelStatus.kOptimal:  # never read as "not pinned": that would publish it
             raise LedgerError(f"the linear programme for a withheld count ended {status}: the book is not built")
         return _Bound(0, float(h.getInfo().objective_function_value), np.array(h.getSolution().col_value))
+
+
+def _highs(a: sparse.csc_array, b: np.ndarray, upper: np.ndarray | None = None) -> highspy.Highs:
+    """A quiet HiGHS model of ``{a x = b, 0 <= x <= upper}`` (no upper bound when None), objective zero."""
+    m, n = a.shape
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, m
+    lp.col_cost_ = np.zeros(n)
+    lp.col_lower_ = np.zeros(n)
+    lp.col_upper_ = np.full(n, highspy.kHighsInf) if upper is None else np.asarray(upper, float)
+    lp.row_lower_ = lp.row_upper_ = b
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = a.indices.astype(np.int32)
+    lp.a_matrix_.value_ = a.data
+    h = _quiet_highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    return h
+
+
+_HIGHS_BANNER_SHOWN = False
+
+
+def _quiet_highs() -> highspy.Highs:
+    """A new ``highspy.Highs``, without the banner the first one in a process prints.
+
+    HiGHS writes it to the process's standard output (file descriptor 1)
+    before any option can be set, and a notebook kernel captures that
+    descriptor: the banner would be published on the page. The first
+    construction runs with descriptor 1 on the null device.
+    """
+    global _HIGHS_BANNER_SHOWN
+    if _HIGHS_BANNER_SHOWN:
+        return highspy.Highs()
+    _HIGHS_BANNER_SHOWN = True
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            try:
+                return highspy.Highs()
+            finally:
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
+
+
+#: more open counts than this, and :meth:`Ledger._exposed` looks for solutions in batches (:func:`_witnesses`)
+_BATCH_FROM = 8
+
+
+def _witnesses(lp: _Ranges, x0: np.ndarray | None, spread, rounds: int = 12) -> Iterator[_Bound]:
+    """Solutions of ``lp``'s system that move many counts at once, before any count gets programmes of its own.
+
+    At 150 LAs a component held 9,300 withheld counts, nearly all not
+    pinned, and a pair of programmes each (0.1 to 0.5 s a pair) was most of
+    the book's build. Two kinds of solution certify most of them in a few
+    programmes:
+
+    - **Rays.** When ``x0`` (the true counts) solves the system, ``x0 + t d``
+      does for every ray ``d`` (:meth:`_Ranges.rays`) and ``t >= 0``: with
+      ``t`` the reciprocal of ``d``'s smallest positive entry, every count
+      the rays move rises by a person or more. Yielded only when it solves
+      the system to 1e-6 (as ``x0`` must), so a rounding error in ``d``
+      cannot pass for a solution.
+    - **Weighted optima.** The greatest, then the least, weighted sum of the
+      counts ``spread(i)`` does not yet certify (equal weights first, then
+      random ones in [1, 2] from a fixed seed: equal weights leave a count
+      where an exchange between two counts gains nothing). Repeated while
+      each round certifies more than a few counts.
+
+    Each is a solution, so where two differ by a person in a count, that
+    count is not pinned; the counts left still get their own pair of
+    programmes (:meth:`Ledger._exposed`), so which counts are pinned does
+    not depend on these.
+    """
+    if x0 is not None:
+        d = lp.rays()
+        moved = d > 1e-6
+        if moved.any():
+            x = x0 + np.where(moved, d, 0.0) / d[moved].min()
+            if np.abs(lp.matrix @ x - lp.b).max() <= 1e-6:
+                yield _Bound(0, np.nan, x)
+    rng = np.random.default_rng(0)
+    n = lp.n
+    for r in range(rounds):
+        open_ = np.array([i for i in range(n) if not spread(i)], dtype=int)
+        if len(open_) <= _BATCH_FROM:
+            return
+        cost = np.zeros(n)
+        cost[open_] = 1.0 if r == 0 else rng.uniform(1.0, 2.0, len(open_))
+        for maximise in (True, False):
+            try:
+                yield lp.optimum(cost, maximise)
+            except LedgerError:  # no witness: the counts left get their own programmes, which start cold
+                lp.h.clearSolver()
+                return
+        if r and len(open_) - sum(not spread(i) for i in open_) < max(2, len(open_) // 100):
+            return
 
 
 class _Visit:
