@@ -44,14 +44,16 @@ reader can download and see, never the ledger:
     pinned, and one under the threshold is recovered (its truth is checked
     where the headline table prints it). The staff not analysed follow from
     the analysed by arm and the randomised by arm, counts CONSORT asks for
-    (the trial flow and the headline print them), so they are not a target.
+    (the trial flow and the headline print them), so they are not a target;
+  * ``nested``: an outcome's staff analysed minus the count of an analysis
+    nested in them (a moderator model's staff, those with a characteristic
+    recorded): the staff left out, recovered when under the threshold.
 
 An attacker who knows relations the truth holds by coincidence would overreach;
 this one uses only relations a reader can name (pooled versus LAs, totals), and
 decides "pinned" from published numbers only, then checks the recovered value
-against the truth. What it does not try (yet): differences of nested counts that no table prints
-(staff analysed minus staff in the model), numbers in alt text and SVG text,
-the PDFs and the search index.
+against the truth. What it does not try (yet): numbers in alt text and SVG
+text, the PDFs and the search index.
 """
 
 from __future__ import annotations
@@ -160,6 +162,51 @@ def attack(pub: pd.DataFrame, truth: pd.DataFrame, limit: int) -> list[Success]:
     out += _harmonic(d, limit)
     out += _cox(d, limit)
     out += _attrition(d, limit)
+    out += _nested(d, limit)
+    return out
+
+
+def _nested(d: pd.DataFrame, limit: int) -> list[Success]:
+    """The staff an analysis of an outcome leaves out: the outcome's staff analysed minus the analysis's own count.
+
+    Every analysis of an outcome's analysed sample (a moderator model, the
+    baseline equivalence of a characteristic) uses those staff or fewer (the
+    ones with the moderator recorded, or in the levels the model keeps), and
+    its ``n`` (``estimates.csv``) is a published cell wherever a table prints
+    it: a difference from the primary model's staff analysed under the
+    threshold (and not zero) counts staff left out. Only cells whose
+    ``outcome`` starts with an outcome the primary model has are compared; a
+    difference the same analysis prints for that outcome is not new (an
+    arm's staff analysed minus the other arm's: the trial flow's counts,
+    which CONSORT asks for); the truth is the same difference at threshold 1.
+    """
+    out = []
+    n = d[(d["field"] == "n") & d["value"].notna() & (d["analysis"] != "primary")]
+    printed = {(r.scope, r.analysis, str(r.outcome).split(":")[0], r.value) for r in n.itertuples()}
+    prim = d[(d["analysis"] == "primary") & (d["field"] == "n") & d["value"].notna()]
+    analysed = prim.drop_duplicates(["scope", "outcome"]).set_index(["scope", "outcome"])[["value", "truth"]]
+    seen = set()
+    for r in n.itertuples():
+        key = (r.scope, str(r.outcome).split(":")[0])
+        if key not in analysed.index:
+            continue
+        whole, whole_truth = analysed.loc[key, "value"], analysed.loc[key, "truth"]
+        gap = whole - r.value
+        if (r.scope, r.analysis, key[1], gap) in printed:
+            continue
+        if 0 < gap < limit and (r.scope, r.analysis, r.outcome, r.value) not in seen:
+            seen.add((r.scope, r.analysis, r.outcome, r.value))
+            used = f"{int(whole)} staff analysed ({key[1]}) minus {_cell(r)} = {int(r.value)}"
+            out.append(
+                Success(
+                    "nested",
+                    str(r.scope),
+                    f"{r.analysis} / {r.outcome} / left out",
+                    used,
+                    gap,
+                    float(whole_truth - r.truth),
+                )
+            )
     return out
 
 

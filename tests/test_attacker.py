@@ -136,6 +136,50 @@ def test_no_arm_follows_from_the_differential_attrition(attacked):
     assert _of(attacked, "attrition") == []
 
 
+def test_no_analysis_prints_a_count_nested_in_the_staff_analysed_that_gives_back_those_left_out(attacked):
+    """Staff analysed minus the staff of a model or comparison nested in them (a moderator model's staff, those
+    with years qualified recorded) counted the staff left out: bundled LA01 printed 80 analysed and 75 with years
+    recorded. The moderator tables and the baseline equivalence table no longer print the nested counts; their
+    statistics rest on them (withheld when they are small)."""
+    assert _of(attacked, "nested") == []
+    pub = attacked.pub  # not vacuous: the moderators' estimates are printed, and the staff analysed
+    assert pub.loc[pub["analysis"].str.startswith("subgroup_") & (pub["field"] == "estimate"), "value"].notna().any()
+    assert pub.loc[(pub["analysis"] == "primary") & (pub["field"] == "n"), "value"].notna().any()
+
+
+def test_the_nested_attack_finds_staff_left_out_by_a_printed_model_count():
+    """The attack on a hand-made book: 34 analysed and 31 in the model give back 3 left out; 34 and 25 do not
+    (9 is a count under 10: recovered too); 34 and 20 (14 left out) are not a success."""
+    from attacker import _nested
+
+    def cell(analysis, outcome, value, truth):
+        return dict(
+            scope="LA01",
+            table="t",
+            row="r",
+            column="c",
+            occ=0,
+            analysis=analysis,
+            outcome=outcome,
+            quantity="q",
+            field="n",
+            value=value,
+            truth=truth,
+        )
+
+    d = pd.DataFrame(
+        [
+            cell("primary", "confidence", 34.0, 34.0),
+            cell("subgroup_age", "confidence", 31.0, 31.0),
+            cell("baseline_equivalence", "confidence:years_qualified", 25.0, 25.0),
+            cell("subgroup_experience", "confidence", 20.0, 20.0),
+            cell("subgroup_age", "competence", 1.0, 1.0),  # no primary count of its own outcome: not compared
+        ]
+    )
+    found = _nested(d, LIMIT)
+    assert sorted((s.recovered, s.truth) for s in found) == [(3.0, 3.0), (9.0, 9.0)]
+
+
 def test_the_baseline_report_gives_no_age_band_by_arm_from_its_balance_table(tmp_path):
     """Before follow-up the book is the baseline report: its balance table prints each age band's Cox index
     beside the arms' staff with a band recorded, which pinned the randomised band-by-arm table. Attacked on the

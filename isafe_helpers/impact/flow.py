@@ -686,29 +686,46 @@ class BaselineEquivalence(Result):
     def table(self) -> Table:
         """One row per analysed sample and variable: the standardised difference, and the WWC verdict
         for the outcome-domain baselines (the other characteristics are described)."""
-        t = self.frame.assign(
-            sample=[label(s) for s in self.frame["sample"]], variable=[label(v) for v in self.frame["variable"]]
+        f = self.frame
+        # every row prints its sample's size (its baseline score's n): a characteristic is compared over the
+        # staff with it recorded, and printing that count beside the sample's would give back, by subtraction,
+        # the staff without it recorded (issue 22); the difference rests on it (withheld when it is small)
+        whole = {s: n for s, v, n in zip(f["sample"], f["variable"], f["n"]) if v == f"{s}_baseline"}
+        t = f.assign(
+            sample=[label(s) for s in f["sample"]],
+            variable=[label(v) for v in f["variable"]],
+            analysed=[whole.get(s, n) for s, n in zip(f["sample"], f["n"])],
         )
-        rests, n_keys, relations, exempt = self._rests()
+        rests, _, relations, exempt = self._rests()
+        cells = rests.get("difference") or [[] for _ in range(len(f))]
+        own = [[*c, (None, float(n))] for c, n in zip(cells, f["n"])]
+        las = getattr(self, "las", None)
         return Table(
-            t[["sample", "variable", "n", "difference", "verdict"]],
+            t[["sample", "variable", "analysed", "difference", "verdict"]],
             [
                 Col("sample", "Analysed sample", "text"),
                 Col("variable", "Characteristic at baseline", "text"),
-                Col("n", "Staff", "people"),
-                Col("difference", "Standardised difference", "number", 3, base="n"),
+                Col("analysed", "Analysed (staff, or case files)", "people"),
+                Col("difference", "Standardised difference", "number", 3, base="analysed"),
                 Col("verdict", "WWC baseline equivalence", "text"),
             ],
             caption="Baseline equivalence of the analysed arms",
             facts={
-                col: [
-                    ("impact", "baseline_equivalence", f"{s}:{v}", "standardised_difference", fld)
-                    for s, v in zip(self.frame["sample"], self.frame["variable"])
-                ]
-                for col, fld in (("n", "n"), ("difference", "estimate"))
+                "analysed": [
+                    ("impact", "baseline_equivalence", f"{s}:{s}_baseline", "standardised_difference", "n")
+                    if s in whole
+                    else ("impact", "baseline_equivalence", f"{s}:{v}", "standardised_difference", "n")
+                    for s, v in zip(f["sample"], f["variable"])
+                ],
+                "difference": [
+                    ("impact", "baseline_equivalence", f"{s}:{v}", "standardised_difference", "estimate")
+                    for s, v in zip(f["sample"], f["variable"])
+                ],
             },
-            rests=rests,
-            keys={"n": n_keys["both"]} if rests else {},
+            rests={"difference": own},
+            keys={"analysed": [K.analysed(las, s) if s != CASEFILE_OUTCOME else None for s in f["sample"]]}
+            if las
+            else {},
             relations=relations,
             exempt=exempt,
             notes=[
@@ -717,6 +734,10 @@ class BaselineEquivalence(Result):
                 "WWC verdict for the outcome-domain baselines (each outcome's own baseline, adjusted for in its "
                 "model): up to 0.05 satisfied; over 0.05 to 0.25 satisfied when adjusted for; over 0.25 not "
                 "satisfied. Other characteristics are described, not judged.",
+                "Analysed: the sample's staff (its case files, for the case-file outcome). Years qualified and an "
+                "age band are compared over the staff with them recorded; that count is not printed, since the "
+                "sample minus it would count the staff without it recorded. A difference resting on fewer staff "
+                "than the disclosure threshold is withheld ([c]).",
             ],
         )
 

@@ -202,7 +202,6 @@ class ModeratorResults(Result):
             {
                 "outcome": [label(o) for o in f["outcome"]],
                 "moderator": [MODERATOR_LABELS[m] for m in f["moderator"]],
-                "n": f["n"].to_numpy(float),
                 "f_stat": f["estimate"].to_numpy(float),
                 "ndf": f["ndf"].to_numpy(float) if "ndf" in f else np.nan,
                 "ddf": f["df"].to_numpy(float),
@@ -218,21 +217,22 @@ class ModeratorResults(Result):
             [
                 Col("outcome", "Outcome", "text"),
                 Col("moderator", "Moderator", "text"),
-                Col("n", "Staff in the model", "people"),
-                Col("f_stat", "Kenward-Roger F", "number", 2, base="n"),
+                Col("f_stat", "Kenward-Roger F", "number", 2),
                 Col("ndf", "Numerator df", "int"),
-                Col("ddf", "Denominator df", "number", 1, base="n"),
-                Col("p_value", "p (F test)", "p", base="n"),
+                Col("ddf", "Denominator df", "number", 1),
+                Col("p_value", "p (F test)", "p"),
                 Col("note", "Note", "text"),
             ],
             caption="Does the effect differ between groups? Joint tests of each moderator (exploratory)",
-            facts=facts("impact", rows, n="n", f_stat="estimate", p_value="p_value")
+            rests=model_staff(f["n"], ("f_stat", "ddf", "p_value")),
+            facts=facts("impact", rows, f_stat="estimate", p_value="p_value")
             | facts("impact", [(a, o, f"{q}_ndf") for a, o, q in rows], ndf="estimate")
             | facts("impact", [(a, o, f"{q}_ddf") for a, o, q in rows], ddf="estimate"),
             notes=[
                 f"{EXPLORATORY.capitalize()}. Kenward-Roger F test that every arm-by-level term of the moderator "
                 "model is zero (age band: each band against under 30; LA: each LA against the first; years "
-                "qualified: its one arm-by-years term, so F is the square of that term's t)."
+                "qualified: its one arm-by-years term, so F is the square of that term's t).",
+                STAFF_NOTE,
             ],
         )
 
@@ -248,7 +248,7 @@ class ModeratorResults(Result):
         rows = list(zip([ANALYSIS[m] for m in frame["moderator"]], frame["outcome"], frame["quantity"]))
         inter = (frame["kind"] == "interaction").to_numpy()
         # an interaction's estimates.csv p is its Holm-adjusted one; its unadjusted p is a row of its own
-        shows = facts("impact", rows, n="n", estimate="estimate", ci_low="ci_low", ci_high="ci_high")
+        shows = facts("impact", rows, estimate="estimate", ci_low="ci_low", ci_high="ci_high")
         shows |= facts("impact", [None if i else r for r, i in zip(rows, inter)], p_value="p_value")
         shows |= facts("impact", [r if i else None for r, i in zip(rows, inter)], p_holm="p_value")
         unadjusted = [(a, o, f"{q}_p_unadjusted") if i else None for (a, o, q), i in zip(rows, inter)]
@@ -260,20 +260,20 @@ class ModeratorResults(Result):
         t.loc[hide, ["estimate", "ci_low", "ci_high", "p_value", "p_holm"]] = np.nan
         t.loc[hide, "note"] = "not available: " + t.loc[hide, "note"]
         return Table(
-            t[["outcome", "moderator", "term", "n", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "note"]],
+            t[["outcome", "moderator", "term", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "note"]],
             [
                 Col("outcome", "Outcome", "text"),
                 Col("moderator", "Moderator", "text"),
                 Col("term", "Term", "text"),
-                Col("n", "Staff in the model", "people"),
-                Col("estimate", "Estimate", "number", 3, base="n"),
-                Col("ci_low", "95% CI low", "number", 3, base="n"),
-                Col("ci_high", "95% CI high", "number", 3, base="n"),
-                Col("p_value", "p", "p", base="n"),
-                Col("p_holm", "p, Holm-adjusted", "p", base="n"),
+                Col("estimate", "Estimate", "number", 3),
+                Col("ci_low", "95% CI low", "number", 3),
+                Col("ci_high", "95% CI high", "number", 3),
+                Col("p_value", "p", "p"),
+                Col("p_holm", "p, Holm-adjusted", "p"),
                 Col("note", "Note", "text"),
             ],
             caption="Moderators of the effect (exploratory)",
+            rests=model_staff(frame["n"], ("estimate", "ci_low", "ci_high", "p_value", "p_holm")),
             facts=shows,
             notes=[
                 "Exploratory: the trial was not powered to detect differences in the effect between groups; "
@@ -282,11 +282,27 @@ class ModeratorResults(Result):
                 "freedom. Differences in effect (interactions) also carry p-values Holm-adjusted across every "
                 "interaction of the page. Each moderator's joint test (a Kenward-Roger F test that the effect is the "
                 "same at every level) is in the next table; the LA one is also shown with the heterogeneity across LAs.",
+                STAFF_NOTE,
             ],
         )
 
 
 MODERATOR_LABELS = {"age": "Age band", "experience": "Years qualified", "la": "Local authority"}
+
+
+#: Why the moderator tables print no count of staff (issue 22).
+STAFF_NOTE = (
+    "Each model has the staff analysed with the moderator recorded (and, for a group, in the group). They are not "
+    "printed: the staff analysed (the trial flow) minus them would count the staff left out, too few to publish "
+    "in most LAs. An estimate resting on fewer staff than the disclosure threshold is withheld ([c])."
+)
+
+
+def model_staff(n, columns) -> dict[str, list[list[tuple[None, float]]]]:
+    """``Table.rests`` for statistics resting on a model's staff ``n`` (one per row), a count the table does not
+    print (:data:`STAFF_NOTE`): each is withheld when its ``n`` is under the threshold."""
+    cells = [[(None, float(v))] for v in n]
+    return {c: cells for c in columns}
 
 
 def _lower_first(text: str) -> str:

@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.patches import FancyBboxPatch
 
 from isafe_helpers.impact.flow import STAGE_LABELS
+from isafe_helpers.impact.subgroups import STAFF_NOTE, model_staff
 from isafe_helpers.publish.figures import BLUE, VERMILION, WIDTH, count, finish, num, text, tick
 from isafe_helpers.results import keys as K
 from isafe_helpers.results.labels import label
@@ -244,24 +245,24 @@ def curve_table(curves: pd.DataFrame) -> Table:
     """The arm effect by years qualified (the experience moderator), as a table."""
     t = curves.assign(outcome=[label(o) for o in curves["outcome"]])
     point = curves["point"]  # each point is a row of estimates.csv (ModeratorResults.curve_rows)
-    t = t[["outcome", "n", "years", "effect", "ci_low", "ci_high"]]
-    stat: dict[str, Any] = dict(kind="number", digits=3, base="n")
+    t = t[["outcome", "years", "effect", "ci_low", "ci_high"]]
+    stat: dict[str, Any] = dict(kind="number", digits=3)
     return Table(
         t,
         [
             Col("outcome", "Outcome", "text"),
-            Col("n", "Staff in the model", "people"),
             Col("years", "Years qualified", "number", 1),
             Col("effect", "Arm effect (points)", **stat),
             Col("ci_low", "95% CI low", **stat),
             Col("ci_high", "95% CI high", **stat),
         ],
         caption="Arm effect by years qualified (exploratory)",
+        rests=model_staff(curves["n"], ("effect", "ci_low", "ci_high")),
+        notes=[STAFF_NOTE],
         facts={
             **facts(
                 "impact",
                 [("subgroup_experience", o, f"effect_curve_{int(k):02d}") for o, k in zip(curves["outcome"], point)],
-                n="n",
                 effect="estimate",
                 ci_low="ci_low",
                 ci_high="ci_high",
