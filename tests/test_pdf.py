@@ -720,3 +720,33 @@ def test_the_front_page_and_each_la_index_page_link_their_pdf_placed_with_the_ht
     # an LA whose pages were not run has no PDF, and its index page links none
     main = BeautifulSoup((html / "book/las/LA02.html").read_text(encoding="utf-8"), "html.parser").select_one("main")
     assert main.select("a[href$='.pdf']") == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["report", "LA01"])
+def test_a_pdf_prints_no_number_its_book_does_not_show(printed, which):
+    """Issue 22: the PDFs are an intruder's source too. Every number of a PDF's text is on a page of the built
+    book (its main content, as the browser shows it, or a chart's text, which the book-wide checks hold to the
+    published numbers and axis labels), or is the PDF's own: a page number (the footers, the contents), the
+    synthetic seed and the year on the cover."""
+    from published_numbers import NUMBER, _norm, _svgs
+
+    path, pages = printed["made"][which]
+    shown: set[str] = set()
+    for page in (printed["dir"].parent / "html").rglob("*.html"):
+        if "_static" in page.parts:
+            continue
+        text = page.read_text(encoding="utf-8")
+        soup = BeautifulSoup(text, "html.parser")
+        main = (soup.find("main") or soup).get_text(" ")
+        shown |= {_norm(n) for n in NUMBER.findall(main)}
+        # a date broken at its hyphen at the end of a printed line is read back joined (2022-07: 202207)
+        shown |= {a + b for a, b in re.findall(r"(\d+)-(\d+)", main)}
+        for svg in _svgs(text):
+            shown |= {_norm(n) for n in NUMBER.findall(svg.get_text(" ").replace("\u2212", "-"))}
+    own = {str(i) for i in range(max(pages, 31) + 1)} | {str(printed["run"]["synthetic"]["seed"])}
+    own |= {str(datetime.now(UTC).year)}
+    text = " ".join(_pdftotext(path))
+    found = {_norm(n) for n in NUMBER.findall(text)}
+    assert len(found) > 100  # not vacuous: the tables' numbers are read
+    assert sorted(found - shown - own) == []
