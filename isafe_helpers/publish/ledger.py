@@ -730,8 +730,11 @@ def _quiet_highs() -> highspy.Highs:
     if _HIGHS_BANNER_SHOWN:
         return highspy.Highs()
     _HIGHS_BANNER_SHOWN = True
-    sys.stdout.flush()
-    saved = os.dup(1)
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no standard output to guard (a process without a console): nothing to print to
+        return highspy.Highs()
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
