@@ -166,6 +166,13 @@ def attack(pub: pd.DataFrame, truth: pd.DataFrame, limit: int) -> list[Success]:
     return out
 
 
+#: The analyses whose ``n`` counts a subset of an outcome's analysed staff chosen by a characteristic: the
+#: moderator models (those with the moderator recorded, in the levels kept) and baseline equivalence (those with
+#: the characteristic recorded). Others print counts of other populations (a dose group, a team count), whose
+#: difference from the staff analysed is no one group a reader can name; the linear attack covers their relations.
+NESTED = ("subgroup_age", "subgroup_experience", "subgroup_la", "baseline_equivalence")
+
+
 def _nested(d: pd.DataFrame, limit: int) -> list[Success]:
     """The staff an analysis of an outcome leaves out: the outcome's staff analysed minus the analysis's own count.
 
@@ -181,7 +188,7 @@ def _nested(d: pd.DataFrame, limit: int) -> list[Success]:
     which CONSORT asks for); the truth is the same difference at threshold 1.
     """
     out = []
-    n = d[(d["field"] == "n") & d["value"].notna() & (d["analysis"] != "primary")]
+    n = d[(d["field"] == "n") & d["value"].notna() & d["analysis"].isin(NESTED)]
     printed = {(r.scope, r.analysis, str(r.outcome).split(":")[0], r.value) for r in n.itertuples()}
     prim = d[(d["analysis"] == "primary") & (d["field"] == "n") & d["value"].notna()]
     analysed = prim.drop_duplicates(["scope", "outcome"]).set_index(["scope", "outcome"])[["value", "truth"]]
