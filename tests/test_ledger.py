@@ -470,3 +470,32 @@ def test_the_solver_banner_never_reaches_standard_output():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("bound 0 ["), out.stdout
     assert "HiGHS" not in out.stdout + out.stderr
+    # a process with no standard output at all (pythonw, fd 1 closed) still builds its models
+    closed = (
+        "import os, sys\n"
+        "os.close(1)\n"
+        "sys.stdout = None\n"  # as Python sets it when it starts without fd 1
+        "from isafe_helpers.publish.ledger import _Ranges\n"
+        "import numpy as np\n"
+        "lp = _Ranges(np.array([[1.0, -1.0]]), np.array([0.0]))\n"
+        "sys.stderr.write(f'bound {lp.bound(0, maximise=False).status}')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", closed], capture_output=True, text=True)
+    assert out.returncode == 0 and "bound 0" in out.stderr, out.stderr[-2000:]
+
+
+def test_a_false_ray_never_passes_for_a_solution(monkeypatch):
+    """The ray certificate is yielded only when x0 + d / min(d) solves the system: a 'ray' that does not (here one
+    that moves a count the system pins) is dropped, and the count is still reported pinned."""
+    import isafe_helpers.publish.ledger as L
+
+    led = L.Ledger(10)
+    # t = a + b with t published as 0: a and b are pinned at 0 by their signs; c + d = 5 leaves c and d free
+    led.values = {"LA01|t": 0.0, "LA01|a": 0.0, "LA01|b": 0.0, "LA01|s": 5.0, "LA01|c": 2.0, "LA01|d": 3.0}
+    rels = [L.Relation("LA01|t", ("LA01|a", "LA01|b")), L.Relation("LA01|s", ("LA01|c", "LA01|d"))]
+    supp = {"LA01|a", "LA01|b", "LA01|c", "LA01|d"}
+    monkeypatch.setattr(L, "_BATCH_FROM", 0)
+    # moves a and b (columns 0 and 1, in the order of their keys) by 2: false, as t = 0 pins them
+    monkeypatch.setattr(L._Ranges, "rays", lambda self: np.array([1.0, 1.0, 0.5, 0.5]))
+    led._seen, led._batched = {}, set()
+    assert sorted(k for k, determined in led._exposed(rels, supp) if not determined) == ["LA01|a", "LA01|b"]

@@ -731,7 +731,8 @@ def _quiet_highs() -> highspy.Highs:
         return highspy.Highs()
     _HIGHS_BANNER_SHOWN = True
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None in a process started without one (pythonw, fd 1 closed)
+            sys.stdout.flush()
         saved = os.dup(1)
     except (OSError, ValueError):  # no standard output to guard (a process without a console): nothing to print to
         return highspy.Highs()
