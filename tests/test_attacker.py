@@ -75,15 +75,16 @@ def run_and_attack(root: Path, work: Path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     published, truth = stage_pair(results, work)
     pub = harvest(published)
-    return Attacked(attack(pub, harvest(truth), LIMIT), pub)
+    return Attacked(attack(pub, harvest(truth), LIMIT), pub, results)
 
 
 class Attacked(list):
-    """What the attacker recovered, with the published cells it read (``pub``)."""
+    """What the attacker recovered, with the published cells it read (``pub``) and the run's results folder."""
 
-    def __init__(self, found, pub: pd.DataFrame):
+    def __init__(self, found, pub: pd.DataFrame, results: Path | None = None):
         super().__init__(found)
         self.pub = pub
+        self.results = results
 
 
 @pytest.fixture(scope="session")
@@ -145,6 +146,15 @@ def test_no_analysis_prints_a_count_nested_in_the_staff_analysed_that_gives_back
     pub = attacked.pub  # not vacuous: the moderators' estimates are printed, and the staff analysed
     assert pub.loc[pub["analysis"].str.startswith("subgroup_") & (pub["field"] == "estimate"), "value"].notna().any()
     assert pub.loc[(pub["analysis"] == "primary") & (pub["field"] == "n"), "value"].notna().any()
+    # and the root has what the attack looks for: a model leaving out a few staff (estimates.csv keeps every n)
+    gaps = []
+    for est in attacked.results.glob("*/estimates.csv"):
+        e = pd.read_csv(est)
+        whole = e[(e["analysis"] == "primary") & (e["quantity"] == "treatment_effect")].set_index("outcome")["n"]
+        for r in e[e["analysis"].isin(["subgroup_age", "subgroup_experience"])].itertuples():
+            if r.outcome in whole.index and 0 < whole[r.outcome] - r.n < LIMIT:
+                gaps.append((est.parent.name, r.outcome, r.analysis, whole[r.outcome] - r.n))
+    assert gaps, "the root should hold a model that leaves out fewer staff than the threshold"
 
 
 def test_the_nested_attack_finds_staff_left_out_by_a_printed_model_count():
