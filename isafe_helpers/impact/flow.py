@@ -690,11 +690,12 @@ class BaselineEquivalence(Result):
         # every row prints its sample's size (its baseline score's n): a characteristic is compared over the
         # staff with it recorded, and printing that count beside the sample's would give back, by subtraction,
         # the staff without it recorded (issue 22); the difference rests on it (withheld when it is small)
+        # (baseline_equivalence() gives every sample its baseline score's row)
         whole = {s: n for s, v, n in zip(f["sample"], f["variable"], f["n"]) if v == f"{s}_baseline"}
         t = f.assign(
             sample=[label(s) for s in f["sample"]],
             variable=[label(v) for v in f["variable"]],
-            analysed=[whole.get(s, n) for s, n in zip(f["sample"], f["n"])],
+            analysed=[whole[s] for s in f["sample"]],
         )
         rests, _, relations, exempt = self._rests()
         cells = rests.get("difference") or [[] for _ in range(len(f))]
@@ -713,9 +714,7 @@ class BaselineEquivalence(Result):
             facts={
                 "analysed": [
                     ("impact", "baseline_equivalence", f"{s}:{s}_baseline", "standardised_difference", "n")
-                    if s in whole
-                    else ("impact", "baseline_equivalence", f"{s}:{v}", "standardised_difference", "n")
-                    for s, v in zip(f["sample"], f["variable"])
+                    for s in f["sample"]
                 ],
                 "difference": [
                     ("impact", "baseline_equivalence", f"{s}:{v}", "standardised_difference", "estimate")

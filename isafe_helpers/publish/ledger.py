@@ -632,7 +632,8 @@ class _Ranges:
     def __init__(self, matrix, b):
         self.matrix, self.b = matrix, np.asarray(b, float)
         self.n = matrix.shape[1]
-        self.h = _highs(sparse.csc_array(matrix, dtype=float), self.b)
+        self.a = sparse.csc_array(matrix, dtype=float)  # column-wise, as HiGHS takes it (rays() too)
+        self.h = _highs(self.a, self.b)
         self.last: int | None = None  # the count the objective holds (-1: a whole objective, optimum())
 
     def bound(self, i: int, maximise: bool) -> _Bound:
@@ -663,9 +664,8 @@ class _Ranges:
         Presolve is off: it fixes columns of an objective-free programme at
         a bound, which hides their rays.
         """
-        a = sparse.csc_array(self.matrix, dtype=float)
-        m, n = a.shape
-        h = _highs(a, np.zeros(m), upper=np.ones(n))
+        m, n = self.a.shape
+        h = _highs(self.a, np.zeros(m), upper=np.ones(n))
         for option, value in (
             ("solver", "ipm"),
             ("run_crossover", "off"),
