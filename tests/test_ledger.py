@@ -499,3 +499,138 @@ def test_a_false_ray_never_passes_for_a_solution(monkeypatch):
     monkeypatch.setattr(L._Ranges, "rays", lambda self: np.array([1.0, 1.0, 0.5, 0.5]))
     led._seen, led._batched = {}, set()
     assert sorted(k for k, determined in led._exposed(rels, supp) if not determined) == ["LA01|a", "LA01|b"]
+
+
+# The satisfaction answers (1 to 5) of the bundled book's seven LAs, by component. Champion training's trial row
+# is 0, 0, 3, 10 and 14 of 27; LA03's 2 champion respondents were both very satisfied.
+SATISFACTION = {
+    "father_engagement": [
+        (1, 2, 4, 10, 10),
+        (0, 2, 7, 17, 11),
+        (1, 1, 3, 4, 5),
+        (1, 1, 3, 9, 8),
+        (2, 3, 9, 19, 14),
+        (1, 2, 1, 6, 13),
+        (0, 1, 3, 14, 12),
+    ],
+    "motivational_interviewing": [
+        (1, 2, 1, 9, 10),
+        (0, 0, 4, 12, 15),
+        (0, 0, 0, 3, 7),
+        (0, 1, 2, 17, 9),
+        (3, 3, 9, 12, 10),
+        (1, 3, 5, 11, 9),
+        (2, 1, 0, 8, 13),
+    ],
+    "qa_audit": [
+        (0, 0, 0, 0, 3),
+        (0, 0, 1, 5, 0),
+        (0, 0, 1, 3, 0),
+        (1, 0, 1, 1, 0),
+        (1, 1, 0, 2, 2),
+        (1, 0, 0, 0, 2),
+        (0, 0, 0, 1, 0),
+    ],
+    "champion": [
+        (0, 0, 0, 1, 4),
+        (0, 0, 0, 2, 4),
+        (0, 0, 0, 0, 2),
+        (0, 0, 0, 1, 3),
+        (0, 0, 1, 3, 0),
+        (0, 0, 2, 1, 0),
+        (0, 0, 0, 2, 1),
+    ],
+    "leaders_webinar": [
+        (0, 0, 1, 2, 2),
+        (0, 0, 1, 0, 1),
+        (0, 0, 0, 3, 0),
+        (0, 0, 0, 1, 2),
+        (0, 0, 0, 2, 1),
+        (0, 0, 0, 0, 3),
+        (1, 0, 0, 0, 1),
+    ],
+}
+SCOPES = [f"LA0{i}" for i in range(1, 8)]
+
+
+def _distribution(counts: dict[str, tuple]) -> pd.DataFrame:
+    """One scope's distribution table input: a row per component and the all-responses row (their sum)."""
+    rows = [*counts.items(), ("all_responses", tuple(map(sum, zip(*counts.values()))))]
+    return pd.DataFrame(
+        [{"component": c, "respondents": sum(v), **{str(k + 1): n for k, n in enumerate(v)}} for c, v in rows]
+    )
+
+
+def _printed_ranges(printed: dict[str, pd.DataFrame]) -> dict[tuple, float]:
+    """What an intruder gets from the printed distributions alone: each withheld count's range by LP.
+
+    Unknowns are every scope's respondents and categories, row by row; a row's
+    categories sum to its respondents; the all-responses row is the sum of the
+    components'; the trial's cell is the sum of the LAs'; a printed count is
+    itself; a printed percentage (whole numbers) puts its count within half a
+    point of its printed respondents. Counts are not negative.
+    """
+    cols = ["respondents", *"12345"]
+    scopes, n_rows = list(printed), len(next(iter(printed.values())))
+    var = {v: i for i, v in enumerate(itertools.product(scopes, range(n_rows), cols))}
+    eq, rhs, ub, ubr = [], [], [], []
+
+    def row(pairs):
+        r = np.zeros(len(var))
+        for v, w in pairs:
+            r[var[v]] += w
+        return r
+
+    for s in scopes:
+        for i in range(n_rows):
+            eq.append(row([((s, i, "respondents"), -1.0), *(((s, i, c), 1.0) for c in "12345")]))
+            rhs.append(0.0)
+            cells = printed[s].iloc[i]
+            for c in cols:
+                if cells[c] != "[c]":
+                    eq.append(row([((s, i, c), 1.0)]))
+                    rhs.append(float(cells[c]))
+            for c in "12345":
+                if cells[f"share_{c}"] != "[c]":
+                    n, pct = float(cells["respondents"]), float(cells[f"share_{c}"])
+                    ub += [row([((s, i, c), 1.0)]), row([((s, i, c), -1.0)])]
+                    ubr += [n * (pct + 0.5) / 100, -n * (pct - 0.5) / 100]
+        for c in cols:  # the last row is the sum of the others
+            eq.append(row([((s, n_rows - 1, c), -1.0), *(((s, i, c), 1.0) for i in range(n_rows - 1))]))
+            rhs.append(0.0)
+    for i, c in itertools.product(range(n_rows), cols):
+        eq.append(row([(("trial", i, c), -1.0), *(((la, i, c), 1.0) for la in scopes if la != "trial")]))
+        rhs.append(0.0)
+    out = {}
+    for v, j in var.items():
+        if printed[v[0]].iloc[v[1]][v[2]] != "[c]":
+            continue
+        obj = np.zeros(len(var))
+        obj[j] = 1
+        kw = dict(A_eq=np.array(eq), b_eq=rhs, A_ub=np.array(ub), b_ub=ubr, bounds=(0, None), method="highs")
+        lo, hi = linprog(obj, **kw), linprog(-obj, **kw)
+        assert lo.status == 0 and hi.status == 0
+        out[v] = -hi.fun - lo.fun
+    return out
+
+
+def test_a_withheld_percentage_publishes_nothing_and_pins_nothing_in_the_trial_row():
+    """A percentage is withheld with its base: LA03's 100% of 2 champion respondents is not printed, so "none of
+    them was less than very satisfied" is not published either. The ledger once took it as published, found the
+    trial's champion row pinned by it, and withheld the trial's whole satisfaction table (the respondents too) in
+    the bundled book."""
+    from isafe_helpers.publish.figures.process import distribution_table
+
+    by_scope = {la: {c: rows[j] for c, rows in SATISFACTION.items()} for j, la in enumerate(SCOPES)}
+    by_scope["trial"] = {c: tuple(map(sum, zip(*rows))) for c, rows in SATISFACTION.items()}
+    made = {s: distribution_table(_distribution(counts)) for s, counts in by_scope.items()}
+    ledger = Ledger(LIMIT)
+    keys = {s: ledger.register(t, s, [s] if s != "trial" else SCOPES) for s, t in made.items()}
+    plan = ledger.solve()
+    printed = {s: tables.protected(t, plan, keys[s]) for s, t in made.items()}
+    trial = printed["trial"].set_index("component")
+    assert list(trial["respondents"]) == ["200", "183", "26", "27", "21", "457"]
+    assert trial.loc["Champion training", "5"] == "14" and trial.loc["Champion training", "3"] == "[c]"
+    ranges = _printed_ranges(printed)
+    assert ranges and min(ranges.values()) >= 1 - 1e-9, {k: v for k, v in ranges.items() if v < 1 - 1e-9}
+    assert recoverable(ledger, plan) == []

@@ -38,6 +38,9 @@ Statistics resting on people (:class:`~isafe_helpers.results.table.Col`
 ``base``) are withheld when their base is under the threshold or
 suppressed, and those that give a count back (``reveals``) when that count
 is suppressed: :func:`isafe_helpers.publish.tables.protected` applies it.
+The counts a percentage alone gives back (its numerator and the rest of its
+base) are suppressed with it (:meth:`Ledger._derived`): a withheld statistic
+publishes nothing.
 """
 
 from __future__ import annotations
@@ -120,6 +123,8 @@ class Ledger:
         self._built: tuple | None = None
         self._by_cell: dict[str, list[Relation]] = {}  # each count's relations
         self._batched: set[str] = set()  # counts a batch of solutions left open (_exposed)
+        #: what a percentage gives back, by the counts whose suppression withholds it (:meth:`_derived`)
+        self._gives: dict[str, set[str]] = defaultdict(set)
 
     # ------------------------------------------------------------------ input
     def add(self, key: str, value: float, where: str, exempt: bool = False, shown: bool = True) -> None:
@@ -217,6 +222,9 @@ class Ledger:
                 self.add(rest, base - given, where)
                 keys[(i, f"{c.key}{SEP}share")], keys[(i, f"{c.key}{SEP}rest")] = share, rest
                 self.relate(ok, [share, rest])
+                # withheld (protected()) when the count it gives back or the rest is suppressed
+                own = [k for k in (share, rest) if k.startswith(f"{ok}{SEP}")]
+                self._derived([share, rest], own)
         self._rates(table, data, keys, where)
         for total, parts in table.sums.items():  # declared column sums hold row by row
             for i in range(len(data)):
@@ -295,6 +303,33 @@ class Ledger:
                 self.add(rk, base - num, where)
                 keys[(i, f"{c.key}#num")], keys[(i, f"{c.key}#rest")] = nk, rk
                 self.relate(bk, [nk, rk])
+                # protected() withholds the rate when its base, numerator or rest is suppressed: then it gives
+                # back neither of the counts it alone publishes
+                self._derived([bk, nk, rk], [k for k in (nk, rk) if k.startswith(stem)])
+
+    def _derived(self, withheld_by: list[str], gives: list[str]) -> None:
+        """A statistic that alone publishes the counts ``gives`` is withheld when any of ``withheld_by`` is suppressed.
+
+        Those counts are then published nowhere: :meth:`solve` suppresses them
+        with it, at no cost to the book, and judges them like any other
+        suppressed count (before, they stood as published and pinned their
+        neighbours: a withheld 100% of 2 respondents "published" that none
+        was less than very satisfied, and a trial's whole satisfaction
+        distribution was withheld to protect it).
+        """
+        for k in withheld_by:
+            self._gives[k].update(gives)
+
+    def _with_statistics(self, picks, supp: set[str]) -> list[str]:
+        """``picks`` and the counts that only the statistics they withhold published (:meth:`_derived`)."""
+        out, todo = [], list(picks)
+        while todo:
+            c = todo.pop()
+            if c in out:
+                continue
+            out.append(c)
+            todo += [g for g in self._gives.get(c, ()) if g not in supp and g not in out and g not in self.exempt]
+        return out
 
     def pool(self) -> None:
         """Add "a pooled count is the sum of its LAs' counts" for every pooled key whose LAs are all registered."""
@@ -330,6 +365,7 @@ class Ledger:
                 nonzero = [p for p in r.parts if self.values[p] > 0]
                 if len(nonzero) == 1 and len(r.parts) > 1:
                     supp |= {p for p in r.parts if p not in self.exempt}
+        supp |= set(self._with_statistics(sorted(supp), set()))
         unprotectable: list[Relation] = []
         # what _exposed found for a component, by its relations and suppressed counts: the answer
         # depends on nothing else, and most components are unchanged from one pass to the next
@@ -362,15 +398,16 @@ class Ledger:
                         if r not in unprotectable:
                             unprotectable.append(r)
                         continue
-                    supp.add(pick)
-                    queued.add(pick)
                     changed = True
-                    for j in places[pick]:  # later in this scan, or in the next
-                        if j <= i:
-                            pending.add(j)
-                        elif j not in todo:
-                            todo.add(j)
-                            heapq.heappush(heap, j)
+                    for c in self._with_statistics([pick], supp):
+                        supp.add(c)
+                        queued.add(c)
+                        for j in places[c]:  # later in this scan, or in the next
+                            if j <= i:
+                                pending.add(j)
+                            elif j not in todo:
+                                todo.add(j)
+                                heapq.heappush(heap, j)
             if changed:
                 continue
             restart = False
@@ -397,6 +434,7 @@ class Ledger:
                                 picks = [pick]
                                 break
                     if picks:
+                        picks = self._with_statistics(picks, supp)
                         supp.update(picks)
                         changed = True
                         since += picks
