@@ -623,7 +623,7 @@ def test_a_withheld_percentage_publishes_nothing_and_pins_nothing_in_the_trial_r
 
     by_scope = {la: {c: rows[j] for c, rows in SATISFACTION.items()} for j, la in enumerate(SCOPES)}
     by_scope["trial"] = {c: tuple(map(sum, zip(*rows))) for c, rows in SATISFACTION.items()}
-    made = {s: distribution_table(_distribution(counts)) for s, counts in by_scope.items()}
+    made = {s: distribution_table(_distribution(counts), coarsen=False) for s, counts in by_scope.items()}
     ledger = Ledger(LIMIT)
     keys = {s: ledger.register(t, s, [s] if s != "trial" else SCOPES) for s, t in made.items()}
     plan = ledger.solve()
@@ -634,3 +634,82 @@ def test_a_withheld_percentage_publishes_nothing_and_pins_nothing_in_the_trial_r
     ranges = _printed_ranges(printed)
     assert ranges and min(ranges.values()) >= 1 - 1e-9, {k: v for k, v in ranges.items() if v < 1 - 1e-9}
     assert recoverable(ledger, plan) == []
+
+
+def _banded(la: str, counts: dict[str, tuple[int, int]], kind: str) -> Table:
+    """A row of two answers, a and b: printed (``kind`` "answers"); printed with their band (a + b, "both"); or
+    the band printed and the answers held unprinted ("band", a table coarsened)."""
+    a, b = counts[la]
+    t = pd.DataFrame([{"row": "x", "band": a + b, "a": a, "b": b}])
+    answers = [Col("a", "a", "people"), Col("b", "b", "people")]
+    if kind == "answers":
+        return Table(t[["row", "a", "b"]], [Col("row", "Row", "text"), *answers], "Answers")
+    cols = [Col("row", "Row", "text"), Col("band", "Band", "people")]
+    if kind == "both":
+        return Table(t, [*cols, *answers], "Answers", sums={"band": ("a", "b")})
+    return Table(t, cols, "Answers", sums={"band": ("a", "b")}, unpublished=("a", "b"))
+
+
+def test_counts_a_coarsened_table_holds_unprinted_are_withheld_and_protected_only_when_small():
+    """LA01 prints only its band (a and b held, a table coarsened); LA02 and the pooled trial print a and b.
+    LA01's a (2) follows from the trial's 14 less LA02's 12 unless more is withheld; its b (13) follows from
+    27 - 14 too, and that needs nothing withheld: 13 is no small count, and the book could have printed it."""
+    counts = {"LA01": (2, 13), "LA02": (12, 14), "LA01+LA02": (14, 27)}
+    kinds = {"LA01": "band", "LA02": "answers", "LA01+LA02": "both"}
+    ledger = Ledger(LIMIT)
+    keys = {la: ledger.register(_banded(la, counts, kinds[la]), la, la.split("+")) for la in counts}
+    plan = ledger.solve()
+    held = {keys["LA01"][(0, c)] for c in "ab"}
+    assert held <= plan.suppressed and held <= ledger.unpublished
+    printed = tables.protected(_banded("LA01", counts, "band"), plan, keys["LA01"])
+    assert list(printed.columns) == ["row", "band"] and printed.loc[0, "band"] == "15"  # the held are not printed
+    # a is protected (another count of the a column goes with it); b is left to be worked out, at no cost
+    assert {keys["LA02"][(0, "a")], keys["LA01+LA02"][(0, "a")]} & plan.suppressed
+    assert not {keys["LA02"][(0, "b")], keys["LA01+LA02"][(0, "b")]} & plan.suppressed
+    found = recoverable(ledger, plan)
+    assert found == [keys["LA01"][(0, "b")]] and ledger.values[found[0]] >= LIMIT
+    # were LA01's b a handful, it would be protected like any count under the threshold
+    small = {**counts, "LA01": (2, 3), "LA01+LA02": (14, 17)}
+    ledger = Ledger(LIMIT)
+    for la in small:
+        ledger.register(_banded(la, small, kinds[la]), la, la.split("+"))
+    assert recoverable(ledger, ledger.solve()) == []
+
+
+def test_a_satisfaction_table_mostly_withheld_is_coarsened_to_three_bands_where_they_say_more():
+    """The bundled trial's five answers would lose half their counts on their own; three bands (1 or 2, 3,
+    4 or 5) lose a third, so the table prints the bands and says why. LA01's few dozen answers would lose more
+    as bands than as five answers, so they stay five."""
+    from isafe_helpers.publish import report
+    from isafe_helpers.publish.figures.process import distribution_table, satisfaction_diverging
+
+    trial = _distribution({c: tuple(map(sum, zip(*rows))) for c, rows in SATISFACTION.items()})
+    la01 = _distribution({c: rows[0] for c, rows in SATISFACTION.items()})
+    coarse = distribution_table(trial, limit=LIMIT)
+    assert [c.label for c in coarse.columns if c.kind == "people"] == [
+        "Respondents",
+        "Dissatisfied (1 or 2)",
+        "Neither (3)",
+        "Satisfied (4 or 5)",
+    ]
+    assert "grouped into three" in coarse.notes[0] and str(LIMIT) in coarse.notes[0]
+    assert set(coarse.unpublished) == {"1", "2", "4", "5"}
+    printed = tables.protected(coarse, limit=LIMIT).set_index("component")
+    assert "1" not in printed and printed.loc["Father engagement session", "12"] == "18"
+    assert printed.loc["Father engagement session", "45"] == "152"  # 79 fairly and 73 very satisfied
+    assert coarse.facts["12"][0] == (
+        "process",
+        "satisfaction_distribution",
+        "father_engagement",
+        "rating_1_2",
+        "estimate",
+    )
+    assert list(distribution_table(trial, limit=LIMIT, coarsen=False).people) == ["respondents", *"12345"]
+    assert list(distribution_table(la01, limit=LIMIT).people) == ["respondents", *"12345"]
+    # the figure draws the bands, and its alt text reads the satisfied band
+    spec = report.Spec("figure-2", "figure", 2, [coarse], "Satisfaction", "")
+    fig, alt = satisfaction_diverging(report.views(spec, None, [None]))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list(
+        coarse.col(k).label for k in ("12", "3", "45")
+    )
+    assert "Father engagement session: 76.0% fairly or very satisfied" in alt

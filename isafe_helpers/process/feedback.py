@@ -217,6 +217,14 @@ def satisfaction(data: TrialData) -> ProcessResult:
                     "satisfaction_distribution", o, f"rating_{v}_pct", 100 * k / n if n else np.nan, n=n, note=what
                 ),
             ]
+        for band, (a, b) in (("1_2", (1, 2)), ("4_5", (4, 5))):  # the bands a coarsened table prints
+            k = d[str(a)] + d[str(b)]
+            rows += [
+                est_row("satisfaction_distribution", o, f"rating_{band}", k, n=n, note=what),
+                est_row(
+                    "satisfaction_distribution", o, f"rating_{band}_pct", 100 * k / n if n else np.nan, n=n, note=what
+                ),
+            ]
     people = []
     if len(data.las) > 1:
         for la in data.las:

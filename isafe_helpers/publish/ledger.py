@@ -125,6 +125,10 @@ class Ledger:
         self._batched: set[str] = set()  # counts a batch of solutions left open (_exposed)
         #: what a percentage gives back, by the counts whose suppression withholds it (:meth:`_derived`)
         self._gives: dict[str, set[str]] = defaultdict(set)
+        #: counts a table holds but does not print (the five answers behind a table coarsened to three bands):
+        #: what the printed counts sum, and what another scope may print (``Table.unpublished``)
+        self.unpublished: set[str] = set()
+        self._free: set[str] = set()  # during a solve: unpublished counts with nothing to protect
 
     # ------------------------------------------------------------------ input
     def add(self, key: str, value: float, where: str, exempt: bool = False, shown: bool = True) -> None:
@@ -254,6 +258,12 @@ class Ledger:
             # a sum found by value with a zero part (12 = 12 + 0) is a coincidence, not arithmetic a reader can use
             elif all(self.values[c] != 0 for c in cells[1:]):
                 self.relate(cells[0], cells[1:])
+        for col in getattr(table, "unpublished", ()):  # counts held, not printed: under the keys a print would have
+            for i, v in enumerate(data[col]):
+                k = table.cell_key(i, col) or auto(i, col)
+                self.add(k, float(v), where, exempt=k in table.exempt, shown=False)
+                self.unpublished.add(k)
+                keys[(i, col)] = k
         for col, rows in getattr(
             table, "rests", {}
         ).items():  # counts a statistic rests on that the table does not show
@@ -366,6 +376,12 @@ class Ledger:
                 if len(nonzero) == 1 and len(r.parts) > 1:
                     supp |= {p for p in r.parts if p not in self.exempt}
         supp |= set(self._with_statistics(sorted(supp), set()))
+        # a count no table prints is withheld from the start; one of them that is neither under the threshold nor
+        # zero has nothing to protect (working it out gives back a count the book could have printed), and is
+        # an unknown of the system only
+        unprinted = {k for k in self.unpublished if k not in self.shown and k not in self.exempt}
+        supp |= unprinted
+        free = self._free = {k for k in unprinted if not 0 < self.values[k] < self.limit}
         unprotectable: list[Relation] = []
         # what _exposed found for a component, by its relations and suppressed counts: the answer
         # depends on nothing else, and most components are unchanged from one pass to the next
@@ -392,7 +408,7 @@ class Ledger:
                 i = heapq.heappop(heap)
                 r = rels[i]
                 hidden = [c for c in r.cells if c in supp]
-                if len(hidden) == 1:
+                if len(hidden) == 1 and hidden[0] not in free:
                     pick = self._second(r, supp)
                     if pick is None:
                         if r not in unprotectable:
@@ -585,7 +601,8 @@ class Ledger:
         if not matrix.shape[0]:
             return
         dec = self._decomposed(index, matrix)
-        determined = sorted(_fixed(index, dec))
+        free: set[str] = getattr(self, "_free", set())
+        determined = sorted(_fixed(index, dec) - free)
         if determined:
             yield from ((k, True) for k in determined)
             return
@@ -622,14 +639,14 @@ class Ledger:
         lp: _Ranges | None = None
         # batches of solutions first (_witnesses), unless few counts are open that no batch has tried: those a
         # batch left open are most often pinned (at 150 LAs, each pass that protects one sees the rest again)
-        untried = [k for k, i in index.items() if not spread(i) and k not in self._batched]
+        untried = [k for k, i in index.items() if not spread(i) and k not in self._batched and k not in free]
         if len(untried) > _BATCH_FROM:
             lp = _Ranges(matrix, b)
             for x in _witnesses(lp, x0 if solves else None, spread):
                 witness(x)
             self._batched.update(k for k, i in index.items() if not spread(i))
         for k, i in index.items():
-            if spread(i):  # two solutions a person or more apart: not pinned, no LP needed
+            if spread(i) or k in free:  # two solutions a person or more apart: not pinned, no LP needed
                 continue
             lp = lp or _Ranges(matrix, b)
             lo = lp.bound(i, maximise=False)

@@ -183,7 +183,9 @@ def render_spec(spec: Spec, plan: Plan | None, keys: list[dict]) -> str:
     from isafe_helpers.publish.figures import figure_html
 
     fig, alt = fn(views(spec, plan, keys), **spec.kwargs)
-    return figure_html(fig, alt, spec.number, spec.caption)
+    # a coarsened table (one holding counts it does not print) says under its figure what it grouped, and why
+    notes = [n for t in spec.tables if getattr(t, "unpublished", ()) for n in t.notes]
+    return figure_html(fig, alt, spec.number, spec.caption, notes)
 
 
 def write(results: list, scope: str, strand: str, output_dir: str) -> str:

@@ -110,6 +110,10 @@ class Table:
     #: each arm, and the rest of each arm): with the arm sizes, the indexes of a sample's age bands give back the
     #: whole band-by-arm table (issue 22)
     rests: Mapping[str, Sequence[Sequence[tuple[str | None, float]]]] = field(default_factory=dict)
+    #: data columns of people counts the table holds but does not print (a coarsened table's finer counts):
+    #: registered in the ledger under the keys a printed cell would have, withheld, with ``sums`` naming what
+    #: the printed counts add up from, so that a scope printing the finer counts stays consistent with this one
+    unpublished: Sequence[str] = ()
 
     def col(self, key: str) -> Col:
         for c in self.columns:

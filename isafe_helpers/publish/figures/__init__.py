@@ -26,6 +26,7 @@ import io
 import math
 import re
 import textwrap
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -193,20 +194,24 @@ def natural_width_px(svg_text: str) -> float:
     return float(hit.group(1)) * (4 / 3 if hit.group(2) in (None, "pt") else 1.0)
 
 
-def figure_html(fig: plt.Figure, alt: str, number: int, caption: str) -> str:
+def figure_html(fig: plt.Figure, alt: str, number: int, caption: str, notes: Sequence[str] = ()) -> str:
     """A numbered, captioned figure with alt text, as HTML (the SVG inline as an image).
 
     The image is never narrower than its natural width (its text would fall
     below the body's size): where the column is narrower, its box scrolls
     sideways, and is focusable and named so a keyboard can scroll it.
+    ``notes`` are printed under the image (a coarsened table's, saying what
+    was grouped and why).
     """
     text_ = svg(fig)
     data = base64.b64encode(text_.encode("utf-8")).decode("ascii")
     cap = html.escape(f"Figure {number}. {caption}")
+    said = "".join(f'<p class="isafe-figure-note">{html.escape(n)}</p>' for n in notes)
     return (
         f'<figure class="isafe-figure"><div class="isafe-figure-scroll" tabindex="0" role="region" '
         f'aria-label="{cap}"><img src="data:image/svg+xml;base64,{data}" alt="{html.escape(alt)}" '
-        f'style="min-width:{natural_width_px(text_):.0f}px;height:auto"/></div><figcaption>{cap}</figcaption></figure>'
+        f'style="min-width:{natural_width_px(text_):.0f}px;height:auto"/></div>{said}<figcaption>{cap}</figcaption>'
+        "</figure>"
     )
 
 

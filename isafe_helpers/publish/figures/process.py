@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from isafe_helpers.publish import disclosure, tables
 from isafe_helpers.publish.figures import BLUE, OKABE_ITO, ORANGE, VERMILION, WIDTH, count, finish, num, text, tick
 from isafe_helpers.results.labels import label
 from isafe_helpers.results.table import Col, Table
@@ -91,29 +92,84 @@ def reach(views) -> tuple[plt.Figure, str]:
     return finish(fig), alt
 
 
-def distribution_table(distribution: pd.DataFrame, keys_for=None) -> Table:
-    """Satisfaction answers 1 to 5 per component (counts of people and shares), for the diverging bars."""
+#: The three bands a coarsened satisfaction table prints (:func:`distribution_table`), and the answers in each.
+BANDS = {"12": ("1", "2"), "3": ("3",), "45": ("4", "5")}
+BAND_LABELS = {"12": "Dissatisfied (1 or 2)", "3": "Neither (3)", "45": "Satisfied (4 or 5)"}
+BAND_COLOURS = {"12": VERMILION, "3": "#BBBBBB", "45": BLUE}
+#: A table coarsens when at least this share of its answer counts would be withheld (issue 22).
+COARSEN_FROM = 0.5
+
+
+def distribution_table(
+    distribution: pd.DataFrame, keys_for=None, limit: int | None = None, coarsen: bool = True
+) -> Table:
+    """Satisfaction answers 1 to 5 per component (counts of people and shares), for the diverging bars.
+
+    Coarsened to three bands (1 or 2, 3, 4 or 5) when at least half of the
+    answer counts would be withheld (``[c]``) and the bands would withhold a
+    smaller share of theirs: a wall of ``[c]`` says nothing, three bands say
+    most of what five would. (In an LA of a few dozen respondents the bands
+    are small too, and the five answers stay.) The decision is the table's
+    own (its counts against the threshold and the counts that would have to
+    go with them, on their own), so it is the same on the page and in the
+    book; the book's ledger may withhold more (``coarsen=False``: the five
+    answers whatever). The five counts stay
+    in the table unprinted (``Table.unpublished``), so the pooled page's five
+    and an LA's three are held to the same people.
+    """
     t = distribution.copy()
     t["component"] = [label(c) for c in t["component"]]
-    for k in LIKERT:
-        n = t["respondents"].astype(float)
-        t[f"share_{k}"] = np.where(n > 0, 100 * t[k].astype(float) / n.where(n > 0), np.nan)
-    cols = [Col("component", "Component", "text"), Col("respondents", "Respondents", "people")]
-    cols += [Col(k, LIKERT_LABELS[k], "people") for k in LIKERT]
-    cols += [Col(f"share_{k}", f"{LIKERT_LABELS[k]} (%)", "pct", 0, base="respondents", reveals=k) for k in LIKERT]
-    # each cell's row of estimates.csv (process/satisfaction_distribution, written by the satisfaction analysis)
+    n = t["respondents"].astype(float)
+
+    def share(counts):
+        return np.where(n > 0, 100 * counts.astype(float) / n.where(n > 0), np.nan)
+
     outcome = ["all" if c == "all_responses" else str(c) for c in distribution["component"]]
+    fine = _distribution(t, LIKERT, LIKERT_LABELS, share, outcome, {k: k for k in LIKERT})
+    limit = disclosure.threshold() if limit is None else limit
+
+    def withheld(table: Table, cats) -> float:  # the share of the answer counts the table would withhold alone
+        return float((tables.protected(table, limit=limit)[list(cats)] == tables.CONFIDENTIAL).to_numpy().mean())
+
+    if not coarsen or len(t) == 0 or (fine_withheld := withheld(fine, LIKERT)) < COARSEN_FROM:
+        return fine
+    for band, parts in BANDS.items():
+        if len(parts) > 1:
+            t[band] = t[list(parts)].astype(float).sum(axis=1)
+    coarse = _distribution(t, tuple(BANDS), BAND_LABELS, share, outcome, {"12": "1_2", "3": "3", "45": "4_5"})
+    finer = [p for ps in BANDS.values() if len(ps) > 1 for p in ps]
+    coarse.data = pd.concat([coarse.data, t[finer]], axis=1)
+    coarse.unpublished = tuple(finer)
+    coarse.sums = {**coarse.sums, **{b: ps for b, ps in BANDS.items() if len(ps) > 1}}
+    if withheld(coarse, BANDS) >= fine_withheld:  # the bands would say no more (an LA's handful of answers)
+        return fine
+    coarse.notes = [
+        "The five answers are grouped into three (1 or 2, 3, 4 or 5): with all five, at least half of this "
+        f"table's counts would be withheld, as under {limit} or as giving one back."
+    ]
+    return coarse
+
+
+def _distribution(t: pd.DataFrame, cats, labels, share, outcome, quantity) -> Table:
+    """The distribution table over ``cats`` (answers, or bands of them), keyed to its estimates.csv rows."""
+    for k in cats:
+        t[f"share_{k}"] = share(t[k])
+    cols = [Col("component", "Component", "text"), Col("respondents", "Respondents", "people")]
+    cols += [Col(k, labels[k], "people") for k in cats]
+    cols += [Col(f"share_{k}", f"{labels[k]} (%)", "pct", 0, base="respondents", reveals=k) for k in cats]
+    # each cell's row of estimates.csv (process/satisfaction_distribution, written by the satisfaction analysis)
     shows = {"respondents": [("process", "satisfaction_distribution", o, "rating_1", "n") for o in outcome]}
-    for k in LIKERT:
-        shows[k] = [("process", "satisfaction_distribution", o, f"rating_{k}", "estimate") for o in outcome]
+    for k in cats:
+        q = quantity[k]
+        shows[k] = [("process", "satisfaction_distribution", o, f"rating_{q}", "estimate") for o in outcome]
         shows[f"share_{k}"] = [
-            ("process", "satisfaction_distribution", o, f"rating_{k}_pct", "estimate") for o in outcome
+            ("process", "satisfaction_distribution", o, f"rating_{q}_pct", "estimate") for o in outcome
         ]
     return Table(
-        t[[c.key for c in cols]],
+        t[[c.key for c in cols]].copy(),
         cols,
         caption="Satisfaction answers by component",
-        sums={"respondents": LIKERT},
+        sums={"respondents": tuple(cats)},
         facts=shows,
     )
 
@@ -124,30 +180,35 @@ def satisfaction_diverging(views) -> tuple[plt.Figure, str]:
     fig, ax = plt.subplots(figsize=(WIDTH, 0.75 * len(t) + 2.2))
     parts = []
     satisfied: list[tuple[float, str]] = []
+    # the five answers, or the three bands of a coarsened table (distribution_table)
+    cats, labels, colours = (
+        (BANDS, BAND_LABELS, BAND_COLOURS) if "share_12" in t else (LIKERT, LIKERT_LABELS, LIKERT_COLOURS)
+    )
+    against = [k for k in cats if set(k) <= set("12")]  # dissatisfied, drawn hatched to the left
+    pleased = [k for k in cats if set(k) <= set("45")]
     for i, r in t.reset_index(drop=True).iterrows():
-        share = {k: r[f"share_{k}"] for k in LIKERT}
+        share = {k: r[f"share_{k}"] for k in cats}
         if any(not np.isfinite(v) for v in share.values()):
             ax.text(0, i, "withheld", va="center", ha="center", fontsize=12, color="0.35")
             parts.append(f"{r['component']}: withheld")
             continue
-        left = -(share["1"] + share["2"] + share["3"] / 2)
-        for k in LIKERT:
-            ax.barh(
-                i, share[k], left=left, color=LIKERT_COLOURS[k], edgecolor="white", hatch="//" if k in "12" else None
-            )
+        left = -(sum(share[k] for k in against) + share["3"] / 2)
+        for k in cats:
+            ax.barh(i, share[k], left=left, color=colours[k], edgecolor="white", hatch="//" if k in against else None)
             left += share[k]
         # at the satisfaction table's rounding (one decimal), so the alt text says what the table says
-        parts.append(f"{r['component']}: {num(share['4'] + share['5'], 1)}% fairly or very satisfied")
-        satisfied.append((float(share["4"] + share["5"]), str(r["component"])))
+        happy = sum(share[k] for k in pleased)
+        parts.append(f"{r['component']}: {num(happy, 1)}% fairly or very satisfied")
+        satisfied.append((float(happy), str(r["component"])))
     ax.axvline(0, color="0.2", lw=0.8)
     ax.set_yticks(range(len(t)), [tick(c) for c in t["component"]])
     ax.set_ylim(len(t) - 0.5, -0.5)
     ax.set_xlim(-100, 100)
     ax.set_xlabel("% of respondents: dissatisfied (hatched) to the left, satisfied to the right")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=LIKERT_COLOURS[k], hatch="//" if k in "12" else None) for k in LIKERT]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[k], hatch="//" if k in against else None) for k in cats]
     ax.legend(
         handles,
-        LIKERT_LABELS.values(),
+        [labels[k] for k in cats],
         loc="upper center",
         bbox_to_anchor=(0.5, -0.22),
         ncol=3,
