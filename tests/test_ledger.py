@@ -651,41 +651,39 @@ def _banded(la: str, counts: dict[str, tuple[int, int]], kind: str) -> Table:
 
 
 def test_counts_a_coarsened_table_holds_unprinted_are_withheld_and_protected_only_when_small():
-    """LA01 prints only its band (a and b held, a table coarsened); LA02 and the pooled trial print a and b.
-    LA01's a (2) follows from the trial's 14 less LA02's 12 unless more is withheld; its b (13) follows from
-    27 - 14 too, and that needs nothing withheld: 13 is no small count, and the book could have printed it."""
-    counts = {"LA01": (2, 13), "LA02": (12, 14), "LA01+LA02": (14, 27)}
-    kinds = {"LA01": "band", "LA02": "answers", "LA01+LA02": "both"}
+    """The pooled page prints only its band (a + b, the answers held: a table coarsened); each LA prints its
+    answers. The pooled answers follow from the LAs' (23 = 11 + 12, 27 = 13 + 14), and that needs nothing
+    withheld: no count under the threshold is given back, and the book could have printed them."""
+    counts = {"LA01": (11, 13), "LA02": (12, 14), "LA01+LA02": (23, 27)}
+    kinds = {"LA01": "answers", "LA02": "answers", "LA01+LA02": "band"}
     ledger = Ledger(LIMIT)
     keys = {la: ledger.register(_banded(la, counts, kinds[la]), la, la.split("+")) for la in counts}
     plan = ledger.solve()
-    held = {keys["LA01"][(0, c)] for c in "ab"}
-    assert held <= plan.suppressed and held <= ledger.unpublished
-    printed = tables.protected(_banded("LA01", counts, "band"), plan, keys["LA01"])
-    assert list(printed.columns) == ["row", "band"] and printed.loc[0, "band"] == "15"  # the held are not printed
-    # a is protected (another count of the a column goes with it); b is left to be worked out, at no cost
-    assert {keys["LA02"][(0, "a")], keys["LA01+LA02"][(0, "a")]} & plan.suppressed
-    assert not {keys["LA02"][(0, "b")], keys["LA01+LA02"][(0, "b")]} & plan.suppressed
-    found = recoverable(ledger, plan)
-    assert found == [keys["LA01"][(0, "b")]] and ledger.values[found[0]] >= LIMIT
-    # were LA01's b a handful, it would be protected like any count under the threshold
-    small = {**counts, "LA01": (2, 3), "LA01+LA02": (14, 17)}
+    held = {keys["LA01+LA02"][(0, c)] for c in "ab"}
+    assert plan.suppressed == held and held <= ledger.unpublished
+    printed = tables.protected(_banded("LA01+LA02", counts, "band"), plan, keys["LA01+LA02"])
+    assert list(printed.columns) == ["row", "band"] and printed.loc[0, "band"] == "50"  # the held are not printed
+    assert sorted(recoverable(ledger, plan)) == sorted(held)
+    # were LA01's a a handful, the pooled a would give it back (a - 12), and it is protected like any small count
+    small = {**counts, "LA01": (2, 13), "LA01+LA02": (14, 27)}
     ledger = Ledger(LIMIT)
     for la in small:
         ledger.register(_banded(la, small, kinds[la]), la, la.split("+"))
-    assert recoverable(ledger, ledger.solve()) == []
+    plan = ledger.solve()
+    assert key(["LA01"], "auto", "Answers", "x", "a") in plan.suppressed
+    assert all(ledger.values[k] >= LIMIT and k in ledger.unpublished for k in recoverable(ledger, plan))
 
 
 def test_a_satisfaction_table_mostly_withheld_is_coarsened_to_three_bands_where_they_say_more():
-    """The bundled trial's five answers would lose half their counts on their own; three bands (1 or 2, 3,
-    4 or 5) lose a third, so the table prints the bands and says why. LA01's few dozen answers would lose more
-    as bands than as five answers, so they stay five."""
+    """Answers of 5, 6, 10, 6 and 7 (34 respondents) are all withheld; bands of 11, 10 and 13 are not. A scope
+    like that prints three bands and says why. The bundled trial's five answers lose half their counts too, but
+    its small components' bands would be withheld as well, so the bands would print fewer counts (12 against
+    15): it keeps five, and so does LA01."""
     from isafe_helpers.publish import report
     from isafe_helpers.publish.figures.process import distribution_table, satisfaction_diverging
 
-    trial = _distribution({c: tuple(map(sum, zip(*rows))) for c, rows in SATISFACTION.items()})
-    la01 = _distribution({c: rows[0] for c, rows in SATISFACTION.items()})
-    coarse = distribution_table(trial, limit=LIMIT)
+    spread = _distribution({"father_engagement": (5, 6, 10, 6, 7), "motivational_interviewing": (6, 5, 11, 7, 5)})
+    coarse = distribution_table(spread, limit=LIMIT)
     assert [c.label for c in coarse.columns if c.kind == "people"] == [
         "Respondents",
         "Dissatisfied (1 or 2)",
@@ -695,8 +693,8 @@ def test_a_satisfaction_table_mostly_withheld_is_coarsened_to_three_bands_where_
     assert "grouped into three" in coarse.notes[0] and str(LIMIT) in coarse.notes[0]
     assert set(coarse.unpublished) == {"1", "2", "4", "5"}
     printed = tables.protected(coarse, limit=LIMIT).set_index("component")
-    assert "1" not in printed and printed.loc["Father engagement session", "12"] == "18"
-    assert printed.loc["Father engagement session", "45"] == "152"  # 79 fairly and 73 very satisfied
+    assert "1" not in printed
+    assert list(printed.loc["Father engagement session", ["12", "3", "45"]]) == ["11", "10", "13"]
     assert coarse.facts["12"][0] == (
         "process",
         "satisfaction_distribution",
@@ -704,12 +702,98 @@ def test_a_satisfaction_table_mostly_withheld_is_coarsened_to_three_bands_where_
         "rating_1_2",
         "estimate",
     )
-    assert list(distribution_table(trial, limit=LIMIT, coarsen=False).people) == ["respondents", *"12345"]
+    assert list(distribution_table(spread, limit=LIMIT, coarsen=False).people) == ["respondents", *"12345"]
+    trial = _distribution({c: tuple(map(sum, zip(*rows))) for c, rows in SATISFACTION.items()})
+    la01 = _distribution({c: rows[0] for c, rows in SATISFACTION.items()})
+    assert list(distribution_table(trial, limit=LIMIT).people) == ["respondents", *"12345"]
     assert list(distribution_table(la01, limit=LIMIT).people) == ["respondents", *"12345"]
-    # the figure draws the bands, and its alt text reads the satisfied band
-    spec = report.Spec("figure-2", "figure", 2, [coarse], "Satisfaction", "")
-    fig, alt = satisfaction_diverging(report.views(spec, None, [None]))
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list(
-        coarse.col(k).label for k in ("12", "3", "45")
+    # the figure draws the bands, its alt text reads the satisfied band, and the note is printed under it
+    spec = report.Spec(
+        "figure-2",
+        "figure",
+        2,
+        [coarse],
+        "Satisfaction",
+        "isafe_helpers.publish.figures.process.satisfaction_diverging",
     )
-    assert "Father engagement session: 76.0% fairly or very satisfied" in alt
+    fig, alt = satisfaction_diverging(report.views(spec, None, [None]))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == [coarse.col(k).label for k in ("12", "3", "45")]
+    assert "Father engagement session: 38.2% fairly or very satisfied" in alt
+    html = report.render_spec(spec, None, [None])
+    assert html.count('class="isafe-figure-note"') == 1 and "grouped into three" in html
+
+
+def test_a_band_printed_on_the_pooled_page_is_tied_to_the_answers_each_la_prints():
+    """The pooled page prints only the band (a + b = 41, its answers held); each LA prints its answers. A reader
+    adds them: LA01's withheld a = 41 - 13 - 12 - 14 = 2, unless the ledger knows the band is the sum of the
+    answers it holds (a declared sum over unprinted columns was once dropped, as registered after the sums)."""
+    counts = {"LA01": (2, 13), "LA02": (12, 14), "LA01+LA02": (14, 27)}
+    kinds = {"LA01": "answers", "LA02": "answers", "LA01+LA02": "band"}
+    ledger = Ledger(LIMIT)
+    made = {la: _banded(la, counts, kinds[la]) for la in counts}
+    keys = {la: ledger.register(t, la, la.split("+")) for la, t in made.items()}
+    plan = ledger.solve()
+    printed = {la: tables.protected(t, plan, keys[la]).iloc[0] for la, t in made.items()}
+    assert printed["LA01+LA02"]["band"] == "41"
+    # what a reader solves: the four answers, not negative, the printed ones fixed, summing to the band
+    cells = [(la, c) for la in ("LA01", "LA02") for c in "ab"]
+    eq = [np.ones(4)] + [np.eye(4)[j] for j, (la, c) in enumerate(cells) if printed[la][c] != "[c]"]
+    rhs = [41.0] + [float(printed[la][c]) for la, c in cells if printed[la][c] != "[c]"]
+    hidden = [j for j, (la, c) in enumerate(cells) if printed[la][c] == "[c]"]
+    assert hidden
+    for j in hidden:
+        lo = linprog(np.eye(4)[j], A_eq=np.array(eq), b_eq=rhs, bounds=(0, None), method="highs")
+        hi = linprog(-np.eye(4)[j], A_eq=np.array(eq), b_eq=rhs, bounds=(0, None), method="highs")
+        assert -hi.fun - lo.fun >= 1 - 1e-9, cells[j]
+
+
+def test_a_percentage_out_of_its_count_is_withheld_with_the_count_it_gives_back_even_without_a_base():
+    """89.3% of 28 gives back 25 and 3; the 3 is withheld, so the percentage must be, though it names no base."""
+    t = pd.DataFrame({"row": ["x"], "staff": [28], "pct": [100 * 25 / 28]})
+    table = Table(
+        t,
+        [Col("row", "Row", "text"), Col("staff", "Staff", "people"), Col("pct", "Reached (%)", "pct", 1, of="staff")],
+        "x",
+    )
+    ledger = Ledger(LIMIT)
+    keys = ledger.register(table, "p")
+    cells = tables.protected(table, ledger.solve(), keys)
+    assert cells.loc[0, "staff"] == "28" and cells.loc[0, "pct"] == "[c]"
+
+
+def test_a_count_printed_elsewhere_that_a_percentage_names_is_not_withheld_with_the_percentage():
+    """Reach 89.3% of 28 intervention staff names its share as the staff reached (25), which a headline prints.
+    The 3 not reached withhold the percentage, but the 25 is a count in its own right: the ledger weighs it
+    like any other, and here keeps it (the 28 goes instead)."""
+    from isafe_helpers.results import keys as K
+
+    la = ["LA01"]
+    arms = Table(
+        pd.DataFrame([{"all": 32, "t": 28, "c": 4}]),
+        [Col("all", "All", "people"), Col("t", "Treatment", "people"), Col("c", "Control", "people")],
+        "Arms",
+        keys={"all": [K.staff(la)], "t": [K.staff(la, "treatment")], "c": [K.staff(la, "control")]},
+    )
+    reach = Table(
+        pd.DataFrame([{"la": "LA01", "staff": 28, "reach_pct": 100 * 25 / 28}]),
+        [
+            Col("la", "LA", "text"),
+            Col("staff", "Staff", "people"),
+            Col("reach_pct", "Reached (%)", "pct", 1, base="staff", of="staff"),
+        ],
+        "Reach",
+        keys={"staff": [K.staff(la, "treatment")], "reach_pct|share": [K.reached(la)]},
+    )
+    headline = Table(
+        pd.DataFrame([{"reached": 25}]),
+        [Col("reached", "Staff reached", "people")],
+        "Headline",
+        keys={"reached": [K.reached(la)]},
+    )
+    ledger = Ledger(LIMIT)
+    keys = [ledger.register(t, t.caption, la) for t in (arms, reach, headline)]
+    plan = ledger.solve()
+    assert tables.protected(headline, plan, keys[2]).loc[0, "reached"] == "25"
+    assert tables.protected(reach, plan, keys[1]).loc[0, "reach_pct"] == "[c]"
+    assert recoverable(ledger, plan) == []

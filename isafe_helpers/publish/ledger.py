@@ -125,10 +125,13 @@ class Ledger:
         self._batched: set[str] = set()  # counts a batch of solutions left open (_exposed)
         #: what a percentage gives back, by the counts whose suppression withholds it (:meth:`_derived`)
         self._gives: dict[str, set[str]] = defaultdict(set)
+        self._printed: set[str] = set()  # counts a table prints in a people column
         #: counts a table holds but does not print (the five answers behind a table coarsened to three bands):
         #: what the printed counts sum, and what another scope may print (``Table.unpublished``)
         self.unpublished: set[str] = set()
         self._free: set[str] = set()  # during a solve: unpublished counts with nothing to protect
+        #: during a solve: the lowest and highest value each count takes in a solution found so far (_exposed)
+        self._seen: dict[str, tuple[float, float]] = {}
 
     # ------------------------------------------------------------------ input
     def add(self, key: str, value: float, where: str, exempt: bool = False, shown: bool = True) -> None:
@@ -199,6 +202,7 @@ class Ledger:
                     continue
                 k = table.cell_key(i, col) or auto(i, col)
                 self.add(k, x, where, exempt=k in table.exempt)
+                self._printed.add(k)
                 keys[(i, col)] = k
                 if las is not None:  # the same row and column label in the same LAs: one count, printed twice
                     row = "/".join(str(data.loc[i, c]) for c in text_cols) or str(i)
@@ -206,6 +210,17 @@ class Ledger:
                     other = self._labels.setdefault(lab, k)
                     if other != k and math.isclose(self.values[other], x):
                         self.relate(other, [k])
+        # counts held, not printed (a coarsened table's finer counts), under the keys a print would have: before
+        # the sums, which tie the printed counts to them
+        for col in getattr(table, "unpublished", ()):
+            for i, v in enumerate(data[col]):
+                x = pd.to_numeric(v, errors="coerce")
+                if pd.isna(x):
+                    continue
+                k = table.cell_key(i, col) or auto(i, col)
+                self.add(k, float(x), where, exempt=k in table.exempt, shown=False)
+                self.unpublished.add(k)
+                keys[(i, col)] = k
         for c in table.columns:  # a percentage and its "out of" count give back two counts: the ledger sees both
             if not c.of:
                 continue
@@ -227,8 +242,7 @@ class Ledger:
                 keys[(i, f"{c.key}{SEP}share")], keys[(i, f"{c.key}{SEP}rest")] = share, rest
                 self.relate(ok, [share, rest])
                 # withheld (protected()) when the count it gives back or the rest is suppressed
-                own = [k for k in (share, rest) if k.startswith(f"{ok}{SEP}")]
-                self._derived([share, rest], own)
+                self._derived([share, rest], [share, rest])
         self._rates(table, data, keys, where)
         for total, parts in table.sums.items():  # declared column sums hold row by row
             for i in range(len(data)):
@@ -258,12 +272,6 @@ class Ledger:
             # a sum found by value with a zero part (12 = 12 + 0) is a coincidence, not arithmetic a reader can use
             elif all(self.values[c] != 0 for c in cells[1:]):
                 self.relate(cells[0], cells[1:])
-        for col in getattr(table, "unpublished", ()):  # counts held, not printed: under the keys a print would have
-            for i, v in enumerate(data[col]):
-                k = table.cell_key(i, col) or auto(i, col)
-                self.add(k, float(v), where, exempt=k in table.exempt, shown=False)
-                self.unpublished.add(k)
-                keys[(i, col)] = k
         for col, rows in getattr(
             table, "rests", {}
         ).items():  # counts a statistic rests on that the table does not show
@@ -315,12 +323,14 @@ class Ledger:
                 self.relate(bk, [nk, rk])
                 # protected() withholds the rate when its base, numerator or rest is suppressed: then it gives
                 # back neither of the counts it alone publishes
-                self._derived([bk, nk, rk], [k for k in (nk, rk) if k.startswith(stem)])
+                self._derived([bk, nk, rk], [nk, rk])
 
     def _derived(self, withheld_by: list[str], gives: list[str]) -> None:
-        """A statistic that alone publishes the counts ``gives`` is withheld when any of ``withheld_by`` is suppressed.
+        """A statistic that publishes the counts ``gives`` is withheld when any of ``withheld_by`` is suppressed.
 
-        Those counts are then published nowhere: :meth:`solve` suppresses them
+        Those of them no table prints in a people column (a reached count the
+        percentage names may be printed as a headline elsewhere) are then
+        published nowhere: :meth:`solve` suppresses them
         with it, at no cost to the book, and judges them like any other
         suppressed count (before, they stood as published and pinned their
         neighbours: a withheld 100% of 2 respondents "published" that none
@@ -338,7 +348,11 @@ class Ledger:
             if c in out:
                 continue
             out.append(c)
-            todo += [g for g in self._gives.get(c, ()) if g not in supp and g not in out and g not in self.exempt]
+            todo += [
+                g
+                for g in self._gives.get(c, ())
+                if g not in supp and g not in out and g not in self.exempt and g not in self._printed
+            ]
         return out
 
     def pool(self) -> None:
@@ -364,7 +378,7 @@ class Ledger:
         finally:
             _Block._known.clear()
             self._last = self._visit = self._built = None  # large, needed only during the solve
-            self._by_cell = {}
+            self._by_cell, self._seen = {}, {}
 
     def _solve(self) -> Plan:
         self.pool()
@@ -388,7 +402,7 @@ class Ledger:
         exposed: dict[tuple[frozenset, frozenset], list[tuple[str, bool]]] = {}
         # the lowest and highest value each count takes in a solution found so far (_exposed): suppressing more
         # only widens what the published counts allow, so a solution of an earlier system stays one
-        self._seen: dict[str, tuple[float, float]] = {}
+        self._seen = {}
         self._batched = set()
         incidence = _Incidence(rels)
         places = incidence.places
@@ -507,7 +521,7 @@ class Ledger:
         added as columns to every trial); None when they already leave ``k``
         undetermined.
         """
-        visit = getattr(self, "_visit", None)
+        visit = self._visit
         if visit is None or visit.comp is not comp:  # the first count of the component judged in this pass
             visit = self._visit = _Visit(self, comp, supp - set(since))
         # every relation of a component holds a suppressed count: one row each, in order (as visit.columns)
@@ -601,7 +615,7 @@ class Ledger:
         if not matrix.shape[0]:
             return
         dec = self._decomposed(index, matrix)
-        free: set[str] = getattr(self, "_free", set())
+        free = self._free
         determined = sorted(_fixed(index, dec) - free)
         if determined:
             yield from ((k, True) for k in determined)
@@ -613,7 +627,7 @@ class Ledger:
         # When the true counts solve the system, so does a solution of an earlier system of these counts (its
         # other counts at their true values): what solve() saw before (self._seen) counts too.
         solves = bool(np.allclose(matrix @ x0, b, rtol=0.0, atol=1e-6))
-        seen = getattr(self, "_seen", {}) if solves else {}
+        seen = self._seen if solves else {}
         low = (
             np.array([seen.get(k, (v, v))[0] for k, v in zip(index, x0)], float) if solves else np.full(len(x0), np.inf)
         )

@@ -455,6 +455,7 @@ figure img, .isafe-figure img { display: block; max-width: 100%; max-height: 140
                                 margin: 0 auto; }
 figcaption { font-weight: 700; margin-top: 0.3em; }
 figcaption p { margin: 0; }
+.isafe-figure-note { font-size: 9pt; margin: 0.3em 0 0; }
 img { max-width: 100%; height: auto; }
 .isafe-figure img { min-width: 0 !important; }  /* printed to the column: 12 pt chart text is 10.5 pt */
 .isafe-figure-scroll { overflow: visible !important; }

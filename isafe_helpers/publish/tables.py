@@ -153,10 +153,6 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
                 if c.base:
                     bk = keys.get((i, c.base))
                     withheld = bk is None or plan.small(bk) or plan.hidden(bk)
-                if c.of:  # "82.1% of 28": withheld when the count it gives back, or the rest, is
-                    withheld = withheld or any(
-                        plan.hidden(keys.get((i, f"{c.key}|{part}"))) for part in ("share", "rest")
-                    )
                 # a rate's numerator and the rest of its base (registered by the ledger): withheld with either
                 withheld = withheld or any(plan.hidden(keys.get((i, f"{c.key}#{p}"))) for p in ("num", "rest"))
                 if c.reveals:
@@ -165,6 +161,8 @@ def _protected(table: Table, plan: Plan, keys: dict) -> pd.DataFrame:
                     withheld = withheld or bool(row_hit[i])
             else:
                 withheld = bool(row_hit[i])
+            if c.of:  # "82.1% of 28": withheld when the count it gives back, or the rest, is
+                withheld = withheld or any(plan.hidden(keys.get((i, f"{c.key}|{part}"))) for part in ("share", "rest"))
             # the counts it rests on that no column shows (Table.rests): withheld when any is small or withheld
             rests = getattr(table, "rests", {}).get(c.key)
             if rests:

@@ -106,10 +106,12 @@ def distribution_table(
     """Satisfaction answers 1 to 5 per component (counts of people and shares), for the diverging bars.
 
     Coarsened to three bands (1 or 2, 3, 4 or 5) when at least half of the
-    answer counts would be withheld (``[c]``) and the bands would withhold a
-    smaller share of theirs: a wall of ``[c]`` says nothing, three bands say
-    most of what five would. (In an LA of a few dozen respondents the bands
-    are small too, and the five answers stay.) The decision is the table's
+    answer counts would be withheld (``[c]``) and the bands would print more
+    counts than the answers: a wall of ``[c]`` says nothing, three bands say
+    most of what five would (answers of 5, 6, 10, 6 and 7 are all withheld;
+    bands of 11, 10 and 13 are not). Where the bands are small too (an LA of
+    a few dozen respondents, or the bundled trial's smaller components), the
+    five answers stay. The decision is the table's
     own (its counts against the threshold and the counts that would have to
     go with them, on their own), so it is the same on the page and in the
     book; the book's ledger may withhold more (``coarsen=False``: the five
@@ -128,10 +130,10 @@ def distribution_table(
     fine = _distribution(t, LIKERT, LIKERT_LABELS, share, outcome, {k: k for k in LIKERT})
     limit = disclosure.threshold() if limit is None else limit
 
-    def withheld(table: Table, cats) -> float:  # the share of the answer counts the table would withhold alone
-        return float((tables.protected(table, limit=limit)[list(cats)] == tables.CONFIDENTIAL).to_numpy().mean())
+    def withheld(table: Table, cats) -> np.ndarray:  # which answer counts the table would withhold on its own
+        return (tables.protected(table, limit=limit)[list(cats)] == tables.CONFIDENTIAL).to_numpy()
 
-    if not coarsen or len(t) == 0 or (fine_withheld := withheld(fine, LIKERT)) < COARSEN_FROM:
+    if not coarsen or len(t) == 0 or (fine_withheld := withheld(fine, LIKERT)).mean() < COARSEN_FROM:
         return fine
     for band, parts in BANDS.items():
         if len(parts) > 1:
@@ -141,7 +143,7 @@ def distribution_table(
     coarse.data = pd.concat([coarse.data, t[finer]], axis=1)
     coarse.unpublished = tuple(finer)
     coarse.sums = {**coarse.sums, **{b: ps for b, ps in BANDS.items() if len(ps) > 1}}
-    if withheld(coarse, BANDS) >= fine_withheld:  # the bands would say no more (an LA's handful of answers)
+    if (~withheld(coarse, BANDS)).sum() <= (~fine_withheld).sum():  # the bands would print no more counts
         return fine
     coarse.notes = [
         "The five answers are grouped into three (1 or 2, 3, 4 or 5): with all five, at least half of this "
