@@ -101,3 +101,38 @@ def test_socket_folders_left_by_ended_processes_are_removed(monkeypatch):
         assert made.parent == short and made.name.startswith(f"isafe-kernels-{os.getpid()}-")
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+class _FlakyPapermill:
+    """papermill whose kernels die on start ``dies`` times, then fail in a cell (or run, when ``then`` is None)."""
+
+    def __init__(self, dies: int, then: Exception | None):
+        self.dies, self.then, self.calls = dies, then, 0
+
+    def execute_notebook(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls <= self.dies:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if self.then is not None:
+            raise self.then
+
+
+@pytest.mark.parametrize(
+    ("dies", "then", "calls", "raised"),
+    [
+        (1, None, 2, None),  # a kernel that died on start, started again: the run goes on
+        (2, ValueError("a cell failed"), 3, ValueError),  # started again, then a real failure is reported
+        (5, None, 3, RuntimeError),  # three starts, then the kernel's failure is reported as it is
+        (0, RuntimeError("Kernel died while waiting for execute reply"), 1, RuntimeError),  # a cell ran: no rerun
+    ],
+)
+def test_a_kernel_that_dies_before_it_starts_is_started_again_and_nothing_else_is(dies, then, calls, raised):
+    from isafe_helpers.run import pipeline
+
+    pm = _FlakyPapermill(dies, then)
+    if raised is None:
+        pipeline._execute(pm, "nb.ipynb", "out.ipynb")
+    else:
+        with pytest.raises(raised):
+            pipeline._execute(pm, "nb.ipynb", "out.ipynb")
+    assert pm.calls == calls

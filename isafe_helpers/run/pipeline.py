@@ -360,6 +360,33 @@ def is_current(out: Path, scope: str, strand: str, inputs: str) -> bool:
 # --------------------------------------------------------------------------
 # One task, in a worker process
 # --------------------------------------------------------------------------
+#: How many times a notebook is started when its kernel dies before it answers (nothing has run then).
+KERNEL_STARTS = 3
+
+
+def _never_started(exc: BaseException) -> bool:
+    """True when the kernel died before answering its first request, so no cell ran.
+
+    A fresh kernel on TCP (no preloader: where Unix sockets do not exist, or
+    fallbacks are forced) listens on ports jupyter_client picks by binding
+    and releasing them; another process may take one first, and the kernel
+    dies on start (jupyter/jupyter_client#276; seen in the suite's forced-
+    fallback run on a busy machine). A new start picks new ports.
+    """
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Kernel died before replying to kernel_info")
+
+
+def _execute(pm, *args, **kwargs) -> None:
+    """``papermill.execute_notebook``, started again (up to :data:`KERNEL_STARTS` in all) when the kernel never started."""
+    for attempt in range(1, KERNEL_STARTS + 1):
+        try:
+            pm.execute_notebook(*args, **kwargs)
+            return
+        except RuntimeError as exc:
+            if attempt == KERNEL_STARTS or not _never_started(exc):
+                raise
+
+
 def run_notebook(
     data_root: str, scope: str, strand: str, out: str, notebooks: str, inputs: str, saved: str = ""
 ) -> TaskOutcome:
@@ -386,7 +413,8 @@ def run_notebook(
     if saved:
         os.environ[validated.ENV] = saved  # the kernel's environment is the worker's
     try:
-        pm.execute_notebook(
+        _execute(
+            pm,
             str(Path(notebooks) / f"{strand}.ipynb"),
             str(executed),
             parameters={"data_root": data_root, "scope": scope, "output_dir": str(work)},
