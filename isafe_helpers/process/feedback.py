@@ -208,21 +208,14 @@ def satisfaction(data: TrialData) -> ProcessResult:
     for d in pd.DataFrame(dist).to_dict("records"):  # the answers the bars draw: a count and a share per rating
         o = "all" if d["component"] == ALL_RESPONSES else str(d["component"])
         n = d["respondents"]
-        for v in range(1, 6):
-            k = d[str(v)]
-            what = "people by their lowest rating" if d["counted"] == "person" else "responses"
+        what = "people by their lowest rating" if d["counted"] == "person" else "responses"
+        # each answer, then the bands a coarsened table prints (distribution_table): a count and a share of each
+        for q, answers in [*((str(v), (v,)) for v in range(1, 6)), ("1_2", (1, 2)), ("4_5", (4, 5))]:
+            k = sum(d[str(a)] for a in answers)
             rows += [
-                est_row("satisfaction_distribution", o, f"rating_{v}", k, n=n, note=what),
+                est_row("satisfaction_distribution", o, f"rating_{q}", k, n=n, note=what),
                 est_row(
-                    "satisfaction_distribution", o, f"rating_{v}_pct", 100 * k / n if n else np.nan, n=n, note=what
-                ),
-            ]
-        for band, (a, b) in (("1_2", (1, 2)), ("4_5", (4, 5))):  # the bands a coarsened table prints
-            k = d[str(a)] + d[str(b)]
-            rows += [
-                est_row("satisfaction_distribution", o, f"rating_{band}", k, n=n, note=what),
-                est_row(
-                    "satisfaction_distribution", o, f"rating_{band}_pct", 100 * k / n if n else np.nan, n=n, note=what
+                    "satisfaction_distribution", o, f"rating_{q}_pct", 100 * k / n if n else np.nan, n=n, note=what
                 ),
             ]
     people = []
