@@ -476,6 +476,8 @@ class Ledger:
                         continue
                     if not picks and not determined:  # pinned: the counts near it that widen it, by LP
                         picks = self._unpin(comp, supp, k)
+                        if picks is None:  # freed by the counts suppressed before it in this pass
+                            continue
                     if not picks:  # another count in a relation of the exposed one; failing that, anywhere
                         for r in sorted(comp, key=lambda r: k not in r.cells):
                             pick = self._second(r, supp)
@@ -508,7 +510,7 @@ class Ledger:
                 break
         return Plan(supp, self.limit, dict(self.values), unprotectable, set(self.exempt))
 
-    def _unpin(self, comp: list[Relation], supp: set[str], k: str, rounds: int = 4, most: int = 12) -> list[str]:
+    def _unpin(self, comp: list[Relation], supp: set[str], k: str, rounds: int = 4, most: int = 12) -> list[str] | None:
         """Published counts near a pinned ``k`` whose suppression leaves it a person or more of room, by LP.
 
         The published totals of ``k``'s relations, then the counts within one
@@ -524,8 +526,12 @@ class Ledger:
         suppresses a neighbour, as before. This chooses, it decides nothing:
         the next pass judges the whole system again. A relation outside the
         component that holds a withheld count other than these is left out,
-        which can only widen ``k`` (the next pass sees it). At 150 LAs one
-        pinned count took a pass per neighbour, and up to 16 passes.
+        which can only widen ``k`` (the next pass sees it). None when ``k``
+        already has a person's room (the counts suppressed before it in this
+        pass freed it); empty, too, when the model cannot be solved (published
+        counts outside the component that do not add up: only a choice is
+        lost, the book is judged as before). At 150 LAs one pinned count took
+        a pass per neighbour, and up to 16 passes.
         """
         by_cell, members = self._by_cell, set(comp)
 
@@ -578,8 +584,19 @@ class Ledger:
             lo, hi = lp.bound(ik, maximise=False), lp.bound(ik, maximise=True)
             return math.inf if hi.status != 0 else hi.fun - lo.fun
 
+        try:
+            now = room()
+            if now >= 1 - 1e-9:
+                return None
+            return self._widen(moves, hold, room, now, rounds)
+        except LedgerError:
+            return []
+
+    @staticmethod
+    def _widen(moves: dict[str, list[str]], hold, room, now: float, rounds: int) -> list[str]:
+        """The moves of :meth:`_unpin` that give its count a person's room: the first that does, or the widest
+        and then again beside it (``rounds`` in all); empty when none widens it."""
         chosen: list[str] = []
-        now = room()
         for _ in range(rounds):
             best: tuple[float, str] | None = None
             for c, move in moves.items():
