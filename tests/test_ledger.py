@@ -21,13 +21,12 @@ from isafe_helpers.results.table import Col, Table
 LIMIT = 10
 
 
-def recoverable(ledger: Ledger, plan) -> list[str]:
-    """Suppressed keys a reader can pin from the published values and the relations (LP over non-negative counts)."""
-    hidden = sorted(plan.suppressed)
-    index = {k: i for i, k in enumerate(hidden)}
+def _equations(ledger: Ledger, hidden) -> tuple[dict[str, int], list[np.ndarray], list[float]]:
+    """The ledger's relations as ``A x = b`` over the ``hidden`` counts, the others at their published values."""
+    index = {k: i for i, k in enumerate(sorted(hidden))}
     A, b = [], []
     for r in ledger.relations:
-        row, const = np.zeros(len(hidden)), 0.0
+        row, const = np.zeros(len(index)), 0.0
         for c, sign in [(r.total, -1.0), *((p, 1.0) for p in r.parts)]:
             if c in index:
                 row[index[c]] += sign
@@ -36,11 +35,17 @@ def recoverable(ledger: Ledger, plan) -> list[str]:
         if row.any():
             A.append(row)
             b.append(const)
+    return index, A, b
+
+
+def recoverable(ledger: Ledger, plan) -> list[str]:
+    """Suppressed keys a reader can pin from the published values and the relations (LP over non-negative counts)."""
+    index, A, b = _equations(ledger, plan.suppressed)
     out = []
     for k, i in index.items():
         if not A:
             continue
-        obj = np.zeros(len(hidden))
+        obj = np.zeros(len(index))
         obj[i] = 1
         lo = linprog(obj, A_eq=np.array(A), b_eq=b, bounds=(0, None), method="highs")
         hi = linprog(-obj, A_eq=np.array(A), b_eq=b, bounds=(0, None), method="highs")
@@ -799,6 +804,21 @@ def test_a_count_printed_elsewhere_that_a_percentage_names_is_not_withheld_with_
     assert recoverable(ledger, plan) == []
 
 
+def _count_passes(monkeypatch) -> dict[str, int]:
+    """Count the ledger's passes (each starts by finding the groups of linked counts) until ``monkeypatch.undo``."""
+    import isafe_helpers.publish.ledger as L
+
+    passes = {"n": 0}
+    components = L.Ledger._components
+
+    def counted(rels, supp, incidence=None):
+        passes["n"] += 1
+        return components(rels, supp, incidence)
+
+    monkeypatch.setattr(L.Ledger, "_components", staticmethod(counted))
+    return passes
+
+
 def test_pinned_counts_protected_together_leave_nothing_recoverable_in_fewer_passes(monkeypatch):
     """The pinned counts of a component are protected in one pass (but one within two relations of a count
     suppressed in that pass, judged again in the next): on random systems with zeros the plans stay safe, the
@@ -808,20 +828,13 @@ def test_pinned_counts_protected_together_leave_nothing_recoverable_in_fewer_pas
 
     def solve(values, rels, together):
         monkeypatch.setattr(L, "_PINNED_TOGETHER", together)
-        passes = {"n": 0}
-        components = L.Ledger._components
-
-        def counted(rels, supp, incidence=None):
-            passes["n"] += 1
-            return components(rels, supp, incidence)
-
-        monkeypatch.setattr(L.Ledger, "_components", staticmethod(counted))
+        passes = _count_passes(monkeypatch)
         led = L.Ledger(LIMIT)
         led.values, led.relations = dict(values), list(rels)
         led.shown = set(values)
         led.uses.update({k: 1 for k in values})
         plan = led.solve()
-        monkeypatch.setattr(L.Ledger, "_components", components)
+        monkeypatch.undo()
         assert recoverable(led, plan) == []
         return passes["n"], len(plan.suppressed)
 
@@ -846,20 +859,8 @@ def test_pinned_counts_protected_together_leave_nothing_recoverable_in_fewer_pas
 
 def _room(ledger: Ledger, hidden: set[str], k: str) -> float:
     """The greatest less the least value of ``k`` over the ledger's relations, the ``hidden`` counts unknown."""
-    cols = sorted(hidden)
-    index = {c: i for i, c in enumerate(cols)}
-    A, b = [], []
-    for r in ledger.relations:
-        row, const = np.zeros(len(cols)), 0.0
-        for c, sign in [(r.total, -1.0), *((p, 1.0) for p in r.parts)]:
-            if c in index:
-                row[index[c]] += sign
-            else:
-                const -= sign * ledger.values[c]
-        if row.any():
-            A.append(row)
-            b.append(const)
-    obj = np.eye(len(cols))[index[k]]
+    index, A, b = _equations(ledger, hidden)
+    obj = np.eye(len(index))[index[k]]
     lo = linprog(obj, A_eq=np.array(A), b_eq=b, bounds=(0, None), method="highs")
     hi = linprog(-obj, A_eq=np.array(A), b_eq=b, bounds=(0, None), method="highs")
     return np.inf if hi.status == 3 else -hi.fun - lo.fun
@@ -914,14 +915,7 @@ def test_a_pinned_count_is_freed_by_the_counts_that_widen_it_not_by_a_neighbour_
         else:
             monkeypatch.setattr(L.Ledger, "_unpin", lambda self, comp, supp, k, **kw: [])
             monkeypatch.setattr(L, "_PINNED_TOGETHER", False)
-        passes = {"n": 0}
-        components = L.Ledger._components
-
-        def counted(rels, supp, incidence=None):
-            passes["n"] += 1
-            return components(rels, supp, incidence)
-
-        monkeypatch.setattr(L.Ledger, "_components", staticmethod(counted))
+        passes = _count_passes(monkeypatch)
         ledger = _pinned_book()
         plan = ledger.solve()
         monkeypatch.undo()
