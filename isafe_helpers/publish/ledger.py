@@ -460,10 +460,11 @@ class Ledger:
                 for k, determined in known if known is not None else self._exposed(comp, supp):
                     done.append((k, determined))
                     # A pinned count is protected in the same pass as the pinned counts before it, from the same
-                    # linear programmes, unless it is within two relations of a count suppressed in this pass: that
-                    # may have unpinned it, and the next pass judges it again. (At 150 LAs, one pass per pinned count
-                    # was most of the solve's 1,362 passes. Random systems: a third fewer passes, 2% more withheld
-                    # than one pinned count a pass; within one relation, 57% fewer and 7% more withheld.)
+                    # linear programmes, until one is within two relations of a count suppressed in this pass (a
+                    # pooled sum of many LAs not counted): that may have unpinned it, so it and the rest wait for
+                    # the next pass, which judges them again (the test's random systems: 128 passes against 143,
+                    # 631 counts withheld against 626). Going on past it, from programmes gone stale, cost more
+                    # than the passes it saved at 150 LAs.
                     if (
                         not determined
                         and since
